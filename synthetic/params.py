@@ -1,0 +1,112 @@
+"""Every knob of the synthetic population, documented where it is declared.
+
+Defaults aim at realism for a mid-sized English ICS footprint; tests and benchmarks change
+them through `SynthParams(...)` or `ltceval synth` options.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+OUTCOMES = ("ae_attendances", "emergency_admissions", "outpatient_attendances", "gp_appointments")
+
+# SNOMED codes of the long-term-condition groups (GP register and IAPT IDS602).
+# MUS has no single national SNOMED concept in the IAPT guidance: a local code stands in
+# and is flagged as unverified in the dbt reference seed.
+LTC_CODES = {
+    "diabetes": ("44054006", "46635009"),
+    "copd": ("13645005",),
+    "cardiovascular": ("53741008", "84114007"),
+    "chronic_pain_msk": ("82423001",),
+    "ibs": ("10743008",),
+    "chronic_fatigue": ("52702003",),
+    "mus": ("LOCAL-MUS",),
+}
+
+
+@dataclass(frozen=True)
+class IdentifierErrorRates:
+    """Per-source identifier quality: the share of a person's records in that source with each fault."""
+
+    nhs_missing: float
+    nhs_invalid: float  # fails Modulus 11 (keying error)
+    nhs_wrong_person: float  # a valid NHS number belonging to somebody else
+    name_typo: float
+    nickname: float
+    dob_day_month_swap: float
+    postcode_changed: float  # an old or new address
+    duplicate_record: float  # the same person held twice in the source
+
+
+# Rates as reported for local extracts: ECDS worst for missing numbers, GP lists nearly complete.
+DEFAULT_ERROR_RATES = {
+    "gp_patients": IdentifierErrorRates(0.002, 0.001, 0.0, 0.01, 0.0, 0.002, 0.02, 0.003),
+    "iapt_ids001_mpi": IdentifierErrorRates(0.04, 0.01, 0.002, 0.03, 0.04, 0.01, 0.08, 0.02),
+    "ecds": IdentifierErrorRates(0.06, 0.01, 0.002, 0.04, 0.05, 0.01, 0.10, 0.0),
+    "apc": IdentifierErrorRates(0.015, 0.005, 0.001, 0.02, 0.03, 0.005, 0.08, 0.0),
+    "opa": IdentifierErrorRates(0.02, 0.005, 0.001, 0.02, 0.03, 0.005, 0.08, 0.0),
+}
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    persons: int = 20_000
+    seed: int = 1
+    start: date = date(2019, 4, 1)  # first month of the data period
+    months: int = 60  # five financial years, April 2019 to March 2024
+    practice_list_size: int = 2_500  # mean registered list per GP practice
+    share_practices_ltc: float = 0.4  # early implementers of the IAPT-LTC pathway
+    ltc_launch_months: tuple[int, int] = (12, 30)  # staggered launch window (month index)
+
+    # Long-term condition prevalence among adults aged 50 (scaled by age and deprivation).
+    ltc_prevalence: dict = field(default_factory=lambda: {
+        "diabetes": 0.07, "copd": 0.025, "cardiovascular": 0.045, "chronic_pain_msk": 0.10,
+        "ibs": 0.04, "chronic_fatigue": 0.006, "mus": 0.03,
+    })
+    frailty_shape: float = 2.0  # Gamma shape of person-level utilisation heterogeneity (mean 1)
+
+    # Monthly base rates per person (adult aged 50, no LTC, middle deprivation).
+    base_rates: dict = field(default_factory=lambda: {
+        "ae_attendances": 0.022, "emergency_admissions": 0.007,
+        "outpatient_attendances": 0.10, "gp_appointments": 0.33,
+    })
+    ltc_rate_multiplier: float = 1.35  # per long-term condition held
+    deprivation_gradient: float = 0.04  # rate change per IMD decile towards most deprived
+    winter_multiplier: float = 1.15  # December to February
+    summer_multiplier: float = 0.92  # June to August
+
+    # Spells of poor health: everybody can have them; they raise every outcome for a few months.
+    spell_monthly_onset: float = 0.012  # per month, times 1.5 with an LTC
+    spell_length_months: tuple[int, int] = (2, 5)
+    spell_multiplier: float = 2.4
+
+    # Referral to talking therapies: the monthly hazard rises with recent utilisation, so
+    # referred people are caught near a peak and regress to the mean afterwards.
+    referral_base_logit: float = -8.6
+    referral_ltc_logit: float = 1.4  # added when the person has any LTC
+    referral_util_logit: float = 0.9  # per log(1 + weighted events in the last 6 months)
+    referral_ltc_pathway_logit: float = 1.7  # LTC pathway live at the practice: more referrals
+    share_ltc_referrals_to_pathway: float = 0.9
+    share_not_treated: float = 0.25  # referrals ending before a course of treatment
+    mean_treatment_sessions: float = 6.0
+
+    # Planted effect of an IAPT-LTC course on monthly rates, from the month after the index
+    # month (first treatment contact). 1.0 means no effect.
+    planted_rate_ratio: dict = field(default_factory=lambda: {
+        "ae_attendances": 0.85, "emergency_admissions": 0.85,
+        "outpatient_attendances": 1.0, "gp_appointments": 1.0,
+    })
+
+    monthly_deregistration: float = 0.003
+    share_registering_during_period: float = 0.08
+    error_rates: dict = field(default_factory=lambda: dict(DEFAULT_ERROR_RATES))
+
+    def with_null_effect(self) -> "SynthParams":
+        from dataclasses import replace
+
+        return replace(self, planted_rate_ratio={k: 1.0 for k in self.planted_rate_ratio})
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["start"] = self.start.isoformat()
+        return d
