@@ -1,0 +1,25 @@
+# The two commands of the README: `make demo` and `make test`. Both install the locked tool
+# chain first (uv, then the exact package set in uv.lock) when it is missing.
+PERSONS ?= 20000
+SEED ?= 1
+OUT ?= ltceval-out
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: setup demo test test-fast benchmark dbt-build dbt-docs
+
+setup:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(UV) sync --frozen --python 3.11 --quiet
+
+demo: setup
+	$(UV) run --frozen ltceval run --persons $(PERSONS) --seed $(SEED) --out $(OUT)
+
+test: setup
+	$(UV) run --frozen pytest
+
+test-fast: setup
+	$(UV) run --frozen pytest -m "not slow"
+
+benchmark: setup
+	$(UV) run --frozen python benchmarks/synthetic_generator.py

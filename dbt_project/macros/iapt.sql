@@ -1,0 +1,15 @@
+{#- National rule: a finished course of treatment is a referral that has ended with at least
+    two treatment contacts. -#}
+{% macro finished_course(is_ended, n_treatment_contacts) -%}
+    coalesce({{ is_ended }}, false) and coalesce({{ n_treatment_contacts }}, 0) >= 2
+{%- endmacro %}
+
+{#- Months from the index month to a calendar month (both truncated to the month). -#}
+{% macro rel_month(calendar_date, index_month) -%}
+    datediff('month', date_trunc('month', {{ index_month }}), date_trunc('month', {{ calendar_date }}))
+{%- endmacro %}
+
+{#- Whole years of age in a month, from the month of birth. -#}
+{% macro age_at(birth_month, at_date) -%}
+    cast(floor(datediff('month', {{ birth_month }}, date_trunc('month', {{ at_date }})) / 12) as integer)
+{%- endmacro %}

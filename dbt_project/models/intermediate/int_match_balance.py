@@ -1,0 +1,16 @@
+"""Balance before and after matching, from the persisted matched cohort, computed by the same
+function evaluation.matching.match uses (evaluation.matching.balance_table)."""
+from evaluation.matching import LOGIT_COLUMN, as_column_list, balance_table, fit_propensity
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    covariates = as_column_list(dbt.config.get("matching_covariates"))
+    candidates = dbt.ref("int_match_candidates").df()
+    matched = dbt.ref("int_matched_cohort").df()
+    # the "before" sample is every eligible candidate row, with the same propensity model
+    logit, _ = fit_propensity(candidates, "is_treated", covariates)
+    candidates[LOGIT_COLUMN] = logit
+    return balance_table(
+        candidates, "is_treated", [*covariates, LOGIT_COLUMN], matched, weight="match_weight"
+    )

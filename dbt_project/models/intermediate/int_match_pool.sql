@@ -1,0 +1,117 @@
+-- Every (person, index month) row that could enter matching, with its baseline features and
+-- eligibility flags: the treated at their own index month, and each possible comparison
+-- person at every index month of a treated person (stacked design: a control candidate is
+-- given the treated person's index month and must be eligible then).
+{%- set n = var('baseline_months') | int %}
+with study as (
+    select min(calendar_month) as first_month from {{ ref('int_calendar_months') }}
+),
+treated as (
+    select person_id, index_month, 1 as is_treated from {{ ref('int_treated_referrals') }}
+),
+index_months as (
+    select distinct index_month from treated
+),
+first_iapt_treatment as (
+    select person_id, min(care_contact_date) as first_treatment_date
+    from {{ ref('int_iapt_contacts') }}
+    where is_treatment_contact and person_id is not null
+    group by person_id
+),
+first_ltc_pathway as (
+    select person_id, min(care_contact_date) as first_ltc_pathway_date
+    from {{ ref('int_iapt_contacts') }}
+    where is_ltc_pathway_contact and person_id is not null
+    group by person_id
+),
+controls as (
+    select p.person_id, m.index_month, 0 as is_treated
+    from {{ ref('int_persons') }} p
+    cross join index_months m
+    left join first_iapt_treatment ft on ft.person_id = p.person_id
+    left join first_ltc_pathway fl on fl.person_id = p.person_id
+    left join {{ ref('int_ltc_practices') }} lp on lp.practice_code = p.practice_code
+    where p.person_id not in (select person_id from treated)
+      and (ft.first_treatment_date is null or ft.first_treatment_date >= m.index_month)
+      {%- if var('comparison_design') == 'non_ltc_practices' %}
+      and lp.practice_code is null
+      {%- elif var('comparison_design') == 'untreated_any_practice' %}
+      and (fl.first_ltc_pathway_date is null or fl.first_ltc_pathway_date >= m.index_month)
+      {%- else %}
+      and {{ exceptions.raise_compiler_error("unknown comparison_design: " ~ var('comparison_design')) }}
+      {%- endif %}
+),
+rows_ as (
+    select * from treated
+    union all
+    select * from controls
+),
+ltc_at_index as (
+    select
+        r.person_id,
+        r.index_month,
+        count(distinct l.snomed_code)                                                as n_ltcs,
+        case when count(distinct l.ltc_group) > 1 then 'multiple' else max(l.ltc_group) end as ltc_group
+    from rows_ r
+    join {{ ref('int_ltc_register') }} l
+      on l.person_id = r.person_id
+     and (l.diagnosis_date is null or l.diagnosis_date < r.index_month + interval 1 month)
+    group by r.person_id, r.index_month
+),
+features as (
+    select
+        r.person_id,
+        r.index_month,
+        r.is_treated,
+        p.sex,
+        p.practice_code,
+        p.imd_decile,
+        {{ age_at('p.birth_month', 'r.index_month') }} as age,
+        coalesce(l.n_ltcs, 0)                        as n_ltcs,
+        l.ltc_group,
+        b.baseline_ae_attendances,
+        b.baseline_emergency_admissions,
+        b.baseline_bed_days,
+        b.baseline_outpatient_attendances,
+        b.baseline_gp_appointments,
+        b.trend_ae_attendances,
+        b.trend_emergency_admissions,
+        b.trend_bed_days,
+        b.trend_outpatient_attendances,
+        b.trend_gp_appointments,
+        -- eligibility at the index month
+        {{ age_at('p.birth_month', 'r.index_month') }} >= {{ var('adult_age') }}            as is_adult,
+        coalesce(p.registration_start <= r.index_month - interval {{ n }} month, true)       as registered_whole_baseline,
+        coalesce(p.censor_date >= r.index_month, true)                                       as registered_alive_at_index,
+        r.index_month - interval {{ n }} month >= s.first_month                              as baseline_in_study_data,
+        coalesce(l.n_ltcs, 0) > 0                                                            as has_ltc,
+        p.imd_decile is not null                                                             as has_imd
+    from rows_ r
+    join {{ ref('int_persons') }} p on p.person_id = r.person_id
+    cross join study s
+    left join ltc_at_index l on l.person_id = r.person_id and l.index_month = r.index_month
+    left join {{ ref('int_person_month_baseline') }} b
+      on b.person_id = r.person_id and b.calendar_month = r.index_month
+)
+select
+    *,
+    case
+        when age < 40 then '18-39'
+        when age < 60 then '40-59'
+        when age < 75 then '60-74'
+        else '75+'
+    end as age_band,
+    case
+        when coalesce(baseline_ae_attendances, 0) + coalesce(baseline_emergency_admissions, 0) = 0 then '0'
+        when coalesce(baseline_ae_attendances, 0) + coalesce(baseline_emergency_admissions, 0) = 1 then '1'
+        else '2+'
+    end as baseline_util_band,
+    case
+        when not is_adult then 'under {{ var("adult_age") }} at index'
+        when not baseline_in_study_data then 'baseline starts before the study data'
+        when not registered_whole_baseline then 'not registered for the whole baseline'
+        when not registered_alive_at_index then 'not registered and alive at index'
+        when not has_ltc then 'no LTC on the GP register by the index month'
+        when not has_imd then 'no IMD decile'
+    end as exclusion_reason
+from features

@@ -1,0 +1,33 @@
+"""Matched cohort: calls the shared evaluation.matching.match on int_match_candidates.
+
+Design (vars in dbt_project.yml, passed through this model's config): exact match on
+`matching_exact` and the index month (stacked design), propensity score on
+`matching_covariates`, greedy 1:`matching_ratio` nearest neighbour without replacement within
+a caliper of `matching_caliper_sd` SDs of the logit of the score.
+"""
+from evaluation.matching import as_column_list, match
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    covariates = as_column_list(dbt.config.get("matching_covariates"))
+    exact = as_column_list(dbt.config.get("matching_exact"))
+    ratio = int(dbt.config.get("matching_ratio"))
+    caliper = float(dbt.config.get("matching_caliper_sd"))
+    seed = int(dbt.config.get("matching_seed"))
+
+    candidates = dbt.ref("int_match_candidates").df()
+    result = match(
+        candidates,
+        treatment="is_treated",
+        covariates=covariates,
+        exact=exact,
+        ratio=ratio,
+        caliper=caliper,
+        group="index_month",
+        id_col="person_id",
+        seed=seed,
+    )
+    matched = result.matched
+    matched["caliper_width_logit"] = result.info["caliper_width_logit"]
+    return matched

@@ -1,0 +1,468 @@
+"""Difference-in-differences on the matched (stacked) person-month panel, plus the NAIVE
+before/after figure that sites used to publish, for contrast.
+
+All estimators take a panel prepared by `evaluation.panel.prepare_panel` (one row per matched
+person and relative month with exposure > 0, ATT `weight`, `period`).
+
+Count outcomes (`estimate_poisson_did`)
+    log E[y_it] = log(exposure_it) + alpha_i + gamma_rel(t) + beta * treated_i * post_t,
+    fitted by conditional Poisson likelihood (person fixed effects alpha_i conditioned out,
+    see `evaluation.poisson_fe`), on pre (rel -12..-1) and post (rel 1..12) months; rel 0 is
+    the transition month and is left out. exp(beta) is the rate ratio for treated people in
+    the 12 months after the index month against their matched controls' change. Standard
+    errors: sandwich clustered on matched_set_id. The relative-month effects gamma are common to
+    treated and controls; because each set shares one index month (stacked design), they
+    absorb calendar time and the pre-referral rise and fall that matching builds into the
+    control group. Absolute change per treated person-year = 12 * r1 * (1 - 1/RR), where r1
+    is the treated people's observed post-period rate per person-month; 95% interval by the
+    delta method on the joint cluster-level influence functions of (beta, r1).
+
+Costs and other continuous outcomes (`estimate_linear_did`)
+    Each person's rate per person-year is collapsed to pre and post periods (Bertrand, Duflo
+    and Mullainathan 2004: collapsing avoids serial-correlation bias); the DiD is the
+    weighted OLS coefficient of treated in  (post rate - pre rate) ~ 1 + treated, which equals a
+    two-period linear model with person and period fixed effects; cluster-robust on set.
+
+Event study (`estimate_event_study`)
+    As the count DiD but with treated x rel_month for every rel_month except -1 (reference),
+    including rel 0; joint Wald test (cluster-robust) that the 11 pre-period coefficients are 0.
+
+NAIVE before/after (`estimate_naive`)
+    Treated people only: post rate minus pre rate per person-year. Biased by regression to the
+    mean (people are referred near a peak), shown only to compare with published figures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+
+from evaluation.panel import OUTCOME_LABELS, PRE_MONTHS, POST_MONTHS, REFERENCE_MONTH
+from evaluation.poisson_fe import PoissonFEFit, fit_poisson_fe
+
+Z95 = float(stats.norm.ppf(0.975))
+
+
+def _label(outcome: str) -> str:
+    return OUTCOME_LABELS.get(outcome, outcome)
+
+
+def _fmt_ci(lo: float, hi: float, digits: int = 2) -> str:
+    return f"({lo:.{digits}f} to {hi:.{digits}f})"
+
+
+# --------------------------------------------------------------------------- count DiD
+
+
+@dataclass(frozen=True, eq=False)
+class CountDiDResult:
+    """Poisson DiD for one count outcome. Rates are per person-year."""
+
+    outcome: str
+    rate_ratio: float
+    rate_ratio_ci: tuple[float, float]
+    log_rate_ratio: float
+    se_log_rate_ratio: float
+    p_value: float
+    abs_change_per_py: float  # treated post rate minus counterfactual rate, per person-year
+    abs_change_ci: tuple[float, float]
+    se_abs_change: float
+    treated_post_rate_py: float
+    counterfactual_post_rate_py: float
+    n_treated: int
+    n_controls: int
+    n_sets: int
+    n_person_months: int
+    treated_post_person_years: float
+    method: str
+    # cluster (matched_set_id) influence values of abs_change_per_py, for joint delta-method
+    # intervals of sums across outcomes (costing); not published
+    abs_change_influence: pd.Series = field(repr=False, default_factory=pd.Series)
+    fit: PoissonFEFit | None = field(repr=False, default=None)
+
+    def tidy(self) -> pd.DataFrame:
+        return pd.DataFrame([{
+            "outcome": self.outcome,
+            "label": _label(self.outcome),
+            "estimator": "matched DiD (conditional Poisson, person FE)",
+            "rate_ratio": self.rate_ratio,
+            "rate_ratio_lo95": self.rate_ratio_ci[0],
+            "rate_ratio_hi95": self.rate_ratio_ci[1],
+            "p_value": self.p_value,
+            "abs_change_per_person_year": self.abs_change_per_py,
+            "abs_change_lo95": self.abs_change_ci[0],
+            "abs_change_hi95": self.abs_change_ci[1],
+            "treated_post_rate_per_person_year": self.treated_post_rate_py,
+            "counterfactual_post_rate_per_person_year": self.counterfactual_post_rate_py,
+            "n_treated": self.n_treated,
+            "n_controls": self.n_controls,
+            "n_matched_sets": self.n_sets,
+        }])
+
+    def summary(self) -> str:
+        return (
+            f"{_label(self.outcome)}: matched DiD rate ratio {self.rate_ratio:.3f} "
+            f"{_fmt_ci(*self.rate_ratio_ci, 3)}, p={self.p_value:.3g}; absolute change "
+            f"{self.abs_change_per_py:+.3f} per treated person-year {_fmt_ci(*self.abs_change_ci, 3)} "
+            f"(treated {self.n_treated}, controls {self.n_controls}, sets {self.n_sets}). "
+            f"{self.method}"
+        )
+
+
+def _ratio_influence(num: pd.Series, den: pd.Series) -> tuple[float, pd.Series]:
+    """Ratio estimator R = sum(num)/sum(den) over clusters and its influence values."""
+    R = float(num.sum() / den.sum())
+    return R, (num - R * den) / float(den.sum())
+
+
+def _small_sample(n: int) -> float:
+    return n / (n - 1) if n > 1 else 1.0
+
+
+def _design_rel_dummies(rel: pd.Series, months, prefix: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {f"{prefix}{m}": (rel == m).astype(float) for m in months}, index=rel.index
+    )
+
+
+def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
+    """Matched DiD for a count outcome; see the module docstring for the model."""
+    df = panel[panel["period"].isin(["pre", "post"])]
+    rel_levels = [m for m in (*PRE_MONTHS, *POST_MONTHS) if m != REFERENCE_MONTH]
+    X = _design_rel_dummies(df["rel_month"], rel_levels, "rel_")
+    X["treated_post"] = df["treated_post"].astype(float)
+    fit = fit_poisson_fe(
+        df[outcome].to_numpy(), X, df["exposure_months"].to_numpy(),
+        df["person_id"].to_numpy(), df["matched_set_id"].to_numpy(), df["weight"].to_numpy(),
+    )
+    b = float(fit.params["treated_post"])
+    if_b = fit.influence["treated_post"]
+
+    tp = df[(df["is_treated"] == 1) & (df["period"] == "post")]
+    g = tp.groupby("matched_set_id")
+    r1, if_r1 = _ratio_influence(g[outcome].sum(), g["exposure_months"].sum())
+
+    clusters = if_b.index.union(if_r1.index)
+    if_b = if_b.reindex(clusters, fill_value=0.0)
+    if_r1 = if_r1.reindex(clusters, fill_value=0.0)
+    n_c = df["matched_set_id"].nunique()
+    se_b = float(np.sqrt(np.sum(if_b**2) * _small_sample(n_c)))
+    rr = float(np.exp(b))
+    abs_py = 12 * r1 * (1 - np.exp(-b))
+    if_abs = 12 * np.exp(-b) * r1 * if_b + 12 * (1 - np.exp(-b)) * if_r1
+    se_abs = float(np.sqrt(np.sum(if_abs**2) * _small_sample(n_c)))
+    persons = df.drop_duplicates("person_id")
+    return CountDiDResult(
+        outcome=outcome,
+        rate_ratio=rr,
+        rate_ratio_ci=(float(np.exp(b - Z95 * se_b)), float(np.exp(b + Z95 * se_b))),
+        log_rate_ratio=b,
+        se_log_rate_ratio=se_b,
+        p_value=float(2 * stats.norm.sf(abs(b) / se_b)),
+        abs_change_per_py=float(abs_py),
+        abs_change_ci=(float(abs_py - Z95 * se_abs), float(abs_py + Z95 * se_abs)),
+        se_abs_change=se_abs,
+        treated_post_rate_py=12 * r1,
+        counterfactual_post_rate_py=12 * r1 / rr,
+        n_treated=int((persons["is_treated"] == 1).sum()),
+        n_controls=int((persons["is_treated"] == 0).sum()),
+        n_sets=int(n_c),
+        n_person_months=int(len(df)),
+        treated_post_person_years=float(tp["exposure_months"].sum() / 12),
+        method=(
+            "Conditional Poisson (person fixed effects), relative-month effects, "
+            "log exposure offset, treated x post (rel 1..12 vs -12..-1, rel 0 excluded), "
+            "ATT weights, cluster-robust SEs on matched set; absolute change by delta method."
+        ),
+        abs_change_influence=if_abs.rename(outcome),
+        fit=fit,
+    )
+
+
+# --------------------------------------------------------------------------- linear DiD
+
+
+@dataclass(frozen=True, eq=False)
+class LinearDiDResult:
+    """Linear DiD on per-person pre/post rates (per person-year), e.g. costs in GBP."""
+
+    outcome: str
+    estimate_per_py: float
+    ci: tuple[float, float]
+    se: float
+    p_value: float
+    treated_pre_py: float
+    treated_post_py: float
+    control_pre_py: float
+    control_post_py: float
+    n_treated: int
+    n_controls: int
+    n_sets: int
+    method: str
+
+    def tidy(self) -> pd.DataFrame:
+        return pd.DataFrame([{
+            "outcome": self.outcome,
+            "label": _label(self.outcome),
+            "estimator": "matched DiD (linear, person pre/post collapse)",
+            "did_per_person_year": self.estimate_per_py,
+            "did_lo95": self.ci[0],
+            "did_hi95": self.ci[1],
+            "p_value": self.p_value,
+            "treated_pre_per_person_year": self.treated_pre_py,
+            "treated_post_per_person_year": self.treated_post_py,
+            "control_pre_per_person_year": self.control_pre_py,
+            "control_post_per_person_year": self.control_post_py,
+            "n_treated": self.n_treated,
+            "n_controls": self.n_controls,
+            "n_matched_sets": self.n_sets,
+        }])
+
+    def summary(self) -> str:
+        return (
+            f"{_label(self.outcome)}: linear matched DiD {self.estimate_per_py:+.2f} per treated "
+            f"person-year {_fmt_ci(*self.ci)}, p={self.p_value:.3g} (treated {self.treated_pre_py:.2f}"
+            f" -> {self.treated_post_py:.2f}; controls {self.control_pre_py:.2f} -> "
+            f"{self.control_post_py:.2f}). {self.method}"
+        )
+
+
+def person_period_rates(panel: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """One row per person: pre and post rate per person-year (persons at risk in both)."""
+    df = panel[panel["period"].isin(["pre", "post"])]
+    agg = df.groupby(["matched_set_id", "person_id", "is_treated", "weight", "period"])[
+        [outcome, "exposure_months"]].sum().unstack("period")
+    agg = agg.dropna()
+    agg = agg[(agg[("exposure_months", "pre")] > 0) & (agg[("exposure_months", "post")] > 0)]
+    out = pd.DataFrame({
+        "pre": 12 * agg[(outcome, "pre")] / agg[("exposure_months", "pre")],
+        "post": 12 * agg[(outcome, "post")] / agg[("exposure_months", "post")],
+    }).reset_index()
+    out["diff"] = out["post"] - out["pre"]
+    return out
+
+
+def estimate_linear_did(panel: pd.DataFrame, outcome: str) -> LinearDiDResult:
+    """Linear DiD per person-year; see the module docstring."""
+    pp = person_period_rates(panel, outcome)
+    X = sm.add_constant(pp["is_treated"].astype(float))
+    groups = pd.factorize(pp["matched_set_id"])[0]
+    res = sm.WLS(pp["diff"], X, weights=pp["weight"]).fit(
+        cov_type="cluster", cov_kwds={"groups": groups})
+    est = float(res.params["is_treated"])
+    se = float(res.bse["is_treated"])
+    t, c = pp[pp["is_treated"] == 1], pp[pp["is_treated"] == 0]
+    return LinearDiDResult(
+        outcome=outcome,
+        estimate_per_py=est,
+        ci=(est - Z95 * se, est + Z95 * se),
+        se=se,
+        p_value=float(2 * stats.norm.sf(abs(est) / se)),
+        treated_pre_py=float(np.average(t["pre"], weights=t["weight"])),
+        treated_post_py=float(np.average(t["post"], weights=t["weight"])),
+        control_pre_py=float(np.average(c["pre"], weights=c["weight"])),
+        control_post_py=float(np.average(c["post"], weights=c["weight"])),
+        n_treated=len(t),
+        n_controls=len(c),
+        n_sets=int(pp["matched_set_id"].nunique()),
+        method=(
+            "Weighted OLS of (post - pre) person rate on treated (equivalent to two-period "
+            "person and period fixed effects), ATT weights, cluster-robust SEs on matched set; "
+            "people not at risk in both periods are left out."
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- event study
+
+
+@dataclass(frozen=True, eq=False)
+class EventStudyResult:
+    outcome: str
+    coefs: pd.DataFrame  # rel_month, log_rr, se, rate_ratio, lo95, hi95 (reference row: 1)
+    pretrend_chi2: float
+    pretrend_df: int
+    pretrend_p: float
+    n_sets: int
+    method: str
+
+    def tidy(self) -> pd.DataFrame:
+        t = self.coefs.copy()
+        t.insert(0, "outcome", self.outcome)
+        t["pretrend_chi2"] = self.pretrend_chi2
+        t["pretrend_df"] = self.pretrend_df
+        t["pretrend_p"] = self.pretrend_p
+        return t
+
+    def summary(self) -> str:
+        verdict = "no evidence against" if self.pretrend_p >= 0.05 else "evidence against"
+        return (
+            f"{_label(self.outcome)} event study: joint pre-trend Wald chi2({self.pretrend_df}) = "
+            f"{self.pretrend_chi2:.2f}, p = {self.pretrend_p:.3f} ({verdict} parallel pre-trends)."
+        )
+
+    def plot(self, ax=None):
+        from evaluation.plots import plot_event_study
+
+        return plot_event_study(self, ax=ax)
+
+
+def estimate_event_study(panel: pd.DataFrame, outcome: str) -> EventStudyResult:
+    """Treated x rel_month rate ratios (reference rel -1) and a joint pre-trend test."""
+    df = panel
+    levels = [m for m in range(-12, 13) if m != REFERENCE_MONTH]
+    X = _design_rel_dummies(df["rel_month"], levels, "rel_")
+    treated = df["is_treated"].to_numpy(dtype=float)
+    TX = _design_rel_dummies(df["rel_month"], levels, "trel_").mul(treated, axis=0)
+    X = pd.concat([X, TX], axis=1)
+    fit = fit_poisson_fe(
+        df[outcome].to_numpy(), X, df["exposure_months"].to_numpy(),
+        df["person_id"].to_numpy(), df["matched_set_id"].to_numpy(), df["weight"].to_numpy(),
+    )
+    names = [f"trel_{m}" for m in levels]
+    b = fit.params[names].to_numpy()
+    se = fit.bse[names].to_numpy()
+    coefs = pd.DataFrame({"rel_month": levels, "log_rr": b, "se": se})
+    coefs = pd.concat([coefs, pd.DataFrame(
+        {"rel_month": [REFERENCE_MONTH], "log_rr": [0.0], "se": [0.0]})])
+    coefs = coefs.sort_values("rel_month").reset_index(drop=True)
+    coefs["rate_ratio"] = np.exp(coefs["log_rr"])
+    coefs["lo95"] = np.exp(coefs["log_rr"] - Z95 * coefs["se"])
+    coefs["hi95"] = np.exp(coefs["log_rr"] + Z95 * coefs["se"])
+    coefs["period"] = np.select(
+        [coefs["rel_month"] < 0, coefs["rel_month"] > 0], ["pre", "post"], "transition")
+
+    pre = [f"trel_{m}" for m in PRE_MONTHS if m != REFERENCE_MONTH]
+    bp = fit.params[pre].to_numpy()
+    Vp = fit.cov.loc[pre, pre].to_numpy()
+    chi2 = float(bp @ np.linalg.solve(Vp, bp))
+    return EventStudyResult(
+        outcome=outcome,
+        coefs=coefs,
+        pretrend_chi2=chi2,
+        pretrend_df=len(pre),
+        pretrend_p=float(stats.chi2.sf(chi2, len(pre))),
+        n_sets=fit.n_clusters,
+        method=(
+            "Conditional Poisson (person FE), relative-month effects, treated x rel_month "
+            "(reference rel -1), cluster-robust on matched set; joint Wald test of the pre-period "
+            "coefficients (rel -12..-2)."
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- naive
+
+
+@dataclass(frozen=True, eq=False)
+class NaiveResult:
+    """NAIVE before/after for treated people only (no comparison group)."""
+
+    outcome: str
+    pre_rate_py: float
+    post_rate_py: float
+    change_per_py: float
+    change_ci: tuple[float, float]
+    pct_change: float
+    n_treated: int
+    label: str = "NAIVE before/after (treated only, no comparison group: biased by regression to the mean)"
+
+    def tidy(self) -> pd.DataFrame:
+        return pd.DataFrame([{
+            "outcome": self.outcome,
+            "label": _label(self.outcome),
+            "estimator": "NAIVE before/after (treated only)",
+            "pre_rate_per_person_year": self.pre_rate_py,
+            "post_rate_per_person_year": self.post_rate_py,
+            "change_per_person_year": self.change_per_py,
+            "change_lo95": self.change_ci[0],
+            "change_hi95": self.change_ci[1],
+            "pct_change": self.pct_change,
+            "n_treated": self.n_treated,
+        }])
+
+    def summary(self) -> str:
+        return (
+            f"NAIVE {_label(self.outcome)}: {self.pre_rate_py:.3f} -> {self.post_rate_py:.3f} per "
+            f"person-year ({self.pct_change:+.0%}), change {self.change_per_py:+.3f} "
+            f"{_fmt_ci(*self.change_ci, 3)}. {self.label}."
+        )
+
+
+def estimate_naive(panel: pd.DataFrame, outcome: str) -> NaiveResult:
+    """Post-period minus pre-period rate per person-year among treated people (NAIVE)."""
+    t = panel[(panel["is_treated"] == 1) & panel["period"].isin(["pre", "post"])]
+    agg = t.groupby(["person_id", "period"])[[outcome, "exposure_months"]].sum().unstack(
+        "period", fill_value=0.0)
+    r_pre, if_pre = _ratio_influence(agg[(outcome, "pre")], agg[("exposure_months", "pre")])
+    r_post, if_post = _ratio_influence(agg[(outcome, "post")], agg[("exposure_months", "post")])
+    change = 12 * (r_post - r_pre)
+    se = float(np.sqrt(np.sum((12 * (if_post - if_pre)) ** 2) * _small_sample(len(agg))))
+    return NaiveResult(
+        outcome=outcome,
+        pre_rate_py=12 * r_pre,
+        post_rate_py=12 * r_post,
+        change_per_py=change,
+        change_ci=(change - Z95 * se, change + Z95 * se),
+        pct_change=(r_post / r_pre - 1) if r_pre > 0 else float("nan"),
+        n_treated=len(agg),
+    )
+
+
+# --------------------------------------------------------------------------- bundle
+
+
+@dataclass(frozen=True, eq=False)
+class OutcomeEstimates:
+    """Everything estimated for one count outcome."""
+
+    outcome: str
+    did: CountDiDResult
+    linear_did: LinearDiDResult
+    event_study: EventStudyResult
+    naive: NaiveResult
+
+    def summary(self) -> str:
+        return "\n".join(r.summary() for r in (self.naive, self.did, self.linear_did, self.event_study))
+
+    def tidy(self) -> pd.DataFrame:
+        """One row: NAIVE and matched DiD side by side (the report's outcome table)."""
+        d, n, lin = self.did.tidy().iloc[0], self.naive.tidy().iloc[0], self.linear_did.tidy().iloc[0]
+        return pd.DataFrame([{
+            "outcome": self.outcome,
+            "label": _label(self.outcome),
+            "naive_pre_per_person_year": n["pre_rate_per_person_year"],
+            "naive_post_per_person_year": n["post_rate_per_person_year"],
+            "naive_change_per_person_year": n["change_per_person_year"],
+            "naive_change_lo95": n["change_lo95"],
+            "naive_change_hi95": n["change_hi95"],
+            "naive_pct_change": n["pct_change"],
+            "did_rate_ratio": d["rate_ratio"],
+            "did_rate_ratio_lo95": d["rate_ratio_lo95"],
+            "did_rate_ratio_hi95": d["rate_ratio_hi95"],
+            "did_p_value": d["p_value"],
+            "did_abs_change_per_person_year": d["abs_change_per_person_year"],
+            "did_abs_change_lo95": d["abs_change_lo95"],
+            "did_abs_change_hi95": d["abs_change_hi95"],
+            "linear_did_per_person_year": lin["did_per_person_year"],
+            "linear_did_lo95": lin["did_lo95"],
+            "linear_did_hi95": lin["did_hi95"],
+            "pretrend_p": self.event_study.pretrend_p,
+            "n_treated": d["n_treated"],
+            "n_controls": d["n_controls"],
+            "n_matched_sets": d["n_matched_sets"],
+        }])
+
+
+def estimate_outcome(panel: pd.DataFrame, outcome: str) -> OutcomeEstimates:
+    """Run the NAIVE, Poisson DiD, linear DiD and event study for one count outcome."""
+    return OutcomeEstimates(
+        outcome=outcome,
+        did=estimate_poisson_did(panel, outcome),
+        linear_did=estimate_linear_did(panel, outcome),
+        event_study=estimate_event_study(panel, outcome),
+        naive=estimate_naive(panel, outcome),
+    )

@@ -1,0 +1,345 @@
+"""Propensity-score matching shared by the dbt Python model and the `ltceval match` CLI.
+
+One generic entry point, :func:`match`, works on any table with one row per candidate unit
+(for the evaluation: one row per treated person at their index month, and one row per
+control person per index month at which that person was eligible):
+
+1. drop rows with missing treatment, covariates or exact-match keys;
+2. fit a logistic propensity model (statsmodels ``Logit``) of treatment on the covariates
+   (standardised, an intercept added; constant covariates are left out of the model);
+3. greedy nearest-neighbour matching on the logit of the score, within strata formed by
+   the exact-match columns and the optional ``group`` column (e.g. index month), 1:k in
+   rounds (every treated unit gets its first control before any gets a second), without
+   replacement (a control unit, identified by ``id_col``, is used at most once across all
+   strata), within a caliper of ``caliper`` pooled standard deviations of the logit;
+4. balance before and after matching: standardised mean difference (SMD) and variance ratio
+   per covariate and for the logit of the score.
+
+SMD denominator: the pooled SD ``sqrt((var_t + var_c) / 2)`` of the *unmatched* sample, for
+both stages, so that the before and after figures are on one scale (Stuart 2010). After
+matching, each control is weighted ``1 / (number of controls in its matched set)`` so that
+controls represent the matched treated units (ATT weights); with 1:k and a full set these
+are equal weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["MatchResult", "match", "balance_table", "fit_propensity", "as_column_list"]
+
+LOGIT_COLUMN = "propensity_logit"
+
+
+@dataclass
+class MatchResult:
+    """What :func:`match` returns; unpacks as ``matched, balance, counts``.
+
+    matched: the matched rows (treated and controls) of the input, plus ``matched_set_id``
+        (int, one per treated unit), ``propensity_score``, ``propensity_logit`` and
+        ``match_weight`` (1 for treated, 1/m for each of the m controls of a set).
+    balance: covariate, stage (before/after), mean_treated, mean_control, sd_pooled, smd,
+        variance_ratio, n_treated, n_control.
+    counts: step_order, step, n_treated, n_control (rows, and distinct ``id_col`` units for
+        controls when ``id_col`` is given).
+    info: caliper width on the logit scale, model coefficients, settings.
+    """
+
+    matched: pd.DataFrame
+    balance: pd.DataFrame
+    counts: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        return iter((self.matched, self.balance, self.counts))
+
+
+def as_column_list(cols: str | Sequence[str] | None) -> list[str]:
+    """Column names from a list, or from a string: JSON/Python list text, or comma-separated
+    (dbt passes vars to Python models through config, sometimes as text)."""
+    if cols is None:
+        return []
+    if isinstance(cols, str):
+        text = cols.strip()
+        if text.startswith("["):
+            import ast
+
+            return [str(c) for c in ast.literal_eval(text)]
+        return [c.strip() for c in text.split(",") if c.strip()]
+    return [str(c) for c in cols]
+
+
+_as_list = as_column_list
+
+
+def fit_propensity(
+    df: pd.DataFrame, treatment: str, covariates: Sequence[str]
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Logit of the propensity score for each row of ``df`` and the fitted coefficients.
+
+    Covariates are standardised before fitting (coefficients are per SD); covariates with
+    no variance are left out. Falls back to a lightly penalised fit if the unpenalised
+    Newton fit fails (for instance under perfect separation).
+    """
+    import statsmodels.api as sm
+
+    y = df[treatment].astype(float).to_numpy()
+    X = df[list(covariates)].astype(float)
+    sd = X.std(ddof=0)
+    keep = [c for c in X.columns if sd[c] > 0]
+    Xs = (X[keep] - X[keep].mean()) / sd[keep]
+    Xs = sm.add_constant(Xs, has_constant="add")
+    try:
+        res = sm.Logit(y, Xs).fit(disp=0, maxiter=200)
+        params = res.params
+        if not np.all(np.isfinite(params)):
+            raise ValueError("non-finite coefficients")
+    except Exception:  # separation or singular design: small ridge penalty
+        res = sm.Logit(y, Xs).fit_regularized(method="l1", alpha=1e-3, disp=0)
+        params = res.params
+    logit = Xs.to_numpy() @ np.asarray(params, dtype=float)
+    coefs = {str(k): float(v) for k, v in params.items()}
+    return logit, coefs
+
+
+def _weighted_mean_var(x: np.ndarray, w: np.ndarray | None) -> tuple[float, float]:
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    if w is None:
+        return float(np.mean(x)), float(np.var(x, ddof=1)) if len(x) > 1 else 0.0
+    w = w / w.sum()
+    m = float(np.sum(w * x))
+    v = float(np.sum(w * (x - m) ** 2))
+    # reliability-weights correction, so that equal weights give the usual ddof=1 variance
+    denom = 1.0 - float(np.sum(w**2))
+    if denom > 0:
+        v = v / denom
+    return m, v
+
+
+def balance_table(
+    before: pd.DataFrame,
+    treatment: str,
+    covariates: Sequence[str],
+    after: pd.DataFrame | None = None,
+    weight: str | None = None,
+) -> pd.DataFrame:
+    """SMD and variance ratio of each covariate before (``before``) and after (``after``).
+
+    ``weight`` names a column of ``after`` holding control weights (treated rows are weighted
+    1 whatever the column says). The SMD denominator is the pooled SD of ``before``.
+    """
+    rows = []
+    tb = before[treatment].astype(int).to_numpy() == 1
+    for cov in covariates:
+        xb = before[cov].astype(float).to_numpy()
+        mt, vt = _weighted_mean_var(xb[tb], None)
+        mc, vc = _weighted_mean_var(xb[~tb], None)
+        sd_pooled = float(np.sqrt((vt + vc) / 2.0)) if np.isfinite(vt + vc) else float("nan")
+        stages = [("before", xb, tb, None)]
+        if after is not None:
+            ta = after[treatment].astype(int).to_numpy() == 1
+            wa = after[weight].astype(float).to_numpy() if weight else None
+            stages.append(("after", after[cov].astype(float).to_numpy(), ta, wa))
+        for stage, x, t, w in stages:
+            m_t, v_t = _weighted_mean_var(x[t], None)
+            m_c, v_c = _weighted_mean_var(x[~t], None if w is None else w[~t])
+            diff = m_t - m_c
+            if sd_pooled and sd_pooled > 0:
+                smd = diff / sd_pooled
+            else:
+                smd = 0.0 if diff == 0 or not np.isfinite(diff) else float("inf")
+            vr = v_t / v_c if v_c and v_c > 0 else (1.0 if v_t == 0 else float("nan"))
+            rows.append(
+                {
+                    "covariate": cov,
+                    "stage": stage,
+                    "mean_treated": m_t,
+                    "mean_control": m_c,
+                    "sd_pooled": sd_pooled,
+                    "smd": float(smd),
+                    "variance_ratio": float(vr),
+                    "n_treated": int(t.sum()),
+                    "n_control": int((~t).sum()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def match(
+    df: pd.DataFrame,
+    treatment: str,
+    covariates: Sequence[str],
+    exact: str | Sequence[str] | None = None,
+    ratio: int = 1,
+    caliper: float | None = 0.2,
+    group: str | None = None,
+    *,
+    id_col: str | None = None,
+    seed: int = 20240101,
+) -> MatchResult:
+    """Greedy 1:``ratio`` nearest-neighbour propensity-score matching without replacement.
+
+    df: one row per candidate (treated or control). ``treatment`` is 0/1 (or bool).
+    covariates: numeric columns for the propensity model and the balance table.
+    exact: columns that must be equal within a matched set (any dtype).
+    ratio: controls wanted per treated unit (treated with 1..ratio controls are kept).
+    caliper: maximum distance on the logit of the score, in pooled SDs of that logit
+        (None: no caliper).
+    group: a further exact-match column, e.g. index month in a stacked design.
+    id_col: unit identifier; a control unit is used at most once across all its rows, and
+        rows of units that are ever treated are never used as controls. Default: each row
+        is its own unit.
+    seed: order in which treated units are served (random order, reproducible).
+    """
+    covariates = _as_list(covariates)
+    exact_cols = _as_list(exact)
+    strata_cols = exact_cols + ([group] if group and group not in exact_cols else [])
+    if ratio < 1:
+        raise ValueError("ratio must be >= 1")
+    missing = [c for c in [treatment, *covariates, *strata_cols, *_as_list(id_col)] if c not in df.columns]
+    if missing:
+        raise KeyError(f"columns not in the table: {missing}")
+
+    counts: list[dict[str, Any]] = []
+
+    def _count(step: str, frame: pd.DataFrame) -> None:
+        t = frame[treatment].astype(int) == 1
+        n_c = int(frame.loc[~t, id_col].nunique()) if id_col else int((~t).sum())
+        n_t = int(frame.loc[t, id_col].nunique()) if id_col else int(t.sum())
+        counts.append({"step_order": len(counts) + 1, "step": step, "n_treated": n_t, "n_control": n_c})
+
+    work = df.copy()
+    work = work[work[treatment].notna()]
+    work[treatment] = work[treatment].astype(int)
+    _count("input rows", work)
+
+    complete = work[[*covariates, *strata_cols]].notna().all(axis=1)
+    work = work[complete]
+    _count("complete covariates and exact keys", work)
+
+    if id_col:
+        treated_ids = set(work.loc[work[treatment] == 1, id_col])
+        work = work[(work[treatment] == 1) | ~work[id_col].isin(treated_ids)]
+        _count("controls that are never treated", work)
+
+    work = work.reset_index(drop=True)
+    if work[treatment].nunique() < 2:
+        raise ValueError("need both treated and control rows to match")
+
+    logit, coefs = fit_propensity(work, treatment, covariates)
+    work[LOGIT_COLUMN] = logit
+    work["propensity_score"] = 1.0 / (1.0 + np.exp(-logit))
+    is_t = work[treatment].to_numpy() == 1
+    sd_logit = float(np.sqrt((np.var(logit[is_t], ddof=1) + np.var(logit[~is_t], ddof=1)) / 2.0))
+    width = float("inf") if caliper is None else float(caliper) * sd_logit
+
+    # strata: integer code per exact-key combination
+    if strata_cols:
+        stratum = work.groupby(strata_cols, sort=True, dropna=False).ngroup().to_numpy()
+    else:
+        stratum = np.zeros(len(work), dtype=int)
+    if id_col:
+        unit_code = pd.factorize(work[id_col])[0]
+    else:
+        unit_code = np.arange(len(work))
+    used = np.zeros(unit_code.max() + 1, dtype=bool)
+
+    ctrl_idx = np.flatnonzero(~is_t)
+    pools: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    order_c = np.lexsort((logit[ctrl_idx], stratum[ctrl_idx]))
+    ctrl_sorted = ctrl_idx[order_c]
+    s_sorted = stratum[ctrl_sorted]
+    bounds = np.flatnonzero(np.diff(s_sorted)) + 1
+    for chunk in np.split(ctrl_sorted, bounds):
+        if len(chunk):
+            pools[int(stratum[chunk[0]])] = (chunk, logit[chunk])
+
+    treated_idx = np.flatnonzero(is_t)
+    rng = np.random.default_rng(seed)
+    serve = treated_idx[rng.permutation(len(treated_idx))]
+    n_with_pool = sum(1 for i in treated_idx if int(stratum[i]) in pools)
+    counts.append(
+        {
+            "step_order": len(counts) + 1,
+            "step": "treated with a control in their exact stratum",
+            "n_treated": int(n_with_pool) if not id_col else int(work.loc[[i for i in treated_idx if int(stratum[i]) in pools], id_col].nunique()),
+            "n_control": int(len(ctrl_idx)) if not id_col else int(work.loc[ctrl_idx, id_col].nunique()),
+        }
+    )
+
+    matches: dict[int, list[int]] = {int(i): [] for i in treated_idx}
+    for rnd in range(ratio):
+        for i in serve:
+            i = int(i)
+            if rnd > 0 and len(matches[i]) < rnd:
+                continue  # unmatched in an earlier round: the pool only shrinks
+            pool = pools.get(int(stratum[i]))
+            if pool is None:
+                continue
+            rows, vals = pool
+            x = logit[i]
+            pos = int(np.searchsorted(vals, x))
+            best, best_d = -1, np.inf
+            j = pos - 1
+            while j >= 0 and x - vals[j] <= width:
+                if not used[unit_code[rows[j]]]:
+                    best, best_d = j, x - vals[j]
+                    break
+                j -= 1
+            j = pos
+            while j < len(rows) and vals[j] - x <= width and vals[j] - x < best_d:
+                if not used[unit_code[rows[j]]]:
+                    best, best_d = j, vals[j] - x
+                    break
+                j += 1
+            if best >= 0:
+                r = int(rows[best])
+                used[unit_code[r]] = True
+                matches[i].append(r)
+
+    # matched_set_id in a stable order: by stratum then by the treated row's position
+    matched_t = [i for i in sorted(matches, key=lambda k: (stratum[k], k)) if matches[i]]
+    set_rows, set_ids, weights = [], [], []
+    for sid, i in enumerate(matched_t, start=1):
+        m = len(matches[i])
+        set_rows.append(i)
+        set_ids.append(sid)
+        weights.append(1.0)
+        for r in matches[i]:
+            set_rows.append(r)
+            set_ids.append(sid)
+            weights.append(1.0 / m)
+    matched = work.loc[set_rows].copy()
+    matched.insert(0, "matched_set_id", np.asarray(set_ids, dtype="int64"))
+    matched["match_weight"] = weights
+    matched = matched.reset_index(drop=True)
+
+    counts.append(
+        {
+            "step_order": len(counts) + 1,
+            "step": "matched (within caliper)",
+            "n_treated": int(matched.loc[matched[treatment] == 1, id_col].nunique()) if id_col else int((matched[treatment] == 1).sum()),
+            "n_control": int(matched.loc[matched[treatment] == 0, id_col].nunique()) if id_col else int((matched[treatment] == 0).sum()),
+        }
+    )
+    n_full = sum(1 for i in matched_t if len(matches[i]) == ratio)
+    counts.append(
+        {"step_order": len(counts) + 1, "step": f"treated with the full {ratio} controls", "n_treated": int(n_full), "n_control": int(n_full * ratio)}
+    )
+
+    balance = balance_table(work, treatment, [*covariates, LOGIT_COLUMN], matched, weight="match_weight")
+    info = {
+        "caliper_sd": caliper,
+        "caliper_width_logit": width,
+        "sd_logit": sd_logit,
+        "ratio": ratio,
+        "exact": exact_cols,
+        "group": group,
+        "coefficients": coefs,
+        "seed": seed,
+    }
+    return MatchResult(matched=matched, balance=balance, counts=pd.DataFrame(counts), info=info)

@@ -1,0 +1,132 @@
+"""The matched person-month panel (`mart_evaluation_panel`, data contract section 4).
+
+Windows of the stacked design: each treated person and their matched controls share an index
+month (rel_month 0). Pre = rel_month -12..-1, post = rel_month 1..12; rel_month 0 is the
+transition month (the effect is taken to start the month after the index month), shown in the
+event study and left out of the pre/post contrast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+COUNT_OUTCOMES: tuple[str, ...] = (
+    "ae_attendances",
+    "emergency_admissions",
+    "bed_days",
+    "outpatient_attendances",
+    "gp_appointments",
+)
+OUTCOME_LABELS = {
+    "ae_attendances": "A&E attendances",
+    "emergency_admissions": "Emergency admissions",
+    "bed_days": "Bed days (emergency)",
+    "outpatient_attendances": "Outpatient attendances",
+    "gp_appointments": "GP appointments",
+    "cost_gbp": "Costed utilisation (GBP)",
+}
+PRE_MONTHS = tuple(range(-12, 0))
+POST_MONTHS = tuple(range(1, 13))
+TRANSITION_MONTH = 0
+REFERENCE_MONTH = -1
+
+PANEL_COLUMNS = (
+    "matched_set_id", "person_id", "is_treated", "index_month", "rel_month",
+    "calendar_month", "exposure_months", *COUNT_OUTCOMES, "ltc_group", "practice_code",
+)
+REQUIRED_COLUMNS = ("matched_set_id", "person_id", "is_treated", "rel_month", "exposure_months")
+
+
+def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse read-only (dbt is its only writer)."""
+    return duckdb.connect(str(warehouse), read_only=True)
+
+
+def read_table(warehouse: Path | str, table: str) -> pd.DataFrame:
+    con = connect(warehouse)
+    try:
+        return con.execute(f'select * from main."{table}"').df()
+    finally:
+        con.close()
+
+
+def load_panel(warehouse: Path | str) -> pd.DataFrame:
+    """Read `mart_evaluation_panel` and return it checked and prepared (see `prepare_panel`)."""
+    return prepare_panel(read_table(warehouse, "mart_evaluation_panel"))
+
+
+def prepare_panel(panel: pd.DataFrame) -> pd.DataFrame:
+    """Check columns and types, drop unusable rows and sets, add analysis columns.
+
+    - rows outside rel_month -12..12 or with exposure_months <= 0 (not at risk: died,
+      deregistered) are dropped;
+    - matched sets without both a treated person and at least one control carry no comparison
+      and are dropped;
+    - `weight`: 1 for treated people, n_treated/n_controls of the set for controls, so that each
+      treated person's controls count as one comparator (ATT weights; all 1 under 1:1 matching);
+    - `period`: "pre", "post" or "transition"; `post` and `treated_post` indicators.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in panel.columns]
+    if missing:
+        raise ValueError(f"panel lacks columns {missing}")
+    df = panel.copy()
+    df["is_treated"] = df["is_treated"].astype(int)
+    df["rel_month"] = df["rel_month"].astype(int)
+    df["exposure_months"] = df["exposure_months"].astype(float)
+    df["matched_set_id"] = df["matched_set_id"].astype(str)
+    df["person_id"] = df["person_id"].astype(str)
+    for c in COUNT_OUTCOMES:
+        if c in df.columns:
+            df[c] = df[c].fillna(0).astype(float)
+    df = df[df["rel_month"].between(-12, 12) & (df["exposure_months"] > 0)]
+
+    persons = df.drop_duplicates("person_id")[["matched_set_id", "person_id", "is_treated"]]
+    n_t = persons.groupby("matched_set_id")["is_treated"].sum()
+    n_all = persons.groupby("matched_set_id")["is_treated"].size()
+    n_c = n_all - n_t
+    usable = n_t[(n_t > 0) & (n_c > 0)].index
+    df = df[df["matched_set_id"].isin(usable)].copy()
+    control_w = (n_t / n_c.where(n_c > 0)).rename("cw")
+    df = df.join(control_w, on="matched_set_id")
+    df["weight"] = np.where(df["is_treated"] == 1, 1.0, df["cw"])
+    df = df.drop(columns="cw")
+    df["period"] = np.select(
+        [df["rel_month"] < 0, df["rel_month"] > 0], ["pre", "post"], "transition"
+    )
+    df["post"] = (df["rel_month"] > 0).astype(int)
+    df["treated_post"] = df["is_treated"] * df["post"]
+    return df.reset_index(drop=True)
+
+
+def add_cost_column(panel: pd.DataFrame, unit_cost_by_outcome: dict[str, float]) -> pd.DataFrame:
+    """Add `cost_gbp`: the month's activity priced at the given unit cost per outcome."""
+    df = panel.copy()
+    df["cost_gbp"] = 0.0
+    for outcome, cost in unit_cost_by_outcome.items():
+        df["cost_gbp"] += df[outcome] * float(cost)
+    return df
+
+
+def cohort_counts(panel: pd.DataFrame) -> dict[str, int]:
+    persons = panel.drop_duplicates("person_id")
+    return {
+        "matched_sets": int(panel["matched_set_id"].nunique()),
+        "treated_persons": int((persons["is_treated"] == 1).sum()),
+        "control_persons": int((persons["is_treated"] == 0).sum()),
+        "person_months": int(len(panel)),
+    }
+
+
+def data_period(panel: pd.DataFrame) -> dict[str, str | None]:
+    out: dict[str, str | None] = {"first_index_month": None, "last_index_month": None,
+                                  "first_calendar_month": None, "last_calendar_month": None}
+    for col, lo, hi in (("index_month", "first_index_month", "last_index_month"),
+                        ("calendar_month", "first_calendar_month", "last_calendar_month")):
+        if col in panel.columns and panel[col].notna().any():
+            s = pd.to_datetime(panel[col])
+            out[lo] = s.min().strftime("%Y-%m")
+            out[hi] = s.max().strftime("%Y-%m")
+    return out

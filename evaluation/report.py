@@ -1,0 +1,347 @@
+"""The business-case report: one self-contained HTML file (inline CSS, inline PNG plots) and
+CSV tables, all aggregate and with small counts suppressed. No person or set identifiers.
+
+Commissioners first: a one-paragraph summary with the headline net saving per treated person
+and its interval; then per-outcome NAIVE vs matched DiD; event studies; balance; attrition;
+design, assumptions, limitations and data period.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from evaluation.costing import CostingResult
+from evaluation.did import LinearDiDResult, OutcomeEstimates
+from evaluation.panel import OUTCOME_LABELS
+from evaluation.plots import fig_to_data_uri, plot_event_study, plot_love
+from evaluation.suppression import suppress_count, suppress_counts, suppress_statistic
+
+CSS = """
+body{font-family:Arial,Helvetica,sans-serif;max-width:1000px;margin:2em auto;color:#212b32;
+line-height:1.45;padding:0 1em}
+h1{color:#005eb8;font-size:1.7em}h2{color:#005eb8;border-bottom:2px solid #005eb8;
+padding-bottom:.2em;margin-top:2em}h3{font-size:1.05em}
+.headline{background:#e8f1fa;border-left:6px solid #005eb8;padding:1em 1.2em;font-size:1.05em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.86em}
+th,td{border:1px solid #c8ccd0;padding:.3em .55em;text-align:right}
+th{background:#f0f4f5}td:first-child,th:first-child{text-align:left}
+.naive{color:#8a6d00}.note{font-size:.85em;color:#4c6272}
+.figs{display:flex;flex-wrap:wrap;gap:.5em}.figs img{max-width:49%;border:1px solid #e8edee}
+img{max-width:100%}
+"""
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    estimates: dict[str, OutcomeEstimates]
+    costing: CostingResult
+    cost_did: LinearDiDResult | None
+    cohort: dict[str, int]
+    period: dict[str, str | None]
+    unit_costs: pd.DataFrame
+    balance: pd.DataFrame | None = None
+    attrition: pd.DataFrame | None = None
+    title: str = "IAPT-LTC business case: effect on healthcare use and costs"
+
+
+def _gbp(x: float) -> str:
+    return f"-£{abs(x):,.0f}" if x < 0 else f"£{x:,.0f}"
+
+
+def _num(x, d=2) -> str:
+    if isinstance(x, str):
+        return x
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return ""
+    return f"{x:,.{d}f}"
+
+
+def _ci(lo, hi, d=2, money=False) -> str:
+    f = _gbp if money else (lambda v: _num(v, d))
+    return f"{f(lo)} to {f(hi)}"
+
+
+def _html_table(rows: list[list], header: list[str], cls: str = "") -> str:
+    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def outcome_table(estimates: dict[str, OutcomeEstimates]) -> pd.DataFrame:
+    """Published per-outcome table: NAIVE next to matched DiD, counts suppressed."""
+    t = pd.concat([e.tidy() for e in estimates.values()], ignore_index=True)
+    rate_cols = [c for c in t.columns if c.startswith("naive_") or c.startswith("did_")
+                 or c.startswith("linear_")]
+    for c in rate_cols:
+        t[c] = [suppress_statistic(v, n) for v, n in zip(t[c], t["n_treated"])]
+    return suppress_counts(t, ["n_treated", "n_controls", "n_matched_sets"])
+
+
+def published_costing_table(costing: CostingResult) -> pd.DataFrame:
+    """The costing summary for publication: cohort totals use the cohort size rounded to the
+    nearest 5 (an exact total divided by the per-person cost would reveal the exact count)."""
+    t = costing.tidy()
+    n = suppress_count(costing.n_treated)
+    cohort = t["quantity"].str.startswith("cohort_")
+    if isinstance(n, str):
+        t.loc[cohort, ["estimate", "lo95", "hi95"]] = np.nan
+    else:
+        per = {"cohort_gross_saving": "gross_saving_per_treated_person",
+               "cohort_therapy_cost": "therapy_cost_per_treated_person",
+               "cohort_net_saving": "net_saving_per_treated_person"}
+        base = t.set_index("quantity")
+        for q, src in per.items():
+            t.loc[t["quantity"] == q, ["estimate", "lo95", "hi95"]] = (
+                base.loc[src, ["estimate", "lo95", "hi95"]].to_numpy() * n)
+    t = pd.concat([t, pd.DataFrame([{"quantity": "cohort_treated_persons_rounded", "estimate": n,
+                                     "lo95": np.nan, "hi95": np.nan}])], ignore_index=True)
+    return t
+
+
+def _summary_paragraph(inp: ReportInputs) -> str:
+    c = inp.costing
+    pub = published_costing_table(c).set_index("quantity")
+    cohort_net = pub.loc["cohort_net_saving"]
+    lo, hi = c.net_saving_per_person_ci
+    n_t = suppress_count(inp.cohort["treated_persons"])
+    n_c = suppress_count(inp.cohort["control_persons"])
+    if lo > 0:
+        verdict = ("The whole interval is above zero: on these data the service more than pays "
+                   "for itself in reduced hospital and GP use within a year.")
+    elif hi < 0:
+        verdict = ("The whole interval is below zero: within a year the reduction in hospital and "
+                   "GP use does not pay for the therapy (benefits to health and wellbeing are not "
+                   "counted here).")
+    else:
+        verdict = ("The interval includes zero: the data are consistent with the service "
+                   "saving money, breaking even, or costing more than it saves within a year.")
+    naive_bits = []
+    for o in ("ae_attendances", "emergency_admissions"):
+        if o in inp.estimates:
+            e = inp.estimates[o]
+            naive_bits.append(
+                f"{OUTCOME_LABELS[o]} {e.naive.pct_change:+.0%} naive vs rate ratio "
+                f"{e.did.rate_ratio:.2f} ({_ci(*e.did.rate_ratio_ci)}) matched")
+    naive_txt = ""
+    if naive_bits:
+        naive_txt = (" Simple before/after figures for treated people alone (labelled NAIVE "
+                     "below: " + "; ".join(naive_bits) + ") overstate the effect, because people "
+                     "are referred near a peak of use that would have fallen anyway.")
+    cohort_txt = ""
+    if not pd.isna(cohort_net["estimate"]):
+        cohort_txt = (f"; for the cohort evaluated, {_gbp(cohort_net['estimate'])} "
+                      f"({_ci(cohort_net['lo95'], cohort_net['hi95'], money=True)})")
+    first, last = inp.period.get("first_index_month"), inp.period.get("last_index_month")
+    when = f" starting therapy between {first} and {last}" if first else ""
+    return (
+        f"<p class='headline'><b>Headline.</b> We compared about {n_t} people{when} with about "
+        f"{n_c} matched people with similar health, history of healthcare use and "
+        f"characteristics who were not seen by the service. Over the 12 months after starting "
+        f"therapy, the change in A&amp;E, emergency admission, outpatient and GP use attributable "
+        f"to the service is worth <b>{_gbp(c.gross_saving_per_person)}</b> per treated person "
+        f"(95% CI {_ci(*c.gross_saving_per_person_ci, money=True)}). After the therapy cost of "
+        f"{_gbp(c.therapy_cost_per_person)} per course, the <b>net saving is "
+        f"{_gbp(c.net_saving_per_person)} per treated person (95% CI "
+        f"{_ci(lo, hi, money=True)})</b>, a return of {c.roi:+.2f} per £1 spent "
+        f"({c.roi_ci[0]:+.2f} to {c.roi_ci[1]:+.2f}){cohort_txt}. {verdict}"
+        f"{html.escape(naive_txt)}</p>"
+    )
+
+
+def build_html(inp: ReportInputs) -> str:
+    c = inp.costing
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>{html.escape(inp.title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(inp.title)}</h1>",
+             f"<p class='note'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+             f"Counts are rounded to the nearest 5 and counts of 1-7 shown as *.</p>",
+             _summary_paragraph(inp)]
+
+    # costing
+    parts.append("<h2 id='costs'>Costs and savings per treated person</h2>")
+    rows = [
+        ["Gross saving (costed change in use, 12 months)", _gbp(c.gross_saving_per_person),
+         _ci(*c.gross_saving_per_person_ci, money=True)],
+        ["Therapy cost per course", _gbp(c.therapy_cost_per_person), "fixed"],
+        ["Net saving", _gbp(c.net_saving_per_person), _ci(*c.net_saving_per_person_ci, money=True)],
+        ["Return on investment (net per £1)", f"{c.roi:+.2f}", f"{c.roi_ci[0]:+.2f} to {c.roi_ci[1]:+.2f}"],
+        ["Break-even therapy cost per course", _gbp(c.break_even_therapy_cost),
+         _ci(*c.gross_saving_per_person_ci, money=True)],
+    ]
+    pub = published_costing_table(c).set_index("quantity")
+    if not pd.isna(pub.loc["cohort_net_saving", "estimate"]):
+        r = pub.loc["cohort_net_saving"]
+        rows.append([f"Cohort net saving (about {pub.loc['cohort_treated_persons_rounded', 'estimate']}"
+                     " treated people)", _gbp(r["estimate"]), _ci(r["lo95"], r["hi95"], money=True)])
+    parts.append(_html_table(rows, ["Quantity", "Estimate", "95% interval"]))
+    lines = [[OUTCOME_LABELS.get(r.outcome, r.outcome), _gbp(r.unit_cost_gbp), r.price_year,
+              _num(r.abs_change_per_person_year, 3),
+              _ci(r.abs_change_lo95, r.abs_change_hi95, 3), _gbp(r.saving_gbp_per_person_year),
+              _ci(r.saving_lo95, r.saving_hi95, money=True)] for r in c.lines.itertuples()]
+    parts.append("<h3>By activity (per treated person-year)</h3>")
+    parts.append(_html_table(lines, ["Activity", "Unit cost", "Price year", "Change in use",
+                                     "95% CI", "Saving", "95% CI"]))
+    parts.append(
+        f"<p class='note'>Saving = minus (matched DiD absolute change x unit cost). Emergency "
+        f"admissions are priced at the non-elective tariff, which covers the stay, so bed days are "
+        f"reported but not costed (no double counting). Mean follow-up of treated people "
+        f"{c.mean_followup_years:.2f} years. {html.escape(c.interval_method)} Therapy cost: "
+        f"{html.escape(c.therapy_cost_source)}.</p>")
+    if inp.cost_did is not None:
+        d = inp.cost_did
+        parts.append(
+            f"<p class='note'>Cross-check: a linear matched DiD on each person's costed use gives "
+            f"{_gbp(-d.estimate_per_py)} saving per treated person-year (95% CI "
+            f"{_ci(-d.ci[1], -d.ci[0], money=True)}).</p>")
+
+    # outcomes
+    parts.append("<h2 id='outcomes'>Effect on each outcome: NAIVE before/after vs matched DiD</h2>")
+    t = outcome_table(inp.estimates)
+    rows = []
+    for r in t.itertuples():
+        def f(v, d=2):
+            return _num(v, d)
+        naive = (f"{f(r.naive_pre_per_person_year)} → {f(r.naive_post_per_person_year)} "
+                 f"({'*' if isinstance(r.naive_pct_change, str) else f'{r.naive_pct_change:+.0%}'})")
+        rows.append([
+            r.label, naive,
+            f"{f(r.naive_change_per_person_year)} ({_ci(r.naive_change_lo95, r.naive_change_hi95)})"
+            if not isinstance(r.naive_change_lo95, str) else "*",
+            f"{f(r.did_rate_ratio)} ({_ci(r.did_rate_ratio_lo95, r.did_rate_ratio_hi95)})"
+            if not isinstance(r.did_rate_ratio_lo95, str) else "*",
+            f"{f(r.did_abs_change_per_person_year)} ({_ci(r.did_abs_change_lo95, r.did_abs_change_hi95)})"
+            if not isinstance(r.did_abs_change_lo95, str) else "*",
+            f"{r.pretrend_p:.2f}", r.n_treated, r.n_controls,
+        ])
+    parts.append(_html_table(rows, [
+        "Outcome", "NAIVE: treated rate per person-year, before → after",
+        "NAIVE change (95% CI)", "Matched DiD rate ratio (95% CI)",
+        "Matched DiD change per treated person-year (95% CI)", "Pre-trend p", "Treated",
+        "Controls"]))
+    parts.append(
+        "<p class='note'><span class='naive'>NAIVE</span> = treated people only, 12 months after "
+        "minus 12 months before the index month; no comparison group, so it includes the fall "
+        "that follows any peak in use (regression to the mean). Matched DiD = change in treated "
+        "people relative to the change in their matched controls (conditional Poisson with person "
+        "fixed effects and relative-month effects, exposure offset, standard errors clustered on "
+        "the matched set). Rate ratio below 1 = less use than expected without the service.</p>")
+
+    # event studies
+    parts.append("<h2 id='event'>Event studies (trends before and after the index month)</h2>")
+    parts.append("<p class='note'>Rate ratio of treated vs matched controls in each month, "
+                 "relative to the month before the index month. Before the index month the "
+                 "points should sit near 1 (parallel trends); the joint test is in each title.</p>")
+    imgs = []
+    for e in inp.estimates.values():
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        plot_event_study(e.event_study, ax=ax)
+        imgs.append(f"<img alt='event study {html.escape(e.outcome)}' src='{fig_to_data_uri(fig)}'>")
+    parts.append("<div class='figs'>" + "".join(imgs) + "</div>")
+
+    # balance
+    parts.append("<h2 id='balance'>Balance of the matched groups</h2>")
+    if inp.balance is not None and len(inp.balance):
+        fig, ax = plt.subplots(figsize=(6.4, 0.28 * inp.balance["covariate"].nunique() + 1.2))
+        plot_love(inp.balance, ax=ax)
+        parts.append(f"<img alt='Love plot' src='{fig_to_data_uri(fig)}'>")
+        after = inp.balance[inp.balance["stage"] == "after"]
+        if len(after):
+            worst = after["smd"].abs().max()
+            n_bad = int((after["smd"].abs() >= 0.1).sum())
+            parts.append(f"<p>After matching the largest absolute standardised mean difference is "
+                         f"{worst:.3f}; {n_bad} covariate(s) at or above 0.1.</p>")
+        b = inp.balance[["covariate", "stage", "mean_treated", "mean_control", "smd",
+                         "variance_ratio"]]
+        parts.append(_html_table(
+            [[r.covariate, r.stage, _num(r.mean_treated, 3), _num(r.mean_control, 3),
+              _num(r.smd, 3), _num(r.variance_ratio, 2)] for r in b.itertuples()],
+            ["Covariate", "Stage", "Mean treated", "Mean control", "SMD", "Variance ratio"]))
+    else:
+        parts.append("<p>Balance table not available.</p>")
+
+    # attrition
+    parts.append("<h2 id='attrition'>Attrition: from referrals to the matched cohort</h2>")
+    if inp.attrition is not None and len(inp.attrition):
+        a = suppress_counts(inp.attrition.sort_values("step_order"), ["n_persons"])
+        parts.append(_html_table([[r.step_order, r.step, r.n_persons] for r in a.itertuples()],
+                                 ["Step", "Description", "People"]))
+    else:
+        parts.append("<p>Attrition table not available.</p>")
+    coh = inp.cohort
+    parts.append(_html_table(
+        [["Matched sets", suppress_count(coh["matched_sets"])],
+         ["Treated people analysed", suppress_count(coh["treated_persons"])],
+         ["Matched controls analysed", suppress_count(coh["control_persons"])]],
+        ["Analysis panel", "Count"]))
+
+    # design
+    p = inp.period
+    uc_rows = [[r.activity, _gbp(r.unit_cost_gbp) if r.unit_cost_gbp >= 1 else r.unit_cost_gbp,
+                r.price_year, r.source] for r in inp.unit_costs.itertuples()]
+    parts.append("<h2 id='design'>Design, assumptions and limitations</h2>")
+    parts.append(f"""
+<ul>
+<li><b>Data period.</b> Index months {p.get('first_index_month')} to {p.get('last_index_month')};
+calendar months covered {p.get('first_calendar_month')} to {p.get('last_calendar_month')}.</li>
+<li><b>Design.</b> Stacked matched difference-in-differences: each treated person and their matched
+controls share an index month (first treatment contact). Pre-period = the 12 months before the index
+month, post-period = months 1-12 after it; the index month itself is a transition month, shown in the
+event study but left out of the before/after contrast. Controls in sets with fewer controls carry
+more weight so each treated person has one comparator's worth of controls.</li>
+<li><b>Counts.</b> Conditional (fixed-effects) Poisson with relative-month effects and an exposure
+offset; rate ratio = exp(treated x post). Consistent if the mean model is right, whatever the
+over-dispersion; standard errors clustered on the matched set. Absolute changes = treated post rate x
+(1 - 1/rate ratio), delta-method intervals.</li>
+<li><b>Key assumption.</b> Without the service, treated people's use would have changed as their
+matched controls' did (parallel trends). The event studies and pre-trend tests check this before the
+index month; they cannot check it after.</li>
+<li><b>Limitations.</b> Matching is on recorded characteristics only: unrecorded differences
+(motivation, severity not captured in records) can bias the estimate. Follow-up is 12 months; longer
+effects are not counted. Costs use national unit costs from different price years, not uplifted to
+one year, and not local tariffs; emergency admissions use the short-stay tariff (long stays cost more,
+so savings on long stays are understated). Prescribing, social care and benefits to health and
+wellbeing are not included. Intervals treat unit costs as fixed. Deaths and deregistrations reduce
+exposure; people are not followed beyond it.</li>
+</ul>""")
+    parts.append("<h3>Unit costs used</h3>")
+    parts.append(_html_table(uc_rows, ["Activity", "Unit cost", "Price year", "Source"]))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
+    """Write business_case.html and tables/*.csv under `reports_dir`; return the paths."""
+    reports_dir = Path(reports_dir)
+    tables = reports_dir / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+
+    def csv(name: str, df: pd.DataFrame) -> None:
+        path = tables / f"{name}.csv"
+        df.to_csv(path, index=False)
+        written[name] = str(path)
+
+    csv("outcomes_naive_vs_did", outcome_table(inp.estimates))
+    es = pd.concat([e.event_study.tidy() for e in inp.estimates.values()], ignore_index=True)
+    csv("event_study", es)
+    csv("costing_summary", published_costing_table(inp.costing))
+    csv("costing_by_activity", inp.costing.lines)
+    if inp.cost_did is not None:
+        csv("cost_linear_did", suppress_counts(inp.cost_did.tidy(),
+                                               ["n_treated", "n_controls", "n_matched_sets"]))
+    if inp.balance is not None:
+        csv("balance", inp.balance)
+    if inp.attrition is not None:
+        csv("attrition", suppress_counts(inp.attrition.sort_values("step_order"), ["n_persons"]))
+    csv("unit_costs", inp.unit_costs)
+    path = reports_dir / "business_case.html"
+    path.write_text(build_html(inp), encoding="utf-8")
+    written["html"] = str(path)
+    return written

@@ -1,0 +1,232 @@
+"""Pseudonymisation: HMAC-SHA256 person ids and the analytical-zone tables (contract §3).
+
+The key comes from ``LTCEVAL_PSEUDO_KEY``, else the file named by ``LTCEVAL_PSEUDO_KEY_FILE``,
+else (inside Airflow only) the Variable ``ltceval_pseudo_key``. It must be at least 32
+characters. Errors name where the key was looked for, never the key. Only a fingerprint
+(first 12 hex of SHA-256 of "fingerprint:" + key) is ever reported.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ltceval.settings import KEY_ENV, KEY_FILE_ENV
+
+MIN_KEY_LENGTH = 32
+AIRFLOW_VARIABLE = "ltceval_pseudo_key"
+
+
+class PseudoKeyError(RuntimeError):
+    """The pseudonymisation key is missing or too short (message never contains the key)."""
+
+
+def _airflow_variable() -> str | None:
+    try:
+        from airflow.sdk import Variable
+    except Exception:  # not running with Airflow installed
+        return None
+    try:
+        return Variable.get(AIRFLOW_VARIABLE, default=None)
+    except Exception:  # outside a task context, or no such variable
+        return None
+
+
+def load_key(use_airflow_variable: bool = True) -> bytes:
+    """The project key as bytes, from env var, key file, or Airflow Variable (in that order)."""
+    key, where = None, None
+    if os.environ.get(KEY_ENV):
+        key, where = os.environ[KEY_ENV], f"environment variable {KEY_ENV}"
+    elif os.environ.get(KEY_FILE_ENV):
+        path = Path(os.environ[KEY_FILE_ENV])
+        where = f"key file named by {KEY_FILE_ENV}"
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise PseudoKeyError(f"cannot read the {where} ({type(e).__name__})") from None
+    elif use_airflow_variable and os.environ.get("AIRFLOW_CTX_DAG_ID"):
+        key, where = _airflow_variable(), f"Airflow Variable {AIRFLOW_VARIABLE}"
+    if not key:
+        raise PseudoKeyError(
+            f"no pseudonymisation key: set {KEY_ENV}, or {KEY_FILE_ENV} to a file holding the key"
+            f", or the Airflow Variable {AIRFLOW_VARIABLE} (at least {MIN_KEY_LENGTH} characters)")
+    if len(key) < MIN_KEY_LENGTH:
+        raise PseudoKeyError(
+            f"the pseudonymisation key from the {where} is too short: it must be at least "
+            f"{MIN_KEY_LENGTH} characters")
+    return key.encode("utf-8")
+
+
+def key_fingerprint(key: bytes) -> str:
+    """First 12 hex characters of SHA-256("fingerprint:" + key): identifies a key, reveals nothing."""
+    return hashlib.sha256(b"fingerprint:" + key).hexdigest()[:12]
+
+
+def pseudonym(canonical_id: str, key: bytes) -> str:
+    return hmac.new(key, canonical_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def pseudonymise_keys(person_keys: pd.Series, key: bytes) -> pd.Series:
+    """Map canonical person keys to pseudonyms, hashing each distinct key once; None stays None."""
+    distinct = pd.unique(person_keys.dropna())
+    lookup = {k: pseudonym(str(k), key) for k in distinct}
+    return pd.Series([None if k is None or (isinstance(k, float) and k != k) else lookup[k]
+                      for k in person_keys.tolist()], index=person_keys.index, dtype=object)
+
+
+# -- typed output ----------------------------------------------------------------------------
+
+def to_arrow(df: pd.DataFrame, dates: list[str] = (), numeric: list[str] = ()) -> pa.Table:
+    """Strings stay strings; ISO date columns become DATE; numeric columns int64 or float64."""
+    arrays, names = [], []
+    for c in df.columns:
+        s = df[c]
+        if c in dates:
+            d = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+            arr = pa.array(d.dt.date.astype(object).where(d.notna(), None).tolist(), type=pa.date32())
+        elif c in numeric:
+            n = pd.to_numeric(s, errors="coerce")
+            if n.dropna().mod(1).eq(0).all():
+                arr = pa.array([None if pd.isna(v) else int(v) for v in n.tolist()], type=pa.int64())
+            else:
+                arr = pa.array([None if pd.isna(v) else float(v) for v in n.tolist()], type=pa.float64())
+        elif pd.api.types.is_integer_dtype(s) and not s.isna().any():
+            arr = pa.array(s.astype("int64").tolist(), type=pa.int64())
+        else:
+            arr = pa.array([None if v is None or (isinstance(v, float) and v != v) else str(v)
+                            for v in s.tolist()], type=pa.string())
+        arrays.append(arr)
+        names.append(c)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def write_tables_atomically(tables: dict[str, pa.Table], target: Path) -> None:
+    """Write every table to a sibling temp folder, then swap it in for ``target``.
+
+    The swap is two renames on one file system (old -> .old-*, temp -> target); readers see
+    either the complete old set or the complete new set, never a half-written table."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = target.parent / f".{target.name}.tmp-{tag}"
+    tmp.mkdir()
+    try:
+        for name, table in tables.items():
+            pq.write_table(table, tmp / f"{name}.parquet")
+        old = target.parent / f".{target.name}.old-{tag}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# -- the analytical-zone tables ----------------------------------------------------------------
+
+# source table -> published table name (contract §3)
+PUBLISH_AS = {
+    "gp_conditions": "gp_conditions", "gp_appointments": "gp_appointments",
+    "iapt_ids101_referral": "iapt_referral", "iapt_ids201_care_contact": "iapt_care_contact",
+    "iapt_ids202_care_activity": "iapt_care_activity", "iapt_ids602_ltc": "iapt_ltc",
+    "iapt_ids606_coded_scores": "iapt_coded_scores", "ecds": "ecds", "apc": "apc", "opa": "opa",
+    "lsoa_imd": "lsoa_imd",
+}
+# tables published with no person_id (no identifiers and no direct person key)
+UNCHANGED = {"iapt_ids201_care_contact", "iapt_ids202_care_activity", "iapt_ids602_ltc",
+             "iapt_ids606_coded_scores", "lsoa_imd"}
+
+
+def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, key: bytes) -> pa.Table:
+    """One row per linked spine person (duplicates collapsed): the most recent registration's
+    practice, earliest start, open-ended registration if any record is open."""
+    from identifiable_zone import normalise as nz
+
+    s = spine.rename(columns={spec.record_id: "record_id"}).merge(spine_persons, on="record_id")
+    dob = nz.parse_date(s[spec.identifiers["dob"]])
+    sex = nz.normalise_sex(s[spec.identifiers["sex"]])
+    s = s.assign(
+        _sex=[v if v in ("M", "F") else "U" for v in sex.tolist()],
+        _yob=dob.dt.year.astype("Int64"), _mob=dob.dt.month.astype("Int64"),
+        _open=s["RegistrationEndDate"].isna(),
+    ).sort_values(["person_key", "RegistrationStartDate", "record_id"], na_position="first")
+    g = s.groupby("person_key", sort=True)
+    latest = g.tail(1).set_index("person_key")
+    out = pd.DataFrame({
+        "person_id": None,
+        "sex": latest["_sex"],
+        "year_of_birth": latest["_yob"],
+        "month_of_birth": latest["_mob"],
+        "ethnic_category": latest["EthnicCategory"],
+        "lsoa11": latest["LSOA11"],
+        "practice_code": latest["PracticeCode"],
+        "registration_start": g["RegistrationStartDate"].min(),
+        "registration_end": g["RegistrationEndDate"].max().where(~g["_open"].any(), None),
+        "date_of_death": g["DateOfDeath"].max(),
+    })
+    out["person_id"] = pseudonymise_keys(pd.Series(out.index, index=out.index), key)
+    out = out.reset_index(drop=True)
+    for c in ("year_of_birth", "month_of_birth"):
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
+    return to_arrow(out, dates=["registration_start", "registration_end", "date_of_death"],
+                    numeric=["year_of_birth", "month_of_birth"])
+
+
+def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataFrame,
+                 key: bytes) -> tuple[dict[str, pa.Table], dict]:
+    """The pseudonymised tables of contract §3 and a summary (row counts, rows without a
+    person, columns that left the zone per table, columns withheld)."""
+    from identifiable_zone.sources import SPINE
+
+    keys_by_source = {src: grp.set_index("record_id")["person_key"]
+                      for src, grp in record_person.groupby("source")}
+    tables: dict[str, pa.Table] = {}
+    summary: dict = {"tables": {}}
+    spine_spec = cfg[SPINE]
+    spine_persons = record_person[record_person["source"] == SPINE][["record_id", "person_key"]]
+    tables["person"] = _person_table(accepted[SPINE], spine_spec, spine_persons, key)
+    summary["tables"]["person"] = {
+        "rows": tables["person"].num_rows, "rows_without_person": 0,
+        "columns": tables["person"].column_names,
+        "withheld": list(spine_spec.columns)}
+
+    for source, name in PUBLISH_AS.items():
+        if source not in accepted:
+            continue
+        spec = cfg[source]
+        df = accepted[source]
+        identifier_cols = set(spec.identifiers.values())
+        drop = set(identifier_cols)
+        person_key = None
+        if source in UNCHANGED:
+            pass
+        elif spec.has_identifiers:
+            person_key = df[spec.record_id].map(keys_by_source.get(source, pd.Series(dtype=object)))
+        else:
+            (fk, parent), = spec.parent.items()
+            drop.add(fk)  # PatientRecordId / LocalPatientId: local patient ids leave nothing
+            person_key = df[fk].map(keys_by_source.get(parent, pd.Series(dtype=object)))
+        keep = [c for c in spec.columns if c not in drop]
+        out = df[keep].copy()
+        if person_key is not None:
+            out.insert(0, "person_id", pseudonymise_keys(person_key.astype(object).where(
+                person_key.notna(), None), key).to_numpy())
+        dates = [c for c in spec.dates if c in keep]
+        numeric = [c for c in spec.numeric if c in keep]
+        tables[name] = to_arrow(out, dates=dates, numeric=numeric)
+        summary["tables"][name] = {
+            "rows": int(len(out)),
+            "rows_without_person": int(out["person_id"].isna().sum()) if person_key is not None else None,
+            "columns": list(out.columns),
+            "withheld": sorted(drop & set(spec.columns)),
+        }
+    return tables, summary

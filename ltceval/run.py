@@ -1,0 +1,95 @@
+"""`ltceval run`: the whole pipeline on an embedded Airflow (SQLite metadata) and DuckDB.
+
+Each DAG runs with `dag.test()` in a child process, in the order the Assets chain them.
+The same DAG files load unchanged in a normal Airflow deployment, where the scheduler
+triggers the analytical and evaluation DAGs when the upstream Asset is updated.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import LtcevalError
+from .settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, Paths
+
+DAG_ORDER = ("identifiable_zone", "analytical_zone", "evaluation")
+SOURCES_CONFIG_ENV = "LTCEVAL_SOURCES_CONFIG"
+
+
+def airflow_env(paths: Paths) -> dict[str, str]:
+    """Environment for an embedded Airflow whose state lives under the output folder."""
+    home = paths.airflow_home
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # Never show configuration (which may carry the key) in logs or the UI.
+        "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        OUT_ENV: str(paths.out),
+    })
+    return env
+
+
+def ensure_key(paths: Paths, env: dict[str, str]) -> None:
+    """Use the configured key, or make a random local one for a synthetic demo run.
+
+    The generated key stays in a 0600 file under the output folder and is never printed.
+    """
+    if env.get(KEY_ENV) or env.get(KEY_FILE_ENV):
+        return
+    key_file = paths.out / "secrets" / "pseudonymisation.key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.parent.chmod(0o700)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    env[KEY_FILE_ENV] = str(key_file)
+
+
+def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+    t0 = time.perf_counter()
+    print(f"  {label} ...", end="", flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    took = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(f" failed after {took:.0f} s")
+        tail = log.read_text(errors="replace").splitlines()[-25:]
+        print("\n".join(f"    | {line}" for line in tail), file=sys.stderr)
+        raise LtcevalError(f"{label} failed; full log: {log}")
+    print(f" done ({took:.0f} s)")
+
+
+def run_pipeline(out: Path, persons: int = 20_000, seed: int = 1, config: Path | None = None) -> Path:
+    paths = Paths(Path(out).resolve())
+    paths.out.mkdir(parents=True, exist_ok=True)
+    env = airflow_env(paths)
+    ensure_key(paths, env)
+    logs = paths.out / "logs"
+    print(f"ltceval: output folder {paths.out}")
+    if config is None:
+        _step(f"generating synthetic extracts for {persons:,} people (seed {seed})",
+              [sys.executable, "-m", "ltceval.cli", "synth", "--persons", str(persons), "--seed", str(seed),
+               "--out", str(paths.out)], env, logs / "synth.log")
+    else:
+        if not config.is_file():
+            raise LtcevalError(f"sources config not found: {config}")
+        env[SOURCES_CONFIG_ENV] = str(config.resolve())
+    _step("preparing the embedded Airflow metadata database (SQLite)",
+          [sys.executable, "-m", "airflow", "db", "migrate"], env, logs / "airflow-db-migrate.log")
+    for dag_id in DAG_ORDER:
+        _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id], env, logs / f"dag-{dag_id}.log")
+    report = paths.reports / "business_case.html"
+    if not report.exists():
+        raise LtcevalError(f"the evaluation DAG finished but wrote no report at {report}")
+    return report

@@ -1,0 +1,40 @@
+"""Bad input to the CLI gives one line on stderr and a non-zero exit, never a traceback."""
+import subprocess
+import sys
+
+import pytest
+
+
+def ltceval(*args):
+    return subprocess.run([sys.executable, "-m", "ltceval.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args", [
+    ["synth", "--persons", "100"],  # missing --out
+    ["synth", "--persons", "-5", "--out", "x"],
+    ["synth", "--persons", "10", "--out", "x", "--no-such-option"],
+    ["no-such-command"],
+    ["run", "--config", "/nonexistent/sources.yml"],
+])
+def test_bad_input_is_one_line_and_non_zero(args):
+    proc = ltceval(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ltceval: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_output_folder_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = ltceval("synth", "--persons", "200", "--out", str(blocker / "sub"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "a-file" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_synth_writes_what_it_says(tmp_path):
+    proc = ltceval("synth", "--persons", "300", "--seed", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "landing" / "iapt_ids101_referral.csv").exists()
+    assert (tmp_path / "ground_truth" / "record_person.parquet").exists()
