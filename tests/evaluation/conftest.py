@@ -1,0 +1,23 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from simpanel import simulate_panel  # noqa: E402
+
+from evaluation.panel import prepare_panel  # noqa: E402
+
+PLANTED = {"ae_attendances": 0.75, "emergency_admissions": 0.75,
+           "outpatient_attendances": 1.0, "gp_appointments": 0.85}
+
+
+@pytest.fixture(scope="session")
+def effect_panel():
+    return prepare_panel(simulate_panel(n_sets=600, rate_ratio=PLANTED, seed=11))
+
+
+@pytest.fixture(scope="session")
+def null_panel():
+    return prepare_panel(simulate_panel(n_sets=600, rate_ratio=1.0, seed=12))

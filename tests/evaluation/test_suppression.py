@@ -1,0 +1,32 @@
+import pandas as pd
+import pytest
+
+from evaluation.suppression import (rounded_percentage, suppress_count, suppress_counts,
+                                    suppress_statistic)
+
+
+@pytest.mark.parametrize("n,expected", [
+    (0, 0), (1, "*"), (5, "*"), (7, "*"), (8, 10), (10, 10), (12, 10), (12.0, 10), (13, 15),
+    (17, 15), (18, 20), (22, 20), (23, 25), (1234, 1235), (1232, 1230),
+])
+def test_suppress_count(n, expected):
+    assert suppress_count(n) == expected
+
+
+def test_suppress_count_rejects_non_counts():
+    with pytest.raises(ValueError):
+        suppress_count(-1)
+    with pytest.raises(ValueError):
+        suppress_count(2.5)
+    assert suppress_count(None) is None
+
+
+def test_suppress_counts_frame_and_statistics():
+    df = pd.DataFrame({"step": ["a", "b", "c"], "n": [0, 3, 101]})
+    out = suppress_counts(df, ["n"])
+    assert list(out["n"]) == [0, "*", 100]
+    assert list(df["n"]) == [0, 3, 101]  # input untouched
+    assert suppress_statistic(0.42, 5) == "*"
+    assert suppress_statistic(0.42, 8) == 0.42
+    assert rounded_percentage(52, 98) == pytest.approx(50.0)  # 50 of 100
+    assert rounded_percentage(3, 98) == "*"
