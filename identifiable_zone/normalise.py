@@ -68,7 +68,12 @@ def valid_nhs_or_none(s: pd.Series) -> pd.Series:
                      index=s.index, dtype=object)
 
 
+_NO_DECOMPOSITION = str.maketrans({"Æ": "AE", "æ": "ae", "Ø": "O", "ø": "o", "ß": "ss", "Œ": "OE",
+                                   "œ": "oe", "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Þ": "TH", "þ": "th"})
+
+
 def _strip_accents(v: str) -> str:
+    v = v.translate(_NO_DECOMPOSITION)
     return "".join(c for c in unicodedata.normalize("NFKD", v) if not unicodedata.combining(c))
 
 

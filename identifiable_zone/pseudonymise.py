@@ -146,7 +146,7 @@ UNCHANGED = {"iapt_ids201_care_contact", "iapt_ids202_care_activity", "iapt_ids6
              "iapt_ids606_coded_scores", "lsoa_imd"}
 
 
-def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, key: bytes) -> pa.Table:
+def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, pid_of: dict) -> pa.Table:
     """One row per linked spine person (duplicates collapsed): the most recent registration's
     practice, earliest start, open-ended registration if any record is open."""
     from identifiable_zone import normalise as nz
@@ -173,7 +173,7 @@ def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, key: b
         "registration_end": g["RegistrationEndDate"].max().where(~g["_open"].any(), None),
         "date_of_death": g["DateOfDeath"].max(),
     })
-    out["person_id"] = pseudonymise_keys(pd.Series(out.index, index=out.index), key)
+    out["person_id"] = [pid_of[k] for k in out.index]
     out = out.reset_index(drop=True)
     for c in ("year_of_birth", "month_of_birth"):
         out[c] = out[c].astype(object).where(out[c].notna(), None)
@@ -187,13 +187,16 @@ def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataF
     person, columns that left the zone per table, columns withheld)."""
     from identifiable_zone.sources import SPINE
 
-    keys_by_source = {src: grp.set_index("record_id")["person_key"]
+    # hash every distinct person key once; tables then map record -> pseudonym by lookup
+    distinct = pd.Series(pd.unique(record_person["person_key"].dropna()), dtype=object)
+    pid_of = dict(zip(distinct.tolist(), pseudonymise_keys(distinct, key).tolist()))
+    keys_by_source = {src: grp.set_index("record_id")["person_key"].map(pid_of)
                       for src, grp in record_person.groupby("source")}
     tables: dict[str, pa.Table] = {}
     summary: dict = {"tables": {}}
     spine_spec = cfg[SPINE]
     spine_persons = record_person[record_person["source"] == SPINE][["record_id", "person_key"]]
-    tables["person"] = _person_table(accepted[SPINE], spine_spec, spine_persons, key)
+    tables["person"] = _person_table(accepted[SPINE], spine_spec, spine_persons, pid_of)
     summary["tables"]["person"] = {
         "rows": tables["person"].num_rows, "rows_without_person": 0,
         "columns": tables["person"].column_names,
@@ -206,26 +209,26 @@ def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataF
         df = accepted[source]
         identifier_cols = set(spec.identifiers.values())
         drop = set(identifier_cols)
-        person_key = None
+        person_id = None
         if source in UNCHANGED:
             pass
         elif spec.has_identifiers:
-            person_key = df[spec.record_id].map(keys_by_source.get(source, pd.Series(dtype=object)))
+            person_id = df[spec.record_id].map(keys_by_source.get(source, pd.Series(dtype=object)))
         else:
             (fk, parent), = spec.parent.items()
             drop.add(fk)  # PatientRecordId / LocalPatientId: local patient ids leave nothing
-            person_key = df[fk].map(keys_by_source.get(parent, pd.Series(dtype=object)))
+            person_id = df[fk].map(keys_by_source.get(parent, pd.Series(dtype=object)))
         keep = [c for c in spec.columns if c not in drop]
         out = df[keep].copy()
-        if person_key is not None:
-            out.insert(0, "person_id", pseudonymise_keys(person_key.astype(object).where(
-                person_key.notna(), None), key).to_numpy())
+        if person_id is not None:
+            out.insert(0, "person_id", [None if v is None or (isinstance(v, float) and v != v) else v
+                                        for v in person_id.tolist()])
         dates = [c for c in spec.dates if c in keep]
         numeric = [c for c in spec.numeric if c in keep]
         tables[name] = to_arrow(out, dates=dates, numeric=numeric)
         summary["tables"][name] = {
             "rows": int(len(out)),
-            "rows_without_person": int(out["person_id"].isna().sum()) if person_key is not None else None,
+            "rows_without_person": int(out["person_id"].isna().sum()) if person_id is not None else None,
             "columns": list(out.columns),
             "withheld": sorted(drop & set(spec.columns)),
         }

@@ -1,0 +1,212 @@
+"""Information-governance report of one identifiable-zone run.
+
+Two versions:
+- raw (exact counts), kept in the identifiable zone: identifiable/ig_reports/<run_id>.json;
+- published, with small-number suppression: reports/ig_report.json and .html.
+
+Suppression: 0 stays 0; 1-7 -> "*"; other counts rounded to the nearest 5. A rate is shown
+only when its numerator and the rest of its denominator are each 0 or more than 7.
+Neither version holds any identifier: counts, rule names, file names, checksums, the key
+fingerprint and column names only.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from ltceval.settings import Paths
+
+SMALL = 7
+PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
+PROB_LABELS = ["<0.5", "0.5-0.8", "0.8-0.9", "0.9-0.95", "0.95-0.99", "0.99-0.999", ">=0.999"]
+RULES = ["deterministic_nhs_dob", "probabilistic", "unlinked"]
+
+
+def suppress_count(n):
+    """0 -> 0; 1..7 -> '*'; else nearest multiple of 5 (halves round up)."""
+    n = int(n)
+    if n == 0:
+        return 0
+    if n <= SMALL:
+        return "*"
+    return int(5 * ((n + 2) // 5))
+
+
+def suppress_rate(num, den):
+    num, den = int(num), int(den)
+    if den == 0:
+        return None
+    rest = den - num
+    if (0 < num <= SMALL) or (0 < rest <= SMALL):
+        return "*"
+    return round(100.0 * num / den, 1)
+
+
+def _suppress(obj, key=None):
+    """Recursively suppress every int under a key ending in a count-like name."""
+    if isinstance(obj, dict):
+        return {k: _suppress(v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_suppress(v, key) for v in obj]
+    if isinstance(obj, bool) or not isinstance(obj, int):
+        return obj
+    if key in ("bytes", "line", "threshold_pct"):
+        return obj
+    return suppress_count(obj)
+
+
+def _read(p: Path):
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
+
+
+def build_raw(paths: Paths) -> dict:
+    ident = paths.identifiable
+    run = _read(ident / "run.json") or {}
+    val = _read(ident / "validation_summary.json") or {"tables": {}}
+    lnk = _read(ident / "link_summary.json") or {}
+    pub = _read(ident / "publish_summary.json") or {}
+    rp_path = ident / "links" / "record_person.parquet"
+    rp = pd.read_parquet(rp_path, columns=["source", "rule", "match_probability", "age_band", "sex",
+                                           "ethnic_category"]) if rp_path.exists() else None
+
+    inputs, quarantine, flags, encoding = [], [], [], []
+    for table, s in val["tables"].items():
+        for f in s["files"]:
+            inputs.append({"table": table, "file": f["file"], "sha256": f["sha256"], "rows": f["rows"],
+                           "bytes": f["bytes"]})
+        quarantine.append({"table": table, "rows_in": s["rows_in"], "rows_accepted": s["rows_accepted"],
+                           "rows_quarantined": s["rows_quarantined"], "by_rule": s["quarantine_by_rule"]})
+        for fl in s["flags_by_rule"]:
+            flags.append({"table": table, **fl})
+        if s["encoding_issues"]:
+            encoding.append({"table": table, "lines": s["encoding_issues"]})
+
+    link_rates, prob_dist, subgroups = {}, {}, {}
+    if rp is not None:
+        other = rp[rp["source"] != "gp_patients"]
+        for src, grp in other.groupby("source"):
+            counts = grp["rule"].value_counts()
+            link_rates[src] = {"records": int(len(grp)), **{r: int(counts.get(r, 0)) for r in RULES}}
+            probs = grp.loc[grp["rule"] == "probabilistic", "match_probability"]
+            unl = grp.loc[grp["rule"] == "unlinked", "match_probability"]
+            prob_dist[src] = {
+                "probabilistic_links": {lab: int(n) for lab, n in zip(
+                    PROB_LABELS, pd.cut(probs, PROB_BINS, labels=PROB_LABELS, right=False)
+                    .value_counts().reindex(PROB_LABELS, fill_value=0))},
+                "unlinked_best_candidate": {lab: int(n) for lab, n in zip(
+                    PROB_LABELS, pd.cut(unl, PROB_BINS, labels=PROB_LABELS, right=False)
+                    .value_counts().reindex(PROB_LABELS, fill_value=0))},
+            }
+        for dim in ("age_band", "sex", "ethnic_category"):
+            rows = []
+            for (src, val_), grp in other.groupby(["source", dim]):
+                rows.append({"source": src, dim: str(val_), "records": int(len(grp)),
+                             "linked": int((grp["rule"] != "unlinked").sum())})
+            subgroups[dim] = rows
+        spine = rp[rp["source"] == "gp_patients"]
+        spine_info = {"records": int(len(spine))}
+    else:
+        spine_info = {}
+
+    columns_out = {t: s["columns"] for t, s in (pub.get("tables") or {}).items()}
+    withheld = {t: s["withheld"] for t, s in (pub.get("tables") or {}).items()}
+    no_person = {t: s["rows_without_person"] for t, s in (pub.get("tables") or {}).items()
+                 if s.get("rows_without_person") is not None}
+    return {
+        "run_id": run.get("run_id"), "run_started_at": run.get("started_at"),
+        "report_written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sources_config": run.get("sources_config"),
+        "inputs": inputs, "validation": quarantine, "dq_flags": flags, "encoding_fallbacks": encoding,
+        "linkage": {"threshold": lnk.get("threshold"), "spine": spine_info,
+                    "spine_persons": lnk.get("spine_persons"), "rates_by_source": link_rates,
+                    "match_probability_distribution": prob_dist, "rates_by_subgroup": subgroups},
+        "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),
+                             "method": "HMAC-SHA256 of the person's canonical identifier",
+                             "rows_without_person": no_person},
+        "columns_leaving_zone": columns_out, "columns_withheld": withheld,
+    }
+
+
+def build_published(raw: dict) -> dict:
+    """Suppressed copy of the raw report; rates recomputed from raw counts then suppressed."""
+    pub = _suppress({k: v for k, v in raw.items() if k not in ("linkage",)})
+    lk = raw["linkage"]
+    rates = {}
+    for src, r in lk["rates_by_source"].items():
+        rates[src] = {"records": suppress_count(r["records"]),
+                      **{rule: suppress_count(r[rule]) for rule in RULES},
+                      **{f"{rule}_pct": suppress_rate(r[rule], r["records"]) for rule in RULES}}
+    sub = {}
+    for dim, rows in lk["rates_by_subgroup"].items():
+        sub[dim] = [{"source": x["source"], dim: x[dim], "records": suppress_count(x["records"]),
+                     "linked_pct": suppress_rate(x["linked"], x["records"])} for x in rows]
+    pub["linkage"] = {"threshold": lk["threshold"], "spine": _suppress(lk["spine"]),
+                      "spine_persons": suppress_count(lk["spine_persons"] or 0),
+                      "rates_by_source": rates,
+                      "match_probability_distribution": _suppress(lk["match_probability_distribution"]),
+                      "rates_by_subgroup": sub}
+    pub["suppression"] = "0 shown as 0; 1-7 as *; other counts rounded to the nearest 5; rates * when " \
+                         "the numerator or its complement is 1-7"
+    return pub
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    cols = list(rows[0].keys())
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(json.dumps(r.get(c)) if isinstance(r.get(c), (list, dict)) else str(r.get(c)))}</td>"
+                                    for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(pub: dict) -> str:
+    lk = pub["linkage"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>IG report</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}</style></head><body>",
+        "<h1>Identifiable zone: information-governance report</h1>",
+        f"<p>Run <b>{html.escape(str(pub['run_id']))}</b>, started {html.escape(str(pub['run_started_at']))}; "
+        f"report written {html.escape(str(pub['report_written_at']))}.</p>",
+        f"<p>{html.escape(pub['suppression'])}.</p>",
+        f"<p>Pseudonymisation key fingerprint: <code>{html.escape(str(pub['pseudonymisation']['key_fingerprint']))}</code></p>",
+        "<h2>Input files</h2>", _table(pub["inputs"]),
+        "<h2>Validation and quarantine</h2>",
+        _table([{k: v for k, v in r.items()} for r in pub["validation"]]),
+        "<h2>Values blanked (identifier fields kept row, value unusable)</h2>", _table(pub["dq_flags"]),
+        "<h2>Linkage rates by source</h2>",
+        f"<p>Probabilistic threshold: {lk['threshold']}; spine persons: {lk['spine_persons']}</p>",
+        _table([{"source": s, **r} for s, r in lk["rates_by_source"].items()]),
+        "<h2>Match probability distribution</h2>",
+        _table([{"source": s, "kind": k, **b} for s, d in lk["match_probability_distribution"].items()
+                for k, b in d.items()]),
+    ]
+    for dim, rows in lk["rates_by_subgroup"].items():
+        parts += [f"<h2>Linkage by {html.escape(dim)}</h2>", _table(rows)]
+    parts += ["<h2>Records without a linked person in published tables</h2>",
+              _table([{"table": t, "rows": n} for t, n in pub["pseudonymisation"]["rows_without_person"].items()]),
+              "<h2>Columns that left the identifiable zone</h2>",
+              _table([{"table": t, "columns": ", ".join(c)} for t, c in pub["columns_leaving_zone"].items()]),
+              "</body></html>"]
+    return "\n".join(parts)
+
+
+def write(paths: Paths) -> dict:
+    raw = build_raw(paths)
+    raw_dir = paths.identifiable / "ig_reports"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    safe_run = re.sub(r"[^A-Za-z0-9._-]", "_", str(raw["run_id"]))
+    (raw_dir / f"{safe_run}.json").write_text(json.dumps(raw, indent=2, default=str), encoding="utf-8")
+    pub = build_published(raw)
+    paths.reports.mkdir(parents=True, exist_ok=True)
+    (paths.reports / "ig_report.json").write_text(json.dumps(pub, indent=2, default=str), encoding="utf-8")
+    (paths.reports / "ig_report.html").write_text(render_html(pub), encoding="utf-8")
+    return {"run_id": raw["run_id"], "report_json": str(paths.reports / "ig_report.json"),
+            "report_html": str(paths.reports / "ig_report.html"),
+            "key_fingerprint": raw["pseudonymisation"]["key_fingerprint"]}

@@ -1,0 +1,181 @@
+"""The whole identifiable zone on a small synthetic population (real GX, DuckDB, splink)."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from identifiable_zone import link as lk
+from identifiable_zone import normalise as nz
+from identifiable_zone import pipeline
+from ltceval.settings import Paths
+
+PERSONS = 1500
+KEY = "e2e-test-key-" + "0123456789abcdef" * 2
+IDENTIFIER_COLS = {
+    "gp_patients": ("NHSNumber", "Forename", "Surname", "Postcode"),
+    "iapt_ids001_mpi": ("NHSNumber", "PersonGivenName", "PersonFamilyName", "Postcode"),
+    "ecds": ("NHS_Number", "Patient_Forename", "Patient_Surname", "Postcode"),
+    "apc": ("NHS_Number", "Patient_Forename", "Patient_Surname", "Postcode"),
+    "opa": ("NHS_Number", "Patient_Forename", "Patient_Surname", "Postcode"),
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from synthetic.generate import generate
+    from synthetic.params import SynthParams
+
+    out = tmp_path_factory.mktemp("idz")
+    generate(SynthParams(persons=PERSONS, seed=7), out)
+    paths = Paths(out)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LTCEVAL_PSEUDO_KEY", KEY)
+    mp.delenv("LTCEVAL_PSEUDO_KEY_FILE", raising=False)
+    try:
+        results = {
+            "validate": pipeline.validate_all(paths, run_id="test-run"),
+            "link": pipeline.link_all(paths),
+            "publish": pipeline.pseudonymise_and_publish(paths),
+            "report": pipeline.write_ig_report(paths),
+        }
+    finally:
+        mp.undo()
+    return paths, results
+
+
+@pytest.fixture(scope="module")
+def landing_identifiers(run):
+    paths, _ = run
+    nhs, names, postcodes = set(), set(), set()
+    for table, (n, f, s, p) in IDENTIFIER_COLS.items():
+        df = pd.read_csv(paths.landing / f"{table}.csv", dtype=str)
+        nhs |= set(df[n].dropna())
+        names |= set(df[f].dropna().str.upper()) | set(df[s].dropna().str.upper())
+        postcodes |= set(df[p].dropna().str.replace(" ", "").str.upper())
+    return nhs, names, postcodes
+
+
+def test_linkage_precision_and_recall(run):
+    paths, results = run
+    rp = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet")
+    truth = pd.read_parquet(paths.ground_truth / "record_person.parquet")
+    m = lk.linkage_metrics(rp, truth)
+    assert m["precision"] >= 0.999, m
+    assert m["recall"] >= 0.995, m
+    assert m["spine_impure_clusters"] == 0
+    # both rules did real work on this data
+    assert m["by_rule"]["deterministic_nhs_dob"]["links"] > 0 and m["by_rule"]["probabilistic"]["links"] > 0
+    assert set(rp["rule"]) <= {"spine", "deterministic_nhs_dob", "probabilistic", "unlinked"}
+    assert (paths.identifiable / "linkage_model" / "splink_model.json").exists()
+    # every landing record of the five identifier sources got exactly one row
+    assert len(rp) == len(truth) and not rp.duplicated(["source", "record_id"]).any()
+
+
+def test_duplicate_spine_records_collapse_into_one_person(run):
+    paths, _ = run
+    gp = pd.read_csv(paths.landing / "gp_patients.csv", dtype=str)
+    rp = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet")
+    spine = rp[rp["source"] == "gp_patients"].merge(
+        gp.rename(columns={"PatientRecordId": "record_id"}), on="record_id")
+    ok = nz.nhs_number_is_valid(spine["NHSNumber"]) & spine["DateOfBirth"].notna()
+    dup = spine[ok].groupby(["NHSNumber", "DateOfBirth"])["person_key"]
+    assert (dup.size() > 1).any(), "synthetic data should hold duplicate registrations"
+    assert (dup.nunique() == 1).all()
+    person = pq.read_table(paths.pseudonymised / "person.parquet").to_pandas()
+    assert person["person_id"].is_unique
+    assert len(person) == spine["person_key"].nunique()
+
+
+def test_no_identifiers_in_pseudonymised_tables(run, landing_identifiers):
+    paths, _ = run
+    nhs, names, postcodes = landing_identifiers
+    files = sorted(paths.pseudonymised.glob("*.parquet"))
+    assert {f.stem for f in files} >= {"person", "gp_conditions", "gp_appointments", "iapt_referral",
+                                       "iapt_care_contact", "iapt_care_activity", "iapt_ltc",
+                                       "iapt_coded_scores", "ecds", "apc", "opa", "lsoa_imd"}
+    digits10 = re.compile(r"^\d{10}$")
+    for f in files:
+        df = pq.read_table(f).to_pandas()
+        assert not {"NHSNumber", "NHS_Number", "Postcode", "LocalPatientId", "PatientRecordId",
+                    "DateOfBirth", "Date_Of_Birth", "PersonBirthDate"} & set(df.columns), f.name
+        for col in df.columns:
+            vals = pd.Series(df[col].dropna().astype(str).unique())
+            if vals.empty:
+                continue
+            ten = vals[vals.str.match(digits10)]
+            assert not nz.nhs_number_is_valid(ten).any(), f"{f.name}.{col}: Mod-11-valid NHS number"
+            joined = "\n".join(vals)
+            assert not any(n in joined for n in nhs), f"{f.name}.{col}: landing NHS number"
+            assert not (set(vals.str.upper()) & names), f"{f.name}.{col}: landing name"
+            assert not (set(vals.str.replace(" ", "").str.upper()) & postcodes), f"{f.name}.{col}: postcode"
+
+
+def test_person_ids_are_keyed_hmacs_and_activity_links(run):
+    paths, _ = run
+    person = pq.read_table(paths.pseudonymised / "person.parquet").to_pandas()
+    assert person["person_id"].str.fullmatch(r"[0-9a-f]{64}").all()
+    ecds = pq.read_table(paths.pseudonymised / "ecds.parquet")
+    assert str(ecds.schema.field("Arrival_Date").type) == "date32[day]"
+    ids = ecds.column("person_id").to_pandas()
+    assert ids.notna().mean() > 0.99 and ids.dropna().isin(person["person_id"]).all()
+
+
+def test_return_values_and_reports_hold_no_identifiers(run, landing_identifiers):
+    paths, results = run
+    nhs, names, postcodes = landing_identifiers
+    texts = [json.dumps(results), (paths.reports / "ig_report.json").read_text(),
+             (paths.reports / "ig_report.html").read_text()]
+    texts += [p.read_text() for p in (paths.identifiable / "ig_reports").glob("*.json")]
+    for text in texts:
+        tokens = set(re.findall(r"[A-Za-z0-9]+", text))
+        assert not (tokens & nhs)
+        assert not ({t.upper() for t in tokens if len(t) > 3} & {n for n in names if len(n) > 3})
+        assert not any(p in text.replace(" ", "") for p in postcodes)
+    assert results["publish"]["key_fingerprint"] not in KEY and KEY not in texts[0]
+
+
+def test_ig_report_is_suppressed(run):
+    paths, _ = run
+    rep = json.loads((paths.reports / "ig_report.json").read_text())
+    raw = json.loads(next((paths.identifiable / "ig_reports").glob("*.json")).read_text())
+    assert rep["run_id"] == raw["run_id"] == "test-run"
+    assert all(len(i["sha256"]) == 64 for i in rep["inputs"])
+
+    def ints(o):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k not in ("bytes", "line"):
+                    yield from ints(v)
+        elif isinstance(o, list):
+            for v in o:
+                yield from ints(v)
+        elif isinstance(o, int) and not isinstance(o, bool):
+            yield o
+
+    published = list(ints({k: v for k, v in rep.items()}))
+    assert published and all(n == 0 or (n > 7 and n % 5 == 0) for n in published)
+    # the raw report has the exact counts, including small ones the published one hides
+    raw_rates = raw["linkage"]["rates_by_source"]
+    assert sum(r["records"] for r in raw_rates.values()) == len(
+        pd.read_parquet(paths.ground_truth / "record_person.parquet").query("source != 'gp_patients'"))
+    assert rep["linkage"]["rates_by_subgroup"]["age_band"]
+    assert rep["pseudonymisation"]["key_fingerprint"] == raw["pseudonymisation"]["key_fingerprint"]
+
+
+def test_dag_structure():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ltceval.assets import PSEUDONYMISED_TABLES
+    from ltceval.settings import DAGS_DIR
+
+    bag = DagBag(str(DAGS_DIR / "identifiable_zone.py"))
+    assert not bag.import_errors
+    dag = bag.dags["identifiable_zone"]
+    assert dag.task_ids == ["validate", "link", "pseudonymise", "ig_report"] or \
+        sorted(dag.task_ids) == sorted(["validate", "link", "pseudonymise", "ig_report"])
+    assert dag.get_task("ig_report").outlets == [PSEUDONYMISED_TABLES]
+    assert dag.get_task("link").upstream_task_ids == {"validate"}
+    assert dag.get_task("ig_report").upstream_task_ids == {"pseudonymise"}

@@ -1,0 +1,76 @@
+import hashlib
+import hmac
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from identifiable_zone import pseudonymise as ps
+
+KEY = "k" * 20 + "-secret-test-key-value-0123"  # 47 characters
+
+
+def test_pseudonym_is_hmac_sha256_deterministic_and_key_sensitive():
+    k1, k2 = KEY.encode(), (KEY + "x").encode()
+    p = ps.pseudonym("nhs:9434765919", k1)
+    assert p == hmac.new(k1, b"nhs:9434765919", hashlib.sha256).hexdigest()
+    assert p == ps.pseudonym("nhs:9434765919", k1)
+    assert len(p) == 64 and p != ps.pseudonym("nhs:9434765919", k2)
+    assert p != ps.pseudonym("nhs:9434765918", k1)
+    keys = pd.Series(["a", "b", "a", None])
+    out = ps.pseudonymise_keys(keys, k1)
+    assert out[0] == out[2] != out[1] and out[3] is None
+
+
+def test_fingerprint_is_not_the_key():
+    fp = ps.key_fingerprint(KEY.encode())
+    assert fp == hashlib.sha256(b"fingerprint:" + KEY.encode()).hexdigest()[:12]
+    assert KEY not in fp and fp not in hashlib.sha256(KEY.encode()).hexdigest()
+
+
+def test_key_from_env_and_file(monkeypatch, tmp_path):
+    monkeypatch.delenv("LTCEVAL_PSEUDO_KEY_FILE", raising=False)
+    monkeypatch.setenv("LTCEVAL_PSEUDO_KEY", KEY)
+    assert ps.load_key() == KEY.encode()
+    monkeypatch.delenv("LTCEVAL_PSEUDO_KEY")
+    f = tmp_path / "key.txt"
+    f.write_text(KEY + "\n")
+    monkeypatch.setenv("LTCEVAL_PSEUDO_KEY_FILE", str(f))
+    assert ps.load_key() == KEY.encode()
+
+
+def test_missing_key_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("LTCEVAL_PSEUDO_KEY", raising=False)
+    monkeypatch.delenv("LTCEVAL_PSEUDO_KEY_FILE", raising=False)
+    monkeypatch.delenv("AIRFLOW_CTX_DAG_ID", raising=False)
+    with pytest.raises(ps.PseudoKeyError, match="no pseudonymisation key"):
+        ps.load_key()
+    monkeypatch.setenv("LTCEVAL_PSEUDO_KEY_FILE", str(tmp_path / "absent.txt"))
+    with pytest.raises(ps.PseudoKeyError, match="cannot read"):
+        ps.load_key()
+
+
+def test_short_key_error_never_shows_the_key(monkeypatch, tmp_path):
+    short = "s3cr3t-but-short-Q7"
+    monkeypatch.delenv("LTCEVAL_PSEUDO_KEY_FILE", raising=False)
+    monkeypatch.setenv("LTCEVAL_PSEUDO_KEY", short)
+    with pytest.raises(ps.PseudoKeyError) as e:
+        ps.load_key()
+    assert "at least 32" in str(e.value) and short not in str(e.value) and short not in repr(e.value)
+    monkeypatch.delenv("LTCEVAL_PSEUDO_KEY")
+    f = tmp_path / "key.txt"
+    f.write_text(short)
+    monkeypatch.setenv("LTCEVAL_PSEUDO_KEY_FILE", str(f))
+    with pytest.raises(ps.PseudoKeyError) as e:
+        ps.load_key()
+    assert "too short" in str(e.value) and short not in str(e.value)
+
+
+def test_atomic_swap_replaces_whole_folder(tmp_path):
+    target = tmp_path / "analytical" / "pseudonymised"
+    ps.write_tables_atomically({"a": pa.table({"x": [1]}), "b": pa.table({"x": [2]})}, target)
+    ps.write_tables_atomically({"a": pa.table({"x": [3]})}, target)
+    assert sorted(p.name for p in target.iterdir()) == ["a.parquet"]
+    assert pq.read_table(target / "a.parquet").column("x").to_pylist() == [3]
+    assert [p.name for p in target.parent.iterdir()] == ["pseudonymised"]  # no temp leftovers
