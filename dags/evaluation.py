@@ -59,4 +59,4 @@ def evaluation():
     report(cost(estimates))
 
 
-evaluation()
+evaluation_dag = evaluation()

@@ -3,8 +3,8 @@ cost of therapy.
 
 Gross saving per treated person-year = -sum_k (absolute change_k per person-year x unit cost_k)
 over the costed outcomes. Double counting: an emergency admission is priced at the
-non-elective tariff in `unit_costs` (activity `emergency_admission`; the seed holds the
-short-stay figure, 824 GBP 2024/25), which already pays for the stay, so bed days are NOT
+non-elective tariff in `unit_costs` (activity `emergency_admission`, else
+`emergency_admission_short_stay`: 824 GBP 2024/25), which already pays for the stay, so bed days are NOT
 costed by default (they are reported as an outcome). Pass `costed_outcomes` including
 `bed_days` to price them at the excess-bed-day cost instead, and then leave admissions out.
 
@@ -30,12 +30,15 @@ import pandas as pd
 
 from evaluation.did import CountDiDResult, Z95
 
-OUTCOME_ACTIVITY = {
-    "ae_attendances": "ae_attendance",
-    "emergency_admissions": "emergency_admission",
-    "bed_days": "excess_bed_day",
-    "outpatient_attendances": "outpatient_attendance",
-    "gp_appointments": "gp_appointment",
+# activity names in `unit_costs` for each outcome, first match wins (the seed may hold the
+# short-stay and long-stay non-elective tariffs separately; without a length-of-stay model
+# admissions are priced at the short-stay figure)
+OUTCOME_ACTIVITIES = {
+    "ae_attendances": ("ae_attendance",),
+    "emergency_admissions": ("emergency_admission", "emergency_admission_short_stay"),
+    "bed_days": ("excess_bed_day",),
+    "outpatient_attendances": ("outpatient_attendance",),
+    "gp_appointments": ("gp_appointment",),
 }
 THERAPY_ACTIVITY = "iapt_course"
 DEFAULT_COSTED_OUTCOMES = (
@@ -55,13 +58,18 @@ def unit_cost_lookup(unit_costs: pd.DataFrame) -> pd.DataFrame:
     return uc.set_index("activity")
 
 
+def activity_for(outcome: str, uc: pd.DataFrame) -> str:
+    """The `unit_costs` activity that prices an outcome (uc indexed by activity)."""
+    for act in OUTCOME_ACTIVITIES[outcome]:
+        if act in uc.index:
+            return act
+    raise ValueError(f"unit_costs lacks an activity for {outcome}: one of {OUTCOME_ACTIVITIES[outcome]}")
+
+
 def unit_costs_by_outcome(unit_costs: pd.DataFrame,
                           outcomes=DEFAULT_COSTED_OUTCOMES) -> dict[str, float]:
     uc = unit_cost_lookup(unit_costs)
-    missing = [OUTCOME_ACTIVITY[o] for o in outcomes if OUTCOME_ACTIVITY[o] not in uc.index]
-    if missing:
-        raise ValueError(f"unit_costs lacks activities {missing}")
-    return {o: float(uc.loc[OUTCOME_ACTIVITY[o], "unit_cost_gbp"]) for o in outcomes}
+    return {o: float(uc.loc[activity_for(o, uc), "unit_cost_gbp"]) for o in outcomes}
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,7 +148,7 @@ def estimate_costs(
     for o in costed_outcomes:
         r = results[o]
         c = costs[o]
-        act = OUTCOME_ACTIVITY[o]
+        act = activity_for(o, uc)
         lines.append({
             "outcome": o,
             "activity": act,

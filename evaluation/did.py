@@ -128,6 +128,23 @@ def _design_rel_dummies(rel: pd.Series, months, prefix: str) -> pd.DataFrame:
     )
 
 
+def _not_estimable_did(outcome: str, df: pd.DataFrame, persons: pd.DataFrame,
+                       reason: str) -> CountDiDResult:
+    nan2 = (float("nan"), float("nan"))
+    tp = df[(df["is_treated"] == 1) & (df["period"] == "post")]
+    return CountDiDResult(
+        outcome=outcome, rate_ratio=float("nan"), rate_ratio_ci=nan2,
+        log_rate_ratio=float("nan"), se_log_rate_ratio=float("nan"), p_value=float("nan"),
+        abs_change_per_py=float("nan"), abs_change_ci=nan2, se_abs_change=float("nan"),
+        treated_post_rate_py=float("nan"), counterfactual_post_rate_py=float("nan"),
+        n_treated=int((persons["is_treated"] == 1).sum()),
+        n_controls=int((persons["is_treated"] == 0).sum()),
+        n_sets=int(df["matched_set_id"].nunique()), n_person_months=int(len(df)),
+        treated_post_person_years=float(tp["exposure_months"].sum() / 12),
+        method=reason, abs_change_influence=pd.Series(dtype=float, name=outcome),
+    )
+
+
 def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
     """Matched DiD for a count outcome; see the module docstring for the model."""
     df = panel[panel["period"].isin(["pre", "post"])]
@@ -138,6 +155,11 @@ def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
         df[outcome].to_numpy(), X, df["exposure_months"].to_numpy(),
         df["person_id"].to_numpy(), df["matched_set_id"].to_numpy(), df["weight"].to_numpy(),
     )
+    persons = df.drop_duplicates("person_id")
+    if "treated_post" in fit.dropped:
+        return _not_estimable_did(
+            outcome, df, persons, "not estimable: no events among treated people after the "
+            "index month, or no events at all")
     b = float(fit.params["treated_post"])
     if_b = fit.influence["treated_post"]
 
@@ -154,7 +176,6 @@ def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
     abs_py = 12 * r1 * (1 - np.exp(-b))
     if_abs = 12 * np.exp(-b) * r1 * if_b + 12 * (1 - np.exp(-b)) * if_r1
     se_abs = float(np.sqrt(np.sum(if_abs**2) * _small_sample(n_c)))
-    persons = df.drop_duplicates("person_id")
     return CountDiDResult(
         outcome=outcome,
         rate_ratio=rr,
@@ -248,23 +269,29 @@ def person_period_rates(panel: pd.DataFrame, outcome: str) -> pd.DataFrame:
 def estimate_linear_did(panel: pd.DataFrame, outcome: str) -> LinearDiDResult:
     """Linear DiD per person-year; see the module docstring."""
     pp = person_period_rates(panel, outcome)
-    X = sm.add_constant(pp["is_treated"].astype(float))
-    groups = pd.factorize(pp["matched_set_id"])[0]
-    res = sm.WLS(pp["diff"], X, weights=pp["weight"]).fit(
-        cov_type="cluster", cov_kwds={"groups": groups})
-    est = float(res.params["is_treated"])
-    se = float(res.bse["is_treated"])
     t, c = pp[pp["is_treated"] == 1], pp[pp["is_treated"] == 0]
+    est = se = float("nan")
+    if len(t) and len(c) and pp["matched_set_id"].nunique() > 1:
+        X = sm.add_constant(pp["is_treated"].astype(float), has_constant="add")
+        groups = pd.factorize(pp["matched_set_id"])[0]
+        res = sm.WLS(pp["diff"], X, weights=pp["weight"]).fit(
+            cov_type="cluster", cov_kwds={"groups": groups})
+        est = float(res.params["is_treated"])
+        se = float(res.bse["is_treated"])
+
+    def avg(d: pd.DataFrame, col: str) -> float:
+        return float(np.average(d[col], weights=d["weight"])) if len(d) else float("nan")
+
     return LinearDiDResult(
         outcome=outcome,
         estimate_per_py=est,
         ci=(est - Z95 * se, est + Z95 * se),
         se=se,
-        p_value=float(2 * stats.norm.sf(abs(est) / se)),
-        treated_pre_py=float(np.average(t["pre"], weights=t["weight"])),
-        treated_post_py=float(np.average(t["post"], weights=t["weight"])),
-        control_pre_py=float(np.average(c["pre"], weights=c["weight"])),
-        control_post_py=float(np.average(c["post"], weights=c["weight"])),
+        p_value=float(2 * stats.norm.sf(abs(est) / se)) if se > 0 else float("nan"),
+        treated_pre_py=avg(t, "pre"),
+        treated_post_py=avg(t, "post"),
+        control_pre_py=avg(c, "pre"),
+        control_post_py=avg(c, "post"),
         n_treated=len(t),
         n_controls=len(c),
         n_sets=int(pp["matched_set_id"].nunique()),
@@ -286,6 +313,8 @@ class EventStudyResult:
     pretrend_chi2: float
     pretrend_df: int
     pretrend_p: float
+    not_estimable: tuple[int, ...]  # first months of bins with no events in a group: NaN
+    bin_months: int  # 1 = monthly event study; 3 = quarterly bins
     n_sets: int
     method: str
 
@@ -298,10 +327,19 @@ class EventStudyResult:
         return t
 
     def summary(self) -> str:
+        if np.isnan(self.pretrend_p):
+            return (f"{_label(self.outcome)} event study: not estimable (no events in the "
+                    f"reference period in one group).")
         verdict = "no evidence against" if self.pretrend_p >= 0.05 else "evidence against"
+        gaps = ""
+        if self.not_estimable:
+            gaps = (f" Not estimable (no events among treated people or controls): bins starting "
+                    f"{', '.join(map(str, self.not_estimable))}.")
+        bins = "monthly" if self.bin_months == 1 else f"{self.bin_months}-month bins"
         return (
-            f"{_label(self.outcome)} event study: joint pre-trend Wald chi2({self.pretrend_df}) = "
+            f"{_label(self.outcome)} event study ({bins}): joint pre-trend Wald chi2({self.pretrend_df}) = "
             f"{self.pretrend_chi2:.2f}, p = {self.pretrend_p:.3f} ({verdict} parallel pre-trends)."
+            f"{gaps}"
         )
 
     def plot(self, ax=None):
@@ -310,46 +348,110 @@ class EventStudyResult:
         return plot_event_study(self, ax=ax)
 
 
-def estimate_event_study(panel: pd.DataFrame, outcome: str) -> EventStudyResult:
-    """Treated x rel_month rate ratios (reference rel -1) and a joint pre-trend test."""
+def event_time_bins(width: int) -> dict[int, tuple[int, int]]:
+    """Map rel_month -> (first, last) month of its bin. Pre and post months are grouped in
+    bins of `width` counted away from the index month, so the reference bin ends at rel -1;
+    the transition month 0 is always its own bin."""
+    bins = {0: (0, 0)}
+    for m in range(1, 13):
+        lo = 1 + ((m - 1) // width) * width
+        bins[m] = (lo, min(lo + width - 1, 12))
+        hi = -1 - ((m - 1) // width) * width
+        bins[-m] = (max(hi - width + 1, -12), hi)
+    return bins
+
+
+def _auto_bin_width(panel: pd.DataFrame, outcome: str, min_events: int = 5) -> int:
+    """Monthly if every month has at least `min_events` events among treated people and among
+    controls; otherwise quarterly bins (rare outcomes, small cohorts)."""
+    cells = panel.groupby(["is_treated", "rel_month"])[outcome].sum()
+    return 1 if len(cells) and cells.min() >= min_events else 3
+
+
+def estimate_event_study(panel: pd.DataFrame, outcome: str,
+                         bin_months: int | None = None) -> EventStudyResult:
+    """Treated x event-time rate ratios (reference: the bin ending at rel -1) and a joint
+    pre-trend test.
+
+    Fitted with group-specific event-time effects, log mu = alpha_i + c_b (controls) or t_b
+    (treated), b != reference, which is the same model as event-time effects plus treated x
+    event time (d_b = t_b - c_b) but shows separation cell by cell: a bin in which the
+    treated (or the controls) have no events has no finite estimate, so its d_b is reported
+    as not estimable and left out of the pre-trend test. `bin_months` None chooses monthly
+    bins when every month has >= 5 events in each group, else 3-month bins.
+    """
     df = panel
-    levels = [m for m in range(-12, 13) if m != REFERENCE_MONTH]
-    X = _design_rel_dummies(df["rel_month"], levels, "rel_")
+    width = bin_months or _auto_bin_width(df, outcome)
+    bins = event_time_bins(width)
+    ref = bins[REFERENCE_MONTH]
+    keys = sorted(set(bins.values()))
+    levels = [k for k in keys if k != ref]
+    first = df["rel_month"].map({m: b[0] for m, b in bins.items()})
     treated = df["is_treated"].to_numpy(dtype=float)
-    TX = _design_rel_dummies(df["rel_month"], levels, "trel_").mul(treated, axis=0)
-    X = pd.concat([X, TX], axis=1)
-    fit = fit_poisson_fe(
-        df[outcome].to_numpy(), X, df["exposure_months"].to_numpy(),
-        df["person_id"].to_numpy(), df["matched_set_id"].to_numpy(), df["weight"].to_numpy(),
-    )
-    names = [f"trel_{m}" for m in levels]
-    b = fit.params[names].to_numpy()
-    se = fit.bse[names].to_numpy()
-    coefs = pd.DataFrame({"rel_month": levels, "log_rr": b, "se": se})
+    C = _design_rel_dummies(first, [k[0] for k in levels], "c_").mul(1 - treated, axis=0)
+    T = _design_rel_dummies(first, [k[0] for k in levels], "t_").mul(treated, axis=0)
+    in_ref = first == ref[0]
+    ref_empty = any(df.loc[in_ref & (df["is_treated"] == g), outcome].sum() == 0 for g in (0, 1))
+    if ref_empty:
+        fit = None
+        d = np.full(len(levels), np.nan)
+        V = np.full((len(levels), len(levels)), np.nan)
+        bad = [k[0] for k in levels]
+    else:
+        fit = fit_poisson_fe(
+            df[outcome].to_numpy(), pd.concat([C, T], axis=1), df["exposure_months"].to_numpy(),
+            df["person_id"].to_numpy(), df["matched_set_id"].to_numpy(), df["weight"].to_numpy(),
+        )
+        # contrasts d_b = t_b - c_b and their covariance
+        params = fit.params.fillna(0.0)
+        cov = fit.cov.fillna(0.0)
+        L = np.zeros((len(levels), len(params)))
+        for i, k in enumerate(levels):
+            L[i, params.index.get_loc(f"t_{k[0]}")] = 1.0
+            L[i, params.index.get_loc(f"c_{k[0]}")] = -1.0
+        d = L @ params.to_numpy()
+        V = L @ cov.to_numpy() @ L.T
+        bad = [k[0] for k in levels if f"t_{k[0]}" in fit.dropped or f"c_{k[0]}" in fit.dropped]
+    ok = np.array([k[0] not in bad for k in levels])
+    d[~ok] = np.nan
+    se = np.sqrt(np.diag(V)).copy()
+    se[~ok] = np.nan
+    coefs = pd.DataFrame({"first_month": [k[0] for k in levels], "last_month": [k[1] for k in levels],
+                          "log_rr": d, "se": se})
     coefs = pd.concat([coefs, pd.DataFrame(
-        {"rel_month": [REFERENCE_MONTH], "log_rr": [0.0], "se": [0.0]})])
-    coefs = coefs.sort_values("rel_month").reset_index(drop=True)
+        {"first_month": [ref[0]], "last_month": [ref[1]], "log_rr": [0.0], "se": [0.0]})])
+    coefs = coefs.sort_values("first_month").reset_index(drop=True)
+    coefs.insert(0, "rel_month", (coefs["first_month"] + coefs["last_month"]) / 2)
     coefs["rate_ratio"] = np.exp(coefs["log_rr"])
     coefs["lo95"] = np.exp(coefs["log_rr"] - Z95 * coefs["se"])
     coefs["hi95"] = np.exp(coefs["log_rr"] + Z95 * coefs["se"])
     coefs["period"] = np.select(
         [coefs["rel_month"] < 0, coefs["rel_month"] > 0], ["pre", "post"], "transition")
+    coefs["reference"] = coefs["first_month"] == ref[0]
 
-    pre = [f"trel_{m}" for m in PRE_MONTHS if m != REFERENCE_MONTH]
-    bp = fit.params[pre].to_numpy()
-    Vp = fit.cov.loc[pre, pre].to_numpy()
-    chi2 = float(bp @ np.linalg.solve(Vp, bp))
+    pre = [i for i, k in enumerate(levels) if k[1] < ref[0] and ok[i]]
+    bp = d[pre]
+    Vp = V[np.ix_(pre, pre)]
+    chi2, rank = float("nan"), 0
+    if pre and np.all(np.isfinite(Vp)):
+        # pseudo-inverse: with very sparse data the covariance can be (near) singular; the
+        # test then has as many degrees of freedom as the covariance has rank
+        chi2 = float(bp @ np.linalg.pinv(Vp) @ bp)
+        rank = int(np.linalg.matrix_rank(Vp))
     return EventStudyResult(
         outcome=outcome,
         coefs=coefs,
         pretrend_chi2=chi2,
-        pretrend_df=len(pre),
-        pretrend_p=float(stats.chi2.sf(chi2, len(pre))),
-        n_sets=fit.n_clusters,
+        pretrend_df=rank,
+        pretrend_p=float(stats.chi2.sf(chi2, rank)) if rank else float("nan"),
+        not_estimable=tuple(bad),
+        bin_months=width,
+        n_sets=int(df["matched_set_id"].nunique()),
         method=(
-            "Conditional Poisson (person FE), relative-month effects, treated x rel_month "
-            "(reference rel -1), cluster-robust on matched set; joint Wald test of the pre-period "
-            "coefficients (rel -12..-2)."
+            "Conditional Poisson (person FE), event-time effects by group, treated x event time "
+            f"in {'monthly' if width == 1 else f'{width}-month'} bins (reference: the bin ending "
+            "at rel -1), cluster-robust on matched set; joint Wald test that the pre-period "
+            "coefficients are zero."
         ),
     )
 

@@ -7,6 +7,7 @@ Only `<out>/reports/` is published, and only aggregate, suppressed figures go th
 """
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
@@ -20,6 +21,17 @@ from evaluation.report import ReportInputs, write_report
 from ltceval.settings import Paths
 
 OUTCOMES = COUNT_OUTCOMES
+
+
+def _jsonable(x):
+    """Round floats and turn NaN into None so the summary is strict JSON for XCom."""
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float):
+        return None if math.isnan(x) or math.isinf(x) else round(x, 4)
+    return x
 
 
 def work_dir(paths: Paths) -> Path:
@@ -60,7 +72,7 @@ def estimate(paths: Paths, outcome: str) -> dict:
     est = estimate_outcome(panel, outcome)
     _save(paths, f"outcome_{outcome}", est)
     d, n, es = est.did, est.naive, est.event_study
-    return {
+    return _jsonable({
         "outcome": outcome,
         "rate_ratio": round(d.rate_ratio, 4),
         "rate_ratio_ci": [round(x, 4) for x in d.rate_ratio_ci],
@@ -69,7 +81,7 @@ def estimate(paths: Paths, outcome: str) -> dict:
         "naive_pct_change": round(n.pct_change, 4),
         "pretrend_p": round(es.pretrend_p, 4),
         "n_matched_sets": d.n_sets,
-    }
+    })
 
 
 def cost(paths: Paths, costed_outcomes=DEFAULT_COSTED_OUTCOMES) -> dict:
@@ -82,7 +94,7 @@ def cost(paths: Paths, costed_outcomes=DEFAULT_COSTED_OUTCOMES) -> dict:
     cost_did = estimate_linear_did(panel, "cost_gbp")
     _save(paths, "costing", {"costing": costing, "cost_did": cost_did,
                              "cohort": cohort_counts(panel), "period": data_period(panel)})
-    return {
+    return _jsonable({
         "gross_saving_per_treated_person": round(costing.gross_saving_per_person, 2),
         "net_saving_per_treated_person": round(costing.net_saving_per_person, 2),
         "net_saving_ci": [round(x, 2) for x in costing.net_saving_per_person_ci],
@@ -90,7 +102,7 @@ def cost(paths: Paths, costed_outcomes=DEFAULT_COSTED_OUTCOMES) -> dict:
         "roi": round(costing.roi, 4),
         "roi_ci": [round(x, 4) for x in costing.roi_ci],
         "cost_did_per_person_year": round(cost_did.estimate_per_py, 2),
-    }
+    })
 
 
 def report(paths: Paths, outcomes=OUTCOMES) -> dict:

@@ -8,9 +8,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from evaluation.panel import OUTCOME_LABELS, REFERENCE_MONTH  # noqa: E402
+from evaluation.panel import OUTCOME_LABELS  # noqa: E402
 
 
 def plot_event_study(result, ax=None):
@@ -24,12 +25,18 @@ def plot_event_study(result, ax=None):
     ax.vlines(c["rel_month"], c["lo95"], c["hi95"], colors=colours, lw=1.4)
     ax.scatter(c["rel_month"], c["rate_ratio"], c=colours, s=18, zorder=3)
     ax.set_yscale("log")
-    ax.set_xlabel(f"Months relative to index month (reference {REFERENCE_MONTH}; grey band = transition)")
+    ref = c.loc[c["reference"]].iloc[0]
+    ref_txt = (f"{int(ref['first_month'])}" if ref["first_month"] == ref["last_month"]
+               else f"{int(ref['first_month'])} to {int(ref['last_month'])}")
+    bins = "" if result.bin_months == 1 else f", {result.bin_months}-month bins"
+    ax.set_xlabel(f"Months relative to index month (reference {ref_txt}{bins}; grey = transition)",
+                  fontsize=8)
     ax.set_ylabel("Rate ratio (95% CI)")
-    ax.set_title(
-        f"{OUTCOME_LABELS.get(result.outcome, result.outcome)}: pre-trend p = {result.pretrend_p:.2f}",
-        fontsize=10,
-    )
+    p = "not estimable" if np.isnan(result.pretrend_p) else f"{result.pretrend_p:.2f}"
+    ax.set_title(f"{OUTCOME_LABELS.get(result.outcome, result.outcome)}: pre-trend p = {p}",
+                 fontsize=10)
+    if c["rate_ratio"].notna().sum() <= 1:
+        ax.text(0.5, 0.5, "not estimable: too few events", transform=ax.transAxes, ha="center")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.figure.tight_layout()

@@ -28,9 +28,10 @@ from scipy import sparse
 
 @dataclass(frozen=True, eq=False)
 class PoissonFEFit:
-    params: pd.Series
+    params: pd.Series  # NaN for dropped (not estimable) regressors
     cov: pd.DataFrame  # cluster-robust, with the G/(G-1) small-sample factor
     influence: pd.DataFrame  # clusters x params, b_hat - b ~= sum over rows
+    dropped: tuple[str, ...]  # not estimable (no events where the regressor is 1, or constant)
     n_obs: int
     n_persons: int
     n_clusters: int
@@ -59,11 +60,44 @@ def fit_poisson_fe(
     w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
     if np.any(exposure <= 0):
         raise ValueError("exposure must be positive (drop rows not at risk first)")
-    person_codes, person_idx = np.unique(np.asarray(person), return_inverse=True)
-    totals = np.bincount(person_idx, weights=y)
-    keep = totals[person_idx] > 0
+    names_all = list(X.columns)
+    _, person_idx = np.unique(np.asarray(person), return_inverse=True)
+    cluster = np.asarray(cluster)
+    # Separation: a 0/1 regressor whose rows all have y = 0 (e.g. a month with no treated
+    # events) has MLE -inf. As in ppmlhdfe, drop those rows and that column: the remaining
+    # estimates equal the limit of the MLE; the dropped coefficient is reported as NaN.
+    # Also drop people with no events (no information on b) and columns without variation.
+    active = np.ones(Xa.shape[1], dtype=bool)
+    keep = np.ones(len(y), dtype=bool)
+    while True:
+        totals = np.bincount(person_idx[keep], weights=y[keep], minlength=person_idx.max() + 1)
+        new_keep = keep & (totals[person_idx] > 0)
+        for j in np.flatnonzero(active):
+            col = Xa[new_keep, j]
+            if not np.any(col != 0):
+                active[j] = False
+                continue
+            binary = np.all((col == 0) | (col == 1))
+            if binary and y[new_keep][col == 1].sum() == 0:
+                active[j] = False
+                new_keep &= Xa[:, j] == 0
+        if new_keep.sum() == keep.sum():
+            break
+        keep = new_keep
+    dropped = [n for n, a in zip(names_all, active) if not a]
+    if keep.sum() == 0 or not active.any():
+        nan = np.full(len(names_all), np.nan)
+        return PoissonFEFit(
+            params=pd.Series(nan, index=names_all),
+            cov=pd.DataFrame(np.nan, index=names_all, columns=names_all),
+            influence=pd.DataFrame(columns=names_all, dtype=float),
+            dropped=tuple(names_all), n_obs=0, n_persons=0, n_clusters=0, converged=False,
+            iterations=0,
+        )
+    X = X.loc[:, active]
+    Xa = Xa[:, active]
     y, Xa, exposure, w = y[keep], Xa[keep], exposure[keep], w[keep]
-    cluster = np.asarray(cluster)[keep]
+    cluster = cluster[keep]
     _, person_idx = np.unique(person_idx[keep], return_inverse=True)
     n_p = int(person_idx.max()) + 1 if len(person_idx) else 0
     G = sparse.csr_matrix((np.ones(len(y)), (np.arange(len(y)), person_idx)), shape=(len(y), n_p))
@@ -95,7 +129,7 @@ def fit_poisson_fe(
     for it in range(1, max_iter + 1):
         u, H = grad_hess(p)
         g = u.sum(axis=0)
-        step = np.linalg.solve(H, g)
+        step = np.linalg.lstsq(H, g, rcond=None)[0]  # = solve(H, g) unless H is singular
         t = 1.0
         while True:
             b_new = b - t * step
@@ -108,7 +142,7 @@ def fit_poisson_fe(
             converged = True
             break
     u, H = grad_hess(p)
-    Hinv = np.linalg.inv(H)
+    Hinv = np.linalg.pinv(H)
     clusters, c_idx = np.unique(cluster, return_inverse=True)
     n_c = len(clusters)
     uc = np.zeros((n_c, k))
@@ -116,10 +150,15 @@ def fit_poisson_fe(
     infl = -uc @ Hinv.T  # b_hat - b ~= -H^{-1} sum_c u_c
     cov = infl.T @ infl * (n_c / (n_c - 1) if n_c > 1 else 1.0)
     names = list(X.columns)
+    params = pd.Series(b, index=names).reindex(names_all)
+    cov_df = pd.DataFrame(cov, index=names, columns=names).reindex(index=names_all,
+                                                                   columns=names_all)
+    infl_df = pd.DataFrame(infl, index=pd.Index(clusters, name="cluster"), columns=names)
     return PoissonFEFit(
-        params=pd.Series(b, index=names),
-        cov=pd.DataFrame(cov, index=names, columns=names),
-        influence=pd.DataFrame(infl, index=pd.Index(clusters, name="cluster"), columns=names),
+        params=params,
+        cov=cov_df,
+        influence=infl_df.reindex(columns=names_all),
+        dropped=tuple(dropped),
         n_obs=int(len(y)),
         n_persons=n_p,
         n_clusters=n_c,

@@ -51,6 +51,8 @@ class ReportInputs:
 
 
 def _gbp(x: float) -> str:
+    if x is None or pd.isna(x):
+        return "not estimable"
     return f"-£{abs(x):,.0f}" if x < 0 else f"£{x:,.0f}"
 
 
@@ -105,6 +107,15 @@ def published_costing_table(costing: CostingResult) -> pd.DataFrame:
     return t
 
 
+def published_attrition(attrition: pd.DataFrame) -> pd.DataFrame:
+    return suppress_counts(attrition.sort_values("step_order"), ["n_persons"])
+
+
+def published_balance(balance: pd.DataFrame) -> pd.DataFrame:
+    counts = [c for c in balance.columns if c.startswith("n_")]
+    return suppress_counts(balance, counts)
+
+
 def _summary_paragraph(inp: ReportInputs) -> str:
     c = inp.costing
     pub = published_costing_table(c).set_index("quantity")
@@ -112,7 +123,10 @@ def _summary_paragraph(inp: ReportInputs) -> str:
     lo, hi = c.net_saving_per_person_ci
     n_t = suppress_count(inp.cohort["treated_persons"])
     n_c = suppress_count(inp.cohort["control_persons"])
-    if lo > 0:
+    if pd.isna(lo) or pd.isna(hi):
+        verdict = ("The saving could not be estimated: too few events in at least one costed "
+                   "outcome for this cohort (see the outcome table).")
+    elif lo > 0:
         verdict = ("The whole interval is above zero: on these data the service more than pays "
                    "for itself in reduced hospital and GP use within a year.")
     elif hi < 0:
@@ -132,8 +146,9 @@ def _summary_paragraph(inp: ReportInputs) -> str:
     naive_txt = ""
     if naive_bits:
         naive_txt = (" Simple before/after figures for treated people alone (labelled NAIVE "
-                     "below: " + "; ".join(naive_bits) + ") overstate the effect, because people "
-                     "are referred near a peak of use that would have fallen anyway.")
+                     "below: " + "; ".join(naive_bits) + ") are not estimates of the effect: people "
+                     "are referred near a peak of use that tends to fall anyway, which only the "
+                     "comparison with matched controls removes.")
     cohort_txt = ""
     if not pd.isna(cohort_net["estimate"]):
         cohort_txt = (f"; for the cohort evaluated, {_gbp(cohort_net['estimate'])} "
@@ -155,7 +170,18 @@ def _summary_paragraph(inp: ReportInputs) -> str:
     )
 
 
+def _too_few(inp: ReportInputs) -> bool:
+    """Means and rates based on 1-7 treated people are not published."""
+    return 1 <= inp.cohort["treated_persons"] <= 7
+
+
 def build_html(inp: ReportInputs) -> str:
+    if _too_few(inp):
+        return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+                f"<title>{html.escape(inp.title)}</title><style>{CSS}</style></head><body>"
+                f"<h1>{html.escape(inp.title)}</h1><p class='headline'>Fewer than 8 treated people "
+                f"were matched: under the disclosure rules no rates, means or savings are "
+                f"published for a cohort this small.</p></body></html>")
     c = inp.costing
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>{html.escape(inp.title)}</title><style>{CSS}</style></head><body>",
@@ -218,7 +244,7 @@ def build_html(inp: ReportInputs) -> str:
             if not isinstance(r.did_rate_ratio_lo95, str) else "*",
             f"{f(r.did_abs_change_per_person_year)} ({_ci(r.did_abs_change_lo95, r.did_abs_change_hi95)})"
             if not isinstance(r.did_abs_change_lo95, str) else "*",
-            f"{r.pretrend_p:.2f}", r.n_treated, r.n_controls,
+            "n/a" if pd.isna(r.pretrend_p) else f"{r.pretrend_p:.2f}", r.n_treated, r.n_controls,
         ])
     parts.append(_html_table(rows, [
         "Outcome", "NAIVE: treated rate per person-year, before → after",
@@ -235,9 +261,14 @@ def build_html(inp: ReportInputs) -> str:
 
     # event studies
     parts.append("<h2 id='event'>Event studies (trends before and after the index month)</h2>")
-    parts.append("<p class='note'>Rate ratio of treated vs matched controls in each month, "
-                 "relative to the month before the index month. Before the index month the "
-                 "points should sit near 1 (parallel trends); the joint test is in each title.</p>")
+    parts.append("<p class='note'>Rate ratio of treated vs matched controls in each month "
+                 "(or 3-month bin for outcomes too rare for monthly estimates), relative to the "
+                 "month (bin) just before the index month. Before the index month the points "
+                 "should sit near 1 (parallel trends); the joint test is in each title. Months "
+                 "with no events in one group cannot be estimated and are left out.</p>")
+    parts.append("<ul class='note'>" + "".join(
+        f"<li>{html.escape(e.event_study.summary())}</li>" for e in inp.estimates.values())
+        + "</ul>")
     imgs = []
     for e in inp.estimates.values():
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
@@ -269,9 +300,11 @@ def build_html(inp: ReportInputs) -> str:
     # attrition
     parts.append("<h2 id='attrition'>Attrition: from referrals to the matched cohort</h2>")
     if inp.attrition is not None and len(inp.attrition):
-        a = suppress_counts(inp.attrition.sort_values("step_order"), ["n_persons"])
-        parts.append(_html_table([[r.step_order, r.step, r.n_persons] for r in a.itertuples()],
-                                 ["Step", "Description", "People"]))
+        a = published_attrition(inp.attrition)
+        cols = [c for c in ("step_order", "cohort", "step", "n_persons") if c in a.columns]
+        names = {"step_order": "Step", "cohort": "Cohort", "step": "Description",
+                 "n_persons": "People"}
+        parts.append(_html_table(a[cols].values.tolist(), [names[c] for c in cols]))
     else:
         parts.append("<p>Attrition table not available.</p>")
     coh = inp.cohort
@@ -328,6 +361,11 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
         df.to_csv(path, index=False)
         written[name] = str(path)
 
+    path = reports_dir / "business_case.html"
+    path.write_text(build_html(inp), encoding="utf-8")
+    written["html"] = str(path)
+    if _too_few(inp):
+        return written
     csv("outcomes_naive_vs_did", outcome_table(inp.estimates))
     es = pd.concat([e.event_study.tidy() for e in inp.estimates.values()], ignore_index=True)
     csv("event_study", es)
@@ -337,11 +375,8 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
         csv("cost_linear_did", suppress_counts(inp.cost_did.tidy(),
                                                ["n_treated", "n_controls", "n_matched_sets"]))
     if inp.balance is not None:
-        csv("balance", inp.balance)
+        csv("balance", published_balance(inp.balance))
     if inp.attrition is not None:
-        csv("attrition", suppress_counts(inp.attrition.sort_values("step_order"), ["n_persons"]))
+        csv("attrition", published_attrition(inp.attrition))
     csv("unit_costs", inp.unit_costs)
-    path = reports_dir / "business_case.html"
-    path.write_text(build_html(inp), encoding="utf-8")
-    written["html"] = str(path)
     return written

@@ -36,7 +36,9 @@ def simulate_panel(
         rate_ratio = {k: float(rate_ratio) for k in BASE_RATES}
     rows = []
     rel = np.arange(-12, 13)
-    dip = 1 + 1.3 * np.exp(-np.abs(rel + 1) / 2.0)  # peak at rel -1, falls back either side
+    # a spell of poor health: builds up over the months before referral, peaks at rel -1 and
+    # falls back quickly afterwards (the same for treated people and their matched controls)
+    dip = 1 + 1.5 * np.where(rel <= -1, np.exp(-(-1 - rel) / 3.0), np.exp(-(rel + 1) / 1.5))
     start = pd.Timestamp("2021-01-01")
     pid = 0
     for s in range(n_sets):

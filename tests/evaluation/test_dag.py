@@ -1,0 +1,24 @@
+import importlib.util
+from pathlib import Path
+
+from evaluation.pipeline import OUTCOMES
+from ltceval.assets import BUSINESS_CASE_REPORT, EVALUATION_PANEL
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "evaluation.py"
+
+
+def test_evaluation_dag_structure():
+    spec = importlib.util.spec_from_file_location("evaluation_dag_file", DAG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.evaluation_dag
+    assert dag.dag_id == "evaluation"
+    assert tuple(module.OUTCOMES) == tuple(OUTCOMES)
+    assert EVALUATION_PANEL in list(dag.timetable.asset_condition.objects)
+    tasks = {t.task_id: t for t in dag.tasks}
+    estimates = {f"estimate_{o}" for o in OUTCOMES}
+    assert set(tasks) == estimates | {"cost", "report"}
+    assert tasks["cost"].upstream_task_ids == estimates
+    assert tasks["report"].upstream_task_ids == {"cost"}
+    assert list(tasks["report"].outlets) == [BUSINESS_CASE_REPORT]
+    assert all(not tasks[t].outlets for t in estimates)

@@ -1,0 +1,86 @@
+import hashlib
+import json
+import re
+
+import pandas as pd
+import pytest
+from simpanel import simulate_panel, write_warehouse
+
+from evaluation import pipeline
+from ltceval.settings import Paths
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ltceval-out")
+    paths = Paths(out)
+    paths.warehouse.parent.mkdir(parents=True)
+    panel = simulate_panel(n_sets=250, rate_ratio={"ae_attendances": 0.75}, seed=21)
+    write_warehouse(paths.warehouse, panel)
+    before = hashlib.sha256(paths.warehouse.read_bytes()).hexdigest()
+    summary = pipeline.run_all(paths)
+    after = hashlib.sha256(paths.warehouse.read_bytes()).hexdigest()
+    return paths, panel, summary, before, after
+
+
+def test_pipeline_summaries_are_json_and_warehouse_untouched(run):
+    paths, panel, summary, before, after = run
+    json.dumps(summary)
+    assert before == after
+    assert [e["outcome"] for e in summary["estimates"]] == list(pipeline.OUTCOMES)
+    assert summary["cost"]["therapy_cost_per_person"] == 684.0
+
+
+def test_report_written_self_contained_and_without_ids(run):
+    paths, panel, summary, _, _ = run
+    html_path = paths.reports / "business_case.html"
+    assert summary["report"]["report"] == str(html_path)
+    text = html_path.read_text(encoding="utf-8")
+    assert "NAIVE" in text and "net saving" in text.lower()
+    assert text.count("data:image/png;base64,") >= 6  # 5 event studies + Love plot
+    # self-contained: every src is an inline data URI, no links out, no external CSS/JS
+    srcs = re.findall(r"""src\s*=\s*['"]([^'"]*)""", text, flags=re.I)
+    assert srcs and all(s.startswith("data:") for s in srcs)
+    hrefs = re.findall(r"""href\s*=\s*['"]([^'"]*)""", text, flags=re.I)
+    assert all(h.startswith("#") for h in hrefs)
+    assert "<link" not in text.lower() and "http://" not in text and "https://" not in text
+    assert "@import" not in text and "url(" not in text
+    tables = list((paths.reports / "tables").glob("*.csv"))
+    assert {"outcomes_naive_vs_did", "costing_summary", "event_study", "attrition",
+            "balance"} <= {t.stem for t in tables}
+    ids = set(panel["person_id"]) | set(panel["matched_set_id"])
+    for f in [html_path, *tables]:
+        content = f.read_text(encoding="utf-8")
+        leaked = [i for i in ids if i in content]
+        assert not leaked, f"{f.name} contains identifiers {leaked[:3]}"
+
+
+def test_published_counts_are_suppressed(run):
+    paths, panel, _, _, _ = run
+    att = pd.read_csv(paths.reports / "tables" / "attrition.csv", dtype=str)
+    assert list(att["n_persons"]) == ["1205", "1150", "*", "600"]
+    out = pd.read_csv(paths.reports / "tables" / "outcomes_naive_vs_did.csv")
+    n_controls = panel.drop_duplicates("person_id")["is_treated"].eq(0).sum()
+    assert (out["n_controls"] % 5 == 0).all()
+    assert abs(out["n_controls"].iloc[0] - n_controls) <= 2
+    costing = pd.read_csv(paths.reports / "tables" / "costing_summary.csv").set_index("quantity")
+    n = costing.loc["cohort_treated_persons_rounded", "estimate"]
+    assert n % 5 == 0
+    assert costing.loc["cohort_therapy_cost", "estimate"] == pytest.approx(684.0 * n)
+
+
+def test_pipeline_degrades_gracefully_on_a_tiny_cohort(tmp_path):
+    paths = Paths(tmp_path)
+    paths.warehouse.parent.mkdir(parents=True)
+    panel = simulate_panel(n_sets=5, rate_ratio=1.0, seed=2)
+    panel["emergency_admissions"] = 0  # no events at all: not estimable, not an error
+    panel["bed_days"] = 0
+    write_warehouse(paths.warehouse, panel, with_marts=False)
+    summary = pipeline.run_all(paths)
+    json.dumps(summary, allow_nan=False)
+    adm = next(e for e in summary["estimates"] if e["outcome"] == "emergency_admissions")
+    assert adm["rate_ratio"] is None
+    assert summary["cost"]["net_saving_per_treated_person"] is None
+    text = (paths.reports / "business_case.html").read_text()
+    assert "Fewer than 8 treated people" in text  # 5 treated: nothing but the notice is published
+    assert not any(i in text for i in panel["person_id"])
