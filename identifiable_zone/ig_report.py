@@ -25,6 +25,10 @@ SMALL = 7
 PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
 PROB_LABELS = ["<0.5", "0.5-0.8", "0.8-0.9", "0.9-0.95", "0.95-0.99", "0.99-0.999", ">=0.999"]
 RULES = ["deterministic_nhs_dob", "probabilistic", "unlinked"]
+RULES_PSEUDONYMISED = ["deterministic_pseudo_key", "unlinked"]
+WEIGHT_BINS = [-1e9, 0.0, 5.0, 10.0, 15.0, 20.0, 1e9]
+WEIGHT_LABELS = ["<0", "0-5", "5-10", "10-15", "15-20", ">=20"]
+SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile")
 
 
 def suppress_count(n):
@@ -55,7 +59,7 @@ def _suppress(obj, key=None):
         return [_suppress(v, key) for v in obj]
     if isinstance(obj, bool) or not isinstance(obj, int):
         return obj
-    if key in ("bytes", "line", "threshold_pct"):
+    if key in ("bytes", "line", "threshold_pct", "rows_per_file_line"):
         return obj
     return suppress_count(obj)
 
@@ -71,8 +75,9 @@ def build_raw(paths: Paths) -> dict:
     lnk = _read(ident / "link_summary.json") or {}
     pub = _read(ident / "publish_summary.json") or {}
     rp_path = ident / "links" / "record_person.parquet"
-    rp = pd.read_parquet(rp_path, columns=["source", "rule", "match_probability", "age_band", "sex",
-                                           "ethnic_category"]) if rp_path.exists() else None
+    rp = pd.read_parquet(rp_path) if rp_path.exists() else None
+    mode = lnk.get("mode") or run.get("mode") or "identifiable"
+    rules = RULES_PSEUDONYMISED if mode == "upstream_pseudonymised" else RULES
 
     inputs, quarantine, flags, encoding = [], [], [], []
     for table, s in val["tables"].items():
@@ -80,18 +85,19 @@ def build_raw(paths: Paths) -> dict:
             inputs.append({"table": table, "file": f["file"], "sha256": f["sha256"], "rows": f["rows"],
                            "bytes": f["bytes"]})
         quarantine.append({"table": table, "rows_in": s["rows_in"], "rows_accepted": s["rows_accepted"],
-                           "rows_quarantined": s["rows_quarantined"], "by_rule": s["quarantine_by_rule"]})
+                           "rows_quarantined": s["rows_quarantined"], "by_rule": s["quarantine_by_rule"],
+                           "extra_columns_not_read": s.get("extra_columns", [])})
         for fl in s["flags_by_rule"]:
             flags.append({"table": table, **fl})
         if s["encoding_issues"]:
             encoding.append({"table": table, "lines": s["encoding_issues"]})
 
-    link_rates, prob_dist, subgroups = {}, {}, {}
+    link_rates, prob_dist, weight_dist, subgroups = {}, {}, {}, {}
     if rp is not None:
         other = rp[rp["source"] != "gp_patients"]
         for src, grp in other.groupby("source"):
             counts = grp["rule"].value_counts()
-            link_rates[src] = {"records": int(len(grp)), **{r: int(counts.get(r, 0)) for r in RULES}}
+            link_rates[src] = {"records": int(len(grp)), **{r: int(counts.get(r, 0)) for r in rules}}
             probs = grp.loc[grp["rule"] == "probabilistic", "match_probability"]
             unl = grp.loc[grp["rule"] == "unlinked", "match_probability"]
             prob_dist[src] = {
@@ -102,7 +108,19 @@ def build_raw(paths: Paths) -> dict:
                     PROB_LABELS, pd.cut(unl, PROB_BINS, labels=PROB_LABELS, right=False)
                     .value_counts().reindex(PROB_LABELS, fill_value=0))},
             }
-        for dim in ("age_band", "sex", "ethnic_category"):
+            if "match_weight" in grp:
+                w = grp.loc[grp["rule"] == "probabilistic", "match_weight"].dropna()
+                wu = grp.loc[grp["rule"] == "unlinked", "match_weight"].dropna()
+                weight_dist[src] = {
+                    "probabilistic_links": {lab: int(n) for lab, n in zip(
+                        WEIGHT_LABELS, pd.cut(w, WEIGHT_BINS, labels=WEIGHT_LABELS, right=False)
+                        .value_counts().reindex(WEIGHT_LABELS, fill_value=0))},
+                    "unlinked_best_candidate": {lab: int(n) for lab, n in zip(
+                        WEIGHT_LABELS, pd.cut(wu, WEIGHT_BINS, labels=WEIGHT_LABELS, right=False)
+                        .value_counts().reindex(WEIGHT_LABELS, fill_value=0))},
+                    "unlinked_not_scored": int(grp.loc[grp["rule"] == "unlinked", "match_weight"].isna().sum()),
+                }
+        for dim in [d for d in SUBGROUP_DIMS if d in other.columns]:
             rows = []
             for (src, val_), grp in other.groupby(["source", dim]):
                 rows.append({"source": src, dim: str(val_), "records": int(len(grp)),
@@ -117,16 +135,38 @@ def build_raw(paths: Paths) -> dict:
     withheld = {t: s["withheld"] for t, s in (pub.get("tables") or {}).items()}
     no_person = {t: s["rows_without_person"] for t, s in (pub.get("tables") or {}).items()
                  if s.get("rows_without_person") is not None}
+    identifiers_received = mode != "upstream_pseudonymised"
     return {
         "run_id": run.get("run_id"), "run_started_at": run.get("started_at"),
         "report_written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sources_config": run.get("sources_config"),
+        "manifest": {
+            "run_id": run.get("run_id"), "run_started_at": run.get("started_at"),
+            "code_version": run.get("code_version"), "delivery_mode": mode,
+            "sources_config": run.get("sources_config"),
+            "sources_config_sha256": run.get("sources_config_sha256"),
+            "configuration": run.get("configuration"),
+            "environment_options": run.get("environment_options", {}),
+            "key_fingerprint": pub.get("key_fingerprint"), "key_source": pub.get("key_source"),
+            "linkage_model": lnk.get("model"),
+        },
         "inputs": inputs, "validation": quarantine, "dq_flags": flags, "encoding_fallbacks": encoding,
-        "linkage": {"threshold": lnk.get("threshold"), "spine": spine_info,
+        "linkage": {"mode": mode, "identifiers_received": identifiers_received,
+                    "method": ("deterministic on valid NHS number + date of birth, then probabilistic "
+                               "(splink Fellegi-Sunter, term-frequency adjusted names) above the threshold")
+                    if identifiers_received else
+                    ("extracts were pseudonymised upstream: no direct identifiers (NHS number, name, date "
+                     "of birth, postcode) were received or processed; linkage is deterministic on the "
+                     "common pseudonymised key only, no probabilistic linkage"),
+                    "rules": rules,
+                    "threshold": lnk.get("threshold"), "spine": spine_info,
                     "spine_persons": lnk.get("spine_persons"), "rates_by_source": link_rates,
-                    "match_probability_distribution": prob_dist, "rates_by_subgroup": subgroups},
+                    "match_probability_distribution": prob_dist,
+                    "match_weight_distribution": weight_dist, "rates_by_subgroup": subgroups},
         "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),
-                             "method": "HMAC-SHA256 of the person's canonical identifier",
+                             "key_source": pub.get("key_source"),
+                             "method": "HMAC-SHA256 of the person's canonical identifier"
+                             + ("" if identifiers_received else " (the upstream pseudonymised key, re-keyed)"),
                              "rows_without_person": no_person},
         "columns_leaving_zone": columns_out, "columns_withheld": withheld,
     }
@@ -134,21 +174,26 @@ def build_raw(paths: Paths) -> dict:
 
 def build_published(raw: dict) -> dict:
     """Suppressed copy of the raw report; rates recomputed from raw counts then suppressed."""
-    pub = _suppress({k: v for k, v in raw.items() if k not in ("linkage",)})
+    pub = _suppress({k: v for k, v in raw.items() if k not in ("linkage", "manifest")})
+    pub["manifest"] = raw["manifest"]  # no counts: identifiers of the run, code and config
     lk = raw["linkage"]
     rates = {}
+    rules = lk.get("rules", RULES)
     for src, r in lk["rates_by_source"].items():
         rates[src] = {"records": suppress_count(r["records"]),
-                      **{rule: suppress_count(r[rule]) for rule in RULES},
-                      **{f"{rule}_pct": suppress_rate(r[rule], r["records"]) for rule in RULES}}
+                      **{rule: suppress_count(r[rule]) for rule in rules},
+                      **{f"{rule}_pct": suppress_rate(r[rule], r["records"]) for rule in rules}}
     sub = {}
     for dim, rows in lk["rates_by_subgroup"].items():
         sub[dim] = [{"source": x["source"], dim: x[dim], "records": suppress_count(x["records"]),
                      "linked_pct": suppress_rate(x["linked"], x["records"])} for x in rows]
-    pub["linkage"] = {"threshold": lk["threshold"], "spine": _suppress(lk["spine"]),
+    pub["linkage"] = {"mode": lk["mode"], "identifiers_received": lk["identifiers_received"],
+                      "method": lk["method"], "rules": rules,
+                      "threshold": lk["threshold"], "spine": _suppress(lk["spine"]),
                       "spine_persons": suppress_count(lk["spine_persons"] or 0),
                       "rates_by_source": rates,
                       "match_probability_distribution": _suppress(lk["match_probability_distribution"]),
+                      "match_weight_distribution": _suppress(lk["match_weight_distribution"]),
                       "rates_by_subgroup": sub}
     pub["suppression"] = "0 shown as 0; 1-7 as *; other counts rounded to the nearest 5; rates * when " \
                          "the numerator or its complement is 1-7"
@@ -175,6 +220,11 @@ def render_html(pub: dict) -> str:
         f"<p>Run <b>{html.escape(str(pub['run_id']))}</b>, started {html.escape(str(pub['run_started_at']))}; "
         f"report written {html.escape(str(pub['report_written_at']))}.</p>",
         f"<p>{html.escape(pub['suppression'])}.</p>",
+        "<h2>Run manifest</h2>",
+        _table([{"item": k, "value": v} for k, v in pub["manifest"].items() if k != "configuration"]),
+        "<details><summary>Configuration (secrets removed)</summary><pre>"
+        f"{html.escape(json.dumps(pub['manifest'].get('configuration'), indent=1))}</pre></details>",
+        f"<p><b>Delivery mode: {html.escape(lk['mode'])}.</b> {html.escape(lk['method'])}.</p>",
         f"<p>Pseudonymisation key fingerprint: <code>{html.escape(str(pub['pseudonymisation']['key_fingerprint']))}</code></p>",
         "<h2>Input files</h2>", _table(pub["inputs"]),
         "<h2>Validation and quarantine</h2>",
@@ -186,6 +236,9 @@ def render_html(pub: dict) -> str:
         "<h2>Match probability distribution</h2>",
         _table([{"source": s, "kind": k, **b} for s, d in lk["match_probability_distribution"].items()
                 for k, b in d.items()]),
+        "<h2>Match weight distribution (log2 Bayes factor)</h2>",
+        _table([{"source": s, "kind": k, **b} for s, d in lk["match_weight_distribution"].items()
+                for k, b in d.items() if isinstance(b, dict)]),
     ]
     for dim, rows in lk["rates_by_subgroup"].items():
         parts += [f"<h2>Linkage by {html.escape(dim)}</h2>", _table(rows)]
@@ -207,6 +260,9 @@ def write(paths: Paths) -> dict:
     paths.reports.mkdir(parents=True, exist_ok=True)
     (paths.reports / "ig_report.json").write_text(json.dumps(pub, indent=2, default=str), encoding="utf-8")
     (paths.reports / "ig_report.html").write_text(render_html(pub), encoding="utf-8")
+    (paths.reports / "run_manifest.json").write_text(json.dumps(
+        {"manifest": pub["manifest"], "inputs": pub["inputs"],
+         "columns_leaving_zone": pub["columns_leaving_zone"]}, indent=2, default=str), encoding="utf-8")
     return {"run_id": raw["run_id"], "report_json": str(paths.reports / "ig_report.json"),
             "report_html": str(paths.reports / "ig_report.html"),
             "key_fingerprint": raw["pseudonymisation"]["key_fingerprint"]}

@@ -15,14 +15,34 @@
    best spine person at or above ``threshold``; ties between different persons stay
    unlinked.
 
-Output rows carry the rule ('spine', 'deterministic_nhs_dob', 'probabilistic', 'unlinked')
-and a match probability (1.0 for spine and deterministic links).
+   Forename and surname comparisons are term-frequency adjusted (a match on a rare name is
+   stronger evidence than a match on SMITH). Links go from a record to one spine person
+   (a star, never a chain): records are never linked to each other, so two different people
+   can only share a person when the same NHS number and date of birth sit on the spine.
+5. Upstream-pseudonymised extracts (config ``pseudo_key``, e.g. Der_Pseudo_NHS_Number): no
+   identifiers exist; a record links, deterministically, to the spine person holding the same
+   key, else stays unlinked (``link_pseudonymised``).
+
+Output rows carry the rule ('spine', 'deterministic_nhs_dob', 'deterministic_pseudo_key',
+'probabilistic', 'unlinked'), a match probability (1.0 for spine and deterministic links)
+and the splink match weight (probabilistic links and the best candidate of unlinked records;
+null where no model scored the record).
+
+The trained model is saved as a versioned artefact (``splink_model_<sha>.json``, sha of its
+canonical JSON, and ``current.json`` naming the latest); a run can reuse a saved model
+instead of training (``save_model`` / ``load_model``).
+
+``link_files`` links any two tables on any subset of the standard fields plus extra fuzzy
+comparisons; it is the same implementation (``ltceval link``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -34,151 +54,250 @@ from identifiable_zone.sources import SPINE, SourceSpec
 log = logging.getLogger(__name__)
 
 ID_COLS = ["nhs", "forename", "surname", "dob", "sex", "postcode"]
+# standard field names (CLI, docs) -> internal column names
+FIELD_COLS = {"nhs_number": "nhs", "forename": "forename", "surname": "surname",
+              "date_of_birth": "dob", "sex": "sex", "postcode": "postcode"}
+ROLE_FIELDS = {"nhs_number": "nhs_number", "forename": "forename", "surname": "surname",
+               "dob": "date_of_birth", "sex": "sex", "postcode": "postcode"}
 DEFAULT_THRESHOLD = 0.95
+EXTRA_PREFIX = "x_"
+
+
+class LinkageError(ValueError):
+    """Linkage cannot run on these inputs (message names the field or file, never a value)."""
 
 
 @dataclass
 class LinkResult:
-    record_person: pd.DataFrame  # source, record_id, person_key, rule, match_probability, ...
+    record_person: pd.DataFrame  # source, record_id, person_key, rule, match_probability, match_weight
     spine_persons: pd.DataFrame  # record_id, person_key (gp_patients)
     model: dict | None  # trained splink settings (no data values)
     summary: dict
 
 
-def standardise_identifiers(df: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
-    """record_id + normalised identifiers of an accepted extract (dates already ISO)."""
-    ids = spec.identifiers
-    out = pd.DataFrame({"record_id": df[spec.record_id].astype(object)}, index=df.index)
-    out["nhs"] = nz.valid_nhs_or_none(df[ids["nhs_number"]])
-    out["forename"] = nz.normalise_name(df[ids["forename"]])
-    out["surname"] = nz.normalise_name(df[ids["surname"]])
-    out["dob"] = nz.date_to_iso(nz.parse_date(df[ids["dob"]]))
-    sex = nz.normalise_sex(df[ids["sex"]])
-    out["sex"] = sex.where(sex.isin(["M", "F"]), None)  # unknown sex carries no evidence
-    out["postcode"] = nz.normalise_postcode(df[ids["postcode"]])
+# -- standardisation -------------------------------------------------------------------------
+
+def standardise_fields(df: pd.DataFrame, id_col: str, field_map: dict[str, str],
+                       extra: dict[str, str] | None = None) -> pd.DataFrame:
+    """record_id + normalised standard fields (internal names: nhs, forename, surname, dob,
+    sex, postcode; only those mapped) + extra comparison columns (prefixed x_, upper-cased,
+    trimmed). ``field_map``: standard field -> column of df."""
+    out = pd.DataFrame({"record_id": df[id_col].astype(object)}, index=df.index)
+    for fld, col in field_map.items():
+        c = FIELD_COLS[fld]
+        if c == "nhs":
+            out[c] = nz.valid_nhs_or_none(df[col])
+        elif c in ("forename", "surname"):
+            out[c] = nz.normalise_name(df[col])
+        elif c == "dob":
+            out[c] = nz.date_to_iso(nz.parse_date(df[col]))
+        elif c == "sex":
+            sex = nz.normalise_sex(df[col])
+            out[c] = sex.where(sex.isin(["M", "F"]), None)  # unknown sex carries no evidence
+        else:
+            out[c] = nz.normalise_postcode(df[col])
+    for name, col in (extra or {}).items():
+        v = nz._map(df[col], lambda x: " ".join(x.upper().split()) or None)
+        out[EXTRA_PREFIX + name] = v
     return out.reset_index(drop=True)
 
 
-def spine_persons(spine: pd.DataFrame) -> pd.DataFrame:
+def standardise_identifiers(df: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
+    """record_id + normalised identifiers of an accepted extract (dates already ISO)."""
+    fmap = {ROLE_FIELDS[role]: col for role, col in spec.identifiers.items()}
+    return standardise_fields(df, spec.record_id, fmap)[["record_id"] + ID_COLS]
+
+
+# -- spine and deterministic rule ------------------------------------------------------------
+
+def spine_persons(spine: pd.DataFrame, prefix: str = "gp") -> pd.DataFrame:
     """Collapse spine records into persons: same valid NHS number and date of birth.
 
     person_key is the canonical identifier later hashed into person_id: 'nhs:<number>' when
     that number belongs to one person only, 'nhs:<number>|dob:<date>' when the same number
-    sits on spine records with different dates of birth, else 'gp:<record id>'."""
-    s = spine[["record_id", "nhs", "dob"]].copy()
+    sits on spine records with different dates of birth, else '<prefix>:<record id>'.
+    Without a date-of-birth column, records collapse on the NHS number alone."""
+    s = spine[["record_id", "nhs"]].copy() if "nhs" in spine else spine[["record_id"]].assign(nhs=None)
+    s["dob"] = spine["dob"] if "dob" in spine else ""
     has = s["nhs"].notna() & s["dob"].notna()
     s["cluster"] = np.where(has, "nhs:" + s["nhs"].fillna("") + "|dob:" + s["dob"].fillna(""),
-                            "gp:" + s["record_id"].astype(str))
+                            f"{prefix}:" + s["record_id"].astype(str))
     clusters_per_nhs = s[has].groupby("nhs")["cluster"].nunique()
     multi = s["nhs"].map(clusters_per_nhs).fillna(0) > 1
     s["person_key"] = np.where(has & ~multi, "nhs:" + s["nhs"].fillna(""), s["cluster"])
     return s[["record_id", "person_key"]]
 
 
-def _distinct_tuples(ids: pd.DataFrame, source: str) -> tuple[pd.DataFrame, pd.Series]:
-    """Distinct identifier tuples of one source and, per record, its tuple id."""
-    key = ids[ID_COLS].astype(object).where(ids[ID_COLS].notna(), "\x00").astype(str).agg("\x1f".join, axis=1)
-    codes, uniques = pd.factorize(key)
-    tuple_id = pd.Series([f"{source}|{c}" for c in codes], index=ids.index)
-    first = ids.groupby(codes, sort=True).head(1).copy()
-    first["tuple_id"] = tuple_id.loc[first.index].to_numpy()
-    first["source"] = source
-    return first[["tuple_id", "source"] + ID_COLS].reset_index(drop=True), tuple_id
-
-
 def deterministic_links(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.DataFrame) -> pd.DataFrame:
     """tuple_id -> person_key where the valid NHS number equals a spine record's and the date
-    of birth is equal or day/month swapped, and exactly one spine person qualifies."""
-    sp = spine_ids[["record_id", "nhs", "dob"]].merge(persons, on="record_id")
-    sp = sp[sp["nhs"].notna() & sp["dob"].notna()]
-    sp_dt = nz.parse_date(sp["dob"])
-    sp = sp.assign(dob_swapped=nz.date_to_iso(nz.swap_day_month(sp_dt)).to_numpy())
-    left = tuples[tuples["nhs"].notna() & tuples["dob"].notna()][["tuple_id", "nhs", "dob"]]
+    of birth is equal or day/month swapped, and exactly one spine person qualifies. Without a
+    date of birth on both sides, the NHS number alone decides (still one person only)."""
+    if "nhs" not in tuples or "nhs" not in spine_ids:
+        return pd.DataFrame({"tuple_id": pd.Series(dtype=object), "person_key": pd.Series(dtype=object)})
+    use_dob = "dob" in tuples and "dob" in spine_ids
+    cols = ["record_id", "nhs"] + (["dob"] if use_dob else [])
+    sp = spine_ids[cols].merge(persons, on="record_id")
+    sp = sp[sp["nhs"].notna() & (sp["dob"].notna() if use_dob else True)]
+    left = tuples[tuples["nhs"].notna() & (tuples["dob"].notna() if use_dob else True)]
+    left = left[["tuple_id", "nhs"] + (["dob"] if use_dob else [])]
+    if use_dob:
+        sp = sp.assign(dob_swapped=nz.date_to_iso(nz.swap_day_month(nz.parse_date(sp["dob"]))).to_numpy())
     m = left.merge(sp, on="nhs", suffixes=("", "_spine"))
-    m = m[(m["dob"] == m["dob_spine"]) | (m["dob"] == m["dob_swapped"])]
+    if use_dob:
+        m = m[(m["dob"] == m["dob_spine"]) | (m["dob"] == m["dob_swapped"])]
     n_persons = m.groupby("tuple_id")["person_key"].nunique()
     unique_ids = n_persons[n_persons == 1].index
     return m[m["tuple_id"].isin(unique_ids)].drop_duplicates("tuple_id")[["tuple_id", "person_key"]]
 
 
-def splink_settings():
+# -- splink ----------------------------------------------------------------------------------
+
+def _blocking_fields(cols: list[str], extra: list[str]) -> list[tuple[str, ...]]:
+    candidates = [("dob",), ("forename", "surname"), ("surname", "postcode"), ("nhs",),
+                  ("forename", "dob"), ("surname", "dob")]
+    rules = [r for r in candidates if set(r) <= set(cols)]
+    if len(rules) < 2:  # few standard fields: also block on each extra column
+        rules += [(e,) for e in extra]
+    # de-duplicate while keeping order
+    return list(dict.fromkeys(rules))
+
+
+def splink_settings(cols: list[str] | None = None, extra: list[str] = ()):
+    """splink settings for the standard fields present (internal names) plus extra columns
+    compared with Jaro-Winkler levels. Forename and surname are term-frequency adjusted."""
     from splink import SettingsCreator, block_on
     import splink.comparison_library as cl
 
+    cols = list(ID_COLS if cols is None else cols)
+    extra = list(extra)
+    comparisons = []
+    if "forename" in cols:
+        comparisons.append(cl.NameComparison("forename").configure(term_frequency_adjustments=True))
+    if "surname" in cols:
+        comparisons.append(cl.NameComparison("surname").configure(term_frequency_adjustments=True))
+    if "dob" in cols:
+        comparisons.append(cl.DateOfBirthComparison("dob", input_is_string=True))
+    if "sex" in cols:
+        comparisons.append(cl.ExactMatch("sex"))
+    if "postcode" in cols:
+        comparisons.append(cl.PostcodeComparison("postcode"))
+    for e in extra:
+        comparisons.append(cl.JaroWinklerAtThresholds(e, [0.92, 0.8]))
+    if not comparisons:
+        raise LinkageError("probabilistic linkage needs at least one field besides the NHS number")
+    rules = _blocking_fields(cols, extra)
+    if not rules:
+        raise LinkageError("no blocking rule possible: map date_of_birth, or forename and surname, "
+                           "or surname and postcode, or nhs_number")
     return SettingsCreator(
         link_type="link_only",
         unique_id_column_name="unique_id",
-        comparisons=[
-            cl.NameComparison("forename"),
-            cl.NameComparison("surname").configure(term_frequency_adjustments=True),
-            cl.DateOfBirthComparison("dob", input_is_string=True),
-            cl.ExactMatch("sex"),
-            cl.PostcodeComparison("postcode"),
-        ],
-        blocking_rules_to_generate_predictions=[
-            block_on("dob"),
-            block_on("forename", "surname"),
-            block_on("surname", "postcode"),
-            block_on("nhs"),
-        ],
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=[block_on(*r) for r in rules],
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
     )
 
 
-def _splink_frame(df: pd.DataFrame, id_col: str) -> pd.DataFrame:
-    out = df[[id_col] + ID_COLS].rename(columns={id_col: "unique_id"}).copy()
+def _splink_frame(df: pd.DataFrame, id_col: str, cols: list[str]) -> pd.DataFrame:
+    out = df[[id_col] + cols].rename(columns={id_col: "unique_id"}).copy()
     for c in out.columns:
         out[c] = out[c].astype(object).where(out[c].notna(), None)
     return out.astype({c: "string" for c in out.columns})
 
 
-def train_model(all_tuples: pd.DataFrame, spine_ids: pd.DataFrame, seed: int = 1) -> dict:
+def _model_columns(model: dict) -> list[str]:
+    return [c["output_column_name"] for c in model["comparisons"]]
+
+
+def train_model(all_tuples: pd.DataFrame, spine_ids: pd.DataFrame, seed: int = 1,
+                cols: list[str] | None = None, extra: list[str] = ()) -> dict:
     """Train the splink model on all source tuples against the spine; return its settings
     dict (parameters only: no record values)."""
     from splink import DuckDBAPI, Linker, block_on
 
+    cols = [c for c in (ID_COLS if cols is None else cols)]
+    use = cols + [EXTRA_PREFIX + e for e in extra]
+    settings = splink_settings(cols, [EXTRA_PREFIX + e for e in extra])
     db = DuckDBAPI()
-    left = db.register(_splink_frame(all_tuples, "tuple_id"), table_name="source_tuples")
-    right = db.register(_splink_frame(spine_ids, "record_id"), table_name="spine")
-    linker = Linker([left, right], splink_settings(), log_level=logging.WARNING)
-    linker.training.estimate_probability_two_random_records_match(
-        [block_on("forename", "surname", "dob")], recall=0.8)
+    left = db.register(_splink_frame(all_tuples, "tuple_id", use), table_name="source_tuples")
+    right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
+    linker = Linker([left, right], settings, log_level=logging.WARNING)
+    strict = [c for c in ("forename", "surname", "dob") if c in cols] or \
+        [c for c in use if c != "nhs"][:2]
+    linker.training.estimate_probability_two_random_records_match([block_on(*strict)], recall=0.8)
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("forename", "surname"))
-    return linker.misc.save_model_to_json()
+    em_rules = [r for r in (("dob",), ("forename", "surname")) if set(r) <= set(cols)]
+    if len(em_rules) < 2:
+        em_rules = [r for r in _blocking_fields(cols, [EXTRA_PREFIX + e for e in extra]) if r != ("nhs",)][:2]
+    for r in em_rules:
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(block_on(*r))
+        except ValueError as e:  # splink: an m probability underflowed (a level never seen among
+            # matches, e.g. disagreement on a column that always agrees); keep the other rounds
+            log.warning("EM round blocked on %s stopped early: %s", ", ".join(r), str(e).splitlines()[0][:120])
+    return _round_model(linker.misc.save_model_to_json())
+
+
+def _round_model(model: dict, digits: int = 10) -> dict:
+    """Round the estimated probabilities to ``digits`` significant digits: multi-threaded
+    DuckDB sums differ in the last bits from run to run, and a model (and so its links and
+    version sha) should not."""
+    def r(x):  # splink refuses (on loading) probabilities below 1e-300 that EM can reach
+        return max(float(f"{x:.{digits}g}"), 1e-300) if isinstance(x, float) and x > 0 else x
+
+    model = json.loads(json.dumps(model))
+    model["probability_two_random_records_match"] = r(model.get("probability_two_random_records_match"))
+    for c in model.get("comparisons", []):
+        for lv in c.get("comparison_levels", []):
+            for k in ("m_probability", "u_probability"):
+                if k in lv:
+                    lv[k] = r(lv[k])
+    return model
 
 
 def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict) -> pd.DataFrame:
-    """Scored pairs (tuple_id, spine record_id, match_probability) for unmatched tuples."""
+    """Scored pairs (tuple_id, spine record_id, match_probability, match_weight) for
+    unmatched tuples, at match probability >= 0.01."""
     from splink import DuckDBAPI, Linker
 
+    empty = pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
     if unmatched.empty:
-        return pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": []})
+        return empty
+    use = [c for c in unmatched.columns if c in spine_ids.columns and c in ID_COLS or
+           (c.startswith(EXTRA_PREFIX) and c in spine_ids.columns)]
+    missing = [c for c in _model_columns(model) if c not in use]
+    if missing:
+        raise LinkageError(f"the linkage model compares field(s) missing from the data: {', '.join(missing)}")
     db = DuckDBAPI()
-    left = db.register(_splink_frame(unmatched, "tuple_id"), table_name="unmatched_tuples")
-    right = db.register(_splink_frame(spine_ids, "record_id"), table_name="spine")
+    left = db.register(_splink_frame(unmatched, "tuple_id", use), table_name="unmatched_tuples")
+    right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
     linker = Linker([left, right], model, log_level=logging.WARNING)
     pred = linker.inference.predict(threshold_match_probability=0.01).as_pandas_dataframe()
     if pred.empty:
-        return pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": []})
+        return empty
     # link_only: one side is each input table; orient every pair as (tuple, spine record)
     l_is_tuple = pred["source_dataset_l"] == "unmatched_tuples"
     tuple_id = np.where(l_is_tuple, pred["unique_id_l"], pred["unique_id_r"])
     rec_id = np.where(l_is_tuple, pred["unique_id_r"], pred["unique_id_l"])
     return pd.DataFrame({"tuple_id": tuple_id, "record_id": rec_id,
-                         "match_probability": pred["match_probability"].astype(float)})
+                         "match_probability": pred["match_probability"].astype(float),
+                         "match_weight": pred["match_weight"].astype(float)})
 
 
 def best_matches(pairs: pd.DataFrame, persons: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Per tuple: best person and its probability; 'linked' when >= threshold and no other
-    person scores the same."""
+    """Per tuple: best person, its probability and weight; 'linked' when >= threshold and no
+    other person scores the same."""
     if pairs.empty:
-        return pd.DataFrame({"tuple_id": [], "person_key": [], "match_probability": [], "linked": []})
+        return pd.DataFrame({"tuple_id": [], "person_key": [], "match_probability": [],
+                             "match_weight": [], "linked": []})
+    if "match_weight" not in pairs:
+        p = pairs["match_probability"].clip(1e-12, 1 - 1e-12)
+        pairs = pairs.assign(match_weight=np.log2(p / (1 - p)))
     p = pairs.merge(persons, on="record_id")
-    p = p.groupby(["tuple_id", "person_key"], as_index=False)["match_probability"].max()
-    p = p.sort_values(["tuple_id", "match_probability"], ascending=[True, False])
+    p = p.sort_values(["tuple_id", "person_key", "match_probability"], ascending=[True, True, False])
+    p = p.drop_duplicates(["tuple_id", "person_key"])
+    p = p.sort_values(["tuple_id", "match_probability", "person_key"], ascending=[True, False, True])
     top = p.groupby("tuple_id").head(2).copy()
     top["rank"] = top.groupby("tuple_id").cumcount()
     first = top[top["rank"] == 0].set_index("tuple_id")
@@ -186,16 +305,122 @@ def best_matches(pairs: pd.DataFrame, persons: pd.DataFrame, threshold: float) -
     first["second"] = second.reindex(first.index)
     tie = first["second"].notna() & (first["second"] >= first["match_probability"])
     first["linked"] = (first["match_probability"] >= threshold) & ~tie
-    return first.reset_index()[["tuple_id", "person_key", "match_probability", "linked"]]
+    return first.reset_index()[["tuple_id", "person_key", "match_probability", "match_weight", "linked"]]
+
+
+# -- model artefacts -------------------------------------------------------------------------
+
+def model_sha(model: dict) -> str:
+    """12 hex of SHA-256 of the model's canonical JSON, without splink's random linker_uid
+    (so retraining on the same data gives the same version)."""
+    canon = {k: v for k, v in model.items() if k != "linker_uid"}
+    return hashlib.sha256(json.dumps(canon, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def save_model(model: dict, model_dir: Path, run_id: str | None = None) -> dict:
+    """Write ``splink_model_<sha>.json`` (unchanged if it exists) and point ``current.json``
+    at it. Returns the pointer."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    sha = model_sha(model)
+    path = model_dir / f"splink_model_{sha}.json"
+    if not path.exists():
+        tmp = path.with_suffix(".json.tmp")
+        saved = {**model, "linker_uid": f"m{sha[:7]}"} if "linker_uid" in model else model
+        tmp.write_text(json.dumps(saved, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(path)
+    pointer = {"file": path.name, "sha": sha, "run_id": run_id,
+               "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    tmp = model_dir / "current.json.tmp"
+    tmp.write_text(json.dumps(pointer, indent=2), encoding="utf-8")
+    tmp.replace(model_dir / "current.json")
+    return pointer
+
+
+def load_model(spec: str, model_dir: Path) -> tuple[dict, str]:
+    """A saved model: spec 'current' (the pointer in model_dir) or a path to a model JSON.
+    Returns (model, file name)."""
+    model_dir = Path(model_dir)
+    if spec == "current":
+        ptr = model_dir / "current.json"
+        if not ptr.exists():
+            raise LinkageError(f"no saved linkage model to reuse: {ptr} does not exist (run once with "
+                               "model: train)")
+        path = model_dir / json.loads(ptr.read_text(encoding="utf-8"))["file"]
+    else:
+        path = Path(spec)
+    try:
+        model = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise LinkageError(f"cannot read the linkage model {path} ({type(e).__name__})") from None
+    if not isinstance(model, dict) or "comparisons" not in model:
+        raise LinkageError(f"{path} is not a splink model (no comparisons)")
+    return model, path.name
+
+
+# -- linking ---------------------------------------------------------------------------------
+
+def _distinct_tuples(ids: pd.DataFrame, source: str, cols: list[str] | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    """Distinct identifier tuples of one source and, per record, its tuple id."""
+    cols = ID_COLS if cols is None else cols
+    key = ids[cols].astype(object).where(ids[cols].notna(), "\x00").astype(str).agg("\x1f".join, axis=1)
+    codes, uniques = pd.factorize(key)
+    tuple_id = pd.Series([f"{source}|{c}" for c in codes], index=ids.index)
+    first = ids.groupby(codes, sort=True).head(1).copy()
+    first["tuple_id"] = tuple_id.loc[first.index].to_numpy()
+    first["source"] = source
+    return first[["tuple_id", "source"] + cols].reset_index(drop=True), tuple_id
+
+
+def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.DataFrame, threshold: float,
+                 seed: int, model: dict | None, cols: list[str], extra: list[str] = ()) -> tuple[pd.DataFrame, dict, dict]:
+    """Deterministic then probabilistic links of distinct tuples to spine persons.
+    Returns (links: tuple_id, person_key, rule, match_probability, match_weight; model; counts)."""
+    det = deterministic_links(tuples, spine_ids, persons)
+    det_rule = "deterministic_nhs_dob" if ("dob" in cols) else "deterministic_nhs"
+    unmatched = tuples[~tuples["tuple_id"].isin(det["tuple_id"])]
+    prob_cols = [c for c in cols if c != "nhs"]
+    trained = False
+    if model is None and (prob_cols or extra) and not unmatched.empty:
+        model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(extra))
+        trained = True
+    pairs = predict_links(unmatched, spine_ids, model) if model is not None else \
+        pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
+    best = best_matches(pairs, persons, threshold)
+
+    det_map = det.set_index("tuple_id")["person_key"]
+    prob = best[best["linked"].astype(bool)].set_index("tuple_id")
+    cand = best.set_index("tuple_id")
+    tid = tuples["tuple_id"]
+    is_det = tid.isin(det_map.index).to_numpy()
+    is_prob = ~is_det & tid.isin(prob.index).to_numpy()
+    unl = ~is_det & ~is_prob
+    person_key = np.full(len(tid), None, dtype=object)
+    person_key[is_det] = tid[is_det].map(det_map).to_numpy(dtype=object)
+    person_key[is_prob] = tid[is_prob].map(prob["person_key"]).to_numpy(dtype=object)
+    prob_col = np.ones(len(tid), dtype=float)
+    weight = np.full(len(tid), np.nan, dtype=float)
+    prob_col[is_prob] = tid[is_prob].map(prob["match_probability"]).to_numpy(dtype=float)
+    weight[is_prob] = tid[is_prob].map(prob["match_weight"]).to_numpy(dtype=float)
+    # unlinked tuples keep their best candidate's probability (0 when none was scored) and weight
+    prob_col[unl] = tid[unl].map(cand["match_probability"]).astype(float).fillna(0.0).to_numpy(dtype=float)
+    weight[unl] = tid[unl].map(cand["match_weight"]).astype(float).to_numpy(dtype=float)
+    rule = np.where(is_det, det_rule, np.where(is_prob, "probabilistic", "unlinked"))
+    links = pd.DataFrame({"tuple_id": tid.to_numpy(), "person_key": person_key, "rule": rule,
+                          "match_probability": prob_col, "match_weight": weight})
+    counts = {"deterministic_tuples": int(is_det.sum()), "probabilistic_tuples": int(is_prob.sum()),
+              "unlinked_tuples": int(unl.sum()), "scored_pairs": int(len(pairs)), "model_trained": trained}
+    return links, model, counts
 
 
 def link_sources(identifier_frames: dict[str, pd.DataFrame], threshold: float = DEFAULT_THRESHOLD,
                  seed: int = 1, model: dict | None = None) -> LinkResult:
     """Link standardised identifier frames (see standardise_identifiers), keyed by source,
-    which must include the spine. Returns one row per record of every source."""
+    which must include the spine. Returns one row per record of every source. A given
+    ``model`` is used as it is (no training)."""
     spine_ids = identifier_frames[SPINE]
     persons = spine_persons(spine_ids)
-    out = [persons.assign(source=SPINE, rule="spine", match_probability=1.0)]
+    out = [persons.assign(source=SPINE, rule="spine", match_probability=1.0, match_weight=np.nan)]
 
     tuples, record_tuple = [], []
     for source, ids in identifier_frames.items():
@@ -211,45 +436,119 @@ def link_sources(identifier_frames: dict[str, pd.DataFrame], threshold: float = 
     tuples = pd.concat(tuples, ignore_index=True)
     record_tuple = pd.concat(record_tuple, ignore_index=True)
 
-    det = deterministic_links(tuples, spine_ids, persons)
-    unmatched = tuples[~tuples["tuple_id"].isin(det["tuple_id"])]
-    if model is None:
-        model = train_model(tuples, spine_ids, seed=seed)
-    pairs = predict_links(unmatched, spine_ids, model)
-    best = best_matches(pairs, persons, threshold)
-
-    det_map = det.set_index("tuple_id")["person_key"]
-    prob = best[best["linked"]].set_index("tuple_id")
-    cand = best.set_index("tuple_id")["match_probability"]
-    tid = tuples["tuple_id"]
-    is_det = tid.isin(det_map.index).to_numpy()
-    is_prob = ~is_det & tid.isin(prob.index).to_numpy()
-    unl = ~is_det & ~is_prob
-    person_key = np.full(len(tid), None, dtype=object)
-    person_key[is_det] = tid[is_det].map(det_map).to_numpy(dtype=object)
-    person_key[is_prob] = tid[is_prob].map(prob["person_key"]).to_numpy(dtype=object)
-    prob_col = np.ones(len(tid), dtype=float)
-    prob_col[is_prob] = tid[is_prob].map(prob["match_probability"]).to_numpy(dtype=float)
-    # unlinked tuples keep their best candidate's probability (0 when none was scored)
-    prob_col[unl] = tid[unl].map(cand).astype(float).fillna(0.0).to_numpy(dtype=float)
-    rule = np.where(is_det, "deterministic_nhs_dob", np.where(is_prob, "probabilistic", "unlinked"))
-    links = pd.DataFrame({"tuple_id": tid.to_numpy(), "person_key": person_key, "rule": rule,
-                          "match_probability": prob_col})
-
+    links, model, counts = _link_tuples(tuples, spine_ids, persons, threshold, seed, model, ID_COLS)
     rp = record_tuple.merge(links, on="tuple_id", how="left").drop(columns="tuple_id")
     out.append(rp)
     record_person = pd.concat(out, ignore_index=True)[
-        ["source", "record_id", "person_key", "rule", "match_probability"]]
+        ["source", "record_id", "person_key", "rule", "match_probability", "match_weight"]]
     record_person["match_probability"] = record_person["match_probability"].astype(float)
+    record_person["match_weight"] = record_person["match_weight"].astype(float)
     summary = {
+        "mode": "identifiable",
         "spine_records": int(len(persons)), "spine_persons": int(persons["person_key"].nunique()),
         "source_records": int(len(record_tuple)), "distinct_tuples": int(len(tuples)),
-        "deterministic_tuples": int(len(det)), "probabilistic_tuples": int(is_prob.sum()),
-        "unlinked_tuples": int(unl.sum()), "scored_pairs": int(len(pairs)), "threshold": threshold,
+        **counts, "threshold": threshold,
     }
     return LinkResult(record_person, persons, model, summary)
 
 
+def link_pseudonymised(key_frames: dict[str, pd.DataFrame]) -> LinkResult:
+    """Upstream-pseudonymised mode. ``key_frames``: source -> (record_id, pseudo_key). Spine
+    records with the same key are one person ('upstream:<key>'); a spine record without a
+    key is a person of its own. Other records link deterministically on the key, else stay
+    unlinked; nothing probabilistic (no identifiers exist)."""
+    sp = key_frames[SPINE]
+    persons = pd.DataFrame({
+        "record_id": sp["record_id"].to_numpy(),
+        "person_key": np.where(sp["pseudo_key"].notna(), "upstream:" + sp["pseudo_key"].fillna(""),
+                               "gp:" + sp["record_id"].astype(str)).astype(object)})
+    out = [persons.assign(source=SPINE, rule="spine", match_probability=1.0, match_weight=np.nan)]
+    on_spine = set(sp["pseudo_key"].dropna())
+    n_det = n_unl = 0
+    for source, fr in key_frames.items():
+        if source == SPINE:
+            continue
+        hit = fr["pseudo_key"].isin(on_spine) & fr["pseudo_key"].notna()
+        n_det += int(hit.sum())
+        n_unl += int((~hit).sum())
+        out.append(pd.DataFrame({
+            "source": source, "record_id": fr["record_id"].to_numpy(),
+            "person_key": np.where(hit, "upstream:" + fr["pseudo_key"].fillna(""), None).astype(object),
+            "rule": np.where(hit, "deterministic_pseudo_key", "unlinked"),
+            "match_probability": np.where(hit, 1.0, 0.0), "match_weight": np.nan}))
+    rp = pd.concat(out, ignore_index=True)[["source", "record_id", "person_key", "rule",
+                                            "match_probability", "match_weight"]]
+    summary = {"mode": "upstream_pseudonymised", "spine_records": int(len(persons)),
+               "spine_persons": int(persons["person_key"].nunique()),
+               "source_records": int(len(rp) - len(persons)), "deterministic_records": n_det,
+               "unlinked_records": n_unl, "threshold": None,
+               "note": "extracts pseudonymised upstream: no identifiers received; linkage is "
+                       "deterministic on the common pseudonymised key only"}
+    return LinkResult(rp, persons, None, summary)
+
+
+# -- any two files (ltceval link) ------------------------------------------------------------
+
+def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: str,
+               field_map: dict[str, tuple[str, str]], compare: dict[str, tuple[str, str]] | None = None,
+               threshold: float = DEFAULT_THRESHOLD, seed: int = 1) -> tuple[pd.DataFrame, dict]:
+    """Link the records of ``left`` to those of ``right`` with the same rules as
+    link_sources (right plays the spine: its records sharing a valid NHS number and date of
+    birth are one person). ``field_map``: standard field -> (left column, right column);
+    ``compare``: name -> (left column, right column), extra Jaro-Winkler comparisons.
+
+    Returns (pairs, summary): one row per (left record, right record of the linked person)
+    with match_probability, match_weight and rule; unlinked left records are not listed."""
+    t0 = time.perf_counter()
+    compare = compare or {}
+    unknown = [f for f in field_map if f not in FIELD_COLS]
+    if unknown:
+        raise LinkageError(f"unknown field(s) {', '.join(unknown)}: use {', '.join(FIELD_COLS)}")
+    if not field_map and not compare:
+        raise LinkageError("nothing to compare: map at least one field")
+    cols = [FIELD_COLS[f] for f in FIELD_COLS if f in field_map]
+    lstd = standardise_fields(left, left_id, {f: c[0] for f, c in field_map.items()},
+                              {n: c[0] for n, c in compare.items()})
+    rstd = standardise_fields(right, right_id, {f: c[1] for f, c in field_map.items()},
+                              {n: c[1] for n, c in compare.items()})
+    for side, std, name in (("left", lstd, left_id), ("right", rstd, right_id)):
+        if std["record_id"].isna().any():
+            raise LinkageError(f"{side} id column {name}: {int(std['record_id'].isna().sum())} empty id(s)")
+        if std["record_id"].duplicated().any():
+            raise LinkageError(f"{side} id column {name}: {int(std['record_id'].duplicated().sum())} "
+                               "duplicated id(s); ids must be unique")
+    all_cols = cols + [EXTRA_PREFIX + n for n in compare]
+    persons = spine_persons(rstd, prefix="right")
+    tuples = lstd.rename(columns={"record_id": "tuple_id"})
+    tuples["tuple_id"] = tuples["tuple_id"].astype(str)
+    rstd["record_id"] = rstd["record_id"].astype(str)
+    persons["record_id"] = persons["record_id"].astype(str)
+    links, model, counts = _link_tuples(tuples[["tuple_id"] + all_cols], rstd[["record_id"] + all_cols],
+                                        persons, threshold, seed, None, cols, list(compare))
+    linked = links[links["person_key"].notna()]
+    pairs = linked.merge(persons, on="person_key").rename(
+        columns={"tuple_id": "left_id", "record_id": "right_id"})
+    pairs = pairs[["left_id", "right_id", "match_probability", "match_weight", "rule"]] \
+        .sort_values(["left_id", "right_id"]).reset_index(drop=True)
+    summary = {
+        "records": {"left": int(len(lstd)), "right": int(len(rstd))},
+        "fields": {f: {"left": c[0], "right": c[1]} for f, c in field_map.items()},
+        "compare": {n: {"left": c[0], "right": c[1]} for n, c in compare.items()},
+        "candidate_pairs": counts["scored_pairs"],
+        "links": {"left_records_linked": int(len(linked)), "pairs": int(len(pairs)),
+                  "deterministic": int(counts["deterministic_tuples"]),
+                  "probabilistic": int(counts["probabilistic_tuples"]),
+                  "unlinked": int(counts["unlinked_tuples"])},
+        "thresholds": {"match_probability": threshold, "candidate_pairs_scored_from": 0.01,
+                       "deterministic": "valid NHS number (Modulus 11) equal"
+                                        + (" and date of birth equal or day/month swapped" if "dob" in cols else "")},
+        "model": {"comparisons": _model_columns(model)} if model else None,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    return pairs, summary
+
+
+# -- quality against ground truth ------------------------------------------------------------
 def linkage_metrics(record_person: pd.DataFrame, truth: pd.DataFrame) -> dict:
     """Precision and recall of record -> spine-person links against ground truth
     (source, record_id, true_person_id). A link is correct when the linked spine person's
@@ -278,3 +577,49 @@ def linkage_metrics(record_person: pd.DataFrame, truth: pd.DataFrame) -> dict:
         "spine_persons_split": int((true_to_keys > 1).sum()),
         "by_rule": by_rule,
     }
+
+
+def _pr(grp: pd.DataFrame) -> dict:
+    linked = grp["linked"]
+    n_link, n_correct = int(linked.sum()), int((linked & grp["correct"]).sum())
+    n_linkable = int(grp["linkable"].sum())
+    n_found = int((grp["linkable"] & grp["correct"]).sum())
+    return {"records": int(len(grp)), "links": n_link, "wrong_links": n_link - n_correct,
+            "linkable": n_linkable,
+            "precision": n_correct / n_link if n_link else 1.0,
+            "recall": n_found / n_linkable if n_linkable else 1.0}
+
+
+def linkage_quality(record_person: pd.DataFrame, truth: pd.DataFrame,
+                    attributes: pd.DataFrame | None = None) -> dict:
+    """Precision and recall against ground truth, overall, per source and per subgroup.
+
+    ``truth``: source, record_id, true_person_id. ``attributes`` (optional): true_person_id
+    plus subgroup columns (e.g. age_band, sex, ethnic_category, imd_decile); each becomes a
+    breakdown. A link is correct when every spine record of the linked person belongs to the
+    record's true person; recall's denominator is the records whose true person is on the
+    spine (unregistered people count only against precision). ``impure_clusters``: linked
+    persons whose records (spine and linked) belong to more than one true person."""
+    t = truth[["source", "record_id", "true_person_id"]]
+    rp = record_person[["source", "record_id", "person_key"]].merge(t, on=["source", "record_id"], how="left")
+    spine = rp[rp["source"] == SPINE]
+    key_truth = spine.groupby("person_key")["true_person_id"].agg(lambda s: frozenset(s))
+    other = rp[rp["source"] != SPINE].copy()
+    other["linked"] = other["person_key"].notna()
+    kt = other["person_key"].map(key_truth)
+    other["correct"] = [bool(ok) and k == frozenset([p]) for ok, k, p in
+                        zip(other["linked"], kt.tolist(), other["true_person_id"].tolist())]
+    other["linkable"] = other["true_person_id"].isin(set(spine["true_person_id"]))
+    clusters = rp[rp["person_key"].notna()].groupby("person_key")["true_person_id"].nunique()
+    out = {"overall": _pr(other), "by_source": {s: _pr(g) for s, g in other.groupby("source")},
+           "impure_clusters": int((clusters > 1).sum()), "clusters": int(len(clusters)),
+           "unregistered_records": int((~other["linkable"]).sum()),
+           "unregistered_linked": int((~other["linkable"] & other["linked"]).sum()),
+           "by_subgroup": {}}
+    if attributes is not None:
+        a = other.merge(attributes, on="true_person_id", how="left")
+        for dim in [c for c in attributes.columns if c != "true_person_id"]:
+            out["by_subgroup"][dim] = {str(v): _pr(g) for v, g in
+                                       a.assign(**{dim: a[dim].astype(object).where(a[dim].notna(), "unknown")})
+                                       .groupby(dim)}
+    return out

@@ -1,8 +1,11 @@
 """Pseudonymisation: HMAC-SHA256 person ids and the analytical-zone tables (contract §3).
 
-The key comes from ``LTCEVAL_PSEUDO_KEY``, else the file named by ``LTCEVAL_PSEUDO_KEY_FILE``,
-else (inside Airflow only) the Variable ``ltceval_pseudo_key``. It must be at least 32
-characters. Errors name where the key was looked for, never the key. Only a fingerprint
+The key comes from, in order: the environment variable ``LTCEVAL_PSEUDO_KEY``; the file named
+by ``LTCEVAL_PSEUDO_KEY_FILE``; the Airflow Variable ``ltceval_pseudo_key``; the password of
+the Airflow Connection ``ltceval_pseudo_key``. Airflow's ``Variable.get``/``Connection.get``
+go through the configured secrets backends (environment ``AIRFLOW_VAR_*``/``AIRFLOW_CONN_*``,
+HashiCorp Vault, AWS/GCP/Azure secret managers, ...) before the metadata database, so a
+secrets backend needs no code here. It must be at least 32 characters. Errors name where the key was looked for, never the key. Only a fingerprint
 (first 12 hex of SHA-256 of "fingerprint:" + key) is ever reported.
 """
 from __future__ import annotations
@@ -28,6 +31,9 @@ class PseudoKeyError(RuntimeError):
     """The pseudonymisation key is missing or too short (message never contains the key)."""
 
 
+AIRFLOW_CONNECTION = "ltceval_pseudo_key"
+
+
 def _airflow_variable() -> str | None:
     try:
         from airflow.sdk import Variable
@@ -35,12 +41,28 @@ def _airflow_variable() -> str | None:
         return None
     try:
         return Variable.get(AIRFLOW_VARIABLE, default=None)
-    except Exception:  # outside a task context, or no such variable
+    except Exception:  # no metadata database, or no such variable
+        return None
+
+
+def _airflow_connection() -> str | None:
+    try:
+        from airflow.sdk import Connection
+    except Exception:
+        return None
+    try:
+        return Connection.get(AIRFLOW_CONNECTION).password
+    except Exception:  # no such connection
         return None
 
 
 def load_key(use_airflow_variable: bool = True) -> bytes:
-    """The project key as bytes, from env var, key file, or Airflow Variable (in that order)."""
+    """The project key as bytes (see the module docstring for where it is looked for)."""
+    return load_key_with_source(use_airflow_variable)[0]
+
+
+def load_key_with_source(use_airflow: bool = True) -> tuple[bytes, str]:
+    """(key, where it came from). ``where`` names the source, never the key."""
     key, where = None, None
     if os.environ.get(KEY_ENV):
         key, where = os.environ[KEY_ENV], f"environment variable {KEY_ENV}"
@@ -51,17 +73,20 @@ def load_key(use_airflow_variable: bool = True) -> bytes:
             key = path.read_text(encoding="utf-8").strip()
         except OSError as e:
             raise PseudoKeyError(f"cannot read the {where} ({type(e).__name__})") from None
-    elif use_airflow_variable and os.environ.get("AIRFLOW_CTX_DAG_ID"):
+    elif use_airflow:
         key, where = _airflow_variable(), f"Airflow Variable {AIRFLOW_VARIABLE}"
+        if not key:
+            key, where = _airflow_connection(), f"Airflow Connection {AIRFLOW_CONNECTION} (password)"
     if not key:
         raise PseudoKeyError(
             f"no pseudonymisation key: set {KEY_ENV}, or {KEY_FILE_ENV} to a file holding the key"
-            f", or the Airflow Variable {AIRFLOW_VARIABLE} (at least {MIN_KEY_LENGTH} characters)")
+            f", or the Airflow Variable {AIRFLOW_VARIABLE} or Connection {AIRFLOW_CONNECTION} "
+            f"(at least {MIN_KEY_LENGTH} characters)")
     if len(key) < MIN_KEY_LENGTH:
         raise PseudoKeyError(
             f"the pseudonymisation key from the {where} is too short: it must be at least "
             f"{MIN_KEY_LENGTH} characters")
-    return key.encode("utf-8")
+    return key.encode("utf-8"), where
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -100,7 +125,7 @@ def to_arrow(df: pd.DataFrame, dates: list[str] = (), numeric: list[str] = ()) -
         elif pd.api.types.is_integer_dtype(s) and not s.isna().any():
             arr = pa.array(s.astype("int64").tolist(), type=pa.int64())
         else:
-            arr = pa.array([None if v is None or (isinstance(v, float) and v != v) else str(v)
+            arr = pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
                             for v in s.tolist()], type=pa.string())
         arrays.append(arr)
         names.append(c)
@@ -152,8 +177,15 @@ def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, pid_of
     from identifiable_zone import normalise as nz
 
     s = spine.rename(columns={spec.record_id: "record_id"}).merge(spine_persons, on="record_id")
-    dob = nz.parse_date(s[spec.identifiers["dob"]])
-    sex = nz.normalise_sex(s[spec.identifiers["sex"]])
+    if "dob" in spec.identifiers:
+        dob = nz.parse_date(s[spec.identifiers["dob"]])
+    elif spec.demographics.get("birth_month"):  # pseudonymised upstream: YYYY-MM (or a date)
+        bm = s[spec.demographics["birth_month"]]
+        dob = nz.parse_date(bm.map(lambda v: None if v is None else (v + "-01" if len(str(v)) == 7 else v)))
+    else:
+        dob = pd.Series(pd.NaT, index=s.index, dtype="datetime64[s]")
+    sex_col = spec.identifiers.get("sex") or spec.demographics.get("sex")
+    sex = nz.normalise_sex(s[sex_col]) if sex_col else pd.Series(None, index=s.index, dtype=object)
     s = s.assign(
         _sex=[v if v in ("M", "F") else "U" for v in sex.tolist()],
         _yob=dob.dt.year.astype("Int64"), _mob=dob.dt.month.astype("Int64"),
@@ -200,19 +232,18 @@ def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataF
     summary["tables"]["person"] = {
         "rows": tables["person"].num_rows, "rows_without_person": 0,
         "columns": tables["person"].column_names,
-        "withheld": list(spine_spec.columns)}
+        "withheld": sorted(spine_spec.columns)}
 
     for source, name in PUBLISH_AS.items():
         if source not in accepted:
             continue
         spec = cfg[source]
         df = accepted[source]
-        identifier_cols = set(spec.identifiers.values())
-        drop = set(identifier_cols)
+        drop = set(spec.person_columns)
         person_id = None
         if source in UNCHANGED:
             pass
-        elif spec.has_identifiers:
+        elif spec.links_persons:
             person_id = df[spec.record_id].map(keys_by_source.get(source, pd.Series(dtype=object)))
         else:
             (fk, parent), = spec.parent.items()
@@ -221,7 +252,7 @@ def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataF
         keep = [c for c in spec.columns if c not in drop]
         out = df[keep].copy()
         if person_id is not None:
-            out.insert(0, "person_id", [None if v is None or (isinstance(v, float) and v != v) else v
+            out.insert(0, "person_id", [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v
                                         for v in person_id.tolist()])
         dates = [c for c in spec.dates if c in keep]
         numeric = [c for c in spec.numeric if c in keep]

@@ -23,6 +23,9 @@ from ltceval.settings import REPO_ROOT
 SOURCES_CONFIG_ENV = "LTCEVAL_SOURCES_CONFIG"
 DEFAULT_SOURCES_CONFIG = REPO_ROOT / "config" / "sources.yml"
 IDENTIFIER_ROLES = ("nhs_number", "forename", "surname", "dob", "sex", "postcode")
+# Demographic roles of a source delivered pseudonymised upstream (no direct identifiers):
+# used for the person table and for linkage-rate subgroups, never for linkage.
+DEMOGRAPHIC_ROLES = ("sex", "birth_month")
 ACTIONS = ("quarantine", "nullify")
 # Sources whose records carry person identifiers; gp_patients is the spine.
 SPINE = "gp_patients"
@@ -53,10 +56,27 @@ class SourceSpec:
     numeric: dict = field(default_factory=dict)
     nhs_number_action: str = "nullify"
     parent: dict = field(default_factory=dict)
+    pseudo_key: str = ""  # column of a key pseudonymised upstream (e.g. Der_Pseudo_NHS_Number)
+    demographics: dict = field(default_factory=dict)  # role -> column, pseudonymised mode only
+    delimiter: str = ","
 
     @property
     def has_identifiers(self) -> bool:
+        """Direct person identifiers (NHS number, names, date of birth, postcode) present."""
         return bool(self.identifiers)
+
+    @property
+    def links_persons(self) -> bool:
+        """Records of this source are linked to persons (identifiers or an upstream key)."""
+        return bool(self.identifiers) or bool(self.pseudo_key)
+
+    @property
+    def person_columns(self) -> set:
+        """Columns that identify a person and never leave the zone as they are."""
+        cols = set(self.identifiers.values()) | set(self.demographics.values())
+        if self.pseudo_key:
+            cols.add(self.pseudo_key)
+        return cols
 
 
 @dataclass(frozen=True)
@@ -64,13 +84,21 @@ class SourcesConfig:
     sources: dict[str, SourceSpec]
     quarantine_threshold: float = 0.20
     path: str = ""
+    reporting_period_end: str | None = None  # ISO date; dates after it fail date_not_future
+    linkage: dict = field(default_factory=dict)  # threshold, model (train | current | path)
+    raw: dict = field(default_factory=dict)  # the parsed YAML (holds no secrets by design)
+
+    @property
+    def mode(self) -> str:
+        """'identifiable' (direct identifiers, linked here) or 'upstream_pseudonymised'."""
+        return "upstream_pseudonymised" if self.sources[SPINE].pseudo_key else "identifiable"
 
     def __getitem__(self, table: str) -> SourceSpec:
         return self.sources[table]
 
     @property
     def identifier_sources(self) -> list[str]:
-        return [t for t, s in self.sources.items() if s.has_identifiers]
+        return [t for t, s in self.sources.items() if s.links_persons]
 
 
 def _check_action(table: str, what: str, action: str) -> str:
@@ -97,6 +125,17 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
                 raise ValueError(f"config: {table}: identifier column {col} not in columns")
         if identifiers and set(identifiers) != set(IDENTIFIER_ROLES):
             raise ValueError(f"config: {table}: identifiers must name all of {IDENTIFIER_ROLES}")
+        pseudo_key = str(s.get("pseudo_key") or "")
+        if pseudo_key and identifiers:
+            raise ValueError(f"config: {table}: give either identifiers or pseudo_key, not both")
+        if pseudo_key and pseudo_key not in columns:
+            raise ValueError(f"config: {table}: pseudo_key column {pseudo_key} not in columns")
+        demographics = {str(k): str(v) for k, v in (s.get("demographics") or {}).items()}
+        for role, col in demographics.items():
+            if role not in DEMOGRAPHIC_ROLES:
+                raise ValueError(f"config: {table}: unknown demographics role {role!r}")
+            if col not in columns:
+                raise ValueError(f"config: {table}: demographics column {col} not in columns")
         dates = {str(c): _check_action(table, f"dates.{c}", a) for c, a in (s.get("dates") or {}).items()}
         numeric = {str(c): _check_action(table, f"numeric.{c}", a)
                    for c, a in (s.get("numeric") or {}).items()}
@@ -114,12 +153,28 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
             nhs_number_action=_check_action(table, "nhs_number_action",
                                             s.get("nhs_number_action", "nullify")),
             parent={str(k): str(v) for k, v in (s.get("parent") or {}).items()},
+            pseudo_key=pseudo_key, demographics=demographics,
+            delimiter=str(s.get("delimiter", ",")),
         )
     if SPINE not in sources:
         raise ValueError(f"config: the spine table {SPINE} must be configured")
+    modes = {bool(sp.pseudo_key) for sp in sources.values() if sp.links_persons}
+    if len(modes) > 1:
+        raise ValueError("config: person sources mix identifiers and pseudo_key; one delivery mode per run")
+    if not sources[SPINE].links_persons:
+        raise ValueError(f"config: the spine {SPINE} needs identifiers or a pseudo_key")
+    rpe = raw.get("reporting_period_end")
+    if rpe is not None:
+        rpe = str(rpe)
+        import datetime as _dt
+        try:
+            _dt.date.fromisoformat(rpe)
+        except ValueError:
+            raise ValueError(f"config: reporting_period_end must be an ISO date, got {rpe!r}") from None
     return SourcesConfig(sources=sources,
                          quarantine_threshold=float(raw.get("quarantine_threshold", 0.20)),
-                         path=str(path))
+                         path=str(path), reporting_period_end=rpe,
+                         linkage=dict(raw.get("linkage") or {}), raw=raw)
 
 
 @dataclass
@@ -130,6 +185,9 @@ class ExtractRead:
     frame: pd.DataFrame
     files: list[dict]  # {file, sha256, rows, bytes}
     encoding_issues: list[dict]  # {file, line, fallback}
+    row_file: list | None = None  # per row: the file it came from
+    row_line: list | None = None  # per row: CSV line number (header = line 1) or Parquet row (1-based)
+    extra_columns: list | None = None  # columns present but not in the contract (not read further)
 
 
 def sha256_file(path: Path) -> str:
@@ -169,9 +227,19 @@ def _decode_csv(data: bytes, fname: str) -> tuple[str, list[dict]]:
     return "".join(lines), issues
 
 
-def _read_one(path: Path) -> tuple[pd.DataFrame, list[dict]]:
+def _read_one(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """One file as an all-string frame. Raises ExtractUnusable for a file that cannot be read
+    (empty, not a table, wrong delimiter), naming the file and the rule."""
+    table = spec.table if spec else path.stem
+    if path.stat().st_size == 0:
+        raise ExtractUnusable(f"{table} ({path.name}): rule file_not_empty failed: the file is empty "
+                              "(0 bytes, not even a header row)")
     if path.suffix.lower() == ".parquet":
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # corrupt or not Parquet at all
+            raise ExtractUnusable(f"{table} ({path.name}): rule file_readable failed: not a readable "
+                                  f"Parquet file ({type(e).__name__})") from None
         for c in df.columns:
             s = df[c]
             if pd.api.types.is_datetime64_any_dtype(s):
@@ -182,8 +250,25 @@ def _read_one(path: Path) -> tuple[pd.DataFrame, list[dict]]:
             df[c] = txt.astype(object).where(s.notna(), None)
         return df, []
     text, issues = _decode_csv(path.read_bytes(), path.name)
-    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
-                     quoting=csv.QUOTE_MINIMAL)
+    delimiter = spec.delimiter if spec else ","
+    header = text.split("\n", 1)[0]
+    if delimiter not in header:
+        others = [d for d in (",", ";", "\t", "|") if d != delimiter and d in header]
+        if others:
+            shown = {"\t": "tab"}.get(others[0], others[0])
+            raise ExtractUnusable(
+                f"{table} ({path.name}): rule delimiter failed: line 1 has no {delimiter!r} but "
+                f"{shown!r}: the file looks {shown}-delimited (set delimiter in the sources config)")
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
+                         quoting=csv.QUOTE_MINIMAL, sep=delimiter)
+    except pd.errors.EmptyDataError:
+        raise ExtractUnusable(f"{table} ({path.name}): rule file_not_empty failed: no header row") from None
+    except pd.errors.ParserError as e:
+        m = __import__("re").search(r"line (\d+)", str(e))
+        where = f"line {m.group(1)}" if m else "a line"
+        raise ExtractUnusable(f"{table} ({path.name}): rule csv_shape failed at {where}: wrong number "
+                              "of fields (unquoted delimiter or wrong delimiter)") from None
     return df, issues
 
 
@@ -202,14 +287,18 @@ def read_extract(landing: Path, spec: SourceSpec) -> ExtractRead:
     files = resolve_files(landing, spec)
     if not files:
         raise ExtractUnusable(f"{spec.table}: no file matches landing/{spec.file} (rule: file_present)")
-    frames, infos, issues = [], [], []
+    frames, infos, issues, row_file, row_line = [], [], [], [], []
     for f in files:
-        df, enc = _read_one(f)
-        df = df.rename(columns=spec.rename)
+        df, enc = _read_one(f, spec)
         df.columns = [str(c).strip() for c in df.columns]
+        df = df.rename(columns=spec.rename)
         frames.append(df)
         issues.extend(enc)
-        infos.append({"file": str(f.relative_to(landing)), "sha256": sha256_file(f),
-                      "rows": int(len(df)), "bytes": f.stat().st_size})
+        rel = str(f.relative_to(landing))
+        infos.append({"file": rel, "sha256": sha256_file(f), "rows": int(len(df)), "bytes": f.stat().st_size})
+        row_file += [rel] * len(df)
+        first = 2 if f.suffix.lower() == ".csv" else 1
+        row_line += list(range(first, first + len(df)))
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    return ExtractRead(spec.table, _blank_to_none(frame), infos, issues)
+    extra = [c for c in frame.columns if c not in spec.columns]
+    return ExtractRead(spec.table, _blank_to_none(frame), infos, issues, row_file, row_line, extra)

@@ -1,8 +1,9 @@
 """Great Expectations suites per raw source, quarantine of failing rows, whole-extract checks.
 
 Each source gets a suite built in code from its config entry (identifiable_zone.sources):
-schema present, record id present and unique, dates parse, coded fields in their allowed
-sets, numbers numeric, NHS number format. The suite runs on a pandas frame through the GX
+schema present, record id present and unique (exact duplicate rows: the extra copies only),
+dates parse and are not in the future (after the config's ``reporting_period_end``, else
+after the run date), coded fields in their allowed sets, numbers numeric, NHS number format. The suite runs on a pandas frame through the GX
 ephemeral context (pandas datasource). GX's ``unexpected_index_list`` (result format
 COMPLETE) gives the failing rows; each rule's action decides their fate:
 
@@ -11,6 +12,10 @@ COMPLETE) gives the failing rows; each rule's action decides their fate:
 - ``nullify``: the value is blanked, the row kept, and the failure written to
   ``identifiable/dq_flags/<table>.parquet`` (an unparseable date of birth should not cost
   an A&E attendance; the record can still link on its other identifiers).
+
+Both tables carry the file and line (CSV line, header = 1; Parquet row, 1-based) of each
+failing row, so a site can fix its extract; never a value. Columns present in an extract but
+not in the contract are not read further and are listed in the summary (``extra_columns``).
 
 Invariant asserted per source: rows in = rows accepted + rows quarantined.
 An extract is unusable (``ExtractUnusable``) when required columns are missing, the spine
@@ -58,11 +63,16 @@ class ValidationResult:
     summary: dict
 
 
-def _derived_frame(df: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, dict]:
+def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str) -> tuple[pd.DataFrame, dict]:
     """The frame GX validates: the raw columns plus normalised helper columns, and the
-    normalised values to put back into accepted rows."""
+    normalised values to put back into accepted rows. ``latest``: the last allowed date (ISO)."""
     chk = df.copy()
     normalised = {}
+    # exact duplicate rows: every copy after the first fails; the first is judged on its own
+    dup_copy = df.duplicated(keep="first")
+    chk["__exact_duplicate"] = pd.Series(["duplicate" if d else "ok" for d in dup_copy.tolist()],
+                                         index=df.index, dtype=object)
+    chk[f"{spec.record_id}__first_copy"] = df[spec.record_id].where(~dup_copy, None)
     for col in spec.dates:
         iso = nz.date_to_iso(nz.parse_date(df[col]))
         normalised[col] = iso
@@ -70,6 +80,9 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec) -> tuple[pd.DataFrame, di
         chk[f"{col}__iso"] = pd.Series(
             [i if i is not None else (None if r is None else "unparsed") for i, r in
              zip(iso.tolist(), df[col].tolist())], index=df.index, dtype=object)
+        chk[f"{col}__not_future"] = pd.Series(
+            [None if i is None else ("future" if i > latest else "ok") for i in iso.tolist()],
+            index=df.index, dtype=object)
     nhs_col = spec.identifiers.get("nhs_number")
     if nhs_col:
         cleaned = nz.clean_nhs_number(df[nhs_col])
@@ -87,12 +100,18 @@ def build_suite(spec: SourceSpec, name: str):
     rid = spec.record_id
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(
         column=rid, meta={"rule": "record_id_present", "field": rid, "action": "quarantine"}))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+        column="__exact_duplicate", value_set=["ok"],
+        meta={"rule": "exact_duplicate_row", "field": "(whole row)", "action": "quarantine"}))
     suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(
-        column=rid, meta={"rule": "record_id_unique", "field": rid, "action": "quarantine"}))
+        column=f"{rid}__first_copy", meta={"rule": "record_id_unique", "field": rid, "action": "quarantine"}))
     for col, action in spec.dates.items():
         suite.add_expectation(gxe.ExpectColumnValuesToMatchRegex(
             column=f"{col}__iso", regex=ISO_DATE,
             meta={"rule": "date_parses", "field": col, "action": action}))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+            column=f"{col}__not_future", value_set=["ok"],
+            meta={"rule": "date_not_future", "field": col, "action": action}))
     for col, rule in spec.codes.items():
         suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
             column=col, value_set=list(rule.values),
@@ -140,13 +159,19 @@ def _index_list(result: dict) -> list:
     return out
 
 
-def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20) -> ValidationResult:
+def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20,
+                    latest_date: str | None = None) -> ValidationResult:
     """Validate one extract; return accepted rows (dates ISO, NHS numbers cleaned), the
-    quarantine and flag tables, and a summary of counts (no identifiers)."""
+    quarantine and flag tables, and a summary of counts (no identifiers).
+
+    ``latest_date`` (ISO): dates after it fail ``date_not_future`` (default: today, UTC)."""
+    from datetime import datetime, timezone
+
+    latest = latest_date or datetime.now(timezone.utc).date().isoformat()
     _schema_check(read, spec)
     df = read.frame[list(spec.columns)].reset_index(drop=True)
     n = len(df)
-    chk, normalised = _derived_frame(df, spec)
+    chk, normalised = _derived_frame(df, spec, latest)
 
     ctx, ds = _gx_context()
     _GX["n"] += 1
@@ -177,14 +202,21 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
         part = pd.DataFrame({"row": idx, "rule": rule, "field": fld})
         (q_parts if action == "quarantine" else f_parts).append(part)
 
+    row_file = pd.Series(read.row_file if read.row_file is not None else [files] * n, dtype=object)
+    row_line = pd.Series(read.row_line if read.row_line is not None else range(2, n + 2), dtype="int64")
+
     def _finish(parts):
         if not parts:
             return pd.DataFrame({"record_id": pd.Series(dtype=object), "rule": pd.Series(dtype=object),
-                                 "field": pd.Series(dtype=object), "row": pd.Series(dtype="int64")})
+                                 "field": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),
+                                 "file": pd.Series(dtype=object), "line": pd.Series(dtype="int64")})
         t = pd.concat(parts, ignore_index=True)
         t["row"] = t["row"].astype("int64")
         t["record_id"] = df[spec.record_id].to_numpy()[t["row"].to_numpy()]
-        return t[["record_id", "rule", "field", "row"]]
+        t["file"] = row_file.to_numpy()[t["row"].to_numpy()]
+        t["line"] = row_line.to_numpy()[t["row"].to_numpy()]
+        return t[["record_id", "rule", "field", "row", "file", "line"]].sort_values(
+            ["row", "rule", "field"], kind="stable").reset_index(drop=True)
 
     quarantine = _finish(q_parts)
     flags = _finish(f_parts)
@@ -202,6 +234,11 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
 
     by_rule = (quarantine.groupby(["rule", "field"]).size().rename("rows").reset_index()
                .to_dict("records")) if len(quarantine) else []
+
+    def _examples(t):  # where to look: file, line, rule, field (never a value)
+        return [{"file": r.file, "line": int(r.line), "rule": r.rule, "field": r.field}
+                for r in t.groupby(["rule", "field"]).head(3).itertuples()]
+
     summary = {
         "table": spec.table, "files": read.files, "encoding_issues": len(read.encoding_issues),
         "encoding_issue_lines": [{"file": e["file"], "line": e["line"]} for e in read.encoding_issues[:50]],
@@ -209,13 +246,23 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
         "quarantine_by_rule": [{k: (int(v) if k == "rows" else v) for k, v in d.items()} for d in by_rule],
         "flags_by_rule": [{"rule": x["rule"], "field": x["field"], "rows": x["rows"]}
                           for x in rules if x["action"] == "nullify" and x["rows"]],
+        "quarantine_examples": _examples(quarantine), "flag_examples": _examples(flags),
+        "extra_columns": list(read.extra_columns or []),
+        "latest_date_allowed": latest,
     }
+    for ex in summary["quarantine_examples"]:
+        log.warning("%s: %s line %d: rule %s failed on %s: row quarantined", spec.table, ex["file"],
+                    ex["line"], ex["rule"], ex["field"])
+    if summary["extra_columns"]:
+        log.warning("%s (%s): %d column(s) not in the contract, not read further: %s", spec.table, files,
+                    len(summary["extra_columns"]), ", ".join(summary["extra_columns"]))
     if n and n_q / n > threshold:
         top = max(by_rule, key=lambda d: d["rows"])
+        first = quarantine[(quarantine["rule"] == top["rule"]) & (quarantine["field"] == top["field"])].iloc[0]
         raise ExtractUnusable(
             f"{spec.table} ({files}): {n_q} of {n} rows ({n_q / n:.1%}) fail row-level rules, over "
             f"the {threshold:.0%} threshold; worst rule {top['rule']} on {top['field']}: "
-            f"{int(top['rows'])} rows")
+            f"{int(top['rows'])} rows (first at {first['file']} line {int(first['line'])})")
     if read.encoding_issues:
         log.warning("%s: %d line(s) not UTF-8 decoded with fallback (first: %s line %d)", spec.table,
                     len(read.encoding_issues), read.encoding_issues[0]["file"],

@@ -30,8 +30,12 @@ def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:
                         pacsv.WriteOptions(quoting_style="needed"))
 
 
-def generate(params: SynthParams, out: Path, fmt: str = "csv") -> dict:
+def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudonymised: bool = False) -> dict:
     """Write landing extracts to out/landing and ground truth to out/ground_truth.
+
+    ``upstream_pseudonymised``: write the person sources as pseudonymised upstream
+    (Der_Pseudo_NHS_Number instead of identifiers; see synthetic.upstream). The ground truth
+    and every other extract are the same as without it.
 
     Returns a summary (row counts per table, seconds, planted effects) free of identifiers.
     """
@@ -42,6 +46,10 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv") -> dict:
     pop = build_population(params, rng)
     sim = simulate(params, pop, rng)
     tables, truth = build_tables(params, pop, sim, rng)
+    if upstream_pseudonymised:
+        from .upstream import pseudonymise_landing_upstream, upstream_key
+
+        tables = pseudonymise_landing_upstream(tables, upstream_key(params.seed))
 
     out = Path(out)
     landing, gt = out / "landing", out / "ground_truth"
@@ -69,6 +77,8 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv") -> dict:
                                               np.datetime64("NaT"))
     gt.mkdir(parents=True, exist_ok=True)
     truth["record_person"].to_parquet(gt / "record_person.parquet", index=False)
+    # people in A&E who are on no GP list (true_person_id >= persons); see SynthParams
+    truth["unregistered_persons"].to_parquet(gt / "unregistered_persons.parquet", index=False)
     persons.to_parquet(gt / "persons.parquet", index=False)
     practices.to_parquet(gt / "practices.parquet", index=False)
     np.savez_compressed(gt / "monthly_counts.npz", exposure=sim.exposure,
@@ -83,5 +93,6 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv") -> dict:
     }
     (gt / "planted_effects.json").write_text(json.dumps(planted, indent=2, default=str))
     return {"rows": rows, "seconds": round(time.perf_counter() - t0, 2), "format": fmt,
+            "upstream_pseudonymised": upstream_pseudonymised,
             "treated_ltc_pathway": int(persons["treated_ltc_pathway"].sum()),
             "planted_rate_ratio": effects}

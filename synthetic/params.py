@@ -97,6 +97,13 @@ class SynthParams:
         "outpatient_attendances": 1.0, "gp_appointments": 1.0,
     })
 
+    # People in A&E who are not on any GP list of the footprint (visitors, students, the
+    # unregistered): this share of the people attending A&E, with their own identities (a
+    # fifth share a surname and postcode with a registered person, a tenth a surname and date
+    # of birth). Ground truth gives them person ids >= persons; linkage must leave them
+    # unlinked (precision is tested against them).
+    share_ecds_unregistered: float = 0.015
+
     monthly_deregistration: float = 0.003
     share_registering_during_period: float = 0.08
     error_rates: dict = field(default_factory=lambda: dict(DEFAULT_ERROR_RATES))

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .identifiers import invalidate_nhs_numbers, nickname, typo
+from .identifiers import (FEMALE_NAMES, MALE_NAMES, SURNAMES, invalidate_nhs_numbers, make_postcodes,
+                          nickname, typo, valid_nhs_numbers)
 from .params import LTC_CODES, SynthParams
 from .population import Population, month_start
 from .simulate import Simulation, _days
@@ -192,8 +193,12 @@ def build_tables(params: SynthParams, pop: Population, sim: Simulation, rng: np.
     ecds["Der_Postcode_LSOA_2011_Code"] = P["lsoa11"].to_numpy()[person]
     ecds["GP_Practice_Code"] = P["practice_code"].to_numpy()[person]
     ecds["Der_Provider_Code"] = rng.choice(PROVIDERS, k)
+    visitors, visitor_persons = unregistered_ecds(params, P, ecds.columns, len(np.unique(person)),
+                                                  set(ecds["EC_Ident"].tolist()))
+    ecds = pd.concat([ecds, visitors], ignore_index=True) if len(visitors) else ecds
     tables["ecds"] = ecds.drop(columns="person")
-    truth_records.append(pd.DataFrame({"source": "ecds", "record_id": ecds["EC_Ident"], "true_person_id": person}))
+    truth_records.append(pd.DataFrame({"source": "ecds", "record_id": ecds["EC_Ident"],
+                                       "true_person_id": ecds["person"].to_numpy()}))
 
     # --- APC spells: emergency admissions are the outcome; elective spells ride along.
     person, month, day = _events_from_counts(sim.counts["emergency_admissions"], sim, P, params, rng)
@@ -254,8 +259,85 @@ def build_tables(params: SynthParams, pop: Population, sim: Simulation, rng: np.
     tables.update(iapt_tables)
     truth_records.append(iapt_truth)
     tables["reference/lsoa_imd"] = pop.lsoa[["LSOA11", "IMD_Decile"]]
-    truth = {"record_person": pd.concat(truth_records, ignore_index=True)}
+    truth = {"record_person": pd.concat(truth_records, ignore_index=True),
+             "unregistered_persons": visitor_persons}
     return tables, truth
+
+
+def unregistered_ecds(params: SynthParams, P: pd.DataFrame, columns, n_ecds_persons: int,
+                      taken_ids: set = frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A&E attendances of people on no GP list of the footprint (params.share_ecds_unregistered).
+
+    Drawn from a random stream of their own, so the rest of the extracts are unchanged by the
+    share. Person ids follow the registered ones (persons, persons + 1, ...). A fifth are
+    relatives of a registered person (same surname and postcode, own forename and birth date),
+    a tenth namesakes (same surname and date of birth, own forename and address): the people
+    probabilistic linkage could wrongly pull onto the spine."""
+    share = params.share_ecds_unregistered
+    k = int(round(share / max(1 - share, 1e-9) * n_ecds_persons)) if share > 0 else 0
+    empty_p = pd.DataFrame({"person": pd.Series(dtype="int64"), "kind": pd.Series(dtype=object),
+                            "sex": pd.Series(dtype=object), "date_of_birth": pd.Series(dtype="datetime64[s]"),
+                            "ethnic_category": pd.Series(dtype=object)})
+    if k == 0:
+        return pd.DataFrame(columns=list(columns)), empty_p
+    rng = np.random.default_rng([params.seed, 0x5EED, 17])
+    n = len(P)
+    ids = np.arange(n, n + k)
+    sex = np.where(rng.random(k) < 0.5, "F", "M")
+    fore = np.where(sex == "F", np.array(FEMALE_NAMES, dtype=object)[rng.zipf(1.6, k) % len(FEMALE_NAMES)],
+                    np.array(MALE_NAMES, dtype=object)[rng.zipf(1.6, k) % len(MALE_NAMES)])
+    sur = np.array(SURNAMES, dtype=object)[rng.integers(0, len(SURNAMES), k)]
+    start = np.datetime64(params.start, "D")
+    dob = start - (rng.integers(0, 90, k) * 365.25 + rng.integers(0, 365, k)).astype("timedelta64[D]")
+    postcode = make_postcodes(rng, k, "M")  # an address outside the footprint
+    kind = np.full(k, "visitor", dtype=object)
+    draw = rng.random(k)
+    rel = np.flatnonzero(draw < 0.2)
+    nam = np.flatnonzero((draw >= 0.2) & (draw < 0.3))
+    other = rng.integers(0, n, k)
+    sur[rel] = P["surname"].to_numpy(dtype=object)[other[rel]]
+    postcode[rel] = P["postcode"].to_numpy(dtype=object)[other[rel]]
+    kind[rel] = "relative"
+    sur[nam] = P["surname"].to_numpy(dtype=object)[other[nam]]
+    dob[nam] = P["date_of_birth"].to_numpy("datetime64[D]")[other[nam]]
+    kind[nam] = "namesake"
+    # a namesake with the same forename too would be indistinguishable without an NHS number
+    same = (fore[nam] == P["forename"].to_numpy(dtype=object)[other[nam]])
+    fore[nam[same]] = np.where(sex[nam[same]] == "F", "HARRIET", "BERNARD")
+    spine_nhs = set(P["nhs_number"].tolist())
+    nhs = np.array([x for x in valid_nhs_numbers(rng, k + 64) if x not in spine_nhs][:k], dtype=object)
+    nhs[rng.random(k) < 0.15] = None  # visitors' numbers are missing more often
+    # attendances: mostly one, dated in the data period
+    n_att = 1 + (rng.random(k) < 0.15).astype(int)
+    person = np.repeat(ids, n_att)
+    pi = person - n
+    m = len(person)
+    first = start.astype("datetime64[D]").astype(np.int64)
+    last = (np.datetime64(params.start, "M") + np.timedelta64(params.months, "M")).astype("datetime64[D]").astype(np.int64)
+    day = rng.integers(first, np.maximum(last, first + 1), m)
+    dob_days = dob.astype("datetime64[D]").astype(np.int64)[pi]
+    day = np.maximum(day, dob_days)
+    cand = np.char.add("E", np.char.zfill(rng.choice(10 ** 11, size=2 * m + 16, replace=False).astype(str), 11))
+    ident = np.array([c for c in cand.tolist() if c not in taken_ids][:m], dtype=object)
+    dept = rng.choice(["01", "03", "04"], m, p=[0.6, 0.3, 0.1]).astype(object)
+    v = pd.DataFrame({
+        "EC_Ident": ident, "person": person, "NHS_Number": nhs[pi], "Patient_Forename": fore[pi],
+        "Patient_Surname": sur[pi], "Date_Of_Birth": dob.astype(str).astype(object)[pi],
+        "Sex": np.where(sex[pi] == "M", "1", "2").astype(object), "Postcode": postcode[pi],
+        "Arrival_Date": day.astype("datetime64[D]").astype(str).astype(object),
+        "Arrival_Time": [f"{h:02d}:{mi:02d}" for h, mi in zip(rng.integers(0, 24, m), rng.integers(0, 60, m))],
+        "EC_Department_Type": dept, "EC_AttendanceCategory": "1",
+        "EC_Arrival_Mode_SNOMED_CT": np.where(rng.random(m) < 0.25, "1048031000000100", "1048001000000106"),
+        "EC_Chief_Complaint_SNOMED_CT": rng.choice(CHIEF_COMPLAINTS, m),
+        "EC_Diagnosis_01": rng.choice(["82271004", "62315008", "22298006", "195967001", "68566005"], m),
+        "Discharge_Destination_SNOMED_CT": np.where(rng.random(m) < 0.1, "306706006", "306689006"),
+        "Age_At_Arrival": np.floor((day - dob_days) / 365.25).astype(int),
+        "Der_Postcode_LSOA_2011_Code": None, "GP_Practice_Code": None,
+        "Der_Provider_Code": rng.choice(PROVIDERS, m),
+    })
+    persons = pd.DataFrame({"person": ids, "kind": kind, "sex": sex, "date_of_birth": dob.astype("datetime64[s]"),
+                            "ethnic_category": None})
+    return v[list(columns)], persons
 
 
 def _iapt_tables(params: SynthParams, pop: Population, sim: Simulation, rng: np.random.Generator):

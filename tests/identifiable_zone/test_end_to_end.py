@@ -12,8 +12,7 @@ from identifiable_zone import normalise as nz
 from identifiable_zone import pipeline
 from ltceval.settings import Paths
 
-PERSONS = 1500
-KEY = "e2e-test-key-" + "0123456789abcdef" * 2
+KEY = "e2e-test-key-" + "0123456789abcdef" * 2  # the run fixture's key (conftest.py)
 IDENTIFIER_COLS = {
     "gp_patients": ("NHSNumber", "Forename", "Surname", "Postcode"),
     "iapt_ids001_mpi": ("NHSNumber", "PersonGivenName", "PersonFamilyName", "Postcode"),
@@ -21,29 +20,6 @@ IDENTIFIER_COLS = {
     "apc": ("NHS_Number", "Patient_Forename", "Patient_Surname", "Postcode"),
     "opa": ("NHS_Number", "Patient_Forename", "Patient_Surname", "Postcode"),
 }
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from synthetic.generate import generate
-    from synthetic.params import SynthParams
-
-    out = tmp_path_factory.mktemp("idz")
-    generate(SynthParams(persons=PERSONS, seed=7), out)
-    paths = Paths(out)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LTCEVAL_PSEUDO_KEY", KEY)
-    mp.delenv("LTCEVAL_PSEUDO_KEY_FILE", raising=False)
-    try:
-        results = {
-            "validate": pipeline.validate_all(paths, run_id="test-run"),
-            "link": pipeline.link_all(paths),
-            "publish": pipeline.pseudonymise_and_publish(paths),
-            "report": pipeline.write_ig_report(paths),
-        }
-    finally:
-        mp.undo()
-    return paths, results
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +45,7 @@ def test_linkage_precision_and_recall(run):
     # both rules did real work on this data
     assert m["by_rule"]["deterministic_nhs_dob"]["links"] > 0 and m["by_rule"]["probabilistic"]["links"] > 0
     assert set(rp["rule"]) <= {"spine", "deterministic_nhs_dob", "probabilistic", "unlinked"}
-    assert (paths.identifiable / "linkage_model" / "splink_model.json").exists()
+    assert (paths.identifiable / "linkage_model" / "current.json").exists()
     # every landing record of the five identifier sources got exactly one row
     assert len(rp) == len(truth) and not rp.duplicated(["source", "record_id"]).any()
 
@@ -179,3 +155,50 @@ def test_dag_structure():
     assert dag.get_task("ig_report").outlets == [PSEUDONYMISED_TABLES]
     assert dag.get_task("link").upstream_task_ids == {"validate"}
     assert dag.get_task("ig_report").upstream_task_ids == {"pseudonymise"}
+
+
+def test_ig_report_manifest_and_sections(run):
+    paths, results = run
+    rep = json.loads((paths.reports / "ig_report.json").read_text())
+    man = rep["manifest"]
+    assert man["run_id"] == "test-run" and man["run_started_at"]
+    cv = man["code_version"]
+    assert cv.get("git_commit") or cv.get("package_version")
+    assert len(man["sources_config_sha256"]) == 64 and man["delivery_mode"] == "identifiable"
+    assert "gp_patients" in man["configuration"]["sources"]
+    assert man["key_fingerprint"] == results["publish"]["key_fingerprint"]
+    assert man["key_source"] == "environment variable LTCEVAL_PSEUDO_KEY"
+    assert man["linkage_model"]["file"].startswith("splink_model_") and man["linkage_model"]["trained"]
+    assert KEY not in json.dumps(rep)
+    lk_ = rep["linkage"]
+    assert lk_["identifiers_received"] is True and lk_["rules"] == ["deterministic_nhs_dob", "probabilistic", "unlinked"]
+    for src in ("ecds", "apc", "opa", "iapt_ids001_mpi"):
+        r = lk_["rates_by_source"][src]
+        assert {"records", "deterministic_nhs_dob", "probabilistic", "unlinked", "unlinked_pct"} <= set(r)
+        assert set(lk_["match_weight_distribution"][src]["probabilistic_links"]) == {
+            "<0", "0-5", "5-10", "10-15", "15-20", ">=20"}
+    assert set(lk_["rates_by_subgroup"]) == {"age_band", "sex", "ethnic_category", "imd_decile"}
+    assert any(x["imd_decile"] not in ("unknown", "not in source") for x in lk_["rates_by_subgroup"]["imd_decile"])
+    v = {x["table"]: x for x in rep["validation"]}
+    assert set(v) >= {"gp_patients", "ecds", "lsoa_imd"} and all("extra_columns_not_read" in x for x in v.values())
+    assert set(rep["columns_leaving_zone"]["ecds"]) >= {"person_id", "Arrival_Date"}
+    assert not {"NHS_Number", "Postcode"} & set(rep["columns_leaving_zone"]["ecds"])
+    html = (paths.reports / "ig_report.html").read_text()
+    for heading in ("Run manifest", "Input files", "Validation and quarantine", "Linkage rates by source",
+                    "Match weight distribution", "Linkage by imd_decile", "Columns that left the identifiable zone"):
+        assert heading in html
+    # exact counts stay inside the identifiable zone; reports/ holds suppressed files only
+    assert sorted(p.name for p in paths.reports.iterdir()) == ["ig_report.html", "ig_report.json", "run_manifest.json"]
+    manifest = json.loads((paths.reports / "run_manifest.json").read_text())
+    assert manifest["manifest"] == man and all(i["rows"] == "*" or i["rows"] % 5 == 0 for i in manifest["inputs"])
+
+
+def test_missing_values_are_published_as_nulls_not_text(run):
+    paths, _ = run
+    for f in paths.pseudonymised.glob("*.parquet"):
+        df = pq.read_table(f).to_pandas()
+        for c in df.columns:
+            vals = set(df[c].dropna().astype(str).unique())
+            assert not vals & {"<NA>", "nan", "None", "NaT"}, f"{f.name}.{c}"
+    ref = pq.read_table(paths.pseudonymised / "iapt_referral.parquet").to_pandas()
+    assert ref["ENDCODE"].isna().any()  # open referrals: null end code

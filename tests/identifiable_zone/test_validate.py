@@ -28,7 +28,7 @@ def _write(tmp_path, body: bytes):
 def test_quarantine_invariant_and_rules(tmp_path, cfg):
     rows = [_row(f"G{i}") for i in range(20)]
     rows += [
-        _row("G1"),                       # duplicate record id (G1 twice -> both quarantined)
+        _row("G1", forename="BEA"),       # conflicting duplicate record id (both G1 rows quarantined)
         _row("", start="2019-01-01"),     # missing record id
         _row("G30", start="2019-02-30"),  # impossible registration date -> quarantine
         _row("G31", dob="31/12/1980"),    # other date format: accepted, normalised

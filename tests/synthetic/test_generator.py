@@ -62,7 +62,14 @@ def test_every_identifiable_record_has_its_true_person(synth):
                       ("apc", "APCS_Ident"), ("opa", "ATTENDKEY")):
         ids = set(truth.loc[truth["source"] == name, "record_id"])
         assert ids == set(read(out, name)[rid]), name
-    assert truth["true_person_id"].between(0, PERSONS - 1).all()
+    registered = truth["true_person_id"] < PERSONS
+    assert truth["true_person_id"].between(0, PERSONS - 1)[registered].all()
+    # people on no GP list (visitors) appear in A&E only, with ids after the registered ones
+    unreg = pd.read_parquet(out / "ground_truth" / "unregistered_persons.parquet")
+    assert set(truth.loc[~registered, "source"]) == {"ecds"}
+    assert set(truth.loc[~registered, "true_person_id"]) == set(unreg["person"])
+    share = unreg["person"].nunique() / truth.loc[truth["source"] == "ecds", "true_person_id"].nunique()
+    assert 0.008 < share < 0.025
     planted = json.loads((out / "ground_truth" / "planted_effects.json").read_text())
     assert planted["rate_ratio"]["ae_attendances"] < 1 and planted["rate_ratio"]["gp_appointments"] == 1
 
