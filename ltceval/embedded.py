@@ -16,7 +16,7 @@ def run_dag(dag_id: str) -> str:
     if bag.import_errors:
         files = ", ".join(sorted(bag.import_errors))
         raise RuntimeError(f"DAG files failed to import: {files} (see the log above)")
-    dag = bag.get_dag(dag_id)
+    dag = bag.dags.get(dag_id)
     if dag is None:
         raise RuntimeError(f"no DAG called {dag_id!r} in {conf.get('core', 'dags_folder')}")
     dag_run = dag.test()

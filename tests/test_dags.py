@@ -22,7 +22,7 @@ def _outlets(dag):
 
 
 def test_assets_chain_the_zones(dagbag):
-    ident, analytical, evaluation = (dagbag.get_dag(d) for d in ("identifiable_zone", "analytical_zone", "evaluation"))
+    ident, analytical, evaluation = (dagbag.dags[d] for d in ("identifiable_zone", "analytical_zone", "evaluation"))
     assert PSEUDONYMISED_TABLES.uri in _outlets(ident)
     assert EVALUATION_PANEL.uri in _outlets(analytical)
     assert BUSINESS_CASE_REPORT.uri in _outlets(evaluation)
