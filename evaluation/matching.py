@@ -5,8 +5,9 @@ One generic entry point, :func:`match`, works on any table with one row per cand
 control person per index month at which that person was eligible):
 
 1. drop rows with missing treatment, covariates or exact-match keys;
-2. fit a logistic propensity model (statsmodels ``Logit``) of treatment on the covariates
-   (standardised, an intercept added; constant covariates are left out of the model);
+2. fit a logistic propensity model (statsmodels ``Logit``) of treatment on the covariates,
+   or on ``ps_covariates`` when given (e.g. with log and squared terms); standardised, an
+   intercept added, constant columns left out;
 3. greedy nearest-neighbour matching on the logit of the score, within strata formed by
    the exact-match columns and the optional ``group`` column (e.g. index month), 1:k in
    rounds (every treated unit gets its first control before any gets a second), without
@@ -169,6 +170,25 @@ def balance_table(
     return pd.DataFrame(rows)
 
 
+def _nearest_available(vals, rows, x, width, used, unit_code) -> int:
+    """Position in the sorted pool of the unused control nearest to logit x within the caliper, or -1."""
+    pos = int(np.searchsorted(vals, x))
+    best, best_d = -1, np.inf
+    j = pos - 1
+    while j >= 0 and x - vals[j] <= width:
+        if not used[unit_code[rows[j]]]:
+            best, best_d = j, x - vals[j]
+            break
+        j -= 1
+    j = pos
+    while j < len(rows) and vals[j] - x <= width and vals[j] - x < best_d:
+        if not used[unit_code[rows[j]]]:
+            best = j
+            break
+        j += 1
+    return best
+
+
 def match(
     df: pd.DataFrame,
     treatment: str,
@@ -180,6 +200,7 @@ def match(
     *,
     id_col: str | None = None,
     seed: int = 20240101,
+    ps_covariates: Sequence[str] | None = None,
 ) -> MatchResult:
     """Greedy 1:``ratio`` nearest-neighbour propensity-score matching without replacement.
 
@@ -194,13 +215,18 @@ def match(
         rows of units that are ever treated are never used as controls. Default: each row
         is its own unit.
     seed: order in which treated units are served (random order, reproducible).
+    ps_covariates: columns of the propensity model when they should differ from
+        ``covariates`` (e.g. adding log or squared terms); balance is always reported on
+        ``covariates`` and the logit of the score.
     """
     covariates = _as_list(covariates)
+    model_covs = _as_list(ps_covariates) or covariates
     exact_cols = _as_list(exact)
     strata_cols = exact_cols + ([group] if group and group not in exact_cols else [])
     if ratio < 1:
         raise ValueError("ratio must be >= 1")
-    missing = [c for c in [treatment, *covariates, *strata_cols, *_as_list(id_col)] if c not in df.columns]
+    needed = [treatment, *dict.fromkeys([*covariates, *model_covs]), *strata_cols, *_as_list(id_col)]
+    missing = [c for c in needed if c not in df.columns]
     if missing:
         raise KeyError(f"columns not in the table: {missing}")
 
@@ -217,7 +243,7 @@ def match(
     work[treatment] = work[treatment].astype(int)
     _count("input rows", work)
 
-    complete = work[[*covariates, *strata_cols]].notna().all(axis=1)
+    complete = work[list(dict.fromkeys([*covariates, *model_covs, *strata_cols]))].notna().all(axis=1)
     work = work[complete]
     _count("complete covariates and exact keys", work)
 
@@ -226,11 +252,14 @@ def match(
         work = work[(work[treatment] == 1) | ~work[id_col].isin(treated_ids)]
         _count("controls that are never treated", work)
 
-    work = work.reset_index(drop=True)
+    # a stable row order, so that the result does not depend on how the table was read
+    # (a parallel database scan may return rows in any order)
+    order_cols = [*_as_list(id_col), *strata_cols, treatment]
+    work = work.sort_values(order_cols, kind="stable").reset_index(drop=True)
     if work[treatment].nunique() < 2:
         raise ValueError("need both treated and control rows to match")
 
-    logit, coefs = fit_propensity(work, treatment, covariates)
+    logit, coefs = fit_propensity(work, treatment, model_covs)
     work[LOGIT_COLUMN] = logit
     work["propensity_score"] = 1.0 / (1.0 + np.exp(-logit))
     is_t = work[treatment].to_numpy() == 1
@@ -282,20 +311,7 @@ def match(
                 continue
             rows, vals = pool
             x = logit[i]
-            pos = int(np.searchsorted(vals, x))
-            best, best_d = -1, np.inf
-            j = pos - 1
-            while j >= 0 and x - vals[j] <= width:
-                if not used[unit_code[rows[j]]]:
-                    best, best_d = j, x - vals[j]
-                    break
-                j -= 1
-            j = pos
-            while j < len(rows) and vals[j] - x <= width and vals[j] - x < best_d:
-                if not used[unit_code[rows[j]]]:
-                    best, best_d = j, vals[j] - x
-                    break
-                j += 1
+            best = _nearest_available(vals, rows, x, width, used, unit_code)
             if best >= 0:
                 r = int(rows[best])
                 used[unit_code[r]] = True
@@ -341,5 +357,6 @@ def match(
         "group": group,
         "coefficients": coefs,
         "seed": seed,
+        "ps_covariates": model_covs,
     }
     return MatchResult(matched=matched, balance=balance, counts=pd.DataFrame(counts), info=info)

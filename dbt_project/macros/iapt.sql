@@ -13,3 +13,15 @@
 {% macro age_at(birth_month, at_date) -%}
     cast(floor(datediff('month', {{ birth_month }}, date_trunc('month', {{ at_date }})) / 12) as integer)
 {%- endmacro %}
+
+{#- Integer banding: band(expr, [65], 18) gives '18-64', '65+'; band(x, [1], 0) gives '0', '1+'. -#}
+{% macro band(expr, breaks, lowest) -%}
+    {%- set edges = [lowest | int] + (breaks | map('int') | list) -%}
+    case
+    {%- for i in range(edges | length - 1) %}
+        {%- set lo = edges[i] %}{%- set hi = edges[i + 1] - 1 %}
+        when {{ expr }} < {{ edges[i + 1] }} then '{{ lo }}{% if hi != lo %}-{{ hi }}{% endif %}'
+    {%- endfor %}
+        else '{{ edges[-1] }}+'
+    end
+{%- endmacro %}

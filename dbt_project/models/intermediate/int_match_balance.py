@@ -6,10 +6,11 @@ from evaluation.matching import LOGIT_COLUMN, as_column_list, balance_table, fit
 def model(dbt, session):
     dbt.config(materialized="table")
     covariates = as_column_list(dbt.config.get("matching_covariates"))
+    ps_extra = as_column_list(dbt.config.get("matching_ps_extra_terms"))
     candidates = dbt.ref("int_match_candidates").df()
     matched = dbt.ref("int_matched_cohort").df()
     # the "before" sample is every eligible candidate row, with the same propensity model
-    logit, _ = fit_propensity(candidates, "is_treated", covariates)
+    logit, _ = fit_propensity(candidates, "is_treated", [*covariates, *ps_extra])
     candidates[LOGIT_COLUMN] = logit
     return balance_table(
         candidates, "is_treated", [*covariates, LOGIT_COLUMN], matched, weight="match_weight"

@@ -95,17 +95,8 @@ features as (
 )
 select
     *,
-    case
-        when age < 40 then '18-39'
-        when age < 60 then '40-59'
-        when age < 75 then '60-74'
-        else '75+'
-    end as age_band,
-    case
-        when coalesce(baseline_ae_attendances, 0) + coalesce(baseline_emergency_admissions, 0) = 0 then '0'
-        when coalesce(baseline_ae_attendances, 0) + coalesce(baseline_emergency_admissions, 0) = 1 then '1'
-        else '2+'
-    end as baseline_util_band,
+    {{ band('age', var('age_band_breaks'), var('adult_age')) }} as age_band,
+    {{ band('coalesce(baseline_ae_attendances, 0) + coalesce(baseline_emergency_admissions, 0)', var('util_band_breaks'), 0) }} as baseline_util_band,
     case
         when not is_adult then 'under {{ var("adult_age") }} at index'
         when not baseline_in_study_data then 'baseline starts before the study data'

@@ -2,7 +2,7 @@
 
 Design (vars in dbt_project.yml, passed through this model's config): exact match on
 `matching_exact` and the index month (stacked design), propensity score on
-`matching_covariates`, greedy 1:`matching_ratio` nearest neighbour without replacement within
+`matching_covariates` plus `matching_ps_extra_terms`, greedy 1:`matching_ratio` nearest neighbour without replacement within
 a caliper of `matching_caliper_sd` SDs of the logit of the score.
 """
 from evaluation.matching import as_column_list, match
@@ -12,6 +12,7 @@ def model(dbt, session):
     dbt.config(materialized="table")
     covariates = as_column_list(dbt.config.get("matching_covariates"))
     exact = as_column_list(dbt.config.get("matching_exact"))
+    ps_extra = as_column_list(dbt.config.get("matching_ps_extra_terms"))
     ratio = int(dbt.config.get("matching_ratio"))
     caliper = float(dbt.config.get("matching_caliper_sd"))
     seed = int(dbt.config.get("matching_seed"))
@@ -27,7 +28,8 @@ def model(dbt, session):
         group="index_month",
         id_col="person_id",
         seed=seed,
+        ps_covariates=[*covariates, *ps_extra],
     )
-    matched = result.matched
+    matched = result.matched.drop(columns=[c for c in ps_extra if c in result.matched.columns])
     matched["caliper_width_logit"] = result.info["caliper_width_logit"]
     return matched

@@ -1,0 +1,209 @@
+"""Great Expectations suites for the analytical-zone marts (data-contracts.md §4).
+
+GX 1.x has no working DuckDB SQL datasource here, so the marts are read into pandas through a
+read-only DuckDB connection (dbt is the only writer) and validated with GX's pandas
+datasource in an ephemeral context. The validation results are written as JSON under
+``<out>/reports/gx/``. A failed *critical* expectation raises :class:`CriticalExpectationError`
+(which stops the DAG); non-critical ones are reported only.
+
+Run standalone: ``python -m expectations.marts --warehouse W --reports-dir R``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+MARTS = ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_treated_cohort", "mart_attrition")
+SMD_THRESHOLD = 0.1
+MIN_MATCHED_SHARE = 0.95
+# "0" makes the balance (SMD) expectation report-only, e.g. for demo runs on populations too
+# small for SMD < 0.1 to be attainable; the choice is written to summary.json. Default: critical.
+BALANCE_CRITICAL_ENV = "LTCEVAL_BALANCE_CRITICAL"
+
+
+class CriticalExpectationError(RuntimeError):
+    """A critical expectation on the marts failed: the evaluation must not run on them."""
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    success: bool
+    failed_critical: list[str]
+    failed_other: list[str]
+    result_path: Path
+
+
+def read_marts(warehouse: Path) -> dict[str, pd.DataFrame]:
+    """The marts as pandas frames, read through a read-only connection."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return {name: con.execute(f"select * from main.{name}").df() for name in MARTS}
+    finally:
+        con.close()
+
+
+def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True) -> dict[str, list[tuple[object, bool, str]]]:
+    """Per mart: (expectation, critical, plain-English meaning)."""
+    import great_expectations as gx
+    from great_expectations.expectations.row_conditions import Column
+
+    e = gx.expectations
+    treated_ids = sorted(marts["mart_treated_cohort"]["person_id"].dropna().unique().tolist())
+    treated = Column("is_treated") == 1
+    control = Column("is_treated") == 0
+    return {
+        "mart_matched_cohort": [
+            (e.ExpectColumnValuesToBeUnique(column="person_id", row_condition=treated), True,
+             "every treated person appears once in the matched cohort"),
+            (e.ExpectColumnValuesToBeUnique(column="matched_set_id", row_condition=treated), True,
+             "each matched set has exactly one treated person"),
+            (e.ExpectColumnValuesToBeUnique(column="person_id"), True,
+             "no control is used twice (matching without replacement)"),
+            (e.ExpectColumnValuesToBeInSet(column="person_id", value_set=treated_ids, row_condition=treated), True,
+             "treated rows come from the treated cohort"),
+            (e.ExpectColumnValuesToNotBeInSet(column="person_id", value_set=treated_ids, row_condition=control), True,
+             "matched controls are never treated persons"),
+            (e.ExpectColumnValuesToNotBeNull(column="matched_set_id"), True, "matched_set_id is present"),
+            (e.ExpectColumnValuesToBeBetween(column="propensity_score", min_value=0, max_value=1), True,
+             "propensity scores are probabilities"),
+            (e.ExpectTableRowCountToBeBetween(min_value=1), True, "the matched cohort is not empty"),
+            (e.ExpectColumnDistinctValuesToBeInSet(column="is_treated", value_set=[0, 1]), True, "is_treated is 0/1"),
+        ],
+        "mart_evaluation_panel": [
+            (e.ExpectColumnValuesToBeBetween(column="rel_month", min_value=-12, max_value=12), True,
+             "rel_month within the -12..+12 window"),
+            (e.ExpectColumnValuesToNotBeNull(column="rel_month"), True, "rel_month present"),
+            (e.ExpectColumnValuesToBeBetween(column="exposure_months", min_value=0, max_value=1), True,
+             "exposure_months within [0, 1]"),
+            (e.ExpectColumnValuesToNotBeNull(column="exposure_months"), True, "exposure_months present"),
+            (e.ExpectCompoundColumnsToBeUnique(column_list=["person_id", "rel_month"]), True,
+             "one row per person and relative month"),
+            *[
+                (e.ExpectColumnValuesToBeBetween(column=c, min_value=0), True, f"{c} non-negative")
+                for c in ("ae_attendances", "emergency_admissions", "bed_days", "outpatient_attendances", "gp_appointments")
+            ],
+        ],
+        "mart_balance": [
+            (e.ExpectColumnValuesToBeBetween(column="smd", min_value=-SMD_THRESHOLD, max_value=SMD_THRESHOLD,
+                                             strict_min=True, strict_max=True,
+                                             row_condition=Column("stage") == "after"), balance_critical,
+             f"every standardised mean difference after matching is below {SMD_THRESHOLD}"),
+            (e.ExpectColumnValuesToBeBetween(column="variance_ratio", min_value=0.5, max_value=2.0,
+                                             row_condition=Column("stage") == "after"), False,
+             "variance ratios after matching within 0.5-2 (reported, not critical)"),
+        ],
+    }
+
+
+def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | None = None) -> dict:
+    """Validate the marts, write one JSON result per suite plus ``summary.json``; raise on a
+    critical failure, else return the summary (suites, matched share, largest SMD after).
+
+    balance_critical: whether SMD >= 0.1 after matching stops the run (default: env
+    LTCEVAL_BALANCE_CRITICAL, else True).
+    """
+    import os
+
+    import great_expectations as gx
+
+    if balance_critical is None:
+        balance_critical = os.environ.get(BALANCE_CRITICAL_ENV, "1").strip().lower() not in ("0", "false", "no")
+
+    marts = read_marts(Path(warehouse))
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas(name="ltceval_marts")
+    outcomes: list[SuiteOutcome] = []
+    summary: dict[str, object] = {"warehouse": str(warehouse), "validated_at": datetime.now(timezone.utc).isoformat(),
+                                  "balance_check": "critical" if balance_critical else "report-only", "suites": {}}
+
+    for mart, items in _expectations(marts, balance_critical).items():
+        suite = context.suites.add(gx.ExpectationSuite(name=f"{mart}_suite"))
+        meaning: dict[str, tuple[bool, str]] = {}
+        for exp, critical, text in items:
+            exp.meta = {**(exp.meta or {}), "critical": critical, "meaning": text}
+            added = suite.add_expectation(exp)
+            meaning[str(added.id)] = (critical, text)
+        asset = source.add_dataframe_asset(name=mart)
+        batch_def = asset.add_batch_definition_whole_dataframe(f"{mart}_whole")
+        vd = context.validation_definitions.add(gx.ValidationDefinition(name=f"{mart}_validation", data=batch_def, suite=suite))
+        result = vd.run(batch_parameters={"dataframe": marts[mart]}, result_format="SUMMARY")
+        failed_critical, failed_other = [], []
+        for r in result.results:
+            if r.success:
+                continue
+            cfg = r.expectation_config
+            critical = bool((cfg.meta or {}).get("critical", True))
+            label = f"{cfg.type}({cfg.kwargs.get('column', cfg.kwargs.get('column_list', ''))}): {(cfg.meta or {}).get('meaning', '')}"
+            details = r.result or {}
+            if mart == "mart_balance" and cfg.kwargs.get("column") == "smd":
+                bal = marts["mart_balance"]
+                over = bal[(bal["stage"] == "after") & (bal["smd"].abs() >= SMD_THRESHOLD)]
+                label += " [" + ", ".join(f"{c} {v:+.3f}" for c, v in zip(over["covariate"], over["smd"])) + "]"
+            elif "partial_unexpected_list" in details:
+                label += f" [unexpected e.g. {details['partial_unexpected_list'][:5]}]"
+            (failed_critical if critical else failed_other).append(label)
+        path = reports_dir / f"{mart}.json"
+        path.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
+        outcomes.append(SuiteOutcome(mart, result.success, failed_critical, failed_other, path))
+        summary["suites"][mart] = {"success": result.success, "failed_critical": failed_critical, "failed_other": failed_other}
+
+    # matched share of eligible treated people (reported; critical only through balance above)
+    tc = marts["mart_treated_cohort"]
+    n_eligible = int(tc["eligible_for_matching"].fillna(False).astype(bool).sum())
+    n_matched = int((marts["mart_matched_cohort"]["is_treated"] == 1).sum())
+    share = n_matched / n_eligible if n_eligible else 0.0
+    summary["matched_share"] = {"n_eligible_treated": n_eligible, "n_matched_treated": n_matched, "share": round(share, 4),
+                                "target": MIN_MATCHED_SHARE, "meets_target": share >= MIN_MATCHED_SHARE}
+    bal = marts["mart_balance"]
+    after = bal[bal["stage"] == "after"]
+    summary["max_abs_smd_after"] = float(after["smd"].abs().max()) if len(after) else None
+    (reports_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    if not summary["matched_share"]["meets_target"]:
+        warnings.warn(
+            f"only {n_matched} of {n_eligible} eligible treated people were matched ({share:.0%}; target "
+            f"{MIN_MATCHED_SHARE:.0%}): check overlap with the comparison pool (mart_attrition)",
+            stacklevel=2,
+        )
+    if not balance_critical and summary["max_abs_smd_after"] is not None and summary["max_abs_smd_after"] >= SMD_THRESHOLD:
+        warnings.warn(f"balance NOT achieved (max |SMD| after matching {summary['max_abs_smd_after']:.3f}); "
+                      f"{BALANCE_CRITICAL_ENV}=0 made this report-only", stacklevel=2)
+    critical = [f"{o.suite}: {msg}" for o in outcomes for msg in o.failed_critical]
+    if critical:
+        raise CriticalExpectationError(
+            "Critical data-quality expectations failed on the analytical marts; the evaluation must not "
+            f"run on them (details in {reports_dir}):\n  - " + "\n  - ".join(critical)
+        )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--warehouse", required=True)
+    p.add_argument("--reports-dir", required=True)
+    a = p.parse_args(argv)
+    try:
+        summary = validate_marts(Path(a.warehouse), Path(a.reports_dir))
+    except CriticalExpectationError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

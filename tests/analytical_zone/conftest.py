@@ -1,0 +1,47 @@
+"""A small synthetic population run through `dbt build` once per test session (real DuckDB)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltceval.settings import DBT_PROJECT_DIR, Paths
+
+PERSONS = 6000
+SEED = 3
+
+
+def dbt_env(paths: Paths) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "LTCEVAL_WAREHOUSE": str(paths.warehouse),
+        "LTCEVAL_PSEUDONYMISED_DIR": str(paths.pseudonymised),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    })
+    return env
+
+
+def run_dbt(paths: Paths, *args: str) -> subprocess.CompletedProcess:
+    dbt = Path(sys.executable).parent / "dbt"
+    tmp = paths.out / "dbt"
+    cmd = [str(dbt), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+           "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs")]
+    return subprocess.run(cmd, env=dbt_env(paths), capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(tmp_path_factory) -> Paths:
+    """Synthetic population -> perfect-linkage pseudonymised tables -> `dbt build`."""
+    from synthetic.fixture import write_pseudonymised_fixture
+    from synthetic.generate import generate
+    from synthetic.params import SynthParams
+
+    paths = Paths(tmp_path_factory.mktemp("analytical"))
+    generate(SynthParams(persons=PERSONS, seed=SEED), paths.out, fmt="parquet")
+    write_pseudonymised_fixture(paths.out, b"test-key-not-secret")
+    proc = run_dbt(paths, "build")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    return paths

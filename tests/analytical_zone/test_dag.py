@@ -1,0 +1,41 @@
+"""The analytical_zone DAG renders the dbt project with cosmos and ends in the GX task."""
+import pytest
+
+from ltceval.assets import EVALUATION_PANEL, PSEUDONYMISED_TABLES
+
+
+@pytest.fixture(scope="module")
+def dag(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("LTCEVAL_OUT", str(tmp_path_factory.mktemp("out")))
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ltceval.settings import DAGS_DIR
+
+    bag = DagBag(dag_folder=str(DAGS_DIR / "analytical_zone.py"))
+    assert bag.import_errors == {}
+    return bag.dags["analytical_zone"]  # (get_dag would query the metadata DB)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_dbt_nodes_are_tasks_and_gx_runs_last(dag):
+    ids = set(dag.task_ids)
+    for mart in ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_attrition", "int_matched_cohort"):
+        assert any(t.startswith(f"dbt.{mart}") for t in ids), mart
+    gx = dag.get_task("validate_marts")
+    assert {o.uri for o in gx.outlets} == {EVALUATION_PANEL.uri}
+    upstream = gx.get_flat_relative_ids(upstream=True)
+    assert {t for t in ids if t.startswith("dbt.")} <= upstream
+    assert {a.uri for a in dag.timetable.asset_condition.objects} == {PSEUDONYMISED_TABLES.uri}
+
+
+def test_dbt_gets_the_run_paths(dag):
+    task = next(t for t in dag.tasks if t.task_id.startswith("dbt.mart_evaluation_panel"))
+    env = task.env
+    assert env["LTCEVAL_WAREHOUSE"].endswith("analytical/warehouse.duckdb")
+    assert env["LTCEVAL_PSEUDONYMISED_DIR"].endswith("analytical/pseudonymised")

@@ -1,0 +1,127 @@
+"""`dbt build` on a small synthetic population, then checks on the marts (real DuckDB, no mocks)."""
+import shutil
+
+import duckdb
+import pytest
+
+from expectations.marts import CriticalExpectationError, validate_marts
+
+pytestmark = pytest.mark.slow
+
+MARTS = ["mart_person_month_panel", "mart_treated_cohort", "mart_comparison_pool", "mart_matched_cohort",
+         "mart_balance", "mart_attrition", "mart_evaluation_panel", "unit_costs"]
+
+
+@pytest.fixture(scope="module")
+def con(built_warehouse):
+    c = duckdb.connect(str(built_warehouse.warehouse), read_only=True)
+    yield c
+    c.close()
+
+
+def q(con, sql):
+    return con.execute(sql).fetchall()
+
+
+def test_marts_exist_and_are_not_empty(con):
+    for mart in MARTS:
+        assert q(con, f"select count(*) from main.{mart}")[0][0] > 0, mart
+
+
+def test_treated_appear_once_and_controls_are_never_treated(con):
+    assert q(con, """select count(*) - count(distinct person_id) from mart_matched_cohort where is_treated = 1""")[0][0] == 0
+    assert q(con, """select count(*) - count(distinct person_id) from mart_matched_cohort""")[0][0] == 0
+    assert q(con, """select count(*) from mart_matched_cohort where is_treated = 0
+                     and person_id in (select person_id from mart_treated_cohort)""")[0][0] == 0
+    # each matched set: one treated, >= 1 control, same index month
+    bad = q(con, """select matched_set_id from mart_matched_cohort group by 1
+                    having count(*) filter (where is_treated = 1) <> 1
+                        or count(*) filter (where is_treated = 0) < 1
+                        or count(distinct index_month) <> 1""")
+    assert bad == []
+    # treated in the matched cohort are eligible members of the treated cohort
+    assert q(con, """select count(*) from mart_matched_cohort m
+                     left join mart_treated_cohort t using (person_id)
+                     where m.is_treated = 1 and not coalesce(t.eligible_for_matching, false)""")[0][0] == 0
+
+
+def test_matched_controls_were_eligible_at_the_index_month(con):
+    # registered for the whole 12-month baseline and alive at index, adult, no prior IAPT treatment
+    bad = q(con, """
+        select m.person_id from mart_matched_cohort m
+        join int_persons p using (person_id)
+        where m.is_treated = 0
+          and (p.registration_start > m.index_month - interval 12 month
+               or p.censor_date < m.index_month or m.age < 18)""")
+    assert bad == []
+    bad = q(con, """
+        select m.person_id from mart_matched_cohort m
+        join int_iapt_contacts c using (person_id)
+        where m.is_treated = 0 and c.is_treatment_contact and c.care_contact_date < m.index_month""")
+    assert bad == []
+
+
+def test_evaluation_panel_window_and_exposure(con):
+    (lo, hi, emin, emax, n_rows, n_people) = q(con, """select min(rel_month), max(rel_month), min(exposure_months),
+        max(exposure_months), count(*), count(distinct person_id) from mart_evaluation_panel""")[0]
+    assert (lo, hi) == (-12, 12)
+    assert 0 <= emin <= emax <= 1
+    assert n_rows == 25 * n_people
+    assert n_people == q(con, "select count(*) from mart_matched_cohort")[0][0]
+    # calendar month = index month + rel_month, and the index month's counts come from the person-month panel
+    assert q(con, """select count(*) from mart_evaluation_panel
+                     where calendar_month <> index_month + to_months(rel_month)""")[0][0] == 0
+    assert q(con, """select count(*) from mart_evaluation_panel e join mart_person_month_panel p
+                     on p.person_id = e.person_id and p.calendar_month = e.calendar_month
+                     where p.ae_attendances <> e.ae_attendances or p.gp_appointments <> e.gp_appointments""")[0][0] == 0
+
+
+def test_balance_and_attrition_tables(con):
+    stages = q(con, "select stage, count(*) from mart_balance group by 1 order by 1")
+    assert stages[0][0] == "after" and stages[1][0] == "before" and stages[0][1] == stages[1][1] >= 14
+    before = dict(q(con, "select covariate, abs(smd) from mart_balance where stage = 'before'"))
+    after = dict(q(con, "select covariate, abs(smd) from mart_balance where stage = 'after'"))
+    assert after["propensity_logit"] < before["propensity_logit"]
+    steps = q(con, "select n_persons from mart_attrition where cohort = 'treated' order by step_order")
+    counts = [s[0] for s in steps]
+    assert counts == sorted(counts, reverse=True)
+    n_matched = q(con, "select count(*) from mart_matched_cohort where is_treated = 1")[0][0]
+    assert n_matched in counts
+
+
+def test_unit_costs_seed(con):
+    costs = dict(q(con, "select activity, unit_cost_gbp from unit_costs"))
+    assert costs["ae_attendance"] == 280 and costs["excess_bed_day"] == 313 and costs["iapt_course"] == 684
+
+
+def test_gx_suites_write_results_and_stop_on_a_critical_failure(built_warehouse, tmp_path):
+    reports = tmp_path / "gx"
+    try:
+        validate_marts(built_warehouse.warehouse, reports)
+    except CriticalExpectationError as err:  # allowed only for balance on a population this small
+        assert "mart_balance" in str(err) and "mart_matched_cohort" not in str(err), str(err)
+    assert (reports / "summary.json").exists() and (reports / "mart_matched_cohort.json").exists()
+
+    # a warehouse whose balance fails must raise, naming the failed expectation
+    broken = tmp_path / "broken.duckdb"
+    shutil.copy(built_warehouse.warehouse, broken)
+    c = duckdb.connect(str(broken))
+    c.execute("update mart_balance set smd = 0.5 where stage = 'after' and covariate = 'age'")
+    c.execute("""insert into mart_matched_cohort select * from mart_matched_cohort where is_treated = 1 limit 1""")
+    c.close()
+    with pytest.raises(CriticalExpectationError) as info:
+        validate_marts(broken, tmp_path / "gx-broken")
+    msg = str(info.value)
+    assert "standardised mean difference" in msg and "appears once" in msg
+
+
+def test_balance_can_be_made_report_only_and_says_so(built_warehouse, tmp_path):
+    broken = tmp_path / "unbalanced.duckdb"
+    shutil.copy(built_warehouse.warehouse, broken)
+    c = duckdb.connect(str(broken))
+    c.execute("update mart_balance set smd = 0.5 where stage = 'after' and covariate = 'age'")
+    c.close()
+    with pytest.warns(UserWarning, match="balance NOT achieved"):
+        summary = validate_marts(broken, tmp_path / "gx", balance_critical=False)
+    assert summary["balance_check"] == "report-only"
+    assert summary["suites"]["mart_balance"]["failed_other"]

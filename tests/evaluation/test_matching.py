@@ -1,0 +1,123 @@
+"""evaluation.matching.match on small simulated tables (no dbt, no mocks)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.matching import as_column_list, balance_table, match
+
+COVS = ["age", "imd", "prior_ae", "trend_ae"]
+
+
+def _table(n_treated=150, n_control_persons=1200, months=4, seed=0):
+    """Stacked candidate table: treated at one month, controls at every month (person x month).
+
+    Treatment depends on the covariates (confounding), so raw balance is poor.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_treated):
+        rows.append({"pid": f"t{i}", "treated": 1, "month": int(rng.integers(0, months)),
+                     "sex": rng.choice(["M", "F"]),
+                     "age": rng.normal(62, 10), "imd": rng.integers(1, 8), "prior_ae": rng.poisson(2.0),
+                     "trend_ae": rng.normal(1.0, 1.0)})
+    for j in range(n_control_persons):
+        sex, age, imd = rng.choice(["M", "F"]), rng.normal(52, 12), rng.integers(1, 11)
+        for m in range(months):
+            rows.append({"pid": f"c{j}", "treated": 0, "month": m, "sex": sex, "age": age + m / 12,
+                         "imd": imd, "prior_ae": rng.poisson(0.9), "trend_ae": rng.normal(0, 1.0)})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return _table()
+
+
+@pytest.fixture(scope="module")
+def result(table):
+    return match(table, "treated", COVS, exact=["sex"], ratio=2, caliper=0.2, group="month", id_col="pid", seed=3)
+
+
+def test_balance_improves_and_is_reported_per_covariate(result):
+    bal = result.balance
+    assert set(bal["stage"]) == {"before", "after"}
+    assert set(bal["covariate"]) == set(COVS) | {"propensity_logit"}
+    piv = bal.pivot(index="covariate", columns="stage", values="smd").abs()
+    assert (piv.loc[COVS, "before"] > 0.3).any()
+    assert (piv["after"] < piv["before"]).all()
+    assert piv.loc[COVS, "after"].max() < 0.15
+    assert {"mean_treated", "mean_control", "variance_ratio"} <= set(bal.columns)
+
+
+def test_controls_are_never_treated_and_never_reused(result, table):
+    m = result.matched
+    treated_ids = set(table.loc[table.treated == 1, "pid"])
+    controls = m[m.treated == 0]
+    assert not set(controls.pid) & treated_ids
+    assert controls.pid.is_unique  # without replacement, across months too
+    assert m[m.treated == 1].pid.is_unique
+
+
+def test_sets_respect_exact_keys_group_ratio_and_caliper(result):
+    m = result.matched
+    width = result.info["caliper_width_logit"]
+    for _, s in m.groupby("matched_set_id"):
+        t = s[s.treated == 1]
+        c = s[s.treated == 0]
+        assert len(t) == 1 and 1 <= len(c) <= 2
+        assert (c.sex == t.sex.iloc[0]).all() and (c.month == t.month.iloc[0]).all()
+        assert (np.abs(c.propensity_logit - t.propensity_logit.iloc[0]) <= width + 1e-12).all()
+        assert np.isclose(c.match_weight.sum(), 1.0)
+
+
+def test_counts_trace_each_step(result, table):
+    counts = result.counts
+    assert list(counts.step_order) == list(range(1, len(counts) + 1))
+    assert counts.iloc[0].n_treated == (table.treated == 1).sum()
+    matched_row = counts[counts.step.str.startswith("matched")].iloc[0]
+    assert matched_row.n_treated == (result.matched.treated == 1).sum()
+    assert (counts.n_treated.diff().dropna() <= 0).all()
+
+
+def test_a_tighter_caliper_matches_fewer(table):
+    wide = match(table, "treated", COVS, exact=["sex"], ratio=1, caliper=1.0, group="month", id_col="pid")
+    tight = match(table, "treated", COVS, exact=["sex"], ratio=1, caliper=0.01, group="month", id_col="pid")
+    assert (tight.matched.treated == 1).sum() < (wide.matched.treated == 1).sum()
+
+
+def test_generic_table_without_ids_or_groups_and_unpacking():
+    df = _table(n_treated=40, n_control_persons=300, months=1, seed=5)
+    matched, balance, counts = match(df, "treated", COVS, exact=None, ratio=1, caliper=None)
+    assert (matched.treated == 1).sum() == 40  # no caliper, plenty of controls: all matched
+    assert len(balance) == 2 * (len(COVS) + 1)
+    assert len(counts) >= 3
+
+
+def test_ever_treated_units_are_dropped_from_the_control_rows():
+    df = _table(n_treated=20, n_control_persons=100, months=2, seed=7)
+    # the same person appears as a control row at another month: must never be a control
+    extra = df[df.treated == 1].head(5).assign(treated=0, month=lambda d: (d.month + 1) % 2)
+    df = pd.concat([df, extra], ignore_index=True)
+    res = match(df, "treated", COVS, ratio=1, caliper=None, group="month", id_col="pid")
+    assert not set(res.matched.loc[res.matched.treated == 0, "pid"]) & set(extra.pid)
+
+
+def test_balance_table_equal_groups_have_zero_smd():
+    df = pd.DataFrame({"t": [1, 1, 0, 0], "x": [1.0, 3.0, 1.0, 3.0]})
+    bal = balance_table(df, "t", ["x"])
+    assert bal.smd.iloc[0] == 0 and bal.variance_ratio.iloc[0] == 1
+
+
+def test_as_column_list_accepts_dbt_renderings():
+    assert as_column_list(["a", "b"]) == ["a", "b"]
+    assert as_column_list("['a', 'b']") == ["a", "b"]
+    assert as_column_list('["a", "b"]') == ["a", "b"]
+    assert as_column_list("a, b") == ["a", "b"]
+
+
+def test_result_does_not_depend_on_row_order(table):
+    kw = dict(exact=["sex"], ratio=2, caliper=0.2, group="month", id_col="pid", seed=3)
+    a = match(table, "treated", COVS, **kw).matched
+    b = match(table.sample(frac=1.0, random_state=1), "treated", COVS, **kw).matched
+    key = ["matched_set_id", "treated", "pid"]
+    assert a[key].sort_values(key).reset_index(drop=True).equals(b[key].sort_values(key).reset_index(drop=True))
