@@ -214,7 +214,7 @@ def match(
     id_col: unit identifier; a control unit is used at most once across all its rows, and
         rows of units that are ever treated are never used as controls. Default: each row
         is its own unit.
-    seed: order in which treated units are served (random order, reproducible).
+    seed: breaks ties in the order treated units are served (largest score first).
     ps_covariates: columns of the propensity model when they should differ from
         ``covariates`` (e.g. adding log or squared terms); balance is always reported on
         ``covariates`` and the logit of the score.
@@ -288,8 +288,10 @@ def match(
             pools[int(stratum[chunk[0]])] = (chunk, logit[chunk])
 
     treated_idx = np.flatnonzero(is_t)
+    # Hardest first (largest score first, as MatchIt's default order): the treated least like
+    # the pool choose before easier ones use up their few candidates. Ties in random order.
     rng = np.random.default_rng(seed)
-    serve = treated_idx[rng.permutation(len(treated_idx))]
+    serve = treated_idx[np.lexsort((rng.random(len(treated_idx)), -logit[treated_idx]))]
     n_with_pool = sum(1 for i in treated_idx if int(stratum[i]) in pools)
     counts.append(
         {

@@ -54,14 +54,18 @@ class SynthParams:
     seed: int = 1
     start: date = date(2019, 4, 1)  # first month of the data period
     months: int = 60  # five financial years, April 2019 to March 2024
-    practice_list_size: int = 2_500  # mean registered list per GP practice
-    share_practices_ltc: float = 0.4  # early implementers of the IAPT-LTC pathway
+    practice_list_size: int = 8_000  # mean registered list per GP practice (England: about 10,000)
+    min_practices: int = 20  # small populations are samples of 20+ practices' lists, so that
+    # implementer and comparison practices overlap in deprivation as they do across an ICS
+    practice_imd_spread: tuple[float, float] = (2.5, 8.5)  # range of practice deprivation centres
+    lsoa_imd_sd: float = 2.0  # spread of LSOA deprivation around its practice's centre
+    share_practices_ltc: float = 0.5  # early implementers of the IAPT-LTC pathway
     ltc_launch_months: tuple[int, int] = (12, 30)  # staggered launch window (month index)
 
     # Long-term condition prevalence among adults aged 50 (scaled by age and deprivation).
     ltc_prevalence: dict = field(default_factory=lambda: {
-        "diabetes": 0.07, "copd": 0.025, "cardiovascular": 0.045, "chronic_pain_msk": 0.10,
-        "ibs": 0.04, "chronic_fatigue": 0.006, "mus": 0.03,
+        "diabetes": 0.10, "copd": 0.035, "cardiovascular": 0.063, "chronic_pain_msk": 0.14,
+        "ibs": 0.056, "chronic_fatigue": 0.008, "mus": 0.042,
     })
     frailty_shape: float = 2.0  # Gamma shape of person-level utilisation heterogeneity (mean 1)
 
@@ -84,8 +88,8 @@ class SynthParams:
     # referred people are caught near a peak and regress to the mean afterwards.
     referral_base_logit: float = -8.6
     referral_ltc_logit: float = 1.4  # added when the person has any LTC
-    referral_util_logit: float = 0.9  # per log(1 + weighted events in the last 6 months)
-    referral_ltc_pathway_logit: float = 1.7  # LTC pathway live at the practice: more referrals
+    referral_util_logit: float = 0.7  # per log(1 + weighted events in the last 6 months)
+    referral_ltc_pathway_logit: float = 2.4  # LTC pathway live at the practice: more referrals
     share_ltc_referrals_to_pathway: float = 0.9
     share_not_treated: float = 0.25  # referrals ending before a course of treatment
     mean_treatment_sessions: float = 6.0

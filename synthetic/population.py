@@ -32,15 +32,15 @@ def month_start(params: SynthParams, month_index) -> np.ndarray:
 
 def build_population(params: SynthParams, rng: np.random.Generator) -> Population:
     n = params.persons
-    n_practices = max(6, round(n / params.practice_list_size))
+    n_practices = max(params.min_practices, round(n / params.practice_list_size))
     practice_codes = np.array([f"Y{10000 + i * 7:05d}" for i in range(n_practices)])
 
     # Practices differ in deprivation: each serves a run of LSOAs around its own IMD centre.
     lsoas_per_practice = 8
     n_lsoa = n_practices * lsoas_per_practice
-    practice_imd_centre = rng.uniform(1.5, 9.5, size=n_practices)
+    practice_imd_centre = rng.uniform(*params.practice_imd_spread, size=n_practices)
     lsoa_practice = np.repeat(np.arange(n_practices), lsoas_per_practice)
-    lsoa_imd = np.clip(np.rint(practice_imd_centre[lsoa_practice] + rng.normal(0, 1.5, n_lsoa)), 1, 10).astype(int)
+    lsoa_imd = np.clip(np.rint(practice_imd_centre[lsoa_practice] + rng.normal(0, params.lsoa_imd_sd, n_lsoa)), 1, 10).astype(int)
     lsoa_codes = np.array([f"E0{1000001 + i * 3:07d}" for i in range(n_lsoa)])
     lsoa_area = np.array(POSTAL_AREAS)[lsoa_practice % len(POSTAL_AREAS)]
 
