@@ -131,6 +131,61 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_did(args: argparse.Namespace) -> int:
+    """Group-time ATTs for staggered adoption (evaluation.staggered) on a long panel file."""
+    import pandas as pd
+
+    from evaluation.staggered import estimate_att_gt
+
+    path = Path(args.panel)
+    if not path.is_file():
+        raise LtcevalError(f"panel file {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise LtcevalError(f"panel file {path}: unsupported type {path.suffix or '(none)'}; use .csv or .parquet")
+    try:
+        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise LtcevalError(f"panel file {path}: empty file") from None
+    except Exception as e:  # unreadable Parquet, malformed CSV: one line
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise LtcevalError(f"panel file {path}: cannot read ({first})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if df.empty:
+        raise LtcevalError(f"panel file {path}: no rows")
+    covariates = [c.strip() for c in (args.covariates or "").split(",") if c.strip()]
+    needed = [args.unit, args.time, args.cohort, args.outcome, *covariates]
+    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
+    if missing:
+        raise LtcevalError(f"panel file {path}: column(s) not found: {', '.join(missing)} "
+                           f"(columns are: {', '.join(map(str, df.columns[:30]))})")
+    try:
+        res = estimate_att_gt(df, unit=args.unit, time=args.time, cohort=args.cohort,
+                              outcome=args.outcome, control=args.control, covariates=covariates,
+                              bootstrap=args.bootstrap, seed=args.seed)
+    except ValueError as e:
+        raise LtcevalError(f"panel file {path}: {e}") from None
+    out = Path(args.json)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    res.to_json(out)
+    simple = res.aggregate("simple")
+    print(f"{len(res.cells)} group-time ATTs for {args.outcome} ({res.n_units:,} units, control "
+          f"{args.control}); simple ATT {simple.estimate:+.4g} (95% CI {simple.ci[0]:.4g} to "
+          f"{simple.ci[1]:.4g}); pre-trend p = {res.pretrend.p_value:.3g}; wrote {out}")
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected zero or a positive number, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ltceval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -167,6 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="ltceval-out", help="output folder (default ./ltceval-out)")
     p.add_argument("--config", help="sources config naming real extracts; synthetic data are generated when omitted")
     p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("did", help="group-time ATTs for staggered adoption (Callaway & Sant'Anna 2021) on a long panel")
+    p.add_argument("panel", help="long panel file (.csv or .parquet): one row per unit and integer period")
+    p.add_argument("--unit", required=True, help="unit id column")
+    p.add_argument("--time", required=True, help="period column (whole numbers)")
+    p.add_argument("--cohort", required=True, help="first treated period column (0 or empty = never treated)")
+    p.add_argument("--outcome", required=True, help="outcome column")
+    p.add_argument("--control", choices=("never", "notyet"), default="never",
+                   help="control group: never treated (default) or not yet treated")
+    p.add_argument("--covariates", help="time-invariant covariates a,b,... (doubly robust estimator)")
+    p.add_argument("--bootstrap", type=_non_negative_int, default=999,
+                   help="multiplier-bootstrap draws for uniform bands (default 999; 0 = none)")
+    p.add_argument("--seed", type=int, default=20240501)
+    p.add_argument("--json", required=True, help="output JSON: group-time estimates, aggregations, pre-trend test")
+    p.set_defaults(func=_cmd_did)
     return parser
 
 
