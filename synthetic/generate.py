@@ -87,7 +87,7 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     effects["bed_days"] = params.planted_rate_ratio["emergency_admissions"]  # length of stay is unaffected
     planted = {
         "rate_ratio": effects,
-        "applies_from": "the month after the index month (first IAPT-LTC treatment contact), rel_month >= 1",
+        "applies_from": "the month of the first IAPT-LTC treatment contact (zero to two months after referral) onwards",
         "treated_definition": "IAPT-LTC pathway referral (IAPTLTCServiceInd = Y) with >= 2 attended treatment contacts",
         "params": params.to_json(),
     }

@@ -94,8 +94,8 @@ class SynthParams:
     share_not_treated: float = 0.25  # referrals ending before a course of treatment
     mean_treatment_sessions: float = 6.0
 
-    # Planted effect of an IAPT-LTC course on monthly rates, from the month after the index
-    # month (first treatment contact). 1.0 means no effect.
+    # Planted effect of an IAPT-LTC course on monthly rates, from the month of the first
+    # treatment contact onwards. 1.0 means no effect.
     planted_rate_ratio: dict = field(default_factory=lambda: {
         "ae_attendances": 0.85, "emergency_admissions": 0.85,
         "outpatient_attendances": 1.0, "gp_appointments": 1.0,

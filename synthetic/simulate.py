@@ -95,9 +95,11 @@ def simulate(params: SynthParams, pop: Population, rng: np.random.Generator) -> 
             continue
         referred[idx] = True
         ref = _plan_referrals(params, rng, idx, t, ms, pathway_live[idx])
-        # Effect of an IAPT-LTC course starts the month after the first treatment contact.
+        # Effect of an IAPT-LTC course starts in the month of the first treatment contact, which is
+        # the referral month or one or two months after it (the evaluation's post period starts
+        # the month after the index month, so it is fully exposed when the index is the referral).
         on_pathway_course = (ref["pathway"] == "Y") & (ref["n_treatment"] >= 2)
-        effect_start[idx[on_pathway_course.to_numpy()]] = ref.loc[on_pathway_course, "index_month"].to_numpy() + 1
+        effect_start[idx[on_pathway_course.to_numpy()]] = ref.loc[on_pathway_course, "index_month"].to_numpy()
         ref_rows.append(ref)
 
     referrals = pd.concat(ref_rows, ignore_index=True) if ref_rows else pd.DataFrame()
