@@ -6,7 +6,18 @@ project (`dbt_project/`, LoadMode.DBT_LS) as one task per model/seed, each runni
 run as their own tasks. dbt is the only writer of the DuckDB warehouse; tasks run one at a
 time (`max_active_tasks=1`). The thin GX task then reads the marts read-only and raises on a
 failed critical expectation (balance, uniqueness, windows), which fails the run before the
-`evaluation_panel` asset is published. Results: `<out>/reports/gx/*.json`.
+`evaluation_panel` asset is published. Results: `<out>/reports/gx/*.json`, and GX Data Docs
+(HTML, naming each failed expectation and why it is critical) in `<out>/reports/gx/data_docs/`.
+
+DuckDB single writer: a DuckDB file has one writing process at a time, and a process that
+holds it open for writing locks out readers in other processes (and vice versa). Inside this
+DAG that is guaranteed by `max_active_tasks=1` and `max_active_runs=1`, dbt running in a child
+process per task (its connection closes when the task ends) and the GX task opening the file
+`read_only=True` after every dbt task has finished. No Airflow pool is needed for that. The
+one cross-DAG case is a new `pseudonymised_tables` event arriving while the evaluation DAG
+still reads the warehouse: dbt would then fail on the file lock (and retry/fail visibly; it
+cannot corrupt the file). If runs may overlap in production, put the dbt tasks and the
+evaluation DAG's warehouse readers in one Airflow pool with a single slot.
 
 Paths come from `ltceval.settings.Paths.from_env()` (env LTCEVAL_OUT): the warehouse and the
 pseudonymised folder are handed to dbt as env LTCEVAL_WAREHOUSE / LTCEVAL_PSEUDONYMISED_DIR.

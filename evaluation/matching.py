@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["MatchResult", "match", "balance_table", "fit_propensity", "as_column_list"]
+__all__ = ["MatchResult", "match", "matched_att", "balance_table", "fit_propensity", "as_column_list"]
 
 LOGIT_COLUMN = "propensity_logit"
 
@@ -189,6 +189,135 @@ def _nearest_available(vals, rows, x, width, used, unit_code) -> int:
     return best
 
 
+def _candidates_within_caliper(pools, stratum, logit, width, i) -> np.ndarray:
+    """Rows of the control pool in treated row i's stratum within the caliper of its logit."""
+    pool = pools.get(int(stratum[i]))
+    if pool is None:
+        return np.empty(0, dtype=int)
+    rows, vals = pool
+    lo = np.searchsorted(vals, logit[i] - width, side="left")
+    hi = np.searchsorted(vals, logit[i] + width, side="right")
+    return rows[lo:hi]
+
+
+def _refine(matches, pools, stratum, logit, width, used, unit_code, ratio, *, X, is_t, max_iter, target=0.0) -> dict[str, Any]:
+    """Improve a greedy matching in place, never leaving the exact strata or the caliper.
+
+    (a) Rescue: for each treated unit without a control, look for an augmenting path
+        (Kuhn's algorithm): a candidate control that is free, or held by another treated
+        unit that can take another free candidate of its own (recursively). Every treated
+        unit matched before stays matched; the number of matched treated can only rise.
+    (b) Balance swaps: replace one matched control by an unused candidate of the same treated
+        unit when that lowers the largest |SMD| over the balance columns ``X`` (SMD with the
+        pre-matching pooled SD, controls weighted 1/m within their set, as in
+        :func:`balance_table`); the best such swap is made, and this repeats until no swap
+        helps, the largest |SMD| is at or below ``target`` or ``max_iter`` swaps were made.
+    """
+    import sys
+
+    treated = [int(i) for i in matches]
+    cand = {i: _candidates_within_caliper(pools, stratum, logit, width, i) for i in treated}
+    holder: dict[int, tuple[int, int]] = {}  # unit -> (treated row, control row)
+    for i, rows in matches.items():
+        for r in rows:
+            holder[int(unit_code[r])] = (i, r)
+
+    def augment(i: int, seen: set[int], depth: int) -> int:
+        """A control row for treated i, freeing it by moving its holder if need be; -1 if none."""
+        if depth > 200:
+            return -1
+        own = {int(unit_code[r]) for r in matches[i]}
+        for r in cand[i]:
+            u = int(unit_code[r])
+            if u in seen or u in own:
+                continue
+            seen.add(u)
+            if not used[u]:
+                return int(r)
+            j, r_old = holder[u]
+            r_new = augment(j, seen, depth + 1)
+            if r_new >= 0:  # j swaps r_old for r_new; u becomes free for i
+                matches[j][matches[j].index(r_old)] = r_new
+                used[unit_code[r_new]] = True
+                holder[int(unit_code[r_new])] = (j, r_new)
+                used[u] = False
+                holder.pop(u, None)
+                return int(r)
+        return -1
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 2000))
+    rescued = 0
+    try:
+        for i in treated:
+            if matches[i]:
+                continue
+            r = augment(i, set(), 0)
+            if r >= 0:
+                matches[i].append(r)
+                used[unit_code[r]] = True
+                holder[int(unit_code[r])] = (i, r)
+                rescued += 1
+    finally:
+        sys.setrecursionlimit(limit)
+
+    # (b) balance swaps
+    t_rows = np.flatnonzero(is_t)
+    c_rows = np.flatnonzero(~is_t)
+    var_t = X[t_rows].var(axis=0, ddof=1)
+    var_c = X[c_rows].var(axis=0, ddof=1)
+    sd = np.sqrt((var_t + var_c) / 2.0)
+    sd[~(sd > 0)] = np.inf  # constant columns cannot be unbalanced
+    set_t = [i for i in treated if matches[i]]
+    n_sets = len(set_t)
+    if n_sets == 0:
+        return {"rescued": rescued, "swaps": 0, "max_abs_smd_greedy": None, "max_abs_smd_refined": None}
+    mean_t = X[set_t].mean(axis=0)
+    sum_c = np.zeros(X.shape[1])
+    for i in set_t:
+        sum_c += X[matches[i]].sum(axis=0) / len(matches[i])
+
+    def worst(mean_c):
+        return np.max(np.abs(mean_t - mean_c) / sd, axis=-1)
+
+    start = float(worst(sum_c / n_sets))
+    # every (treated, slot, candidate) pair once; validity is re-checked at each swap
+    pi, ps, pr = [], [], []
+    for i in set_t:
+        for slot in range(len(matches[i])):
+            pi.extend([i] * len(cand[i]))
+            ps.extend([slot] * len(cand[i]))
+            pr.extend(cand[i].tolist())
+    pi, ps, pr = np.asarray(pi, dtype=int), np.asarray(ps, dtype=int), np.asarray(pr, dtype=int)
+    m_of = np.zeros(len(logit), dtype=float)
+    cur = np.full((len(logit), max(ratio, 1)), -1, dtype=int)
+    for i in set_t:
+        m_of[i] = len(matches[i])
+        cur[i, : len(matches[i])] = matches[i]
+    swaps, current = 0, start
+    while swaps < max_iter and len(pi) and current > target:
+        old = cur[pi, ps]
+        ok = (old >= 0) & ~used[unit_code[pr]]
+        if not ok.any():
+            break
+        idx = np.flatnonzero(ok)
+        delta = (X[pr[idx]] - X[old[idx]]) / m_of[pi[idx], None] / n_sets
+        score = worst(sum_c / n_sets + delta)
+        k = int(np.argmin(score))
+        if not score[k] < current - 1e-6:
+            break
+        a = idx[k]
+        i, slot, r_new, r_old = int(pi[a]), int(ps[a]), int(pr[a]), int(old[a])
+        sum_c += (X[r_new] - X[r_old]) / m_of[i]
+        used[unit_code[r_old]] = False
+        used[unit_code[r_new]] = True
+        matches[i][slot] = r_new
+        cur[i, slot] = r_new
+        current = float(score[k])
+        swaps += 1
+    return {"rescued": rescued, "swaps": swaps, "max_abs_smd_greedy": start, "max_abs_smd_refined": current}
+
+
 def match(
     df: pd.DataFrame,
     treatment: str,
@@ -201,6 +330,9 @@ def match(
     id_col: str | None = None,
     seed: int = 20240101,
     ps_covariates: Sequence[str] | None = None,
+    refine: bool = False,
+    refine_max_iter: int = 1000,
+    refine_target_smd: float = 0.0,
 ) -> MatchResult:
     """Greedy 1:``ratio`` nearest-neighbour propensity-score matching without replacement.
 
@@ -218,6 +350,15 @@ def match(
     ps_covariates: columns of the propensity model when they should differ from
         ``covariates`` (e.g. adding log or squared terms); balance is always reported on
         ``covariates`` and the logit of the score.
+    refine: after the greedy pass, (a) rescue treated units left without a control by
+        augmenting paths (another treated unit moves to one of its other candidates, so
+        nobody already matched loses a match), then (b) swap controls for unused candidates,
+        one swap at a time, while the swap lowers the largest |SMD| (covariates and logit).
+        Every swap stays within the exact stratum and the caliper and keeps matching without
+        replacement; see :func:`_refine`.
+    refine_max_iter: most swaps in (b).
+    refine_target_smd: (b) stops once the largest |SMD| is at or below this (0: until no swap
+        helps); a positive target changes the nearest-neighbour matching as little as needed.
     """
     covariates = _as_list(covariates)
     model_covs = _as_list(ps_covariates) or covariates
@@ -319,6 +460,16 @@ def match(
                 used[unit_code[r]] = True
                 matches[i].append(r)
 
+    refine_info: dict[str, Any] = {}
+    if refine:
+        bal_cols = [*covariates, LOGIT_COLUMN]
+        refine_info = _refine(
+            matches, pools, stratum, logit, width, used, unit_code, ratio,
+            X=work[bal_cols].to_numpy(dtype=float), is_t=is_t, max_iter=refine_max_iter,
+            target=refine_target_smd,
+        )
+        refine_info["covariates"] = bal_cols
+
     # matched_set_id in a stable order: by stratum then by the treated row's position
     matched_t = [i for i in sorted(matches, key=lambda k: (stratum[k], k)) if matches[i]]
     set_rows, set_ids, weights = [], [], []
@@ -360,5 +511,43 @@ def match(
         "coefficients": coefs,
         "seed": seed,
         "ps_covariates": model_covs,
+        "refine": refine_info or False,
     }
     return MatchResult(matched=matched, balance=balance, counts=pd.DataFrame(counts), info=info)
+
+
+def matched_att(
+    matched: pd.DataFrame, treatment: str, outcome: str, set_col: str = "matched_set_id", level: float = 0.95
+) -> dict[str, Any]:
+    """Average treatment effect on the treated from a matched sample (one treated per set).
+
+    Within each matched set s the difference d_s = y(treated) - mean y(controls of s); the ATT
+    is the mean of d_s over sets, i.e. the treated mean minus the 1/m-weighted control mean.
+    Its standard error is clustered on the matched set: the sets are the independent units,
+    so SE = SD(d_s) / sqrt(S) (equal to the CR1 cluster-robust SE of the weighted difference
+    in means), with a t interval on S - 1 degrees of freedom.
+    """
+    from scipy import stats
+
+    y = matched[outcome].astype(float)
+    t = matched[treatment].astype(int) == 1
+    y_t = y[t].groupby(matched.loc[t, set_col]).mean()
+    y_c = y[~t].groupby(matched.loc[~t, set_col]).mean()
+    d = (y_t - y_c).dropna()
+    n = int(len(d))
+    est = float(d.mean()) if n else float("nan")
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    q = float(stats.t.ppf(0.5 + level / 2, n - 1)) if n > 1 else float("nan")
+    return {
+        "outcome": outcome,
+        "estimate": est,
+        "se": se,
+        "ci_level": level,
+        "ci_low": est - q * se,
+        "ci_high": est + q * se,
+        "n_sets": n,
+        "n_controls": int((~t & matched[set_col].isin(d.index)).sum()),
+        "mean_treated": float(y_t.loc[d.index].mean()) if n else float("nan"),
+        "mean_control_weighted": float(y_c.loc[d.index].mean()) if n else float("nan"),
+        "se_method": "clustered on matched set: SD of within-set differences / sqrt(sets); t on sets - 1 df",
+    }

@@ -2,9 +2,12 @@
 
 GX 1.x has no working DuckDB SQL datasource here, so the marts are read into pandas through a
 read-only DuckDB connection (dbt is the only writer) and validated with GX's pandas
-datasource in an ephemeral context. The validation results are written as JSON under
-``<out>/reports/gx/``. A failed *critical* expectation raises :class:`CriticalExpectationError`
-(which stops the DAG); non-critical ones are reported only.
+datasource in a file-backed context kept in a temporary project folder. The validation
+results are written as JSON under ``<out>/reports/gx/`` and rendered as GX Data Docs (HTML)
+in ``<out>/reports/gx/data_docs/`` (``index.html``; each expectation carries a note saying
+whether it is critical and what it means, so a failed run's page says why it stopped).
+A failed *critical* expectation raises :class:`CriticalExpectationError` (which stops the
+DAG) after the Data Docs are built; non-critical ones are reported only.
 
 Run standalone: ``python -m expectations.marts --warehouse W --reports-dir R``.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ MIN_MATCHED_SHARE = 0.95
 # "0" makes the balance (SMD) expectation report-only, e.g. for demo runs on populations too
 # small for SMD < 0.1 to be attainable; the choice is written to summary.json. Default: critical.
 BALANCE_CRITICAL_ENV = "LTCEVAL_BALANCE_CRITICAL"
+DATA_DOCS_SITE = "ltceval_marts"
 
 
 class CriticalExpectationError(RuntimeError):
@@ -112,6 +117,7 @@ def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | 
     LTCEVAL_BALANCE_CRITICAL, else True).
     """
     import os
+    import tempfile
 
     import great_expectations as gx
 
@@ -123,8 +129,30 @@ def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | 
     reports_dir.mkdir(parents=True, exist_ok=True)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    with tempfile.TemporaryDirectory(prefix="ltceval-gx-") as project_dir:
+        context = gx.get_context(mode="file", project_root_dir=project_dir)
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        docs_dir = (reports_dir / "data_docs").resolve()
+        shutil.rmtree(docs_dir, ignore_errors=True)  # this run's pages only
+        for name in list(context.get_site_names()):
+            context.delete_data_docs_site(name)  # the default site lives in the temporary folder
+        context.add_data_docs_site(
+            site_name=DATA_DOCS_SITE,
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            },
+        )
+        outcomes, summary = _run_suites(context, marts, reports_dir, warehouse, balance_critical)
+        context.build_data_docs(site_names=[DATA_DOCS_SITE])
+    summary["data_docs"] = str(docs_dir / "index.html")
+    return _finish(marts, reports_dir, outcomes, summary, balance_critical)
+
+
+def _run_suites(context, marts, reports_dir: Path, warehouse: Path, balance_critical: bool):
+    import great_expectations as gx
+
     source = context.data_sources.add_pandas(name="ltceval_marts")
     outcomes: list[SuiteOutcome] = []
     summary: dict[str, object] = {"warehouse": str(warehouse), "validated_at": datetime.now(timezone.utc).isoformat(),
@@ -135,6 +163,11 @@ def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | 
         meaning: dict[str, tuple[bool, str]] = {}
         for exp, critical, text in items:
             exp.meta = {**(exp.meta or {}), "critical": critical, "meaning": text}
+            # Data Docs render the description in place of GX's generated sentence (validation
+            # pages) and the notes on the suite pages: a failed run's page says why it stopped
+            label = f"{'CRITICAL (stops the run)' if critical else 'reported only'}: {text}"
+            exp.description = f"{label} [{exp.expectation_type}]"
+            exp.notes = label
             added = suite.add_expectation(exp)
             meaning[str(added.id)] = (critical, text)
         asset = source.add_dataframe_asset(name=mart)
@@ -160,7 +193,10 @@ def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | 
         path.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
         outcomes.append(SuiteOutcome(mart, result.success, failed_critical, failed_other, path))
         summary["suites"][mart] = {"success": result.success, "failed_critical": failed_critical, "failed_other": failed_other}
+    return outcomes, summary
 
+
+def _finish(marts, reports_dir: Path, outcomes, summary, balance_critical: bool) -> dict:
     # matched share of eligible treated people (reported; critical only through balance above)
     tc = marts["mart_treated_cohort"]
     n_eligible = int(tc["eligible_for_matching"].fillna(False).astype(bool).sum())
@@ -177,16 +213,16 @@ def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | 
         warnings.warn(
             f"only {n_matched} of {n_eligible} eligible treated people were matched ({share:.0%}; target "
             f"{MIN_MATCHED_SHARE:.0%}): check overlap with the comparison pool (mart_attrition)",
-            stacklevel=2,
+            stacklevel=3,
         )
     if not balance_critical and summary["max_abs_smd_after"] is not None and summary["max_abs_smd_after"] >= SMD_THRESHOLD:
         warnings.warn(f"balance NOT achieved (max |SMD| after matching {summary['max_abs_smd_after']:.3f}); "
-                      f"{BALANCE_CRITICAL_ENV}=0 made this report-only", stacklevel=2)
+                      f"{BALANCE_CRITICAL_ENV}=0 made this report-only", stacklevel=3)
     critical = [f"{o.suite}: {msg}" for o in outcomes for msg in o.failed_critical]
     if critical:
         raise CriticalExpectationError(
             "Critical data-quality expectations failed on the analytical marts; the evaluation must not "
-            f"run on them (details in {reports_dir}):\n  - " + "\n  - ".join(critical)
+            f"run on them (details in {reports_dir}, Data Docs {summary['data_docs']}):\n  - " + "\n  - ".join(critical)
         )
     return summary
 

@@ -186,6 +186,137 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _cmd_match(args: argparse.Namespace) -> int:
+    """Propensity-score matching (evaluation.matching.match) on one table, balance and matched ATT."""
+    import json
+    import math
+
+    import pandas as pd
+
+    from evaluation.matching import match, matched_att
+
+    path = Path(args.data)
+    if not path.is_file():
+        raise LtcevalError(f"data file {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise LtcevalError(f"data file {path}: unsupported type {path.suffix or '(none)'}; use .csv or .parquet")
+    try:
+        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise LtcevalError(f"data file {path}: empty file") from None
+    except Exception as e:  # unreadable Parquet, malformed CSV: one line
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise LtcevalError(f"data file {path}: cannot read ({first})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if df.empty:
+        raise LtcevalError(f"data file {path}: no rows")
+
+    def cols(text: str | None) -> list[str]:
+        return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+    exact, group, unit = cols(args.exact), args.group, args.id
+    named = [args.treatment, *cols(args.covariates), *exact, *([args.outcome] if args.outcome else []),
+             *([group] if group else []), *([unit] if unit else [])]
+    missing = [c for c in dict.fromkeys(named) if c not in df.columns]
+    if missing:
+        raise LtcevalError(f"data file {path}: column(s) not found: {', '.join(missing)} "
+                           f"(columns are: {', '.join(map(str, df.columns[:30]))})")
+    treat = df[args.treatment]
+    if pd.api.types.is_bool_dtype(treat):
+        df[args.treatment] = treat.astype(int)
+    elif not set(treat.dropna().unique()) <= {0, 1}:
+        bad = [v for v in treat.dropna().unique() if v not in (0, 1)][:3]
+        raise LtcevalError(f"data file {path}: treatment column {args.treatment!r} must be 0/1, found {bad}")
+    n_treated = int((df[args.treatment] == 1).sum())
+    if n_treated == 0:
+        raise LtcevalError(f"data file {path}: no treated rows ({args.treatment} = 1)")
+    if int((df[args.treatment] == 0).sum()) == 0:
+        raise LtcevalError(f"data file {path}: no control rows ({args.treatment} = 0)")
+    not_covariate = {args.treatment, args.outcome, group, unit, *exact}
+    covariates = cols(args.covariates) or [
+        c for c in df.columns
+        if c not in not_covariate and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+    ]
+    if not covariates:
+        raise LtcevalError(f"data file {path}: no numeric covariates; name them with --covariates")
+    for c in [*covariates, *([args.outcome] if args.outcome else [])]:
+        if pd.api.types.is_bool_dtype(df[c]):
+            df[c] = df[c].astype(int)
+        elif not pd.api.types.is_numeric_dtype(df[c]):
+            example = df[c].dropna().astype(str).head(1).tolist()
+            what = "outcome" if c == args.outcome else "covariate"
+            raise LtcevalError(f"data file {path}: {what} {c!r} is not numeric (e.g. {example[0]!r})"
+                               if example else f"data file {path}: {what} {c!r} has no values")
+    n_rows = len(df)
+    if args.outcome:
+        df = df[df[args.outcome].notna()]
+    try:
+        res = match(df, args.treatment, covariates, exact=exact or None, ratio=args.ratio,
+                    caliper=args.caliper if args.caliper > 0 else None, group=group, id_col=unit,
+                    seed=args.seed, refine=args.refine)
+    except (ValueError, KeyError, ArithmeticError) as e:
+        raise LtcevalError(f"data file {path}: matching failed ({str(e).strip().splitlines()[0][:200]})") from None
+    except Exception as e:  # the propensity model failing on these data: one line
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise LtcevalError(f"data file {path}: matching failed ({type(e).__name__}: {first})") from None
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if hasattr(v, "item"):
+            return clean(v.item())
+        return v
+
+    bal = res.balance
+    balance = []
+    for cov, g in bal.groupby("covariate", sort=False):
+        entry = {"covariate": cov}
+        for _, r in g.iterrows():
+            entry[r["stage"]] = {k: clean(r[k]) for k in ("mean_treated", "mean_control", "smd", "variance_ratio",
+                                                           "n_treated", "n_control")}
+        entry["sd_pooled_before"] = clean(g["sd_pooled"].iloc[0])
+        balance.append(entry)
+    after = bal[(bal["stage"] == "after") & (bal["covariate"] != "propensity_logit")]
+    att = matched_att(res.matched, args.treatment, args.outcome) if args.outcome else None
+    doc = {
+        "data": str(path),
+        "rows": n_rows,
+        "rows_without_outcome_dropped": n_rows - len(df),
+        "settings": {"treatment": args.treatment, "covariates": covariates, "exact": exact, "group": group,
+                     "id": unit, "ratio": args.ratio, "caliper_sd_logit": args.caliper if args.caliper > 0 else None,
+                     "refine": args.refine, "seed": args.seed, "outcome": args.outcome},
+        "smd_denominator": "pooled SD before matching, sqrt((var_treated + var_control) / 2), for both stages",
+        "caliper_width_logit": clean(res.info["caliper_width_logit"]),
+        "propensity_coefficients": {k: clean(v) for k, v in res.info["coefficients"].items()},
+        "counts": [{k: clean(v) for k, v in r.items()} for r in res.counts.to_dict("records")],
+        "balance": balance,
+        "max_abs_smd_after": clean(float(after["smd"].abs().max())) if len(after) else None,
+        "att": {k: clean(v) for k, v in att.items()} if att else None,
+    }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    n_m = int((res.matched[args.treatment] == 1).sum())
+    msg = (f"matched {n_m:,} of {n_treated:,} treated rows (1:{args.ratio}); max |SMD| after "
+           f"{doc['max_abs_smd_after'] if doc['max_abs_smd_after'] is not None else float('nan'):.3f}")
+    if att:
+        msg += (f"; ATT on {args.outcome} {att['estimate']:+.4g} (95% CI {att['ci_low']:.4g} to "
+                f"{att['ci_high']:.4g}, set-clustered SE {att['se']:.3g})")
+    print(f"{msg}; wrote {out}")
+    return 0
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected zero or a positive number, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ltceval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -236,6 +367,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20240501)
     p.add_argument("--json", required=True, help="output JSON: group-time estimates, aggregations, pre-trend test")
     p.set_defaults(func=_cmd_did)
+
+    p = sub.add_parser("match", help="propensity-score matching on one table: balance, counts and matched ATT")
+    p.add_argument("data", help="table (.csv or .parquet): one row per unit (treated or candidate control)")
+    p.add_argument("--treatment", required=True, help="treatment column (0/1)")
+    p.add_argument("--covariates", help="a,b,...: propensity model and balance (default: every numeric column "
+                                        "other than treatment, outcome, exact, group and id)")
+    p.add_argument("--exact", help="c,d,...: columns that must be equal within a matched set")
+    p.add_argument("--group", help="a further exact column, e.g. index month in a stacked design")
+    p.add_argument("--id", help="unit id column: a control unit is used at most once; ever-treated units never control")
+    p.add_argument("--ratio", type=_positive_int, default=1, help="controls per treated unit, 1:k (default 1)")
+    p.add_argument("--caliper", type=_non_negative_float, default=0.2,
+                   help="caliper in SDs of the logit of the propensity score (default 0.2; 0 = none)")
+    p.add_argument("--refine", action="store_true",
+                   help="after greedy matching: rescue unmatched treated and make balance-improving swaps "
+                        "within the caliper")
+    p.add_argument("--outcome", help="outcome column: matched ATT with a set-clustered SE and 95%% CI")
+    p.add_argument("--seed", type=int, default=20240101, help="breaks ties in the order treated are served")
+    p.add_argument("--json", required=True, help="output JSON: counts, balance before/after, ATT")
+    p.set_defaults(func=_cmd_match)
     return parser
 
 

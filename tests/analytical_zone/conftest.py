@@ -45,3 +45,9 @@ def built_warehouse(tmp_path_factory) -> Paths:
     proc = run_dbt(paths, "build")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     return paths
+
+
+@pytest.fixture(scope="session")
+def dbt_cli():
+    """run_dbt(paths, *args): dbt in a child process against a run's warehouse."""
+    return run_dbt

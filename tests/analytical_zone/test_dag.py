@@ -39,3 +39,24 @@ def test_dbt_gets_the_run_paths(dag):
     env = task.env
     assert env["LTCEVAL_WAREHOUSE"].endswith("analytical/warehouse.duckdb")
     assert env["LTCEVAL_PSEUDONYMISED_DIR"].endswith("analytical/pseudonymised")
+
+
+def test_gx_is_the_last_task_and_the_only_publisher(dag):
+    """A failed critical expectation fails validate_marts; nothing runs after it in this DAG and
+    the evaluation_panel asset (which schedules the evaluation DAG) is only emitted on success."""
+    gx = dag.get_task("validate_marts")
+    assert gx.downstream_task_ids == set()
+    publishers = [t.task_id for t in dag.tasks if any(getattr(o, "uri", None) == EVALUATION_PANEL.uri for o in t.outlets)]
+    assert publishers == ["validate_marts"]
+
+
+def test_one_duckdb_writer_at_a_time(dag):
+    """DuckDB allows one writing process: one task and one run at a time, dbt in a child
+    process that exits (so no connection outlives its task), and the DAG doc says so."""
+    from cosmos.constants import InvocationMode
+
+    assert dag.max_active_tasks == 1 and dag.max_active_runs == 1
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.")]
+    assert dbt_tasks and all(t.invocation_mode == InvocationMode.SUBPROCESS for t in dbt_tasks)
+    assert "read_only=True" in dag.doc_md or "read-only" in dag.doc_md
+    assert "single writer" in dag.doc_md.lower()

@@ -89,6 +89,40 @@ def test_balance_and_attrition_tables(con):
     assert n_matched in counts
 
 
+def test_attrition_accounts_for_every_treated_person(con):
+    """Every person of the treated cohort is matched or dropped at exactly one named step."""
+    steps = dict(q(con, "select step_order, n_persons from mart_attrition where cohort = 'treated'"))
+    n_cohort = q(con, "select count(*) from int_treated_referrals")[0][0]
+    assert steps[4] == n_cohort
+    # under-18s are not in mart_treated_cohort; every other exclusion has its reason there
+    assert n_cohort - steps[5] == q(con, """select count(*) from int_treated_referrals
+        where person_id not in (select person_id from mart_treated_cohort)""")[0][0]
+    by_reason = dict(q(con, "select exclusion_reason, count(*) from mart_treated_cohort where not eligible_for_matching group by 1"))
+    reasons = {6: "baseline starts before the study data", 7: "not registered for the whole baseline",
+               8: "not registered and alive at index", 9: "no LTC on the GP register by the index month",
+               10: "no IMD decile"}
+    for step, reason in reasons.items():
+        assert steps[step - 1] - steps[step] == by_reason.get(reason, 0), (step, reason)
+    assert set(by_reason) <= set(reasons.values())
+    eligible, matched = q(con, """select count(*), count(m.person_id) from mart_treated_cohort t
+        left join mart_matched_cohort m on m.person_id = t.person_id and m.is_treated = 1
+        where t.eligible_for_matching""")[0]
+    assert eligible == steps[10] and matched == steps[12]
+    assert matched == q(con, "select count(*) from mart_matched_cohort where is_treated = 1")[0][0]
+    excluded = (n_cohort - steps[5]) + sum(by_reason.values())
+    not_matched = (steps[10] - steps[11]) + (steps[11] - steps[12])
+    assert excluded + not_matched + matched == n_cohort
+
+
+def test_control_index_months_lie_within_registration(con):
+    bad = q(con, """select m.person_id, m.index_month from mart_matched_cohort m join int_persons p using (person_id)
+                    where m.is_treated = 0
+                      and not (p.registration_start <= m.index_month
+                               and (p.censor_date is null or p.censor_date >= m.index_month))""")
+    assert bad == []
+    assert q(con, "select count(*) from mart_matched_cohort where is_treated = 0")[0][0] > 0
+
+
 def test_unit_costs_seed(con):
     costs = dict(q(con, "select activity, unit_cost_gbp from unit_costs"))
     assert costs["ae_attendance"] == 280 and costs["excess_bed_day"] == 313 and costs["iapt_course"] == 684
@@ -113,6 +147,17 @@ def test_gx_suites_write_results_and_stop_on_a_critical_failure(built_warehouse,
         validate_marts(broken, tmp_path / "gx-broken")
     msg = str(info.value)
     assert "standardised mean difference" in msg and "appears once" in msg
+    # ... and the Data Docs (HTML) of that run say which expectations failed and why
+    docs = tmp_path / "gx-broken" / "data_docs"
+    assert (docs / "index.html").is_file() and str(docs / "index.html") in msg
+    index = (docs / "index.html").read_text()
+    assert "Failed" in index
+    pages = {p.parent.parent.parent.name: p.read_text() for p in (docs / "validations").rglob("*.html")}
+    assert {"mart_balance_suite", "mart_matched_cohort_suite", "mart_evaluation_panel_suite"} <= set(pages)
+    assert "CRITICAL (stops the run): every standardised mean difference after matching is below 0.1" in pages["mart_balance_suite"]
+    assert "Unsuccessful" in pages["mart_balance_suite"] and "0.5" in pages["mart_balance_suite"]
+    assert "every treated person appears once in the matched cohort" in pages["mart_matched_cohort_suite"]
+    assert (tmp_path / "gx-broken" / "mart_balance.json").is_file()  # JSON results kept
 
 
 def test_balance_can_be_made_report_only_and_says_so(built_warehouse, tmp_path):

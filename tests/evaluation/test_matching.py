@@ -121,3 +121,49 @@ def test_result_does_not_depend_on_row_order(table):
     b = match(table.sample(frac=1.0, random_state=1), "treated", COVS, **kw).matched
     key = ["matched_set_id", "treated", "pid"]
     assert a[key].sort_values(key).reset_index(drop=True).equals(b[key].sort_values(key).reset_index(drop=True))
+
+
+def test_refine_keeps_the_design_and_does_not_worsen_balance_or_matches(table):
+    kw = dict(exact=["sex"], ratio=1, caliper=0.1, group="month", id_col="pid", seed=3)
+    greedy = match(table, "treated", COVS, **kw)
+    refined = match(table, "treated", COVS, refine=True, **kw)
+    info = refined.info["refine"]
+    assert info["swaps"] > 0
+    n = lambda r: int((r.matched.treated == 1).sum())  # noqa: E731
+    assert n(refined) == n(greedy) + info["rescued"] >= n(greedy)
+    worst = lambda r: r.balance[r.balance.stage == "after"].smd.abs().max()  # noqa: E731
+    assert worst(refined) < worst(greedy)
+    assert worst(refined) == pytest.approx(info["max_abs_smd_refined"], abs=1e-9)
+    m = refined.matched
+    assert m[m.treated == 0].pid.is_unique and not set(m[m.treated == 0].pid) & set(table[table.treated == 1].pid)
+    width = refined.info["caliper_width_logit"]
+    for _, s in m.groupby("matched_set_id"):
+        t, c = s[s.treated == 1].iloc[0], s[s.treated == 0]
+        assert len(c) == 1 and (c.sex == t.sex).all() and (c.month == t.month).all()
+        assert (np.abs(c.propensity_logit - t.propensity_logit) <= width + 1e-12).all()
+
+
+def test_rescue_finds_the_augmenting_path_greedy_misses():
+    # t1 (served first, larger score) takes c1, its nearest; t2's only candidate is c1.
+    # Rescue moves t1 to c2 (also within its caliper) so that both are matched.
+    df = pd.DataFrame({"id": ["t1", "t2", "c1", "c2", "c3", "c4"], "treated": [1, 1, 0, 0, 0, 0],
+                       "x": [2.0, 1.6, 1.85, 2.3, -3.0, -2.5]})
+    g = match(df, "treated", ["x"], ratio=1, caliper=0.3)
+    r = match(df, "treated", ["x"], ratio=1, caliper=0.3, refine=True)
+    assert (g.matched.treated == 1).sum() == 1
+    assert (r.matched.treated == 1).sum() == 2 and r.info["refine"]["rescued"] == 1
+
+
+def test_matched_att_and_set_clustered_se():
+    from evaluation.matching import matched_att
+
+    m = pd.DataFrame({"matched_set_id": [1, 1, 1, 2, 2, 3, 3],
+                      "treated": [1, 0, 0, 1, 0, 1, 0],
+                      "y": [5.0, 1.0, 3.0, 4.0, 4.0, 9.0, 6.0]})
+    att = matched_att(m, "treated", "y")
+    d = np.array([5 - 2, 4 - 4, 9 - 6])  # within-set differences, controls averaged
+    assert att["estimate"] == pytest.approx(d.mean())
+    assert att["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    from scipy import stats
+    q = stats.t.ppf(0.975, 2)
+    assert att["ci_low"] == pytest.approx(d.mean() - q * att["se"]) and att["n_sets"] == 3

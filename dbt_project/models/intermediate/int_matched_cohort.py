@@ -3,7 +3,9 @@
 Design (vars in dbt_project.yml, passed through this model's config): exact match on
 `matching_exact` and the index month (stacked design), propensity score on
 `matching_covariates` plus `matching_ps_extra_terms`, greedy 1:`matching_ratio` nearest neighbour without replacement within
-a caliper of `matching_caliper_sd` SDs of the logit of the score.
+a caliper of `matching_caliper_sd` SDs of the logit of the score; with `matching_refine`,
+augmenting paths rescue treated people left without a control and balance swaps (within the
+strata and the caliper) run until the largest |SMD| <= `matching_refine_target_smd`.
 """
 from evaluation.matching import as_column_list, match
 
@@ -16,6 +18,8 @@ def model(dbt, session):
     ratio = int(dbt.config.get("matching_ratio"))
     caliper = float(dbt.config.get("matching_caliper_sd"))
     seed = int(dbt.config.get("matching_seed"))
+    refine = str(dbt.config.get("matching_refine")).strip().lower() in ("true", "1", "yes")
+    target = float(dbt.config.get("matching_refine_target_smd"))
 
     candidates = dbt.ref("int_match_candidates").df()
     result = match(
@@ -29,6 +33,8 @@ def model(dbt, session):
         id_col="person_id",
         seed=seed,
         ps_covariates=[*covariates, *ps_extra],
+        refine=refine,
+        refine_target_smd=target,
     )
     matched = result.matched.drop(columns=[c for c in ps_extra if c in result.matched.columns])
     matched["caliper_width_logit"] = result.info["caliper_width_logit"]

@@ -1,0 +1,29 @@
+"""`dbt docs generate` on the built warehouse, and the dbt unit tests the design relies on."""
+import json
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_dbt_docs_generate_writes_the_catalog(built_warehouse, dbt_cli):
+    proc = dbt_cli(built_warehouse, "docs", "generate")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    target = built_warehouse.out / "dbt" / "target"
+    assert (target / "index.html").is_file()
+    catalog = json.loads((target / "catalog.json").read_text())
+    nodes = {n.split(".")[-1]: v for n, v in catalog["nodes"].items()}
+    for mart in ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_attrition"):
+        assert mart in nodes, mart
+    assert "propensity_score" in {c.lower() for c in nodes["mart_matched_cohort"]["columns"]}
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["nodes"]["model.ltceval.int_matched_cohort"]["description"]
+
+
+def test_unit_tests_cover_the_rules(built_warehouse, dbt_cli):
+    proc = dbt_cli(built_warehouse, "ls", "--resource-type", "unit_test", "--output", "name")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    names = set(proc.stdout.split())
+    for name in ("finished_course_needs_end_and_two_treatment_contacts", "recovery_and_reliable_change_flags",
+                 "panel_months_bucketed_around_index", "exposure_stops_at_the_censor_date",
+                 "censor_date_is_the_earlier_of_deregistration_and_death"):
+        assert name in names, (name, names)
