@@ -3,6 +3,14 @@
 Thin TaskFlow tasks over identifiable_zone.pipeline. Paths are resolved inside each task
 (LTCEVAL_OUT), never at parse time. Return values (XComs) are counts and fingerprints only.
 The last task publishes the pseudonymised-tables asset that the analytical DAG waits on.
+
+Configuration: LTCEVAL_SOURCES_CONFIG names the sources config (config/sources.yml for
+identifiable extracts, config/sources_pseudonymised_upstream.yml for extracts pseudonymised
+upstream). The pseudonymisation key comes from LTCEVAL_PSEUDO_KEY, LTCEVAL_PSEUDO_KEY_FILE,
+the Airflow Variable ``ltceval_pseudo_key`` or the password of the Airflow Connection
+``ltceval_pseudo_key`` (both read inside the task through Airflow's secrets backends).
+LTCEVAL_LINKAGE_MODEL=current (or a model file) reuses a saved linkage model instead of
+training one.
 """
 from __future__ import annotations
 
