@@ -11,9 +11,12 @@ failed critical expectation (balance, uniqueness, windows), which fails the run 
 
 DuckDB single writer: a DuckDB file has one writing process at a time, and a process that
 holds it open for writing locks out readers in other processes (and vice versa). Inside this
-DAG that is guaranteed by `max_active_tasks=1` and `max_active_runs=1`, dbt running in a child
-process per task (its connection closes when the task ends) and the GX task opening the file
-`read_only=True` after every dbt task has finished. No Airflow pool is needed for that. The
+DAG that is guaranteed by `max_active_tasks=1` and `max_active_runs=1`, and the GX task opening the
+file `read_only=True` after every dbt task has finished. dbt runs in the task's own process
+(cosmos DBT_RUNNER: dbt is imported once, not once per model, which makes the DAG several
+times faster); dbt-duckdb keeps its database handle for the life of that process, so the GX
+task releases any such handle first (under `dag.test()` all tasks share one process; under a
+scheduler each task is its own process and there is none to release). No Airflow pool is needed for that. The
 one cross-DAG case is a new `pseudonymised_tables` event arriving while the evaluation DAG
 still reads the warehouse: dbt would then fail on the file lock (and retry/fail visibly; it
 cannot corrupt the file). If runs may overlap in production, put the dbt tasks and the
@@ -68,9 +71,8 @@ def analytical_zone():
             target_name="dev",
             profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
         ),
-        # dbt in a child process: an in-process dbt (dbt_runner) keeps its DuckDB connection
-        # open in the worker, and the read-only GX connection could not open the file then
-        execution_config=ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.SUBPROCESS),
+        # dbt in-process (dbtRunner): a child process per model would re-import dbt ~3 s each time
+        execution_config=ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_LS,
             test_behavior=TestBehavior.BUILD,
@@ -82,10 +84,12 @@ def analytical_zone():
     @task(outlets=[EVALUATION_PANEL])
     def validate_marts() -> dict:
         """GX suites on the marts; raises CriticalExpectationError when a critical one fails."""
+        from expectations.marts import release_in_process_dbt_handle
         from expectations.marts import validate_marts as run_suites
         from ltceval.settings import Paths
 
         paths = Paths.from_env()
+        release_in_process_dbt_handle()
         summary = run_suites(paths.warehouse, paths.reports / "gx")
         return {"matched_share": summary["matched_share"], "max_abs_smd_after": summary["max_abs_smd_after"]}
 

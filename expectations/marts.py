@@ -109,6 +109,23 @@ def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True)
     }
 
 
+def release_in_process_dbt_handle() -> None:
+    """Close the DuckDB database that an in-process dbt run (cosmos DBT_RUNNER) left open.
+
+    dbt-duckdb keeps one database handle per process in a class attribute, and DuckDB refuses
+    a second, read-only handle on the same file from that process. Nothing to do when dbt has
+    not run in this process.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
+
+
 def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | None = None) -> dict:
     """Validate the marts, write one JSON result per suite plus ``summary.json``; raise on a
     critical failure, else return the summary (suites, matched share, largest SMD after).

@@ -67,6 +67,7 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     persons["referred"] = persons["person"].isin(first.index)
     persons["pathway"] = first["pathway"].reindex(persons["person"]).to_numpy() if len(ref) else None
     persons["n_treatment"] = first["n_treatment"].reindex(persons["person"]).fillna(0).astype(int).to_numpy() if len(ref) else 0
+    persons["referral_month"] = first["referral_month"].reindex(persons["person"]).fillna(-1).astype(int).to_numpy() if len(ref) else -1
     persons["index_month"] = first["index_month"].reindex(persons["person"]).fillna(-1).astype(int).to_numpy() if len(ref) else -1
     persons["treated_ltc_pathway"] = (persons["pathway"] == "Y") & (persons["n_treatment"] >= 2)
     for o in OUTCOMES:

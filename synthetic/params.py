@@ -81,8 +81,9 @@ class SynthParams:
 
     # Spells of poor health: everybody can have them; they raise every outcome for a few months.
     spell_monthly_onset: float = 0.012  # per month, times 1.5 with an LTC
-    spell_length_months: tuple[int, int] = (2, 5)
-    spell_multiplier: float = 2.4
+    spell_length_months: tuple[int, int] = (1, 2)  # short: a spell that outlasts referral would
+    # carry unobserved poor health into the follow-up of the treated only (see README, Evaluation)
+    spell_multiplier: float = 3.0
 
     # Referral to talking therapies: the monthly hazard rises with recent utilisation, so
     # referred people are caught near a peak and regress to the mean afterwards.

@@ -51,12 +51,12 @@ def test_gx_is_the_last_task_and_the_only_publisher(dag):
 
 
 def test_one_duckdb_writer_at_a_time(dag):
-    """DuckDB allows one writing process: one task and one run at a time, dbt in a child
-    process that exits (so no connection outlives its task), and the DAG doc says so."""
+    """DuckDB allows one writing process: one task and one run at a time, the GX reader opens
+    read-only after dbt, and the DAG doc says so."""
     from cosmos.constants import InvocationMode
 
     assert dag.max_active_tasks == 1 and dag.max_active_runs == 1
     dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.")]
-    assert dbt_tasks and all(t.invocation_mode == InvocationMode.SUBPROCESS for t in dbt_tasks)
+    assert dbt_tasks and all(t.invocation_mode == InvocationMode.DBT_RUNNER for t in dbt_tasks)
     assert "read_only=True" in dag.doc_md or "read-only" in dag.doc_md
     assert "single writer" in dag.doc_md.lower()

@@ -99,11 +99,11 @@ def test_utilisation_rises_before_referral_and_falls_back_without_any_effect(tmp
     persons = pd.read_parquet(out / "ground_truth" / "persons.parquet")
     counts = np.load(out / "ground_truth" / "monthly_counts.npz")
     total = sum(counts[o].astype(float) for o in ("ae_attendances", "emergency_admissions", "gp_appointments"))
-    treated = persons[persons["treated_ltc_pathway"] & persons["index_month"].between(12, 47)]
+    treated = persons[persons["treated_ltc_pathway"] & persons["referral_month"].between(12, 47)]
     assert len(treated) > 50
-    rel = lambda r: np.mean([total[p, m + r] for p, m in zip(treated["person"], treated["index_month"])])  # noqa: E731
+    rel = lambda r: np.mean([total[p, m + r] for p, m in zip(treated["person"], treated["referral_month"])])  # noqa: E731
     early = np.mean([rel(r) for r in range(-12, -6)])
-    peak = np.mean([rel(r) for r in range(-3, 0)])
+    peak = np.mean([rel(r) for r in range(-2, 0)])
     after = np.mean([rel(r) for r in range(3, 12)])
     assert peak > 1.08 * early, "referral should follow a spell of higher use"
     assert after < peak, "use falls back after referral with no therapy effect (regression to the mean)"
