@@ -3,7 +3,9 @@
 Scheduled on the `evaluation_panel` asset (published after dbt builds mart_evaluation_panel).
 Thin tasks: each calls one function of `evaluation.pipeline` with the run's `Paths` and returns
 its small JSON summary (XCom). One estimate task per outcome (they run in parallel), then
-costing, then the report, which publishes the `business_case_report` asset.
+costing (unit costs re-based, bootstrap intervals, caseload projection), then sensitivity and
+secondary analyses, then the report, which publishes the `business_case_report` asset.
+Costing choices come from LTCEVAL_* environment variables (`evaluation.costing.CostingConfig`).
 """
 from __future__ import annotations
 
@@ -48,15 +50,22 @@ def evaluation():
 
         return pipeline.cost(Paths.from_env())
 
+    @task
+    def sensitivity(costing: dict) -> dict:
+        from evaluation import pipeline
+        from ltceval.settings import Paths
+
+        return pipeline.sensitivity(Paths.from_env())
+
     @task(outlets=[BUSINESS_CASE_REPORT])
-    def report(costing: dict) -> dict:
+    def report(sens: dict) -> dict:
         from evaluation import pipeline
         from ltceval.settings import Paths
 
         return pipeline.report(Paths.from_env())
 
     estimates = [estimate.override(task_id=f"estimate_{o}")(o) for o in OUTCOMES]
-    report(cost(estimates))
+    report(sensitivity(cost(estimates)))
 
 
 evaluation_dag = evaluation()

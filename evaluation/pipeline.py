@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.costing import DEFAULT_COSTED_OUTCOMES, estimate_costs, unit_costs_by_outcome
+from evaluation.bootstrap import cluster_bootstrap
+from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
+                                prepare_unit_costs, unit_costs_by_outcome)
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.panel import (COUNT_OUTCOMES, add_cost_column, cohort_counts, connect,
                               data_period, load_panel, read_table)
 from evaluation.report import ReportInputs, write_report
+from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
+                                    subgroup_savings)
 from ltceval.settings import Paths
 
 OUTCOMES = COUNT_OUTCOMES
@@ -84,48 +88,122 @@ def estimate(paths: Paths, outcome: str) -> dict:
     })
 
 
-def cost(paths: Paths, costed_outcomes=DEFAULT_COSTED_OUTCOMES) -> dict:
-    """Price the saved DiD results with `unit_costs`; also a linear DiD on costed use."""
-    unit_costs = read_table(paths.warehouse, "unit_costs")
-    results = {o: _load(paths, f"outcome_{o}").did for o in costed_outcomes}
-    costing = estimate_costs(results, unit_costs, costed_outcomes)
-    panel = add_cost_column(load_panel(paths.warehouse),
-                            unit_costs_by_outcome(unit_costs, costed_outcomes))
-    cost_did = estimate_linear_did(panel, "cost_gbp")
-    _save(paths, "costing", {"costing": costing, "cost_did": cost_did,
+def cost(paths: Paths, config: CostingConfig | None = None) -> dict:
+    """Price the saved DiD results with the prepared unit costs (seed, local tariff, therapy
+    cost, re-based to one price year; see `evaluation.costing`); bootstrap or delta intervals;
+    projection to the annual caseload; also a linear DiD on costed use as a cross-check."""
+    config = config or CostingConfig.from_env()
+    co = tuple(config.costed_outcomes)
+    seed_costs = read_table(paths.warehouse, "unit_costs")
+    price_index = load_price_index()
+    unit_costs = prepare_unit_costs(seed_costs, config, price_index)
+    results = {o: _load(paths, f"outcome_{o}").did for o in co}
+    panel = load_panel(paths.warehouse)
+    boot = None
+    estimable = all(math.isfinite(r.abs_change_per_py) for r in results.values())
+    if config.interval_method == "bootstrap" and estimable:
+        boot = cluster_bootstrap(panel, list(co), reps=config.bootstrap_reps,
+                                 seed=config.bootstrap_seed)
+    caseload, basis = config.annual_caseload, "set for this evaluation"
+    if caseload is None and len(panel):
+        caseload, basis = default_annual_caseload(panel)
+    costing = estimate_costs(results, unit_costs, co, bootstrap=boot, annual_caseload=caseload,
+                             annual_caseload_basis=basis,
+                             persistence_years=config.persistence_years,
+                             persistence_decay=config.persistence_decay,
+                             discount_rate=config.discount_rate)
+    cost_did = estimate_linear_did(add_cost_column(panel, unit_costs_by_outcome(unit_costs, co)),
+                                   "cost_gbp")
+    _save(paths, "costing", {"costing": costing, "cost_did": cost_did, "config": config,
+                             "unit_costs": unit_costs, "price_index": price_index,
                              "cohort": cohort_counts(panel), "period": data_period(panel)})
     return _jsonable({
         "gross_saving_per_treated_person": round(costing.gross_saving_per_person, 2),
         "net_saving_per_treated_person": round(costing.net_saving_per_person, 2),
         "net_saving_ci": [round(x, 2) for x in costing.net_saving_per_person_ci],
-        "therapy_cost_per_person": costing.therapy_cost_per_person,
+        "interval_method": costing.interval_kind,
+        "therapy_cost_per_person": round(costing.therapy_cost_per_person, 2),
         "roi": round(costing.roi, 4),
         "roi_ci": [round(x, 4) for x in costing.roi_ci],
+        "annual_caseload": costing.annual_caseload,
+        "caseload_net_saving": costing.caseload_net_saving,
+        "unit_cost_version": costing.unit_cost_version,
+        "price_year": config.price_year,
         "cost_did_per_person_year": round(cost_did.estimate_per_py, 2),
     })
+
+
+def sensitivity(paths: Paths) -> dict:
+    """Sensitivity scenarios (tornado), IAPT clinical outcomes and savings by subgroup."""
+    c = _load(paths, "costing")
+    config: CostingConfig = c["config"]
+    co = tuple(config.costed_outcomes)
+    tables = _tables(paths)
+    out = {"scenarios": None, "notes": [], "iapt": None, "subgroups": None}
+    if not math.isfinite(c["costing"].net_saving_per_person):
+        out["notes"].append("Sensitivity analyses not run: the base case is not estimable.")
+        _save(paths, "sensitivity", out)
+        return {"scenarios": 0, "notes": out["notes"]}
+    raw = read_table(paths.warehouse, "mart_evaluation_panel")
+    panel = load_panel(paths.warehouse)
+    results = {o: _load(paths, f"outcome_{o}").did for o in OUTCOMES}
+    deaths = (read_table(paths.warehouse, "int_persons")[["person_id", "date_of_death"]]
+              if "int_persons" in tables else None)
+    treated = (read_table(paths.warehouse, "mart_treated_cohort")
+               if "mart_treated_cohort" in tables else None)
+    contacts = None
+    if treated is not None and "n_treatment_contacts" in treated:
+        ids = set(panel.loc[panel["is_treated"] == 1, "person_id"])
+        t = treated[treated["person_id"].isin(ids)]
+        contacts = float(t["n_treatment_contacts"].mean()) if len(t) else None
+    alt = {t[len("mart_evaluation_panel__"):]: read_table(paths.warehouse, t)
+           for t in sorted(tables) if t.startswith("mart_evaluation_panel__")}
+    seed_costs = read_table(paths.warehouse, "unit_costs")
+    scen, notes = run_sensitivity(panel, results, c["costing"], seed_costs, config, raw_panel=raw,
+                                  deaths=deaths, mean_treatment_contacts=contacts,
+                                  alternative_panels=alt or None, price_index=c["price_index"])
+    out.update(scenarios=scen, notes=notes)
+    sub = [subgroup_savings(panel, panel[panel["is_treated"] == 1].drop_duplicates("person_id"),
+                            c["unit_costs"], config, by)
+           for by in ("ltc_group", "practice_code") if by in panel]
+    if treated is not None:
+        out["iapt"] = iapt_outcomes(treated, panel)
+        rec = treated[["person_id", "recovered"]].copy()
+        rec["recovered"] = rec["recovered"].map({True: "recovered", False: "not recovered"})
+        sub.insert(0, subgroup_savings(panel, rec, c["unit_costs"], config, "recovered"))
+    out["subgroups"] = pd.concat(sub, ignore_index=True) if sub else None
+    _save(paths, "sensitivity", out)
+    return _jsonable({"scenarios": int(len(scen)), "notes": notes,
+                      "subgroups": 0 if out["subgroups"] is None else int(len(out["subgroups"]))})
 
 
 def report(paths: Paths, outcomes=OUTCOMES) -> dict:
     """Write `<out>/reports/business_case.html` and `<out>/reports/tables/*.csv`."""
     estimates: dict[str, OutcomeEstimates] = {o: _load(paths, f"outcome_{o}") for o in outcomes}
     c = _load(paths, "costing")
+    sens_path = work_dir(paths) / "sensitivity.pkl"
+    sens = _load(paths, "sensitivity") if sens_path.exists() else {}
     tables = _tables(paths)
     balance = read_table(paths.warehouse, "mart_balance") if "mart_balance" in tables else None
     attrition = (read_table(paths.warehouse, "mart_attrition")
                  if "mart_attrition" in tables else None)
     inputs = ReportInputs(
         estimates=estimates, costing=c["costing"], cost_did=c["cost_did"], cohort=c["cohort"],
-        period=c["period"], unit_costs=read_table(paths.warehouse, "unit_costs"),
-        balance=balance, attrition=attrition,
+        period=c["period"], unit_costs=c.get("unit_costs", read_table(paths.warehouse, "unit_costs")),
+        balance=balance, attrition=attrition, price_index=c.get("price_index"),
+        config=c.get("config"), scenarios=sens.get("scenarios"),
+        sensitivity_notes=tuple(sens.get("notes", ())), iapt=sens.get("iapt"),
+        subgroups=sens.get("subgroups"),
     )
     written = write_report(inputs, paths.reports)
     return {"report": written["html"], "tables": sorted(k for k in written if k != "html")}
 
 
-def run_all(paths: Paths) -> dict:
+def run_all(paths: Paths, config: CostingConfig | None = None) -> dict:
     """The whole evaluation in one process (CLI and tests); the DAG runs the same steps."""
     out = {"estimates": [estimate(paths, o) for o in OUTCOMES]}
-    out["cost"] = cost(paths)
+    out["cost"] = cost(paths, config)
+    out["sensitivity"] = sensitivity(paths)
     out["report"] = report(paths)
     return out
 

@@ -72,3 +72,116 @@ def fig_to_data_uri(fig) -> str:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _gbp_axis(ax, axis="x"):
+    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: f"-£{abs(v):,.0f}" if v < 0 else f"£{v:,.0f}")
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(fmt)
+
+
+def plot_attrition(attrition: pd.DataFrame, ax=None):
+    """Attrition flow: people remaining at each step (published, rounded counts; * hidden)."""
+    a = attrition.sort_values("step_order").copy()
+    a["label"] = a["step"].astype(str)
+    if "cohort" in a:
+        a["label"] = a["cohort"].astype(str) + ": " + a["label"]
+    vals = [v if not isinstance(v, str) else np.nan for v in a["n_persons"]]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.6, 0.32 * len(a) + 1.0))
+    y = np.arange(len(a))[::-1]
+    colours = ["#005eb8" if str(c) == "treated" else "#768692"
+               for c in a.get("cohort", pd.Series(["treated"] * len(a)))]
+    ax.barh(y, vals, color=colours)
+    ax.set_xscale("log")
+    finite = [v for v in vals if np.isfinite(v) and v > 0]
+    ax.set_xlim(1, 8 * max(finite) if finite else 10)
+    for yi, v, raw in zip(y, vals, a["n_persons"]):
+        ax.text(v if np.isfinite(v) and v > 0 else 1, yi, f" {raw:,}" if not isinstance(raw, str) else " *",
+                va="center", fontsize=7)
+    ax.set_yticks(y)
+    import textwrap
+    ax.set_yticklabels([textwrap.fill(x, 48) for x in a["label"]], fontsize=7)
+    ax.set_xlabel("People (log scale; rounded to 5, 1-7 shown as *)", fontsize=8)
+    ax.set_title("From referrals to the matched cohort", fontsize=10)
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_naive_vs_did(table: pd.DataFrame, ax=None):
+    """Per outcome: NAIVE before/after % change vs matched DiD % change (rate ratio - 1)."""
+    t = table.reset_index(drop=True)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.0, 3.6))
+    y = np.arange(len(t))[::-1]
+    naive = 100 * t["naive_pct_change"].astype(float)
+    did = 100 * (t["did_rate_ratio"].astype(float) - 1)
+    lo = 100 * (t["did_rate_ratio_lo95"].astype(float) - 1)
+    hi = 100 * (t["did_rate_ratio_hi95"].astype(float) - 1)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.scatter(naive, y + 0.15, marker="D", color="#ed8b00", label="NAIVE before/after (biased)",
+               zorder=3)
+    ax.errorbar(did, y - 0.15, xerr=[did - lo, hi - did], fmt="o", color="#005eb8",
+                label="Matched DiD (95% CI)", zorder=3)
+    ax.set_yticks(y)
+    ax.set_yticklabels([OUTCOME_LABELS.get(o, o) for o in t["outcome"]], fontsize=8)
+    ax.set_xlabel("Change in use after the index month (%)")
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("NAIVE before/after vs matched difference-in-differences", fontsize=10)
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_waterfall(lines: pd.DataFrame, followup_years: float, therapy_cost: float,
+                   persistence_factor: float = 0.0, ax=None):
+    """Savings waterfall per treated person: saving by activity, therapy cost, net."""
+    steps = [(OUTCOME_LABELS.get(r.outcome, r.outcome),
+              r.saving_gbp_per_person_year * (followup_years + persistence_factor))
+             for r in lines.itertuples()]
+    steps.append(("Therapy cost", -therapy_cost))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.0, 3.6))
+    cum = 0.0
+    for i, (label, v) in enumerate(steps):
+        colour = "#007f3b" if v >= 0 else "#d5281b"
+        ax.bar(i, v, bottom=cum, color=colour)
+        ax.text(i, cum + v + (0 if v >= 0 else 0), f"£{v:,.0f}" if v >= 0 else f"-£{-v:,.0f}",
+                ha="center", va="bottom" if v >= 0 else "top", fontsize=7)
+        cum += v
+    ax.bar(len(steps), cum, color="#005eb8")
+    ax.text(len(steps), cum, f"£{cum:,.0f}" if cum >= 0 else f"-£{-cum:,.0f}", ha="center",
+            va="bottom" if cum >= 0 else "top", fontsize=8, fontweight="bold")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(steps) + 1))
+    ax.set_xticklabels([s[0] for s in steps] + ["Net saving"], fontsize=7, rotation=20, ha="right")
+    _gbp_axis(ax, "y")
+    ax.set_ylabel("GBP per treated person")
+    ax.margins(y=0.15)
+    ax.set_title("Savings waterfall per treated person (point estimates)", fontsize=10, pad=12)
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_tornado(scenarios: pd.DataFrame, ax=None):
+    """Tornado: net saving per treated person under each scenario against the base case."""
+    base = float(scenarios.iloc[0]["net_saving_per_person"])
+    s = scenarios.iloc[1:].copy()
+    s["delta"] = s["net_saving_per_person"] - base
+    s = s.reindex(s["delta"].abs().sort_values().index)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.6, 0.38 * len(s) + 1.3))
+    y = np.arange(len(s))
+    colours = ["#007f3b" if d >= 0 else "#d5281b" for d in s["delta"]]
+    ax.barh(y, s["delta"], left=base, color=colours, alpha=0.85)
+    ax.hlines(y, s["lo95"], s["hi95"], color="#4c6272", lw=1)
+    ax.axvline(base, color="#005eb8", lw=1.2, label=f"Base case £{base:,.0f}")
+    ax.axvline(0, color="black", lw=0.8, ls=":")
+    ax.set_yticks(y)
+    import textwrap
+    ax.set_yticklabels([textwrap.fill(f"{g}: {l}", 38) for g, l in zip(s["group"], s["label"])],
+                       fontsize=7)
+    _gbp_axis(ax, "x")
+    ax.set_xlabel("Net saving per treated person (bar: scenario; line: its 95% CI)", fontsize=8)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("Sensitivity of the net saving", fontsize=10)
+    ax.figure.tight_layout()
+    return ax

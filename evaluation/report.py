@@ -19,8 +19,11 @@ import pandas as pd
 from evaluation.costing import CostingResult
 from evaluation.did import LinearDiDResult, OutcomeEstimates
 from evaluation.panel import OUTCOME_LABELS
-from evaluation.plots import fig_to_data_uri, plot_event_study, plot_love
-from evaluation.suppression import suppress_count, suppress_counts, suppress_statistic
+from evaluation.sensitivity import MIN_SUBGROUP_TREATED as MIN_SUBGROUP
+from evaluation.plots import (fig_to_data_uri, plot_attrition, plot_event_study, plot_love,
+                              plot_naive_vs_did, plot_tornado, plot_waterfall)
+from evaluation.suppression import (rounded_percentage, suppress_count, suppress_counts,
+                                    suppress_statistic)
 
 CSS = """
 body{font-family:Arial,Helvetica,sans-serif;max-width:1000px;margin:2em auto;color:#212b32;
@@ -34,6 +37,9 @@ th{background:#f0f4f5}td:first-child,th:first-child{text-align:left}
 .naive{color:#8a6d00}.note{font-size:.85em;color:#4c6272}
 .figs{display:flex;flex-wrap:wrap;gap:.5em}.figs img{max-width:49%;border:1px solid #e8edee}
 img{max-width:100%}
+.kfs{display:flex;gap:.6em;margin:1em 0}.kf{flex:1;border:1px solid #c8ccd0;border-top:5px solid #005eb8;
+padding:.5em .7em;background:#fff}.kfl{font-size:.8em;color:#4c6272}.kfv{font-size:1.6em;font-weight:bold;
+color:#212b32}.kfc{font-size:.78em;color:#4c6272}
 """
 
 
@@ -47,6 +53,12 @@ class ReportInputs:
     unit_costs: pd.DataFrame
     balance: pd.DataFrame | None = None
     attrition: pd.DataFrame | None = None
+    price_index: pd.DataFrame | None = None
+    config: object | None = None  # evaluation.costing.CostingConfig
+    scenarios: pd.DataFrame | None = None  # evaluation.sensitivity.run_sensitivity
+    sensitivity_notes: tuple[str, ...] = ()
+    iapt: pd.DataFrame | None = None  # evaluation.sensitivity.iapt_outcomes
+    subgroups: pd.DataFrame | None = None  # evaluation.sensitivity.subgroup_savings
     title: str = "IAPT-LTC business case: effect on healthcare use and costs"
 
 
@@ -153,21 +165,52 @@ def _summary_paragraph(inp: ReportInputs) -> str:
     if not pd.isna(cohort_net["estimate"]):
         cohort_txt = (f"; for the cohort evaluated, {_gbp(cohort_net['estimate'])} "
                       f"({_ci(cohort_net['lo95'], cohort_net['hi95'], money=True)})")
+    caseload_txt = ""
+    if c.annual_caseload and not pd.isna(c.caseload_net_saving):
+        caseload_txt = (f" For a caseload of {c.annual_caseload:,} treated people a year the "
+                        f"projected net saving is <b>{_gbp(c.caseload_net_saving)} a year</b> "
+                        f"({_ci(*c.caseload_net_saving_ci, money=True)}).")
+    cfg = inp.config
+    price_txt = (f"{cfg.price_year}" if cfg is not None and getattr(cfg, "price_year", None)
+                 else "published (mixed-year)")
     first, last = inp.period.get("first_index_month"), inp.period.get("last_index_month")
-    when = f" starting therapy between {first} and {last}" if first else ""
+    when = f" with an index date (referral to the service) between {first} and {last}" if first else ""
     return (
-        f"<p class='headline'><b>Headline.</b> We compared about {n_t} people{when} with about "
-        f"{n_c} matched people with similar health, history of healthcare use and "
-        f"characteristics who were not seen by the service. Over the 12 months after starting "
-        f"therapy, the change in A&amp;E, emergency admission, outpatient and GP use attributable "
-        f"to the service is worth <b>{_gbp(c.gross_saving_per_person)}</b> per treated person "
-        f"(95% CI {_ci(*c.gross_saving_per_person_ci, money=True)}). After the therapy cost of "
-        f"{_gbp(c.therapy_cost_per_person)} per course, the <b>net saving is "
-        f"{_gbp(c.net_saving_per_person)} per treated person (95% CI "
-        f"{_ci(lo, hi, money=True)})</b>, a return of {c.roi:+.2f} per £1 spent "
-        f"({c.roi_ci[0]:+.2f} to {c.roi_ci[1]:+.2f}){cohort_txt}. {verdict}"
+        _key_figures(c, price_txt)
+        + f"<p class='headline'><b>Summary.</b> The <b>net saving is "
+        f"{_gbp(c.net_saving_per_person)} per treated person (95% CI {_ci(lo, hi, money=True)})"
+        f"</b>{' - that is, a net cost' if c.net_saving_per_person < 0 else ''}: the value of "
+        f"the change in A&amp;E, emergency admission, outpatient and GP use attributable to the "
+        f"service over the 12 months after the index date "
+        f"({_gbp(c.gross_saving_per_person)} per person, 95% CI "
+        f"{_ci(*c.gross_saving_per_person_ci, money=True)}) minus the therapy cost of "
+        f"{_gbp(c.therapy_cost_per_person)} per course. That is a return of {c.roi:+.2f} per £1 "
+        f"spent ({c.roi_ci[0]:+.2f} to {c.roi_ci[1]:+.2f}){cohort_txt}.{caseload_txt} {verdict} "
+        f"The evidence: about {n_t} people{when} compared with about {n_c} matched people "
+        f"with similar health, history of healthcare use and characteristics who were not seen "
+        f"by the service (matched difference-in-differences). "
+        f"<span class='note'>Intervals: {'cluster bootstrap of matched sets' if c.interval_kind == 'bootstrap' else 'delta method'}"
+        f"; costs in {html.escape(price_txt)} prices.</span>"
         f"{html.escape(naive_txt)}</p>"
     )
+
+
+def _key_figures(c: CostingResult, price_txt: str) -> str:
+    """Three key figures for the first screen."""
+    boxes = [("Net saving per treated person", _gbp(c.net_saving_per_person),
+              f"95% CI {_ci(*c.net_saving_per_person_ci, money=True)}"),
+             ("Return per £1 spent on therapy", f"{c.roi:+.2f}",
+              f"95% CI {c.roi_ci[0]:+.2f} to {c.roi_ci[1]:+.2f}"),
+             ("Break-even therapy cost per course", _gbp(c.break_even_therapy_cost),
+              f"current cost {_gbp(c.therapy_cost_per_person)}")]
+    if c.annual_caseload and not pd.isna(c.caseload_net_saving):
+        boxes.append((f"Net saving a year, {c.annual_caseload:,} people treated a year",
+                      _gbp(c.caseload_net_saving),
+                      f"95% CI {_ci(*c.caseload_net_saving_ci, money=True)}"))
+    cells = "".join(
+        f"<div class='kf'><div class='kfl'>{html.escape(a)}</div><div class='kfv'>{html.escape(b)}"
+        f"</div><div class='kfc'>{html.escape(d)}</div></div>" for a, b, d in boxes)
+    return f"<div class='kfs' role='group' aria-label='Key figures ({html.escape(price_txt)} prices)'>{cells}</div>"
 
 
 def _too_few(inp: ReportInputs) -> bool:
@@ -204,9 +247,35 @@ def build_html(inp: ReportInputs) -> str:
     pub = published_costing_table(c).set_index("quantity")
     if not pd.isna(pub.loc["cohort_net_saving", "estimate"]):
         r = pub.loc["cohort_net_saving"]
-        rows.append([f"Cohort net saving (about {pub.loc['cohort_treated_persons_rounded', 'estimate']}"
+        rows.append([f"Cohort net saving (about {int(pub.loc['cohort_treated_persons_rounded', 'estimate'])}"
                      " treated people)", _gbp(r["estimate"]), _ci(r["lo95"], r["hi95"], money=True)])
+    if c.annual_caseload:
+        rows += [
+            [f"Projected gross saving a year, caseload {c.annual_caseload:,} treated people",
+             _gbp(c.caseload_gross_saving), _ci(*c.caseload_gross_saving_ci, money=True)],
+            [f"Projected therapy cost a year, caseload {c.annual_caseload:,}",
+             _gbp(c.therapy_cost_per_person * c.annual_caseload), "fixed"],
+            [f"Projected net saving a year, caseload {c.annual_caseload:,}",
+             _gbp(c.caseload_net_saving), _ci(*c.caseload_net_saving_ci, money=True)],
+        ]
     parts.append(_html_table(rows, ["Quantity", "Estimate", "95% interval"]))
+    interval_txt = ("Intervals: <b>cluster bootstrap</b> (matched sets resampled)."
+                    if c.interval_kind == "bootstrap" else "Intervals: <b>delta method</b>.")
+    parts.append(
+        f"<p class='note'>{interval_txt} {html.escape(c.interval_method)} Per treated person = "
+        f"the first year after the index month (mean observed follow-up "
+        f"{c.mean_followup_years:.2f} years"
+        + (f", plus {c.persistence_years} further year(s) of effect assumed, halving "
+           f"{c.persistence_decay:g} a year, discounted" if c.persistence_years else
+           "; no effect is assumed beyond the observed 12 months")
+        + "). Break-even therapy cost = the gross saving per person: the most a course could "
+        "cost for the service to pay for itself."
+        + (f" Caseload: {html.escape(c.annual_caseload_basis)}; treated as fixed."
+           if c.annual_caseload else "") + "</p>")
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    plot_waterfall(c.lines, c.mean_followup_years, c.therapy_cost_per_person,
+                   c.persistence_factor, ax=ax)
+    parts.append(f"<img alt='Savings waterfall' src='{fig_to_data_uri(fig)}'>")
     lines = [[OUTCOME_LABELS.get(r.outcome, r.outcome), _gbp(r.unit_cost_gbp), r.price_year,
               _num(r.abs_change_per_person_year, 3),
               _ci(r.abs_change_lo95, r.abs_change_hi95, 3), _gbp(r.saving_gbp_per_person_year),
@@ -215,11 +284,12 @@ def build_html(inp: ReportInputs) -> str:
     parts.append(_html_table(lines, ["Activity", "Unit cost", "Price year", "Change in use",
                                      "95% CI", "Saving", "95% CI"]))
     parts.append(
-        f"<p class='note'>Saving = minus (matched DiD absolute change x unit cost). Emergency "
+        f"<p class='note'>Saving = minus (matched DiD absolute change x unit cost); activity "
+        f"intervals are delta-method. Emergency "
         f"admissions are priced at the non-elective tariff, which covers the stay, so bed days are "
-        f"reported but not costed (no double counting). Mean follow-up of treated people "
-        f"{c.mean_followup_years:.2f} years. {html.escape(c.interval_method)} Therapy cost: "
-        f"{html.escape(c.therapy_cost_source)}.</p>")
+        f"reported but not costed (no double counting). Therapy cost: "
+        f"{html.escape(c.therapy_cost_source)}. Unit-cost table version "
+        f"{html.escape(c.unit_cost_version)}.</p>")
     if inp.cost_did is not None:
         d = inp.cost_did
         parts.append(
@@ -258,6 +328,64 @@ def build_html(inp: ReportInputs) -> str:
         "people relative to the change in their matched controls (conditional Poisson with person "
         "fixed effects and relative-month effects, exposure offset, standard errors clustered on "
         "the matched set). Rate ratio below 1 = less use than expected without the service.</p>")
+
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    plot_naive_vs_did(pd.concat([e.tidy() for e in inp.estimates.values()], ignore_index=True)
+                      if not _too_few(inp) else t, ax=ax)
+    parts.append(f"<img alt='NAIVE vs matched DiD' src='{fig_to_data_uri(fig)}'>")
+
+    # sensitivity
+    parts.append("<h2 id='sensitivity'>Sensitivity analyses</h2>")
+    if inp.scenarios is not None and len(inp.scenarios) > 1:
+        fig, ax = plt.subplots(figsize=(7.6, 0.38 * (len(inp.scenarios) - 1) + 1.3))
+        plot_tornado(inp.scenarios, ax=ax)
+        parts.append(f"<img alt='Sensitivity tornado' src='{fig_to_data_uri(fig)}'>")
+        parts.append(_html_table(
+            [[r.group, r.label, _gbp(r.gross_saving_per_person), _gbp(r.therapy_cost_per_person),
+              _gbp(r.net_saving_per_person), _ci(r.lo95, r.hi95, money=True)]
+             for r in inp.scenarios.itertuples()],
+            ["Choice", "Scenario", "Gross saving", "Therapy cost", "Net saving", "95% CI"]))
+        parts.append("<p class='note'>Each scenario changes one choice from the base case. "
+                     "Scenario intervals are delta-method (the base case's is as stated above). "
+                     "Persistence scenarios are assumptions, not estimates: the data cover 12 "
+                     "months after the index month.</p>")
+    else:
+        parts.append("<p>Sensitivity analyses not available.</p>")
+    if inp.sensitivity_notes:
+        parts.append("<ul class='note'>" + "".join(
+            f"<li>{html.escape(n)}</li>" for n in inp.sensitivity_notes) + "</ul>")
+
+    # secondary analyses
+    parts.append("<h2 id='secondary'>Secondary analyses</h2>")
+    if inp.iapt is not None and len(inp.iapt):
+        parts.append("<h3>Talking-therapy outcomes of the matched treated people</h3>")
+        parts.append(_html_table(
+            [[r.measure, suppress_count(r.n),
+              "" if r.measure == "Matched treated people" else
+              (lambda v: v if isinstance(v, str) else f"{v:.0f}%")(
+                  rounded_percentage(r.n, r.denominator))]
+             for r in inp.iapt.itertuples()], ["Measure", "People", "Per cent"]))
+        parts.append("<p class='note'>Recovery among people above the clinical threshold at the "
+                     "start; percentages from rounded counts.</p>")
+    if inp.subgroups is not None and len(inp.subgroups):
+        parts.append("<h3>Net saving per treated person by subgroup</h3>")
+        names = {"recovered": "Recovery", "ltc_group": "Long-term condition group",
+                 "practice_code": "Site (practice of the treated person)"}
+        rows = []
+        for r in inp.subgroups.itertuples():
+            if r.estimated:
+                est, ci = _gbp(r.net_saving_per_person), _ci(r.lo95, r.hi95, money=True)
+            else:
+                est, ci = "not estimated", f"fewer than {MIN_SUBGROUP} treated people or too few events"
+            rows.append([names.get(r.subgroup, r.subgroup), r.value, suppress_count(r.n_treated),
+                         est, ci])
+        parts.append(_html_table(rows, ["Split by", "Subgroup", "Treated people", "Net saving",
+                                        "95% CI"]))
+        parts.append("<p class='note'>Each subgroup's treated people with their own matched "
+                     "controls, analysed as the main analysis (delta-method intervals). "
+                     "Subgroups are small: intervals are wide and differences between them are "
+                     "not tested. Recovery is an outcome of therapy, so the split by recovery is "
+                     "descriptive, not causal.</p>")
 
     # event studies
     parts.append("<h2 id='event'>Event studies (trends before and after the index month)</h2>")
@@ -304,6 +432,9 @@ def build_html(inp: ReportInputs) -> str:
         cols = [c for c in ("step_order", "cohort", "step", "n_persons") if c in a.columns]
         names = {"step_order": "Step", "cohort": "Cohort", "step": "Description",
                  "n_persons": "People"}
+        fig, ax = plt.subplots(figsize=(7.6, 0.32 * len(a) + 1.0))
+        plot_attrition(a, ax=ax)
+        parts.append(f"<img alt='Attrition flow' src='{fig_to_data_uri(fig)}'>")
         parts.append(_html_table(a[cols].values.tolist(), [names[c] for c in cols]))
     else:
         parts.append("<p>Attrition table not available.</p>")
@@ -324,7 +455,7 @@ def build_html(inp: ReportInputs) -> str:
 <li><b>Data period.</b> Index months {p.get('first_index_month')} to {p.get('last_index_month')};
 calendar months covered {p.get('first_calendar_month')} to {p.get('last_calendar_month')}.</li>
 <li><b>Design.</b> Stacked matched difference-in-differences: each treated person and their matched
-controls share an index month (first treatment contact). Pre-period = the 12 months before the index
+controls share an index month (referral to the service by default; dbt var index_date_rule). Pre-period = the 12 months before the index
 month, post-period = months 1-12 after it; the index month itself is a transition month, shown in the
 event study but left out of the before/after contrast. Controls in sets with fewer controls carry
 more weight so each treated person has one comparator's worth of controls.</li>
@@ -337,14 +468,38 @@ matched controls' did (parallel trends). The event studies and pre-trend tests c
 index month; they cannot check it after.</li>
 <li><b>Limitations.</b> Matching is on recorded characteristics only: unrecorded differences
 (motivation, severity not captured in records) can bias the estimate. Follow-up is 12 months; longer
-effects are not counted. Costs use national unit costs from different price years, not uplifted to
-one year, and not local tariffs; emergency admissions use the short-stay tariff (long stays cost more,
+effects are not counted unless a persistence assumption is stated (sensitivity analyses). Costs are
+national unit costs (or a site's local tariff where supplied) re-based to one price year with the NHS cost
+inflation index below; emergency admissions use the short-stay tariff (long stays cost more,
 so savings on long stays are understated). Prescribing, social care and benefits to health and
 wellbeing are not included. Intervals treat unit costs as fixed. Deaths and deregistrations reduce
 exposure; people are not followed beyond it.</li>
 </ul>""")
+    parts.append("<p class='note'>Small numbers: counts are rounded to the nearest 5 and counts "
+                 "of 1-7 shown as *; rates, means and savings of groups of 1-7 people are not "
+                 "published; subgroups of fewer than " + str(MIN_SUBGROUP) + " treated people are "
+                 "not estimated. No person or matched-set identifiers are published.</p>")
     parts.append("<h3>Unit costs used</h3>")
-    parts.append(_html_table(uc_rows, ["Activity", "Unit cost", "Price year", "Source"]))
+    uc = inp.unit_costs
+    if "original_unit_cost_gbp" in uc:
+        uc_rows = [[r.activity, _gbp(r.original_unit_cost_gbp), r.original_price_year,
+                    f"{r.uplift_factor:.3f}", _gbp(r.unit_cost_gbp), r.price_year, r.source]
+                   for r in uc.itertuples()]
+        parts.append(_html_table(uc_rows, ["Activity", "Published cost", "Price year", "Uplift",
+                                           "Cost used", "Prices of", "Source"]))
+    else:
+        parts.append(_html_table(uc_rows, ["Activity", "Unit cost", "Price year", "Source"]))
+    if inp.price_index is not None:
+        pi = inp.price_index
+        parts.append("<h3>Price index used for re-basing</h3>")
+        parts.append(_html_table(
+            [[r.financial_year, f"{r.index_value:.2f}"] for r in pi.itertuples()],
+            ["Financial year", "Index"]))
+        src = "; ".join(sorted(set(pi["source"].astype(str))))
+        status = "; ".join(sorted(set(pi["status"].astype(str)))) if "status" in pi else ""
+        parts.append(f"<p class='note'>Source: {html.escape(src)}. {html.escape(status)}. "
+                     f"Versioned file: evaluation/data/nhs_cost_inflation_index.csv. A bare year "
+                     f"(\"2017\") is read as the financial year starting that April.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -379,4 +534,47 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     if inp.attrition is not None:
         csv("attrition", published_attrition(inp.attrition))
     csv("unit_costs", inp.unit_costs)
+    if inp.price_index is not None:
+        csv("price_index", inp.price_index)
+    if inp.scenarios is not None:
+        csv("sensitivity", inp.scenarios)
+    if inp.iapt is not None:
+        iapt = inp.iapt.copy()
+        iapt["percent"] = [rounded_percentage(n, d) for n, d in zip(iapt["n"], iapt["denominator"])]
+        csv("iapt_outcomes", suppress_counts(iapt, ["n", "denominator"]))
+    if inp.subgroups is not None:
+        csv("savings_by_subgroup", suppress_counts(inp.subgroups, ["n_treated"]))
+    csv("business_case_template", business_case_template(inp))
+    written.update(write_xlsx(reports_dir, {k: v for k, v in written.items() if k != "html"}))
     return written
+
+
+def business_case_template(inp: ReportInputs) -> pd.DataFrame:
+    """One flat table of the figures a business-case template asks for (published values)."""
+    t = published_costing_table(inp.costing)
+    cfg = inp.config
+    meta = [
+        ("price_year", getattr(cfg, "price_year", None) or "as published"),
+        ("interval_method", inp.costing.interval_kind),
+        ("unit_cost_version", inp.costing.unit_cost_version),
+        ("annual_caseload_basis", inp.costing.annual_caseload_basis),
+        ("persistence_years_assumed", inp.costing.persistence_years),
+        ("first_index_month", inp.period.get("first_index_month")),
+        ("last_index_month", inp.period.get("last_index_month")),
+    ]
+    m = pd.DataFrame([{"quantity": k, "estimate": v, "lo95": None, "hi95": None} for k, v in meta])
+    return pd.concat([t.drop(columns=["interval_method"], errors="ignore"), m], ignore_index=True)
+
+
+def write_xlsx(reports_dir: Path, csv_paths: dict[str, str]) -> dict[str, str]:
+    """All tables in one workbook, if openpyxl or xlsxwriter is installed (else nothing)."""
+    import importlib.util
+
+    engine = next((e for e in ("openpyxl", "xlsxwriter") if importlib.util.find_spec(e)), None)
+    if engine is None:
+        return {}
+    path = Path(reports_dir) / "business_case_tables.xlsx"
+    with pd.ExcelWriter(path, engine=engine) as xw:
+        for name, p in csv_paths.items():
+            pd.read_csv(p).to_excel(xw, sheet_name=name[:31], index=False)
+    return {"xlsx": str(path)}

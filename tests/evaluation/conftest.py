@@ -9,8 +9,7 @@ from simpanel import simulate_panel  # noqa: E402
 
 from evaluation.panel import prepare_panel  # noqa: E402
 
-PLANTED = {"ae_attendances": 0.75, "emergency_admissions": 0.75,
-           "outpatient_attendances": 1.0, "gp_appointments": 0.85}
+from simpanel import PLANTED  # noqa: E402  (defined there: test modules import it by a unique name)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# Rate ratios planted in the simulated panels of the effect tests.
+PLANTED = {"ae_attendances": 0.75, "emergency_admissions": 0.75,
+           "outpatient_attendances": 1.0, "gp_appointments": 0.85}
+
 BASE_RATES = {
     "ae_attendances": 0.06,
     "emergency_admissions": 0.025,

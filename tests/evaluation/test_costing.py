@@ -54,3 +54,107 @@ def test_costing_refuses_double_counting_and_missing_costs(results):
     # bed days may be costed instead of admissions
     c = estimate_costs(results, UNIT_COSTS, ("ae_attendances", "bed_days"))
     assert set(c.lines["activity"]) == {"ae_attendance", "excess_bed_day"}
+
+
+# --------------------------------------------------------------------------- unit costs
+
+
+def test_price_years_and_rebasing_to_one_year():
+    from evaluation.costing import load_price_index, normalise_price_year, rebase_unit_costs
+
+    assert normalise_price_year("2016/17") == "2016/17"
+    assert normalise_price_year("2016-17") == "2016/17"
+    assert normalise_price_year("2016/2017") == "2016/17"
+    assert normalise_price_year("2017") == "2017/18"  # a figure quoted in calendar 2017
+    with pytest.raises(ValueError):
+        normalise_price_year("last year")
+    idx = load_price_index()
+    assert {"financial_year", "index_value", "source"} <= set(idx.columns)
+    assert idx["index_value"].is_monotonic_increasing
+    v = idx.set_index("financial_year")["index_value"]
+    uc = rebase_unit_costs(UNIT_COSTS, "2024/25", idx).set_index("activity")
+    assert (uc["price_year"] == "2024/25").all()
+    assert uc.loc["ae_attendance", "unit_cost_gbp"] == pytest.approx(280.0)  # already 2024/25
+    assert uc.loc["outpatient_attendance", "unit_cost_gbp"] == pytest.approx(
+        120.0 * v["2024/25"] / v["2016/17"])
+    assert uc.loc["outpatient_attendance", "original_unit_cost_gbp"] == 120.0
+    # re-basing a re-based table again to another year starts from the published figures
+    back = rebase_unit_costs(uc.reset_index(), "2016/17", idx).set_index("activity")
+    assert back.loc["outpatient_attendance", "unit_cost_gbp"] == pytest.approx(120.0)
+    with pytest.raises(ValueError, match="no value"):
+        rebase_unit_costs(UNIT_COSTS, "1999/00", idx)
+
+
+def test_local_tariff_and_therapy_cost_override(tmp_path):
+    from evaluation.costing import CostingConfig, prepare_unit_costs, unit_cost_version
+
+    tariff = tmp_path / "tariff.csv"
+    tariff.write_text("activity,unit_cost_gbp,price_year,source\n"
+                      "ae_attendance,199.5,2024/25,Trust X 2024/25 local price\n")
+    cfg = CostingConfig(local_tariff=str(tariff), therapy_cost_gbp=900.0)
+    uc = prepare_unit_costs(UNIT_COSTS, cfg).set_index("activity")
+    assert uc.loc["ae_attendance", "unit_cost_gbp"] == pytest.approx(199.5)
+    assert uc.loc["ae_attendance", "source"].startswith("local tariff")
+    assert uc.loc["iapt_course", "unit_cost_gbp"] == pytest.approx(900.0)  # set in 2024/25 prices
+    assert len(uc) == len(UNIT_COSTS)
+    base = prepare_unit_costs(UNIT_COSTS, CostingConfig())
+    assert unit_cost_version(uc.reset_index()) != unit_cost_version(base)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("activity,cost\nae_attendance,1\n")
+    with pytest.raises(ValueError, match="needs columns"):
+        prepare_unit_costs(UNIT_COSTS, CostingConfig(local_tariff=str(bad)))
+    env = {"LTCEVAL_LOCAL_TARIFF": str(tariff), "LTCEVAL_THERAPY_COST_GBP": "750",
+           "LTCEVAL_ANNUAL_CASELOAD": "400", "LTCEVAL_INTERVAL_METHOD": "delta"}
+    c = CostingConfig.from_env(env)
+    assert (c.local_tariff, c.therapy_cost_gbp, c.annual_caseload, c.interval_method) == (
+        str(tariff), 750.0, 400, "delta")
+
+
+def test_caseload_projection_and_persistence(results):
+    from evaluation.costing import persistence_factor
+
+    base = estimate_costs(results, UNIT_COSTS, annual_caseload=500)
+    assert base.caseload_net_saving == pytest.approx(base.net_saving_per_person * 500)
+    assert base.caseload_net_saving_ci[0] == pytest.approx(base.net_saving_per_person_ci[0] * 500)
+    t = base.tidy().set_index("quantity")
+    assert t.loc["caseload_net_saving_per_year", "estimate"] == pytest.approx(
+        base.caseload_net_saving)
+    assert persistence_factor(0, 0.5) == 0.0
+    assert persistence_factor(2, 0.5, 0.035) == pytest.approx(0.5 / 1.035 + 0.25 / 1.035**2)
+    two = estimate_costs(results, UNIT_COSTS, persistence_years=2, persistence_decay=0.5)
+    assert two.gross_saving_per_person == pytest.approx(
+        base.gross_saving_per_py * (base.mean_followup_years + persistence_factor(2, 0.5)))
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def test_collapsed_fit_equals_the_person_month_fit(effect_panel):
+    from evaluation.bootstrap import point_estimate
+
+    for o in ("ae_attendances", "gp_appointments"):
+        assert point_estimate(effect_panel, o) == pytest.approx(
+            estimate_poisson_did(effect_panel, o).log_rate_ratio, abs=1e-8)
+    # also with unequal exposure patterns and a 6-month window
+    p6 = effect_panel[effect_panel["rel_month"] <= 6]
+    assert point_estimate(p6, "emergency_admissions", post_months=range(1, 7)) == pytest.approx(
+        estimate_poisson_did(p6, "emergency_admissions").log_rate_ratio, abs=1e-8)
+
+
+def test_cluster_bootstrap_agrees_with_the_delta_method(effect_panel, results):
+    from evaluation.bootstrap import cluster_bootstrap
+
+    boot = cluster_bootstrap(effect_panel, list(DEFAULT_COSTED_OUTCOMES), reps=200, seed=5)
+    for o in DEFAULT_COSTED_OUTCOMES:
+        sd = boot.log_rr[o].std()
+        assert 0.75 < sd / results[o].se_log_rate_ratio < 1.33, o
+        assert abs(boot.log_rr[o].mean() - results[o].log_rate_ratio) < 0.5 * sd, o
+    c = estimate_costs(results, UNIT_COSTS, bootstrap=boot)
+    d = estimate_costs(results, UNIT_COSTS)
+    assert c.interval_kind == "bootstrap" and "cluster bootstrap" in c.interval_method
+    assert c.net_saving_per_person == pytest.approx(d.net_saving_per_person)
+    wb = c.net_saving_per_person_ci[1] - c.net_saving_per_person_ci[0]
+    wd = d.net_saving_per_person_ci[1] - d.net_saving_per_person_ci[0]
+    assert 0.7 < wb / wd < 1.4
+    assert c.net_saving_per_person_ci[0] < c.net_saving_per_person < c.net_saving_per_person_ci[1]
+    assert c.delta_net_saving_per_person_ci == pytest.approx(d.net_saving_per_person_ci)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
-from conftest import PLANTED
+from simpanel import PLANTED
 from simpanel import simulate_panel
 
 from evaluation.did import (estimate_event_study, estimate_linear_did, estimate_naive,

@@ -1,4 +1,6 @@
 import hashlib
+import shutil
+import subprocess
 import json
 import re
 
@@ -7,7 +9,16 @@ import pytest
 from simpanel import simulate_panel, write_warehouse
 
 from evaluation import pipeline
+from evaluation.costing import CostingConfig, load_price_index
 from ltceval.settings import Paths
+
+CONFIG = CostingConfig(bootstrap_reps=99)  # default price year 2024/25; fewer replicates
+
+
+def _therapy_cost_2024_25() -> float:
+    """The test seed's 684 GBP course (price year "2017" = 2017/18) re-based to 2024/25."""
+    idx = load_price_index().set_index("financial_year")["index_value"]
+    return 684.0 * idx["2024/25"] / idx["2017/18"]
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +29,7 @@ def run(tmp_path_factory):
     panel = simulate_panel(n_sets=250, rate_ratio={"ae_attendances": 0.75}, seed=21)
     write_warehouse(paths.warehouse, panel)
     before = hashlib.sha256(paths.warehouse.read_bytes()).hexdigest()
-    summary = pipeline.run_all(paths)
+    summary = pipeline.run_all(paths, CONFIG)
     after = hashlib.sha256(paths.warehouse.read_bytes()).hexdigest()
     return paths, panel, summary, before, after
 
@@ -28,7 +39,11 @@ def test_pipeline_summaries_are_json_and_warehouse_untouched(run):
     json.dumps(summary)
     assert before == after
     assert [e["outcome"] for e in summary["estimates"]] == list(pipeline.OUTCOMES)
-    assert summary["cost"]["therapy_cost_per_person"] == 684.0
+    assert summary["cost"]["therapy_cost_per_person"] == pytest.approx(_therapy_cost_2024_25(),
+                                                                       abs=0.01)
+    assert summary["cost"]["interval_method"] == "bootstrap"
+    assert summary["cost"]["price_year"] == "2024/25"
+    assert summary["sensitivity"]["scenarios"] >= 8
 
 
 def test_report_written_self_contained_and_without_ids(run):
@@ -37,7 +52,10 @@ def test_report_written_self_contained_and_without_ids(run):
     assert summary["report"]["report"] == str(html_path)
     text = html_path.read_text(encoding="utf-8")
     assert "NAIVE" in text and "net saving" in text.lower()
-    assert text.count("data:image/png;base64,") >= 6  # 5 event studies + Love plot
+    # 5 event studies, Love plot, attrition, naive vs DiD, waterfall, tornado
+    assert text.count("data:image/png;base64,") >= 10
+    for section in ("id='sensitivity'", "id='secondary'", "Price index used", "cluster bootstrap"):
+        assert section in text
     # self-contained: every src is an inline data URI, no links out, no external CSS/JS
     srcs = re.findall(r"""src\s*=\s*['"]([^'"]*)""", text, flags=re.I)
     assert srcs and all(s.startswith("data:") for s in srcs)
@@ -47,7 +65,8 @@ def test_report_written_self_contained_and_without_ids(run):
     assert "@import" not in text and "url(" not in text
     tables = list((paths.reports / "tables").glob("*.csv"))
     assert {"outcomes_naive_vs_did", "costing_summary", "event_study", "attrition",
-            "balance"} <= {t.stem for t in tables}
+            "balance", "sensitivity", "price_index", "business_case_template",
+            "savings_by_subgroup"} <= {t.stem for t in tables}
     ids = set(panel["person_id"]) | set(panel["matched_set_id"])
     for f in [html_path, *tables]:
         content = f.read_text(encoding="utf-8")
@@ -66,7 +85,10 @@ def test_published_counts_are_suppressed(run):
     costing = pd.read_csv(paths.reports / "tables" / "costing_summary.csv").set_index("quantity")
     n = costing.loc["cohort_treated_persons_rounded", "estimate"]
     assert n % 5 == 0
-    assert costing.loc["cohort_therapy_cost", "estimate"] == pytest.approx(684.0 * n)
+    assert costing.loc["cohort_therapy_cost", "estimate"] == pytest.approx(
+        _therapy_cost_2024_25() * n)
+    sub = pd.read_csv(paths.reports / "tables" / "savings_by_subgroup.csv", dtype=str)
+    assert all(v == "*" or int(v) % 5 == 0 for v in sub["n_treated"])
 
 
 def test_pipeline_degrades_gracefully_on_a_tiny_cohort(tmp_path):
@@ -76,7 +98,7 @@ def test_pipeline_degrades_gracefully_on_a_tiny_cohort(tmp_path):
     panel["emergency_admissions"] = 0  # no events at all: not estimable, not an error
     panel["bed_days"] = 0
     write_warehouse(paths.warehouse, panel, with_marts=False)
-    summary = pipeline.run_all(paths)
+    summary = pipeline.run_all(paths, CONFIG)
     json.dumps(summary, allow_nan=False)
     adm = next(e for e in summary["estimates"] if e["outcome"] == "emergency_admissions")
     assert adm["rate_ratio"] is None
@@ -84,3 +106,39 @@ def test_pipeline_degrades_gracefully_on_a_tiny_cohort(tmp_path):
     text = (paths.reports / "business_case.html").read_text()
     assert "Fewer than 8 treated people" in text  # 5 treated: nothing but the notice is published
     assert not any(i in text for i in panel["person_id"])
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless chromium (Debian package "
+                    "'chromium'; CI installs it)")
+def test_report_opens_in_a_headless_browser_without_errors(run, tmp_path):
+    """Load the report in real headless chromium: no console or page errors, the DOM has the
+    headline and every plot, and the first screen is not blank."""
+    from PIL import Image
+
+    paths, *_ = run
+    url = (paths.reports / "business_case.html").resolve().as_uri()
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--enable-logging=stderr", "--v=0", "--window-size=1280,900"]
+    dom = subprocess.run([*base, f"--user-data-dir={tmp_path / 'p1'}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [line for line in dom.stderr.splitlines()
+               if "CONSOLE" in line or "Uncaught" in line or "ERR_FILE_NOT_FOUND" in line]
+    assert not console, console
+    html = dom.stdout
+    assert "Net saving per treated person" in html and "Summary." in html
+    source = (paths.reports / "business_case.html").read_text(encoding="utf-8")
+    assert html.count("<img") == source.count("<img") >= 10
+    shot = tmp_path / "first-screen.png"
+    proc = subprocess.run([*base, f"--user-data-dir={tmp_path / 'p2'}",
+                           f"--screenshot={shot}", url], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    img = Image.open(shot).convert("L")
+    assert img.size == (1280, 900)
+    lo, hi = img.getextrema()
+    assert hi - lo > 100  # text and figures rendered, not a blank page

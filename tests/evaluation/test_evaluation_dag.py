@@ -17,8 +17,9 @@ def test_evaluation_dag_structure():
     assert EVALUATION_PANEL in list(dag.timetable.asset_condition.objects)
     tasks = {t.task_id: t for t in dag.tasks}
     estimates = {f"estimate_{o}" for o in OUTCOMES}
-    assert set(tasks) == estimates | {"cost", "report"}
+    assert set(tasks) == estimates | {"cost", "sensitivity", "report"}
     assert tasks["cost"].upstream_task_ids == estimates
-    assert tasks["report"].upstream_task_ids == {"cost"}
+    assert tasks["sensitivity"].upstream_task_ids == {"cost"}
+    assert tasks["report"].upstream_task_ids == {"sensitivity"}
     assert list(tasks["report"].outlets) == [BUSINESS_CASE_REPORT]
     assert all(not tasks[t].outlets for t in estimates)
