@@ -75,6 +75,7 @@ def test_no_identifier_leaves_the_identifiable_zone(run_out):
                      "FISHER", "KNIGHT", "BUTLER", "PALMER", "MARSHALL", "BARNES", "HOLMES", "COOPER", "JAMES"}
     leaked_names = surnames & words - english_words
     assert not leaked_names, f"{len(leaked_names)} surnames found in analytical outputs"
-    assert not any(pc in blob for pc in postcodes), "a postcode left the identifiable zone"
+    postcode_like = set(re.findall(r"[A-Z]{1,2}\d{1,2} \d[A-Z]{2}", blob))
+    assert not (postcode_like & postcodes), "a postcode left the identifiable zone"
     manifest = json.loads((out / "reports" / "ig_report.json").read_text())
     assert "key_fingerprint" in json.dumps(manifest)
