@@ -131,28 +131,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_did(args: argparse.Namespace) -> int:
-    """Group-time ATTs for staggered adoption (evaluation.staggered) on a long panel file."""
+def _read_table(path: Path, what: str):
+    """A CSV or Parquet table with stripped column names; any problem is one LtcevalError line."""
     import pandas as pd
 
-    from evaluation.staggered import estimate_att_gt
-
-    path = Path(args.panel)
     if not path.is_file():
-        raise LtcevalError(f"panel file {path}: no such file")
+        raise LtcevalError(f"{what} {path}: no such file")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise LtcevalError(f"panel file {path}: unsupported type {path.suffix or '(none)'}; use .csv or .parquet")
+        raise LtcevalError(f"{what} {path}: unsupported type {path.suffix or '(none)'}; use .csv or .parquet")
     try:
         df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
-        raise LtcevalError(f"panel file {path}: empty file") from None
+        raise LtcevalError(f"{what} {path}: empty file") from None
     except Exception as e:  # unreadable Parquet, malformed CSV: one line
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LtcevalError(f"panel file {path}: cannot read ({first})") from None
+        raise LtcevalError(f"{what} {path}: cannot read ({first})") from None
     df.columns = [str(c).strip() for c in df.columns]
     if df.empty:
-        raise LtcevalError(f"panel file {path}: no rows")
+        raise LtcevalError(f"{what} {path}: no rows")
+    return df
+
+
+def _cmd_did(args: argparse.Namespace) -> int:
+    """Group-time ATTs for staggered adoption (evaluation.staggered) on a long panel file."""
+    from evaluation.staggered import estimate_att_gt
+
+    path = Path(args.panel)
+    df = _read_table(path, "panel file")
     covariates = [c.strip() for c in (args.covariates or "").split(",") if c.strip()]
     needed = [args.unit, args.time, args.cohort, args.outcome, *covariates]
     missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
@@ -196,21 +202,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
     from evaluation.matching import match, matched_att
 
     path = Path(args.data)
-    if not path.is_file():
-        raise LtcevalError(f"data file {path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise LtcevalError(f"data file {path}: unsupported type {path.suffix or '(none)'}; use .csv or .parquet")
-    try:
-        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise LtcevalError(f"data file {path}: empty file") from None
-    except Exception as e:  # unreadable Parquet, malformed CSV: one line
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LtcevalError(f"data file {path}: cannot read ({first})") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if df.empty:
-        raise LtcevalError(f"data file {path}: no rows")
+    df = _read_table(path, "data file")
 
     def cols(text: str | None) -> list[str]:
         return [c.strip() for c in (text or "").split(",") if c.strip()]

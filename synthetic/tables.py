@@ -99,11 +99,13 @@ def _age_at(persons: pd.DataFrame, person: np.ndarray, day: np.ndarray) -> np.nd
     return np.floor((day - dob) / 365.25).astype(int)
 
 
-def _with_identity(df: pd.DataFrame, variants: pd.DataFrame, cols: dict) -> pd.DataFrame:
-    v = variants.set_index("person")
-    ident = v.loc[df["person"].to_numpy()]
-    for target, source in cols.items():
+def _with_identity(df: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
+    """Add the SUS/ECDS-style identifier columns of each row's person (sex coded 1/2)."""
+    ident = variants.set_index("person").loc[df["person"].to_numpy()]
+    for target, source in {"NHS_Number": "nhs", "Patient_Forename": "forename", "Patient_Surname": "surname",
+                           "Date_Of_Birth": "dob", "Sex": "sex", "Postcode": "postcode"}.items():
         df[target] = ident[source].to_numpy()
+    df["Sex"] = df["Sex"].map({"M": "1", "F": "2"})
     return df
 
 
@@ -112,7 +114,6 @@ def build_tables(params: SynthParams, pop: Population, sim: Simulation, rng: np.
     P = pop.persons
     tables: dict[str, pd.DataFrame] = {}
     truth_records = []
-    sex12 = {"M": "1", "F": "2"}
 
     # --- GP registered list (spine) with a few duplicate records of the same person.
     gpv = identity_variants(P, np.arange(len(P)), "gp_patients", params, rng)
@@ -178,9 +179,7 @@ def build_tables(params: SynthParams, pop: Population, sim: Simulation, rng: np.
     cat = np.r_[np.full(n_main, "1", dtype=object), np.where(dept[n_main:] == "01", rng.choice(["2", "3"], len(xp)), "1").astype(object)]
     ecv = identity_variants(P, np.unique(person), "ecds", params, rng)
     ecds = pd.DataFrame({"EC_Ident": _ids("E", k, rng, 12), "person": person})
-    ecds = _with_identity(ecds, ecv, {"NHS_Number": "nhs", "Patient_Forename": "forename", "Patient_Surname": "surname",
-                                      "Date_Of_Birth": "dob", "Sex": "sex", "Postcode": "postcode"})
-    ecds["Sex"] = ecds["Sex"].map(sex12)
+    ecds = _with_identity(ecds, ecv)
     ecds["Arrival_Date"] = _iso(day)
     ecds["Arrival_Time"] = [f"{h:02d}:{m:02d}" for h, m in zip(rng.integers(0, 24, k), rng.integers(0, 60, k))]
     ecds["EC_Department_Type"] = dept
@@ -213,9 +212,7 @@ def build_tables(params: SynthParams, pop: Population, sim: Simulation, rng: np.
     emergency = np.r_[np.ones(n_em, bool), np.zeros(len(ep), bool)]
     apv = identity_variants(P, np.unique(person), "apc", params, rng)
     apc = pd.DataFrame({"APCS_Ident": _ids("S", k, rng, 12), "person": person})
-    apc = _with_identity(apc, apv, {"NHS_Number": "nhs", "Patient_Forename": "forename", "Patient_Surname": "surname",
-                                    "Date_Of_Birth": "dob", "Sex": "sex", "Postcode": "postcode"})
-    apc["Sex"] = apc["Sex"].map(sex12)
+    apc = _with_identity(apc, apv)
     apc["Admission_Date"] = _iso(day)
     apc["Discharge_Date"] = _iso(day + los)
     apc["Admission_Method"] = np.where(emergency, rng.choice(["21", "22", "23", "24", "28", "2A", "2B", "2D"], k,
@@ -241,9 +238,7 @@ def build_tables(params: SynthParams, pop: Population, sim: Simulation, rng: np.
     attended = np.r_[rng.choice(["5", "6"], n_att, p=[0.9, 0.1]), rng.choice(["3", "2", "4"], int(extra.sum()), p=[0.65, 0.2, 0.15])]
     opv = identity_variants(P, np.unique(person), "opa", params, rng)
     opa = pd.DataFrame({"ATTENDKEY": _ids("O", k, rng, 12), "person": person})
-    opa = _with_identity(opa, opv, {"NHS_Number": "nhs", "Patient_Forename": "forename", "Patient_Surname": "surname",
-                                    "Date_Of_Birth": "dob", "Sex": "sex", "Postcode": "postcode"})
-    opa["Sex"] = opa["Sex"].map(sex12)
+    opa = _with_identity(opa, opv)
     opa["APPTDATE"] = _iso(day)
     opa["ATTENDED"] = attended
     opa["FIRSTATT"] = np.where(rng.random(k) < 0.3, "1", "2")
