@@ -189,6 +189,31 @@ def _nearest_available(vals, rows, x, width, used, unit_code) -> int:
     return best
 
 
+def _closest_by_distance(cand, i, used, unit_code, Z) -> int:
+    """Row of the unused candidate closest to treated row i in Mahalanobis distance, or -1.
+
+    ``Z`` holds the distance covariates already whitened (Mahalanobis distance = Euclidean
+    distance on Z); ties are broken by row order, so the result is deterministic."""
+    free = cand[~used[unit_code[cand]]]
+    if len(free) == 0:
+        return -1
+    d = np.sum((Z[free] - Z[i]) ** 2, axis=1)
+    return int(free[int(np.argmin(d))])
+
+
+def _whiten(X: np.ndarray, is_t: np.ndarray) -> np.ndarray:
+    """Rows of X transformed so that Euclidean distance is the Mahalanobis distance under the
+    pooled within-group covariance (Rubin 1980); singular directions are dropped."""
+    Xc = X.copy()
+    Xc[is_t] -= X[is_t].mean(axis=0)
+    Xc[~is_t] -= X[~is_t].mean(axis=0)
+    cov = np.cov(Xc, rowvar=False, ddof=1)
+    cov = np.atleast_2d(cov)
+    vals, vecs = np.linalg.eigh(cov)
+    keep = vals > 1e-10 * max(vals.max(), 1e-300)
+    return X @ (vecs[:, keep] / np.sqrt(vals[keep]))
+
+
 def _candidates_within_caliper(pools, stratum, logit, width, i) -> np.ndarray:
     """Rows of the control pool in treated row i's stratum within the caliper of its logit."""
     pool = pools.get(int(stratum[i]))
@@ -333,6 +358,7 @@ def match(
     refine: bool = False,
     refine_max_iter: int = 1000,
     refine_target_smd: float = 0.0,
+    distance_covariates: Sequence[str] | None = None,
 ) -> MatchResult:
     """Greedy 1:``ratio`` nearest-neighbour propensity-score matching without replacement.
 
@@ -359,6 +385,13 @@ def match(
     refine_max_iter: most swaps in (b).
     refine_target_smd: (b) stops once the largest |SMD| is at or below this (0: until no swap
         helps); a positive target changes the nearest-neighbour matching as little as needed.
+    distance_covariates: when given, Mahalanobis-metric matching within propensity-score
+        calipers (Rubin and Thomas 2000; MatchIt's ``mahvars``): among the unused controls of
+        the stratum inside the caliper, the one nearest in Mahalanobis distance on these
+        columns (pooled within-group covariance) is taken, rather than the one nearest in
+        score. Balance on the score alone is balance on average; these columns are then close
+        within each matched set too, which matters when they predict the outcome (e.g.
+        baseline utilisation: residual imbalance there shows up as regression to the mean).
     """
     covariates = _as_list(covariates)
     model_covs = _as_list(ps_covariates) or covariates
@@ -366,7 +399,8 @@ def match(
     strata_cols = exact_cols + ([group] if group and group not in exact_cols else [])
     if ratio < 1:
         raise ValueError("ratio must be >= 1")
-    needed = [treatment, *dict.fromkeys([*covariates, *model_covs]), *strata_cols, *_as_list(id_col)]
+    dist_covs = _as_list(distance_covariates)
+    needed = [treatment, *dict.fromkeys([*covariates, *model_covs, *dist_covs]), *strata_cols, *_as_list(id_col)]
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise KeyError(f"columns not in the table: {missing}")
@@ -384,7 +418,7 @@ def match(
     work[treatment] = work[treatment].astype(int)
     _count("input rows", work)
 
-    complete = work[list(dict.fromkeys([*covariates, *model_covs, *strata_cols]))].notna().all(axis=1)
+    complete = work[list(dict.fromkeys([*covariates, *model_covs, *dist_covs, *strata_cols]))].notna().all(axis=1)
     work = work[complete]
     _count("complete covariates and exact keys", work)
 
@@ -443,6 +477,7 @@ def match(
         }
     )
 
+    Z = _whiten(work[dist_covs].to_numpy(dtype=float), is_t) if dist_covs else None
     matches: dict[int, list[int]] = {int(i): [] for i in treated_idx}
     for rnd in range(ratio):
         for i in serve:
@@ -452,11 +487,14 @@ def match(
             pool = pools.get(int(stratum[i]))
             if pool is None:
                 continue
-            rows, vals = pool
-            x = logit[i]
-            best = _nearest_available(vals, rows, x, width, used, unit_code)
-            if best >= 0:
-                r = int(rows[best])
+            if Z is not None:
+                r = _closest_by_distance(_candidates_within_caliper(pools, stratum, logit, width, i),
+                                         i, used, unit_code, Z)
+            else:
+                rows, vals = pool
+                best = _nearest_available(vals, rows, logit[i], width, used, unit_code)
+                r = int(rows[best]) if best >= 0 else -1
+            if r >= 0:
                 used[unit_code[r]] = True
                 matches[i].append(r)
 
@@ -512,6 +550,7 @@ def match(
         "seed": seed,
         "ps_covariates": model_covs,
         "refine": refine_info or False,
+        "distance_covariates": dist_covs or None,
     }
     return MatchResult(matched=matched, balance=balance, counts=pd.DataFrame(counts), info=info)
 

@@ -20,6 +20,7 @@ def model(dbt, session):
     seed = int(dbt.config.get("matching_seed"))
     refine = str(dbt.config.get("matching_refine")).strip().lower() in ("true", "1", "yes")
     target = float(dbt.config.get("matching_refine_target_smd"))
+    distance = as_column_list(dbt.config.get("matching_distance_covariates"))
 
     candidates = dbt.ref("int_match_candidates").df()
     result = match(
@@ -35,7 +36,9 @@ def model(dbt, session):
         ps_covariates=[*covariates, *ps_extra],
         refine=refine,
         refine_target_smd=target,
+        distance_covariates=distance or None,
     )
-    matched = result.matched.drop(columns=[c for c in ps_extra if c in result.matched.columns])
+    extra = set(ps_extra) | {c for c in distance if c not in covariates}
+    matched = result.matched.drop(columns=[c for c in extra if c in result.matched.columns])
     matched["caliper_width_logit"] = result.info["caliper_width_logit"]
     return matched
