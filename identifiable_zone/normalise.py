@@ -98,17 +98,35 @@ _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y%m%d")
 _DATE_PATTERNS = (r"^\d{4}-\d{2}-\d{2}$", r"^\d{1,2}/\d{1,2}/\d{4}$", r"^\d{8}$")
 
 
+DATE_FORMAT_LABELS = ("YYYY-MM-DD", "DD/MM/YYYY", "YYYYMMDD")  # same order as _DATE_FORMATS
+
+
+def parse_date_and_format(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """``parse_date`` and ``date_format`` in one pass."""
+    raw = _map(s, lambda v: re.split(r"[ T]", v.strip(), maxsplit=1)[0] or None).astype("string")
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[s]")
+    fmt = pd.Series(None, index=s.index, dtype=object)
+    for label, form, pat in zip(DATE_FORMAT_LABELS, _DATE_FORMATS, _DATE_PATTERNS):
+        m = raw.str.fullmatch(pat).fillna(False).astype(bool) & out.isna()
+        if m.any():
+            out.loc[m] = pd.to_datetime(raw[m], format=form, errors="coerce").astype("datetime64[s]")
+            fmt.loc[m & out.notna()] = label
+    return out, fmt
+
+
 def parse_date(s: pd.Series) -> pd.Series:
     """Parse dates given as YYYY-MM-DD, DD/MM/YYYY or YYYYMMDD (a time part after the
     date, e.g. '2020-01-02 00:00:00' or '2020-01-02T00:00', is ignored) to datetime64;
     anything else, or an impossible date, -> NaT."""
-    raw = _map(s, lambda v: re.split(r"[ T]", v.strip(), maxsplit=1)[0] or None).astype("string")
-    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[s]")
-    for fmt, pat in zip(_DATE_FORMATS, _DATE_PATTERNS):
-        m = raw.str.fullmatch(pat).fillna(False).astype(bool) & out.isna()
-        if m.any():
-            out.loc[m] = pd.to_datetime(raw[m], format=fmt, errors="coerce").astype("datetime64[s]")
-    return out
+    return parse_date_and_format(s)[0]
+
+
+def date_format(s: pd.Series) -> pd.Series:
+    """The format each value of a date column was written in (one of DATE_FORMAT_LABELS), for
+    the values ``parse_date`` reads; None where blank or unparseable. A column that mixes
+    formats is checked by the identifiable zone's ``date_format_consistent`` and
+    ``date_unambiguous`` rules."""
+    return parse_date_and_format(s)[1]
 
 
 def date_to_iso(d: pd.Series) -> pd.Series:

@@ -4,6 +4,14 @@ Extracts are read as text: every column is a string (or missing), so validation 
 site sent, not what a parser guessed. CSV bytes that are not UTF-8 are decoded per row as
 cp1252 (the usual legacy encoding of NHS extracts) and each such row is reported with its file
 and line number, never its content.
+
+A CSV file whose shape is wrong is refused whole (``ExtractUnusable``, naming file, line and
+rule; no row of it is accepted or quarantined): another delimiter than the configured one
+(``delimiter``), a row with more or fewer fields than the header (``csv_shape``; e.g. a
+trailing delimiter on every row, which pandas would otherwise read as an index and shift the
+columns), a file cut short (``file_complete``: it ends inside a quoted field, or its last
+line is short and has no line end). Each row keeps the line it starts on (quoted fields may
+span lines).
 """
 from __future__ import annotations
 
@@ -12,7 +20,7 @@ import glob
 import hashlib
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +52,33 @@ class CodeRule:
 
 
 @dataclass(frozen=True)
+class DateRef:
+    """A date a record's event dates are checked against: a column of the record itself
+    (``table`` empty) or of its parent record (``table``, reached through the record's
+    ``key`` column and the parent's record id ``parent_id``)."""
+
+    column: str
+    table: str = ""
+    key: str = ""
+    parent_id: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column}" if self.table else self.column
+
+
+@dataclass(frozen=True)
+class LifeSpec:
+    """Dates that must fall within the person's life: the ``after_birth`` dates not before
+    ``birth`` (rule date_after_birth), the ``not_after_death`` dates not after ``death`` (rule
+    date_not_after_death)."""
+
+    birth: DateRef | None = None
+    death: DateRef | None = None
+    after_birth: tuple[str, ...] = ()
+    not_after_death: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     table: str
     file: str
@@ -59,6 +94,9 @@ class SourceSpec:
     pseudo_key: str = ""  # column of a key pseudonymised upstream (e.g. Der_Pseudo_NHS_Number)
     demographics: dict = field(default_factory=dict)  # role -> column, pseudonymised mode only
     delimiter: str = ","
+    numeric_min: dict = field(default_factory=dict)  # column -> smallest allowed value (rule numeric_min)
+    date_order: tuple = ()  # (earlier, later) date column pairs (rule date_order on the later one)
+    life: LifeSpec | None = None  # event dates within the person's life (date_after_birth, ...)
 
     @property
     def has_identifiers(self) -> bool:
@@ -101,6 +139,42 @@ class SourcesConfig:
         return [t for t, s in self.sources.items() if s.links_persons]
 
 
+def _date_ref(table: str, what: str, ref, sources: dict) -> DateRef | None:
+    """``Column`` of the record itself, or ``parent_table.Column`` reached through the record's
+    ``parent`` key; the column must be one of that table's dates."""
+    if ref is None:
+        return None
+    ref = str(ref)
+    spec = sources[table]
+    if "." in ref:
+        ptable, col = ref.split(".", 1)
+        keys = [k for k, t in spec.parent.items() if t == ptable]
+        if not keys:
+            raise ValueError(f"config: {table}.life.{what}: {ptable} is not a parent of {table}")
+        if ptable not in sources or col not in sources[ptable].dates:
+            raise ValueError(f"config: {table}.life.{what}: {col} is not one of {ptable}'s dates")
+        return DateRef(column=col, table=ptable, key=keys[0], parent_id=sources[ptable].record_id)
+    if ref not in spec.dates:
+        raise ValueError(f"config: {table}.life.{what}: {ref} is not one of its dates")
+    return DateRef(column=ref)
+
+
+def _life_spec(table: str, life: dict, sources: dict) -> LifeSpec:
+    unknown = set(life) - {"birth", "death", "after_birth", "not_after_death"}
+    if unknown:
+        raise ValueError(f"config: {table}.life: unknown key(s) {sorted(unknown)}")
+    lists = {}
+    for key, ref in (("after_birth", "birth"), ("not_after_death", "death")):
+        lists[key] = tuple(str(c) for c in life.get(key) or [])
+        if lists[key] and not life.get(ref):
+            raise ValueError(f"config: {table}.life.{key} needs life.{ref}")
+        for c in lists[key]:
+            if c not in sources[table].dates:
+                raise ValueError(f"config: {table}.life.{key}: {c} is not one of its dates")
+    return LifeSpec(birth=_date_ref(table, "birth", life.get("birth"), sources),
+                    death=_date_ref(table, "death", life.get("death"), sources), **lists)
+
+
 def _check_action(table: str, what: str, action: str) -> str:
     if action not in ACTIONS:
         raise ValueError(f"config: {table}.{what}: action must be one of {ACTIONS}, got {action!r}")
@@ -137,8 +211,27 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
             if col not in columns:
                 raise ValueError(f"config: {table}: demographics column {col} not in columns")
         dates = {str(c): _check_action(table, f"dates.{c}", a) for c, a in (s.get("dates") or {}).items()}
-        numeric = {str(c): _check_action(table, f"numeric.{c}", a)
-                   for c, a in (s.get("numeric") or {}).items()}
+        numeric, numeric_min = {}, {}
+        for c, a in (s.get("numeric") or {}).items():  # action, or {action, min}
+            if isinstance(a, dict):
+                unknown = set(a) - {"action", "min"}
+                if unknown:
+                    raise ValueError(f"config: {table}.numeric.{c}: unknown key(s) {sorted(unknown)}")
+                if a.get("min") is not None:
+                    try:
+                        numeric_min[str(c)] = float(a["min"])
+                    except (TypeError, ValueError):
+                        raise ValueError(f"config: {table}.numeric.{c}.min must be a number") from None
+                a = a.get("action", "quarantine")
+            numeric[str(c)] = _check_action(table, f"numeric.{c}", a)
+        date_order = []
+        for pair in s.get("date_order") or []:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"config: {table}.date_order: each entry is [earlier, later], got {pair!r}")
+            for c in pair:
+                if str(c) not in dates:
+                    raise ValueError(f"config: {table}.date_order: {c} is not one of its dates")
+            date_order.append((str(pair[0]), str(pair[1])))
         codes = {}
         for c, rule in (s.get("codes") or {}).items():
             codes[str(c)] = CodeRule(tuple(str(v) for v in rule["values"]),
@@ -155,9 +248,14 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
             parent={str(k): str(v) for k, v in (s.get("parent") or {}).items()},
             pseudo_key=pseudo_key, demographics=demographics,
             delimiter=str(s.get("delimiter", ",")),
+            numeric_min=numeric_min, date_order=tuple(date_order),
         )
     if SPINE not in sources:
         raise ValueError(f"config: the spine table {SPINE} must be configured")
+    for table, s in (raw.get("sources") or {}).items():  # after all sources: life may name a parent's date
+        if s.get("life"):
+            sources[str(table)] = replace(sources[str(table)],
+                                          life=_life_spec(str(table), s["life"], sources))
     modes = {bool(sp.pseudo_key) for sp in sources.values() if sp.links_persons}
     if len(modes) > 1:
         raise ValueError("config: person sources mix identifiers and pseudo_key; one delivery mode per run")
@@ -229,7 +327,57 @@ def _decode_csv(data: bytes, fname: str) -> tuple[str, list[dict]]:
 
 def _read_one(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """One file as an all-string frame. Raises ExtractUnusable for a file that cannot be read
-    (empty, not a table, wrong delimiter), naming the file and the rule."""
+    (empty, not a table, wrong delimiter, rows of the wrong shape, truncated), naming the file
+    and the rule."""
+    df, issues, _ = _read_table(path, spec)
+    return df, issues
+
+
+def _record_lines(text: str, delimiter: str, ncols: int, table: str, fname: str) -> list[int]:
+    """The line (header = 1) each data record starts on, checking every record has the
+    header's number of fields (rules csv_shape and file_complete). Blank lines are skipped,
+    as the reader skips them. A quoted field may span lines, so records and lines can differ."""
+    def refuse(rule, line, what):
+        raise ExtractUnusable(f"{table} ({fname}): rule {rule} failed at line {line}: {what}; "
+                              "no row of the file was read")
+
+    def shape(line, n, last):
+        if last and n < ncols and not text.endswith(("\n", "\r")):
+            refuse("file_complete", line, f"the last line has {n} of the header's {ncols} fields and no "
+                                          "line end (the file looks truncated)")
+        refuse("csv_shape", line, f"{n} fields where the header has {ncols} (a delimiter inside an "
+                                  "unquoted value, a missing or extra field, or a cut line)")
+
+    if '"' not in text:  # fast path: one record a line
+        lines, starts = text.split("\n"), []
+        last = max((i for i, ln in enumerate(lines) if ln.strip()), default=0)
+        header_seen = False
+        for i, ln in enumerate(lines):
+            if not ln.strip():
+                continue
+            if not header_seen:
+                header_seen = True
+                continue
+            n = ln.count(delimiter) + 1
+            if n != ncols:
+                shape(i + 1, n, i == last)
+            starts.append(i + 1)
+        return starts
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    starts, rows, prev = [], [], 0
+    for row in reader:
+        if row and not (len(row) == 1 and not row[0].strip()):
+            rows.append((prev + 1, len(row)))
+        prev = reader.line_num
+    for j, (line, n) in enumerate(rows[1:], start=1):
+        if n != ncols:
+            shape(line, n, j == len(rows) - 1)
+        starts.append(line)
+    return starts
+
+
+def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict], list[int]]:
+    """``_read_one`` plus the line (CSV, header = 1) or row (Parquet, 1-based) of each row."""
     table = spec.table if spec else path.stem
     if path.stat().st_size == 0:
         raise ExtractUnusable(f"{table} ({path.name}): rule file_not_empty failed: the file is empty "
@@ -248,7 +396,7 @@ def _read_one(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame,
                 txt = s.astype(object).map(lambda v: None if v is None or (isinstance(v, float) and v != v)
                                            else str(v))
             df[c] = txt.astype(object).where(s.notna(), None)
-        return df, []
+        return df, [], list(range(1, len(df) + 1))
     text, issues = _decode_csv(path.read_bytes(), path.name)
     delimiter = spec.delimiter if spec else ","
     header = text.split("\n", 1)[0]
@@ -260,16 +408,39 @@ def _read_one(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame,
                 f"{table} ({path.name}): rule delimiter failed: line 1 has no {delimiter!r} but "
                 f"{shown!r}: the file looks {shown}-delimited (set delimiter in the sources config)")
     try:
+        # index_col=False: rows with one field more than the header must not shift the columns
+        # (pandas would otherwise take the first column as an index); _record_lines refuses them.
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
-                         quoting=csv.QUOTE_MINIMAL, sep=delimiter)
+                         quoting=csv.QUOTE_MINIMAL, sep=delimiter, index_col=False)
     except pd.errors.EmptyDataError:
         raise ExtractUnusable(f"{table} ({path.name}): rule file_not_empty failed: no header row") from None
     except pd.errors.ParserError as e:
-        m = __import__("re").search(r"line (\d+)", str(e))
+        import re
+
+        msg = str(e)
+        m = re.search(r"EOF inside string starting at row (\d+)", msg)
+        if m:  # pandas counts rows of the file from 0
+            raise ExtractUnusable(
+                f"{table} ({path.name}): rule file_complete failed at line {int(m.group(1)) + 1}: a quoted "
+                "field starts there and is not closed before the end of the file (the file looks "
+                "truncated, or a quote is unbalanced); no row of the file was read") from None
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+        if m:
+            raise ExtractUnusable(
+                f"{table} ({path.name}): rule csv_shape failed at line {m.group(2)}: {m.group(3)} fields "
+                f"where the header has {m.group(1)} (a delimiter inside an unquoted value, a missing or "
+                "extra field, or a cut line); no row of the file was read") from None
+        m = re.search(r"line (\d+)", msg)
         where = f"line {m.group(1)}" if m else "a line"
         raise ExtractUnusable(f"{table} ({path.name}): rule csv_shape failed at {where}: wrong number "
                               "of fields (unquoted delimiter or wrong delimiter)") from None
-    return df, issues
+    try:
+        lines = _record_lines(text, delimiter, len(df.columns), table, path.name)
+    except csv.Error:  # e.g. a field over the csv module's size limit: pandas read it; plain numbering
+        lines = []
+    if len(lines) != len(df):  # the two readers disagree (should not happen): plain numbering
+        lines = list(range(2, len(df) + 2))
+    return df, issues, lines
 
 
 def _blank_to_none(df: pd.DataFrame) -> pd.DataFrame:
@@ -289,7 +460,7 @@ def read_extract(landing: Path, spec: SourceSpec) -> ExtractRead:
         raise ExtractUnusable(f"{spec.table}: no file matches landing/{spec.file} (rule: file_present)")
     frames, infos, issues, row_file, row_line = [], [], [], [], []
     for f in files:
-        df, enc = _read_one(f, spec)
+        df, enc, lines = _read_table(f, spec)
         df.columns = [str(c).strip() for c in df.columns]
         df = df.rename(columns=spec.rename)
         frames.append(df)
@@ -297,8 +468,7 @@ def read_extract(landing: Path, spec: SourceSpec) -> ExtractRead:
         rel = str(f.relative_to(landing))
         infos.append({"file": rel, "sha256": sha256_file(f), "rows": int(len(df)), "bytes": f.stat().st_size})
         row_file += [rel] * len(df)
-        first = 2 if f.suffix.lower() == ".csv" else 1
-        row_line += list(range(first, first + len(df)))
+        row_line += lines
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     extra = [c for c in frame.columns if c not in spec.columns]
     return ExtractRead(spec.table, _blank_to_none(frame), infos, issues, row_file, row_line, extra)

@@ -11,7 +11,28 @@ COMPLETE) gives the failing rows; each rule's action decides their fate:
   ``identifiable/quarantine/<table>.parquet`` (record id, rule, field, row number);
 - ``nullify``: the value is blanked, the row kept, and the failure written to
   ``identifiable/dq_flags/<table>.parquet`` (an unparseable date of birth should not cost
-  an A&E attendance; the record can still link on its other identifiers).
+  an A&E attendance; the record can still link on its other identifiers);
+- ``report`` (built-in checks only): row and value kept; counted in the summary
+  (``reported_by_rule``, ``reported_examples``: file and line) and logged.
+
+Rules on dates besides ``date_parses`` and ``date_not_future`` (each takes the action of the
+date column it names):
+
+- ``date_unambiguous``: in a column written mostly in one format, a DD/MM/YYYY value whose day
+  and month are both 12 or less (and differ) could be either date (e.g. a US-formatted row);
+  other values in a minority format are kept and reported (``date_format_consistent``);
+- ``date_order``: the later date of a configured pair (``date_order``, e.g. APC discharge
+  after admission) is before the earlier one;
+- ``date_after_birth`` / ``date_not_after_death``: an event date of the ``life`` config is
+  before the person's date of birth or after their date of death, taken from the record
+  itself or from its parent record (e.g. a GP appointment and its ``gp_patients`` record:
+  pass the parent's accepted rows as ``parents``; without them the rule is listed under
+  ``rules_not_run``). Only dates that pass their own rules are compared.
+
+``numeric_min``: a number below the configured ``min`` (e.g. a negative length of stay).
+Reported only: ``nhs_number_modulus11`` (ten digits failing the Modulus 11 check: kept, never
+used for deterministic links) and, on the spine, ``nhs_number_unique`` (one valid NHS number
+on several records: linkage collapses them into one person).
 
 Both tables carry the file and line (CSV line, header = 1; Parquet row, 1-based) of each
 failing row, so a site can fix its extract; never a value. Columns present in an extract but
@@ -19,7 +40,9 @@ not in the contract are not read further and are listed in the summary (``extra_
 
 Invariant asserted per source: rows in = rows accepted + rows quarantined.
 An extract is unusable (``ExtractUnusable``) when required columns are missing, the spine
-is empty, or more than ``quarantine_threshold`` of its rows are quarantined.
+is empty, or more than ``quarantine_threshold`` of its rows are quarantined; a file that
+cannot be read as a table (wrong delimiter, rows of the wrong shape, truncated) is refused
+whole when read (``identifiable_zone.sources``): no row of it is accepted or quarantined.
 """
 from __future__ import annotations
 
@@ -61,20 +84,58 @@ class ValidationResult:
     quarantine: pd.DataFrame  # record_id, rule, field, row
     flags: pd.DataFrame  # record_id, rule, field, row
     summary: dict
+    reported: pd.DataFrame | None = None  # report-only failures (row and value kept), same columns
 
 
-def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str) -> tuple[pd.DataFrame, dict]:
-    """The frame GX validates: the raw columns plus normalised helper columns, and the
-    normalised values to put back into accepted rows. ``latest``: the last allowed date (ISO)."""
+def _before(x: pd.Series, y: pd.Series) -> pd.Series:
+    """x < y for ISO date strings, False where either is missing."""
+    return pd.Series([a is not None and b is not None and a < b for a, b in zip(x.tolist(), y.tolist())],
+                     index=x.index, dtype=bool)
+
+
+def _add_verdict(chk: pd.DataFrame, name: str, fails: pd.Series, known: pd.Series, bad: str) -> None:
+    """Add helper column ``name`` for GX: 'ok' / ``bad`` where ``known``, None (not judged)
+    elsewhere. Only when some row fails: GX hashes every column of the frame it validates, so
+    an idle helper column costs time on a large extract; build_suite leaves the rule of an
+    absent helper column out (no row fails it either way)."""
+    hit = (fails & known).to_numpy(dtype=bool)
+    if hit.any():
+        chk[name] = pd.Series([(bad if f else "ok") if k else None for f, k in zip(hit.tolist(), known.tolist())],
+                              index=fails.index, dtype=object)
+
+
+def _reference_dates(df: pd.DataFrame, ref, usable: dict, parents: dict | None):
+    """ISO birth/death date of each row's person: the record's own column or its parent
+    record's (None when unknown); None overall when the parent rows were not given."""
+    if ref is None:
+        return None
+    if not ref.table:
+        return usable[ref.column]
+    parent = (parents or {}).get(ref.table)
+    if parent is None:
+        return None
+    p = parent[[ref.parent_id, ref.column]].dropna(subset=[ref.parent_id])
+    p = p[~p[ref.parent_id].duplicated(keep=False)]  # a key on two parent rows says nothing
+    iso = nz.date_to_iso(nz.parse_date(p[ref.column]))
+    lookup = dict(zip(p[ref.parent_id].tolist(), iso.tolist()))
+    return pd.Series([lookup.get(k) for k in df[ref.key].tolist()], index=df.index, dtype=object)
+
+
+def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str,
+                   parents: dict | None = None) -> tuple[pd.DataFrame, dict, list]:
+    """The frame GX validates: the raw columns plus normalised helper columns, the
+    normalised values to put back into accepted rows, and the rules that could not be run.
+    ``latest``: the last allowed date (ISO)."""
     chk = df.copy()
-    normalised = {}
+    normalised, usable, not_run = {}, {}, []
     # exact duplicate rows: every copy after the first fails; the first is judged on its own
     dup_copy = df.duplicated(keep="first")
     chk["__exact_duplicate"] = pd.Series(["duplicate" if d else "ok" for d in dup_copy.tolist()],
                                          index=df.index, dtype=object)
     chk[f"{spec.record_id}__first_copy"] = df[spec.record_id].where(~dup_copy, None)
     for col in spec.dates:
-        iso = nz.date_to_iso(nz.parse_date(df[col]))
+        parsed, fmt = nz.parse_date_and_format(df[col])
+        iso = nz.date_to_iso(parsed)
         normalised[col] = iso
         # ISO where it parsed, a marked non-date where it did not (so the regex fails), None if blank
         chk[f"{col}__iso"] = pd.Series(
@@ -83,18 +144,70 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str) -> tuple[pd.
         chk[f"{col}__not_future"] = pd.Series(
             [None if i is None else ("future" if i > latest else "ok") for i in iso.tolist()],
             index=df.index, dtype=object)
+        # formats: the column's main one (most values; ties to the earlier of DATE_FORMAT_LABELS)
+        counts = fmt.value_counts()
+        main = (max(counts.index, key=lambda f: (counts[f], -nz.DATE_FORMAT_LABELS.index(f)))
+                if len(counts) else None)
+        known = fmt.notna()
+        _add_verdict(chk, f"{col}__format", fmt != main, known, "other")
+        day_first = (fmt == "DD/MM/YYYY") & (main != "DD/MM/YYYY")
+        ambiguous = (day_first & (parsed.dt.day <= 12) & (parsed.dt.month <= 12)
+                     & (parsed.dt.day != parsed.dt.month)).fillna(False).astype(bool)
+        _add_verdict(chk, f"{col}__unambiguous", ambiguous, known, "ambiguous")
+        # a date other rules may compare with: parsed, not after the period, not ambiguous
+        usable[col] = pd.Series([i if i is not None and i <= latest and not a else None
+                                 for i, a in zip(iso.tolist(), ambiguous.tolist())],
+                                index=df.index, dtype=object)
+    for earlier, later in spec.date_order:
+        a, b = usable[earlier], usable[later]
+        _add_verdict(chk, f"{later}__after_{earlier}", _before(b, a), a.notna() & b.notna(), "before")
+    for col, low in spec.numeric_min.items():
+        num = pd.to_numeric(df[col].where(df[col].astype("string").str.fullmatch(NUMBER).fillna(False)),
+                            errors="coerce")
+        _add_verdict(chk, f"{col}__min", num < low, num.notna(), "below")
+    life = spec.life
+    if life is not None:
+        for what, ref, rule, cols in (("birth", life.birth, "date_after_birth", life.after_birth),
+                                      ("death", life.death, "date_not_after_death", life.not_after_death)):
+            ref_iso = _reference_dates(df, ref, usable, parents) if cols else None
+            for col in cols:
+                if not ref.table and ref.column == col:
+                    continue
+                if ref_iso is None:
+                    not_run.append({"rule": rule, "field": col,
+                                    "reason": f"the rows of {ref.table} (for {ref}) were not given"})
+                    continue
+                ev = usable[col]
+                fails = _before(ev, ref_iso) if what == "birth" else _before(ref_iso, ev)
+                _add_verdict(chk, f"{col}__{what}", fails, ev.notna() & ref_iso.notna(), "outside_life")
     nhs_col = spec.identifiers.get("nhs_number")
     if nhs_col:
         cleaned = nz.clean_nhs_number(df[nhs_col])
         normalised[nhs_col] = cleaned
         chk[f"{nhs_col}__clean"] = cleaned
-    return chk, normalised
+        ten = nz.nhs_number_format_ok(cleaned)
+        valid = nz.nhs_number_is_valid(cleaned)
+        _add_verdict(chk, f"{nhs_col}__modulus11", ~valid, ten, "fails")
+        if spec.table == SPINE:  # valid numbers, exact duplicate copies left out (judged above)
+            first = cleaned.where(valid & ~dup_copy, None)
+            if first.dropna().duplicated().any():
+                chk[f"{nhs_col}__valid_first_copy"] = first
+    return chk, normalised, not_run
 
 
-def build_suite(spec: SourceSpec, name: str):
-    """The GX suite for one source. Each expectation's meta carries rule, field and action."""
+def build_suite(spec: SourceSpec, name: str, columns=None):
+    """The GX suite for one source. Each expectation's meta carries rule, field and action.
+    ``columns``: the columns of the frame to validate; the rules added with this change
+    (date_unambiguous, date_format_consistent, date_order, date_after_birth,
+    date_not_after_death, numeric_min, nhs_number_modulus11, nhs_number_unique) are in the
+    suite when their helper column is (see _add_verdict), all of them when None."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
+
+    have = None if columns is None else set(columns)
+
+    def present(col):
+        return have is None or col in have
 
     suite = gx.ExpectationSuite(name=name)
     rid = spec.record_id
@@ -112,6 +225,27 @@ def build_suite(spec: SourceSpec, name: str):
         suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
             column=f"{col}__not_future", value_set=["ok"],
             meta={"rule": "date_not_future", "field": col, "action": action}))
+        if present(f"{col}__unambiguous"):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                column=f"{col}__unambiguous", value_set=["ok"],
+                meta={"rule": "date_unambiguous", "field": col, "action": action}))
+        if present(f"{col}__format"):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                column=f"{col}__format", value_set=["ok"],
+                meta={"rule": "date_format_consistent", "field": col, "action": "report"}))
+    for earlier, later in spec.date_order:
+        if present(f"{later}__after_{earlier}"):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                column=f"{later}__after_{earlier}", value_set=["ok"],
+                meta={"rule": "date_order", "field": later, "action": spec.dates[later]}))
+    life = spec.life
+    for what, rule, cols in (("birth", "date_after_birth", life.after_birth if life else ()),
+                             ("death", "date_not_after_death", life.not_after_death if life else ())):
+        for col in cols:
+            if present(f"{col}__{what}"):
+                suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                    column=f"{col}__{what}", value_set=["ok"],
+                    meta={"rule": rule, "field": col, "action": spec.dates[col]}))
     for col, rule in spec.codes.items():
         suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
             column=col, value_set=list(rule.values),
@@ -119,11 +253,24 @@ def build_suite(spec: SourceSpec, name: str):
     for col, action in spec.numeric.items():
         suite.add_expectation(gxe.ExpectColumnValuesToMatchRegex(
             column=col, regex=NUMBER, meta={"rule": "numeric", "field": col, "action": action}))
+    for col in spec.numeric_min:
+        if present(f"{col}__min"):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                column=f"{col}__min", value_set=["ok"],
+                meta={"rule": "numeric_min", "field": col, "action": spec.numeric[col]}))
     nhs_col = spec.identifiers.get("nhs_number")
     if nhs_col:
         suite.add_expectation(gxe.ExpectColumnValuesToMatchRegex(
             column=f"{nhs_col}__clean", regex=TEN_DIGITS,
             meta={"rule": "nhs_number_format", "field": nhs_col, "action": spec.nhs_number_action}))
+        if present(f"{nhs_col}__modulus11"):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                column=f"{nhs_col}__modulus11", value_set=["ok"],
+                meta={"rule": "nhs_number_modulus11", "field": nhs_col, "action": "report"}))
+        if spec.table == SPINE and present(f"{nhs_col}__valid_first_copy"):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(
+                column=f"{nhs_col}__valid_first_copy",
+                meta={"rule": "nhs_number_unique", "field": nhs_col, "action": "report"}))
     if spec.table == SPINE:
         suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(
             min_value=1, meta={"rule": "table_not_empty", "field": "", "action": "unusable"}))
@@ -160,29 +307,32 @@ def _index_list(result: dict) -> list:
 
 
 def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20,
-                    latest_date: str | None = None) -> ValidationResult:
+                    latest_date: str | None = None, parents: dict | None = None) -> ValidationResult:
     """Validate one extract; return accepted rows (dates ISO, NHS numbers cleaned), the
     quarantine and flag tables, and a summary of counts (no identifiers).
 
-    ``latest_date`` (ISO): dates after it fail ``date_not_future`` (default: today, UTC)."""
+    ``latest_date`` (ISO): dates after it fail ``date_not_future`` (default: today, UTC).
+    ``parents``: table -> accepted rows of the parent tables its ``life`` config names (e.g.
+    ``gp_patients`` for the dates of birth and death of GP appointments); rules needing a
+    parent that is not given are skipped and listed in the summary (``rules_not_run``)."""
     from datetime import datetime, timezone
 
     latest = latest_date or datetime.now(timezone.utc).date().isoformat()
     _schema_check(read, spec)
     df = read.frame[list(spec.columns)].reset_index(drop=True)
     n = len(df)
-    chk, normalised = _derived_frame(df, spec, latest)
+    chk, normalised, not_run = _derived_frame(df, spec, latest, parents)
 
     ctx, ds = _gx_context()
     _GX["n"] += 1
     asset = ds.add_dataframe_asset(f"{spec.table}_{_GX['n']}")
     bd = asset.add_batch_definition_whole_dataframe("whole")
-    suite = build_suite(spec, f"{spec.table}_rows_{_GX['n']}")
+    suite = build_suite(spec, f"{spec.table}_rows_{_GX['n']}", chk.columns)
     res = bd.get_batch(batch_parameters={"dataframe": chk}).validate(
         suite, result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False})
 
     files = ", ".join(f["file"] for f in read.files)
-    q_parts, f_parts, rules = [], [], []
+    q_parts, f_parts, r_parts, rules = [], [], [], []
     for r in res.results:
         meta = r.expectation_config.meta or {}
         rule, fld, action = meta.get("rule"), meta.get("field"), meta.get("action")
@@ -200,7 +350,7 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
         if not idx:
             continue
         part = pd.DataFrame({"row": idx, "rule": rule, "field": fld})
-        (q_parts if action == "quarantine" else f_parts).append(part)
+        {"quarantine": q_parts, "nullify": f_parts, "report": r_parts}[action].append(part)
 
     row_file = pd.Series(read.row_file if read.row_file is not None else [files] * n, dtype=object)
     row_line = pd.Series(read.row_line if read.row_line is not None else range(2, n + 2), dtype="int64")
@@ -220,6 +370,7 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
 
     quarantine = _finish(q_parts)
     flags = _finish(f_parts)
+    reported = _finish(r_parts)
 
     accepted = df.copy()
     for col, vals in normalised.items():
@@ -247,12 +398,27 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
         "flags_by_rule": [{"rule": x["rule"], "field": x["field"], "rows": x["rows"]}
                           for x in rules if x["action"] == "nullify" and x["rows"]],
         "quarantine_examples": _examples(quarantine), "flag_examples": _examples(flags),
+        "reported_by_rule": [{"rule": x["rule"], "field": x["field"], "rows": x["rows"]}
+                             for x in rules if x["action"] == "report" and x["rows"]],
+        "reported_examples": _examples(reported),
+        "rules_not_run": not_run,
         "extra_columns": list(read.extra_columns or []),
         "latest_date_allowed": latest,
     }
     for ex in summary["quarantine_examples"]:
         log.warning("%s: %s line %d: rule %s failed on %s: row quarantined", spec.table, ex["file"],
                     ex["line"], ex["rule"], ex["field"])
+    for ex in summary["flag_examples"]:
+        log.warning("%s: %s line %d: rule %s failed on %s: value blanked, row kept", spec.table, ex["file"],
+                    ex["line"], ex["rule"], ex["field"])
+    for x in summary["reported_by_rule"]:
+        first = reported[(reported["rule"] == x["rule"]) & (reported["field"] == x["field"])].iloc[0]
+        log.warning("%s: %d row(s) fail rule %s on %s (first at %s line %d): kept, reported only",
+                    spec.table, x["rows"], x["rule"], x["field"], first["file"], int(first["line"]))
+    for x in not_run:
+        log.info("%s: rule %s on %s not run: %s", spec.table, x["rule"], x["field"], x["reason"])
+    if n == 0:
+        log.warning("%s (%s): header only, 0 rows: accepted as an empty extract", spec.table, files)
     if summary["extra_columns"]:
         log.warning("%s (%s): %d column(s) not in the contract, not read further: %s", spec.table, files,
                     len(summary["extra_columns"]), ", ".join(summary["extra_columns"]))
@@ -267,4 +433,4 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
         log.warning("%s: %d line(s) not UTF-8 decoded with fallback (first: %s line %d)", spec.table,
                     len(read.encoding_issues), read.encoding_issues[0]["file"],
                     read.encoding_issues[0]["line"])
-    return ValidationResult(spec.table, accepted, quarantine, flags, summary)
+    return ValidationResult(spec.table, accepted, quarantine, flags, summary, reported)
