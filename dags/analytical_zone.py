@@ -9,21 +9,36 @@ failed critical expectation (balance, uniqueness, windows), which fails the run 
 `evaluation_panel` asset is published. Results: `<out>/reports/gx/*.json`, and GX Data Docs
 (HTML, naming each failed expectation and why it is critical) in `<out>/reports/gx/data_docs/`.
 
-DuckDB single writer: a DuckDB file has one writing process at a time, and a process that
-holds it open for writing locks out readers in other processes (and vice versa). Inside this
-DAG that is guaranteed by `max_active_tasks=1` and `max_active_runs=1`, and the GX task opening the
-file `read_only=True` after every dbt task has finished. dbt runs in the task's own process
-(cosmos DBT_RUNNER: dbt is imported once, not once per model, which makes the DAG several
-times faster); dbt-duckdb keeps its database handle for the life of that process, so the GX
-task releases any such handle first (under `dag.test()` all tasks share one process; under a
-scheduler each task is its own process and there is none to release). No Airflow pool is needed for that. The
-one cross-DAG case is a new `pseudonymised_tables` event arriving while the evaluation DAG
-still reads the warehouse: dbt would then fail on the file lock (and retry/fail visibly; it
-cannot corrupt the file). If runs may overlap in production, put the dbt tasks and the
-evaluation DAG's warehouse readers in one Airflow pool with a single slot.
+Staging and publishing (``ltceval.publish``): dbt builds a fresh warehouse in
+``analytical/.staging/warehouse.duckdb`` (``prepare_warehouse`` removes any earlier one first,
+so every table is rebuilt from the pseudonymised tables and a rerun can never duplicate rows).
+The GX gates read that file and write their results into the run's unpublished version
+folder; only when they pass does ``publish_warehouse`` swap the file in for
+``analytical/warehouse.duckdb`` (one rename; readers keep the old file until then) and
+publish the `evaluation_panel` asset. A failed gate or a killed run leaves the published
+warehouse as it was.
 
-Paths come from `ltceval.settings.Paths.from_env()` (env LTCEVAL_OUT): the warehouse and the
-pseudonymised folder are handed to dbt as env LTCEVAL_WAREHOUSE / LTCEVAL_PSEUDONYMISED_DIR.
+DuckDB single writer: a DuckDB file has one writing process at a time, and a process that
+holds it open for writing locks out readers in other processes (and vice versa). The only
+file ever opened for writing is the staging file, and only by this DAG: one task and one run
+at a time (`max_active_tasks=1`, `max_active_runs=1`); the GX task opens it `read_only=True`
+after every dbt task has finished, and the swap is a rename under a lock file
+(`analytical/.warehouse.lock`). Readers of the published warehouse (the evaluation DAG, a
+notebook) open it read-only and are never blocked by a dbt run, nor block one. dbt runs in
+the task's own process (cosmos DBT_RUNNER: dbt is imported once, not once per model, which
+makes the DAG several times faster); dbt-duckdb keeps its database handle for the life of
+that process, so the GX and publish tasks release any such handle first (under `dag.test()`
+all tasks share one process; under a scheduler each task is its own process and there is
+none to release).
+
+Retries: none for the dbt tasks (a model or test that fails fails again on the same input,
+and no other process writes the staging file, so there is no lock to wait for) and none for
+the GX gates; `prepare_warehouse` and `publish_warehouse` retry on transient I/O errors
+(``ltceval.publish.IO_RETRIES``; a full disk or a permission error fails at once).
+
+Paths come from `ltceval.settings.Paths.from_env()` (env LTCEVAL_OUT): the staging warehouse
+and the pseudonymised folder are handed to dbt as env LTCEVAL_WAREHOUSE /
+LTCEVAL_PSEUDONYMISED_DIR.
 """
 from __future__ import annotations
 
@@ -41,12 +56,13 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior  # noqa: E402
 
 from ltceval.assets import EVALUATION_PANEL, PSEUDONYMISED_TABLES  # noqa: E402
+from ltceval.publish import IO_RETRIES, NO_RETRIES  # noqa: E402
 from ltceval.settings import DBT_PROJECT_DIR, Paths  # noqa: E402
 
 _paths = Paths.from_env()
 DBT_ENV = {
     "LTCEVAL_OUT": str(_paths.out),
-    "LTCEVAL_WAREHOUSE": str(_paths.warehouse),
+    "LTCEVAL_WAREHOUSE": str(_paths.staging_warehouse),  # built aside, published after the gates
     "LTCEVAL_PSEUDONYMISED_DIR": str(_paths.pseudonymised),
 }
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
@@ -63,6 +79,18 @@ DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
     doc_md=__doc__,
 )
 def analytical_zone():
+    @task(**IO_RETRIES)
+    def prepare_warehouse() -> dict:
+        """Remove any staged warehouse: dbt builds the next one from scratch."""
+        from expectations.marts import release_in_process_dbt_handle
+        from ltceval import publish
+        from ltceval.settings import Paths
+
+        release_in_process_dbt_handle()
+        with publish.airflow_retry_policy():
+            staging = publish.reset_staging_warehouse(Paths.from_env())
+        return {"staging_warehouse": str(staging)}
+
     dbt_build = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, env_vars=DBT_ENV, install_dbt_deps=False),
@@ -79,21 +107,44 @@ def analytical_zone():
             # tests with several parents (relationships) run as their own task after all parents
             should_detach_multiple_parents_tests=True,
         ),
+        default_args=dict(NO_RETRIES),  # same input, same failure: no retry
     )
 
-    @task(outlets=[EVALUATION_PANEL])
+    @task(**NO_RETRIES)
     def validate_marts() -> dict:
-        """GX suites on the marts; raises CriticalExpectationError when a critical one fails."""
+        """GX suites on the staged marts; raises CriticalExpectationError when a critical one
+        fails (the staged warehouse is then not published)."""
         from expectations.marts import release_in_process_dbt_handle
         from expectations.marts import validate_marts as run_suites
+        from ltceval import publish
         from ltceval.settings import Paths
 
         paths = Paths.from_env()
+        run = publish.current_run(paths)
+        staged = publish.staged(paths, run).with_warehouse(paths.staging_warehouse)
         release_in_process_dbt_handle()
-        summary = run_suites(paths.warehouse, paths.reports / "gx")
-        return {"matched_share": summary["matched_share"], "max_abs_smd_after": summary["max_abs_smd_after"]}
+        with publish.airflow_retry_policy():
+            publish.seal_staging_warehouse(paths)  # the file the gates read is the file published
+            with publish.output_guard(staged.reports / "gx"):
+                summary = run_suites(staged.warehouse, staged.reports / "gx")
+            publish.record_gates_passed(paths, {"matched_share": summary["matched_share"],
+                                                "max_abs_smd_after": summary["max_abs_smd_after"]})
+        return {"matched_share": summary["matched_share"], "max_abs_smd_after": summary["max_abs_smd_after"],
+                **run.to_json()}
 
-    dbt_build >> validate_marts()
+    @task(outlets=[EVALUATION_PANEL], **IO_RETRIES)
+    def publish_warehouse(gates: dict) -> dict:
+        """Swap the gated staging warehouse in for the published one (one rename)."""
+        from ltceval import publish
+        from ltceval.settings import Paths
+
+        with publish.airflow_retry_policy():
+            target = publish.publish_warehouse(Paths.from_env())
+        return {"warehouse": str(target), "period": gates["period"], "run_key": gates["run_key"]}
+
+    gates = validate_marts()
+    prepare_warehouse() >> dbt_build >> gates
+    publish_warehouse(gates)
 
 
 analytical_zone()

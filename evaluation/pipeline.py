@@ -177,8 +177,12 @@ def sensitivity(paths: Paths) -> dict:
                       "subgroups": 0 if out["subgroups"] is None else int(len(out["subgroups"]))})
 
 
-def report(paths: Paths, outcomes=OUTCOMES) -> dict:
-    """Write `<out>/reports/business_case.html` and `<out>/reports/tables/*.csv`."""
+def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
+    """Write `business_case.html` and `tables/*.csv` in `paths.reports` (the DAG points that at
+    the run's unpublished version folder). ``period``: the run's data period (YYYY-MM), shown
+    in the report. A write error names the folder (``ltceval.publish.PublishError``)."""
+    from ltceval.publish import output_guard
+
     estimates: dict[str, OutcomeEstimates] = {o: _load(paths, f"outcome_{o}") for o in outcomes}
     c = _load(paths, "costing")
     sens_path = work_dir(paths) / "sensitivity.pkl"
@@ -189,13 +193,15 @@ def report(paths: Paths, outcomes=OUTCOMES) -> dict:
                  if "mart_attrition" in tables else None)
     inputs = ReportInputs(
         estimates=estimates, costing=c["costing"], cost_did=c["cost_did"], cohort=c["cohort"],
-        period=c["period"], unit_costs=c.get("unit_costs", read_table(paths.warehouse, "unit_costs")),
+        period={**c["period"], "reporting_period": period},
+        unit_costs=c.get("unit_costs", read_table(paths.warehouse, "unit_costs")),
         balance=balance, attrition=attrition, price_index=c.get("price_index"),
         config=c.get("config"), scenarios=sens.get("scenarios"),
         sensitivity_notes=tuple(sens.get("notes", ())), iapt=sens.get("iapt"),
         subgroups=sens.get("subgroups"),
     )
-    written = write_report(inputs, paths.reports)
+    with output_guard(paths.reports):
+        written = write_report(inputs, paths.reports)
     return {"report": written["html"], "tables": sorted(k for k in written if k != "html")}
 
 

@@ -213,6 +213,12 @@ def _key_figures(c: CostingResult, price_txt: str) -> str:
     return f"<div class='kfs' role='group' aria-label='Key figures ({html.escape(price_txt)} prices)'>{cells}</div>"
 
 
+def _period_note(inp: ReportInputs) -> str:
+    """The run's data period, first line under the title."""
+    rp = inp.period.get("reporting_period")
+    return f"Data period: extracts up to the end of <b>{html.escape(str(rp))}</b>. " if rp else ""
+
+
 def _too_few(inp: ReportInputs) -> bool:
     """Means and rates based on 1-7 treated people are not published."""
     return 1 <= inp.cohort["treated_persons"] <= 7
@@ -229,7 +235,7 @@ def build_html(inp: ReportInputs) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>{html.escape(inp.title)}</title><style>{CSS}</style></head><body>",
              f"<h1>{html.escape(inp.title)}</h1>",
-             f"<p class='note'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+             f"<p class='note'>{_period_note(inp)}Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
              f"Counts are rounded to the nearest 5 and counts of 1-7 shown as *.</p>",
              _summary_paragraph(inp)]
 
@@ -452,7 +458,7 @@ def build_html(inp: ReportInputs) -> str:
     parts.append("<h2 id='design'>Design, assumptions and limitations</h2>")
     parts.append(f"""
 <ul>
-<li><b>Data period.</b> Index months {p.get('first_index_month')} to {p.get('last_index_month')};
+<li><b>Data period.</b> {f"Extracts up to the end of {p.get('reporting_period')}. " if p.get('reporting_period') else ""}Index months {p.get('first_index_month')} to {p.get('last_index_month')};
 calendar months covered {p.get('first_calendar_month')} to {p.get('last_calendar_month')}.</li>
 <li><b>Design.</b> Stacked matched difference-in-differences: each treated person and their matched
 controls share an index month (referral to the service by default; dbt var index_date_rule). Pre-period = the 12 months before the index
@@ -559,9 +565,11 @@ def business_case_template(inp: ReportInputs) -> pd.DataFrame:
         ("unit_cost_version", inp.costing.unit_cost_version),
         ("annual_caseload_basis", inp.costing.annual_caseload_basis),
         ("persistence_years_assumed", inp.costing.persistence_years),
+        ("reporting_period", inp.period.get("reporting_period")),
         ("first_index_month", inp.period.get("first_index_month")),
         ("last_index_month", inp.period.get("last_index_month")),
     ]
+    meta = [m for m in meta if m[0] != "reporting_period" or m[1] is not None]
     m = pd.DataFrame([{"quantity": k, "estimate": v, "lo95": None, "hi95": None} for k, v in meta])
     return pd.concat([t.drop(columns=["interval_method"], errors="ignore"), m], ignore_index=True)
 

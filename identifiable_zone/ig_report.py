@@ -140,8 +140,11 @@ def build_raw(paths: Paths) -> dict:
         "run_id": run.get("run_id"), "run_started_at": run.get("started_at"),
         "report_written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sources_config": run.get("sources_config"),
+        "data_period": run.get("period"),
         "manifest": {
             "run_id": run.get("run_id"), "run_started_at": run.get("started_at"),
+            "data_period": run.get("period"), "data_period_source": run.get("period_source"),
+            "latest_activity_date": run.get("latest_activity_date"),
             "code_version": run.get("code_version"), "delivery_mode": mode,
             "sources_config": run.get("sources_config"),
             "sources_config_sha256": run.get("sources_config_sha256"),
@@ -217,7 +220,8 @@ def render_html(pub: dict) -> str:
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}"
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}</style></head><body>",
         "<h1>Identifiable zone: information-governance report</h1>",
-        f"<p>Run <b>{html.escape(str(pub['run_id']))}</b>, started {html.escape(str(pub['run_started_at']))}; "
+        f"<p>Data period <b>{html.escape(str(pub.get('data_period')))}</b> (data up to the end of that month). "
+        f"Run <b>{html.escape(str(pub['run_id']))}</b>, started {html.escape(str(pub['run_started_at']))}; "
         f"report written {html.escape(str(pub['report_written_at']))}.</p>",
         f"<p>{html.escape(pub['suppression'])}.</p>",
         "<h2>Run manifest</h2>",

@@ -31,7 +31,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.null_effect:
         params = params.with_null_effect()
     summary = generate(params, Path(args.out), fmt=args.format,
-                       upstream_pseudonymised=args.upstream_pseudonymised)
+                       upstream_pseudonymised=args.upstream_pseudonymised, monthly_from=args.monthly_from)
     if args.pseudonymised_fixture:
         import os
 
@@ -112,6 +112,15 @@ def _cmd_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def _period(text: str) -> str:
+    from .publish import PublishError, parse_period
+
+    try:
+        return parse_period(text)
+    except PublishError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _probability(text: str) -> float:
     try:
         value = float(text)
@@ -126,7 +135,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .run import run_pipeline
 
     report = run_pipeline(out=Path(args.out), persons=args.persons, seed=args.seed,
-                          config=Path(args.config) if args.config else None)
+                          config=Path(args.config) if args.config else None, period=args.period)
     print(f"business-case report: {report}")
     return 0
 
@@ -325,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-pseudonymised", action="store_true",
                    help="write person extracts as pseudonymised upstream: identifiers replaced by a "
                         "Der_Pseudo_NHS_Number keyed hash (read with config/sources_pseudonymised_upstream.yml)")
+    p.add_argument("--monthly-from", type=_period, metavar="YYYY-MM",
+                   help="write activity extracts as monthly deliveries: one file a month from this month "
+                        "(e.g. ecds.2024-01.csv) and one file for everything before it")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("link", help="link the records of two files (CSV or Parquet) with the pipeline's linker")
@@ -344,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="ltceval-out", help="output folder (default ./ltceval-out)")
     p.add_argument("--config", help="sources config naming real extracts; synthetic data are generated when omitted")
+    p.add_argument("--period", type=_period,
+                   help="data period YYYY-MM the run is for (default: the last month with activity in the "
+                        "extracts); the run fails if the extracts do not end in it")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("did", help="group-time ATTs for staggered adoption (Callaway & Sant'Anna 2021) on a long panel")
     p.add_argument("panel", help="long panel file (.csv or .parquet): one row per unit and integer period")

@@ -20,6 +20,13 @@ def run_dag(dag_id: str) -> str:
     if dag is None:
         raise RuntimeError(f"no DAG called {dag_id!r} in {conf.get('core', 'dags_folder')}")
     dag_run = dag.test()
+    try:  # name the failed tasks on the last line of the log (the runner shows the tail)
+        failed = sorted(ti.task_id for ti in dag_run.get_task_instances()
+                        if str(getattr(ti.state, "value", ti.state)) in ("failed", "upstream_failed"))
+    except Exception:  # reporting only
+        failed = []
+    if failed:
+        print(f"dag {dag_id}: failed or not run: {', '.join(failed)}")
     return str(dag_run.state)
 
 

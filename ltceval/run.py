@@ -1,12 +1,16 @@
 """`ltceval run`: the whole pipeline on an embedded Airflow (SQLite metadata) and DuckDB.
 
 Each DAG runs with `dag.test()` in a child process, in the order the Assets chain them.
+The run publishes its reports as `<out>/reports/<period>/` (and `<out>/reports/latest`), only
+when every gate has passed; a failed or killed run leaves earlier outputs as they were and
+can simply be run again.
 The same DAG files load unchanged in a normal Airflow deployment, where the scheduler
 triggers the analytical and evaluation DAGs when the upstream Asset is updated.
 """
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -55,6 +59,21 @@ def ensure_key(paths: Paths, env: dict[str, str]) -> None:
     env[KEY_FILE_ENV] = str(key_file)
 
 
+# the line of a traceback that names the exception: "pkg.mod.SomeError: message"
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Unusable)): (.+)$")
+
+
+def _cause(log_text: str) -> str | None:
+    """The last exception a failed step's log names, as 'SomeError: message' (one line)."""
+    found = None
+    for line in log_text.splitlines():
+        m = _ERROR_LINE.match(line.strip())
+        if m:  # AirflowFailException wraps "PublishError: ..." (ltceval.publish.airflow_retry_policy)
+            found = m.group(2).strip() if m.group(1) == "AirflowFailException" else \
+                f"{m.group(1)}: {m.group(2).strip()}"
+    return found[:600] if found else None
+
+
 def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
     t0 = time.perf_counter()
     print(f"  {label} ...", end="", flush=True)
@@ -64,16 +83,28 @@ def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
     took = time.perf_counter() - t0
     if proc.returncode != 0:
         print(f" failed after {took:.0f} s")
-        tail = log.read_text(errors="replace").splitlines()[-25:]
+        text = log.read_text(errors="replace")
+        tail = text.splitlines()[-25:]
         print("\n".join(f"    | {line}" for line in tail), file=sys.stderr)
-        raise LtcevalError(f"{label} failed; full log: {log}")
+        cause = _cause(text)
+        raise LtcevalError(f"{label} failed" + (f": {cause}" if cause else "") + f"; full log: {log}")
     print(f" done ({took:.0f} s)")
 
 
-def run_pipeline(out: Path, persons: int = 20_000, seed: int = 1, config: Path | None = None) -> Path:
+def run_pipeline(out: Path, persons: int = 20_000, seed: int = 1, config: Path | None = None,
+                 period: str | None = None) -> Path:
+    """Synthetic extracts (unless ``config`` names real ones), then the three DAGs; returns the
+    published business case of the run's data period (``reports/<period>/business_case.html``).
+
+    ``period`` (YYYY-MM): the data period the run is for; the extracts must end in it. Rerunning
+    a period replaces its published outputs as a whole (``ltceval.publish``)."""
+    from . import publish
+
     paths = Paths(Path(out).resolve())
     paths.out.mkdir(parents=True, exist_ok=True)
     env = airflow_env(paths)
+    if period is not None:
+        env[publish.PERIOD_ENV] = publish.parse_period(period)
     ensure_key(paths, env)
     logs = paths.out / "logs"
     print(f"ltceval: output folder {paths.out}")
@@ -89,7 +120,8 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = 1, config: Path |
           [sys.executable, "-m", "airflow", "db", "migrate"], env, logs / "airflow-db-migrate.log")
     for dag_id in DAG_ORDER:
         _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id], env, logs / f"dag-{dag_id}.log")
-    report = paths.reports / "business_case.html"
-    if not report.exists():
-        raise LtcevalError(f"the evaluation DAG finished but wrote no report at {report}")
+    run = publish.current_run(paths)
+    report = publish.period_dir(paths, run.period) / "business_case.html"
+    if not report.exists() or publish.published_period(paths, run.period) != publish.version_dir(paths, run):
+        raise LtcevalError(f"the evaluation DAG finished but did not publish {report}")
     return report

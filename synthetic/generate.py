@@ -22,20 +22,63 @@ def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
     if fmt == "parquet":
-        pq.write_table(table, path.with_suffix(".parquet"))
+        pq.write_table(table, path.parent / f"{path.name}.parquet")
     else:
         # Everything as text, as extracts arrive; nulls as empty fields.
         table = table.cast(pa.schema([pa.field(f.name, pa.string()) for f in table.schema]))
-        pacsv.write_csv(table, path.with_suffix(".csv"),
+        pacsv.write_csv(table, path.parent / f"{path.name}.csv",
                         pacsv.WriteOptions(quoting_style="needed"))
 
 
-def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudonymised: bool = False) -> dict:
+# Activity extracts that a site receives month by month, with the date that puts a row in
+# its month; the IAPT care activities and LTC records follow their contact and referral.
+MONTHLY = {"ecds": "Arrival_Date", "apc": "Admission_Date", "opa": "APPTDATE",
+           "gp_appointments": "AppointmentDate", "iapt_ids101_referral": "ReferralRequestReceivedDate",
+           "iapt_ids201_care_contact": "CareContDate", "iapt_ids606_coded_scores": "AssToolCompDate"}
+MONTHLY_VIA = {"iapt_ids202_care_activity": ("CareContactId", "iapt_ids201_care_contact"),
+               "iapt_ids602_ltc": ("ServiceRequestId", "iapt_ids101_referral")}
+
+
+def _monthly_files(tables: dict[str, pd.DataFrame], monthly_from: str) -> dict[str, pd.DataFrame]:
+    """Split the activity extracts into monthly deliveries: ``<table>.<YYYY-MM>`` for each month
+    from ``monthly_from`` and ``<table>.<first>_<last>`` for all earlier months (the backfill),
+    named so that they sort in time order. Other extracts (registers, person tables, reference
+    data) stay one file each. The rows, and their order within a month, are unchanged."""
+    months = {}
+    for name, col in MONTHLY.items():
+        if name in tables:
+            months[name] = tables[name][col].astype(str).str[:7]
+    for name, (key, parent) in MONTHLY_VIA.items():
+        if name in tables and parent in tables:
+            lookup = dict(zip(tables[parent][key], months[parent]))
+            months[name] = tables[name][key].map(lookup).fillna("").astype(str)
+    dated = {name: ms.str.fullmatch(r"\d{4}-\d{2}").fillna(False) for name, ms in months.items()}
+    every = sorted({m for name, ms in months.items() for m in ms[dated[name]]})
+    first = every[0] if every else monthly_from
+    before = [m for m in every if m < monthly_from]
+    backfill = f"{first}_{before[-1]}" if before else None
+    out = {}
+    for name, df in tables.items():
+        if name not in months:
+            out[name] = df
+            continue
+        month = months[name].where(dated[name] & (months[name] >= monthly_from), backfill or "")
+        for m in sorted(set(month)):
+            out[f"{name}.{m}" if m else name] = df[(month == m).to_numpy()].reset_index(drop=True)
+    return out
+
+
+def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudonymised: bool = False,
+             monthly_from: str | None = None) -> dict:
     """Write landing extracts to out/landing and ground truth to out/ground_truth.
 
     ``upstream_pseudonymised``: write the person sources as pseudonymised upstream
     (Der_Pseudo_NHS_Number instead of identifiers; see synthetic.upstream). The ground truth
     and every other extract are the same as without it.
+
+    ``monthly_from`` (YYYY-MM): write the activity extracts as monthly deliveries from that
+    month on (see ``_monthly_files``; the sources config's globs read them all). The rows are
+    the same as without it.
 
     Returns a summary (row counts per table, seconds, planted effects) free of identifiers.
     """
@@ -58,8 +101,11 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
             shutil.rmtree(folder)
     rows = {}
     for name, df in tables.items():
-        _write(df, landing / name, fmt)
         rows[name] = len(df)
+    if monthly_from is not None:
+        tables = _monthly_files(tables, monthly_from)
+    for name, df in tables.items():
+        _write(df, landing / name, fmt)
 
     persons = pop.persons.copy()
     ref = sim.referrals
@@ -94,6 +140,7 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     }
     (gt / "planted_effects.json").write_text(json.dumps(planted, indent=2, default=str))
     return {"rows": rows, "seconds": round(time.perf_counter() - t0, 2), "format": fmt,
+            **({"files": len(tables), "monthly_from": monthly_from} if monthly_from else {}),
             "upstream_pseudonymised": upstream_pseudonymised,
             "treated_ltc_pathway": int(persons["treated_ltc_pathway"].sum()),
             "planted_rate_ratio": effects}

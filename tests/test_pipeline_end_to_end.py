@@ -27,30 +27,70 @@ def run_out(tmp_path_factory):
 @pytest.mark.slow
 def test_run_produces_the_reports(run_out):
     out, stdout = run_out
-    report = out / "reports" / "business_case.html"
+    period = json.loads((out / "analytical" / "current_run.json").read_text())["period"]
+    report = out / "reports" / period / "business_case.html"  # published per data period
     assert report.exists() and str(report) in stdout
+    assert (out / "reports" / "latest" / "business_case.html").read_bytes() == report.read_bytes()
     html = report.read_text()
     assert "<html" in html.lower() and "naive" in html.lower()
-    assert (out / "reports" / "ig_report.html").exists()
+    assert (out / "reports" / "latest" / "ig_report.html").exists()
     with duckdb.connect(str(out / "analytical" / "warehouse.duckdb"), read_only=True) as con:
         n_panel = con.execute("select count(*) from mart_evaluation_panel").fetchone()[0]
     assert n_panel > 0
 
 
+IDENTIFIER_COLUMNS = {  # NHS number, forename, surname, postcode of each identifiable extract
+    "gp_patients": ["NHSNumber", "Forename", "Surname", "Postcode"],
+    "iapt_ids001_mpi": ["NHSNumber", "PersonGivenName", "PersonFamilyName", "Postcode"],
+    "ecds": ["NHS_Number", "Patient_Forename", "Patient_Surname", "Postcode"],
+    "apc": ["NHS_Number", "Patient_Forename", "Patient_Surname", "Postcode"],
+    "opa": ["NHS_Number", "Patient_Forename", "Patient_Surname", "Postcode"],
+}
+
+
 def _identifier_values(out):
     """NHS numbers, names and postcodes as they appear in the landing extracts."""
     values = set()
-    for name, cols in {"gp_patients": ["NHSNumber", "Surname", "Postcode"],
-                       "ecds": ["NHS_Number", "Patient_Surname", "Postcode"]}.items():
+    for name, cols in IDENTIFIER_COLUMNS.items():
         df = pd.read_csv(out / "landing" / f"{name}.csv", dtype=str)
         for c in cols:
             values |= set(df[c].dropna())
     return values
 
 
+def _file_text(path):
+    """A file as text: XLSX workbooks unzipped, pickles and other binaries decoded byte for byte."""
+    data = path.read_bytes()
+    if path.suffix == ".xlsx":
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return "\n".join(z.read(n).decode("utf-8", errors="replace") for n in z.namelist())
+    return data.decode("utf-8", errors="replace") if path.suffix != ".pkl" else data.decode("latin-1")
+
+
+def _xcoms(out):
+    """Every XCom value of the three DAG runs, from the embedded Airflow's metadata database."""
+    import sqlite3
+
+    con = sqlite3.connect(str(out / "airflow" / "airflow.db"))
+    try:
+        rows = con.execute("select dag_id, task_id, key, value from xcom").fetchall()
+    finally:
+        con.close()
+    return [" ".join(str(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v) for v in r)
+            for r in rows]
+
+
 @pytest.mark.slow
-def test_no_identifier_leaves_the_identifiable_zone(run_out):
+def test_no_identifier_or_secret_leaves_the_identifiable_zone(run_out):
+    """NHS numbers, names and postcodes from the input, and the pseudonymisation key itself,
+    appear in no output, report, log (the runner's and Airflow's task logs), XCom or warehouse
+    table; the key appears nowhere outside its own file."""
     out, stdout = run_out
+    key = (out / "secrets" / "pseudonymisation.key").read_text().strip()
+    assert len(key) >= 32
     identifiers = _identifier_values(out)
     surnames = {v for v in identifiers if v.isalpha() and len(v) >= 5}
     postcodes = {v for v in identifiers if re.fullmatch(r"[A-Z]{1,2}\d{1,2} \d[A-Z]{2}", v)}
@@ -61,12 +101,18 @@ def test_no_identifier_leaves_the_identifiable_zone(run_out):
     with duckdb.connect(str(out / "analytical" / "warehouse.duckdb"), read_only=True) as con:
         for (table,) in con.execute("select table_name from information_schema.tables").fetchall():
             texts.append(con.execute(f'select * from "{table}"').df().astype(str).to_csv(index=False))
-    for path in (out / "reports").rglob("*"):
-        if path.is_file() and path.suffix in (".html", ".json", ".csv"):
-            texts.append(path.read_text(errors="replace"))
-    for path in (out / "logs").rglob("*.log"):
-        texts.append(path.read_text(errors="replace"))
+    for folder in ("reports", "logs", "airflow/logs", "analytical"):  # every output, report and log
+        for path in (out / folder).rglob("*"):
+            if path.is_file() and path.suffix not in (".parquet", ".duckdb", ".db", ".wal", ".lock"):
+                texts.append(_file_text(path))
+    xcoms = _xcoms(out)
+    assert len(xcoms) >= 10 and any("key_fingerprint" in x for x in xcoms)
+    texts += xcoms
     blob = "\n".join(texts)
+    assert key not in blob, "the pseudonymisation key appears in an output, log or XCom"
+    for path in out.rglob("*"):  # nor anywhere else in the run's folder, the identifiable zone included
+        if path.is_file() and path.name != "pseudonymisation.key":
+            assert key.encode() not in path.read_bytes(), f"the key is written in {path}"
     ten_digit = set(re.findall(r"(?<!\d)\d{10}(?!\d)", blob))
     valid = {n for n in ten_digit if nhs_number_is_valid([n])[0]}
     assert not (valid & identifiers), "an NHS number from the extracts left the identifiable zone"
@@ -77,5 +123,5 @@ def test_no_identifier_leaves_the_identifiable_zone(run_out):
     assert not leaked_names, f"{len(leaked_names)} surnames found in analytical outputs"
     postcode_like = set(re.findall(r"[A-Z]{1,2}\d{1,2} \d[A-Z]{2}", blob))
     assert not (postcode_like & postcodes), "a postcode left the identifiable zone"
-    manifest = json.loads((out / "reports" / "ig_report.json").read_text())
+    manifest = json.loads((out / "reports" / "latest" / "ig_report.json").read_text())
     assert "key_fingerprint" in json.dumps(manifest)

@@ -154,7 +154,12 @@ def test_dag_structure():
         sorted(dag.task_ids) == sorted(["validate", "link", "pseudonymise", "ig_report"])
     assert dag.get_task("ig_report").outlets == [PSEUDONYMISED_TABLES]
     assert dag.get_task("link").upstream_task_ids == {"validate"}
-    assert dag.get_task("ig_report").upstream_task_ids == {"pseudonymise"}
+    # the IG report goes into the version folder that validate opened for the run's data period
+    assert dag.get_task("ig_report").upstream_task_ids == {"validate", "pseudonymise"}
+    # retries only where they can help: not for data checks and linkage; yes for file writing
+    # and a key that may come from a secrets backend
+    assert dag.get_task("validate").retries == 0 and dag.get_task("link").retries == 0
+    assert dag.get_task("pseudonymise").retries >= 1 and dag.get_task("ig_report").retries >= 1
 
 
 def test_ig_report_manifest_and_sections(run):

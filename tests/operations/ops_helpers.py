@@ -1,0 +1,168 @@
+"""Shared by the operations tests: real `ltceval run`s in child processes, and comparisons of
+what a run published ("byte-identical apart from the run timestamp").
+
+One baseline run per test session (a module-level cache: this module is imported once);
+tests copy it before changing anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+# small population: the SMD gate is made report-only (LTCEVAL_BALANCE_CRITICAL=0), as balance
+# below 0.1 is not attainable on a cohort this size (see expectations/marts.py)
+PERSONS, SEED = 3000, 3
+TIMEOUT = 1800
+
+# run timestamps: ISO (report footers, run ids, GX run times), compact (run keys, GX folders),
+# and the epoch seconds GX sorts its Data Docs index by
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}| UTC)?")
+_STAMP = re.compile(r"\d{8}T\d{6}(?:\.\d+)?Z(?:_[0-9a-f]{4})?")
+_EPOCH = re.compile(r"(_run_time_sort['\"]?:\s*)[\d.]+")
+# GX gives every expectation, validation and context a random id per run, and fingerprints the
+# frame it validated (which moves with the float noise below)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_FINGERPRINT = re.compile(r"\b[0-9a-f]{32}\b")
+# Floats are compared to 12 significant digits: dbt's balance model sums over rows read
+# without an ORDER BY, so the last bits of a few balance statistics vary between runs
+_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{13,}(?:[eE][-+]?\d+)?")
+_cache: dict = {}
+
+
+def run_env(key_file: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for k in ("LTCEVAL_PSEUDO_KEY", "LTCEVAL_PERIOD", "LTCEVAL_SOURCES_CONFIG", "LTCEVAL_OUT"):
+        env.pop(k, None)
+    env.update({"LTCEVAL_BALANCE_CRITICAL": "0", "LTCEVAL_PSEUDO_KEY_FILE": str(key_file), **extra})
+    return env
+
+
+def ltceval(*args: str, env: dict[str, str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ltceval.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT, cwd=REPO, **kw)
+
+
+def run_args(out: Path, *extra: str) -> list[str]:
+    return ["run", "--persons", str(PERSONS), "--seed", str(SEED), "--out", str(out), *extra]
+
+
+def key_file(tmp_path_factory) -> Path:
+    if "key" not in _cache:
+        p = tmp_path_factory.mktemp("key") / "pseudonymisation.key"
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("ops-test-key-" + "0123456789abcdef" * 3)
+        _cache["key"] = p
+    return _cache["key"]
+
+
+def baseline(tmp_path_factory) -> Path:
+    """One clean `ltceval run` (synthetic extracts) per session; copy it before use."""
+    if "baseline" not in _cache:
+        out = tmp_path_factory.mktemp("baseline") / "out"
+        proc = ltceval(*run_args(out), env=run_env(key_file(tmp_path_factory)))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        _cache["baseline"] = out
+    return _cache["baseline"]
+
+
+def copy_out(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def current_period(out: Path) -> str:
+    return json.loads((out / "analytical" / "current_run.json").read_text())["period"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Exact bytes of every file under ``root`` (following the period symlink itself)."""
+    root = root.resolve()
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _mask(text: str, out: Path) -> str:
+    text = text.replace(str(out.resolve()), "<OUT>").replace(str(out), "<OUT>")
+    return _EPOCH.sub(r"\1<EPOCH>", _STAMP.sub("<STAMP>", _ISO.sub("<TIME>", text)))
+
+
+def _round_floats(text: str) -> str:
+    return _FLOAT.sub(lambda m: f"{float(m.group(0)):.12g}", text)
+
+
+def comparable(out: Path, period: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The published files of a period, as ``(exact, masked)``: files equal byte for byte, and
+    the rest with run timestamps (and the output folder) masked and floats rounded to 12
+    significant digits. GX results also carry random ids per run (masked); the XLSX workbook
+    is compared sheet by sheet (its zip and document properties carry the write time);
+    publication.json by its list of files. Keys are paths, run timestamps masked too."""
+    root = (out / "reports" / period).resolve()
+    exact, masked = {}, {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = _STAMP.sub("<STAMP>", str(p.relative_to(root)))
+        data = p.read_bytes()
+        if rel == "publication.json":
+            masked[rel] = json.dumps(sorted(_STAMP.sub("<STAMP>", f) for f in json.loads(data)["files"]))
+        elif rel == ".run.json":
+            masked[rel] = _mask(data.decode(), out)
+        elif p.suffix == ".xlsx":
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                masked[rel] = hashlib.sha256(b"".join(
+                    n.encode() + _round_floats(z.read(n).decode("utf-8", errors="replace")).encode()
+                    for n in sorted(z.namelist()) if n != "docProps/core.xml")).hexdigest()
+        else:
+            text = data.decode("utf-8", errors="replace")
+            m = _round_floats(_mask(text, out))
+            if rel.startswith("gx/"):
+                m = _FINGERPRINT.sub("<FINGERPRINT>", _UUID.sub("<ID>", m))
+            if m == text:
+                exact[rel] = hashlib.sha256(data).hexdigest()
+            else:
+                masked[rel] = hashlib.sha256(m.encode()).hexdigest()
+    return exact, masked
+
+
+def _cell(v) -> str:
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+        return "NULL"
+    if isinstance(v, float):
+        return f"{v:.12g}"  # float noise: see _FLOAT
+    return str(v)
+
+
+def warehouse_tables(db: Path) -> dict[str, tuple[int, int, str]]:
+    """Per table and view: rows, distinct rows and an order-free digest of the content."""
+    out = {}
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        names = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
+        for t in names:
+            n, d = con.execute(f'select count(*), (select count(*) from (select distinct * from "{t}")) '
+                               f'from "{t}"').fetchone()
+            df = con.execute(f'select * from "{t}"').df()
+            cols = [df[c].astype(object).map(_cell).tolist() for c in df.columns]
+            rows = sorted("|".join(r) for r in zip(*cols))
+            out[t] = (int(n), int(d), hashlib.sha256("\n".join(rows).encode()).hexdigest())
+    finally:
+        con.close()
+    return out
+
+
+def read_csv(out: Path, period: str, name: str) -> pd.DataFrame:
+    return pd.read_csv(out / "reports" / period / "tables" / f"{name}.csv")
