@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import io
 import os
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ltceval.publish import sha256_file  # noqa: F401  (one checksum for inputs and outputs)
 from ltceval.settings import REPO_ROOT
 
 SOURCES_CONFIG_ENV = "LTCEVAL_SOURCES_CONFIG"
@@ -286,14 +286,6 @@ class ExtractRead:
     row_file: list | None = None  # per row: the file it came from
     row_line: list | None = None  # per row: CSV line number (header = line 1) or Parquet row (1-based)
     extra_columns: list | None = None  # columns present but not in the contract (not read further)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_files(landing: Path, spec: SourceSpec) -> list[Path]:
