@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from evaluation.panel import POST_MONTHS, PRE_MONTHS, REFERENCE_MONTH
+from evaluation.panel import POST_MONTHS, comparison_months
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,9 +41,11 @@ class CollapsedOutcome:
 
 def collapse(panel: pd.DataFrame, outcome: str, post_months=POST_MONTHS,
              sets: pd.Index | None = None) -> CollapsedOutcome:
+    pre_months = comparison_months(panel)
+    reference = pre_months[-1]
     df = panel[panel["period"].isin(["pre", "post"]) & panel["rel_month"].isin(
-        [*PRE_MONTHS, *post_months])]
-    months = np.array([*PRE_MONTHS, *post_months])
+        [*pre_months, *post_months])]
+    months = np.array([*pre_months, *post_months])
     m_idx = {m: i for i, m in enumerate(months)}
     T = len(months)
     wide_e = df.pivot_table(index="person_id", columns="rel_month", values="exposure_months",
@@ -60,12 +62,12 @@ def collapse(panel: pd.DataFrame, outcome: str, post_months=POST_MONTHS,
     pat_exposure = wide_e.to_numpy()[first]  # n_pat x T
     pat_treated = persons["is_treated"].to_numpy()[first]
     # design per pattern row
-    rel_levels = [m for m in months if m != REFERENCE_MONTH]
+    rel_levels = [m for m in months if m != reference]
     Xp = np.zeros((n_pat * T, len(rel_levels) + 1))
     for p in range(n_pat):
         for t, m in enumerate(months):
             r = p * T + t
-            if m != REFERENCE_MONTH:
+            if m != reference:
                 Xp[r, rel_levels.index(m)] = 1.0
             Xp[r, -1] = float(pat_treated[p] == 1 and m > 0)
     with np.errstate(divide="ignore"):

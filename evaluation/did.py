@@ -7,8 +7,11 @@ person and relative month with exposure > 0, ATT `weight`, `period`).
 Count outcomes (`estimate_poisson_did`)
     log E[y_it] = log(exposure_it) + alpha_i + gamma_rel(t) + beta * treated_i * post_t,
     fitted by conditional Poisson likelihood (person fixed effects alpha_i conditioned out,
-    see `evaluation.poisson_fe`), on pre (rel -12..-1) and post (rel 1..12) months; rel 0 is
-    the transition month and is left out. exp(beta) is the rate ratio for treated people in
+    see `evaluation.poisson_fe`), on the comparison period (period "pre": rel -12..-7 with the
+    default 6-month selection window, -12..-1 without one) and post (rel 1..12) months; the
+    selection window (the months before the index in which people are referred after a spell
+    of high use, and on which controls are matched) and the transition month rel 0 are left
+    out (see `evaluation.panel`). exp(beta) is the rate ratio for treated people in
     the 12 months after the index month against their matched controls' change. Standard
     errors: sandwich clustered on matched_set_id. The relative-month effects gamma are common to
     treated and controls; because each set shares one index month (stacked design), they
@@ -24,12 +27,16 @@ Costs and other continuous outcomes (`estimate_linear_did`)
     two-period linear model with person and period fixed effects; cluster-robust on set.
 
 Event study (`estimate_event_study`)
-    As the count DiD but with treated x rel_month for every rel_month except -1 (reference),
-    including rel 0; joint Wald test (cluster-robust) that the 11 pre-period coefficients are 0.
+    As the count DiD but with treated x rel_month for every rel_month except the reference (the
+    last month of the comparison period: rel -7 by default, -1 without a selection window),
+    including the selection window and rel 0; joint Wald test (cluster-robust) that the
+    comparison-period coefficients are 0. Selection-window coefficients are shown, not tested:
+    they hold the pre-referral peak by design.
 
 NAIVE before/after (`estimate_naive`)
-    Treated people only: post rate minus pre rate per person-year. Biased by regression to the
-    mean (people are referred near a peak), shown only to compare with published figures.
+    Treated people only: post rate minus the rate of the whole year before the index (comparison
+    period and selection window) per person-year. Biased by regression to the mean (people are
+    referred near a peak), shown only to compare with published figures.
 """
 from __future__ import annotations
 
@@ -40,7 +47,8 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from evaluation.panel import OUTCOME_LABELS, PRE_MONTHS, POST_MONTHS, REFERENCE_MONTH
+from evaluation.panel import (OUTCOME_LABELS, POST_MONTHS, comparison_months, period_of,
+                              reference_month)
 from evaluation.poisson_fe import PoissonFEFit, fit_poisson_fe
 
 Z95 = float(stats.norm.ppf(0.975))
@@ -148,7 +156,8 @@ def _not_estimable_did(outcome: str, df: pd.DataFrame, persons: pd.DataFrame,
 def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
     """Matched DiD for a count outcome; see the module docstring for the model."""
     df = panel[panel["period"].isin(["pre", "post"])]
-    rel_levels = [m for m in (*PRE_MONTHS, *POST_MONTHS) if m != REFERENCE_MONTH]
+    pre_months = comparison_months(df)
+    rel_levels = [m for m in (*pre_months, *POST_MONTHS) if m != pre_months[-1]]
     X = _design_rel_dummies(df["rel_month"], rel_levels, "rel_")
     X["treated_post"] = df["treated_post"].astype(float)
     fit = fit_poisson_fe(
@@ -195,7 +204,8 @@ def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
         treated_post_person_years=float(tp["exposure_months"].sum() / 12),
         method=(
             "Conditional Poisson (person fixed effects), relative-month effects, "
-            "log exposure offset, treated x post (rel 1..12 vs -12..-1, rel 0 excluded), "
+            f"log exposure offset, treated x post (rel 1..12 vs {pre_months[0]}..{pre_months[-1]}; "
+            f"selection window and rel 0 excluded), "
             "ATT weights, cluster-robust SEs on matched set; absolute change by delta method."
         ),
         abs_change_influence=if_abs.rename(outcome),
@@ -348,15 +358,22 @@ class EventStudyResult:
         return plot_event_study(self, ax=ax)
 
 
-def event_time_bins(width: int) -> dict[int, tuple[int, int]]:
-    """Map rel_month -> (first, last) month of its bin. Pre and post months are grouped in
-    bins of `width` counted away from the index month, so the reference bin ends at rel -1;
+def event_time_bins(width: int, selection_window: int = 0) -> dict[int, tuple[int, int]]:
+    """Map rel_month -> (first, last) month of its bin. Months are grouped in bins of `width`
+    counted away from the index month, separately in the post period, in the selection window
+    (rel -1..-selection_window) and in the comparison period (from rel -(selection_window + 1)
+    down), so no bin straddles two periods and the reference bin ends at the reference month;
     the transition month 0 is always its own bin."""
+    w = int(selection_window)
     bins = {0: (0, 0)}
     for m in range(1, 13):
         lo = 1 + ((m - 1) // width) * width
         bins[m] = (lo, min(lo + width - 1, 12))
+    for m in range(1, w + 1):  # selection window, counted from rel -1
         hi = -1 - ((m - 1) // width) * width
+        bins[-m] = (max(hi - width + 1, -w), hi)
+    for m in range(w + 1, 13):  # comparison period, counted from rel -(w + 1)
+        hi = -(w + 1) - ((m - w - 1) // width) * width
         bins[-m] = (max(hi - width + 1, -12), hi)
     return bins
 
@@ -370,8 +387,8 @@ def _auto_bin_width(panel: pd.DataFrame, outcome: str, min_events: int = 5) -> i
 
 def estimate_event_study(panel: pd.DataFrame, outcome: str,
                          bin_months: int | None = None) -> EventStudyResult:
-    """Treated x event-time rate ratios (reference: the bin ending at rel -1) and a joint
-    pre-trend test.
+    """Treated x event-time rate ratios (reference: the bin ending at the last month of the
+    comparison period) and a joint pre-trend test on the comparison period.
 
     Fitted with group-specific event-time effects, log mu = alpha_i + c_b (controls) or t_b
     (treated), b != reference, which is the same model as event-time effects plus treated x
@@ -382,8 +399,9 @@ def estimate_event_study(panel: pd.DataFrame, outcome: str,
     """
     df = panel
     width = bin_months or _auto_bin_width(df, outcome)
-    bins = event_time_bins(width)
-    ref = bins[REFERENCE_MONTH]
+    reference = reference_month(df)
+    bins = event_time_bins(width, selection_window=-1 - reference)
+    ref = bins[reference]
     keys = sorted(set(bins.values()))
     levels = [k for k in keys if k != ref]
     first = df["rel_month"].map({m: b[0] for m, b in bins.items()})
@@ -425,8 +443,7 @@ def estimate_event_study(panel: pd.DataFrame, outcome: str,
     coefs["rate_ratio"] = np.exp(coefs["log_rr"])
     coefs["lo95"] = np.exp(coefs["log_rr"] - Z95 * coefs["se"])
     coefs["hi95"] = np.exp(coefs["log_rr"] + Z95 * coefs["se"])
-    coefs["period"] = np.select(
-        [coefs["rel_month"] < 0, coefs["rel_month"] > 0], ["pre", "post"], "transition")
+    coefs["period"] = period_of(coefs["last_month"], -1 - reference)
     coefs["reference"] = coefs["first_month"] == ref[0]
 
     pre = [i for i, k in enumerate(levels) if k[1] < ref[0] and ok[i]]
@@ -450,8 +467,9 @@ def estimate_event_study(panel: pd.DataFrame, outcome: str,
         method=(
             "Conditional Poisson (person FE), event-time effects by group, treated x event time "
             f"in {'monthly' if width == 1 else f'{width}-month'} bins (reference: the bin ending "
-            "at rel -1), cluster-robust on matched set; joint Wald test that the pre-period "
-            "coefficients are zero."
+            f"at rel {reference}, the last month of the comparison period), cluster-robust on "
+            "matched set; joint Wald test that the comparison-period coefficients are zero "
+            "(selection-window coefficients shown, not tested: they hold the pre-referral peak)."
         ),
     )
 
@@ -495,8 +513,11 @@ class NaiveResult:
 
 
 def estimate_naive(panel: pd.DataFrame, outcome: str) -> NaiveResult:
-    """Post-period minus pre-period rate per person-year among treated people (NAIVE)."""
-    t = panel[(panel["is_treated"] == 1) & panel["period"].isin(["pre", "post"])]
+    """Post-period minus pre-period rate per person-year among treated people (NAIVE); the
+    pre-period is the whole year before the index (selection window included), as a site
+    comparing the year before referral with the year after would do."""
+    t = panel[(panel["is_treated"] == 1) & panel["period"].isin(["pre", "selection", "post"])]
+    t = t.assign(period=t["period"].replace({"selection": "pre"}))
     agg = t.groupby(["person_id", "period"])[[outcome, "exposure_months"]].sum().unstack(
         "period", fill_value=0.0)
     r_pre, if_pre = _ratio_influence(agg[(outcome, "pre")], agg[("exposure_months", "pre")])

@@ -1,9 +1,21 @@
 """The matched person-month panel (`mart_evaluation_panel`, data contract section 4).
 
 Windows of the stacked design: each treated person and their matched controls share an index
-month (rel_month 0). Pre = rel_month -12..-1, post = rel_month 1..12; rel_month 0 is the
-transition month (the effect is taken to start the month after the index month), shown in the
-event study and left out of the pre/post contrast.
+month (rel_month 0). Post = rel_month 1..12; rel_month 0 is the transition month (the effect is
+taken to start the month after the index month). The 12 months before the index are split:
+
+- the *selection window*, the last w months before the index (dbt var
+  ``selection_window_months``, default 6; ``period = "selection"``), where the referral decision
+  is made: people are referred after a spell of high use. Controls are matched on their use in
+  these months, and the DiD leaves them out, so that neither group's comparison period holds
+  the transitory peak that selected (treated) or matched (controls) them;
+- the *comparison period*, rel_month -12..-(w+1) (``period = "pre"``): the pre-period of the
+  DiD contrast and the reference of the event study (its last month).
+
+Matching on the same noisy counts that form the DiD pre-period makes controls regress to the
+mean more than the treated people after the index (Daw and Hatfield 2018); on synthetic data
+with a planted null it biased every acute outcome upwards by about 4%. With w = 0 the whole
+year before the index is the comparison period (the classic design; generic panels).
 """
 from __future__ import annotations
 
@@ -31,7 +43,8 @@ OUTCOME_LABELS = {
 PRE_MONTHS = tuple(range(-12, 0))
 POST_MONTHS = tuple(range(1, 13))
 TRANSITION_MONTH = 0
-REFERENCE_MONTH = -1
+REFERENCE_MONTH = -1  # of a panel without a selection window; see reference_month()
+PERIODS = ("pre", "selection", "transition", "post")
 
 PANEL_COLUMNS = (
     "matched_set_id", "person_id", "is_treated", "index_month", "rel_month",
@@ -58,7 +71,25 @@ def load_panel(warehouse: Path | str) -> pd.DataFrame:
     return prepare_panel(read_table(warehouse, "mart_evaluation_panel"))
 
 
-def prepare_panel(panel: pd.DataFrame) -> pd.DataFrame:
+def period_of(rel_month: pd.Series, selection_window_months: int = 0) -> np.ndarray:
+    """Period label of each relative month (see the module docstring)."""
+    w = int(selection_window_months)
+    return np.select(
+        [rel_month < -w, rel_month < 0, rel_month > 0], ["pre", "selection", "post"], "transition")
+
+
+def comparison_months(panel: pd.DataFrame) -> tuple[int, ...]:
+    """Relative months of the DiD comparison (pre) period of a prepared panel."""
+    months = sorted(int(m) for m in panel.loc[panel["period"] == "pre", "rel_month"].unique())
+    return tuple(months) or PRE_MONTHS
+
+
+def reference_month(panel: pd.DataFrame) -> int:
+    """The event study's reference month: the last month of the comparison period."""
+    return max(comparison_months(panel))
+
+
+def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = None) -> pd.DataFrame:
     """Check columns and types, drop unusable rows and sets, add analysis columns.
 
     - rows outside rel_month -12..12 or with exposure_months <= 0 (not at risk: died,
@@ -67,7 +98,10 @@ def prepare_panel(panel: pd.DataFrame) -> pd.DataFrame:
       and are dropped;
     - `weight`: 1 for treated people, n_treated/n_controls of the set for controls, so that each
       treated person's controls count as one comparator (ATT weights; all 1 under 1:1 matching);
-    - `period`: "pre", "post" or "transition"; `post` and `treated_post` indicators.
+    - `period`: "pre", "selection", "transition" or "post" (`selection_window_months` months
+      before the index are the selection window; when None, the panel's own `period` column
+      is used, as written by dbt from var selection_window_months, else 0); `post` and
+      `treated_post` indicators.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in panel.columns]
     if missing:
@@ -93,9 +127,18 @@ def prepare_panel(panel: pd.DataFrame) -> pd.DataFrame:
     df = df.join(control_w, on="matched_set_id")
     df["weight"] = np.where(df["is_treated"] == 1, 1.0, df["cw"])
     df = df.drop(columns="cw")
-    df["period"] = np.select(
-        [df["rel_month"] < 0, df["rel_month"] > 0], ["pre", "post"], "transition"
-    )
+    if selection_window_months is None and "period" in df.columns:
+        bad = ~df["period"].isin(PERIODS)
+        if bad.any():
+            raise ValueError(f"panel column period has values {sorted(df.loc[bad, 'period'].astype(str).unique())}; "
+                             f"expected {list(PERIODS)}")
+        expected = period_of(df["rel_month"], int((df["period"] == "selection").groupby(
+            df["rel_month"]).any().sum()))
+        if not (df["period"].to_numpy() == expected).all():
+            raise ValueError("panel column period does not split rel_month into comparison "
+                             "period < selection window < 0 (transition) < post")
+    else:
+        df["period"] = period_of(df["rel_month"], selection_window_months or 0)
     df["post"] = (df["rel_month"] > 0).astype(int)
     df["treated_post"] = df["is_treated"] * df["post"]
     return df.reset_index(drop=True)

@@ -15,13 +15,19 @@ from evaluation.panel import OUTCOME_LABELS  # noqa: E402
 
 
 def plot_event_study(result, ax=None):
-    """Rate ratio (treated vs matched controls, relative to rel_month -1) by relative month."""
+    """Rate ratio (treated vs matched controls, relative to the reference month) by relative
+    month; the selection window (shaded amber) is where referral follows a spell of high use."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 3.6))
     c = result.coefs
-    colours = c["period"].map({"pre": "#4d4d4d", "transition": "#999999", "post": "#005eb8"})
+    colours = c["period"].map({"pre": "#4d4d4d", "selection": "#b36b00", "transition": "#999999",
+                               "post": "#005eb8"})
     ax.axhline(1.0, color="black", lw=0.8)
     ax.axvspan(-0.5, 0.5, color="#eeeeee", zorder=0)
+    sel = c[c["period"] == "selection"]
+    if len(sel):
+        ax.axvspan(sel["first_month"].min() - 0.5, sel["last_month"].max() + 0.5,
+                   color="#fff1dc", zorder=0)
     ax.vlines(c["rel_month"], c["lo95"], c["hi95"], colors=colours, lw=1.4)
     ax.scatter(c["rel_month"], c["rate_ratio"], c=colours, s=18, zorder=3)
     ax.set_yscale("log")
@@ -29,8 +35,9 @@ def plot_event_study(result, ax=None):
     ref_txt = (f"{int(ref['first_month'])}" if ref["first_month"] == ref["last_month"]
                else f"{int(ref['first_month'])} to {int(ref['last_month'])}")
     bins = "" if result.bin_months == 1 else f", {result.bin_months}-month bins"
-    ax.set_xlabel(f"Months relative to index month (reference {ref_txt}{bins}; grey = transition)",
-                  fontsize=8)
+    shaded = "; amber = selection window, not in the DiD" if len(sel) else ""
+    ax.set_xlabel(f"Months relative to index month (reference {ref_txt}{bins}; grey = transition"
+                  f"{shaded})", fontsize=8)
     ax.set_ylabel("Rate ratio (95% CI)")
     p = "not estimable" if np.isnan(result.pretrend_p) else f"{result.pretrend_p:.2f}"
     ax.set_title(f"{OUTCOME_LABELS.get(result.outcome, result.outcome)}: pre-trend p = {p}",
@@ -44,9 +51,13 @@ def plot_event_study(result, ax=None):
 
 
 def plot_love(balance: pd.DataFrame, threshold: float = 0.1, ax=None):
-    """Love plot: absolute standardised mean difference by covariate, before and after matching."""
+    """Love plot: absolute standardised mean difference by covariate, before and after matching;
+    covariates shown but not matched on (column matched_on false) get open markers."""
     b = balance.copy()
     b["abs_smd"] = b["smd"].astype(float).abs()
+    if "matched_on" in b:
+        b["covariate"] = np.where(b["matched_on"].astype(bool), b["covariate"],
+                                  b["covariate"] + " (not matched on)")
     wide = b.pivot_table(index="covariate", columns="stage", values="abs_smd", aggfunc="first")
     order = wide.get("before", wide.iloc[:, 0]).sort_values().index
     wide = wide.loc[order]
@@ -54,9 +65,14 @@ def plot_love(balance: pd.DataFrame, threshold: float = 0.1, ax=None):
         _, ax = plt.subplots(figsize=(6.4, 0.28 * len(wide) + 1.2))
     y = range(len(wide))
     styles = {"before": ("o", "#999999", "Before matching"), "after": ("s", "#005eb8", "After matching")}
+    open_ = np.array([c.endswith("(not matched on)") for c in wide.index])
     for stage, (marker, colour, label) in styles.items():
         if stage in wide:
-            ax.scatter(wide[stage], list(y), marker=marker, color=colour, label=label, zorder=3)
+            ys = np.arange(len(wide))
+            ax.scatter(wide[stage][~open_], ys[~open_], marker=marker, color=colour, label=label, zorder=3)
+            if open_.any():
+                ax.scatter(wide[stage][open_], ys[open_], marker=marker, facecolors="none",
+                           edgecolors=colour, zorder=3)
     ax.axvline(threshold, color="#d5281b", ls="--", lw=1, label=f"|SMD| = {threshold}")
     ax.set_yticks(list(y))
     ax.set_yticklabels(wide.index, fontsize=8)

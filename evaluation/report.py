@@ -62,6 +62,26 @@ class ReportInputs:
     title: str = "IAPT-LTC business case: effect on healthcare use and costs"
 
 
+def _window(inp: ReportInputs, period: str) -> tuple[int, int] | None:
+    """First and last relative month of a period, from the event studies' bins."""
+    for e in inp.estimates.values():
+        c = e.event_study.coefs
+        c = c[c["period"] == period]
+        if len(c):
+            return int(c["first_month"].min()), int(c["last_month"].max())
+    return None
+
+
+def _selection_window_text(inp: ReportInputs) -> str:
+    w = _window(inp, "selection")
+    return f"months {w[0]} to {w[1]}" if w else "none in this run (dbt var selection_window_months = 0)"
+
+
+def _comparison_text(inp: ReportInputs) -> str:
+    w = _window(inp, "pre")
+    return f"months {w[0]} to {w[1]}" if w else "not available"
+
+
 def _gbp(x: float) -> str:
     if x is None or pd.isna(x):
         return "not estimable"
@@ -416,16 +436,23 @@ def build_html(inp: ReportInputs) -> str:
         fig, ax = plt.subplots(figsize=(6.4, 0.28 * inp.balance["covariate"].nunique() + 1.2))
         plot_love(inp.balance, ax=ax)
         parts.append(f"<img alt='Love plot' src='{fig_to_data_uri(fig)}'>")
-        after = inp.balance[inp.balance["stage"] == "after"]
+        matched_on = (inp.balance["matched_on"].astype(bool) if "matched_on" in inp.balance
+                      else pd.Series(True, index=inp.balance.index))
+        after = inp.balance[(inp.balance["stage"] == "after") & matched_on]
         if len(after):
             worst = after["smd"].abs().max()
             n_bad = int((after["smd"].abs() >= 0.1).sum())
-            parts.append(f"<p>After matching the largest absolute standardised mean difference is "
-                         f"{worst:.3f}; {n_bad} covariate(s) at or above 0.1.</p>")
-        b = inp.balance[["covariate", "stage", "mean_treated", "mean_control", "smd",
-                         "variance_ratio"]]
+            parts.append(f"<p>After matching the largest absolute standardised mean difference of "
+                         f"the covariates matched on is {worst:.3f}; {n_bad} covariate(s) at or above 0.1.")
+            if (~matched_on).any():
+                parts.append(" Covariates marked <i>not matched on</i> (open markers) are shown for "
+                             "reference: the baseline year's counts include the comparison period, "
+                             "whose level differences person fixed effects remove (see Design).")
+            parts.append("</p>")
+        b = inp.balance.assign(matched_on=matched_on)
         parts.append(_html_table(
-            [[r.covariate, r.stage, _num(r.mean_treated, 3), _num(r.mean_control, 3),
+            [[r.covariate + ("" if r.matched_on else " (not matched on)"), r.stage,
+              _num(r.mean_treated, 3), _num(r.mean_control, 3),
               _num(r.smd, 3), _num(r.variance_ratio, 2)] for r in b.itertuples()],
             ["Covariate", "Stage", "Mean treated", "Mean control", "SMD", "Variance ratio"]))
     else:
@@ -461,17 +488,26 @@ def build_html(inp: ReportInputs) -> str:
 <li><b>Data period.</b> {f"Extracts up to the end of {p.get('reporting_period')}. " if p.get('reporting_period') else ""}Index months {p.get('first_index_month')} to {p.get('last_index_month')};
 calendar months covered {p.get('first_calendar_month')} to {p.get('last_calendar_month')}.</li>
 <li><b>Design.</b> Stacked matched difference-in-differences: each treated person and their matched
-controls share an index month (referral to the service by default; dbt var index_date_rule). Pre-period = the 12 months before the index
-month, post-period = months 1-12 after it; the index month itself is a transition month, shown in the
-event study but left out of the before/after contrast. Controls in sets with fewer controls carry
+controls share an index month (referral to the service by default; dbt var index_date_rule).
+People are referred after a spell of high use, so the months just before the index (the selection
+window: {_selection_window_text(inp)}) hold a peak. Controls are matched on their use in the selection window, and the
+difference-in-differences compares the months before it (the comparison period: {_comparison_text(inp)}) with
+months 1-12 after the index; the selection window and the index month are shown in the event studies but
+left out of the contrast. Matching on the same noisy counts the contrast starts from would make the controls
+regress to the mean more than the treated people and bias the estimate; level differences that remain in
+the comparison period are removed by person fixed effects (baseline-year counts are shown in the balance
+table as not matched on). Controls in sets with fewer controls carry
 more weight so each treated person has one comparator's worth of controls.</li>
 <li><b>Counts.</b> Conditional (fixed-effects) Poisson with relative-month effects and an exposure
 offset; rate ratio = exp(treated x post). Consistent if the mean model is right, whatever the
 over-dispersion; standard errors clustered on the matched set. Absolute changes = treated post rate x
 (1 - 1/rate ratio), delta-method intervals.</li>
 <li><b>Key assumption.</b> Without the service, treated people's use would have changed as their
-matched controls' did (parallel trends). The event studies and pre-trend tests check this before the
-index month; they cannot check it after.</li>
+matched controls' did (parallel trends), from the comparison period to the post period, once the
+selection-window peak has passed. The event studies and pre-trend tests check this within the comparison
+period; they cannot check it after the index. If the peak that leads to referral lasts longer than the
+selection window, part of its fall is counted as a saving (a longer window is a sensitivity check:
+dbt var selection_window_months).</li>
 <li><b>Limitations.</b> Matching is on recorded characteristics only: unrecorded differences
 (motivation, severity not captured in records) can bias the estimate. Follow-up is 12 months; longer
 effects are not counted unless a persistence assumption is stated (sensitivity analyses). Costs are

@@ -100,8 +100,9 @@ def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True)
         "mart_balance": [
             (e.ExpectColumnValuesToBeBetween(column="smd", min_value=-SMD_THRESHOLD, max_value=SMD_THRESHOLD,
                                              strict_min=True, strict_max=True,
-                                             row_condition=Column("stage") == "after"), balance_critical,
-             f"every standardised mean difference after matching is below {SMD_THRESHOLD}"),
+                                             row_condition=(Column("stage") == "after") & (Column("matched_on") == True)),  # noqa: E712
+             balance_critical,
+             f"every standardised mean difference after matching is below {SMD_THRESHOLD} (covariates matched on)"),
             (e.ExpectColumnValuesToBeBetween(column="variance_ratio", min_value=0.5, max_value=2.0,
                                              row_condition=Column("stage") == "after"), False,
              "variance ratios after matching within 0.5-2 (reported, not critical)"),
@@ -201,7 +202,7 @@ def _run_suites(context, marts, reports_dir: Path, warehouse: Path, balance_crit
             details = r.result or {}
             if mart == "mart_balance" and cfg.kwargs.get("column") == "smd":
                 bal = marts["mart_balance"]
-                over = bal[(bal["stage"] == "after") & (bal["smd"].abs() >= SMD_THRESHOLD)]
+                over = bal[(bal["stage"] == "after") & bal["matched_on"] & (bal["smd"].abs() >= SMD_THRESHOLD)]
                 label += " [" + ", ".join(f"{c} {v:+.3f}" for c, v in zip(over["covariate"], over["smd"])) + "]"
             elif "partial_unexpected_list" in details:
                 label += f" [unexpected e.g. {details['partial_unexpected_list'][:5]}]"
@@ -222,7 +223,7 @@ def _finish(marts, reports_dir: Path, outcomes, summary, balance_critical: bool)
     summary["matched_share"] = {"n_eligible_treated": n_eligible, "n_matched_treated": n_matched, "share": round(share, 4),
                                 "target": MIN_MATCHED_SHARE, "meets_target": share >= MIN_MATCHED_SHARE}
     bal = marts["mart_balance"]
-    after = bal[bal["stage"] == "after"]
+    after = bal[(bal["stage"] == "after") & bal["matched_on"]]
     summary["max_abs_smd_after"] = float(after["smd"].abs().max()) if len(after) else None
     (reports_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 

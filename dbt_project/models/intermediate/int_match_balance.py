@@ -1,5 +1,10 @@
 """Balance before and after matching, from the persisted matched cohort, computed by the same
-function evaluation.matching.match uses (evaluation.matching.balance_table)."""
+function evaluation.matching.match uses (evaluation.matching.balance_table).
+
+Rows for the matching covariates and the propensity logit have matched_on = true; rows for
+`balance_shown_covariates` (by default the counts of the baseline year, which holds the DiD's
+comparison period) are shown for readers with matched_on = false: the design does not match
+on them (see dbt_project.yml), person fixed effects absorb their level differences."""
 from evaluation.matching import LOGIT_COLUMN, as_column_list, balance_table, fit_propensity
 
 
@@ -7,6 +12,7 @@ def model(dbt, session):
     dbt.config(materialized="table")
     covariates = as_column_list(dbt.config.get("matching_covariates"))
     ps_extra = as_column_list(dbt.config.get("matching_ps_extra_terms"))
+    shown = [c for c in as_column_list(dbt.config.get("balance_shown_covariates")) if c not in covariates]
     # a stable row order: a parallel scan returns rows in any order, and floating-point sums
     # (and so the last digits of the balance statistics) depend on it
     candidates = dbt.ref("int_match_candidates").df().sort_values(["person_id", "index_month"], kind="stable").reset_index(drop=True)
@@ -14,6 +20,8 @@ def model(dbt, session):
     # the "before" sample is every eligible candidate row, with the same propensity model
     logit, _ = fit_propensity(candidates, "is_treated", [*covariates, *ps_extra])
     candidates[LOGIT_COLUMN] = logit
-    return balance_table(
-        candidates, "is_treated", [*covariates, LOGIT_COLUMN], matched, weight="match_weight"
+    balance = balance_table(
+        candidates, "is_treated", [*covariates, LOGIT_COLUMN, *shown], matched, weight="match_weight"
     )
+    balance["matched_on"] = ~balance["covariate"].isin(shown)
+    return balance

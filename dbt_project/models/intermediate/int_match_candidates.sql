@@ -1,7 +1,7 @@
 -- Rows eligible for matching (no exclusion reason): the input of evaluation.matching.match.
 -- ps_* columns are extra terms of the propensity model only (var matching_ps_extra_terms):
--- log(1 + baseline count) for the skewed counts, log(1 + count in the last 6 months) because
--- referral follows recent use, and squared centred age and IMD decile.
+-- log(1 + baseline count) for the skewed counts, log(1 + count in the selection window, the
+-- last selection_window_months months) because referral follows recent use, and squared centred age and IMD decile.
 select
     * exclude (exclusion_reason),
     ln(1 + baseline_ae_attendances)         as ps_log_baseline_ae_attendances,
@@ -10,8 +10,7 @@ select
     ln(1 + baseline_outpatient_attendances) as ps_log_baseline_outpatient_attendances,
     ln(1 + baseline_gp_appointments)        as ps_log_baseline_gp_appointments,
     {%- for o in ['ae_attendances', 'emergency_admissions', 'bed_days', 'outpatient_attendances', 'gp_appointments'] %}
-    -- the last 6 months = (baseline + trend) / 2, since baseline = recent + early and trend = recent - early
-    ln(1 + (baseline_{{ o }} + trend_{{ o }}) / 2.0) as ps_log_recent_{{ o }},
+    ln(1 + recent_{{ o }}) as ps_log_recent_{{ o }},
     {%- endfor %}
     power(age - 55, 2)                      as ps_age_sq,
     power(imd_decile - 5.5, 2)              as ps_imd_sq

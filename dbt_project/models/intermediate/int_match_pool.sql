@@ -79,6 +79,11 @@ features as (
         b.trend_bed_days,
         b.trend_outpatient_attendances,
         b.trend_gp_appointments,
+        b.recent_ae_attendances,
+        b.recent_emergency_admissions,
+        b.recent_bed_days,
+        b.recent_outpatient_attendances,
+        b.recent_gp_appointments,
         -- eligibility at the index month
         {{ age_at('p.birth_month', 'r.index_month') }} >= {{ var('adult_age') }}            as is_adult,
         coalesce(p.registration_start <= r.index_month - interval {{ n }} month, true)       as registered_whole_baseline,
@@ -97,6 +102,7 @@ select
     *,
     {{ band('age', var('age_band_breaks'), var('adult_age')) }} as age_band,
     {{ band('coalesce(baseline_ae_attendances, 0) + coalesce(baseline_emergency_admissions, 0)', var('util_band_breaks'), 0) }} as baseline_util_band,
+    {{ band('coalesce(recent_ae_attendances, 0) + coalesce(recent_emergency_admissions, 0)', var('util_band_breaks'), 0) }} as recent_util_band,
     case
         when not is_adult then 'under {{ var("adult_age") }} at index'
         when not baseline_in_study_data then 'baseline starts before the study data'

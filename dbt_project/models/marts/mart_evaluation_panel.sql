@@ -1,6 +1,10 @@
 -- Evaluation panel (contract §4): each matched person x relative month around their
 -- (treated person's) index month, rel_month -panel_months_before..panel_months_after,
 -- 0 = index month. Months outside the study data get exposure 0 and zero counts.
+-- period: 'pre' (the DiD comparison period), 'selection' (the last selection_window_months
+-- months before the index, where referral decisions are made: matched on, left out of the
+-- DiD; see evaluation/panel.py), 'transition' (the index month) or 'post'.
+{%- set w = var('selection_window_months') | int %}
 with rel as (
     select cast(r as integer) as rel_month
     from generate_series(-{{ var('panel_months_before') }}, {{ var('panel_months_after') }}) as t(r)
@@ -24,6 +28,12 @@ select
     cm.is_treated,
     cm.index_month,
     cm.rel_month,
+    case
+        when cm.rel_month < -{{ w }} then 'pre'
+        when cm.rel_month < 0 then 'selection'
+        when cm.rel_month = 0 then 'transition'
+        else 'post'
+    end                                                      as period,
     cm.calendar_month,
     cast(coalesce(pm.exposure_months, 0) as double)          as exposure_months,
     cast(coalesce(pm.ae_attendances, 0) as integer)          as ae_attendances,
