@@ -1,0 +1,14 @@
+-- Emergency admissions (spells whose Admission_Method starts with 2). Bed days = length of
+-- stay (Der_Spell_LoS, else discharge - admission), counted in the month of admission.
+select
+    apcs_ident,
+    person_id,
+    admission_date,
+    discharge_date,
+    admission_method,
+    coalesce(length_of_stay, datediff('day', admission_date, discharge_date), 0) as bed_days,
+    date_trunc('month', admission_date) as activity_month
+from "warehouse"."main"."stg_apc"
+where person_id is not null
+  and admission_method like '2%'
+  and admission_date is not null

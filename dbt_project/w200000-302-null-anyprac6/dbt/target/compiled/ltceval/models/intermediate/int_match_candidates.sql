@@ -1,0 +1,20 @@
+-- Rows eligible for matching (no exclusion reason): the input of evaluation.matching.match.
+-- ps_* columns are extra terms of the propensity model only (var matching_ps_extra_terms):
+-- log(1 + baseline count) for the skewed counts, log(1 + count in the selection window, the
+-- last selection_window_months months) because referral follows recent use, and squared centred age and IMD decile.
+select
+    * exclude (exclusion_reason),
+    ln(1 + baseline_ae_attendances)         as ps_log_baseline_ae_attendances,
+    ln(1 + baseline_emergency_admissions)   as ps_log_baseline_emergency_admissions,
+    ln(1 + baseline_bed_days)               as ps_log_baseline_bed_days,
+    ln(1 + baseline_outpatient_attendances) as ps_log_baseline_outpatient_attendances,
+    ln(1 + baseline_gp_appointments)        as ps_log_baseline_gp_appointments,
+    ln(1 + recent_ae_attendances) as ps_log_recent_ae_attendances,
+    ln(1 + recent_emergency_admissions) as ps_log_recent_emergency_admissions,
+    ln(1 + recent_bed_days) as ps_log_recent_bed_days,
+    ln(1 + recent_outpatient_attendances) as ps_log_recent_outpatient_attendances,
+    ln(1 + recent_gp_appointments) as ps_log_recent_gp_appointments,
+    power(age - 55, 2)                      as ps_age_sq,
+    power(imd_decile - 5.5, 2)              as ps_imd_sq
+from "warehouse"."main"."int_match_pool"
+where exclusion_reason is null

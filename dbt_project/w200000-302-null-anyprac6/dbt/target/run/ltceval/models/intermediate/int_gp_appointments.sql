@@ -1,0 +1,24 @@
+
+    
+
+    create  table
+      "warehouse"."main"."int_gp_appointments__dbt_tmp"
+  
+    
+    as (
+      -- Attended GP-practice appointments (any clinician type, any mode).
+select
+    appointment_id,
+    person_id,
+    practice_code,
+    appointment_date,
+    hcp_type,
+    appt_mode,
+    date_trunc('month', appointment_date) as activity_month
+from "warehouse"."main"."stg_gp_appointments"
+where person_id is not null
+  and lower(appointment_status) = 'attended'
+  and appointment_date is not null
+    );
+    
+  

@@ -1,0 +1,22 @@
+-- Study calendar: every month from the first to the last month with recorded activity.
+with bounds as (
+    select min(d) as first_date, max(d) as last_date
+    from (
+        select min(arrival_date) as d from "warehouse"."main"."stg_ecds"
+        union all select max(arrival_date) from "warehouse"."main"."stg_ecds"
+        union all select min(admission_date) from "warehouse"."main"."stg_apc"
+        union all select max(admission_date) from "warehouse"."main"."stg_apc"
+        union all select min(appointment_date) from "warehouse"."main"."stg_opa"
+        union all select max(appointment_date) from "warehouse"."main"."stg_opa"
+        union all select min(appointment_date) from "warehouse"."main"."stg_gp_appointments"
+        union all select max(appointment_date) from "warehouse"."main"."stg_gp_appointments"
+        union all select min(care_contact_date) from "warehouse"."main"."stg_iapt_care_contact"
+        union all select max(care_contact_date) from "warehouse"."main"."stg_iapt_care_contact"
+    )
+)
+select
+    cast(m as date)                                   as calendar_month,
+    cast(m + interval 1 month - interval 1 day as date) as month_end,
+    datediff('day', m, m + interval 1 month)          as days_in_month
+from bounds,
+     generate_series(date_trunc('month', first_date), date_trunc('month', last_date), interval 1 month) as t(m)

@@ -1,0 +1,56 @@
+-- Dense person x calendar month panel of the study window: exposure (fraction of the month
+-- registered and alive) and monthly activity counts, activity bucketed by its date's month.
+with persons as (
+    select person_id, registration_start, censor_date from "warehouse"."main"."int_persons"
+),
+ae as (
+    select person_id, activity_month, count(*) as n from "warehouse"."main"."int_ae_attendances" group by all
+),
+em as (
+    select person_id, activity_month, count(*) as n, sum(bed_days) as bed_days
+    from "warehouse"."main"."int_emergency_spells" group by all
+),
+op as (
+    select person_id, activity_month, count(*) as n from "warehouse"."main"."int_outpatient_attendances" group by all
+),
+gp as (
+    select person_id, activity_month, count(*) as n from "warehouse"."main"."int_gp_appointments" group by all
+),
+iapt as (
+    select person_id, date_trunc('month', care_contact_date) as activity_month, count(*) as n
+    from "warehouse"."main"."int_iapt_contacts"
+    where is_treatment_contact and person_id is not null
+    group by all
+),
+grid as (
+    select
+        p.person_id,
+        m.calendar_month,
+        m.days_in_month,
+        greatest(
+            0,
+            datediff(
+                'day',
+                greatest(coalesce(p.registration_start, m.calendar_month), m.calendar_month),
+                least(coalesce(p.censor_date, m.month_end), m.month_end)
+            ) + 1
+        ) as days_exposed
+    from persons p
+    cross join "warehouse"."main"."int_calendar_months" m
+)
+select
+    g.person_id,
+    g.calendar_month,
+    cast(least(1.0, g.days_exposed / g.days_in_month) as double)  as exposure_months,
+    cast(coalesce(ae.n, 0) as integer)                             as ae_attendances,
+    cast(coalesce(em.n, 0) as integer)                             as emergency_admissions,
+    cast(coalesce(em.bed_days, 0) as integer)                      as bed_days,
+    cast(coalesce(op.n, 0) as integer)                             as outpatient_attendances,
+    cast(coalesce(gp.n, 0) as integer)                             as gp_appointments,
+    cast(coalesce(iapt.n, 0) as integer)                           as iapt_treatment_contacts
+from grid g
+left join ae   on ae.person_id = g.person_id   and ae.activity_month = g.calendar_month
+left join em   on em.person_id = g.person_id   and em.activity_month = g.calendar_month
+left join op   on op.person_id = g.person_id   and op.activity_month = g.calendar_month
+left join gp   on gp.person_id = g.person_id   and gp.activity_month = g.calendar_month
+left join iapt on iapt.person_id = g.person_id and iapt.activity_month = g.calendar_month

@@ -1,0 +1,28 @@
+-- Referrals that make a person "treated": on the IAPT-LTC pathway and either a finished
+-- course or at least `min_treatment_contacts` treatment contacts. One row per person: the
+-- earliest qualifying referral by index date. Index date = first treatment contact
+-- (var index_date_rule = first_treatment_contact) or referral receipt (= referral_date).
+with qualifying as (
+    select
+        r.*,
+        r.referral_received_date as index_date
+    from "warehouse"."main"."int_iapt_referrals" r
+    where r.is_ltc_pathway
+      and (r.finished_course or r.n_treatment_contacts >= 2)
+      and r.person_id is not null
+)
+select
+    person_id,
+    service_request_id,
+    index_date,
+    cast(date_trunc('month', index_date) as date) as index_month,
+    referral_received_date,
+    first_treatment_contact_date,
+    n_treatment_contacts,
+    finished_course,
+    at_caseness_start,
+    recovered,
+    reliable_improvement,
+    reliable_deterioration
+from qualifying
+qualify row_number() over (partition by person_id order by index_date, service_request_id) = 1

@@ -1,0 +1,24 @@
+
+    
+
+    create  table
+      "warehouse"."main"."int_ae_attendances__dbt_tmp"
+  
+    
+    as (
+      -- A&E attendances: consultant-led 24-hour departments (type 01), unplanned first attendance
+-- (category 1), one per EC_Ident, linked persons only.
+select distinct on (ec_ident)
+    ec_ident,
+    person_id,
+    arrival_date,
+    date_trunc('month', arrival_date) as activity_month
+from "warehouse"."main"."stg_ecds"
+where person_id is not null
+  and try_cast(department_type as integer) = 1
+  and try_cast(attendance_category as integer) = 1
+  and arrival_date is not null
+order by ec_ident, arrival_date
+    );
+    
+  

@@ -1,0 +1,23 @@
+
+    
+
+    create  table
+      "warehouse"."main"."mart_person_month_panel__dbt_tmp"
+  
+    
+    as (
+      -- Person x calendar month utilisation panel over the study window (every linked person).
+select
+    person_id,
+    calendar_month,
+    exposure_months,
+    ae_attendances,
+    emergency_admissions,
+    bed_days,
+    outpatient_attendances,
+    gp_appointments,
+    iapt_treatment_contacts
+from "warehouse"."main"."int_person_months"
+    );
+    
+  
