@@ -205,7 +205,7 @@ def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
         method=(
             "Conditional Poisson (person fixed effects), relative-month effects, "
             f"log exposure offset, treated x post (rel 1..12 vs {pre_months[0]}..{pre_months[-1]}; "
-            f"selection window and rel 0 excluded), "
+            f"{'selection window and ' if pre_months[-1] < -1 else ''}rel 0 excluded), "
             "ATT weights, cluster-robust SEs on matched set; absolute change by delta method."
         ),
         abs_change_influence=if_abs.rename(outcome),
