@@ -116,12 +116,16 @@ def test_no_identifier_or_secret_leaves_the_identifiable_zone(run_out):
     ten_digit = set(re.findall(r"(?<!\d)\d{10}(?!\d)", blob))
     valid = {n for n in ten_digit if nhs_number_is_valid([n])[0]}
     assert not (valid & identifiers), "an NHS number from the extracts left the identifiable zone"
-    words = set(re.findall(r"[A-Z][A-Z']{4,}", blob.upper()))
+    # inline images are base64 bytes, not text: upper-cased, their random letter runs can spell a
+    # surname variant (seen: "bRoVn" -> BROVN), so the word and postcode scans skip them
+    text = re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+", "data:<image>", blob)
+    assert text.count("data:<image>") >= 10  # the report's figures were found and skipped
+    words = set(re.findall(r"[A-Z][A-Z']{4,}", text.upper()))
     english_words = {"GREEN", "WHITE", "YOUNG", "BROWN", "PRICE", "BAKER", "MASON", "PARKER", "TURNER", "CARTER",
                      "FISHER", "KNIGHT", "BUTLER", "PALMER", "MARSHALL", "BARNES", "HOLMES", "COOPER", "JAMES"}
     leaked_names = surnames & words - english_words
     assert not leaked_names, f"{len(leaked_names)} surnames found in analytical outputs"
-    postcode_like = set(re.findall(r"[A-Z]{1,2}\d{1,2} \d[A-Z]{2}", blob))
+    postcode_like = set(re.findall(r"[A-Z]{1,2}\d{1,2} \d[A-Z]{2}", text))
     assert not (postcode_like & postcodes), "a postcode left the identifiable zone"
     manifest = json.loads((out / "reports" / "latest" / "ig_report.json").read_text())
     assert "key_fingerprint" in json.dumps(manifest)
