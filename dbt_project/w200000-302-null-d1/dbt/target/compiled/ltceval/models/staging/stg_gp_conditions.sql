@@ -1,6 +1,0 @@
-select
-    cast(person_id as varchar)            as person_id,
-    cast(ConditionRecordId as varchar)    as condition_record_id,
-    cast(SNOMEDCode as varchar)           as snomed_code,
-    cast(DiagnosisDate as date)           as diagnosis_date
-from read_parquet('w200000-302-null-d1/analytical/pseudonymised/gp_conditions.parquet')

@@ -1,9 +1,0 @@
-
-  
-  create view "warehouse"."main"."stg_iapt_care_activity__dbt_tmp" as (
-    select
-    cast(CareActId as varchar)                    as care_activity_id,
-    cast(CareContactId as varchar)                as care_contact_id,
-    cast(CodeProcAndProcStatus as varchar)        as procedure_code
-from read_parquet('w200000-302-null-d1/analytical/pseudonymised/iapt_care_activity.parquet')
-  );

@@ -1,4 +1,0 @@
-select
-    cast(LSOA11 as varchar)                       as lsoa11,
-    cast(IMD_Decile as integer)                   as imd_decile
-from read_parquet('w200000-302-planted-anyprac6/analytical/pseudonymised/lsoa_imd.parquet')

@@ -1,5 +1,0 @@
-select
-    cast(CareActId as varchar)                    as care_activity_id,
-    cast(CareContactId as varchar)                as care_contact_id,
-    cast(CodeProcAndProcStatus as varchar)        as procedure_code
-from read_parquet('w200000-302-planted-old/analytical/pseudonymised/iapt_care_activity.parquet')
