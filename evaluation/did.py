@@ -369,12 +369,11 @@ def event_time_bins(width: int, selection_window: int = 0) -> dict[int, tuple[in
     for m in range(1, 13):
         lo = 1 + ((m - 1) // width) * width
         bins[m] = (lo, min(lo + width - 1, 12))
-    for m in range(1, w + 1):  # selection window, counted from rel -1
-        hi = -1 - ((m - 1) // width) * width
-        bins[-m] = (max(hi - width + 1, -w), hi)
-    for m in range(w + 1, 13):  # comparison period, counted from rel -(w + 1)
-        hi = -(w + 1) - ((m - w - 1) // width) * width
-        bins[-m] = (max(hi - width + 1, -12), hi)
+    # counted down from the top of each period: the selection window, then the comparison period
+    for top, bottom in ((-1, -w), (-(w + 1), -12)):
+        for m in range(bottom, top + 1):
+            hi = top - ((top - m) // width) * width
+            bins[m] = (max(hi - width + 1, bottom), hi)
     return bins
 
 

@@ -132,8 +132,8 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = Non
         if bad.any():
             raise ValueError(f"panel column period has values {sorted(df.loc[bad, 'period'].astype(str).unique())}; "
                              f"expected {list(PERIODS)}")
-        expected = period_of(df["rel_month"], int((df["period"] == "selection").groupby(
-            df["rel_month"]).any().sum()))
+        window = df.loc[df["period"] == "selection", "rel_month"].nunique()
+        expected = period_of(df["rel_month"], window)
         if not (df["period"].to_numpy() == expected).all():
             raise ValueError("panel column period does not split rel_month into comparison "
                              "period < selection window < 0 (transition) < post")

@@ -55,26 +55,24 @@ def plot_love(balance: pd.DataFrame, threshold: float = 0.1, ax=None):
     covariates shown but not matched on (column matched_on false) get open markers."""
     b = balance.copy()
     b["abs_smd"] = b["smd"].astype(float).abs()
-    if "matched_on" in b:
-        b["covariate"] = np.where(b["matched_on"].astype(bool), b["covariate"],
-                                  b["covariate"] + " (not matched on)")
+    b["not_matched_on"] = ~b["matched_on"].astype(bool) if "matched_on" in b else False
+    b["covariate"] = np.where(b["not_matched_on"], b["covariate"] + " (not matched on)", b["covariate"])
     wide = b.pivot_table(index="covariate", columns="stage", values="abs_smd", aggfunc="first")
     order = wide.get("before", wide.iloc[:, 0]).sort_values().index
     wide = wide.loc[order]
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 0.28 * len(wide) + 1.2))
-    y = range(len(wide))
+    ys = np.arange(len(wide))
     styles = {"before": ("o", "#999999", "Before matching"), "after": ("s", "#005eb8", "After matching")}
-    open_ = np.array([c.endswith("(not matched on)") for c in wide.index])
+    open_ = b.groupby("covariate")["not_matched_on"].first().reindex(wide.index).to_numpy(dtype=bool)
     for stage, (marker, colour, label) in styles.items():
         if stage in wide:
-            ys = np.arange(len(wide))
             ax.scatter(wide[stage][~open_], ys[~open_], marker=marker, color=colour, label=label, zorder=3)
             if open_.any():
                 ax.scatter(wide[stage][open_], ys[open_], marker=marker, facecolors="none",
                            edgecolors=colour, zorder=3)
     ax.axvline(threshold, color="#d5281b", ls="--", lw=1, label=f"|SMD| = {threshold}")
-    ax.set_yticks(list(y))
+    ax.set_yticks(ys)
     ax.set_yticklabels(wide.index, fontsize=8)
     ax.set_xlabel("Absolute standardised mean difference")
     ax.legend(fontsize=8, loc="lower right")
