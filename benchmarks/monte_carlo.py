@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.did import estimate_naive, estimate_poisson_did  # noqa: E402
-from evaluation.panel import COUNT_OUTCOMES, load_panel  # noqa: E402
+from evaluation.panel import COUNT_OUTCOMES, load_panel, load_treated_panel, read_table  # noqa: E402
 from ltceval.settings import DBT_PROJECT_DIR, Paths  # noqa: E402
 from synthetic.fixture import write_pseudonymised_fixture  # noqa: E402
 from synthetic.generate import generate  # noqa: E402
@@ -81,10 +81,15 @@ def one_draw(workdir: Path, persons: int, seed: int, null_effect: bool) -> list[
     truth = json.loads((paths.ground_truth / "planted_effects.json").read_text())["rate_ratio"]
     t_build = time.perf_counter() - t0
     panel = load_panel(paths.warehouse)
+    treated_panel = load_treated_panel(paths.warehouse)  # NAIVE: all eligible treated people
+    # not-yet-referred design: controls referred during follow-up stay controls (intention to treat)
+    cohort = read_table(paths.warehouse, "mart_matched_cohort")
+    controls = cohort[cohort["is_treated"] == 0]
+    referred_share = float(controls["referred_in_followup"].mean()) if len(controls) else np.nan
     rows = []
     for o in COUNT_OUTCOMES:
         d = estimate_poisson_did(panel, o)
-        n = estimate_naive(panel, o)
+        n = estimate_naive(treated_panel, o)
         rr0 = float(truth.get(o, 1.0))
         lo, hi = d.rate_ratio_ci
         rows.append({
@@ -92,6 +97,7 @@ def one_draw(workdir: Path, persons: int, seed: int, null_effect: bool) -> list[
             "lo95": lo, "hi95": hi, "log_rr": d.log_rate_ratio, "se_log_rr": d.se_log_rate_ratio,
             "covered": bool(lo <= rr0 <= hi) if np.isfinite(lo) else np.nan,
             "naive_pct_change": n.pct_change, "n_sets": d.n_sets,
+            "share_controls_referred_in_followup": referred_share,
             "seconds_build": round(t_build, 1),
             "seconds_total": round(time.perf_counter() - t0, 1),
         })
@@ -115,6 +121,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             "coverage": cov, "mc_se_coverage": math.sqrt(max(cov * (1 - cov), 1e-12) / D),
             "mean_naive_pct_change": g["naive_pct_change"].mean(),
             "mean_sets": g["n_sets"].mean(),
+            "controls_referred": g["share_controls_referred_in_followup"].mean()
+            if "share_controls_referred_in_followup" in g else np.nan,
         })
     return pd.DataFrame(rows)
 

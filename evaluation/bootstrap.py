@@ -48,12 +48,12 @@ def collapse(panel: pd.DataFrame, outcome: str, post_months=POST_MONTHS,
     months = np.array([*pre_months, *post_months])
     m_idx = {m: i for i, m in enumerate(months)}
     T = len(months)
-    wide_e = df.pivot_table(index="person_id", columns="rel_month", values="exposure_months",
+    wide_e = df.pivot_table(index="unit_id", columns="rel_month", values="exposure_months",
                             aggfunc="sum").reindex(columns=months).fillna(0.0)
-    wide_y = df.pivot_table(index="person_id", columns="rel_month", values=outcome,
+    wide_y = df.pivot_table(index="unit_id", columns="rel_month", values=outcome,
                             aggfunc="sum").reindex(index=wide_e.index, columns=months).fillna(0.0)
-    persons = df.drop_duplicates("person_id").set_index("person_id").loc[
-        wide_e.index, ["matched_set_id", "is_treated", "weight"]]
+    persons = df.drop_duplicates("unit_id").set_index("unit_id").loc[
+        wide_e.index, ["cluster_id", "is_treated", "weight"]]
     key = persons["is_treated"].astype(str) + "|" + pd.Series(
         [",".join(f"{v:.6g}" for v in row) for row in wide_e.to_numpy()], index=wide_e.index)
     pat_codes, pat_keys = pd.factorize(key)
@@ -73,8 +73,8 @@ def collapse(panel: pd.DataFrame, outcome: str, post_months=POST_MONTHS,
     with np.errstate(divide="ignore"):
         log_e = np.log(pat_exposure.reshape(-1))
     if sets is None:
-        sets = pd.Index(sorted(df["matched_set_id"].unique()))
-    s_idx = sets.get_indexer(persons["matched_set_id"])
+        sets = pd.Index(sorted(df["cluster_id"].unique()))
+    s_idx = sets.get_indexer(persons["cluster_id"])
     wy = wide_y.to_numpy() * persons["weight"].to_numpy()[:, None]
     counts = np.zeros((len(sets), n_pat * T))
     cols = pat_codes[:, None] * T + np.arange(T)[None, :]
@@ -157,7 +157,7 @@ def cluster_bootstrap(panel: pd.DataFrame, outcomes, reps: int = 499, seed: int 
                       post_months=POST_MONTHS) -> BootstrapDraws:
     """Matched-set bootstrap of the Poisson DiD for several outcomes on shared replicates."""
     df = panel[panel["period"].isin(["pre", "post"])]
-    sets = pd.Index(sorted(df["matched_set_id"].unique()))
+    sets = pd.Index(sorted(df["cluster_id"].unique()))
     col = {o: collapse(panel, o, post_months, sets) for o in outcomes}
     rng = np.random.default_rng(seed)
     n = len(sets)

@@ -402,8 +402,8 @@ def estimate_costs(
         })
         infl.append(-c * r.abs_change_influence)
     if_gross = pd.concat(infl, axis=1).fillna(0.0).sum(axis=1)
-    n_sets = max(max(results[o].n_sets for o in costed_outcomes), len(if_gross))
-    se_py = float(np.sqrt(np.sum(if_gross**2) * n_sets / max(n_sets - 1, 1)))
+    n_clusters = len(if_gross)  # matched sets; sets that share a person are one cluster
+    se_py = float(np.sqrt(np.sum(if_gross**2) * n_clusters / max(n_clusters - 1, 1)))
     gross_py = float(sum(l["saving_gbp_per_person_year"] for l in lines))
     n_treated = int(results[costed_outcomes[0]].n_treated)
     person_years = results[costed_outcomes[0]].treated_post_person_years
@@ -434,7 +434,8 @@ def estimate_costs(
         n_bad = int((~np.isfinite(g_py_b)).sum())
         kind = "bootstrap"
         method = (f"95% intervals by cluster bootstrap: {bootstrap.reps} replicates resampling "
-                  f"the {bootstrap.n_sets} matched sets with replacement, every costed outcome "
+                  f"the {bootstrap.n_sets} clusters of matched sets (sets that share a person are one "
+                  f"cluster) with replacement, every costed outcome "
                   f"refitted on the same replicate (percentile intervals"
                   f"{f'; {n_bad} replicates not estimable, left out' if n_bad else ''}); unit "
                   f"costs treated as fixed. Delta-method interval of the net saving for "

@@ -162,9 +162,9 @@ def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
     X["treated_post"] = df["treated_post"].astype(float)
     fit = fit_poisson_fe(
         df[outcome].to_numpy(), X, df["exposure_months"].to_numpy(),
-        df["person_id"].to_numpy(), df["matched_set_id"].to_numpy(), df["weight"].to_numpy(),
+        df["unit_id"].to_numpy(), df["cluster_id"].to_numpy(), df["weight"].to_numpy(),
     )
-    persons = df.drop_duplicates("person_id")
+    persons = df.drop_duplicates("unit_id")
     if "treated_post" in fit.dropped:
         return _not_estimable_did(
             outcome, df, persons, "not estimable: no events among treated people after the "
@@ -173,13 +173,13 @@ def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
     if_b = fit.influence["treated_post"]
 
     tp = df[(df["is_treated"] == 1) & (df["period"] == "post")]
-    g = tp.groupby("matched_set_id")
+    g = tp.groupby("cluster_id")
     r1, if_r1 = _ratio_influence(g[outcome].sum(), g["exposure_months"].sum())
 
     clusters = if_b.index.union(if_r1.index)
     if_b = if_b.reindex(clusters, fill_value=0.0)
     if_r1 = if_r1.reindex(clusters, fill_value=0.0)
-    n_c = df["matched_set_id"].nunique()
+    n_c = df["cluster_id"].nunique()
     se_b = float(np.sqrt(np.sum(if_b**2) * _small_sample(n_c)))
     rr = float(np.exp(b))
     abs_py = 12 * r1 * (1 - np.exp(-b))
@@ -199,14 +199,14 @@ def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
         counterfactual_post_rate_py=12 * r1 / rr,
         n_treated=int((persons["is_treated"] == 1).sum()),
         n_controls=int((persons["is_treated"] == 0).sum()),
-        n_sets=int(n_c),
+        n_sets=int(df["matched_set_id"].nunique()),
         n_person_months=int(len(df)),
         treated_post_person_years=float(tp["exposure_months"].sum() / 12),
         method=(
             "Conditional Poisson (person fixed effects), relative-month effects, "
             f"log exposure offset, treated x post (rel 1..12 vs {pre_months[0]}..{pre_months[-1]}; "
             f"{'selection window and ' if pre_months[-1] < -1 else ''}rel 0 excluded), "
-            "ATT weights, cluster-robust SEs on matched set; absolute change by delta method."
+            "ATT weights, cluster-robust SEs on matched set (sets sharing a person: one cluster); absolute change by delta method."
         ),
         abs_change_influence=if_abs.rename(outcome),
         fit=fit,
@@ -264,7 +264,7 @@ class LinearDiDResult:
 def person_period_rates(panel: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """One row per person: pre and post rate per person-year (persons at risk in both)."""
     df = panel[panel["period"].isin(["pre", "post"])]
-    agg = df.groupby(["matched_set_id", "person_id", "is_treated", "weight", "period"])[
+    agg = df.groupby(["matched_set_id", "cluster_id", "unit_id", "is_treated", "weight", "period"])[
         [outcome, "exposure_months"]].sum().unstack("period")
     agg = agg.dropna()
     agg = agg[(agg[("exposure_months", "pre")] > 0) & (agg[("exposure_months", "post")] > 0)]
@@ -281,9 +281,9 @@ def estimate_linear_did(panel: pd.DataFrame, outcome: str) -> LinearDiDResult:
     pp = person_period_rates(panel, outcome)
     t, c = pp[pp["is_treated"] == 1], pp[pp["is_treated"] == 0]
     est = se = float("nan")
-    if len(t) and len(c) and pp["matched_set_id"].nunique() > 1:
+    if len(t) and len(c) and pp["cluster_id"].nunique() > 1:
         X = sm.add_constant(pp["is_treated"].astype(float), has_constant="add")
-        groups = pd.factorize(pp["matched_set_id"])[0]
+        groups = pd.factorize(pp["cluster_id"])[0]
         res = sm.WLS(pp["diff"], X, weights=pp["weight"]).fit(
             cov_type="cluster", cov_kwds={"groups": groups})
         est = float(res.params["is_treated"])
@@ -307,7 +307,7 @@ def estimate_linear_did(panel: pd.DataFrame, outcome: str) -> LinearDiDResult:
         n_sets=int(pp["matched_set_id"].nunique()),
         method=(
             "Weighted OLS of (post - pre) person rate on treated (equivalent to two-period "
-            "person and period fixed effects), ATT weights, cluster-robust SEs on matched set; "
+            "person and period fixed effects), ATT weights, cluster-robust SEs on matched set (sets sharing a person: one cluster); "
             "people not at risk in both periods are left out."
         ),
     )
@@ -417,7 +417,7 @@ def estimate_event_study(panel: pd.DataFrame, outcome: str,
     else:
         fit = fit_poisson_fe(
             df[outcome].to_numpy(), pd.concat([C, T], axis=1), df["exposure_months"].to_numpy(),
-            df["person_id"].to_numpy(), df["matched_set_id"].to_numpy(), df["weight"].to_numpy(),
+            df["unit_id"].to_numpy(), df["cluster_id"].to_numpy(), df["weight"].to_numpy(),
         )
         # contrasts d_b = t_b - c_b and their covariance
         params = fit.params.fillna(0.0)
@@ -579,12 +579,14 @@ class OutcomeEstimates:
         }])
 
 
-def estimate_outcome(panel: pd.DataFrame, outcome: str) -> OutcomeEstimates:
-    """Run the NAIVE, Poisson DiD, linear DiD and event study for one count outcome."""
+def estimate_outcome(panel: pd.DataFrame, outcome: str,
+                     treated_panel: pd.DataFrame | None = None) -> OutcomeEstimates:
+    """Run the NAIVE, Poisson DiD, linear DiD and event study for one count outcome. The
+    NAIVE uses ``treated_panel`` (all eligible treated people, matched or not) when given."""
     return OutcomeEstimates(
         outcome=outcome,
         did=estimate_poisson_did(panel, outcome),
         linear_did=estimate_linear_did(panel, outcome),
         event_study=estimate_event_study(panel, outcome),
-        naive=estimate_naive(panel, outcome),
+        naive=estimate_naive(panel if treated_panel is None else treated_panel, outcome),
     )

@@ -359,6 +359,7 @@ def match(
     refine_max_iter: int = 1000,
     refine_target_smd: float = 0.0,
     distance_covariates: Sequence[str] | None = None,
+    controls_may_be_treated_later: bool = False,
 ) -> MatchResult:
     """Greedy 1:``ratio`` nearest-neighbour propensity-score matching without replacement.
 
@@ -370,8 +371,13 @@ def match(
         (None: no caliper).
     group: a further exact-match column, e.g. index month in a stacked design.
     id_col: unit identifier; a control unit is used at most once across all its rows, and
-        rows of units that are ever treated are never used as controls. Default: each row
-        is its own unit.
+        rows of units that are ever treated are never used as controls (unless
+        ``controls_may_be_treated_later``). Default: each row is its own unit.
+    controls_may_be_treated_later: keep the control rows of units that are treated in
+        another row (a not-yet-treated design, where a person is a control at index months
+        before their own treatment; the caller makes those rows eligible). Leaving them out
+        conditions the controls on their future: people whose use rises later, and who are
+        referred for it, would be missing from the comparison.
     seed: breaks ties in the order treated units are served (largest score first).
     ps_covariates: columns of the propensity model when they should differ from
         ``covariates`` (e.g. adding log or squared terms); balance is always reported on
@@ -422,7 +428,7 @@ def match(
     work = work[complete]
     _count("complete covariates and exact keys", work)
 
-    if id_col:
+    if id_col and not controls_may_be_treated_later:
         treated_ids = set(work.loc[work[treatment] == 1, id_col])
         work = work[(work[treatment] == 1) | ~work[id_col].isin(treated_ids)]
         _count("controls that are never treated", work)

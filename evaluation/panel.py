@@ -24,6 +24,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 COUNT_OUTCOMES: tuple[str, ...] = (
     "ae_attendances",
@@ -69,6 +71,26 @@ def read_table(warehouse: Path | str, table: str) -> pd.DataFrame:
 def load_panel(warehouse: Path | str) -> pd.DataFrame:
     """Read `mart_evaluation_panel` and return it checked and prepared (see `prepare_panel`)."""
     return prepare_panel(read_table(warehouse, "mart_evaluation_panel"))
+
+
+def load_treated_panel(warehouse: Path | str) -> pd.DataFrame | None:
+    """`mart_treated_panel` (every eligible treated person, matched or not) with exposure > 0,
+    for the NAIVE before/after; None when the warehouse has no such table."""
+    con = connect(warehouse)
+    try:
+        tables = {r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main'").fetchall()}
+        if "mart_treated_panel" not in tables:
+            return None
+        df = con.execute('select * from main."mart_treated_panel"').df()
+    finally:
+        con.close()
+    df["person_id"] = df["person_id"].astype(str)
+    df["is_treated"] = 1
+    df["exposure_months"] = df["exposure_months"].astype(float)
+    for c in COUNT_OUTCOMES:
+        df[c] = df[c].fillna(0).astype(float)
+    return df[df["exposure_months"] > 0].reset_index(drop=True)
 
 
 def period_of(rel_month: pd.Series, selection_window_months: int = 0) -> np.ndarray:
@@ -117,7 +139,8 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = Non
             df[c] = df[c].fillna(0).astype(float)
     df = df[df["rel_month"].between(-12, 12) & (df["exposure_months"] > 0)]
 
-    persons = df.drop_duplicates("person_id")[["matched_set_id", "person_id", "is_treated"]]
+    persons = df.drop_duplicates(["matched_set_id", "person_id"])[
+        ["matched_set_id", "person_id", "is_treated"]]
     n_t = persons.groupby("matched_set_id")["is_treated"].sum()
     n_all = persons.groupby("matched_set_id")["is_treated"].size()
     n_c = n_all - n_t
@@ -139,9 +162,29 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = Non
                              "period < selection window < 0 (transition) < post")
     else:
         df["period"] = period_of(df["rel_month"], selection_window_months or 0)
+    # Under the not-yet-referred comparison design a person can be a control in one matched set
+    # and the treated person of a later one: the unit of the fixed effects is a person within a
+    # set, and sets that share a person are one cluster (their rows are not independent).
+    df["unit_id"] = df["matched_set_id"] + "/" + df["person_id"]
+    df["cluster_id"] = linked_set_clusters(df["matched_set_id"], df["person_id"])
     df["post"] = (df["rel_month"] > 0).astype(int)
     df["treated_post"] = df["is_treated"] * df["post"]
     return df.reset_index(drop=True)
+
+
+def linked_set_clusters(matched_set_id: pd.Series, person_id: pd.Series) -> np.ndarray:
+    """Cluster label of each row: the matched sets connected through shared persons (a set of
+    its own when none of its people is in another set), named by the smallest set id in it."""
+    set_codes, set_ids = pd.factorize(matched_set_id)
+    person_codes, person_ids = pd.factorize(person_id)
+    n_sets = len(set_ids)
+    n = n_sets + len(person_ids)
+    graph = sparse.coo_matrix((np.ones(len(set_codes)), (set_codes, n_sets + person_codes)),
+                              shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    names = pd.Series(np.asarray(set_ids, dtype=object)).groupby(component[:n_sets]).transform(
+        lambda ids: min(ids, key=lambda v: (len(str(v)), str(v))))
+    return names.to_numpy()[set_codes].astype(str)
 
 
 def add_cost_column(panel: pd.DataFrame, unit_cost_by_outcome: dict[str, float]) -> pd.DataFrame:
@@ -154,7 +197,7 @@ def add_cost_column(panel: pd.DataFrame, unit_cost_by_outcome: dict[str, float])
 
 
 def cohort_counts(panel: pd.DataFrame) -> dict[str, int]:
-    persons = panel.drop_duplicates("person_id")
+    persons = panel.drop_duplicates(["matched_set_id", "person_id"])
     return {
         "matched_sets": int(panel["matched_set_id"].nunique()),
         "treated_persons": int((persons["is_treated"] == 1).sum()),

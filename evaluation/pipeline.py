@@ -18,7 +18,7 @@ from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
                                 prepare_unit_costs, unit_costs_by_outcome)
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.panel import (COUNT_OUTCOMES, add_cost_column, cohort_counts, connect,
-                              data_period, load_panel, read_table)
+                              data_period, load_panel, load_treated_panel, read_table)
 from evaluation.report import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
                                     subgroup_savings)
@@ -73,7 +73,7 @@ def estimate(paths: Paths, outcome: str) -> dict:
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
     panel = load_panel(paths.warehouse)
-    est = estimate_outcome(panel, outcome)
+    est = estimate_outcome(panel, outcome, load_treated_panel(paths.warehouse))
     _save(paths, f"outcome_{outcome}", est)
     d, n, es = est.did, est.naive, est.event_study
     return _jsonable({
@@ -86,6 +86,24 @@ def estimate(paths: Paths, outcome: str) -> dict:
         "pretrend_p": round(es.pretrend_p, 4),
         "n_matched_sets": d.n_sets,
     })
+
+
+def _cohort(paths: Paths, panel) -> dict:
+    """Counts of the analysed panel, and how many of its controls were referred to IAPT during
+    their follow-up (not-yet-referred design: they stay controls, intention to treat)."""
+    counts = cohort_counts(panel)
+    mc = read_table(paths.warehouse, "mart_matched_cohort") if "mart_matched_cohort" in _tables(paths) else None
+    if mc is not None and "referred_in_followup" in mc.columns and len(panel):
+        analysed = panel[panel["is_treated"] == 0][["matched_set_id", "person_id"]].drop_duplicates()
+        mc = mc.assign(matched_set_id=mc["matched_set_id"].astype(str), person_id=mc["person_id"].astype(str))
+        m = analysed.merge(mc[["matched_set_id", "person_id", "referred_in_followup"]],
+                           on=["matched_set_id", "person_id"], how="left")
+        counts["controls_referred_in_followup"] = int(m["referred_in_followup"].fillna(False).astype(bool).sum())
+    if "mart_comparison_pool" in _tables(paths):
+        designs = read_table(paths.warehouse, "mart_comparison_pool")["comparison_design"].dropna().unique()
+        if len(designs) == 1:
+            counts["comparison_design"] = str(designs[0])
+    return counts
 
 
 def cost(paths: Paths, config: CostingConfig | None = None) -> dict:
@@ -116,7 +134,7 @@ def cost(paths: Paths, config: CostingConfig | None = None) -> dict:
                                    "cost_gbp")
     _save(paths, "costing", {"costing": costing, "cost_did": cost_did, "config": config,
                              "unit_costs": unit_costs, "price_index": price_index,
-                             "cohort": cohort_counts(panel), "period": data_period(panel)})
+                             "cohort": _cohort(paths, panel), "period": data_period(panel)})
     return _jsonable({
         "gross_saving_per_treated_person": round(costing.gross_saving_per_person, 2),
         "net_saving_per_treated_person": round(costing.net_saving_per_person, 2),

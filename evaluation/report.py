@@ -148,6 +148,35 @@ def published_balance(balance: pd.DataFrame) -> pd.DataFrame:
     return suppress_counts(balance, counts)
 
 
+COMPARISON_GROUPS = {
+    "not_yet_referred": (
+        "Controls are people with a long-term condition at practices where the pathway was live "
+        "by the index month who had not been referred to talking therapies by then: they faced the "
+        "same referral pressure in the months before the index, so their earlier use carries the "
+        "same selection as the treated people's (who were, likewise, not referred earlier). "
+        "Controls referred later stay controls (intention to treat: the estimate is of referral "
+        "now against usual care, which can include later referral; this makes it conservative "
+        "if therapy works){followup}."),
+    "non_ltc_practices": (
+        "Controls are people with a long-term condition at practices without the pathway, never "
+        "treated in IAPT before the index month."),
+    "untreated_any_practice": (
+        "Controls are people with a long-term condition at any practice, never on the pathway "
+        "(this conditions on their future and is a sensitivity design only)."),
+}
+
+
+def _comparison_group_text(inp: ReportInputs) -> str:
+    text = COMPARISON_GROUPS.get(inp.cohort.get("comparison_design", ""), "")
+    n = inp.cohort.get("controls_referred_in_followup")
+    followup = ""
+    if n is not None and inp.cohort.get("control_persons"):
+        shown = suppress_count(n)
+        followup = (f"; {shown} of {suppress_count(inp.cohort['control_persons'])} matched controls "
+                    f"were referred during their follow-up")
+    return text.replace("{followup}", followup)
+
+
 def _summary_paragraph(inp: ReportInputs) -> str:
     c = inp.costing
     pub = published_costing_table(c).set_index("quantity")
@@ -348,8 +377,9 @@ def build_html(inp: ReportInputs) -> str:
         "Matched DiD change per treated person-year (95% CI)", "Pre-trend p", "Treated",
         "Controls"]))
     parts.append(
-        "<p class='note'><span class='naive'>NAIVE</span> = treated people only, 12 months after "
-        "minus 12 months before the index month; no comparison group, so it includes the fall "
+        "<p class='note'><span class='naive'>NAIVE</span> = treated people only (every eligible "
+        "treated person, matched or not, as a site without a comparison group would count them), "
+        "12 months after minus 12 months before the index month; no comparison group, so it includes the fall "
         "that follows any peak in use (regression to the mean). Matched DiD = change in treated "
         "people relative to the change in their matched controls (conditional Poisson with person "
         "fixed effects and relative-month effects, exposure offset, standard errors clustered on "
@@ -475,7 +505,10 @@ def build_html(inp: ReportInputs) -> str:
     parts.append(_html_table(
         [["Matched sets", suppress_count(coh["matched_sets"])],
          ["Treated people analysed", suppress_count(coh["treated_persons"])],
-         ["Matched controls analysed", suppress_count(coh["control_persons"])]],
+         ["Matched controls analysed", suppress_count(coh["control_persons"])],
+         *([["Of whom referred to talking therapies during follow-up (kept as controls)",
+             suppress_count(coh["controls_referred_in_followup"])]]
+           if "controls_referred_in_followup" in coh else [])],
         ["Analysis panel", "Count"]))
 
     # design
@@ -489,6 +522,7 @@ def build_html(inp: ReportInputs) -> str:
 calendar months covered {p.get('first_calendar_month')} to {p.get('last_calendar_month')}.</li>
 <li><b>Design.</b> Stacked matched difference-in-differences: each treated person and their matched
 controls share an index month (referral to the service by default; dbt var index_date_rule).
+{_comparison_group_text(inp)}
 People are referred after a spell of high use, so the months just before the index (the selection
 window: {_selection_window_text(inp)}) hold a peak. Controls are matched on their use in the selection window, and the
 difference-in-differences compares the months before it (the comparison period: {_comparison_text(inp)}) with
@@ -500,7 +534,8 @@ table as not matched on). Controls in sets with fewer controls carry
 more weight so each treated person has one comparator's worth of controls.</li>
 <li><b>Counts.</b> Conditional (fixed-effects) Poisson with relative-month effects and an exposure
 offset; rate ratio = exp(treated x post). Consistent if the mean model is right, whatever the
-over-dispersion; standard errors clustered on the matched set. Absolute changes = treated post rate x
+over-dispersion; standard errors clustered on the matched set (sets that share a person, a control
+referred later who is also treated, form one cluster). Absolute changes = treated post rate x
 (1 - 1/rate ratio), delta-method intervals.</li>
 <li><b>Key assumption.</b> Without the service, treated people's use would have changed as their
 matched controls' did (parallel trends), from the comparison period to the post period, once the

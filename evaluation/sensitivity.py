@@ -65,7 +65,7 @@ def _scenario(group, label, c: CostingResult, note="") -> Scenario:
 def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
     """Negative binomial DiD on person pre/post counts (see the module docstring)."""
     df = panel[panel["period"].isin(["pre", "post"])]
-    agg = df.groupby(["matched_set_id", "person_id", "is_treated", "weight", "period"],
+    agg = df.groupby(["matched_set_id", "cluster_id", "unit_id", "person_id", "is_treated", "weight", "period"],
                      as_index=False)[[outcome, "exposure_months"]].sum()
     agg = agg[agg["exposure_months"] > 0]
     agg["post"] = (agg["period"] == "post").astype(float)
@@ -73,7 +73,7 @@ def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
     X = sm.add_constant(agg[["is_treated", "post", "treated_post"]].astype(float))
     if agg.loc[agg["treated_post"] == 1, outcome].sum() == 0:
         return None
-    groups = pd.factorize(agg["matched_set_id"])[0]
+    groups = pd.factorize(agg["cluster_id"])[0]
     try:
         res = sm.NegativeBinomial(agg[outcome].astype(float), X,
                                   offset=np.log(agg["exposure_months"]), loglike_method="nb2").fit(
@@ -85,7 +85,7 @@ def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
     r1 = float(tp[outcome].sum() / tp["exposure_months"].sum())
     abs_py = 12 * r1 * (1 - np.exp(-b))
     se_abs = 12 * r1 * np.exp(-b) * se
-    n_t = int(agg.loc[agg["is_treated"] == 1, "person_id"].nunique())
+    n_t = int(agg.loc[agg["is_treated"] == 1, "unit_id"].nunique())
     return CountDiDResult(
         outcome=outcome, rate_ratio=float(np.exp(b)),
         rate_ratio_ci=(float(np.exp(b - Z95 * se)), float(np.exp(b + Z95 * se))),
@@ -94,7 +94,7 @@ def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
         abs_change_ci=(float(abs_py - Z95 * se_abs), float(abs_py + Z95 * se_abs)),
         se_abs_change=float(se_abs), treated_post_rate_py=12 * r1,
         counterfactual_post_rate_py=12 * r1 / np.exp(b), n_treated=n_t,
-        n_controls=int(agg.loc[agg["is_treated"] == 0, "person_id"].nunique()),
+        n_controls=int(agg.loc[agg["is_treated"] == 0, "unit_id"].nunique()),
         n_sets=int(agg["matched_set_id"].nunique()), n_person_months=int(len(df)),
         treated_post_person_years=float(tp["exposure_months"].sum() / 12),
         method="NB2 on person pre/post counts, offset log person-time, clustered on set",

@@ -71,12 +71,12 @@ def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True)
              "every treated person appears once in the matched cohort"),
             (e.ExpectColumnValuesToBeUnique(column="matched_set_id", row_condition=treated), True,
              "each matched set has exactly one treated person"),
-            (e.ExpectColumnValuesToBeUnique(column="person_id"), True,
+            (e.ExpectColumnValuesToBeUnique(column="person_id", row_condition=control), True,
              "no control is used twice (matching without replacement)"),
+            (e.ExpectCompoundColumnsToBeUnique(column_list=["matched_set_id", "person_id"]), True,
+             "a person is in a matched set once"),
             (e.ExpectColumnValuesToBeInSet(column="person_id", value_set=treated_ids, row_condition=treated), True,
              "treated rows come from the treated cohort"),
-            (e.ExpectColumnValuesToNotBeInSet(column="person_id", value_set=treated_ids, row_condition=control), True,
-             "matched controls are never treated persons"),
             (e.ExpectColumnValuesToNotBeNull(column="matched_set_id"), True, "matched_set_id is present"),
             (e.ExpectColumnValuesToBeBetween(column="propensity_score", min_value=0, max_value=1), True,
              "propensity scores are probabilities"),
@@ -90,8 +90,8 @@ def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True)
             (e.ExpectColumnValuesToBeBetween(column="exposure_months", min_value=0, max_value=1), True,
              "exposure_months within [0, 1]"),
             (e.ExpectColumnValuesToNotBeNull(column="exposure_months"), True, "exposure_months present"),
-            (e.ExpectCompoundColumnsToBeUnique(column_list=["person_id", "rel_month"]), True,
-             "one row per person and relative month"),
+            (e.ExpectCompoundColumnsToBeUnique(column_list=["matched_set_id", "person_id", "rel_month"]), True,
+             "one row per matched set, person and relative month"),
             *[
                 (e.ExpectColumnValuesToBeBetween(column=c, min_value=0), True, f"{c} non-negative")
                 for c in ("ae_attendances", "emergency_admissions", "bed_days", "outpatient_attendances", "gp_appointments")

@@ -28,11 +28,23 @@ def test_marts_exist_and_are_not_empty(con):
         assert q(con, f"select count(*) from main.{mart}")[0][0] > 0, mart
 
 
-def test_treated_appear_once_and_controls_are_never_treated(con):
+def test_each_person_once_per_role_and_controls_not_yet_referred(con):
     assert q(con, """select count(*) - count(distinct person_id) from mart_matched_cohort where is_treated = 1""")[0][0] == 0
-    assert q(con, """select count(*) - count(distinct person_id) from mart_matched_cohort""")[0][0] == 0
-    assert q(con, """select count(*) from mart_matched_cohort where is_treated = 0
-                     and person_id in (select person_id from mart_treated_cohort)""")[0][0] == 0
+    assert q(con, """select count(*) - count(distinct person_id) from mart_matched_cohort where is_treated = 0""")[0][0] == 0
+    # not-yet-referred design: no control had an IAPT referral by the end of its index month, so
+    # a treated person is a control only at an index month before their own (then treated later)
+    assert q(con, """select count(*) from mart_matched_cohort m join int_iapt_referrals r using (person_id)
+                     where m.is_treated = 0
+                       and r.referral_received_date < m.index_month + interval 1 month""")[0][0] == 0
+    assert q(con, """select count(*) from mart_matched_cohort c join mart_treated_cohort t using (person_id)
+                     where c.is_treated = 0 and t.index_month <= c.index_month""")[0][0] == 0
+    # ... at a practice where the LTC pathway was live by the index month
+    assert q(con, """select count(*) from mart_matched_cohort m
+                     left join int_ltc_practices l using (practice_code)
+                     where m.is_treated = 0 and not coalesce(l.ltc_pathway_launch_month <= m.index_month, false)""")[0][0] == 0
+    # the design lets people referred later be controls until then (intention to treat): some are
+    assert q(con, """select count(*) from mart_matched_cohort c join int_iapt_referrals r using (person_id)
+                     where c.is_treated = 0""")[0][0] > 0
     # each matched set: one treated, >= 1 control, same index month
     bad = q(con, """select matched_set_id from mart_matched_cohort group by 1
                     having count(*) filter (where is_treated = 1) <> 1
@@ -62,12 +74,12 @@ def test_matched_controls_were_eligible_at_the_index_month(con):
 
 
 def test_evaluation_panel_window_and_exposure(con):
-    (lo, hi, emin, emax, n_rows, n_people) = q(con, """select min(rel_month), max(rel_month), min(exposure_months),
-        max(exposure_months), count(*), count(distinct person_id) from mart_evaluation_panel""")[0]
+    (lo, hi, emin, emax, n_rows, n_members) = q(con, """select min(rel_month), max(rel_month), min(exposure_months),
+        max(exposure_months), count(*), count(distinct (matched_set_id, person_id)) from mart_evaluation_panel""")[0]
     assert (lo, hi) == (-12, 12)
     assert 0 <= emin <= emax <= 1
-    assert n_rows == 25 * n_people
-    assert n_people == q(con, "select count(*) from mart_matched_cohort")[0][0]
+    assert n_rows == 25 * n_members
+    assert n_members == q(con, "select count(*) from mart_matched_cohort")[0][0]
     # calendar month = index month + rel_month, and the index month's counts come from the person-month panel
     assert q(con, """select count(*) from mart_evaluation_panel
                      where calendar_month <> index_month + to_months(rel_month)""")[0][0] == 0

@@ -96,20 +96,20 @@ def test_null_intervals_contain_one_while_naive_shows_a_fall(null):
         lo, hi = est[o]["rate_ratio_ci"]
         print(o, est[o]["rate_ratio"], (lo, hi), "naive", est[o]["naive_pct_change"])
         assert lo <= 1.0 <= hi, (o, est[o])
-    # people are referred near a peak: the NAIVE before/after shows a fall with no effect.
-    # In this generator the fall with no effect is modest (A&E -11% on average over 10 null
-    # Monte Carlo draws, SD 7 points between populations; emergency admissions -7%, SD 10), so
-    # one population is checked for a fall in A&E and in acute use (A&E and emergency
-    # admissions) together, and for the NAIVE figure sitting below the matched estimate, not
-    # for a significant fall.
+    # people are referred near a peak: the NAIVE before/after (all eligible treated people,
+    # mart_treated_panel) shows a fall with no effect. Its size varies between populations (on
+    # the generator's own counts of all treated people, averaged over null seeds 1-3 and over
+    # 101, 102, 202: A&E -12% and -7.5%, emergency admissions -10% and -12.5%; the matched
+    # treated alone fall less, as matching fails most for those with the highest recent use),
+    # so one population is checked for a fall in
+    # both acute outcomes, and for the NAIVE A&E figure (the acute outcome with the most events)
+    # sitting below the matched estimate, not for significance.
     naive = {o: pipeline._load(paths, f"outcome_{o}").naive
              for o in ("ae_attendances", "emergency_admissions")}
-    assert naive["ae_attendances"].pct_change < 0
-    pre = sum(n.pre_rate_py for n in naive.values())
-    post = sum(n.post_rate_py for n in naive.values())
-    assert post < pre
-    for o, n in naive.items():
-        assert n.pct_change < est[o]["rate_ratio"] - 1, o
+    assert all(n.pct_change < 0 for n in naive.values()), {o: n.pct_change for o, n in naive.items()}
+    assert naive["ae_attendances"].pct_change < est["ae_attendances"]["rate_ratio"] - 1
+    # the NAIVE counts every eligible treated person, matched or not
+    assert naive["ae_attendances"].n_treated >= est["ae_attendances"]["n_matched_sets"]
 
 
 def test_business_case_on_the_real_warehouse(effect, null):

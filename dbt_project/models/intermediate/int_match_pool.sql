@@ -18,6 +18,12 @@ first_iapt_treatment as (
     where is_treatment_contact and person_id is not null
     group by person_id
 ),
+first_referral as (
+    select person_id, min(referral_received_date) as first_referral_date
+    from {{ ref('int_iapt_referrals') }}
+    where person_id is not null
+    group by person_id
+),
 first_ltc_pathway as (
     select person_id, min(care_contact_date) as first_ltc_pathway_date
     from {{ ref('int_iapt_contacts') }}
@@ -30,10 +36,17 @@ controls as (
     cross join index_months m
     left join first_iapt_treatment ft on ft.person_id = p.person_id
     left join first_ltc_pathway fl on fl.person_id = p.person_id
+    left join first_referral fr on fr.person_id = p.person_id
     left join {{ ref('int_ltc_practices') }} lp on lp.practice_code = p.practice_code
+    {%- if var('comparison_design') == 'not_yet_referred' %}
+    where lp.ltc_pathway_launch_month <= m.index_month
+      and (fr.first_referral_date is null or fr.first_referral_date >= m.index_month + interval 1 month)
+    {%- else %}
     where p.person_id not in (select person_id from treated)
       and (ft.first_treatment_date is null or ft.first_treatment_date >= m.index_month)
-      {%- if var('comparison_design') == 'non_ltc_practices' %}
+    {%- endif %}
+      {%- if var('comparison_design') == 'not_yet_referred' %}
+      {%- elif var('comparison_design') == 'non_ltc_practices' %}
       and lp.practice_code is null
       {%- elif var('comparison_design') == 'untreated_any_practice' %}
       and (fl.first_ltc_pathway_date is null or fl.first_ltc_pathway_date >= m.index_month)

@@ -21,6 +21,8 @@ def model(dbt, session):
     refine = str(dbt.config.get("matching_refine")).strip().lower() in ("true", "1", "yes")
     target = float(dbt.config.get("matching_refine_target_smd"))
     distance = as_column_list(dbt.config.get("matching_distance_covariates"))
+    # not-yet-referred design: people referred later are controls until then (int_match_pool)
+    not_yet_referred = dbt.config.get("comparison_design") == "not_yet_referred"
 
     candidates = dbt.ref("int_match_candidates").df()
     result = match(
@@ -37,6 +39,7 @@ def model(dbt, session):
         refine=refine,
         refine_target_smd=target,
         distance_covariates=distance or None,
+        controls_may_be_treated_later=not_yet_referred,
     )
     extra = set(ps_extra) | {c for c in distance if c not in covariates}
     matched = result.matched.drop(columns=[c for c in extra if c in result.matched.columns])

@@ -10,11 +10,30 @@ group by {{ columns | join(', ') }}
 having count(*) > 1
 {% endtest %}
 
-{% test treated_not_in_controls(model) %}
--- no matched control is a treated person (of the treated cohort or of this table)
-select c.person_id
+{% test controls_untreated_at_index(model) %}
+-- Every matched control was still a possible control at its index month. Design
+-- not_yet_referred: no IAPT referral by the end of the index month, and a treated person is a
+-- control only at an index month before their own. Other designs: never a treated person, and
+-- no IAPT treatment before the index month.
+{%- if var('comparison_design') == 'not_yet_referred' %}
+select c.person_id, c.index_month
+from {{ model }} c
+join {{ ref('int_iapt_referrals') }} r on r.person_id = c.person_id
+where c.is_treated = 0
+  and r.referral_received_date < c.index_month + interval 1 month
+union all
+select c.person_id, c.index_month
+from {{ model }} c
+join {{ model }} t on t.person_id = c.person_id and t.is_treated = 1
+where c.is_treated = 0
+  and t.index_month <= c.index_month
+{%- else %}
+select c.person_id, c.index_month
 from {{ model }} c
 where c.is_treated = 0
   and (c.person_id in (select person_id from {{ ref('mart_treated_cohort') }})
-       or c.person_id in (select person_id from {{ model }} where is_treated = 1))
+       or c.person_id in (select person_id from {{ model }} where is_treated = 1)
+       or c.person_id in (select person_id from {{ ref('int_iapt_contacts') }}
+                          where is_treatment_contact and care_contact_date < c.index_month))
+{%- endif %}
 {% endtest %}
