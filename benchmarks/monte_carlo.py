@@ -68,7 +68,7 @@ def build_warehouse(out: Path, persons: int, seed: int, null_effect: bool) -> Pa
     generate(params, out, fmt="parquet")
     write_pseudonymised_fixture(out, KEY)
     _dbt(paths, "seed")
-    _dbt(paths, "run", "--select", "+mart_evaluation_panel", "+mart_balance")
+    _dbt(paths, "run", "--select", "+mart_evaluation_panel", "+mart_balance", "+mart_treated_panel")
     return paths
 
 

@@ -58,6 +58,28 @@ def test_controls_are_never_treated_and_never_reused(result, table):
     assert m[m.treated == 1].pid.is_unique
 
 
+def test_people_treated_later_can_be_controls_before_when_asked():
+    # not-yet-treated design: treated people also have control rows at the months before their
+    # own (the caller decides eligibility); they are dropped unless controls_may_be_treated_later
+    df = _table(n_treated=60, n_control_persons=150, months=4, seed=11)
+    treated = df[df.treated == 1]
+    early = treated.loc[treated.month > 0].copy()
+    rows = [early.assign(treated=0, month=m) for m in range(4)]
+    candidates = pd.concat([df, *[r[r.month < early.set_index("pid").loc[r.pid, "month"].to_numpy()]
+                                  for r in rows]], ignore_index=True)
+    kwargs = dict(treatment="treated", covariates=COVS, exact=["sex"], ratio=1, caliper=0.5,
+                  group="month", id_col="pid", seed=3)
+    strict = match(candidates, **kwargs).matched
+    assert not set(strict.loc[strict.treated == 0, "pid"]) & set(treated.pid)
+    itt = match(candidates, controls_may_be_treated_later=True, **kwargs).matched
+    later = itt[(itt.treated == 0) & itt.pid.isin(set(treated.pid))]
+    assert len(later) > 0  # treated people used as controls ...
+    own_month = treated.set_index("pid")["month"]
+    assert (later["month"].to_numpy() < own_month.loc[later.pid].to_numpy()).all()  # ... only before
+    assert itt.loc[itt.treated == 0, "pid"].is_unique  # still without replacement
+    assert itt.loc[itt.treated == 1, "pid"].is_unique
+
+
 def test_sets_respect_exact_keys_group_ratio_and_caliper(result):
     m = result.matched
     width = result.info["caliper_width_logit"]
