@@ -166,6 +166,13 @@ COMPARISON_GROUPS = {
 }
 
 
+def _control_phrase(inp: ReportInputs) -> str:
+    if inp.cohort.get("comparison_design") == "not_yet_referred":
+        return ("at practices offering the service who had not been referred to it by then "
+                "(some were later; see Design)")
+    return "who were not seen by the service"
+
+
 def _comparison_group_text(inp: ReportInputs) -> str:
     text = COMPARISON_GROUPS.get(inp.cohort.get("comparison_design", ""), "")
     n = inp.cohort.get("controls_referred_in_followup")
@@ -236,8 +243,8 @@ def _summary_paragraph(inp: ReportInputs) -> str:
         f"{_gbp(c.therapy_cost_per_person)} per course. That is a return of {c.roi:+.2f} per £1 "
         f"spent ({c.roi_ci[0]:+.2f} to {c.roi_ci[1]:+.2f}){cohort_txt}.{caseload_txt} {verdict} "
         f"The evidence: about {n_t} people{when} compared with about {n_c} matched people "
-        f"with similar health, history of healthcare use and characteristics who were not seen "
-        f"by the service (matched difference-in-differences). "
+        f"with similar health, history of healthcare use and characteristics "
+        f"{_control_phrase(inp)} (matched difference-in-differences). "
         f"<span class='note'>Intervals: {'cluster bootstrap of matched sets' if c.interval_kind == 'bootstrap' else 'delta method'}"
         f"; costs in {html.escape(price_txt)} prices.</span>"
         f"{html.escape(naive_txt)}</p>"
