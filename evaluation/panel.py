@@ -90,6 +90,7 @@ def load_treated_panel(warehouse: Path | str) -> pd.DataFrame | None:
     df["exposure_months"] = df["exposure_months"].astype(float)
     for c in COUNT_OUTCOMES:
         df[c] = df[c].fillna(0).astype(float)
+    df = df.sort_values(["person_id", "rel_month"], kind="stable")  # see prepare_panel
     return df[df["exposure_months"] > 0].reset_index(drop=True)
 
 
@@ -138,6 +139,9 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = Non
         if c in df.columns:
             df[c] = df[c].fillna(0).astype(float)
     df = df[df["rel_month"].between(-12, 12) & (df["exposure_months"] > 0)]
+    # a fixed row order: the warehouse returns rows in any order (parallel scans, hash joins), and
+    # float sums in the estimators depend on it in the last bits; sorted, reruns are identical
+    df = df.sort_values(["matched_set_id", "person_id", "rel_month"], kind="stable")
 
     persons = df.drop_duplicates(["matched_set_id", "person_id"])[
         ["matched_set_id", "person_id", "is_treated"]]
