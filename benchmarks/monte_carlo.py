@@ -6,7 +6,9 @@
 Each draw is the whole analytical path on a fresh synthetic population: generator (seed =
 first_seed + draw) -> perfect-linkage pseudonymised fixture -> `dbt seed` + `dbt run` (the
 matched cohort and `mart_evaluation_panel`, exactly the models the DAG builds) -> conditional
-Poisson DiD per outcome (`evaluation.did.estimate_poisson_did`) and the NAIVE before/after.
+Poisson DiD per outcome (`evaluation.did.estimate_poisson_did`) and the NAIVE before/after
+(every eligible treated person, `mart_treated_panel`), with the share of matched controls
+referred during their follow-up (not-yet-referred design: they stay controls).
 The truth is the generator's `ground_truth/planted_effects.json` (rate ratio per outcome).
 
 Printed per outcome: mean estimated rate ratio, bias of the log rate ratio (mean estimate minus
