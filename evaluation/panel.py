@@ -73,18 +73,23 @@ def load_panel(warehouse: Path | str) -> pd.DataFrame:
     return prepare_panel(read_table(warehouse, "mart_evaluation_panel"))
 
 
+def table_names(warehouse: Path | str) -> set[str]:
+    """Tables and views of the warehouse's main schema."""
+    con = connect(warehouse)
+    try:
+        return {r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main'"
+        ).fetchall()}
+    finally:
+        con.close()
+
+
 def load_treated_panel(warehouse: Path | str) -> pd.DataFrame | None:
     """`mart_treated_panel` (every eligible treated person, matched or not) with exposure > 0,
     for the NAIVE before/after; None when the warehouse has no such table."""
-    con = connect(warehouse)
-    try:
-        tables = {r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'main'").fetchall()}
-        if "mart_treated_panel" not in tables:
-            return None
-        df = con.execute('select * from main."mart_treated_panel"').df()
-    finally:
-        con.close()
+    if "mart_treated_panel" not in table_names(warehouse):
+        return None
+    df = read_table(warehouse, "mart_treated_panel")
     df["person_id"] = df["person_id"].astype(str)
     df["is_treated"] = 1
     df["exposure_months"] = df["exposure_months"].astype(float)

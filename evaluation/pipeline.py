@@ -17,8 +17,9 @@ from evaluation.bootstrap import cluster_bootstrap
 from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
                                 prepare_unit_costs, unit_costs_by_outcome)
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
-from evaluation.panel import (COUNT_OUTCOMES, add_cost_column, cohort_counts, connect,
-                              data_period, load_panel, load_treated_panel, read_table)
+from evaluation.panel import (COUNT_OUTCOMES, add_cost_column, cohort_counts,
+                              data_period, load_panel, load_treated_panel, read_table,
+                              table_names)
 from evaluation.report import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
                                     subgroup_savings)
@@ -59,13 +60,7 @@ def _load(paths: Paths, name: str):
 
 
 def _tables(paths: Paths) -> set[str]:
-    con = connect(paths.warehouse)
-    try:
-        return {r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'main'"
-        ).fetchall()}
-    finally:
-        con.close()
+    return table_names(paths.warehouse)
 
 
 def estimate(paths: Paths, outcome: str) -> dict:
@@ -92,14 +87,15 @@ def _cohort(paths: Paths, panel) -> dict:
     """Counts of the analysed panel, and how many of its controls were referred to IAPT during
     their follow-up (not-yet-referred design: they stay controls, intention to treat)."""
     counts = cohort_counts(panel)
-    mc = read_table(paths.warehouse, "mart_matched_cohort") if "mart_matched_cohort" in _tables(paths) else None
+    tables = _tables(paths)
+    mc = read_table(paths.warehouse, "mart_matched_cohort") if "mart_matched_cohort" in tables else None
     if mc is not None and "referred_in_followup" in mc.columns and len(panel):
         analysed = panel[panel["is_treated"] == 0][["matched_set_id", "person_id"]].drop_duplicates()
         mc = mc.assign(matched_set_id=mc["matched_set_id"].astype(str), person_id=mc["person_id"].astype(str))
         m = analysed.merge(mc[["matched_set_id", "person_id", "referred_in_followup"]],
                            on=["matched_set_id", "person_id"], how="left")
         counts["controls_referred_in_followup"] = int(m["referred_in_followup"].fillna(False).astype(bool).sum())
-    if "mart_comparison_pool" in _tables(paths):
+    if "mart_comparison_pool" in tables:
         designs = read_table(paths.warehouse, "mart_comparison_pool")["comparison_design"].dropna().unique()
         if len(designs) == 1:
             counts["comparison_design"] = str(designs[0])

@@ -25,3 +25,33 @@
         else '{{ edges[-1] }}+'
     end
 {%- endmacro %}
+
+{#- The evaluation panels' relative months: -panel_months_before..panel_months_after. -#}
+{% macro panel_rel_months() -%}
+    select cast(r as integer) as rel_month
+    from generate_series(-{{ var('panel_months_before') }}, {{ var('panel_months_after') }}) as t(r)
+{%- endmacro %}
+
+{#- Period of a relative month (evaluation/panel.py): 'pre' = the DiD comparison period,
+    'selection' = the last selection_window_months months before the index, 'transition' = the
+    index month, 'post'. -#}
+{% macro panel_period(rel_month) -%}
+    {%- set w = var('selection_window_months') | int -%}
+    case
+        when {{ rel_month }} < -{{ w }} then 'pre'
+        when {{ rel_month }} < 0 then 'selection'
+        when {{ rel_month }} = 0 then 'transition'
+        else 'post'
+    end
+{%- endmacro %}
+
+{#- Exposure and the five counts of a person-month (alias of mart_person_month_panel, left
+    joined): months outside the study data get exposure 0 and zero counts. -#}
+{% macro panel_activity_columns(pm) -%}
+    cast(coalesce({{ pm }}.exposure_months, 0) as double)          as exposure_months,
+    cast(coalesce({{ pm }}.ae_attendances, 0) as integer)          as ae_attendances,
+    cast(coalesce({{ pm }}.emergency_admissions, 0) as integer)    as emergency_admissions,
+    cast(coalesce({{ pm }}.bed_days, 0) as integer)                as bed_days,
+    cast(coalesce({{ pm }}.outpatient_attendances, 0) as integer)  as outpatient_attendances,
+    cast(coalesce({{ pm }}.gp_appointments, 0) as integer)         as gp_appointments
+{%- endmacro %}

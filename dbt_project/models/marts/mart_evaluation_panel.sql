@@ -4,10 +4,8 @@
 -- period: 'pre' (the DiD comparison period), 'selection' (the last selection_window_months
 -- months before the index, where referral decisions are made: matched on, left out of the
 -- DiD; see evaluation/panel.py), 'transition' (the index month) or 'post'.
-{%- set w = var('selection_window_months') | int %}
 with rel as (
-    select cast(r as integer) as rel_month
-    from generate_series(-{{ var('panel_months_before') }}, {{ var('panel_months_after') }}) as t(r)
+    {{ panel_rel_months() }}
 ),
 cohort_months as (
     select
@@ -28,19 +26,9 @@ select
     cm.is_treated,
     cm.index_month,
     cm.rel_month,
-    case
-        when cm.rel_month < -{{ w }} then 'pre'
-        when cm.rel_month < 0 then 'selection'
-        when cm.rel_month = 0 then 'transition'
-        else 'post'
-    end                                                      as period,
+    {{ panel_period('cm.rel_month') }} as period,
     cm.calendar_month,
-    cast(coalesce(pm.exposure_months, 0) as double)          as exposure_months,
-    cast(coalesce(pm.ae_attendances, 0) as integer)          as ae_attendances,
-    cast(coalesce(pm.emergency_admissions, 0) as integer)    as emergency_admissions,
-    cast(coalesce(pm.bed_days, 0) as integer)                as bed_days,
-    cast(coalesce(pm.outpatient_attendances, 0) as integer)  as outpatient_attendances,
-    cast(coalesce(pm.gp_appointments, 0) as integer)         as gp_appointments,
+    {{ panel_activity_columns('pm') }},
     cm.ltc_group,
     cm.practice_code
 from cohort_months cm
