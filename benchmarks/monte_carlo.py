@@ -2,10 +2,12 @@
 
     uv run --frozen python benchmarks/monte_carlo.py [--draws 30] [--persons 20000]
         [--first-seed 101] [--null-effect] [--workdir /tmp/mc] [--csv draws.csv]
+        [--save-draws DIR | --from-draws DIR]
 
 Each draw is the whole analytical path on a fresh synthetic population: generator (seed =
 first_seed + draw) -> perfect-linkage pseudonymised fixture -> `dbt seed` + `dbt run` (the
-matched cohort and `mart_evaluation_panel`, exactly the models the DAG builds) -> conditional
+matched cohort and `mart_evaluation_panel`, exactly the models the DAG builds; in process, one
+`dbt build` of seeds and models per draw, tests left to the test suite) -> conditional
 Poisson DiD per outcome (`evaluation.did.estimate_poisson_did`) and the NAIVE before/after
 (every eligible treated person, `mart_treated_panel`), with the share of matched controls
 referred during their follow-up (not-yet-referred design: they stay controls).
@@ -18,6 +20,11 @@ SE), and the mean NAIVE before/after change. Target coverage 0.93-0.97; with D d
 Carlo SE of a coverage of 0.95 is sqrt(0.95*0.05/D) (0.04 at D = 30), so only large
 departures are detectable. This is a benchmark, not a test: it prints figures and asserts
 nothing. Per-draw rows are appended to --csv as they finish (a stopped run keeps its draws).
+
+--save-draws DIR keeps each draw's three small marts (panel, all-treated panel, matched cohort;
+about 1 MB) and its truth; --from-draws DIR re-estimates saved draws without rebuilding them,
+so a change to the estimator is measured on the same populations in minutes. Two processes
+with different --first-seed and --workdir use both cores.
 """
 from __future__ import annotations
 
@@ -26,7 +33,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +44,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.did import estimate_naive, estimate_poisson_did  # noqa: E402
-from evaluation.panel import COUNT_OUTCOMES, load_panel, load_treated_panel, read_table  # noqa: E402
+from evaluation.panel import (COUNT_OUTCOMES, prepare_panel, prepare_treated_panel,  # noqa: E402
+                              read_table)
 from ltceval.settings import DBT_PROJECT_DIR, Paths  # noqa: E402
 from synthetic.fixture import write_pseudonymised_fixture  # noqa: E402
 from synthetic.generate import generate  # noqa: E402
@@ -47,21 +54,34 @@ from synthetic.params import SynthParams  # noqa: E402
 KEY = b"monte-carlo-key-not-secret"
 
 
-def _dbt(paths: Paths, *args: str) -> None:
-    dbt = Path(sys.executable).parent / "dbt"
-    env = dict(os.environ, LTCEVAL_WAREHOUSE=str(paths.warehouse),
-               LTCEVAL_PSEUDONYMISED_DIR=str(paths.pseudonymised),
-               DBT_SEND_ANONYMOUS_USAGE_STATS="False")
-    tmp = paths.out / "dbt"
-    cmd = [str(dbt), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-           str(DBT_PROJECT_DIR), "--target-path", str(tmp / "target"), "--log-path",
-           str(tmp / "logs")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{proc.stdout[-3000:]}")
+DRAW_TABLES = ("mart_evaluation_panel", "mart_treated_panel", "mart_matched_cohort")
 
 
-def build_warehouse(out: Path, persons: int, seed: int, null_effect: bool) -> Paths:
+def _dbt_build(paths: Paths, dbt_dir: Path) -> None:
+    """Seeds and the models behind the marts, in process: one dbt start per draw, and a target
+    path kept across draws so that dbt parses the project once (the draw path never changes)."""
+    from dbt.cli.main import dbtRunner
+
+    from expectations.marts import release_in_process_dbt_handle
+
+    os.environ.update(LTCEVAL_WAREHOUSE=str(paths.warehouse),
+                      LTCEVAL_PSEUDONYMISED_DIR=str(paths.pseudonymised),
+                      DBT_SEND_ANONYMOUS_USAGE_STATS="False")
+    args = ["build", "--select", *(f"+{t}" for t in DRAW_TABLES), "+mart_balance",
+            "--resource-type", "seed", "--resource-type", "model", "--quiet",
+            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(dbt_dir / "target"), "--log-path", str(dbt_dir / "logs")]
+    try:
+        res = dbtRunner().invoke(args)
+    finally:
+        release_in_process_dbt_handle()  # the next draw deletes and rebuilds this file
+    if not res.success:
+        raise RuntimeError(f"dbt build failed for {paths.warehouse} (see {dbt_dir / 'logs'}): "
+                           f"{res.exception or 'a model failed'}")
+
+
+def build_warehouse(out: Path, persons: int, seed: int, null_effect: bool,
+                    dbt_dir: Path) -> Paths:
     """Generator -> fixture -> dbt: the same path as the slow evaluation tests."""
     params = SynthParams(persons=persons, seed=seed)
     if null_effect:
@@ -69,23 +89,39 @@ def build_warehouse(out: Path, persons: int, seed: int, null_effect: bool) -> Pa
     paths = Paths(out)
     generate(params, out, fmt="parquet")
     write_pseudonymised_fixture(out, KEY)
-    _dbt(paths, "seed")
-    _dbt(paths, "run", "--select", "+mart_evaluation_panel", "+mart_balance", "+mart_treated_panel")
+    _dbt_build(paths, dbt_dir)
     return paths
 
 
-def one_draw(workdir: Path, persons: int, seed: int, null_effect: bool) -> list[dict]:
-    out = workdir / f"draw-{seed}"
-    if out.exists():
-        shutil.rmtree(out)
-    t0 = time.perf_counter()
-    paths = build_warehouse(out, persons, seed, null_effect)
-    truth = json.loads((paths.ground_truth / "planted_effects.json").read_text())["rate_ratio"]
-    t_build = time.perf_counter() - t0
-    panel = load_panel(paths.warehouse)
-    treated_panel = load_treated_panel(paths.warehouse)  # NAIVE: all eligible treated people
+def _world(null_effect: bool) -> str:
+    return "null" if null_effect else "planted"
+
+
+def save_draw(directory: Path, world: str, seed: int, tables: dict[str, pd.DataFrame],
+              truth: dict[str, float]) -> None:
+    d = directory / f"{world}-{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_parquet(d / f"{name}.parquet", index=False)
+    (d / "truth.json").write_text(json.dumps(truth))
+
+
+def load_draw(directory: Path, world: str, seed: int
+              ) -> tuple[dict[str, pd.DataFrame], dict[str, float]] | None:
+    d = directory / f"{world}-{seed}"
+    if not (d / "truth.json").exists():
+        return None
+    tables = {t: pd.read_parquet(d / f"{t}.parquet") for t in DRAW_TABLES}
+    return tables, json.loads((d / "truth.json").read_text())
+
+
+def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, float]
+                  ) -> list[dict]:
+    """DiD and NAIVE per outcome for one draw's marts."""
+    panel = prepare_panel(tables["mart_evaluation_panel"])
+    treated_panel = prepare_treated_panel(tables["mart_treated_panel"])  # NAIVE: all eligible
     # not-yet-referred design: controls referred during follow-up stay controls (intention to treat)
-    cohort = read_table(paths.warehouse, "mart_matched_cohort")
+    cohort = tables["mart_matched_cohort"]
     controls = cohort[cohort["is_treated"] == 0]
     referred_share = float(controls["referred_in_followup"].mean()) if len(controls) else np.nan
     rows = []
@@ -100,9 +136,26 @@ def one_draw(workdir: Path, persons: int, seed: int, null_effect: bool) -> list[
             "covered": bool(lo <= rr0 <= hi) if np.isfinite(lo) else np.nan,
             "naive_pct_change": n.pct_change, "n_sets": d.n_sets,
             "share_controls_referred_in_followup": referred_share,
-            "seconds_build": round(t_build, 1),
-            "seconds_total": round(time.perf_counter() - t0, 1),
         })
+    return rows
+
+
+def one_draw(workdir: Path, persons: int, seed: int, null_effect: bool,
+             save_dir: Path | None = None) -> list[dict]:
+    out = workdir / "draw"  # one path for every draw: dbt's parse of the project stays valid
+    if out.exists():
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    paths = build_warehouse(out, persons, seed, null_effect, workdir / "dbt")
+    truth = json.loads((paths.ground_truth / "planted_effects.json").read_text())["rate_ratio"]
+    tables = {t: read_table(paths.warehouse, t) for t in DRAW_TABLES}
+    t_build = time.perf_counter() - t0
+    if save_dir is not None:
+        save_draw(save_dir, _world(null_effect), seed, tables, truth)
+    rows = estimate_draw(seed, tables, truth)
+    for r in rows:
+        r["seconds_build"] = round(t_build, 1)
+        r["seconds_total"] = round(time.perf_counter() - t0, 1)
     shutil.rmtree(out, ignore_errors=True)
     return rows
 
@@ -137,26 +190,42 @@ def main() -> None:
     ap.add_argument("--null-effect", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--csv", type=Path, default=None, help="append per-draw rows here")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--save-draws", type=Path, default=None,
+                       help="keep each draw's marts here for re-estimation")
+    where.add_argument("--from-draws", type=Path, default=None,
+                       help="re-estimate draws saved here instead of building them")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ltceval-mc-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    world = _world(args.null_effect)
     all_rows: list[dict] = []
     t0 = time.perf_counter()
     for i in range(args.draws):
         seed = args.first_seed + i
-        rows = one_draw(workdir, args.persons, seed, args.null_effect)
+        if args.from_draws is not None:
+            saved = load_draw(args.from_draws, world, seed)
+            if saved is None:
+                print(f"seed {seed}: no saved {world} draw in {args.from_draws}, skipped")
+                continue
+            rows = estimate_draw(seed, *saved)
+        else:
+            rows = one_draw(workdir, args.persons, seed, args.null_effect, args.save_draws)
         all_rows += rows
         if args.csv:
             pd.DataFrame(rows).to_csv(args.csv, mode="a", header=not args.csv.exists(),
                                       index=False)
         est = ", ".join(f"{r['outcome'][:12]} {r['rate_ratio']:.3f}{'' if r['covered'] else '!'}"
                         for r in rows)
-        print(f"draw {i + 1}/{args.draws} seed {seed} ({rows[0]['seconds_total']:.0f}s): {est}",
-              flush=True)
+        took = f" ({rows[0]['seconds_total']:.0f}s)" if "seconds_total" in rows[0] else ""
+        print(f"draw {i + 1}/{args.draws} seed {seed}{took}: {est}", flush=True)
+    if not all_rows:
+        raise SystemExit("no draws")
     df = pd.DataFrame(all_rows)
     s = summarise(df)
     print(f"\n{'NULL effect' if args.null_effect else 'Planted effects'}: {len(df['seed'].unique())} "
-          f"draws of {args.persons:,} persons, seeds {args.first_seed}..{args.first_seed + args.draws - 1}, "
+          f"draws{'' if args.from_draws else f' of {args.persons:,} persons'}, seeds "
+          f"{args.first_seed}..{args.first_seed + args.draws - 1}, "
           f"{time.perf_counter() - t0:.0f}s")
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.3f}".format):

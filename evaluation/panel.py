@@ -89,7 +89,12 @@ def load_treated_panel(warehouse: Path | str) -> pd.DataFrame | None:
     for the NAIVE before/after; None when the warehouse has no such table."""
     if "mart_treated_panel" not in table_names(warehouse):
         return None
-    df = read_table(warehouse, "mart_treated_panel")
+    return prepare_treated_panel(read_table(warehouse, "mart_treated_panel"))
+
+
+def prepare_treated_panel(df: pd.DataFrame) -> pd.DataFrame:
+    """Types and at-risk rows of a `mart_treated_panel` table, sorted (see prepare_panel)."""
+    df = df.copy()
     df["person_id"] = df["person_id"].astype(str)
     df["is_treated"] = 1
     df["exposure_months"] = df["exposure_months"].astype(float)
