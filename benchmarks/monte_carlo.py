@@ -65,9 +65,7 @@ def _dbt_build(paths: Paths, dbt_dir: Path) -> None:
 
     from expectations.marts import release_in_process_dbt_handle
 
-    os.environ.update(LTCEVAL_WAREHOUSE=str(paths.warehouse),
-                      LTCEVAL_PSEUDONYMISED_DIR=str(paths.pseudonymised),
-                      DBT_SEND_ANONYMOUS_USAGE_STATS="False")
+    os.environ.update(paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
     args = ["build", "--select", *(f"+{t}" for t in DRAW_TABLES), "+mart_balance",
             "--resource-type", "seed", "--resource-type", "model", "--quiet",
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),

@@ -62,8 +62,8 @@ from ltceval.settings import DBT_PROJECT_DIR, Paths  # noqa: E402
 _paths = Paths.from_env()
 DBT_ENV = {
     "LTCEVAL_OUT": str(_paths.out),
-    "LTCEVAL_WAREHOUSE": str(_paths.staging_warehouse),  # built aside, published after the gates
-    "LTCEVAL_PSEUDONYMISED_DIR": str(_paths.pseudonymised),
+    # the warehouse is built aside (staging) and published after the gates
+    **_paths.with_warehouse(_paths.staging_warehouse).dbt_env(),
 }
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 

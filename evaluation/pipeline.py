@@ -59,10 +59,6 @@ def _load(paths: Paths, name: str):
         return pickle.load(f)
 
 
-def _tables(paths: Paths) -> set[str]:
-    return table_names(paths.warehouse)
-
-
 def estimate(paths: Paths, outcome: str) -> dict:
     """Fit NAIVE, Poisson DiD, linear DiD and event study for one outcome; save; summarise."""
     if outcome not in OUTCOMES:
@@ -87,7 +83,7 @@ def _cohort(paths: Paths, panel) -> dict:
     """Counts of the analysed panel, and how many of its controls were referred to IAPT during
     their follow-up (not-yet-referred design: they stay controls, intention to treat)."""
     counts = cohort_counts(panel)
-    tables = _tables(paths)
+    tables = table_names(paths.warehouse)
     mc = read_table(paths.warehouse, "mart_matched_cohort") if "mart_matched_cohort" in tables else None
     if mc is not None and "referred_in_followup" in mc.columns and len(panel):
         analysed = panel[panel["is_treated"] == 0][["matched_set_id", "person_id"]].drop_duplicates()
@@ -152,7 +148,7 @@ def sensitivity(paths: Paths) -> dict:
     c = _load(paths, "costing")
     config: CostingConfig = c["config"]
     co = tuple(config.costed_outcomes)
-    tables = _tables(paths)
+    tables = table_names(paths.warehouse)
     out = {"scenarios": None, "notes": [], "iapt": None, "subgroups": None}
     if not math.isfinite(c["costing"].net_saving_per_person):
         out["notes"].append("Sensitivity analyses not run: the base case is not estimable.")
@@ -201,7 +197,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     c = _load(paths, "costing")
     sens_path = work_dir(paths) / "sensitivity.pkl"
     sens = _load(paths, "sensitivity") if sens_path.exists() else {}
-    tables = _tables(paths)
+    tables = table_names(paths.warehouse)
     balance = read_table(paths.warehouse, "mart_balance") if "mart_balance" in tables else None
     attrition = (read_table(paths.warehouse, "mart_attrition")
                  if "mart_attrition" in tables else None)

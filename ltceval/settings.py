@@ -89,6 +89,12 @@ class Paths:
     def with_warehouse(self, warehouse_file: Path) -> "Paths":
         return replace(self, warehouse_file=Path(warehouse_file))
 
+    def dbt_env(self) -> dict[str, str]:
+        """The environment `dbt_project/profiles.yml` and the sources read: the warehouse dbt
+        writes and the pseudonymised tables it reads."""
+        return {"LTCEVAL_WAREHOUSE": str(self.warehouse),
+                "LTCEVAL_PSEUDONYMISED_DIR": str(self.pseudonymised)}
+
     @property
     def airflow_home(self) -> Path:
         return self.out / "airflow"

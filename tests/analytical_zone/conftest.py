@@ -15,13 +15,7 @@ SEED = 3
 
 
 def dbt_env(paths: Paths) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "LTCEVAL_WAREHOUSE": str(paths.warehouse),
-        "LTCEVAL_PSEUDONYMISED_DIR": str(paths.pseudonymised),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-    })
-    return env
+    return dict(os.environ, **paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
 
 
 def run_dbt(paths: Paths, *args: str) -> subprocess.CompletedProcess:

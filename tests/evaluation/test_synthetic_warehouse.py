@@ -34,9 +34,7 @@ CONFIG = CostingConfig(bootstrap_reps=199)
 
 
 def run_dbt(paths: Paths, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LTCEVAL_WAREHOUSE=str(paths.warehouse),
-               LTCEVAL_PSEUDONYMISED_DIR=str(paths.pseudonymised),
-               DBT_SEND_ANONYMOUS_USAGE_STATS="False")
+    env = dict(os.environ, **paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
     tmp = paths.out / "dbt"
     cmd = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(DBT_PROJECT_DIR),
            "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp / "target"),
