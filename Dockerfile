@@ -13,6 +13,7 @@ RUN pip install --no-cache-dir uv==0.13.9 && useradd --create-home --uid 50000 -
 WORKDIR /opt/ltceval
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project --no-cache
+COPY core ./core
 COPY ltceval ./ltceval
 COPY synthetic ./synthetic
 COPY identifiable_zone ./identifiable_zone

@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 
 from identifiable_zone import link as lk  # noqa: E402
 from identifiable_zone import pipeline  # noqa: E402
-from ltceval.settings import Paths  # noqa: E402
+from core.settings import Paths  # noqa: E402
 from synthetic.generate import generate  # noqa: E402
 from synthetic.params import SynthParams  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""What the `evaluation` DAG's tasks call. Each function takes `ltceval.settings.Paths`, reads
+"""What the `evaluation` DAG's tasks call. Each function takes `core.settings.Paths`, reads
 the warehouse read-only, and returns a small JSON-able summary for XCom.
 
 Intermediate results (fitted estimates, with set-level influence values needed for joint
@@ -23,7 +23,7 @@ from evaluation.panel import (COUNT_OUTCOMES, add_cost_column, cohort_counts,
 from evaluation.report import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
                                     subgroup_savings)
-from ltceval.settings import Paths
+from core.settings import Paths
 
 OUTCOMES = COUNT_OUTCOMES
 
@@ -190,8 +190,8 @@ def sensitivity(paths: Paths) -> dict:
 def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     """Write `business_case.html` and `tables/*.csv` in `paths.reports` (the DAG points that at
     the run's unpublished version folder). ``period``: the run's data period (YYYY-MM), shown
-    in the report. A write error names the folder (``ltceval.publish.PublishError``)."""
-    from ltceval.publish import output_guard
+    in the report. A write error names the folder (``core.errors.PublishError``)."""
+    from core.files import output_guard
 
     estimates: dict[str, OutcomeEstimates] = {o: _load(paths, f"outcome_{o}") for o in outcomes}
     c = _load(paths, "costing")

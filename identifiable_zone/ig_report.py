@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ltceval.settings import Paths
+from core.settings import Paths
 
 SMALL = 7
 PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ltceval.settings import KEY_ENV, KEY_FILE_ENV
+from core.settings import KEY_ENV, KEY_FILE_ENV
 
 MIN_KEY_LENGTH = 32
 AIRFLOW_VARIABLE = "ltceval_pseudo_key"

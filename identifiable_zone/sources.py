@@ -25,10 +25,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ltceval.publish import sha256_file  # noqa: F401  (one checksum for inputs and outputs)
-from ltceval.settings import REPO_ROOT
+from core.files import sha256_file
+from core.settings import REPO_ROOT, SOURCES_CONFIG_ENV
 
-SOURCES_CONFIG_ENV = "LTCEVAL_SOURCES_CONFIG"
 DEFAULT_SOURCES_CONFIG = REPO_ROOT / "config" / "sources.yml"
 IDENTIFIER_ROLES = ("nhs_number", "forename", "surname", "dob", "sex", "postcode")
 # Demographic roles of a source delivered pseudonymised upstream (no direct identifiers):
@@ -97,6 +96,13 @@ class SourceSpec:
     numeric_min: dict = field(default_factory=dict)  # column -> smallest allowed value (rule numeric_min)
     date_order: tuple = ()  # (earlier, later) date column pairs (rule date_order on the later one)
     life: LifeSpec | None = None  # event dates within the person's life (date_after_birth, ...)
+
+    @property
+    def parent_date_refs(self) -> list[DateRef]:
+        """The parent tables' dates (birth, death) its life rules read; empty if none."""
+        if self.life is None:
+            return []
+        return [ref for ref in (self.life.birth, self.life.death) if ref is not None and ref.table]
 
     @property
     def has_identifiers(self) -> bool:

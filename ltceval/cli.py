@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import LtcevalError
+from core.errors import LtcevalError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,7 +113,8 @@ def _cmd_link(args: argparse.Namespace) -> int:
 
 
 def _period(text: str) -> str:
-    from .publish import PublishError, parse_period
+    from core.errors import PublishError
+    from core.periods import parse_period
 
     try:
         return parse_period(text)

@@ -25,82 +25,29 @@ readable:
 
 Write errors on an output folder become a :class:`PublishError` naming the folder and the
 reason; full disks and permission errors are not retried (a person must act), other I/O
-errors are (see :func:`airflow_retry_policy` and the retry settings below).
+errors are (see ``ltceval.retries``).
 """
 from __future__ import annotations
 
-import errno
-import fcntl
-import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import LtcevalError
-from .settings import Paths
+from core.errors import PublishError
+from core.files import (file_lock, fsync_dir, fsync_file, fsync_tree, output_guard, sha256_file,
+                        write_json_atomic)
+from core.periods import PERIOD_PATTERN, parse_period
+from core.settings import Paths
 
-PERIOD_ENV = "LTCEVAL_PERIOD"
 VERSIONS = ".versions"
 LATEST = "latest"
 PUBLICATION = "publication.json"
 # what a complete version folder holds: one file per gate that has to pass before publishing
 REQUIRED_REPORTS = ("ig_report.json", "gx/summary.json", "business_case.html")
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-
-# Retry settings of the DAG tasks (dags/*.py). A retry helps only where the failure can be
-# transient: file-system hiccups (network storage), a lock held by another publisher, a
-# secrets backend that is briefly unavailable. It cannot help a data-quality gate, a failed
-# validation, a statistical model or a dbt model/test (same input, same result), so those
-# tasks have none; and full disks or permission errors fail at once (PublishError, below).
-IO_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": 2.0,
-              "max_retry_delay": timedelta(minutes=5)}
-NO_RETRIES = {"retries": 0}
-
-# errno values a retry cannot fix: somebody has to free space or fix permissions
-_PERMANENT = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
-
-
-class PublishError(LtcevalError):
-    """Outputs could not be written or published. The message names the folder and the reason;
-    ``retryable`` says whether trying again without a person acting can help."""
-
-    def __init__(self, message: str, retryable: bool = False):
-        super().__init__(message)
-        self.retryable = retryable
-
-
-# -- data period -------------------------------------------------------------------------------
-
-def parse_period(text: str) -> str:
-    """``YYYY-MM`` (checked), else PublishError."""
-    value = str(text).strip()
-    if not _PERIOD.match(value):
-        raise PublishError(f"data period must be YYYY-MM (e.g. 2024-03), got {text!r}")
-    return value
-
-
-def period_of(iso_date: str) -> str:
-    """The period (month) of an ISO date."""
-    return parse_period(str(iso_date)[:7])
-
-
-def period_end(period: str) -> str:
-    """Last day of the period, ISO."""
-    y, m = (int(x) for x in parse_period(period).split("-"))
-    nxt = date(y + (m == 12), m % 12 + 1, 1)
-    return (nxt - timedelta(days=1)).isoformat()
-
-
-def requested_period() -> str | None:
-    """The period asked for explicitly (env LTCEVAL_PERIOD), or None."""
-    value = os.environ.get(PERIOD_ENV, "").strip()
-    return parse_period(value) if value else None
 
 
 # -- the run and its version folder -------------------------------------------------------------
@@ -153,14 +100,14 @@ def open_version(paths: Paths, run: Run) -> Path:
         if vdir.exists():
             shutil.rmtree(vdir)
         vdir.mkdir(parents=True)
-        _write_json_atomic(vdir / ".run.json", run.to_json())
+        write_json_atomic(vdir / ".run.json", run.to_json())
     return vdir
 
 
 def write_handoff(paths: Paths, run: Run, extra: dict | None = None) -> None:
     """Record the run for the analytical and evaluation DAGs (analytical/current_run.json)."""
     with output_guard(paths.run_handoff.parent):
-        _write_json_atomic(paths.run_handoff, {**run.to_json(), **(extra or {})})
+        write_json_atomic(paths.run_handoff, {**run.to_json(), **(extra or {})})
 
 
 def current_run(paths: Paths) -> Run:
@@ -219,7 +166,7 @@ def record_gates_passed(paths: Paths, summary: dict | None = None) -> None:
     """After the GX mart gates pass: the staged warehouse's checksum, which publish checks."""
     staging = paths.staging_warehouse
     with output_guard(staging.parent):
-        _write_json_atomic(_gate_marker(paths), {"sha256": sha256_file(staging),
+        write_json_atomic(_gate_marker(paths), {"sha256": sha256_file(staging),
                                                  "gates": summary or {}})
 
 
@@ -236,11 +183,11 @@ def publish_warehouse(paths: Paths) -> Path:
     with output_guard(target.parent, published=target), file_lock(target.parent / ".warehouse.lock"):
         if _wal(staging).exists() or json.loads(marker.read_text())["sha256"] != sha256_file(staging):
             raise PublishError(f"the staged warehouse {staging} changed after the mart gates passed; not published")
-        _fsync_file(staging)
+        fsync_file(staging)
         if _wal(target).exists():  # a WAL left by a killed writer belongs to the old file only
             _wal(target).unlink()
         os.replace(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         marker.unlink()
     return target
 
@@ -266,17 +213,17 @@ def publish_reports(paths: Paths, run: Run, required: tuple[str, ...] = REQUIRED
     with output_guard(root, published=link), file_lock(root / ".publish.lock"):
         files = {str(p.relative_to(vdir)): sha256_file(p) for p in sorted(vdir.rglob("*"))
                  if p.is_file() and not p.name.startswith(".") and p.name != PUBLICATION}
-        _write_json_atomic(vdir / PUBLICATION, {
+        write_json_atomic(vdir / PUBLICATION, {
             **run.to_json(), "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "files": files})
-        _fsync_tree(vdir)
+        fsync_tree(vdir)
         previous = os.readlink(link) if link.is_symlink() else None
         if link.exists() and not link.is_symlink():
             raise PublishError(f"{link} is a real folder, not a published-version symlink; move it away")
         _swap_symlink(link, f"{VERSIONS}/{run.run_key}")
         latest = latest_dir(paths)
         current = os.readlink(latest) if latest.is_symlink() else None
-        if current is None or not _PERIOD.match(current) or current <= run.period:
+        if current is None or not PERIOD_PATTERN.match(current) or current <= run.period:
             _swap_symlink(latest, run.period)
         _prune_period(paths, run, keep={run.run_key, Path(previous).name if previous else None})
     return link
@@ -325,95 +272,4 @@ def _swap_symlink(link: Path, target: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(link.parent)
-
-
-# -- errors, locks, durability -------------------------------------------------------------------
-
-@contextmanager
-def output_guard(where: Path, published: Path | None = None):
-    """Turn an OSError while writing outputs into a PublishError that names the folder, the
-    file and the reason, and says the published outputs are untouched."""
-    try:
-        yield
-    except PublishError:
-        raise
-    except OSError as e:
-        reason = os.strerror(e.errno) if e.errno else str(e)
-        file = f" ({e.filename})" if e.filename and str(e.filename) != str(where) else ""
-        kept = f"; the published outputs ({published}) are untouched" if published else \
-            "; published outputs are untouched"
-        raise PublishError(f"cannot write outputs to {where}: {reason}{file}{kept}",
-                           retryable=e.errno not in _PERMANENT) from e
-
-
-@contextmanager
-def airflow_retry_policy():
-    """In an Airflow task: a PublishError that a retry cannot fix fails the task at once."""
-    try:
-        yield
-    except PublishError as e:
-        if e.retryable:
-            raise
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(f"PublishError: {e}") from e
-
-
-@contextmanager
-def file_lock(path: Path):
-    """An exclusive advisory lock (flock) held for the block; waits for other holders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(obj, indent=2, default=str))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync_file(path)
-    except OSError:  # some file systems do not fsync directories
-        pass
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in sorted(root.rglob("*"), reverse=True):
-        if p.is_file() and not p.is_symlink():
-            _fsync_file(p)
-        elif p.is_dir():
-            _fsync_dir(p)
-    _fsync_dir(root)
+    fsync_dir(link.parent)

@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import LtcevalError
-from .settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, Paths
+from core.assets import CHAIN
+from core.errors import LtcevalError
+from core.periods import PERIOD_ENV, parse_period
+from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, SOURCES_CONFIG_ENV, Paths
 
-DAG_ORDER = ("identifiable_zone", "analytical_zone", "evaluation")
-SOURCES_CONFIG_ENV = "LTCEVAL_SOURCES_CONFIG"
+DAG_ORDER = tuple(link.dag_id for link in CHAIN)
 
 
 def airflow_env(paths: Paths) -> dict[str, str]:
@@ -68,7 +69,7 @@ def _cause(log_text: str) -> str | None:
     found = None
     for line in log_text.splitlines():
         m = _ERROR_LINE.match(line.strip())
-        if m:  # AirflowFailException wraps "PublishError: ..." (ltceval.publish.airflow_retry_policy)
+        if m:  # AirflowFailException wraps "PublishError: ..." (ltceval.retries.airflow_retry_policy)
             found = m.group(2).strip() if m.group(1) == "AirflowFailException" else \
                 f"{m.group(1)}: {m.group(2).strip()}"
     return found[:600] if found else None
@@ -104,7 +105,7 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = 1, config: Path |
     paths.out.mkdir(parents=True, exist_ok=True)
     env = airflow_env(paths)
     if period is not None:
-        env[publish.PERIOD_ENV] = publish.parse_period(period)
+        env[PERIOD_ENV] = parse_period(period)
     ensure_key(paths, env)
     logs = paths.out / "logs"
     print(f"ltceval: output folder {paths.out}")

@@ -42,11 +42,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.assets import CHAIN, EVALUATION, IDENTIFIABLE_ZONE
+
 REPO = Path(__file__).resolve().parent.parent
-DAG_IDS = ("identifiable_zone", "analytical_zone", "evaluation")
-ASSET_CHAIN = ("pseudonymised_tables", "evaluation_panel", "business_case_report")
-# which DAG publishes each asset of the chain
+DAG_IDS = tuple(link.dag_id for link in CHAIN)
+ASSET_CHAIN = tuple(link.asset_name for link in CHAIN)
+# which DAG publishes each asset of the chain, and which DAG it starts
 ASSET_PRODUCER = dict(zip(ASSET_CHAIN, DAG_IDS))
+ASSET_CONSUMER = dict(zip(ASSET_CHAIN[:-1], DAG_IDS[1:]))
 REPORT_NAME = "business_case.html"
 
 
@@ -414,7 +417,7 @@ class AirflowStack:
             resp = self.api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
             if resp.get("is_paused"):
                 raise StackError(f"{dag_id} still paused: {resp}")
-        run = self.api.post("/api/v2/dags/identifiable_zone/dagRuns", {"logical_date": None})
+        run = self.api.post(f"/api/v2/dags/{IDENTIFIABLE_ZONE.dag_id}/dagRuns", {"logical_date": None})
         return run["dag_run_id"]
 
     def failed_task_logs(self, dag_id: str, run_id: str) -> str:
@@ -444,7 +447,7 @@ class AirflowStack:
             if status != last:
                 progress(f"[{time.monotonic() - t0:5.0f} s] {status}")
                 last = status
-            done = [r for r in runs["evaluation"] if r["state"] == "success"]
+            done = [r for r in runs[EVALUATION.dag_id] if r["state"] == "success"]
             if done and self.report is not None:
                 return {d: rs[0] for d, rs in runs.items() if rs}
             if time.monotonic() > deadline:
@@ -495,8 +498,8 @@ def check_runs(api: ApiClient) -> dict:
         if not ok:
             raise StackError(f"{dag_id}: no successful DAG run ({api.dag_runs(dag_id)})")
         runs[dag_id] = ok[0]
-    if runs["identifiable_zone"]["run_type"] != "manual":
-        raise StackError(f"identifiable_zone run type {runs['identifiable_zone']['run_type']}")
+    if runs[IDENTIFIABLE_ZONE.dag_id]["run_type"] != "manual":
+        raise StackError(f"identifiable_zone run type {runs[IDENTIFIABLE_ZONE.dag_id]['run_type']}")
     for dag_id in DAG_IDS[1:]:
         if runs[dag_id]["run_type"] != "asset_triggered":
             raise StackError(f"{dag_id} was not started by its Asset: run type {runs[dag_id]['run_type']}")
@@ -513,7 +516,7 @@ def check_runs(api: ApiClient) -> dict:
                              f"expected {producer}/{runs[producer]['dag_run_id']}")
         events[name] = ev
     # each event started the next DAG's run
-    for name, consumer in (("pseudonymised_tables", "analytical_zone"), ("evaluation_panel", "evaluation")):
+    for name, consumer in ASSET_CONSUMER.items():
         created = {(d["dag_id"], d["run_id"]) for d in events[name]["created_dagruns"]}
         if (consumer, runs[consumer]["dag_run_id"]) not in created:
             raise StackError(f"{name} event did not create {consumer}/{runs[consumer]['dag_run_id']}: {created}")

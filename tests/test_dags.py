@@ -1,8 +1,8 @@
 """DAG integrity: every DAG file imports, and the three DAGs are chained by Assets."""
 import pytest
 
-from ltceval.assets import BUSINESS_CASE_REPORT, EVALUATION_PANEL, PSEUDONYMISED_TABLES
-from ltceval.settings import DAGS_DIR
+from core.assets import ANALYTICAL_ZONE, EVALUATION, IDENTIFIABLE_ZONE
+from core.settings import DAGS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +23,11 @@ def _outlets(dag):
 
 def test_assets_chain_the_zones(dagbag):
     ident, analytical, evaluation = (dagbag.dags[d] for d in ("identifiable_zone", "analytical_zone", "evaluation"))
-    assert PSEUDONYMISED_TABLES.uri in _outlets(ident)
-    assert EVALUATION_PANEL.uri in _outlets(analytical)
-    assert BUSINESS_CASE_REPORT.uri in _outlets(evaluation)
-    assert _schedule(analytical) == {PSEUDONYMISED_TABLES.uri}
-    assert _schedule(evaluation) == {EVALUATION_PANEL.uri}
+    assert IDENTIFIABLE_ZONE.asset_uri in _outlets(ident)
+    assert ANALYTICAL_ZONE.asset_uri in _outlets(analytical)
+    assert EVALUATION.asset_uri in _outlets(evaluation)
+    assert _schedule(analytical) == {IDENTIFIABLE_ZONE.asset_uri}
+    assert _schedule(evaluation) == {ANALYTICAL_ZONE.asset_uri}
 
 
 def _schedule(dag):

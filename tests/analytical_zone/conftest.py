@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ltceval.settings import DBT_PROJECT_DIR, Paths
+from core.settings import DBT_PROJECT_DIR, Paths
 
 PERSONS = 6000
 SEED = 3

@@ -1,7 +1,7 @@
 """The analytical_zone DAG renders the dbt project with cosmos and ends in the GX task."""
 import pytest
 
-from ltceval.assets import EVALUATION_PANEL, PSEUDONYMISED_TABLES
+from core.assets import ANALYTICAL_ZONE, IDENTIFIABLE_ZONE
 
 
 @pytest.fixture(scope="module")
@@ -9,9 +9,9 @@ def dag(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("LTCEVAL_OUT", str(tmp_path_factory.mktemp("out")))
     from airflow.dag_processing.dagbag import DagBag
 
-    from ltceval.settings import DAGS_DIR
+    from core.settings import DAGS_DIR
 
-    bag = DagBag(dag_folder=str(DAGS_DIR / "analytical_zone.py"))
+    bag = DagBag(dag_folder=str(DAGS_DIR / "analytical_zone_dag.py"))
     assert bag.import_errors == {}
     return bag.dags["analytical_zone"]  # (get_dag would query the metadata DB)
 
@@ -33,7 +33,7 @@ def test_dbt_nodes_are_tasks_and_gx_runs_after_them(dag):
     # dbt builds a fresh staging warehouse: the reset runs before every dbt task
     prepare = dag.get_task("prepare_warehouse")
     assert {t for t in ids if t.startswith("dbt.")} <= prepare.get_flat_relative_ids(upstream=False)
-    assert {a.uri for a in dag.timetable.asset_condition.objects} == {PSEUDONYMISED_TABLES.uri}
+    assert {a.uri for a in dag.timetable.asset_condition.objects} == {IDENTIFIABLE_ZONE.asset_uri}
 
 
 def test_dbt_gets_the_run_paths(dag):
@@ -52,7 +52,7 @@ def test_warehouse_is_published_last_and_only_after_the_gates(dag):
     assert gx.downstream_task_ids == {"publish_warehouse"}
     pub = dag.get_task("publish_warehouse")
     assert pub.downstream_task_ids == set() and pub.upstream_task_ids == {"validate_marts"}
-    publishers = [t.task_id for t in dag.tasks if any(getattr(o, "uri", None) == EVALUATION_PANEL.uri for o in t.outlets)]
+    publishers = [t.task_id for t in dag.tasks if any(getattr(o, "uri", None) == ANALYTICAL_ZONE.asset_uri for o in t.outlets)]
     assert publishers == ["publish_warehouse"]
 
 

@@ -2,9 +2,9 @@ import importlib.util
 from pathlib import Path
 
 from evaluation.pipeline import OUTCOMES
-from ltceval.assets import BUSINESS_CASE_REPORT, EVALUATION_PANEL
+from core.assets import ANALYTICAL_ZONE, EVALUATION, airflow_asset
 
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "evaluation.py"
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "evaluation_dag.py"
 
 
 def test_evaluation_dag_structure():
@@ -14,7 +14,7 @@ def test_evaluation_dag_structure():
     dag = module.evaluation_dag
     assert dag.dag_id == "evaluation"
     assert tuple(module.OUTCOMES) == tuple(OUTCOMES)
-    assert EVALUATION_PANEL in list(dag.timetable.asset_condition.objects)
+    assert airflow_asset(ANALYTICAL_ZONE) in list(dag.timetable.asset_condition.objects)
     tasks = {t.task_id: t for t in dag.tasks}
     estimates = {f"estimate_{o}" for o in OUTCOMES}
     assert set(tasks) == estimates | {"cost", "sensitivity", "report", "publish"}
@@ -23,7 +23,7 @@ def test_evaluation_dag_structure():
     assert tasks["report"].upstream_task_ids == {"sensitivity"}
     # the report is written aside; publish swaps it in and alone emits the asset
     assert tasks["publish"].upstream_task_ids == {"report"}
-    assert list(tasks["publish"].outlets) == [BUSINESS_CASE_REPORT]
+    assert list(tasks["publish"].outlets) == [airflow_asset(EVALUATION)]
     assert all(not tasks[t].outlets for t in estimates | {"report"})
     # statistics: same data, same result, no retry; file writing retries
     assert all(tasks[t].retries == 0 for t in estimates | {"cost", "sensitivity"})

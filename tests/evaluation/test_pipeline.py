@@ -10,7 +10,7 @@ from simpanel import simulate_panel, write_warehouse
 
 from evaluation import pipeline
 from evaluation.costing import CostingConfig, load_price_index
-from ltceval.settings import Paths
+from core.settings import Paths
 
 CONFIG = CostingConfig(bootstrap_reps=99)  # default price year 2024/25; fewer replicates
 

@@ -23,7 +23,7 @@ import pytest
 from evaluation import pipeline
 from evaluation.costing import CostingConfig
 from evaluation.panel import COUNT_OUTCOMES
-from ltceval.settings import DBT_PROJECT_DIR, Paths
+from core.settings import DBT_PROJECT_DIR, Paths
 
 pytestmark = pytest.mark.slow
 

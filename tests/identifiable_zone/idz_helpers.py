@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from identifiable_zone import pipeline
-from ltceval.settings import Paths
+from core.settings import Paths
 
 RUN_PERSONS = 3000  # the quality targets are stated for a ~3000-person population
 KEY = "e2e-test-key-" + "0123456789abcdef" * 2

@@ -10,7 +10,7 @@ import pytest
 from identifiable_zone import link as lk
 from identifiable_zone import normalise as nz
 from identifiable_zone import pipeline
-from ltceval.settings import Paths
+from core.settings import Paths
 
 KEY = "e2e-test-key-" + "0123456789abcdef" * 2  # the run fixture's key (conftest.py)
 IDENTIFIER_COLS = {
@@ -144,15 +144,15 @@ def test_ig_report_is_suppressed(run):
 def test_dag_structure():
     from airflow.dag_processing.dagbag import DagBag
 
-    from ltceval.assets import PSEUDONYMISED_TABLES
-    from ltceval.settings import DAGS_DIR
+    from core.assets import IDENTIFIABLE_ZONE, airflow_asset
+    from core.settings import DAGS_DIR
 
-    bag = DagBag(str(DAGS_DIR / "identifiable_zone.py"))
+    bag = DagBag(str(DAGS_DIR / "identifiable_zone_dag.py"))
     assert not bag.import_errors
     dag = bag.dags["identifiable_zone"]
     assert dag.task_ids == ["validate", "link", "pseudonymise", "ig_report"] or \
         sorted(dag.task_ids) == sorted(["validate", "link", "pseudonymise", "ig_report"])
-    assert dag.get_task("ig_report").outlets == [PSEUDONYMISED_TABLES]
+    assert dag.get_task("ig_report").outlets == [airflow_asset(IDENTIFIABLE_ZONE)]
     assert dag.get_task("link").upstream_task_ids == {"validate"}
     # the IG report goes into the version folder that validate opened for the run's data period
     assert dag.get_task("ig_report").upstream_task_ids == {"validate", "pseudonymise"}

@@ -70,7 +70,7 @@ def test_a_different_key_gives_unlinkable_pseudonyms(two_runs, tmp_path, monkeyp
 
     c = tmp_path / "run_c"
     shutil.copytree(pa_.out, c)
-    from ltceval.settings import Paths
+    from core.settings import Paths
 
     monkeypatch.setenv("LTCEVAL_PSEUDO_KEY", OTHER_KEY)
     monkeypatch.delenv("LTCEVAL_PSEUDO_KEY_FILE", raising=False)
@@ -105,7 +105,7 @@ def test_a_saved_model_is_reused_instead_of_retraining(two_runs, tmp_path, monke
     pd.testing.assert_frame_equal(a, b)
     # 3. nothing saved yet -> a clear error, not a silent retrain
     from identifiable_zone.link import LinkageError
-    from ltceval.settings import Paths
+    from core.settings import Paths
 
     empty = Paths(tmp_path)
     (tmp_path / "identifiable").mkdir()

@@ -245,7 +245,7 @@ def test_local_executor_on_the_postgres_metadata_database(resolved):
 
 
 def test_each_zone_is_its_own_volume_mounted_only_where_needed(resolved):
-    from ltceval.settings import Paths
+    from core.settings import Paths
 
     for tool, _, cfg in resolved:
         roles = _roles(cfg)
@@ -332,7 +332,7 @@ def _ltceval_names_read_by_code() -> set[str]:
 
 def test_every_variable_the_dags_read_is_provided(resolved):
     from ltceval.run import airflow_env
-    from ltceval.settings import Paths
+    from core.settings import Paths
 
     code_names = _ltceval_names_read_by_code()
     assert {"LTCEVAL_OUT", "LTCEVAL_PSEUDO_KEY_FILE", "LTCEVAL_SOURCES_CONFIG"} <= code_names

@@ -19,6 +19,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from core.errors import PublishError
+
 from ops_helpers import (REPO, baseline, comparable, copy_out, current_period, key_file, ltceval, run_args,
                          run_env, tree_digest, warehouse_tables)
 
@@ -60,7 +62,7 @@ _PUBLISHER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from ltceval import publish
-    from ltceval.settings import Paths
+    from core.settings import Paths
 
     paths, period = Paths(Path(sys.argv[1])), "2024-03"
     runs = [publish.Run(period, k) for k in sys.argv[2:]]
@@ -87,7 +89,7 @@ def test_publish_killed_at_any_moment_leaves_a_whole_version(tmp_path):
     every time, `reports/<period>` and `reports/latest` are one whole version, every file as
     recorded in its publication.json; then a normal publish still works."""
     from ltceval import publish
-    from ltceval.settings import Paths
+    from core.settings import Paths
 
     paths = Paths(tmp_path / "out")
     a, b = publish.Run("2024-03", "2024-03_20240101T000000Z_aaaa"), publish.Run("2024-03", "2024-03_20240101T000001Z_bbbb")
@@ -124,7 +126,7 @@ def test_warehouse_is_swapped_in_only_after_the_gates_and_readers_keep_the_old_f
     """The staged warehouse is published only if the gates passed on exactly that file; the
     swap is one rename, so a reader that opened the old warehouse keeps reading it whole."""
     from ltceval import publish
-    from ltceval.settings import Paths
+    from core.settings import Paths
 
     paths = Paths(tmp_path / "out")
 
@@ -134,7 +136,7 @@ def test_warehouse_is_swapped_in_only_after_the_gates_and_readers_keep_the_old_f
             con.execute(f"create table mart_evaluation_panel as select range as id from range({rows})")
 
     build(3)
-    with pytest.raises(publish.PublishError, match="has not passed the mart gates"):
+    with pytest.raises(PublishError, match="has not passed the mart gates"):
         publish.publish_warehouse(paths)
     publish.seal_staging_warehouse(paths)
     publish.record_gates_passed(paths)
@@ -146,7 +148,7 @@ def test_warehouse_is_swapped_in_only_after_the_gates_and_readers_keep_the_old_f
     publish.record_gates_passed(paths)
     with duckdb.connect(str(paths.staging_warehouse)) as con:  # a write after the gates
         con.execute("insert into mart_evaluation_panel values (99)")
-    with pytest.raises(publish.PublishError, match="changed after the mart gates passed"):
+    with pytest.raises(PublishError, match="changed after the mart gates passed"):
         publish.publish_warehouse(paths)
     publish.seal_staging_warehouse(paths)
     publish.record_gates_passed(paths)
@@ -277,8 +279,9 @@ def test_file_size_limit_is_a_clear_error_and_keeps_outputs(tmp_path_factory):
         import resource, signal, sys
         from pathlib import Path
         from identifiable_zone import pipeline
+        from core.errors import PublishError
+        from core.settings import Paths
         from ltceval import publish
-        from ltceval.settings import Paths
 
         paths = Paths(Path({str(out)!r}))
         run = publish.new_run({period!r})
@@ -287,7 +290,7 @@ def test_file_size_limit_is_a_clear_error_and_keeps_outputs(tmp_path_factory):
         resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))
         try:
             pipeline.write_ig_report(publish.staged(paths, run))
-        except publish.PublishError as e:
+        except PublishError as e:
             print(f"retryable={{e.retryable}}", e, file=sys.stderr)
             sys.exit(3)
     """)

@@ -94,7 +94,7 @@ def test_new_month_updates_panel_and_estimates_without_reprocessing_old_months(t
 
     # an old month's file changes (a corrected delivery): that file, and only it, is validated again
     from identifiable_zone import pipeline
-    from ltceval.settings import Paths
+    from core.settings import Paths
 
     jan = landing / "ecds.2024-01.csv"
     df = pd.read_csv(jan, dtype=str, keep_default_na=False)

@@ -9,7 +9,7 @@ failed critical expectation (balance, uniqueness, windows), which fails the run 
 `evaluation_panel` asset is published. Results: `<out>/reports/gx/*.json`, and GX Data Docs
 (HTML, naming each failed expectation and why it is critical) in `<out>/reports/gx/data_docs/`.
 
-Staging and publishing (``ltceval.publish``): dbt builds a fresh warehouse in
+Staging and publishing (``ltceval.publish``, called through ``ltceval.tasks``): dbt builds a fresh warehouse in
 ``analytical/.staging/warehouse.duckdb`` (``prepare_warehouse`` removes any earlier one first,
 so every table is rebuilt from the pseudonymised tables and a rerun can never duplicate rows).
 The GX gates read that file and write their results into the run's unpublished version
@@ -34,11 +34,11 @@ none to release).
 Retries: none for the dbt tasks (a model or test that fails fails again on the same input,
 and no other process writes the staging file, so there is no lock to wait for) and none for
 the GX gates; `prepare_warehouse` and `publish_warehouse` retry on transient I/O errors
-(``ltceval.publish.IO_RETRIES``; a full disk or a permission error fails at once).
+(``ltceval.retries.IO_RETRIES``; a full disk or a permission error fails at once).
 
-Paths come from `ltceval.settings.Paths.from_env()` (env LTCEVAL_OUT): the staging warehouse
+Paths come from `core.settings.Paths.from_env()` (env LTCEVAL_OUT): the staging warehouse
 and the pseudonymised folder are handed to dbt as env LTCEVAL_WAREHOUSE /
-LTCEVAL_PSEUDONYMISED_DIR.
+LTCEVAL_PSEUDONYMISED_DIR (``ltceval.tasks.dbt_environment``).
 """
 from __future__ import annotations
 
@@ -55,50 +55,28 @@ from airflow.sdk import dag, task  # noqa: E402
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig  # noqa: E402
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior  # noqa: E402
 
-from ltceval.assets import EVALUATION_PANEL, PSEUDONYMISED_TABLES  # noqa: E402
-from ltceval.publish import IO_RETRIES, NO_RETRIES  # noqa: E402
-from ltceval.settings import DBT_PROJECT_DIR, Paths  # noqa: E402
+from core.assets import ANALYTICAL_ZONE, IDENTIFIABLE_ZONE, airflow_asset  # noqa: E402
+from core.settings import DBT_PROJECT_DIR  # noqa: E402
+from ltceval import tasks  # noqa: E402
+from ltceval.retries import IO_RETRIES, NO_RETRIES  # noqa: E402
 
-_paths = Paths.from_env()
-DBT_ENV = {
-    "LTCEVAL_OUT": str(_paths.out),
-    # the warehouse is built aside (staging) and published after the gates
-    **_paths.with_warehouse(_paths.staging_warehouse).dbt_env(),
-}
+DBT_ENV = tasks.dbt_environment()
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 
 
-@dag(
-    dag_id="analytical_zone",
-    schedule=[PSEUDONYMISED_TABLES],
-    start_date=datetime(2024, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    max_active_tasks=1,  # one DuckDB writer at a time
-    tags=["ltceval", "analytical"],
-    doc_md=__doc__,
-)
+@dag(dag_id=ANALYTICAL_ZONE.dag_id, schedule=[airflow_asset(IDENTIFIABLE_ZONE)], start_date=datetime(2024, 1, 1), catchup=False,
+     max_active_runs=1, max_active_tasks=1,  # one DuckDB writer at a time
+     tags=["ltceval", "analytical"], doc_md=__doc__)
 def analytical_zone():
     @task(**IO_RETRIES)
     def prepare_warehouse() -> dict:
-        """Remove any staged warehouse: dbt builds the next one from scratch."""
-        from expectations.marts import release_in_process_dbt_handle
-        from ltceval import publish
-        from ltceval.settings import Paths
-
-        release_in_process_dbt_handle()
-        with publish.airflow_retry_policy():
-            staging = publish.reset_staging_warehouse(Paths.from_env())
-        return {"staging_warehouse": str(staging)}
+        return tasks.prepare_warehouse()
 
     dbt_build = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, env_vars=DBT_ENV, install_dbt_deps=False),
-        profile_config=ProfileConfig(
-            profile_name="ltceval",
-            target_name="dev",
-            profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
-        ),
+        profile_config=ProfileConfig(profile_name="ltceval", target_name="dev",
+                                     profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
         # dbt in-process (dbtRunner): a child process per model would re-import dbt ~3 s each time
         execution_config=ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(
@@ -112,35 +90,11 @@ def analytical_zone():
 
     @task(**NO_RETRIES)
     def validate_marts() -> dict:
-        """GX suites on the staged marts; raises CriticalExpectationError when a critical one
-        fails (the staged warehouse is then not published)."""
-        from expectations.marts import release_in_process_dbt_handle
-        from expectations.marts import validate_marts as run_suites
-        from ltceval import publish
-        from ltceval.settings import Paths
+        return tasks.validate_marts()
 
-        paths = Paths.from_env()
-        run = publish.current_run(paths)
-        staged = publish.staged(paths, run).with_warehouse(paths.staging_warehouse)
-        release_in_process_dbt_handle()
-        with publish.airflow_retry_policy():
-            publish.seal_staging_warehouse(paths)  # the file the gates read is the file published
-            with publish.output_guard(staged.reports / "gx"):
-                summary = run_suites(staged.warehouse, staged.reports / "gx")
-            publish.record_gates_passed(paths, {"matched_share": summary["matched_share"],
-                                                "max_abs_smd_after": summary["max_abs_smd_after"]})
-        return {"matched_share": summary["matched_share"], "max_abs_smd_after": summary["max_abs_smd_after"],
-                **run.to_json()}
-
-    @task(outlets=[EVALUATION_PANEL], **IO_RETRIES)
+    @task(outlets=[airflow_asset(ANALYTICAL_ZONE)], **IO_RETRIES)
     def publish_warehouse(gates: dict) -> dict:
-        """Swap the gated staging warehouse in for the published one (one rename)."""
-        from ltceval import publish
-        from ltceval.settings import Paths
-
-        with publish.airflow_retry_policy():
-            target = publish.publish_warehouse(Paths.from_env())
-        return {"warehouse": str(target), "period": gates["period"], "run_key": gates["run_key"]}
+        return tasks.publish_warehouse(gates)
 
     gates = validate_marts()
     prepare_warehouse() >> dbt_build >> gates

@@ -1,0 +1,136 @@
+"""The functions the DAG tasks call: one per task, each returning a small JSON-able summary
+(an XCom: counts, the data period, fingerprints; never an identifier).
+
+The DAG files only orchestrate; what a task does, with which paths and which publishing step,
+is here, so it can be called and tested without Airflow. Paths come from the environment
+(``LTCEVAL_OUT``) when the task runs, never when a DAG file is parsed. Heavy packages are
+imported inside each function so that parsing a DAG file stays cheap.
+"""
+from __future__ import annotations
+
+from core.settings import Paths
+from ltceval import publish
+from ltceval.retries import airflow_retry_policy
+
+
+# -- identifiable zone ------------------------------------------------------------------------
+
+def validate_extracts(run_id: str) -> dict:
+    """Validate every landing extract, derive the data period, open the run's version folder."""
+    from identifiable_zone import pipeline
+
+    paths = Paths.from_env()
+    summary = pipeline.validate_all(paths, run_id=run_id)
+    run = publish.new_run(summary["period"])
+    with airflow_retry_policy():
+        publish.open_version(paths, run)
+    return {**summary, **run.to_json()}
+
+
+def link_records() -> dict:
+    from identifiable_zone import pipeline
+
+    return pipeline.link_all(Paths.from_env())
+
+
+def pseudonymise_tables() -> dict:
+    from identifiable_zone import pipeline
+
+    return pipeline.pseudonymise_and_publish(Paths.from_env())
+
+
+def write_ig_report(validated: dict) -> dict:
+    """The IG report into the run's version folder; then hand the run to the next DAGs."""
+    from identifiable_zone import pipeline
+
+    paths = Paths.from_env()
+    run = publish.Run(validated["period"], validated["run_key"])
+    with airflow_retry_policy():
+        out = pipeline.write_ig_report(publish.staged(paths, run))
+        publish.write_handoff(paths, run)
+    return {**out, **run.to_json()}
+
+
+# -- analytical zone --------------------------------------------------------------------------
+
+def dbt_environment() -> dict[str, str]:
+    """What dbt sees: the staging warehouse it builds and the pseudonymised tables it reads."""
+    paths = Paths.from_env()
+    return {"LTCEVAL_OUT": str(paths.out), **paths.with_warehouse(paths.staging_warehouse).dbt_env()}
+
+
+def prepare_warehouse() -> dict:
+    """Remove any staged warehouse: dbt builds the next one from scratch."""
+    from expectations.marts import release_in_process_dbt_handle
+
+    release_in_process_dbt_handle()
+    with airflow_retry_policy():
+        staging = publish.reset_staging_warehouse(Paths.from_env())
+    return {"staging_warehouse": str(staging)}
+
+
+def validate_marts() -> dict:
+    """GX suites on the staged marts; raises CriticalExpectationError when a critical one fails
+    (the staged warehouse is then not published)."""
+    from core.files import output_guard
+    from expectations.marts import release_in_process_dbt_handle
+    from expectations.marts import validate_marts as run_suites
+
+    paths = Paths.from_env()
+    run = publish.current_run(paths)
+    staged = publish.staged(paths, run).with_warehouse(paths.staging_warehouse)
+    release_in_process_dbt_handle()
+    with airflow_retry_policy():
+        publish.seal_staging_warehouse(paths)  # the file the gates read is the file published
+        with output_guard(staged.reports / "gx"):
+            summary = run_suites(staged.warehouse, staged.reports / "gx")
+        gates = {"matched_share": summary["matched_share"], "max_abs_smd_after": summary["max_abs_smd_after"]}
+        publish.record_gates_passed(paths, gates)
+    return {**gates, **run.to_json()}
+
+
+def publish_warehouse(gates: dict) -> dict:
+    """Swap the gated staging warehouse in for the published one (one rename)."""
+    with airflow_retry_policy():
+        target = publish.publish_warehouse(Paths.from_env())
+    return {"warehouse": str(target), "period": gates["period"], "run_key": gates["run_key"]}
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+def estimate_outcome(outcome: str) -> dict:
+    from evaluation import pipeline
+
+    return pipeline.estimate(Paths.from_env(), outcome)
+
+
+def cost_outcomes() -> dict:
+    from evaluation import pipeline
+
+    return pipeline.cost(Paths.from_env())
+
+
+def run_sensitivity() -> dict:
+    from evaluation import pipeline
+
+    return pipeline.sensitivity(Paths.from_env())
+
+
+def write_business_case() -> dict:
+    """The business case into the run's (unpublished) version folder."""
+    from evaluation import pipeline
+
+    paths = Paths.from_env()
+    run = publish.current_run(paths)
+    with airflow_retry_policy():
+        out = pipeline.report(publish.staged(paths, run), period=run.period)
+    return {**out, **run.to_json()}
+
+
+def publish_reports(written: dict) -> dict:
+    """Repoint ``reports/<period>`` (and ``latest``) at the run's complete version folder."""
+    paths = Paths.from_env()
+    run = publish.Run(written["period"], written["run_key"])
+    with airflow_retry_policy():
+        folder = publish.publish_reports(paths, run)
+    return {"published": str(folder), "report": str(folder / "business_case.html"), **run.to_json()}
