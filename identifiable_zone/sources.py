@@ -323,7 +323,7 @@ def _decode_csv(data: bytes, fname: str) -> tuple[str, list[dict]]:
     return "".join(lines), issues
 
 
-def _read_one(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict]]:
+def read_one_file(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """One file as an all-string frame. Raises ExtractUnusable for a file that cannot be read
     (empty, not a table, wrong delimiter, rows of the wrong shape, truncated), naming the file
     and the rule."""
@@ -375,7 +375,7 @@ def _record_lines(text: str, delimiter: str, ncols: int, table: str, fname: str)
 
 
 def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict], list[int]]:
-    """``_read_one`` plus the line (CSV, header = 1) or row (Parquet, 1-based) of each row."""
+    """``read_one_file`` plus the line (CSV, header = 1) or row (Parquet, 1-based) of each row."""
     table = spec.table if spec else path.stem
     if path.stat().st_size == 0:
         raise ExtractUnusable(f"{table} ({path.name}): rule file_not_empty failed: the file is empty "

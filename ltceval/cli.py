@@ -13,14 +13,24 @@ class _Parser(argparse.ArgumentParser):
         raise LtcevalError(f"{self.prog}: {message}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+def _number(convert, noun: str, wanted: str, ok):
+    """An argparse type: ``convert(text)`` (else "expected <noun>"), then ``ok(value)`` (else
+    "expected <wanted>")."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+        return value
+    return parse
+
+
+_positive_int = _number(int, "a whole number", "a positive number", lambda v: v > 0)
+_non_negative_int = _number(int, "a whole number", "zero or a positive number", lambda v: v >= 0)
+_probability = _number(float, "a probability", "a probability between 0 and 1", lambda v: 0 < v < 1)
+_non_negative_float = _number(float, "a number", "zero or a positive number", lambda v: 0 <= v < float("inf"))
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -47,65 +57,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_link(args: argparse.Namespace) -> int:
-    """Link two files with identifiable_zone.link.link_files (the pipeline's own linker)."""
-    import json
+    """Link two files with the pipeline's own linker (identifiable_zone.link_files)."""
+    from identifiable_zone.link_files import link_two_files
 
-    from identifiable_zone.link import FIELD_COLS, LinkageError, link_files
-    from identifiable_zone.sources import ExtractUnusable, _read_one
-
-    def pair(text: str, what: str) -> tuple[str, str]:
-        parts = text.split(":")
-        if len(parts) > 2 or not all(p.strip() for p in parts):
-            raise LtcevalError(f"{what}: expected COL or LEFTCOL:RIGHTCOL, got {text!r}")
-        return (parts[0].strip(), parts[-1].strip())
-
-    fields = {}
-    for item in filter(None, (x.strip() for x in args.map.split(","))):
-        if "=" not in item:
-            raise LtcevalError(f"--map: expected FIELD=COL, got {item!r}")
-        fld, cols = item.split("=", 1)
-        fld = fld.strip()
-        if fld not in FIELD_COLS:
-            raise LtcevalError(f"--map: unknown field {fld!r}; fields are {', '.join(FIELD_COLS)}")
-        fields[fld] = pair(cols, f"--map {fld}")
-    compare = {}
-    for item in filter(None, (x.strip() for x in (args.compare or "").split(","))):
-        lc, rc = pair(item, "--compare")
-        compare[lc] = (lc, rc)
-    left_id, right_id = pair(args.id_column, "--id-column")
-    frames = []
-    for side, path, idc in (("left", Path(args.left), left_id), ("right", Path(args.right), right_id)):
-        if not path.is_file():
-            raise LtcevalError(f"{side} file {path}: no such file")
-        if path.suffix.lower() not in (".csv", ".parquet"):
-            raise LtcevalError(f"{side} file {path}: unsupported type {path.suffix or '(none)'}; use .csv or .parquet")
-        try:
-            df, _ = _read_one(path)
-        except ExtractUnusable as e:
-            raise LtcevalError(f"{side} file {path}: {str(e).split(': ', 1)[-1]}") from None
-        df.columns = [str(c).strip() for c in df.columns]
-        k = 0 if side == "left" else 1
-        needed = [idc] + [c[k] for c in fields.values()] + [c[k] for c in compare.values()]
-        missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
-        if missing:
-            raise LtcevalError(f"{side} file {path}: column(s) not found: {', '.join(missing)} "
-                               f"(columns are: {', '.join(map(str, df.columns[:30]))})")
-        df = df.astype(object).where(df.notna() & (df.astype(str).apply(lambda c: c.str.strip()) != ""), None)
-        frames.append(df)
-    try:
-        pairs, summary = link_files(frames[0], frames[1], left_id, right_id, fields, compare,
-                                    threshold=args.threshold)
-    except LinkageError as e:
-        raise LtcevalError(f"{e} (left {args.left}, right {args.right})") from None
-    except Exception as e:  # splink/duckdb failing on these data: one line, no traceback
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise LtcevalError(f"linkage failed ({type(e).__name__}: {first}); too few records or fields to "
-                           "train a model?") from None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    pairs.to_csv(out / "links.csv", index=False)
-    summary = {"left": str(args.left), "right": str(args.right), **summary}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    summary = link_two_files(Path(args.left), Path(args.right), args.id_column, args.map, args.compare,
+                             args.threshold, out)
     print(f"linked {summary['links']['left_records_linked']:,} of {summary['records']['left']:,} left records "
           f"({summary['links']['pairs']:,} pairs) in {summary['seconds']} s; wrote {out / 'links.csv'} "
           f"and {out / 'summary.json'}")
@@ -122,16 +79,6 @@ def _period(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {value}")
-    return value
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from .run import run_pipeline
 
@@ -141,40 +88,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_table(path: Path, what: str):
-    """A CSV or Parquet table with stripped column names; any problem is one LtcevalError line."""
-    import pandas as pd
-
-    if not path.is_file():
-        raise LtcevalError(f"{what} {path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise LtcevalError(f"{what} {path}: unsupported type {path.suffix or '(none)'}; use .csv or .parquet")
-    try:
-        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise LtcevalError(f"{what} {path}: empty file") from None
-    except Exception as e:  # unreadable Parquet, malformed CSV: one line
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LtcevalError(f"{what} {path}: cannot read ({first})") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if df.empty:
-        raise LtcevalError(f"{what} {path}: no rows")
-    return df
-
-
 def _cmd_did(args: argparse.Namespace) -> int:
     """Group-time ATTs for staggered adoption (evaluation.staggered) on a long panel file."""
+    from core.tables import read_table, require_columns
     from evaluation.staggered import estimate_att_gt
 
     path = Path(args.panel)
-    df = _read_table(path, "panel file")
+    df = read_table(path, "panel file")
     covariates = [c.strip() for c in (args.covariates or "").split(",") if c.strip()]
-    needed = [args.unit, args.time, args.cohort, args.outcome, *covariates]
-    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
-    if missing:
-        raise LtcevalError(f"panel file {path}: column(s) not found: {', '.join(missing)} "
-                           f"(columns are: {', '.join(map(str, df.columns[:30]))})")
+    require_columns(df, [args.unit, args.time, args.cohort, args.outcome, *covariates], f"panel file {path}")
     try:
         res = estimate_att_gt(df, unit=args.unit, time=args.time, cohort=args.cohort,
                               outcome=args.outcome, control=args.control, covariates=covariates,
@@ -192,16 +114,6 @@ def _cmd_did(args: argparse.Namespace) -> int:
     return 0
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected zero or a positive number, got {value}")
-    return value
-
-
 def _cmd_match(args: argparse.Namespace) -> int:
     """Propensity-score matching (evaluation.matching.match) on one table, balance and matched ATT."""
     import json
@@ -209,10 +121,11 @@ def _cmd_match(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from core.tables import read_table, require_columns
     from evaluation.matching import match, matched_att
 
     path = Path(args.data)
-    df = _read_table(path, "data file")
+    df = read_table(path, "data file")
 
     def cols(text: str | None) -> list[str]:
         return [c.strip() for c in (text or "").split(",") if c.strip()]
@@ -220,10 +133,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
     exact, group, unit = cols(args.exact), args.group, args.id
     named = [args.treatment, *cols(args.covariates), *exact, *([args.outcome] if args.outcome else []),
              *([group] if group else []), *([unit] if unit else [])]
-    missing = [c for c in dict.fromkeys(named) if c not in df.columns]
-    if missing:
-        raise LtcevalError(f"data file {path}: column(s) not found: {', '.join(missing)} "
-                           f"(columns are: {', '.join(map(str, df.columns[:30]))})")
+    require_columns(df, named, f"data file {path}")
     treat = df[args.treatment]
     if pd.api.types.is_bool_dtype(treat):
         df[args.treatment] = treat.astype(int)
@@ -307,16 +217,6 @@ def _cmd_match(args: argparse.Namespace) -> int:
                 f"{att['ci_high']:.4g}, set-clustered SE {att['se']:.3g})")
     print(f"{msg}; wrote {out}")
     return 0
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected zero or a positive number, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,40 @@ def _wait_for(pred, proc: subprocess.Popen, what: str, limit: float = 1500.0) ->
         time.sleep(0.2)
 
 
+def _size(path: Path) -> int:
+    """The file's size, 0 when it is absent. DuckDB deletes its WAL at each checkpoint, so a
+    WAL seen by exists() can be gone by the stat() after it (seen on a loaded machine)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _kill_group(proc: subprocess.Popen, limit: float = 60.0) -> None:
+    """SIGKILL the run's process group and wait until every process of it has exited (a dbt
+    or DAG child still dying could otherwise overlap the rerun that follows)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    t0 = time.monotonic()
+    while _live_members(proc.pid):
+        if time.monotonic() - t0 > limit:
+            pytest.fail(f"processes {_live_members(proc.pid)} of the killed run's group still run after {limit:.0f} s")
+        time.sleep(0.1)
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of the group that have not exited (zombies, dead but not yet reaped, are not)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
 def _published_state(out: Path, period: str) -> dict:
     return {"period_files": tree_digest(out / "reports" / period),
             "period_target": os.readlink(out / "reports" / period),
@@ -180,10 +214,8 @@ def test_run_killed_mid_write_then_rerun_equals_a_clean_run(tmp_path_factory):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     staging = out / "analytical" / ".staging" / "warehouse.duckdb"
     wal = staging.with_name("warehouse.duckdb.wal")
-    _wait_for(lambda: staging.exists() and wal.exists() and wal.stat().st_size > 0, proc,
-              "dbt writing the staging warehouse")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _wait_for(lambda: staging.exists() and _size(wal) > 0, proc, "dbt writing the staging warehouse")
+    _kill_group(proc)
     assert _published_state(out, period) == before  # not a byte changed
     _assert_readable(out, period)
     assert staging.exists()  # the half-built warehouse is left aside, never published
