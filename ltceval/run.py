@@ -38,6 +38,11 @@ def airflow_env(paths: Paths) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         # Never show configuration (which may carry the key) in logs or the UI.
         "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        # No usage telemetry from a pipeline over patient data (as in docker-compose.yml); it also
+        # spends a refused network call per dbt task on a closed network
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DO_NOT_TRACK": "1",
         OUT_ENV: str(paths.out),
     })
     return env

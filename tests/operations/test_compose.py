@@ -29,7 +29,7 @@ NOT_FOR_COMPOSE = {
     "LTCEVAL_PSEUDONYMISED_DIR": "set by the analytical DAG for dbt (from LTCEVAL_OUT)",
 }
 # folders whose code runs inside DAG tasks or DAG parsing
-CODE_DIRS = ("dags", "ltceval", "identifiable_zone", "evaluation", "expectations")
+CODE_DIRS = ("dags", "core", "ltceval", "identifiable_zone", "evaluation", "expectations")
 
 
 def _compose_commands() -> list[list[str]]:
