@@ -4,6 +4,8 @@ PERSONS ?= 20000
 SEED ?= 1
 OUT ?= ltceval-out
 UV_VERSION := 0.13.9
+# pytest-xdist workers for `make test` (tests/conftest.py keeps modules that share a run together)
+TEST_WORKERS ?= 2
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 .PHONY: setup demo test test-fast benchmark dbt-build dbt-docs
@@ -16,7 +18,7 @@ demo: setup
 	$(UV) run --frozen ltceval run --persons $(PERSONS) --seed $(SEED) --out $(OUT)
 
 test: setup
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup
 	$(UV) run --frozen pytest -m "not slow"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from operations_helpers import REPO, require
+from required_tools import REPO, require
 
 ZONES = ("landing", "identifiable", "analytical", "reports")
 SECRET_NAME = "pseudonymisation_key"

@@ -21,73 +21,15 @@ import pytest
 
 from core.errors import PublishError
 
-from ops_helpers import (REPO, baseline, comparable, copy_out, current_period, key_file, ltceval, run_args,
-                         run_env, tree_digest, warehouse_tables)
+from ltceval_runs import (REPO, baseline, comparable, copy_out, current_period, key_file, killed_then_rerun, ltceval,
+                         published_state, readable_facts, run_args, run_env, tree_digest, warehouse_tables)
 
-pytestmark = pytest.mark.slow
-
-
-def _wait_for(pred, proc: subprocess.Popen, what: str, limit: float = 1500.0) -> None:
-    """Poll until ``pred()`` (the process must still be running)."""
-    t0 = time.monotonic()
-    while not pred():
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"the run ended (rc {proc.returncode}) before {what}:\n{out[-3000:]}")
-        if time.monotonic() - t0 > limit:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.2)
-
-
-def _size(path: Path) -> int:
-    """The file's size, 0 when it is absent. DuckDB deletes its WAL at each checkpoint, so a
-    WAL seen by exists() can be gone by the stat() after it (seen on a loaded machine)."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _kill_group(proc: subprocess.Popen, limit: float = 60.0) -> None:
-    """SIGKILL the run's process group and wait until every process of it has exited (a dbt
-    or DAG child still dying could otherwise overlap the rerun that follows)."""
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    t0 = time.monotonic()
-    while _live_members(proc.pid):
-        if time.monotonic() - t0 > limit:
-            pytest.fail(f"processes {_live_members(proc.pid)} of the killed run's group still run after {limit:.0f} s")
-        time.sleep(0.1)
-
-
-def _live_members(pgid: int) -> list[int]:
-    """Processes of the group that have not exited (zombies, dead but not yet reaped, are not)."""
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            live.append(int(stat.parent.name))
-    return live
-
-
-def _published_state(out: Path, period: str) -> dict:
-    return {"period_files": tree_digest(out / "reports" / period),
-            "period_target": os.readlink(out / "reports" / period),
-            "latest": os.readlink(out / "reports" / "latest"),
-            "warehouse": tree_digest(out / "analytical")["warehouse.duckdb"]}
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("operations-baseline")]  # shares a session-scoped run (tests/conftest.py)
 
 
 def _assert_readable(out: Path, period: str) -> None:
-    html = (out / "reports" / "latest" / "business_case.html").read_text(encoding="utf-8")
-    assert "</html>" in html and period in html
-    pub = json.loads((out / "reports" / period / "publication.json").read_text())
-    assert pub["period"] == period and "business_case.html" in pub["files"]
-    with duckdb.connect(str(out / "analytical" / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select count(*) from mart_evaluation_panel").fetchone()[0] > 0
+    assert readable_facts(out, period) == {"report_whole": True, "publication_period": period,
+                                           "report_listed": True, "panel_has_rows": True}
 
 
 # -- a process killed in the middle of publishing -----------------------------------------------
@@ -204,29 +146,23 @@ def test_run_killed_mid_write_then_rerun_equals_a_clean_run(tmp_path_factory):
     """Kill `ltceval run` (SIGKILL to its process group) while dbt writes the staging
     warehouse: the published reports and warehouse are untouched and readable; the next run
     succeeds and publishes the same as the clean run (apart from run timestamps), with the
-    same warehouse tables (no row duplicated)."""
+    same warehouse tables (no row duplicated). The rerun is shared with test_reruns.py."""
     base = baseline(tmp_path_factory)
     period = current_period(base)
-    out = copy_out(base, tmp_path_factory.mktemp("killed") / "out")
-    before = _published_state(out, period)
-    env = run_env(key_file(tmp_path_factory))
-    proc = subprocess.Popen([sys.executable, "-m", "ltceval.cli", *run_args(out)], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    staging = out / "analytical" / ".staging" / "warehouse.duckdb"
-    wal = staging.with_name("warehouse.duckdb.wal")
-    _wait_for(lambda: staging.exists() and _size(wal) > 0, proc, "dbt writing the staging warehouse")
-    _kill_group(proc)
-    assert _published_state(out, period) == before  # not a byte changed
-    _assert_readable(out, period)
-    assert staging.exists()  # the half-built warehouse is left aside, never published
+    pair = killed_then_rerun(tmp_path_factory)
+    out = pair.out
+    assert pair.published_after_kill == pair.published_before  # not a byte changed
+    assert pair.readable_after_kill == {"report_whole": True, "publication_period": period,
+                                        "report_listed": True, "panel_has_rows": True}
+    assert pair.staging_left_after_kill  # the half-built warehouse is left aside, never published
 
-    rerun = ltceval(*run_args(out), env=env)
+    rerun = pair.rerun
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert str(out / "reports" / period / "business_case.html") in rerun.stdout
     assert comparable(out, period) == comparable(base, period)
     assert warehouse_tables(out / "analytical" / "warehouse.duckdb") == \
         warehouse_tables(base / "analytical" / "warehouse.duckdb")
-    assert not staging.exists()
+    assert not (out / "analytical" / ".staging" / "warehouse.duckdb").exists()
     _assert_readable(out, period)
 
 
@@ -243,7 +179,7 @@ def _failed_run_keeps_outputs(out: Path, env: dict, period: str, before: dict, r
     assert error.startswith("ltceval: error:") and "Traceback" not in error
     assert "PublishError" in error and reason in error and str(out / "reports") in error, error
     assert "untouched" in error
-    assert _published_state(out, period) == before
+    assert published_state(out, period) == before
     _assert_readable(out, period)
     return error
 
@@ -253,7 +189,7 @@ def test_read_only_output_folder_is_a_clear_error_and_keeps_outputs(tmp_path_fac
     period = current_period(base)
     out = copy_out(base, tmp_path_factory.mktemp("readonly") / "out")
     reports = out / "reports"
-    before = _published_state(out, period)
+    before = published_state(out, period)
     if os.geteuid() != 0:
         os.chmod(reports, 0o555)
         reason, undo = "Permission denied", lambda: os.chmod(reports, 0o755)
@@ -293,7 +229,7 @@ def test_full_disk_is_a_clear_error_and_keeps_outputs(tmp_path_factory):
         used_kb = int(subprocess.run(["df", "-k", "--output=used", str(reports)], capture_output=True,
                                      text=True).stdout.split()[-1])
         assert _mount("-o", f"remount,size={used_kb + 24}k", str(reports))
-        before = _published_state(out, period)
+        before = published_state(out, period)
         _failed_run_keeps_outputs(out, run_env(key_file(tmp_path_factory)), period, before,
                                   "No space left on device")
     finally:
@@ -306,7 +242,7 @@ def test_file_size_limit_is_a_clear_error_and_keeps_outputs(tmp_path_factory):
     base = baseline(tmp_path_factory)
     period = current_period(base)
     out = copy_out(base, tmp_path_factory.mktemp("fsize") / "out")
-    before = _published_state(out, period)
+    before = published_state(out, period)
     child = textwrap.dedent(f"""
         import resource, signal, sys
         from pathlib import Path
@@ -332,5 +268,5 @@ def test_file_size_limit_is_a_clear_error_and_keeps_outputs(tmp_path_factory):
     msg = proc.stderr.strip().splitlines()[-1]
     assert msg.startswith("retryable=False cannot write outputs to ") and "File too large" in msg
     assert str(out / "reports" / ".versions") in msg and "untouched" in msg
-    assert _published_state(out, period) == before
+    assert published_state(out, period) == before
     _assert_readable(out, period)

@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ops_helpers import PERSONS, REPO, SEED, key_file, ltceval, read_csv, run_env
+from ltceval_runs import PERSONS, REPO, SEED, key_file, ltceval, read_csv, run_env
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from ops_helpers import (baseline, comparable, copy_out, current_period, key_file, ltceval, run_args, run_env,
-                         warehouse_tables)
+from ltceval_runs import (baseline, comparable, copy_out, current_period, key_file, killed_then_rerun, ltceval,
+                         run_args, run_env, warehouse_tables)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("operations-baseline")]  # shares a session-scoped run (tests/conftest.py)
 
 
 def test_run_is_identified_by_its_data_period(tmp_path_factory):
@@ -43,14 +43,17 @@ def test_run_is_identified_by_its_data_period(tmp_path_factory):
 def test_rerunning_a_period_replaces_its_outputs_exactly(tmp_path_factory):
     """Same extracts, same period: every published file is byte-identical apart from the run
     timestamps, the warehouse tables are the same (no row duplicated), every input file comes
-    from the validation cache, and the replaced version is kept for roll-back."""
+    from the validation cache, and the replaced version is kept for roll-back. The rerun is
+    the one after a run killed mid-write (ltceval_runs.killed_then_rerun, shared with
+    test_faults.py): a rerun must replace a period's outputs exactly whatever came before it."""
     base = baseline(tmp_path_factory)
     period = current_period(base)
-    out = copy_out(base, tmp_path_factory.mktemp("rerun") / "out")
-    first_version = os.readlink(out / "reports" / period)
-    tables_before = warehouse_tables(out / "analytical" / "warehouse.duckdb")
+    first_version = os.readlink(base / "reports" / period)
+    tables_before = warehouse_tables(base / "analytical" / "warehouse.duckdb")
 
-    proc = ltceval(*run_args(out), env=run_env(key_file(tmp_path_factory)))
+    pair = killed_then_rerun(tmp_path_factory)
+    out, proc = pair.out, pair.rerun
+    assert pair.published_before["period_target"] == first_version
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"business-case report: {out / 'reports' / period / 'business_case.html'}" in proc.stdout
 
@@ -61,7 +64,7 @@ def test_rerunning_a_period_replaces_its_outputs_exactly(tmp_path_factory):
 
     assert comparable(out, period) == comparable(base, period)
     # the report tables are byte-identical outright (no timestamps in them), except the
-    # balance table's float noise in the last bits (see ops_helpers._FLOAT)
+    # balance table's float noise in the last bits (see ltceval_runs._FLOAT)
     tables = {p.name: p.read_bytes() for p in (out / "reports" / period / "tables").glob("*.csv")}
     tables_base = {p.name: p.read_bytes() for p in (base / "reports" / period / "tables").glob("*.csv")}
     assert tables.keys() == tables_base.keys() and len(tables) >= 10

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from operations_helpers import load_ops_module, require
+from required_tools import load_ops_module, require
 
 # small: the balance gate is report-only for it (LTCEVAL_BALANCE_CRITICAL=0, set by the stack)
 PERSONS = 3000

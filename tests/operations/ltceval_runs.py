@@ -12,13 +12,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # small population: the SMD gate is made report-only (LTCEVAL_BALANCE_CRITICAL=0), as balance
@@ -76,6 +80,105 @@ def baseline(tmp_path_factory) -> Path:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         _cache["baseline"] = out
     return _cache["baseline"]
+
+
+def _wait_for(pred, proc: subprocess.Popen, what: str, limit: float = 1500.0) -> None:
+    """Poll until ``pred()`` (the process must still be running)."""
+    t0 = time.monotonic()
+    while not pred():
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"the run ended (rc {proc.returncode}) before {what}:\n{out[-3000:]}")
+        if time.monotonic() - t0 > limit:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def _size(path: Path) -> int:
+    """The file's size, 0 when it is absent. DuckDB deletes its WAL at each checkpoint, so a
+    WAL seen by exists() can be gone by the stat() after it (seen on a loaded machine)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _kill_group(proc: subprocess.Popen, limit: float = 60.0) -> None:
+    """SIGKILL the run's process group and wait until every process of it has exited (a dbt
+    or DAG child still dying could otherwise overlap the rerun that follows)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    t0 = time.monotonic()
+    while _live_members(proc.pid):
+        if time.monotonic() - t0 > limit:
+            pytest.fail(f"processes {_live_members(proc.pid)} of the killed run's group still run after {limit:.0f} s")
+        time.sleep(0.1)
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of the group that have not exited (zombies, dead but not yet reaped, are not)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def published_state(out: Path, period: str) -> dict:
+    return {"period_files": tree_digest(out / "reports" / period),
+            "period_target": os.readlink(out / "reports" / period),
+            "latest": os.readlink(out / "reports" / "latest"),
+            "warehouse": tree_digest(out / "analytical")["warehouse.duckdb"]}
+
+
+def readable_facts(out: Path, period: str) -> dict:
+    """What a reader of the published outputs finds: a whole report, its publication record,
+    and a warehouse that opens read-only with a non-empty panel."""
+    html = (out / "reports" / "latest" / "business_case.html").read_text(encoding="utf-8")
+    pub = json.loads((out / "reports" / period / "publication.json").read_text())
+    with duckdb.connect(str(out / "analytical" / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("select count(*) from mart_evaluation_panel").fetchone()[0]
+    return {"report_whole": "</html>" in html and period in html, "publication_period": pub["period"],
+            "report_listed": "business_case.html" in pub["files"], "panel_has_rows": rows > 0}
+
+
+@dataclass(frozen=True)
+class KilledThenRerun:
+    out: Path
+    published_before: dict
+    published_after_kill: dict
+    readable_after_kill: dict
+    staging_left_after_kill: bool
+    rerun: subprocess.CompletedProcess
+
+
+def killed_then_rerun(tmp_path_factory) -> KilledThenRerun:
+    """Once per session, on a copy of the baseline: `ltceval run` killed (SIGKILL to its process
+    group) while dbt writes the staging warehouse, what was published then, and the rerun of
+    the same period. The fault test and the rerun test both read it (one rerun, not two)."""
+    if "killed" not in _cache:
+        base = baseline(tmp_path_factory)
+        period = current_period(base)
+        out = copy_out(base, tmp_path_factory.mktemp("killed") / "out")
+        before = published_state(out, period)
+        env = run_env(key_file(tmp_path_factory))
+        proc = subprocess.Popen([sys.executable, "-m", "ltceval.cli", *run_args(out)], env=env, cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        staging = out / "analytical" / ".staging" / "warehouse.duckdb"
+        wal = staging.with_name("warehouse.duckdb.wal")
+        _wait_for(lambda: staging.exists() and _size(wal) > 0, proc, "dbt writing the staging warehouse")
+        _kill_group(proc)
+        after = published_state(out, period)
+        readable = readable_facts(out, period)
+        _cache["killed"] = KilledThenRerun(out, before, after, readable, staging.exists(),
+                                           ltceval(*run_args(out), env=env))
+    return _cache["killed"]
 
 
 def copy_out(src: Path, dst: Path) -> Path:
