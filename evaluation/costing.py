@@ -51,7 +51,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.did import CountDiDResult, Z95
+from evaluation.did import CountDiDResult
+from evaluation.methods.common import Z95
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PRICE_INDEX_PATH = DATA_DIR / "nhs_cost_inflation_index.csv"

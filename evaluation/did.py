@@ -7,7 +7,7 @@ person and relative month with exposure > 0, ATT `weight`, `period`).
 Count outcomes (`estimate_poisson_did`)
     log E[y_it] = log(exposure_it) + alpha_i + gamma_rel(t) + beta * treated_i * post_t,
     fitted by conditional Poisson likelihood (person fixed effects alpha_i conditioned out,
-    see `evaluation.poisson_fe`), on the comparison period (period "pre": rel -12..-7 with the
+    see `evaluation.methods.poisson_fe`), on the comparison period (period "pre": rel -12..-7 with the
     default 6-month selection window, -12..-1 without one) and post (rel 1..12) months; the
     selection window (the months before the index in which people are referred after a spell
     of high use, and on which controls are matched) and the transition month rel 0 are left
@@ -49,9 +49,8 @@ from scipy import stats
 
 from evaluation.panel import (OUTCOME_LABELS, POST_MONTHS, comparison_months, period_of,
                               reference_month)
-from evaluation.poisson_fe import PoissonFEFit, fit_poisson_fe
-
-Z95 = float(stats.norm.ppf(0.975))
+from evaluation.methods.common import Z95
+from evaluation.methods.poisson_fe import PoissonFEFit, fit_poisson_fe
 
 
 def _label(outcome: str) -> str:

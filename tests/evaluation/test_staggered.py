@@ -1,4 +1,4 @@
-"""Group-time ATTs for staggered adoption (evaluation.staggered): exact 2x2 arithmetic, recovery
+"""Group-time ATTs for staggered adoption (evaluation.methods.staggered): exact 2x2 arithmetic, recovery
 of known heterogeneous dynamic effects where two-way fixed effects fail, pre-trend test, doubly
 robust adjustment, bootstrap agreement and the `ltceval did` command."""
 import json
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from evaluation.staggered import AGGREGATIONS, estimate_att_gt
+from evaluation.methods.staggered import AGGREGATIONS, estimate_att_gt
 
 KW = dict(unit="id", time="t", cohort="g", outcome="y")
 

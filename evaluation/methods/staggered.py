@@ -80,7 +80,8 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-Z95 = float(stats.norm.ppf(0.975))
+from evaluation.methods.common import Z95, json_safe
+
 CONTROL_GROUPS = ("never", "notyet")
 AGGREGATIONS = ("simple", "dynamic", "group", "calendar")
 MULTIPLIERS = ("mammen", "rademacher")
@@ -90,22 +91,6 @@ _IQR_NORMAL = float(stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
 
 def _fmt_ci(lo: float, hi: float, digits: int = 3) -> str:
     return f"({lo:.{digits}f} to {hi:.{digits}f})"
-
-
-def _clean(x):
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 # --------------------------------------------------------------------------- results
@@ -127,7 +112,7 @@ class PretrendTest:
                 f"chi2({self.df}) = {self.statistic:.2f}, p = {self.p_value:.3g}")
 
     def to_dict(self) -> dict:
-        return _clean({"statistic": self.statistic, "df": self.df, "p_value": self.p_value,
+        return json_safe({"statistic": self.statistic, "df": self.df, "p_value": self.p_value,
                        "n_cells": self.n_cells,
                        "null": "all pre-treatment ATT(g,t) are zero (varying base period)"})
 
@@ -176,7 +161,7 @@ class AggregatedATT:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return _clean({"kind": self.kind, "estimate": self.estimate, "se": self.se,
+        return json_safe({"kind": self.kind, "estimate": self.estimate, "se": self.se,
                        "ci95": list(self.ci), "weights": self.weights,
                        "table": self.table.to_dict(orient="records")})
 
@@ -242,7 +227,7 @@ class StaggeredDiDResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return _clean({
+        return json_safe({
             "method": self.method,
             "outcome": self.outcome,
             "control_group": self.control,
