@@ -19,11 +19,13 @@ import pandas as pd
 from evaluation.costing import CostingResult
 from evaluation.did import LinearDiDResult, OutcomeEstimates
 from evaluation.panel import OUTCOME_LABELS
-from evaluation.sensitivity import MIN_SUBGROUP_TREATED as MIN_SUBGROUP
 from evaluation.plots import (fig_to_data_uri, plot_attrition, plot_event_study, plot_love,
                               plot_naive_vs_did, plot_tornado, plot_waterfall)
-from evaluation.suppression import (rounded_percentage, suppress_count, suppress_counts,
-                                    suppress_statistic)
+from evaluation.disclosure import MIN_SUBGROUP_TREATED as MIN_SUBGROUP
+from evaluation.disclosure import (published_attrition, published_balance, published_cost_did,
+                                   published_costing_table, published_iapt_outcomes,
+                                   published_outcome_table, published_subgroups,
+                                   rounded_percentage, suppress_count, too_few_to_publish)
 
 CSS = """
 body{font-family:Arial,Helvetica,sans-serif;max-width:1000px;margin:2em auto;color:#212b32;
@@ -106,46 +108,6 @@ def _html_table(rows: list[list], header: list[str], cls: str = "") -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def outcome_table(estimates: dict[str, OutcomeEstimates]) -> pd.DataFrame:
-    """Published per-outcome table: NAIVE next to matched DiD, counts suppressed."""
-    t = pd.concat([e.tidy() for e in estimates.values()], ignore_index=True)
-    rate_cols = [c for c in t.columns if c.startswith("naive_") or c.startswith("did_")
-                 or c.startswith("linear_")]
-    for c in rate_cols:
-        t[c] = [suppress_statistic(v, n) for v, n in zip(t[c], t["n_treated"])]
-    return suppress_counts(t, ["n_treated", "n_controls", "n_matched_sets"])
-
-
-def published_costing_table(costing: CostingResult) -> pd.DataFrame:
-    """The costing summary for publication: cohort totals use the cohort size rounded to the
-    nearest 5 (an exact total divided by the per-person cost would reveal the exact count)."""
-    t = costing.tidy()
-    n = suppress_count(costing.n_treated)
-    cohort = t["quantity"].str.startswith("cohort_")
-    if isinstance(n, str):
-        t.loc[cohort, ["estimate", "lo95", "hi95"]] = np.nan
-    else:
-        per = {"cohort_gross_saving": "gross_saving_per_treated_person",
-               "cohort_therapy_cost": "therapy_cost_per_treated_person",
-               "cohort_net_saving": "net_saving_per_treated_person"}
-        base = t.set_index("quantity")
-        for q, src in per.items():
-            t.loc[t["quantity"] == q, ["estimate", "lo95", "hi95"]] = (
-                base.loc[src, ["estimate", "lo95", "hi95"]].to_numpy() * n)
-    t = pd.concat([t, pd.DataFrame([{"quantity": "cohort_treated_persons_rounded", "estimate": n,
-                                     "lo95": np.nan, "hi95": np.nan}])], ignore_index=True)
-    return t
-
-
-def published_attrition(attrition: pd.DataFrame) -> pd.DataFrame:
-    return suppress_counts(attrition.sort_values("step_order"), ["n_persons"])
-
-
-def published_balance(balance: pd.DataFrame) -> pd.DataFrame:
-    counts = [c for c in balance.columns if c.startswith("n_")]
-    return suppress_counts(balance, counts)
 
 
 COMPARISON_GROUPS = {
@@ -276,8 +238,7 @@ def _period_note(inp: ReportInputs) -> str:
 
 
 def _too_few(inp: ReportInputs) -> bool:
-    """Means and rates based on 1-7 treated people are not published."""
-    return 1 <= inp.cohort["treated_persons"] <= 7
+    return too_few_to_publish(inp.cohort["treated_persons"])
 
 
 def build_html(inp: ReportInputs) -> str:
@@ -361,7 +322,7 @@ def build_html(inp: ReportInputs) -> str:
 
     # outcomes
     parts.append("<h2 id='outcomes'>Effect on each outcome: NAIVE before/after vs matched DiD</h2>")
-    t = outcome_table(inp.estimates)
+    t = published_outcome_table(inp.estimates)
     rows = []
     for r in t.itertuples():
         def f(v, d=2):
@@ -605,14 +566,13 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     written["html"] = str(path)
     if _too_few(inp):
         return written
-    csv("outcomes_naive_vs_did", outcome_table(inp.estimates))
+    csv("outcomes_naive_vs_did", published_outcome_table(inp.estimates))
     es = pd.concat([e.event_study.tidy() for e in inp.estimates.values()], ignore_index=True)
     csv("event_study", es)
     csv("costing_summary", published_costing_table(inp.costing))
     csv("costing_by_activity", inp.costing.lines)
     if inp.cost_did is not None:
-        csv("cost_linear_did", suppress_counts(inp.cost_did.tidy(),
-                                               ["n_treated", "n_controls", "n_matched_sets"]))
+        csv("cost_linear_did", published_cost_did(inp.cost_did))
     if inp.balance is not None:
         csv("balance", published_balance(inp.balance))
     if inp.attrition is not None:
@@ -623,11 +583,9 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     if inp.scenarios is not None:
         csv("sensitivity", inp.scenarios)
     if inp.iapt is not None:
-        iapt = inp.iapt.copy()
-        iapt["percent"] = [rounded_percentage(n, d) for n, d in zip(iapt["n"], iapt["denominator"])]
-        csv("iapt_outcomes", suppress_counts(iapt, ["n", "denominator"]))
+        csv("iapt_outcomes", published_iapt_outcomes(inp.iapt))
     if inp.subgroups is not None:
-        csv("savings_by_subgroup", suppress_counts(inp.subgroups, ["n_treated"]))
+        csv("savings_by_subgroup", published_subgroups(inp.subgroups))
     csv("business_case_template", business_case_template(inp))
     written.update(write_xlsx(reports_dir, {k: v for k, v in written.items() if k != "html"}))
     return written
