@@ -336,16 +336,6 @@ class CostingResult:
         t["interval_method"] = self.interval_kind
         return t
 
-    def summary(self) -> str:
-        lo, hi = self.net_saving_per_person_ci
-        return (
-            f"Net saving per treated person GBP {self.net_saving_per_person:,.0f} "
-            f"(95% CI {lo:,.0f} to {hi:,.0f}) = gross GBP {self.gross_saving_per_person:,.0f} "
-            f"minus therapy GBP {self.therapy_cost_per_person:,.0f}; ROI {self.roi:+.2f} "
-            f"({self.roi_ci[0]:+.2f} to {self.roi_ci[1]:+.2f}). Costed: {', '.join(self.costed_outcomes)}. "
-            f"{self.interval_method}"
-        )
-
 
 def _pct(x: np.ndarray) -> tuple[float, float]:
     x = x[np.isfinite(x)]

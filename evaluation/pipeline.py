@@ -21,7 +21,7 @@ from evaluation.methods.common import json_safe
 from evaluation.panel import (COUNT_OUTCOMES, add_cost_column, cohort_counts,
                               data_period, load_panel, load_treated_panel, read_table,
                               table_names)
-from evaluation.report import ReportInputs, write_report
+from evaluation.reporting.render import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
                                     subgroup_savings)
 from ltceval.settings import Paths
