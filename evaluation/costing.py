@@ -51,7 +51,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.did import CountDiDResult, Z95
+from evaluation.did import CountDiDResult
+from evaluation.methods.common import Z95
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PRICE_INDEX_PATH = DATA_DIR / "nhs_cost_inflation_index.csv"
@@ -334,16 +335,6 @@ class CostingResult:
         t = pd.DataFrame(rows, columns=["quantity", "estimate", "lo95", "hi95"])
         t["interval_method"] = self.interval_kind
         return t
-
-    def summary(self) -> str:
-        lo, hi = self.net_saving_per_person_ci
-        return (
-            f"Net saving per treated person GBP {self.net_saving_per_person:,.0f} "
-            f"(95% CI {lo:,.0f} to {hi:,.0f}) = gross GBP {self.gross_saving_per_person:,.0f} "
-            f"minus therapy GBP {self.therapy_cost_per_person:,.0f}; ROI {self.roi:+.2f} "
-            f"({self.roi_ci[0]:+.2f} to {self.roi_ci[1]:+.2f}). Costed: {', '.join(self.costed_outcomes)}. "
-            f"{self.interval_method}"
-        )
 
 
 def _pct(x: np.ndarray) -> tuple[float, float]:

@@ -7,7 +7,7 @@ person and relative month with exposure > 0, ATT `weight`, `period`).
 Count outcomes (`estimate_poisson_did`)
     log E[y_it] = log(exposure_it) + alpha_i + gamma_rel(t) + beta * treated_i * post_t,
     fitted by conditional Poisson likelihood (person fixed effects alpha_i conditioned out,
-    see `evaluation.poisson_fe`), on the comparison period (period "pre": rel -12..-7 with the
+    see `evaluation.methods.poisson_fe`), on the comparison period (period "pre": rel -12..-7 with the
     default 6-month selection window, -12..-1 without one) and post (rel 1..12) months; the
     selection window (the months before the index in which people are referred after a spell
     of high use, and on which controls are matched) and the transition month rel 0 are left
@@ -49,17 +49,12 @@ from scipy import stats
 
 from evaluation.panel import (OUTCOME_LABELS, POST_MONTHS, comparison_months, period_of,
                               reference_month)
-from evaluation.poisson_fe import PoissonFEFit, fit_poisson_fe
-
-Z95 = float(stats.norm.ppf(0.975))
+from evaluation.methods.common import Z95
+from evaluation.methods.poisson_fe import PoissonFEFit, fit_poisson_fe
 
 
 def _label(outcome: str) -> str:
     return OUTCOME_LABELS.get(outcome, outcome)
-
-
-def _fmt_ci(lo: float, hi: float, digits: int = 2) -> str:
-    return f"({lo:.{digits}f} to {hi:.{digits}f})"
 
 
 # --------------------------------------------------------------------------- count DiD
@@ -109,15 +104,6 @@ class CountDiDResult:
             "n_controls": self.n_controls,
             "n_matched_sets": self.n_sets,
         }])
-
-    def summary(self) -> str:
-        return (
-            f"{_label(self.outcome)}: matched DiD rate ratio {self.rate_ratio:.3f} "
-            f"{_fmt_ci(*self.rate_ratio_ci, 3)}, p={self.p_value:.3g}; absolute change "
-            f"{self.abs_change_per_py:+.3f} per treated person-year {_fmt_ci(*self.abs_change_ci, 3)} "
-            f"(treated {self.n_treated}, controls {self.n_controls}, sets {self.n_sets}). "
-            f"{self.method}"
-        )
 
 
 def _ratio_influence(num: pd.Series, den: pd.Series) -> tuple[float, pd.Series]:
@@ -252,14 +238,6 @@ class LinearDiDResult:
             "n_matched_sets": self.n_sets,
         }])
 
-    def summary(self) -> str:
-        return (
-            f"{_label(self.outcome)}: linear matched DiD {self.estimate_per_py:+.2f} per treated "
-            f"person-year {_fmt_ci(*self.ci)}, p={self.p_value:.3g} (treated {self.treated_pre_py:.2f}"
-            f" -> {self.treated_post_py:.2f}; controls {self.control_pre_py:.2f} -> "
-            f"{self.control_post_py:.2f}). {self.method}"
-        )
-
 
 def person_period_rates(panel: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """One row per person: pre and post rate per person-year (persons at risk in both)."""
@@ -335,27 +313,6 @@ class EventStudyResult:
         t["pretrend_df"] = self.pretrend_df
         t["pretrend_p"] = self.pretrend_p
         return t
-
-    def summary(self) -> str:
-        if np.isnan(self.pretrend_p):
-            return (f"{_label(self.outcome)} event study: not estimable (no events in the "
-                    f"reference period in one group).")
-        verdict = "no evidence against" if self.pretrend_p >= 0.05 else "evidence against"
-        gaps = ""
-        if self.not_estimable:
-            gaps = (f" Not estimable (no events among treated people or controls): bins starting "
-                    f"{', '.join(map(str, self.not_estimable))}.")
-        bins = "monthly" if self.bin_months == 1 else f"{self.bin_months}-month bins"
-        return (
-            f"{_label(self.outcome)} event study ({bins}): joint pre-trend Wald chi2({self.pretrend_df}) = "
-            f"{self.pretrend_chi2:.2f}, p = {self.pretrend_p:.3f} ({verdict} parallel pre-trends)."
-            f"{gaps}"
-        )
-
-    def plot(self, ax=None):
-        from evaluation.plots import plot_event_study
-
-        return plot_event_study(self, ax=ax)
 
 
 def event_time_bins(width: int, selection_window: int = 0) -> dict[int, tuple[int, int]]:
@@ -503,13 +460,6 @@ class NaiveResult:
             "n_treated": self.n_treated,
         }])
 
-    def summary(self) -> str:
-        return (
-            f"NAIVE {_label(self.outcome)}: {self.pre_rate_py:.3f} -> {self.post_rate_py:.3f} per "
-            f"person-year ({self.pct_change:+.0%}), change {self.change_per_py:+.3f} "
-            f"{_fmt_ci(*self.change_ci, 3)}. {self.label}."
-        )
-
 
 def estimate_naive(panel: pd.DataFrame, outcome: str) -> NaiveResult:
     """Post-period minus pre-period rate per person-year among treated people (NAIVE); the
@@ -546,9 +496,6 @@ class OutcomeEstimates:
     linear_did: LinearDiDResult
     event_study: EventStudyResult
     naive: NaiveResult
-
-    def summary(self) -> str:
-        return "\n".join(r.summary() for r in (self.naive, self.did, self.linear_did, self.event_study))
 
     def tidy(self) -> pd.DataFrame:
         """One row: NAIVE and matched DiD side by side (the report's outcome table)."""

@@ -17,26 +17,17 @@ from evaluation.bootstrap import cluster_bootstrap
 from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
                                 prepare_unit_costs, unit_costs_by_outcome)
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
+from evaluation.methods.common import json_safe
 from evaluation.panel import (COUNT_OUTCOMES, add_cost_column, cohort_counts,
                               data_period, load_panel, load_treated_panel, read_table,
                               table_names)
-from evaluation.report import ReportInputs, write_report
+from evaluation.reporting.render import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
                                     subgroup_savings)
 from core.settings import Paths
 
 OUTCOMES = COUNT_OUTCOMES
-
-
-def _jsonable(x):
-    """Round floats and turn NaN into None so the summary is strict JSON for XCom."""
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float):
-        return None if math.isnan(x) or math.isinf(x) else round(x, 4)
-    return x
+XCOM_DIGITS = 4  # floats in the XCom summaries are rounded to this many decimals
 
 
 def work_dir(paths: Paths) -> Path:
@@ -67,7 +58,7 @@ def estimate(paths: Paths, outcome: str) -> dict:
     est = estimate_outcome(panel, outcome, load_treated_panel(paths.warehouse))
     _save(paths, f"outcome_{outcome}", est)
     d, n, es = est.did, est.naive, est.event_study
-    return _jsonable({
+    return json_safe({
         "outcome": outcome,
         "rate_ratio": round(d.rate_ratio, 4),
         "rate_ratio_ci": [round(x, 4) for x in d.rate_ratio_ci],
@@ -76,7 +67,7 @@ def estimate(paths: Paths, outcome: str) -> dict:
         "naive_pct_change": round(n.pct_change, 4),
         "pretrend_p": round(es.pretrend_p, 4),
         "n_matched_sets": d.n_sets,
-    })
+    }, digits=XCOM_DIGITS)
 
 
 def _cohort(paths: Paths, panel) -> dict:
@@ -127,7 +118,7 @@ def cost(paths: Paths, config: CostingConfig | None = None) -> dict:
     _save(paths, "costing", {"costing": costing, "cost_did": cost_did, "config": config,
                              "unit_costs": unit_costs, "price_index": price_index,
                              "cohort": _cohort(paths, panel), "period": data_period(panel)})
-    return _jsonable({
+    return json_safe({
         "gross_saving_per_treated_person": round(costing.gross_saving_per_person, 2),
         "net_saving_per_treated_person": round(costing.net_saving_per_person, 2),
         "net_saving_ci": [round(x, 2) for x in costing.net_saving_per_person_ci],
@@ -140,7 +131,7 @@ def cost(paths: Paths, config: CostingConfig | None = None) -> dict:
         "unit_cost_version": costing.unit_cost_version,
         "price_year": config.price_year,
         "cost_did_per_person_year": round(cost_did.estimate_per_py, 2),
-    })
+    }, digits=XCOM_DIGITS)
 
 
 def sensitivity(paths: Paths) -> dict:
@@ -183,8 +174,9 @@ def sensitivity(paths: Paths) -> dict:
         sub.insert(0, subgroup_savings(panel, rec, c["unit_costs"], config, "recovered"))
     out["subgroups"] = pd.concat(sub, ignore_index=True) if sub else None
     _save(paths, "sensitivity", out)
-    return _jsonable({"scenarios": int(len(scen)), "notes": notes,
-                      "subgroups": 0 if out["subgroups"] is None else int(len(out["subgroups"]))})
+    return json_safe({"scenarios": int(len(scen)), "notes": notes,
+                      "subgroups": 0 if out["subgroups"] is None else int(len(out["subgroups"]))},
+                     digits=XCOM_DIGITS)
 
 
 def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:

@@ -38,11 +38,10 @@ import statsmodels.api as sm
 from evaluation.costing import (DEFAULT_COSTED_OUTCOMES, REFERENCE_2016_17_PATH, THERAPY_ACTIVITY,
                                 CostingConfig, CostingResult, estimate_costs, override_unit_costs,
                                 prepare_unit_costs)
-from evaluation.did import Z95, CountDiDResult, estimate_poisson_did
+from evaluation.did import CountDiDResult, estimate_poisson_did
+from evaluation.disclosure import MIN_SUBGROUP_TREATED, suppress_count
+from evaluation.methods.common import Z95
 from evaluation.panel import POST_MONTHS, prepare_panel
-from evaluation.suppression import suppress_count
-
-MIN_SUBGROUP_TREATED = 30  # smaller subgroups are not estimated (unstable; disclosure)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from simpanel import UNIT_COSTS
 from evaluation.costing import DEFAULT_COSTED_OUTCOMES, estimate_costs, unit_costs_by_outcome
 from evaluation.did import estimate_linear_did, estimate_poisson_did
 from evaluation.panel import add_cost_column
+from evaluation.reporting.text import describe
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +15,7 @@ def results(effect_panel):
 
 def test_costing_arithmetic_and_no_double_counting(results):
     c = estimate_costs(results, UNIT_COSTS)
-    print(c.summary())
+    print(describe(c))
     assert "bed_days" not in set(c.lines["outcome"])  # admissions priced at tariff instead
     unit = {"ae_attendances": 280, "emergency_admissions": 824, "outpatient_attendances": 120,
             "gp_appointments": 48}
@@ -40,7 +41,7 @@ def test_costing_agrees_with_direct_linear_cost_did(effect_panel, results):
     c = estimate_costs(results, UNIT_COSTS)
     panel = add_cost_column(effect_panel, unit_costs_by_outcome(UNIT_COSTS))
     direct = estimate_linear_did(panel, "cost_gbp")
-    print(c.gross_saving_per_py_ci, direct.summary())
+    print(c.gross_saving_per_py_ci, describe(direct))
     assert c.gross_saving_per_py_ci[0] <= -direct.estimate_per_py <= c.gross_saving_per_py_ci[1]
     assert c.gross_saving_per_py > 0  # a planted reduction in use is a saving
 

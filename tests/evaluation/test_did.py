@@ -9,13 +9,14 @@ from simpanel import simulate_panel
 from evaluation.did import (estimate_event_study, estimate_linear_did, estimate_naive,
                             estimate_outcome, estimate_poisson_did)
 from evaluation.panel import prepare_panel
+from evaluation.reporting.text import describe
 
 
 @pytest.mark.parametrize("outcome", ["ae_attendances", "gp_appointments"])
 def test_did_ci_contains_planted_rate_ratio(effect_panel, outcome):
     r = estimate_poisson_did(effect_panel, outcome)
     lo, hi = r.rate_ratio_ci
-    print(r.summary())
+    print(describe(r))
     assert lo <= PLANTED[outcome] <= hi
     assert hi < 1.0  # a real effect of this size is detected
     # absolute change agrees in sign and the counterfactual rate is higher than observed
@@ -28,7 +29,7 @@ def test_did_null_contains_one_while_naive_shows_fall(null_panel):
                     "gp_appointments"):
         did = estimate_poisson_did(null_panel, outcome)
         naive = estimate_naive(null_panel, outcome)
-        print(did.summary(), naive.summary(), sep="\n")
+        print(describe(did), describe(naive), sep="\n")
         assert did.rate_ratio_ci[0] <= 1.0 <= did.rate_ratio_ci[1]
         assert did.abs_change_ci[0] <= 0.0 <= did.abs_change_ci[1]
         # regression to the mean: the treated-only before/after shows a fall
@@ -40,7 +41,7 @@ def test_did_null_contains_one_while_naive_shows_fall(null_panel):
 def test_event_study_pretrend_not_rejected_under_parallel_trends(effect_panel):
     for outcome in ("ae_attendances", "gp_appointments"):
         es = estimate_event_study(effect_panel, outcome)
-        print(es.summary())
+        print(describe(es))
         assert es.pretrend_df == 11
         assert es.pretrend_p > 0.05
         assert es.bin_months == 1
@@ -103,9 +104,9 @@ def test_control_weights_for_unequal_sets(effect_panel):
 def test_result_objects_have_summary_and_tidy(effect_panel):
     est = estimate_outcome(effect_panel, "emergency_admissions")
     for r in (est, est.did, est.linear_did, est.event_study, est.naive):
-        assert isinstance(r.summary(), str) and r.summary()
+        assert isinstance(describe(r), str) and describe(r)
         assert isinstance(r.tidy(), pd.DataFrame) and len(r.tidy())
-    assert "NAIVE" in est.naive.summary() and "NAIVE" in est.naive.tidy()["estimator"].iloc[0]
+    assert "NAIVE" in describe(est.naive) and "NAIVE" in est.naive.tidy()["estimator"].iloc[0]
     with pytest.raises(AttributeError):
         est.did.rate_ratio = 1.0  # frozen
 
@@ -114,7 +115,7 @@ def test_event_study_month_without_treated_events_is_dropped_not_infinite(effect
     p = effect_panel.copy()
     p.loc[(p["is_treated"] == 1) & (p["rel_month"] == -5), "ae_attendances"] = 0.0
     es = estimate_event_study(p, "ae_attendances", bin_months=1)
-    print(es.summary())
+    print(describe(es))
     assert es.not_estimable == (-5,)
     assert es.pretrend_df == 10
     assert np.isnan(es.coefs.set_index("rel_month").loc[-5, "rate_ratio"])
@@ -126,7 +127,7 @@ def test_event_study_month_without_treated_events_is_dropped_not_infinite(effect
 def test_event_study_bins_rare_outcomes_and_reports_empty_reference():
     panel = prepare_panel(simulate_panel(n_sets=80, rate_ratio=1.0, seed=8))
     es = estimate_event_study(panel, "emergency_admissions")  # ~2 treated events a month
-    print(es.summary())
+    print(describe(es))
     assert es.bin_months == 3
     assert es.pretrend_df == 3 and 0.05 < es.pretrend_p <= 1
     assert list(es.coefs["first_month"]) == [-12, -9, -6, -3, 0, 1, 4, 7, 10]
@@ -134,4 +135,4 @@ def test_event_study_bins_rare_outcomes_and_reports_empty_reference():
     p = panel.copy()
     p.loc[(p["is_treated"] == 1) & p["rel_month"].between(-3, -1), "emergency_admissions"] = 0.0
     empty = estimate_event_study(p, "emergency_admissions")
-    assert np.isnan(empty.pretrend_p) and "not estimable" in empty.summary()
+    assert np.isnan(empty.pretrend_p) and "not estimable" in describe(empty)

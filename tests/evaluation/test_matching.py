@@ -1,9 +1,9 @@
-"""evaluation.matching.match on small simulated tables (no dbt, no mocks)."""
+"""evaluation.methods.matching.match on small simulated tables (no dbt, no mocks)."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.matching import as_column_list, balance_table, match
+from evaluation.methods.matching import as_column_list, balance_table, match
 
 COVS = ["age", "imd", "prior_ae", "trend_ae"]
 
@@ -177,7 +177,7 @@ def test_rescue_finds_the_augmenting_path_greedy_misses():
 
 
 def test_matched_att_and_set_clustered_se():
-    from evaluation.matching import matched_att
+    from evaluation.methods.matching import matched_att
 
     m = pd.DataFrame({"matched_set_id": [1, 1, 1, 2, 2, 3, 3],
                       "treated": [1, 0, 0, 1, 0, 1, 0],

@@ -8,6 +8,7 @@ from simpanel import simulate_panel
 
 from evaluation.did import estimate_event_study, estimate_naive, estimate_poisson_did, event_time_bins
 from evaluation.panel import comparison_months, prepare_panel, reference_month
+from evaluation.reporting.text import describe
 
 REL = np.arange(-12, 13)
 
@@ -48,7 +49,7 @@ def _selected_and_matched_panel(match_window: tuple[int, int], seed: int = 7) ->
 def test_matching_on_the_selection_window_and_leaving_it_out_recovers_the_null():
     panel = prepare_panel(_selected_and_matched_panel((-6, -1)), selection_window_months=6)
     did = estimate_poisson_did(panel, "gp_appointments")
-    print(did.summary())
+    print(describe(did))
     assert did.n_sets > 1000
     assert did.rate_ratio_ci[0] <= 1.0 <= did.rate_ratio_ci[1]
     # the naive before/after of the same people still shows the fall from the referral peak
@@ -60,7 +61,7 @@ def test_matching_on_the_did_pre_period_biases_the_null_upwards():
     # controls are picked for counts above their (lower) latent rate and regress further
     panel = prepare_panel(_selected_and_matched_panel((-12, -1)), selection_window_months=0)
     did = estimate_poisson_did(panel, "gp_appointments")
-    print(did.summary())
+    print(describe(did))
     assert did.rate_ratio_ci[0] > 1.0
 
 

@@ -5,7 +5,8 @@ from simpanel import UNIT_COSTS
 
 from evaluation.costing import CostingConfig, estimate_costs, prepare_unit_costs
 from evaluation.did import estimate_poisson_did
-from evaluation.sensitivity import (MIN_SUBGROUP_TREATED, iapt_outcomes, nb_did, run_sensitivity,
+from evaluation.disclosure import MIN_SUBGROUP_TREATED
+from evaluation.sensitivity import (iapt_outcomes, nb_did, run_sensitivity,
                                     subgroup_savings)
 
 CONFIG = CostingConfig(interval_method="delta")

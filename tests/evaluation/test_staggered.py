@@ -1,4 +1,4 @@
-"""Group-time ATTs for staggered adoption (evaluation.staggered): exact 2x2 arithmetic, recovery
+"""Group-time ATTs for staggered adoption (evaluation.methods.staggered): exact 2x2 arithmetic, recovery
 of known heterogeneous dynamic effects where two-way fixed effects fail, pre-trend test, doubly
 robust adjustment, bootstrap agreement and the `ltceval did` command."""
 import json
@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from evaluation.staggered import AGGREGATIONS, estimate_att_gt
+from evaluation.methods.staggered import AGGREGATIONS, estimate_att_gt
+from evaluation.reporting.text import describe
 
 KW = dict(unit="id", time="t", cohort="g", outcome="y")
 
@@ -266,7 +267,7 @@ def test_doubly_robust_analytic_se_agrees_with_resampling_units():
 
 def test_result_api_and_json():
     res = estimate_att_gt(simulate(n=400, seed=9, effect=_effect_const), **KW, bootstrap=199)
-    txt = res.summary()
+    txt = describe(res)
     assert "Callaway" in txt and "Pre-trend test" in txt and "simple" in txt
     d = json.loads(res.to_json())
     assert len(d["group_time"]) == len(res.cells) == 3 * 7

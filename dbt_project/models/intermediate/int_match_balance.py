@@ -5,7 +5,7 @@ Rows for the matching covariates and the propensity logit have matched_on = true
 `balance_shown_covariates` (by default the counts of the baseline year, which holds the DiD's
 comparison period) are shown for readers with matched_on = false: the design does not match
 on them (see dbt_project.yml), person fixed effects absorb their level differences."""
-from evaluation.matching import LOGIT_COLUMN, as_column_list, balance_table, fit_propensity
+from evaluation.methods.matching import LOGIT_COLUMN, as_column_list, balance_table, fit_propensity
 
 
 def model(dbt, session):

@@ -7,7 +7,7 @@ a caliper of `matching_caliper_sd` SDs of the logit of the score; with `matching
 augmenting paths rescue treated people left without a control and balance swaps (within the
 strata and the caliper) run until the largest |SMD| <= `matching_refine_target_smd`.
 """
-from evaluation.matching import as_column_list, match
+from evaluation.methods.matching import as_column_list, match
 
 
 def model(dbt, session):

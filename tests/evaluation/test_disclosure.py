@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from evaluation.suppression import (rounded_percentage, suppress_count, suppress_counts,
-                                    suppress_statistic)
+from evaluation.disclosure import (published_iapt_outcomes, rounded_percentage, suppress_count,
+                                   suppress_counts, suppress_statistic, too_few_to_publish)
 
 
 @pytest.mark.parametrize("n,expected", [
@@ -30,3 +30,15 @@ def test_suppress_counts_frame_and_statistics():
     assert suppress_statistic(0.42, 8) == 0.42
     assert rounded_percentage(52, 98) == pytest.approx(50.0)  # 50 of 100
     assert rounded_percentage(3, 98) == "*"
+
+
+@pytest.mark.parametrize("n_treated,too_few", [(0, False), (1, True), (7, True), (8, False)])
+def test_a_cohort_of_1_to_7_treated_people_is_not_published(n_treated, too_few):
+    assert too_few_to_publish(n_treated) is too_few
+
+
+def test_published_iapt_outcomes_percentages_come_from_rounded_counts():
+    iapt = pd.DataFrame({"measure": ["Recovered", "Rare"], "n": [52, 3], "denominator": [98, 98]})
+    out = published_iapt_outcomes(iapt)
+    assert list(out["n"]) == [50, "*"] and list(out["denominator"]) == [100, 100]
+    assert list(out["percent"]) == [pytest.approx(50.0), "*"]

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.panel import OUTCOME_LABELS  # noqa: E402
+from evaluation.reporting.formatting import gbp  # noqa: E402
 
 
 def plot_event_study(result, ax=None):
@@ -89,7 +90,7 @@ def fig_to_data_uri(fig) -> str:
 
 
 def _gbp_axis(ax, axis="x"):
-    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: f"-£{abs(v):,.0f}" if v < 0 else f"£{v:,.0f}")
+    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: gbp(v))
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(fmt)
 
 
@@ -158,11 +159,11 @@ def plot_waterfall(lines: pd.DataFrame, followup_years: float, therapy_cost: flo
     for i, (label, v) in enumerate(steps):
         colour = "#007f3b" if v >= 0 else "#d5281b"
         ax.bar(i, v, bottom=cum, color=colour)
-        ax.text(i, cum + v + (0 if v >= 0 else 0), f"£{v:,.0f}" if v >= 0 else f"-£{-v:,.0f}",
+        ax.text(i, cum + v + (0 if v >= 0 else 0), gbp(v),
                 ha="center", va="bottom" if v >= 0 else "top", fontsize=7)
         cum += v
     ax.bar(len(steps), cum, color="#005eb8")
-    ax.text(len(steps), cum, f"£{cum:,.0f}" if cum >= 0 else f"-£{-cum:,.0f}", ha="center",
+    ax.text(len(steps), cum, gbp(cum), ha="center",
             va="bottom" if cum >= 0 else "top", fontsize=8, fontweight="bold")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(steps) + 1))

@@ -80,32 +80,13 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-Z95 = float(stats.norm.ppf(0.975))
+from evaluation.methods.common import Z95, json_safe
+
 CONTROL_GROUPS = ("never", "notyet")
 AGGREGATIONS = ("simple", "dynamic", "group", "calendar")
 MULTIPLIERS = ("mammen", "rademacher")
 PS_TRIM = 0.995
 _IQR_NORMAL = float(stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
-
-
-def _fmt_ci(lo: float, hi: float, digits: int = 3) -> str:
-    return f"({lo:.{digits}f} to {hi:.{digits}f})"
-
-
-def _clean(x):
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 # --------------------------------------------------------------------------- results
@@ -120,14 +101,8 @@ class PretrendTest:
     p_value: float
     n_cells: int
 
-    def summary(self) -> str:
-        if self.n_cells == 0:
-            return "Pre-trend test: no pre-treatment cells."
-        return (f"Pre-trend test (all {self.n_cells} pre-treatment ATT(g,t) = 0): "
-                f"chi2({self.df}) = {self.statistic:.2f}, p = {self.p_value:.3g}")
-
     def to_dict(self) -> dict:
-        return _clean({"statistic": self.statistic, "df": self.df, "p_value": self.p_value,
+        return json_safe({"statistic": self.statistic, "df": self.df, "p_value": self.p_value,
                        "n_cells": self.n_cells,
                        "null": "all pre-treatment ATT(g,t) are zero (varying base period)"})
 
@@ -159,24 +134,8 @@ class AggregatedATT:
                                       c.startswith("cband") or c == "se_boot"]]],
                          ignore_index=True)
 
-    def summary(self) -> str:
-        lines = [f"{self.kind} aggregation of ATT(g,t) for {self.outcome}: "
-                 f"{self.estimate:+.4f} (SE {self.se:.4f}, 95% CI {_fmt_ci(*self.ci, 4)}). "
-                 f"Weights: {self.weights}"]
-        if not self.table.empty:
-            key = self.table.columns[0]
-            band = "cband_lo" in self.table.columns
-            for r in self.table.itertuples(index=False):
-                d = r._asdict()
-                s = (f"  {key} {d[key]:>5}: {d['estimate']:+.4f} (SE {d['se']:.4f}) "
-                     f"95% CI {_fmt_ci(d['ci_lo'], d['ci_hi'], 4)}")
-                if band:
-                    s += f", uniform band {_fmt_ci(d['cband_lo'], d['cband_hi'], 4)}"
-                lines.append(s)
-        return "\n".join(lines)
-
     def to_dict(self) -> dict:
-        return _clean({"kind": self.kind, "estimate": self.estimate, "se": self.se,
+        return json_safe({"kind": self.kind, "estimate": self.estimate, "se": self.se,
                        "ci95": list(self.ci), "weights": self.weights,
                        "table": self.table.to_dict(orient="records")})
 
@@ -210,39 +169,13 @@ class StaggeredDiDResult:
     clusters: np.ndarray = field(repr=False)
     cohort_of_unit: np.ndarray = field(repr=False)
 
-    # ---------------------------------------------------------------- presentation
+    # ---------------------------------------------------------------- data
 
     def tidy(self) -> pd.DataFrame:
         return self.cells.copy()
 
-    def summary(self) -> str:
-        ctl = "never-treated" if self.control == "never" else "not-yet-treated (and never-treated)"
-        est = ("doubly robust (logit propensity, OLS outcome regression) on "
-               + ", ".join(self.covariates)) if self.covariates else "2x2 DiD of means"
-        boot = (f"{self.bootstrap} multiplier-bootstrap draws ({self.multiplier} weights, "
-                f"seed {self.seed}) for uniform bands") if self.bootstrap else "no bootstrap"
-        lines = [
-            f"Group-time ATTs (Callaway & Sant'Anna 2021) for {self.outcome}: {len(self.cells)} "
-            f"cells, {self.n_units} units in {len(self.cohorts)} treated cohorts "
-            f"({', '.join(f'{g}: {self.cohort_sizes[g]}' for g in self.cohorts)}) and "
-            f"{self.cohort_sizes.get(0, 0)} never treated; controls {ctl}; {est}; varying base "
-            f"period; analytic SEs clustered by {'unit' if self.n_clusters == self.n_units else 'cluster'} "
-            f"({self.n_clusters}); {boot}.",
-        ]
-        for r in self.cells.itertuples(index=False):
-            flag = "post" if r.post else "pre "
-            lines.append(f"  g={r.group} t={r.time} (base {r.base_period}, e={r.event_time:+d}, {flag}): "
-                         f"{r.att:+.4f} (SE {r.se:.4f}) 95% CI {_fmt_ci(r.ci_lo, r.ci_hi, 4)}"
-                         f"  [n treated {r.n_treated}, control {r.n_control}]")
-        lines.append(self.pretrend.summary())
-        for kind in AGGREGATIONS:
-            a = self.aggregate(kind)
-            lines.append(f"{kind:>8}: {a.estimate:+.4f} (SE {a.se:.4f}, 95% CI {_fmt_ci(*a.ci, 4)})")
-        lines.extend(f"Note: {n}" for n in self.notes)
-        return "\n".join(lines)
-
     def to_dict(self) -> dict:
-        return _clean({
+        return json_safe({
             "method": self.method,
             "outcome": self.outcome,
             "control_group": self.control,
