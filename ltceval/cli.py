@@ -89,9 +89,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_did(args: argparse.Namespace) -> int:
-    """Group-time ATTs for staggered adoption (evaluation.staggered) on a long panel file."""
+    """Group-time ATTs for staggered adoption (evaluation.methods.staggered) on a long panel file."""
     from core.tables import read_table, require_columns
-    from evaluation.staggered import estimate_att_gt
+    from evaluation.methods.staggered import estimate_att_gt
 
     path = Path(args.panel)
     df = read_table(path, "panel file")
@@ -115,103 +115,26 @@ def _cmd_did(args: argparse.Namespace) -> int:
 
 
 def _cmd_match(args: argparse.Namespace) -> int:
-    """Propensity-score matching (evaluation.matching.match) on one table, balance and matched ATT."""
+    """Propensity-score matching on one table (evaluation.table_matching): balance and matched ATT."""
     import json
-    import math
 
-    import pandas as pd
+    from evaluation.table_matching import MatchSettings, match_table
 
-    from core.tables import read_table, require_columns
-    from evaluation.matching import match, matched_att
+    def cols(text: str | None) -> tuple[str, ...]:
+        return tuple(c.strip() for c in (text or "").split(",") if c.strip())
 
-    path = Path(args.data)
-    df = read_table(path, "data file")
-
-    def cols(text: str | None) -> list[str]:
-        return [c.strip() for c in (text or "").split(",") if c.strip()]
-
-    exact, group, unit = cols(args.exact), args.group, args.id
-    named = [args.treatment, *cols(args.covariates), *exact, *([args.outcome] if args.outcome else []),
-             *([group] if group else []), *([unit] if unit else [])]
-    require_columns(df, named, f"data file {path}")
-    treat = df[args.treatment]
-    if pd.api.types.is_bool_dtype(treat):
-        df[args.treatment] = treat.astype(int)
-    elif not set(treat.dropna().unique()) <= {0, 1}:
-        bad = [v for v in treat.dropna().unique() if v not in (0, 1)][:3]
-        raise LtcevalError(f"data file {path}: treatment column {args.treatment!r} must be 0/1, found {bad}")
-    n_treated = int((df[args.treatment] == 1).sum())
-    if n_treated == 0:
-        raise LtcevalError(f"data file {path}: no treated rows ({args.treatment} = 1)")
-    if int((df[args.treatment] == 0).sum()) == 0:
-        raise LtcevalError(f"data file {path}: no control rows ({args.treatment} = 0)")
-    not_covariate = {args.treatment, args.outcome, group, unit, *exact}
-    covariates = cols(args.covariates) or [
-        c for c in df.columns
-        if c not in not_covariate and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
-    ]
-    if not covariates:
-        raise LtcevalError(f"data file {path}: no numeric covariates; name them with --covariates")
-    for c in [*covariates, *([args.outcome] if args.outcome else [])]:
-        if pd.api.types.is_bool_dtype(df[c]):
-            df[c] = df[c].astype(int)
-        elif not pd.api.types.is_numeric_dtype(df[c]):
-            example = df[c].dropna().astype(str).head(1).tolist()
-            what = "outcome" if c == args.outcome else "covariate"
-            raise LtcevalError(f"data file {path}: {what} {c!r} is not numeric (e.g. {example[0]!r})"
-                               if example else f"data file {path}: {what} {c!r} has no values")
-    n_rows = len(df)
-    if args.outcome:
-        df = df[df[args.outcome].notna()]
-    try:
-        res = match(df, args.treatment, covariates, exact=exact or None, ratio=args.ratio,
-                    caliper=args.caliper if args.caliper > 0 else None, group=group, id_col=unit,
-                    seed=args.seed, refine=args.refine)
-    except (ValueError, KeyError, ArithmeticError) as e:
-        raise LtcevalError(f"data file {path}: matching failed ({str(e).strip().splitlines()[0][:200]})") from None
-    except Exception as e:  # the propensity model failing on these data: one line
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise LtcevalError(f"data file {path}: matching failed ({type(e).__name__}: {first})") from None
-
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if hasattr(v, "item"):
-            return clean(v.item())
-        return v
-
-    bal = res.balance
-    balance = []
-    for cov, g in bal.groupby("covariate", sort=False):
-        entry = {"covariate": cov}
-        for _, r in g.iterrows():
-            entry[r["stage"]] = {k: clean(r[k]) for k in ("mean_treated", "mean_control", "smd", "variance_ratio",
-                                                           "n_treated", "n_control")}
-        entry["sd_pooled_before"] = clean(g["sd_pooled"].iloc[0])
-        balance.append(entry)
-    after = bal[(bal["stage"] == "after") & (bal["covariate"] != "propensity_logit")]
-    att = matched_att(res.matched, args.treatment, args.outcome) if args.outcome else None
-    doc = {
-        "data": str(path),
-        "rows": n_rows,
-        "rows_without_outcome_dropped": n_rows - len(df),
-        "settings": {"treatment": args.treatment, "covariates": covariates, "exact": exact, "group": group,
-                     "id": unit, "ratio": args.ratio, "caliper_sd_logit": args.caliper if args.caliper > 0 else None,
-                     "refine": args.refine, "seed": args.seed, "outcome": args.outcome},
-        "smd_denominator": "pooled SD before matching, sqrt((var_treated + var_control) / 2), for both stages",
-        "caliper_width_logit": clean(res.info["caliper_width_logit"]),
-        "propensity_coefficients": {k: clean(v) for k, v in res.info["coefficients"].items()},
-        "counts": [{k: clean(v) for k, v in r.items()} for r in res.counts.to_dict("records")],
-        "balance": balance,
-        "max_abs_smd_after": clean(float(after["smd"].abs().max())) if len(after) else None,
-        "att": {k: clean(v) for k, v in att.items()} if att else None,
-    }
+    res = match_table(Path(args.data), MatchSettings(
+        treatment=args.treatment, covariates=cols(args.covariates), exact=cols(args.exact), group=args.group,
+        id=args.id, ratio=args.ratio, caliper=args.caliper, refine=args.refine, outcome=args.outcome,
+        seed=args.seed))
+    doc = res.document
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    n_m = int((res.matched[args.treatment] == 1).sum())
-    msg = (f"matched {n_m:,} of {n_treated:,} treated rows (1:{args.ratio}); max |SMD| after "
-           f"{doc['max_abs_smd_after'] if doc['max_abs_smd_after'] is not None else float('nan'):.3f}")
+    smd = doc["max_abs_smd_after"]
+    msg = (f"matched {res.n_matched_treated:,} of {res.n_treated:,} treated rows (1:{args.ratio}); max |SMD| after "
+           f"{smd if smd is not None else float('nan'):.3f}")
+    att = res.att
     if att:
         msg += (f"; ATT on {args.outcome} {att['estimate']:+.4g} (95% CI {att['ci_low']:.4g} to "
                 f"{att['ci_high']:.4g}, set-clustered SE {att['se']:.3g})")

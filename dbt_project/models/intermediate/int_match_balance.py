@@ -1,5 +1,5 @@
 """Balance before and after matching, from the persisted matched cohort, computed by the same
-function evaluation.matching.match uses (evaluation.matching.balance_table).
+function evaluation.methods.matching.match uses (evaluation.methods.matching.balance_table).
 
 Rows for the matching covariates and the propensity logit have matched_on = true; rows for
 `balance_shown_covariates` (by default the counts of the baseline year, which holds the DiD's

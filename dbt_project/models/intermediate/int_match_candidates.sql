@@ -1,4 +1,4 @@
--- Rows eligible for matching (no exclusion reason): the input of evaluation.matching.match.
+-- Rows eligible for matching (no exclusion reason): the input of evaluation.methods.matching.match.
 -- ps_* columns are extra terms of the propensity model only (var matching_ps_extra_terms):
 -- log(1 + baseline count) for the skewed counts, log(1 + count in the selection window, the
 -- last selection_window_months months) because referral follows recent use, and squared centred age and IMD decile.

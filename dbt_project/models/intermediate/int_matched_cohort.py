@@ -1,4 +1,4 @@
-"""Matched cohort: calls the shared evaluation.matching.match on int_match_candidates.
+"""Matched cohort: calls the shared evaluation.methods.matching.match on int_match_candidates.
 
 Design (vars in dbt_project.yml, passed through this model's config): exact match on
 `matching_exact` and the index month (stacked design), propensity score on

@@ -1,5 +1,5 @@
 -- Matched cohort (contract §4): one row per matched person, treated and controls, from
--- evaluation.matching.match (model int_matched_cohort). referred_in_followup: an IAPT referral
+-- evaluation.methods.matching.match (model int_matched_cohort). referred_in_followup: an IAPT referral
 -- in months 1..panel_months_after after the index (controls of the not_yet_referred design
 -- who were referred later stay controls: intention to treat; the report gives their share).
 with followup_referrals as (
