@@ -45,8 +45,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.did import estimate_naive, estimate_poisson_did  # noqa: E402
-from evaluation.panel import (COUNT_OUTCOMES, prepare_panel, prepare_treated_panel,  # noqa: E402
-                              read_table)
+from core.contract import COUNT_OUTCOMES  # noqa: E402
+from evaluation.panel import prepare_panel, prepare_treated_panel, read_table  # noqa: E402
 from core.settings import DBT_PROJECT_DIR, Paths  # noqa: E402
 from synthetic.fixture import write_pseudonymised_fixture  # noqa: E402
 from synthetic.generate import generate  # noqa: E402

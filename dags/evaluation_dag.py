@@ -23,18 +23,9 @@ from datetime import datetime
 from airflow.sdk import dag, task
 
 from core.assets import ANALYTICAL_ZONE, EVALUATION, airflow_asset
+from core.contract import COUNT_OUTCOMES
 from ltceval import tasks
 from ltceval.retries import IO_RETRIES, NO_RETRIES
-
-# kept in step with evaluation.pipeline.OUTCOMES (checked by tests); not imported here so
-# that parsing the DAG file stays cheap
-OUTCOMES = (
-    "ae_attendances",
-    "emergency_admissions",
-    "bed_days",
-    "outpatient_attendances",
-    "gp_appointments",
-)
 
 
 @dag(dag_id=EVALUATION.dag_id, schedule=[airflow_asset(ANALYTICAL_ZONE)], start_date=datetime(2024, 1, 1), catchup=False,
@@ -60,7 +51,7 @@ def evaluation():
     def publish(written: dict) -> dict:
         return tasks.publish_reports(written)
 
-    estimates = [estimate.override(task_id=f"estimate_{o}")(o) for o in OUTCOMES]
+    estimates = [estimate.override(task_id=f"estimate_{o}")(o) for o in COUNT_OUTCOMES]
     publish(report(sensitivity(cost(estimates))))
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from evaluation.panel import POST_MONTHS, comparison_months
+from core.contract import POST_MONTHS
+from evaluation.panel import comparison_months
 
 
 @dataclass(frozen=True, eq=False)

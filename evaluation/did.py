@@ -47,8 +47,8 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from evaluation.panel import (OUTCOME_LABELS, POST_MONTHS, comparison_months, period_of,
-                              reference_month)
+from core.contract import OUTCOME_LABELS, POST_MONTHS
+from evaluation.panel import comparison_months, period_of, reference_month
 from evaluation.methods.common import Z95
 from evaluation.methods.poisson_fe import PoissonFEFit, fit_poisson_fe
 

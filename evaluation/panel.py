@@ -27,26 +27,9 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-COUNT_OUTCOMES: tuple[str, ...] = (
-    "ae_attendances",
-    "emergency_admissions",
-    "bed_days",
-    "outpatient_attendances",
-    "gp_appointments",
-)
-OUTCOME_LABELS = {
-    "ae_attendances": "A&E attendances",
-    "emergency_admissions": "Emergency admissions",
-    "bed_days": "Bed days (emergency)",
-    "outpatient_attendances": "Outpatient attendances",
-    "gp_appointments": "GP appointments",
-    "cost_gbp": "Costed utilisation (GBP)",
-}
-PRE_MONTHS = tuple(range(-12, 0))
-POST_MONTHS = tuple(range(1, 13))
-TRANSITION_MONTH = 0
+from core.contract import COUNT_OUTCOMES, PERIODS, PRE_MONTHS
+
 REFERENCE_MONTH = -1  # of a panel without a selection window; see reference_month()
-PERIODS = ("pre", "selection", "transition", "post")
 
 PANEL_COLUMNS = (
     "matched_set_id", "person_id", "is_treated", "index_month", "rel_month",

@@ -18,7 +18,8 @@ from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
                                 prepare_unit_costs, unit_costs_by_outcome)
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.methods.common import json_safe
-from evaluation.panel import (COUNT_OUTCOMES, add_cost_column, cohort_counts,
+from core.contract import COUNT_OUTCOMES
+from evaluation.panel import (add_cost_column, cohort_counts,
                               data_period, load_panel, load_treated_panel, read_table,
                               table_names)
 from evaluation.reporting.render import ReportInputs, write_report

@@ -41,7 +41,8 @@ from evaluation.costing import (DEFAULT_COSTED_OUTCOMES, REFERENCE_2016_17_PATH,
 from evaluation.did import CountDiDResult, estimate_poisson_did
 from evaluation.disclosure import MIN_SUBGROUP_TREATED, suppress_count
 from evaluation.methods.common import Z95
-from evaluation.panel import POST_MONTHS, prepare_panel
+from core.contract import POST_MONTHS
+from evaluation.panel import prepare_panel
 
 
 @dataclass(frozen=True)

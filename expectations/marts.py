@@ -25,6 +25,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from core.contract import COUNT_OUTCOMES, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE
+
 MARTS = ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_treated_cohort", "mart_attrition")
 SMD_THRESHOLD = 0.1
 MIN_MATCHED_SHARE = 0.95
@@ -84,8 +86,9 @@ def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True)
             (e.ExpectColumnDistinctValuesToBeInSet(column="is_treated", value_set=[0, 1]), True, "is_treated is 0/1"),
         ],
         "mart_evaluation_panel": [
-            (e.ExpectColumnValuesToBeBetween(column="rel_month", min_value=-12, max_value=12), True,
-             "rel_month within the -12..+12 window"),
+            (e.ExpectColumnValuesToBeBetween(column="rel_month", min_value=-PANEL_MONTHS_BEFORE,
+                                             max_value=PANEL_MONTHS_AFTER), True,
+             f"rel_month within the -{PANEL_MONTHS_BEFORE}..+{PANEL_MONTHS_AFTER} window"),
             (e.ExpectColumnValuesToNotBeNull(column="rel_month"), True, "rel_month present"),
             (e.ExpectColumnValuesToBeBetween(column="exposure_months", min_value=0, max_value=1), True,
              "exposure_months within [0, 1]"),
@@ -94,7 +97,7 @@ def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True)
              "one row per matched set, person and relative month"),
             *[
                 (e.ExpectColumnValuesToBeBetween(column=c, min_value=0), True, f"{c} non-negative")
-                for c in ("ae_attendances", "emergency_admissions", "bed_days", "outpatient_attendances", "gp_appointments")
+                for c in COUNT_OUTCOMES
             ],
         ],
         "mart_balance": [

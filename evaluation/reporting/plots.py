@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from evaluation.panel import OUTCOME_LABELS  # noqa: E402
+from core.contract import OUTCOME_LABELS  # noqa: E402
 from evaluation.reporting.formatting import gbp  # noqa: E402
 
 

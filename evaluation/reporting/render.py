@@ -26,7 +26,7 @@ from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, publish
                                    published_costing_table, published_iapt_outcomes,
                                    published_outcome_table, published_subgroups,
                                    rounded_percentage, suppress_count, too_few_to_publish)
-from evaluation.panel import OUTCOME_LABELS
+from core.contract import OUTCOME_LABELS
 from evaluation.reporting.formatting import fmt_ci, gbp, num, signed_ci
 from evaluation.reporting.plots import (fig_to_data_uri, plot_attrition, plot_event_study,
                                         plot_love, plot_naive_vs_did, plot_tornado,

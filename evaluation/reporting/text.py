@@ -11,7 +11,7 @@ from evaluation.did import (CountDiDResult, EventStudyResult, LinearDiDResult, N
                             OutcomeEstimates)
 from evaluation.methods.staggered import (AGGREGATIONS, AggregatedATT, PretrendTest,
                                           StaggeredDiDResult)
-from evaluation.panel import OUTCOME_LABELS
+from core.contract import OUTCOME_LABELS
 from evaluation.reporting.formatting import fmt_ci
 
 

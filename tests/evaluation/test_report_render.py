@@ -10,7 +10,8 @@ from simpanel import UNIT_COSTS, simulate_panel
 
 from evaluation.costing import estimate_costs
 from evaluation.did import estimate_linear_did, estimate_outcome
-from evaluation.panel import COUNT_OUTCOMES, add_cost_column, cohort_counts, prepare_panel
+from core.contract import COUNT_OUTCOMES
+from evaluation.panel import add_cost_column, cohort_counts, prepare_panel
 from evaluation.reporting.formatting import fmt_ci, gbp, num
 from evaluation.reporting.render import ReportInputs, build_html, write_report
 

@@ -22,7 +22,7 @@ import pytest
 
 from evaluation import pipeline
 from evaluation.costing import CostingConfig
-from evaluation.panel import COUNT_OUTCOMES
+from core.contract import COUNT_OUTCOMES
 from core.settings import DBT_PROJECT_DIR, Paths
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,32 @@
+"""The evaluation contract, defined once: the outcomes, their labels and the panel window.
+
+The evaluation panel (``mart_evaluation_panel``, docs/data-contracts.md section 4) has one
+count column per outcome and a row per relative month ``-PANEL_MONTHS_BEFORE ..
+PANEL_MONTHS_AFTER`` around the index month; each month falls in one of ``PERIODS``. The
+evaluation DAG, the panel reader, the report and the GX suite of the marts read them from here;
+the dbt models spell the same window and outcome columns in their vars and macros
+(``panel_months_before`` / ``panel_months_after``), which tests/core/test_contract.py holds to
+this module.
+"""
+from __future__ import annotations
+
+# outcome column -> label, in report order
+OUTCOMES: dict[str, str] = {
+    "ae_attendances": "A&E attendances",
+    "emergency_admissions": "Emergency admissions",
+    "bed_days": "Bed days (emergency)",
+    "outpatient_attendances": "Outpatient attendances",
+    "gp_appointments": "GP appointments",
+}
+COUNT_OUTCOMES: tuple[str, ...] = tuple(OUTCOMES)
+COST_OUTCOME = "cost_gbp"
+OUTCOME_LABELS: dict[str, str] = {**OUTCOMES, COST_OUTCOME: "Costed utilisation (GBP)"}
+
+PANEL_MONTHS_BEFORE = 12
+PANEL_MONTHS_AFTER = 12
+TRANSITION_MONTH = 0  # the index month: the effect is taken to start the month after it
+PRE_MONTHS = tuple(range(-PANEL_MONTHS_BEFORE, TRANSITION_MONTH))
+POST_MONTHS = tuple(range(TRANSITION_MONTH + 1, PANEL_MONTHS_AFTER + 1))
+# what each relative month is: the comparison period, the selection window just before the
+# index (its width is a design choice, dbt var selection_window_months), the index month, after
+PERIODS = ("pre", "selection", "transition", "post")

@@ -1,0 +1,31 @@
+"""The evaluation contract (core/contract.py) and the dbt project spell the same window and
+outcome columns; the Python consumers take theirs from the contract."""
+import re
+
+import yaml
+
+from core import contract
+from core.settings import DBT_PROJECT_DIR
+
+
+def test_dbt_vars_hold_the_contract_window():
+    dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    assert dbt_vars["panel_months_before"] == contract.PANEL_MONTHS_BEFORE
+    assert dbt_vars["panel_months_after"] == contract.PANEL_MONTHS_AFTER
+    assert contract.PRE_MONTHS[0] == -contract.PANEL_MONTHS_BEFORE and contract.POST_MONTHS[-1] == 12
+
+
+def test_the_panel_macro_writes_the_contract_outcomes_in_order():
+    macros = (DBT_PROJECT_DIR / "macros" / "iapt.sql").read_text()
+    body = macros[macros.index("macro panel_activity_columns"):]
+    body = body[:body.index("endmacro")]
+    columns = re.findall(r"\)\s+as (\w+),?\s*$", body, re.M)
+    assert columns == ["exposure_months", *contract.COUNT_OUTCOMES]
+
+
+def test_python_consumers_read_the_contract():
+    from evaluation import panel, pipeline
+
+    assert panel.COUNT_OUTCOMES is contract.COUNT_OUTCOMES and pipeline.OUTCOMES is contract.COUNT_OUTCOMES
+    assert panel.PANEL_COLUMNS[7:12] == contract.COUNT_OUTCOMES
+    assert set(contract.OUTCOMES) < set(contract.OUTCOME_LABELS)
