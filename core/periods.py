@@ -6,8 +6,7 @@ import re
 from datetime import date, timedelta
 
 from core.errors import PublishError
-
-PERIOD_ENV = "LTCEVAL_PERIOD"
+from core.settings import PERIOD_ENV
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 

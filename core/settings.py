@@ -1,6 +1,8 @@
-"""Where each zone lives on disk, and how secrets are found.
+"""Where each zone lives on disk, and every environment variable the pipeline reads.
 
 Every path derives from one output folder so a run is self-contained and zones stay apart.
+``ENVIRONMENT`` documents each ``LTCEVAL_*`` variable in one place (a test holds it to what the
+code reads); the modules that use one import its name from here.
 """
 from __future__ import annotations
 
@@ -16,7 +18,35 @@ KEY_ENV = "LTCEVAL_PSEUDO_KEY"
 KEY_FILE_ENV = "LTCEVAL_PSEUDO_KEY_FILE"
 SOURCES_CONFIG_ENV = "LTCEVAL_SOURCES_CONFIG"
 LINKAGE_MODEL_ENV = "LTCEVAL_LINKAGE_MODEL"
+PERIOD_ENV = "LTCEVAL_PERIOD"
+BALANCE_CRITICAL_ENV = "LTCEVAL_BALANCE_CRITICAL"
+UPSTREAM_KEY_ENV = "LTCEVAL_UPSTREAM_PSEUDO_KEY"
+COSTING_ENV_PREFIX = "LTCEVAL_"  # + the CostingConfig option, e.g. LTCEVAL_PRICE_YEAR
 DEFAULT_OUT = Path("ltceval-out")
+
+ENVIRONMENT: dict[str, str] = {
+    OUT_ENV: "the output folder of a run (default ./ltceval-out); every zone lives under it",
+    KEY_ENV: "the pseudonymisation key itself (prefer a key file or a secrets backend)",
+    KEY_FILE_ENV: "a file holding the pseudonymisation key, readable only by the service",
+    SOURCES_CONFIG_ENV: "the sources config naming the extracts (default config/sources.yml)",
+    LINKAGE_MODEL_ENV: "'train' (default), 'current' or a saved splink model file",
+    PERIOD_ENV: "the data period YYYY-MM the run is for; the extracts must end in it",
+    BALANCE_CRITICAL_ENV: "0: the balance gate reports instead of stopping (small test cohorts only)",
+    UPSTREAM_KEY_ENV: "synthetic generator only: the key of extracts pseudonymised upstream",
+    "LTCEVAL_WAREHOUSE": "set for dbt by the pipeline: the DuckDB warehouse it builds",
+    "LTCEVAL_PSEUDONYMISED_DIR": "set for dbt by the pipeline: the pseudonymised tables it reads",
+    "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
+    "LTCEVAL_LOCAL_TARIFF": "costing: CSV of local unit costs overriding the unit_costs seed by activity",
+    "LTCEVAL_THERAPY_COST_GBP": "costing: cost of a course of therapy (default: the iapt_course row)",
+    "LTCEVAL_THERAPY_PRICE_YEAR": "costing: price year of LTCEVAL_THERAPY_COST_GBP",
+    "LTCEVAL_ANNUAL_CASELOAD": "costing: treated people a year (default: the cohort's own rate)",
+    "LTCEVAL_INTERVAL_METHOD": "costing: 'bootstrap' (default) or 'delta' intervals",
+    "LTCEVAL_BOOTSTRAP_REPS": "costing: cluster-bootstrap replicates (default 499)",
+    "LTCEVAL_PERSISTENCE_YEARS": "costing: years the effect is assumed to persist after follow-up (default 0)",
+    "LTCEVAL_PERSISTENCE_DECAY": "costing: yearly decay of a persisting effect (default 0.5)",
+    "LTCEVAL_PRELOAD": "ops/airflow_preloaded.py: 0 starts the plain `airflow scheduler`",
+    "LTCEVAL_PG_BINDIR": "ops/airflow_stack.py: where PostgreSQL's initdb and pg_ctl are",
+}
 
 
 @dataclass(frozen=True)

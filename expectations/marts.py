@@ -26,13 +26,13 @@ import duckdb
 import pandas as pd
 
 from core.contract import COUNT_OUTCOMES, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE
+from core.settings import BALANCE_CRITICAL_ENV
 
 MARTS = ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_treated_cohort", "mart_attrition")
 SMD_THRESHOLD = 0.1
 MIN_MATCHED_SHARE = 0.95
 # "0" makes the balance (SMD) expectation report-only, e.g. for demo runs on populations too
 # small for SMD < 0.1 to be attainable; the choice is written to summary.json. Default: critical.
-BALANCE_CRITICAL_ENV = "LTCEVAL_BALANCE_CRITICAL"
 DATA_DOCS_SITE = "ltceval_marts"
 
 

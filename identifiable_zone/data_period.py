@@ -2,7 +2,8 @@
 checked against the period asked for (``LTCEVAL_PERIOD``) when one is given."""
 from __future__ import annotations
 
-from core.periods import PERIOD_ENV, period_of, requested_period
+from core.periods import period_of, requested_period
+from core.settings import PERIOD_ENV
 
 # Activity dates (contract names) that bound the study calendar, as in dbt's
 # int_calendar_months: the data period is the month of the latest of them.

@@ -12,8 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.files import read_json, sha256_file
-from core.periods import PERIOD_ENV
-from core.settings import KEY_ENV, KEY_FILE_ENV, LINKAGE_MODEL_ENV, REPO_ROOT, SOURCES_CONFIG_ENV, Paths
+from core.settings import KEY_ENV, KEY_FILE_ENV, LINKAGE_MODEL_ENV, PERIOD_ENV, REPO_ROOT, SOURCES_CONFIG_ENV, Paths
 
 _SECRET_WORDS = ("key", "secret", "password", "token", "credential")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from core.assets import CHAIN
 from core.errors import LtcevalError
-from core.periods import PERIOD_ENV, parse_period
-from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, SOURCES_CONFIG_ENV, Paths
+from core.periods import parse_period
+from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths
 
 DAG_ORDER = tuple(link.dag_id for link in CHAIN)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from pathlib import Path
 
 import pandas as pd
 
-UPSTREAM_KEY_ENV = "LTCEVAL_UPSTREAM_PSEUDO_KEY"
+from core.settings import UPSTREAM_KEY_ENV
+
 PSEUDO_COLUMN = "Der_Pseudo_NHS_Number"
 # table -> (record id, NHS number column, identifier columns removed, date of birth column)
 PERSON_SOURCES = {

@@ -2,7 +2,8 @@
 import pytest
 
 from core.errors import PublishError
-from core.periods import PERIOD_ENV, parse_period, period_end, period_of, requested_period
+from core.periods import parse_period, period_end, period_of, requested_period
+from core.settings import PERIOD_ENV
 
 
 @pytest.mark.parametrize("text", ["2024-3", "2024-13", "2024-00", "24-03", "2024/03", "", "2024-03-01"])
