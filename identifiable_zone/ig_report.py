@@ -31,6 +31,12 @@ WEIGHT_LABELS = ["<0", "0-5", "5-10", "10-15", "15-20", ">=20"]
 SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile")
 
 
+
+def _counts_by_bin(values: pd.Series, bins, labels) -> dict[str, int]:
+    """How many values fall in each half-open bin [lo, hi), every label present."""
+    counts = pd.cut(values, bins, labels=labels, right=False).value_counts().reindex(labels, fill_value=0)
+    return {lab: int(n) for lab, n in zip(labels, counts)}
+
 def suppress_count(n):
     """0 -> 0; 1..7 -> '*'; else nearest multiple of 5 (halves round up)."""
     n = int(n)
@@ -100,24 +106,14 @@ def build_raw(paths: Paths) -> dict:
             link_rates[src] = {"records": int(len(grp)), **{r: int(counts.get(r, 0)) for r in rules}}
             probs = grp.loc[grp["rule"] == "probabilistic", "match_probability"]
             unl = grp.loc[grp["rule"] == "unlinked", "match_probability"]
-            prob_dist[src] = {
-                "probabilistic_links": {lab: int(n) for lab, n in zip(
-                    PROB_LABELS, pd.cut(probs, PROB_BINS, labels=PROB_LABELS, right=False)
-                    .value_counts().reindex(PROB_LABELS, fill_value=0))},
-                "unlinked_best_candidate": {lab: int(n) for lab, n in zip(
-                    PROB_LABELS, pd.cut(unl, PROB_BINS, labels=PROB_LABELS, right=False)
-                    .value_counts().reindex(PROB_LABELS, fill_value=0))},
-            }
+            prob_dist[src] = {"probabilistic_links": _counts_by_bin(probs, PROB_BINS, PROB_LABELS),
+                              "unlinked_best_candidate": _counts_by_bin(unl, PROB_BINS, PROB_LABELS)}
             if "match_weight" in grp:
                 w = grp.loc[grp["rule"] == "probabilistic", "match_weight"].dropna()
                 wu = grp.loc[grp["rule"] == "unlinked", "match_weight"].dropna()
                 weight_dist[src] = {
-                    "probabilistic_links": {lab: int(n) for lab, n in zip(
-                        WEIGHT_LABELS, pd.cut(w, WEIGHT_BINS, labels=WEIGHT_LABELS, right=False)
-                        .value_counts().reindex(WEIGHT_LABELS, fill_value=0))},
-                    "unlinked_best_candidate": {lab: int(n) for lab, n in zip(
-                        WEIGHT_LABELS, pd.cut(wu, WEIGHT_BINS, labels=WEIGHT_LABELS, right=False)
-                        .value_counts().reindex(WEIGHT_LABELS, fill_value=0))},
+                    "probabilistic_links": _counts_by_bin(w, WEIGHT_BINS, WEIGHT_LABELS),
+                    "unlinked_best_candidate": _counts_by_bin(wu, WEIGHT_BINS, WEIGHT_LABELS),
                     "unlinked_not_scored": int(grp.loc[grp["rule"] == "unlinked", "match_weight"].isna().sum()),
                 }
         for dim in [d for d in SUBGROUP_DIMS if d in other.columns]:
