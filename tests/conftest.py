@@ -38,3 +38,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    # longest groups first (whole `ltceval run`s, then other slow groups, then the rest), so
+    # that the workers do not end with one long group while the other is idle; the order
+    # inside a group is kept (the sort is stable)
+    slow_groups = {_group(i) for i in items if i.get_closest_marker("slow") is not None}
+    whole_runs = {_group(i) for i in items if _group(i) in slow_groups
+                  and i.nodeid.startswith(("tests/operations/", "tests/end_to_end/"))}
+    items.sort(key=lambda i: 0 if _group(i) in whole_runs else 1 if _group(i) in slow_groups else 2)
+
+
+def _group(item) -> str:
+    return item.get_closest_marker("xdist_group").args[0]
