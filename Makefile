@@ -18,7 +18,7 @@ demo: setup
 	$(UV) run --frozen ltceval run --persons $(PERSONS) --seed $(SEED) --out $(OUT)
 
 test: setup
-	$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(UV) run --frozen pytest -n $(TEST_WORKERS)
 
 test-fast: setup
 	$(UV) run --frozen pytest -m "not slow"

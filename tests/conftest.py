@@ -31,21 +31,46 @@ def small_landing(tmp_path_factory):
     return out
 
 
+# Test modules that share a session-scoped run go to one pytest-xdist worker together (every
+# other module is a group of its own, so its module-scoped fixtures are built once)
+SHARED_RUNS = {
+    "tests/identifiable_zone/test_end_to_end.py": "identifiable-zone-run",
+    "tests/identifiable_zone/test_linkage_quality.py": "identifiable-zone-run",
+    "tests/ltceval/test_cli_link.py": "small-landing",
+    "tests/identifiable_zone/test_reproducibility.py": "small-landing",
+    "tests/analytical_zone/test_dbt_build.py": "analytical-warehouse",
+    "tests/analytical_zone/test_dbt_docs.py": "analytical-warehouse",
+    "tests/operations/test_faults.py": "operations-baseline",
+    "tests/operations/test_reruns.py": "operations-baseline",
+}
+
+
+def _group(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return SHARED_RUNS.get(module, module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two pytest-xdist workers; a group (above) runs on one of them. Our own
+    scheduler, as xdist's loadgroup cannot mark node ids under pytest 9."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    missing = sorted(m for m in SHARED_RUNS if not (REPO / m).is_file())
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py SHARED_RUNS names missing test modules: {missing}")
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return SharedRunScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """`make test` runs two pytest-xdist workers with ``--dist loadgroup``: a group runs on one
-    worker. Each module is its own group, so its module-scoped fixtures are built once; modules
-    that share a session-scoped run say so with ``pytest.mark.xdist_group("<name>")``."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-    # longest groups first (whole `ltceval run`s, then other slow groups, then the rest), so
-    # that the workers do not end with one long group while the other is idle; the order
-    # inside a group is kept (the sort is stable)
-    slow_groups = {_group(i) for i in items if i.get_closest_marker("slow") is not None}
-    whole_runs = {_group(i) for i in items if _group(i) in slow_groups
-                  and i.nodeid.startswith(("tests/operations/", "tests/end_to_end/"))}
-    items.sort(key=lambda i: 0 if _group(i) in whole_runs else 1 if _group(i) in slow_groups else 2)
-
-
-def _group(item) -> str:
-    return item.get_closest_marker("xdist_group").args[0]
+    """Longest groups first (whole `ltceval run`s, then other slow groups, then the rest), so
+    that the workers do not end with one long group while the other is idle; the order inside
+    a group is kept (the sort is stable)."""
+    slow = {_group(i.nodeid) for i in items if i.get_closest_marker("slow") is not None}
+    whole_runs = {g for g in slow if g.startswith(("tests/operations/", "tests/end_to_end/", "operations-"))}
+    items.sort(key=lambda i: 0 if _group(i.nodeid) in whole_runs else 1 if _group(i.nodeid) in slow else 2)

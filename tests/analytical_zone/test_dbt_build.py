@@ -6,7 +6,7 @@ import pytest
 
 from expectations.marts import CriticalExpectationError, validate_marts
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("analytical-warehouse")]  # shares a session-scoped run (tests/conftest.py)
+pytestmark = pytest.mark.slow
 
 MARTS = ["mart_person_month_panel", "mart_treated_cohort", "mart_comparison_pool", "mart_matched_cohort",
          "mart_balance", "mart_attrition", "mart_evaluation_panel", "unit_costs"]

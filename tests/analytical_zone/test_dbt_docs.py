@@ -2,7 +2,7 @@
 import json
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("analytical-warehouse")]  # shares a session-scoped run (tests/conftest.py)
+pytestmark = pytest.mark.slow
 
 
 def test_dbt_docs_generate_writes_the_catalog(built_warehouse, dbt_cli):

@@ -9,8 +9,6 @@ import pytest
 from identifiable_zone import link as lk
 from identifiable_zone import normalise as nz
 
-pytestmark = pytest.mark.xdist_group("identifiable-zone-run")  # shares a session-scoped run (tests/conftest.py)
-
 KEY = "e2e-test-key-" + "0123456789abcdef" * 2  # the run fixture's key (conftest.py)
 IDENTIFIER_COLS = {
     "gp_patients": ("NHSNumber", "Forename", "Surname", "Postcode"),

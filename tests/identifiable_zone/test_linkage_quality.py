@@ -9,8 +9,6 @@ import pytest
 from identifiable_zone import link as lk
 from identifiable_zone.sources import SPINE
 
-pytestmark = pytest.mark.xdist_group("identifiable-zone-run")  # shares a session-scoped run (tests/conftest.py)
-
 MIN_RECORDS = 50
 PRECISION, RECALL = 0.99, 0.97
 

@@ -13,8 +13,6 @@ from identifiable_zone import pseudonymise as ps
 
 from idz_helpers import KEY, copy_landing, run_zone
 
-pytestmark = pytest.mark.xdist_group("small-landing")  # shares a session-scoped run (tests/conftest.py)
-
 OTHER_KEY = "another-project-key-" + "fedcba9876543210" * 2
 
 

@@ -6,8 +6,6 @@ import pytest
 
 from ltceval.cli import main
 
-pytestmark = pytest.mark.xdist_group("small-landing")  # shares a session-scoped run (tests/conftest.py)
-
 MAP = ("nhs_number=NHS_Number:NHSNumber,forename=Patient_Forename:Forename,surname=Patient_Surname:Surname,"
        "date_of_birth=Date_Of_Birth:DateOfBirth,sex=Sex,postcode=Postcode")
 

@@ -24,7 +24,7 @@ from core.errors import PublishError
 from ltceval_runs import (REPO, baseline, comparable, copy_out, current_period, key_file, killed_then_rerun, ltceval,
                          published_state, readable_facts, run_args, run_env, tree_digest, warehouse_tables)
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("operations-baseline")]  # shares a session-scoped run (tests/conftest.py)
+pytestmark = pytest.mark.slow
 
 
 def _assert_readable(out: Path, period: str) -> None:

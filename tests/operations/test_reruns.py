@@ -12,7 +12,7 @@ import pytest
 from ltceval_runs import (baseline, comparable, copy_out, current_period, key_file, killed_then_rerun, ltceval,
                          run_args, run_env, warehouse_tables)
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("operations-baseline")]  # shares a session-scoped run (tests/conftest.py)
+pytestmark = pytest.mark.slow
 
 
 def test_run_is_identified_by_its_data_period(tmp_path_factory):
