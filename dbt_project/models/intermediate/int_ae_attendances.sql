@@ -5,7 +5,7 @@ select distinct on (ec_ident)
     person_id,
     arrival_date,
     date_trunc('month', arrival_date) as activity_month
-from {{ ref('stg_ecds') }}
+from {{ ref('stg_ecds__attendances') }}
 where person_id is not null
   and try_cast(department_type as integer) = 1
   and try_cast(attendance_category as integer) = 1

@@ -2,16 +2,16 @@
 with bounds as (
     select min(d) as first_date, max(d) as last_date
     from (
-        select min(arrival_date) as d from {{ ref('stg_ecds') }}
-        union all select max(arrival_date) from {{ ref('stg_ecds') }}
-        union all select min(admission_date) from {{ ref('stg_apc') }}
-        union all select max(admission_date) from {{ ref('stg_apc') }}
-        union all select min(appointment_date) from {{ ref('stg_opa') }}
-        union all select max(appointment_date) from {{ ref('stg_opa') }}
-        union all select min(appointment_date) from {{ ref('stg_gp_appointments') }}
-        union all select max(appointment_date) from {{ ref('stg_gp_appointments') }}
-        union all select min(care_contact_date) from {{ ref('stg_iapt_care_contact') }}
-        union all select max(care_contact_date) from {{ ref('stg_iapt_care_contact') }}
+        select min(arrival_date) as d from {{ ref('stg_ecds__attendances') }}
+        union all select max(arrival_date) from {{ ref('stg_ecds__attendances') }}
+        union all select min(admission_date) from {{ ref('stg_sus__apc_spells') }}
+        union all select max(admission_date) from {{ ref('stg_sus__apc_spells') }}
+        union all select min(appointment_date) from {{ ref('stg_sus__outpatient_appointments') }}
+        union all select max(appointment_date) from {{ ref('stg_sus__outpatient_appointments') }}
+        union all select min(appointment_date) from {{ ref('stg_gp__appointments') }}
+        union all select max(appointment_date) from {{ ref('stg_gp__appointments') }}
+        union all select min(care_contact_date) from {{ ref('stg_iapt__care_contacts') }}
+        union all select max(care_contact_date) from {{ ref('stg_iapt__care_contacts') }}
     )
 )
 select

@@ -8,7 +8,7 @@ select
     admission_method,
     coalesce(length_of_stay, datediff('day', admission_date, discharge_date), 0) as bed_days,
     date_trunc('month', admission_date) as activity_month
-from {{ ref('stg_apc') }}
+from {{ ref('stg_sus__apc_spells') }}
 where person_id is not null
   and admission_method like '2%'
   and admission_date is not null

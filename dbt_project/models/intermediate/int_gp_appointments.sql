@@ -7,7 +7,7 @@ select
     hcp_type,
     appt_mode,
     date_trunc('month', appointment_date) as activity_month
-from {{ ref('stg_gp_appointments') }}
+from {{ ref('stg_gp__appointments') }}
 where person_id is not null
   and lower(appointment_status) = 'attended'
   and appointment_date is not null

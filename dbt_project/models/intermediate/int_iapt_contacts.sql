@@ -18,5 +18,5 @@ select
         and c.care_contact_date >= r.referral_received_date
         and (r.discharge_date is null or c.care_contact_date <= r.discharge_date)
     )                                                                      as is_treatment_contact
-from {{ ref('stg_iapt_care_contact') }} c
-join {{ ref('stg_iapt_referral') }} r using (service_request_id)
+from {{ ref('stg_iapt__care_contacts') }} c
+join {{ ref('stg_iapt__referrals') }} r using (service_request_id)

@@ -27,7 +27,7 @@ base as (
         c.first_ltc_pathway_contact_date,
         r.discharge_date is not null                        as is_ended,
         s.phq9_first, s.phq9_last, s.gad7_first, s.gad7_last
-    from {{ ref('stg_iapt_referral') }} r
+    from {{ ref('stg_iapt__referrals') }} r
     left join contacts c using (service_request_id)
     left join {{ ref('int_iapt_scores') }} s using (service_request_id)
 ),

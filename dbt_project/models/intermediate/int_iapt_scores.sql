@@ -10,9 +10,9 @@ with scores as (
         s.score,
         s.assessment_date,
         s.coded_score_id
-    from {{ ref('stg_iapt_coded_scores') }} s
-    left join {{ ref('stg_iapt_care_activity') }} a on a.care_activity_id = s.care_activity_id
-    left join {{ ref('stg_iapt_care_contact') }} c on c.care_contact_id = a.care_contact_id
+    from {{ ref('stg_iapt__coded_scores') }} s
+    left join {{ ref('stg_iapt__care_activities') }} a on a.care_activity_id = s.care_activity_id
+    left join {{ ref('stg_iapt__care_contacts') }} c on c.care_contact_id = a.care_contact_id
     where s.assessment_tool_code in ('720433000', '445455005') and s.score is not null
 ),
 ranked as (

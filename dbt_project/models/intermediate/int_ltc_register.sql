@@ -7,6 +7,6 @@ select
     coalesce(l.condition, 'other: ' || g.snomed_code) as condition,
     coalesce(l.ltc_group, 'other')                    as ltc_group,
     g.diagnosis_date
-from {{ ref('stg_gp_conditions') }} g
+from {{ ref('stg_gp__conditions') }} g
 left join {{ ref('ltc_codes') }} l on l.snomed_code = g.snomed_code
 where g.person_id is not null

@@ -6,7 +6,7 @@ select
     first_attendance,
     treatment_specialty,
     date_trunc('month', appointment_date) as activity_month
-from {{ ref('stg_opa') }}
+from {{ ref('stg_sus__outpatient_appointments') }}
 where person_id is not null
   and try_cast(attended_code as integer) in (5, 6)
   and appointment_date is not null

@@ -14,6 +14,6 @@ select
     p.registration_end,
     p.date_of_death,
     least(p.registration_end, p.date_of_death)                   as censor_date
-from {{ ref('stg_person') }} p
-left join {{ ref('stg_lsoa_imd') }} imd on imd.lsoa11 = p.lsoa11
+from {{ ref('stg_gp__registered_persons') }} p
+left join {{ ref('stg_reference__lsoa_imd_deciles') }} imd on imd.lsoa11 = p.lsoa11
 where p.person_id is not null

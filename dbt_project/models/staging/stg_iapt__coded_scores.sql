@@ -5,4 +5,4 @@ select
     cast(CodedAssToolType as varchar)             as assessment_tool_code,
     cast(PersScore as double)                     as score,
     cast(AssToolCompDate as date)                 as assessment_date
-from {{ source('pseudonymised', 'iapt_coded_scores') }}
+from {{ source('iapt', 'iapt_coded_scores') }}

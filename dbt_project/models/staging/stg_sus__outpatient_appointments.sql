@@ -9,4 +9,4 @@ select
     cast(APPTAGE as integer)                      as age_at_appointment,
     cast(LSOA11 as varchar)                       as lsoa11,
     cast(GPPRAC as varchar)                       as gp_practice_code
-from {{ source('pseudonymised', 'opa') }}
+from {{ source('sus', 'opa') }}

@@ -6,4 +6,4 @@ select
     cast(SourceOfReferralIAPT as varchar)         as source_of_referral,
     cast(ServDischDate as date)                   as discharge_date,
     cast(ENDCODE as varchar)                      as end_code
-from {{ source('pseudonymised', 'iapt_referral') }}
+from {{ source('iapt', 'iapt_referral') }}

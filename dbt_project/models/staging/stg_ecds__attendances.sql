@@ -11,4 +11,4 @@ select
     cast(Age_At_Arrival as integer)                   as age_at_arrival,
     cast(GP_Practice_Code as varchar)                 as gp_practice_code,
     cast(Der_Provider_Code as varchar)                as provider_code
-from {{ source('pseudonymised', 'ecds') }}
+from {{ source('ecds', 'ecds') }}

@@ -6,4 +6,4 @@ select
     cast(APPTYPE as varchar)                      as appointment_type,
     cast(ConsMechanism as varchar)                as consultation_mechanism,
     cast(IAPTLTCServiceInd as varchar)            as iapt_ltc_service_ind
-from {{ source('pseudonymised', 'iapt_care_contact') }}
+from {{ source('iapt', 'iapt_care_contact') }}

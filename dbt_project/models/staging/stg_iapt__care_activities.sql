@@ -2,4 +2,4 @@ select
     cast(CareActId as varchar)                    as care_activity_id,
     cast(CareContactId as varchar)                as care_contact_id,
     cast(CodeProcAndProcStatus as varchar)        as procedure_code
-from {{ source('pseudonymised', 'iapt_care_activity') }}
+from {{ source('iapt', 'iapt_care_activity') }}

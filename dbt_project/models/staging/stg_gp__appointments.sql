@@ -8,4 +8,4 @@ select
     cast(HCPType as varchar)              as hcp_type,
     cast(ApptMode as varchar)             as appt_mode,
     cast(NationalCategory as varchar)     as national_category
-from {{ source('pseudonymised', 'gp_appointments') }}
+from {{ source('gp', 'gp_appointments') }}

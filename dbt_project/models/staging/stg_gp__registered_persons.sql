@@ -9,4 +9,4 @@ select
     cast(registration_start as date)      as registration_start,
     cast(registration_end as date)        as registration_end,
     cast(date_of_death as date)           as date_of_death
-from {{ source('pseudonymised', 'person') }}
+from {{ source('gp', 'person') }}

@@ -3,4 +3,4 @@ select
     cast(ConditionRecordId as varchar)    as condition_record_id,
     cast(SNOMEDCode as varchar)           as snomed_code,
     cast(DiagnosisDate as date)           as diagnosis_date
-from {{ source('pseudonymised', 'gp_conditions') }}
+from {{ source('gp', 'gp_conditions') }}

@@ -12,4 +12,4 @@ select
     cast(Age_At_Start_of_Spell_SUS as integer)    as age_at_start,
     cast(GP_Practice_Code as varchar)             as gp_practice_code,
     cast(Der_Provider_Code as varchar)            as provider_code
-from {{ source('pseudonymised', 'apc') }}
+from {{ source('sus', 'apc') }}
