@@ -22,6 +22,11 @@ COUNT_OUTCOMES: tuple[str, ...] = tuple(OUTCOMES)
 COST_OUTCOME = "cost_gbp"
 OUTCOME_LABELS: dict[str, str] = {**OUTCOMES, COST_OUTCOME: "Costed utilisation (GBP)"}
 
+
+def outcome_label(outcome: str) -> str:
+    """The label of an outcome column; another column's own name."""
+    return OUTCOME_LABELS.get(outcome, outcome)
+
 PANEL_MONTHS_BEFORE = 12
 PANEL_MONTHS_AFTER = 12
 TRANSITION_MONTH = 0  # the index month: the effect is taken to start the month after it

@@ -47,14 +47,10 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from core.contract import OUTCOME_LABELS, POST_MONTHS
+from core.contract import POST_MONTHS, outcome_label
 from evaluation.panel import comparison_months, period_of, reference_month
 from evaluation.methods.common import Z95
 from evaluation.methods.poisson_fe import PoissonFEFit, fit_poisson_fe
-
-
-def _label(outcome: str) -> str:
-    return OUTCOME_LABELS.get(outcome, outcome)
 
 
 # --------------------------------------------------------------------------- count DiD
@@ -89,7 +85,7 @@ class CountDiDResult:
     def tidy(self) -> pd.DataFrame:
         return pd.DataFrame([{
             "outcome": self.outcome,
-            "label": _label(self.outcome),
+            "label": outcome_label(self.outcome),
             "estimator": "matched DiD (conditional Poisson, person FE)",
             "rate_ratio": self.rate_ratio,
             "rate_ratio_lo95": self.rate_ratio_ci[0],
@@ -223,7 +219,7 @@ class LinearDiDResult:
     def tidy(self) -> pd.DataFrame:
         return pd.DataFrame([{
             "outcome": self.outcome,
-            "label": _label(self.outcome),
+            "label": outcome_label(self.outcome),
             "estimator": "matched DiD (linear, person pre/post collapse)",
             "did_per_person_year": self.estimate_per_py,
             "did_lo95": self.ci[0],
@@ -449,7 +445,7 @@ class NaiveResult:
     def tidy(self) -> pd.DataFrame:
         return pd.DataFrame([{
             "outcome": self.outcome,
-            "label": _label(self.outcome),
+            "label": outcome_label(self.outcome),
             "estimator": "NAIVE before/after (treated only)",
             "pre_rate_per_person_year": self.pre_rate_py,
             "post_rate_per_person_year": self.post_rate_py,
@@ -502,7 +498,7 @@ class OutcomeEstimates:
         d, n, lin = self.did.tidy().iloc[0], self.naive.tidy().iloc[0], self.linear_did.tidy().iloc[0]
         return pd.DataFrame([{
             "outcome": self.outcome,
-            "label": _label(self.outcome),
+            "label": outcome_label(self.outcome),
             "naive_pre_per_person_year": n["pre_rate_per_person_year"],
             "naive_post_per_person_year": n["post_rate_per_person_year"],
             "naive_change_per_person_year": n["change_per_person_year"],

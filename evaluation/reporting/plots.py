@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from core.contract import OUTCOME_LABELS  # noqa: E402
+from core.contract import outcome_label  # noqa: E402
 from evaluation.reporting.formatting import gbp  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def plot_event_study(result, ax=None):
                   f"{shaded})", fontsize=8)
     ax.set_ylabel("Rate ratio (95% CI)")
     p = "not estimable" if np.isnan(result.pretrend_p) else f"{result.pretrend_p:.2f}"
-    ax.set_title(f"{OUTCOME_LABELS.get(result.outcome, result.outcome)}: pre-trend p = {p}",
+    ax.set_title(f"{outcome_label(result.outcome)}: pre-trend p = {p}",
                  fontsize=10)
     if c["rate_ratio"].notna().sum() <= 1:
         ax.text(0.5, 0.5, "not estimable: too few events", transform=ax.transAxes, ha="center")
@@ -138,7 +138,7 @@ def plot_naive_vs_did(table: pd.DataFrame, ax=None):
     ax.errorbar(did, y - 0.15, xerr=[did - lo, hi - did], fmt="o", color="#005eb8",
                 label="Matched DiD (95% CI)", zorder=3)
     ax.set_yticks(y)
-    ax.set_yticklabels([OUTCOME_LABELS.get(o, o) for o in t["outcome"]], fontsize=8)
+    ax.set_yticklabels([outcome_label(o) for o in t["outcome"]], fontsize=8)
     ax.set_xlabel("Change in use after the index month (%)")
     ax.legend(fontsize=8, loc="best")
     ax.set_title("NAIVE before/after vs matched difference-in-differences", fontsize=10)
@@ -149,7 +149,7 @@ def plot_naive_vs_did(table: pd.DataFrame, ax=None):
 def plot_waterfall(lines: pd.DataFrame, followup_years: float, therapy_cost: float,
                    persistence_factor: float = 0.0, ax=None):
     """Savings waterfall per treated person: saving by activity, therapy cost, net."""
-    steps = [(OUTCOME_LABELS.get(r.outcome, r.outcome),
+    steps = [(outcome_label(r.outcome),
               r.saving_gbp_per_person_year * (followup_years + persistence_factor))
              for r in lines.itertuples()]
     steps.append(("Therapy cost", -therapy_cost))

@@ -26,7 +26,7 @@ from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, publish
                                    published_costing_table, published_iapt_outcomes,
                                    published_outcome_table, published_subgroups,
                                    rounded_percentage, suppress_count, too_few_to_publish)
-from core.contract import OUTCOME_LABELS
+from core.contract import OUTCOME_LABELS, outcome_label
 from evaluation.reporting.formatting import fmt_ci, gbp, num, signed_ci
 from evaluation.reporting.plots import (fig_to_data_uri, plot_attrition, plot_event_study,
                                         plot_love, plot_naive_vs_did, plot_tornado,
@@ -199,7 +199,7 @@ def _costs(inp: ReportInputs, published_costs: pd.DataFrame) -> dict:
              gbp(c.caseload_net_saving), fmt_ci(*c.caseload_net_saving_ci, money=True)],
         ]
     activity_rows = [
-        [OUTCOME_LABELS.get(r.outcome, r.outcome), gbp(r.unit_cost_gbp), r.price_year,
+        [outcome_label(r.outcome), gbp(r.unit_cost_gbp), r.price_year,
          num(r.abs_change_per_person_year, 3), fmt_ci(r.abs_change_lo95, r.abs_change_hi95, 3),
          gbp(r.saving_gbp_per_person_year), fmt_ci(r.saving_lo95, r.saving_hi95, money=True)]
         for r in c.lines.itertuples()]

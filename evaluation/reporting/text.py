@@ -6,17 +6,13 @@ from functools import singledispatch
 
 import numpy as np
 
+from core.contract import outcome_label
 from evaluation.costing import CostingResult
 from evaluation.did import (CountDiDResult, EventStudyResult, LinearDiDResult, NaiveResult,
                             OutcomeEstimates)
 from evaluation.methods.staggered import (AGGREGATIONS, AggregatedATT, PretrendTest,
                                           StaggeredDiDResult)
-from core.contract import OUTCOME_LABELS
 from evaluation.reporting.formatting import fmt_ci
-
-
-def _label(outcome: str) -> str:
-    return OUTCOME_LABELS.get(outcome, outcome)
 
 
 def _ci(lo, hi, digits: int) -> str:
@@ -32,7 +28,7 @@ def describe(result) -> str:
 @describe.register
 def _(r: CountDiDResult) -> str:
     return (
-        f"{_label(r.outcome)}: matched DiD rate ratio {r.rate_ratio:.3f} "
+        f"{outcome_label(r.outcome)}: matched DiD rate ratio {r.rate_ratio:.3f} "
         f"{_ci(*r.rate_ratio_ci, 3)}, p={r.p_value:.3g}; absolute change "
         f"{r.abs_change_per_py:+.3f} per treated person-year {_ci(*r.abs_change_ci, 3)} "
         f"(treated {r.n_treated}, controls {r.n_controls}, sets {r.n_sets}). "
@@ -43,7 +39,7 @@ def _(r: CountDiDResult) -> str:
 @describe.register
 def _(r: LinearDiDResult) -> str:
     return (
-        f"{_label(r.outcome)}: linear matched DiD {r.estimate_per_py:+.2f} per treated "
+        f"{outcome_label(r.outcome)}: linear matched DiD {r.estimate_per_py:+.2f} per treated "
         f"person-year {_ci(*r.ci, 2)}, p={r.p_value:.3g} (treated {r.treated_pre_py:.2f}"
         f" -> {r.treated_post_py:.2f}; controls {r.control_pre_py:.2f} -> "
         f"{r.control_post_py:.2f}). {r.method}"
@@ -53,7 +49,7 @@ def _(r: LinearDiDResult) -> str:
 @describe.register
 def _(r: EventStudyResult) -> str:
     if np.isnan(r.pretrend_p):
-        return (f"{_label(r.outcome)} event study: not estimable (no events in the "
+        return (f"{outcome_label(r.outcome)} event study: not estimable (no events in the "
                 f"reference period in one group).")
     verdict = "no evidence against" if r.pretrend_p >= 0.05 else "evidence against"
     gaps = ""
@@ -62,7 +58,7 @@ def _(r: EventStudyResult) -> str:
                 f"{', '.join(map(str, r.not_estimable))}.")
     bins = "monthly" if r.bin_months == 1 else f"{r.bin_months}-month bins"
     return (
-        f"{_label(r.outcome)} event study ({bins}): joint pre-trend Wald chi2({r.pretrend_df}) = "
+        f"{outcome_label(r.outcome)} event study ({bins}): joint pre-trend Wald chi2({r.pretrend_df}) = "
         f"{r.pretrend_chi2:.2f}, p = {r.pretrend_p:.3f} ({verdict} parallel pre-trends)."
         f"{gaps}"
     )
@@ -71,7 +67,7 @@ def _(r: EventStudyResult) -> str:
 @describe.register
 def _(r: NaiveResult) -> str:
     return (
-        f"NAIVE {_label(r.outcome)}: {r.pre_rate_py:.3f} -> {r.post_rate_py:.3f} per "
+        f"NAIVE {outcome_label(r.outcome)}: {r.pre_rate_py:.3f} -> {r.post_rate_py:.3f} per "
         f"person-year ({r.pct_change:+.0%}), change {r.change_per_py:+.3f} "
         f"{_ci(*r.change_ci, 3)}. {r.label}."
     )
