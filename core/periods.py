@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from core.errors import PublishError
 from core.settings import PERIOD_ENV
+
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 

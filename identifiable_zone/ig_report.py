@@ -31,11 +31,11 @@ WEIGHT_LABELS = ["<0", "0-5", "5-10", "10-15", "15-20", ">=20"]
 SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile")
 
 
-
 def _counts_by_bin(values: pd.Series, bins, labels) -> dict[str, int]:
     """How many values fall in each half-open bin [lo, hi), every label present."""
     counts = pd.cut(values, bins, labels=labels, right=False).value_counts().reindex(labels, fill_value=0)
     return {lab: int(n) for lab, n in zip(labels, counts)}
+
 
 def suppress_count(n):
     """0 -> 0; 1..7 -> '*'; else nearest multiple of 5 (halves round up)."""

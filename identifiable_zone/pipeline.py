@@ -98,7 +98,7 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
     tables, accepted, manifest = {}, {}, []
     for table in _parents_first(cfg):
         spec = cfg[table]
-        parents = {t: accepted[t] for t in (ref.table for ref in spec.parent_date_refs) if t in accepted}
+        parents = {ref.table: accepted[ref.table] for ref in spec.parent_date_refs if ref.table in accepted}
         res, files = _validate_source_files(paths, cfg, spec, latest, parents, cache)
         accepted[table] = res["accepted"]
         manifest += [{"table": table, **f} for f in files]
@@ -133,8 +133,8 @@ def _parents_first(cfg) -> list[str]:
     def visit(t, stack=()):
         if t in seen or t not in cfg.sources or t in stack:
             return
-        for p in (ref.table for ref in cfg[t].parent_date_refs):
-            visit(p, stack + (t,))
+        for ref in cfg[t].parent_date_refs:
+            visit(ref.table, stack + (t,))
         seen.add(t)
         order.append(t)
 

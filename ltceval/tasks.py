@@ -8,6 +8,7 @@ imported inside each function so that parsing a DAG file stays cheap.
 """
 from __future__ import annotations
 
+from core.files import output_guard
 from core.settings import Paths
 from ltceval import publish
 from ltceval.retries import airflow_retry_policy
@@ -72,7 +73,6 @@ def prepare_warehouse() -> dict:
 def validate_marts() -> dict:
     """GX suites on the staged marts; raises CriticalExpectationError when a critical one fails
     (the staged warehouse is then not published)."""
-    from core.files import output_guard
     from expectations.marts import release_in_process_dbt_handle
     from expectations.marts import validate_marts as run_suites
 

@@ -72,5 +72,6 @@ def pytest_collection_modifyitems(config, items):
     that the workers do not end with one long group while the other is idle; the order inside
     a group is kept (the sort is stable)."""
     slow = {_group(i.nodeid) for i in items if i.get_closest_marker("slow") is not None}
-    whole_runs = {g for g in slow if g.startswith(("tests/operations/", "tests/end_to_end/", "operations-"))}
+    whole_runs = {_group(i.nodeid) for i in items if _group(i.nodeid) in slow
+                  and i.nodeid.startswith(("tests/operations/", "tests/end_to_end/"))}
     items.sort(key=lambda i: 0 if _group(i.nodeid) in whole_runs else 1 if _group(i.nodeid) in slow else 2)
