@@ -1,12 +1,11 @@
 """Data periods: a run is identified by the last month with recorded activity (``YYYY-MM``)."""
 from __future__ import annotations
 
-import os
 import re
 from datetime import date, timedelta
 
 from core.errors import PublishError
-from core.settings import PERIOD_ENV
+from core.settings import PERIOD_ENV, env_value
 
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -33,5 +32,5 @@ def period_end(period: str) -> str:
 
 def requested_period() -> str | None:
     """The period asked for explicitly (env LTCEVAL_PERIOD), or None."""
-    value = os.environ.get(PERIOD_ENV, "").strip()
+    value = (env_value(PERIOD_ENV) or "").strip()
     return parse_period(value) if value else None

@@ -2,11 +2,14 @@
 
 Every path derives from one output folder so a run is self-contained and zones stay apart.
 ``ENVIRONMENT`` documents each ``LTCEVAL_*`` variable in one place (a test holds it to what the
-code reads); the modules that use one import its name from here.
+code reads) and ``env_value`` is the one reader of them: the modules that use a variable import
+its name from here and read it through ``env_value``, which refuses a name not documented here.
+(``ops/`` scripts run outside the package and read their two variables directly.)
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,6 +51,15 @@ ENVIRONMENT: dict[str, str] = {
 }
 
 
+def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of a documented variable (from ``environ``, default the process environment);
+    None when unset or empty."""
+    if name not in ENVIRONMENT:
+        raise KeyError(f"{name} is not a documented variable (core.settings.ENVIRONMENT)")
+    value = (os.environ if environ is None else environ).get(name)
+    return None if value in (None, "") else value
+
+
 @dataclass(frozen=True)
 class Paths:
     """The folder layout of one run (see docs/data-contracts.md).
@@ -64,7 +76,7 @@ class Paths:
 
     @classmethod
     def from_env(cls) -> "Paths":
-        return cls(Path(os.environ.get(OUT_ENV, str(DEFAULT_OUT))).resolve())
+        return cls(Path(env_value(OUT_ENV) or DEFAULT_OUT).resolve())
 
     @property
     def landing(self) -> Path:

@@ -43,7 +43,6 @@ asked for.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.settings import env_value
 from evaluation.did import CountDiDResult
 from evaluation.methods.common import Z95
 
@@ -217,13 +217,11 @@ class CostingConfig:
 
     @classmethod
     def from_env(cls, env=None) -> "CostingConfig":
-        e = os.environ if env is None else env
-
         def get(name, conv, default):
-            v = e.get(f"LTCEVAL_{name}")
-            return default if v in (None, "") else conv(v)
+            v = env_value(f"LTCEVAL_{name}", env)
+            return default if v is None else conv(v)
 
-        py = e.get("LTCEVAL_PRICE_YEAR", DEFAULT_PRICE_YEAR)
+        py = env_value("LTCEVAL_PRICE_YEAR", env) or DEFAULT_PRICE_YEAR
         return cls(
             price_year=None if py.lower() in ("none", "as-published") else py,
             local_tariff=get("LOCAL_TARIFF", str, None),

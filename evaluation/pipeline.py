@@ -139,7 +139,6 @@ def sensitivity(paths: Paths) -> dict:
     """Sensitivity scenarios (tornado), IAPT clinical outcomes and savings by subgroup."""
     c = _load(paths, "costing")
     config: CostingConfig = c["config"]
-    co = tuple(config.costed_outcomes)
     tables = table_names(paths.warehouse)
     out = {"scenarios": None, "notes": [], "iapt": None, "subgroups": None}
     if not math.isfinite(c["costing"].net_saving_per_person):

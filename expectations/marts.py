@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 
 from core.contract import COUNT_OUTCOMES, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE
-from core.settings import BALANCE_CRITICAL_ENV
+from core.settings import BALANCE_CRITICAL_ENV, env_value
 
 MARTS = ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_treated_cohort", "mart_attrition")
 SMD_THRESHOLD = 0.1
@@ -137,13 +137,12 @@ def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | 
     balance_critical: whether SMD >= 0.1 after matching stops the run (default: env
     LTCEVAL_BALANCE_CRITICAL, else True).
     """
-    import os
     import tempfile
 
     import great_expectations as gx
 
     if balance_critical is None:
-        balance_critical = os.environ.get(BALANCE_CRITICAL_ENV, "1").strip().lower() not in ("0", "false", "no")
+        balance_critical = (env_value(BALANCE_CRITICAL_ENV) or "1").strip().lower() not in ("0", "false", "no")
 
     marts = read_marts(Path(warehouse))
     reports_dir = Path(reports_dir)

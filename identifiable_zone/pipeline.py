@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -47,7 +46,7 @@ import pandas as pd
 
 from core.files import output_guard, sha256_file, write_json_atomic
 from core.periods import period_end
-from core.settings import LINKAGE_MODEL_ENV, Paths
+from core.settings import LINKAGE_MODEL_ENV, Paths, env_value
 from identifiable_zone import link as lk
 from identifiable_zone import normalise as nz
 from identifiable_zone import pseudonymise as ps
@@ -214,7 +213,7 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
 def resolve_model_option(cfg) -> str:
     """'train', 'current' or a model file: $LTCEVAL_LINKAGE_MODEL, else the config's
     linkage.model, else 'train'."""
-    return os.environ.get(LINKAGE_MODEL_ENV) or str(cfg.linkage.get("model", "train"))
+    return env_value(LINKAGE_MODEL_ENV) or str(cfg.linkage.get("model", "train"))
 
 
 def link_all(paths: Paths, threshold: float | None = None, seed: int = 1,

@@ -6,13 +6,12 @@ key source was configured (never the key).
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
 from core.files import read_json, sha256_file
-from core.settings import KEY_ENV, KEY_FILE_ENV, LINKAGE_MODEL_ENV, PERIOD_ENV, REPO_ROOT, SOURCES_CONFIG_ENV, Paths
+from core.settings import KEY_ENV, KEY_FILE_ENV, LINKAGE_MODEL_ENV, PERIOD_ENV, REPO_ROOT, SOURCES_CONFIG_ENV, Paths, env_value
 
 _SECRET_WORDS = ("key", "secret", "password", "token", "credential")
 
@@ -52,9 +51,9 @@ def new_run_record(cfg, run_id: str) -> dict:
         "sources_config": cfg.path, "sources_config_sha256": sha256_file(Path(cfg.path)),
         "mode": cfg.mode, "code_version": code_version(),
         "configuration": redact(cfg.raw),
-        "environment_options": {k: os.environ[k] for k in (LINKAGE_MODEL_ENV, SOURCES_CONFIG_ENV, PERIOD_ENV)
-                                if os.environ.get(k)},
-        "key_source_configured": [k for k in (KEY_ENV, KEY_FILE_ENV) if os.environ.get(k)]}
+        "environment_options": {k: env_value(k) for k in (LINKAGE_MODEL_ENV, SOURCES_CONFIG_ENV, PERIOD_ENV)
+                                if env_value(k)},
+        "key_source_configured": [k for k in (KEY_ENV, KEY_FILE_ENV) if env_value(k)]}
 
 
 def run_record_path(paths: Paths) -> Path:

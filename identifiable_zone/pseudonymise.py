@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.settings import KEY_ENV, KEY_FILE_ENV
+from core.settings import KEY_ENV, KEY_FILE_ENV, env_value
 
 MIN_KEY_LENGTH = 32
 AIRFLOW_VARIABLE = "ltceval_pseudo_key"
@@ -64,10 +64,10 @@ def load_key(use_airflow_variable: bool = True) -> bytes:
 def load_key_with_source(use_airflow: bool = True) -> tuple[bytes, str]:
     """(key, where it came from). ``where`` names the source, never the key."""
     key, where = None, None
-    if os.environ.get(KEY_ENV):
-        key, where = os.environ[KEY_ENV], f"environment variable {KEY_ENV}"
-    elif os.environ.get(KEY_FILE_ENV):
-        path = Path(os.environ[KEY_FILE_ENV])
+    if env_value(KEY_ENV):
+        key, where = env_value(KEY_ENV), f"environment variable {KEY_ENV}"
+    elif env_value(KEY_FILE_ENV):
+        path = Path(env_value(KEY_FILE_ENV))
         where = f"key file named by {KEY_FILE_ENV}"
         try:
             key = path.read_text(encoding="utf-8").strip()

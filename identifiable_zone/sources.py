@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pandas as pd
 import yaml
 
 from core.files import sha256_file
-from core.settings import REPO_ROOT, SOURCES_CONFIG_ENV
+from core.settings import REPO_ROOT, SOURCES_CONFIG_ENV, env_value
 
 DEFAULT_SOURCES_CONFIG = REPO_ROOT / "config" / "sources.yml"
 IDENTIFIER_ROLES = ("nhs_number", "forename", "surname", "dob", "sex", "postcode")
@@ -189,7 +188,7 @@ def _check_action(table: str, what: str, action: str) -> str:
 
 def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
     """Load the YAML source config (default: $LTCEVAL_SOURCES_CONFIG or config/sources.yml)."""
-    path = Path(path or os.environ.get(SOURCES_CONFIG_ENV) or DEFAULT_SOURCES_CONFIG)
+    path = Path(path or env_value(SOURCES_CONFIG_ENV) or DEFAULT_SOURCES_CONFIG)
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     sources = {}
     for table, s in (raw.get("sources") or {}).items():

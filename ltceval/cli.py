@@ -45,10 +45,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.pseudonymised_fixture:
         import os
 
-        from core.settings import KEY_ENV
+        from core.settings import KEY_ENV, env_value
         from synthetic.fixture import write_pseudonymised_fixture
 
-        key = os.environ.get(KEY_ENV) or os.urandom(32).hex()
+        key = env_value(KEY_ENV) or os.urandom(32).hex()
         write_pseudonymised_fixture(Path(args.out), key.encode())
         print(f"wrote perfect-linkage pseudonymised fixture to {Path(args.out) / 'analytical' / 'pseudonymised'} (tests only)")
     total = sum(summary["rows"].values())

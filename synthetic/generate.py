@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from .params import OUTCOMES, SynthParams
 from .population import build_population, month_start
-from .simulate import NO_EFFECT, simulate
+from .simulate import simulate
 from .tables import build_tables
 
 

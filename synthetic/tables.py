@@ -10,7 +10,7 @@ import pandas as pd
 
 from .identifiers import (FEMALE_NAMES, MALE_NAMES, SURNAMES, invalidate_nhs_numbers, make_postcodes,
                           nickname, typo, valid_nhs_numbers)
-from .params import LTC_CODES, SynthParams
+from .params import SynthParams
 from .population import Population, month_start
 from .simulate import Simulation, _days
 
@@ -121,7 +121,6 @@ def build_tables(params: SynthParams, pop: Population, sim: Simulation, rng: np.
     gpv_dup = identity_variants(P, dup, "gp_patients", params, rng)
     reg_start = P["registration_start"].to_numpy("datetime64[D]")
     gp = pd.concat([gpv, gpv_dup], ignore_index=True)
-    is_dup = np.r_[np.zeros(len(gpv), bool), np.ones(len(gpv_dup), bool)]
     gp["PatientRecordId"] = _ids("G", len(gp), rng)
     pi = gp["person"].to_numpy()
     # A duplicate is a stale earlier registration that ended when the current one began.

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
 import pandas as pd
 
-from core.settings import UPSTREAM_KEY_ENV
+from core.settings import UPSTREAM_KEY_ENV, env_value
 
 PSEUDO_COLUMN = "Der_Pseudo_NHS_Number"
 # table -> (record id, NHS number column, identifier columns removed, date of birth column)
@@ -37,7 +36,7 @@ PERSON_SOURCES = {
 def upstream_key(seed: int) -> bytes:
     """$LTCEVAL_UPSTREAM_PSEUDO_KEY, else a demo key derived from the seed (synthetic data
     only: it makes the output reproducible and is unrelated to the project key)."""
-    env = os.environ.get(UPSTREAM_KEY_ENV)
+    env = env_value(UPSTREAM_KEY_ENV)
     if env:
         return env.encode("utf-8")
     return hashlib.sha256(f"ltceval-synthetic-upstream-key:{seed}".encode()).hexdigest().encode()

@@ -1,7 +1,9 @@
 """Every LTCEVAL_* variable the code reads is documented in core.settings.ENVIRONMENT."""
 import re
 
-from core.settings import ENVIRONMENT, REPO_ROOT
+import pytest
+
+from core.settings import ENVIRONMENT, PERIOD_ENV, REPO_ROOT, env_value
 
 CODE = ("core", "ltceval", "identifiable_zone", "evaluation", "expectations", "synthetic", "dags", "ops")
 
@@ -27,3 +29,21 @@ def test_every_variable_read_is_documented_and_every_documented_one_is_read():
     assert read - set(ENVIRONMENT) == set()
     assert set(ENVIRONMENT) - read == set()
     assert all(len(text) > 20 for text in ENVIRONMENT.values())
+
+
+def test_env_value_reads_only_documented_variables_and_treats_empty_as_unset():
+    assert env_value(PERIOD_ENV, {PERIOD_ENV: "2024-06"}) == "2024-06"
+    assert env_value(PERIOD_ENV, {PERIOD_ENV: ""}) is None
+    assert env_value(PERIOD_ENV, {}) is None
+    with pytest.raises(KeyError, match="LTCEVAL_NOT_A_VARIABLE is not a documented variable"):
+        env_value("LTCEVAL_NOT_A_VARIABLE", {"LTCEVAL_NOT_A_VARIABLE": "x"})
+
+
+def test_modules_read_the_environment_only_through_env_value():
+    touching = {str(f.relative_to(REPO_ROOT)) for d in CODE if d != "ops"
+                for f in (REPO_ROOT / d).rglob("*.py") if re.search(r"os\.environ|getenv\(", f.read_text())}
+    assert touching == {
+        "core/settings.py",  # env_value
+        "ltceval/run.py",  # copies the whole environment for the child processes it starts
+        "dags/analytical_zone_dag.py",  # sets a cosmos option before cosmos is imported
+    }

@@ -1,6 +1,5 @@
 """Bad landing extracts: each ends in a clear message naming file, line and rule/field, and
 nothing is lost (rows in = accepted + quarantined). Real files, real GX."""
-import pandas as pd
 import pytest
 
 from identifiable_zone.sources import ExtractUnusable, load_sources_config, read_extract
