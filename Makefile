@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 TEST_WORKERS ?= 2
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: setup demo test test-fast benchmark dbt-build dbt-docs
+.PHONY: setup demo test test-fast benchmark
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"

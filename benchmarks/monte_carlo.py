@@ -46,8 +46,10 @@ import pandas as pd  # noqa: E402
 
 from evaluation.did import estimate_naive, estimate_poisson_did  # noqa: E402
 from core.contract import COUNT_OUTCOMES  # noqa: E402
+from evaluation.design import StudyDesign  # noqa: E402
 from evaluation.panel import prepare_panel, prepare_treated_panel, read_table  # noqa: E402
-from core.settings import DBT_PROJECT_DIR, Paths  # noqa: E402
+from core.dbt import dbt_args  # noqa: E402
+from core.settings import Paths  # noqa: E402
 from synthetic.fixture import write_pseudonymised_fixture  # noqa: E402
 from synthetic.generate import generate  # noqa: E402
 from synthetic.params import SynthParams  # noqa: E402
@@ -55,7 +57,7 @@ from synthetic.params import SynthParams  # noqa: E402
 KEY = b"monte-carlo-key-not-secret"
 
 
-DRAW_TABLES = ("mart_evaluation_panel", "mart_treated_panel", "mart_matched_cohort")
+DRAW_TABLES = ("mart_evaluation_panel", "mart_treated_panel", "mart_matched_cohort", "mart_design")
 
 
 def _dbt_build(paths: Paths, dbt_dir: Path) -> None:
@@ -67,9 +69,7 @@ def _dbt_build(paths: Paths, dbt_dir: Path) -> None:
 
     os.environ.update(paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
     args = ["build", "--select", *(f"+{t}" for t in DRAW_TABLES), "+mart_balance",
-            "--resource-type", "seed", "--resource-type", "model", "--quiet",
-            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target-path", str(dbt_dir / "target"), "--log-path", str(dbt_dir / "logs")]
+            "--resource-type", "seed", "--resource-type", "model", "--quiet", *dbt_args(dbt_dir)]
     try:
         res = dbtRunner().invoke(args)
     finally:
@@ -117,7 +117,8 @@ def load_draw(directory: Path, world: str, seed: int
 def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, float]
                   ) -> list[dict]:
     """DiD and NAIVE per outcome for one draw's marts."""
-    panel = prepare_panel(tables["mart_evaluation_panel"])
+    design = StudyDesign.from_table(tables["mart_design"])
+    panel = prepare_panel(tables["mart_evaluation_panel"], design.selection_window_months)
     treated_panel = prepare_treated_panel(tables["mart_treated_panel"])  # NAIVE: all eligible
     # not-yet-referred design: controls referred during follow-up stay controls (intention to treat)
     cohort = tables["mart_matched_cohort"]

@@ -1,14 +1,35 @@
-"""The evaluation contract, defined once: the outcomes, their labels and the panel window.
+"""The evaluation contract, defined once: the outcomes, their labels, the panel window and the
+seeds.
 
 The evaluation panel (``mart_evaluation_panel``, docs/data-contracts.md section 4) has one
 count column per outcome and a row per relative month ``-PANEL_MONTHS_BEFORE ..
 PANEL_MONTHS_AFTER`` around the index month; each month falls in one of ``PERIODS``. The
 evaluation DAG, the panel reader, the report and the GX suite of the marts read them from here;
-the dbt models spell the same window and outcome columns in their vars and macros
-(``panel_months_before`` / ``panel_months_after``), which tests/core/test_contract.py holds to
-this module.
+dbt receives the window and the matching seed as vars from here (``core.dbt.dbt_vars``) and
+writes what its design was into ``mart_design``; its macros spell the outcome columns, which
+tests/core/test_contract.py holds to this module.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Every random seed of a run, in one place. ``--seed`` of ``ltceval synth`` and ``ltceval
+    run`` chooses the synthetic data; the analysis seeds are fixed, so that a rerun on the same
+    extracts gives the same numbers: the matching seed is in ``mart_design``, the linkage and
+    bootstrap seeds in the run's provenance and costing configuration."""
+
+    synthetic: int = 1  # the default synthetic population (`ltceval synth/run --seed`)
+    linkage: int = 1  # splink's random sampling of pairs for its u probabilities
+    matching: int = 20240101  # ties in the order treated people are served (dbt var matching_seed)
+    bootstrap: int = 20240601  # cluster bootstrap of the costed saving (CostingConfig.bootstrap_seed)
+    staggered_bootstrap: int = 20240501  # multiplier bootstrap of `ltceval did`
+
+
+SEEDS = Seeds()
 
 # outcome column -> label, in report order
 OUTCOMES: dict[str, str] = {

@@ -43,9 +43,7 @@ LTCEVAL_PSEUDONYMISED_DIR (``ltceval.tasks.dbt_environment``).
 from __future__ import annotations
 
 import os
-import sys
 from datetime import datetime
-from pathlib import Path
 
 # cosmos caches `dbt ls` in Airflow Variables, i.e. a metadata-DB read/write while parsing;
 # parsing must also work without a metadata DB (DAG-integrity tests), and dbt ls is quick here
@@ -56,12 +54,12 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior  # noqa: E402
 
 from core.assets import ANALYTICAL_ZONE, IDENTIFIABLE_ZONE, airflow_asset  # noqa: E402
+from core.dbt import DBT_EXECUTABLE, dbt_vars  # noqa: E402
 from core.settings import DBT_PROJECT_DIR  # noqa: E402
 from ltceval import tasks  # noqa: E402
 from ltceval.retries import IO_RETRIES, NO_RETRIES  # noqa: E402
 
 DBT_ENV = tasks.dbt_environment()
-DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 
 
 @dag(dag_id=ANALYTICAL_ZONE.dag_id, schedule=[airflow_asset(IDENTIFIABLE_ZONE)], start_date=datetime(2024, 1, 1), catchup=False,
@@ -74,7 +72,8 @@ def analytical_zone():
 
     dbt_build = DbtTaskGroup(
         group_id="dbt",
-        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, env_vars=DBT_ENV, install_dbt_deps=False),
+        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, env_vars=DBT_ENV, dbt_vars=dbt_vars(),
+                                     install_dbt_deps=False),
         profile_config=ProfileConfig(profile_name="ltceval", target_name="dev",
                                      profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
         # dbt in-process (dbtRunner): a child process per model would re-import dbt ~3 s each time

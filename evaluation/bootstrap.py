@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.contract import POST_MONTHS
+from core.contract import POST_MONTHS, SEEDS
 from evaluation.panel import comparison_months
 
 
@@ -154,7 +154,7 @@ class BootstrapDraws:
     n_sets: int
 
 
-def cluster_bootstrap(panel: pd.DataFrame, outcomes, reps: int = 499, seed: int = 20240601,
+def cluster_bootstrap(panel: pd.DataFrame, outcomes, reps: int = 499, seed: int = SEEDS.bootstrap,
                       post_months=POST_MONTHS) -> BootstrapDraws:
     """Matched-set bootstrap of the Poisson DiD for several outcomes on shared replicates."""
     df = panel[panel["period"].isin(["pre", "post"])]

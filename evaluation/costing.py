@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.contract import SEEDS
 from core.settings import env_value
 from evaluation.did import CountDiDResult
 from evaluation.methods.common import Z95
@@ -203,7 +204,7 @@ class CostingConfig:
     annual_caseload: int | None = None  # treated people a year; None: the cohort's own rate
     interval_method: str = "bootstrap"  # or "delta"
     bootstrap_reps: int = 499
-    bootstrap_seed: int = 20240601
+    bootstrap_seed: int = SEEDS.bootstrap
     persistence_years: int = 0
     persistence_decay: float = 0.5
     discount_rate: float = GREEN_BOOK_DISCOUNT

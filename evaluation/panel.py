@@ -27,7 +27,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from core.contract import COUNT_OUTCOMES, PERIODS, PRE_MONTHS
+from core.contract import COUNT_OUTCOMES, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE, PERIODS, PRE_MONTHS
+from evaluation.design import StudyDesign
 
 REFERENCE_MONTH = -1  # of a panel without a selection window; see reference_month()
 
@@ -52,8 +53,18 @@ def read_table(warehouse: Path | str, table: str) -> pd.DataFrame:
 
 
 def load_panel(warehouse: Path | str) -> pd.DataFrame:
-    """Read `mart_evaluation_panel` and return it checked and prepared (see `prepare_panel`)."""
-    return prepare_panel(read_table(warehouse, "mart_evaluation_panel"))
+    """Read `mart_evaluation_panel` and return it checked and prepared for the warehouse's
+    design (see `prepare_panel`, `load_design`)."""
+    design = load_design(warehouse)
+    return prepare_panel(read_table(warehouse, "mart_evaluation_panel"), design.selection_window_months)
+
+
+def load_design(warehouse: Path | str) -> StudyDesign:
+    """The design dbt built the warehouse with (`mart_design`); without that table, the default
+    design (no selection window)."""
+    if "mart_design" not in table_names(warehouse):
+        return StudyDesign()
+    return StudyDesign.from_table(read_table(warehouse, "mart_design"))
 
 
 def table_names(warehouse: Path | str) -> set[str]:
@@ -105,7 +116,7 @@ def reference_month(panel: pd.DataFrame) -> int:
     return max(comparison_months(panel))
 
 
-def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = None) -> pd.DataFrame:
+def prepare_panel(panel: pd.DataFrame, selection_window_months: int = 0) -> pd.DataFrame:
     """Check columns and types, drop unusable rows and sets, add analysis columns.
 
     - rows outside rel_month -12..12 or with exposure_months <= 0 (not at risk: died,
@@ -114,10 +125,10 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = Non
       and are dropped;
     - `weight`: 1 for treated people, n_treated/n_controls of the set for controls, so that each
       treated person's controls count as one comparator (ATT weights; all 1 under 1:1 matching);
-    - `period`: "pre", "selection", "transition" or "post" (`selection_window_months` months
-      before the index are the selection window; when None, the panel's own `period` column
-      is used, as written by dbt from var selection_window_months, else 0); `post` and
-      `treated_post` indicators.
+    - `period`: "pre", "selection", "transition" or "post": the last `selection_window_months`
+      months before the index are the selection window (the design's, `mart_design`; see
+      `load_panel`). A `period` column the panel brings (dbt writes one) must say the same;
+      the estimators read the periods from this column; `post` and `treated_post` indicators.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in panel.columns]
     if missing:
@@ -131,7 +142,7 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = Non
     for c in COUNT_OUTCOMES:
         if c in df.columns:
             df[c] = df[c].fillna(0).astype(float)
-    df = df[df["rel_month"].between(-12, 12) & (df["exposure_months"] > 0)]
+    df = df[df["rel_month"].between(-PANEL_MONTHS_BEFORE, PANEL_MONTHS_AFTER) & (df["exposure_months"] > 0)]
     # a fixed row order: the warehouse returns rows in any order (parallel scans, hash joins), and
     # float sums in the estimators depend on it in the last bits; sorted, reruns are identical
     df = df.sort_values(["matched_set_id", "person_id", "rel_month"], kind="stable")
@@ -147,18 +158,17 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int | None = Non
     df = df.join(control_w, on="matched_set_id")
     df["weight"] = np.where(df["is_treated"] == 1, 1.0, df["cw"])
     df = df.drop(columns="cw")
-    if selection_window_months is None and "period" in df.columns:
+    expected = period_of(df["rel_month"], selection_window_months)
+    if "period" in df.columns:
         bad = ~df["period"].isin(PERIODS)
         if bad.any():
             raise ValueError(f"panel column period has values {sorted(df.loc[bad, 'period'].astype(str).unique())}; "
                              f"expected {list(PERIODS)}")
-        window = df.loc[df["period"] == "selection", "rel_month"].nunique()
-        expected = period_of(df["rel_month"], window)
         if not (df["period"].to_numpy() == expected).all():
-            raise ValueError("panel column period does not split rel_month into comparison "
-                             "period < selection window < 0 (transition) < post")
-    else:
-        df["period"] = period_of(df["rel_month"], selection_window_months or 0)
+            raise ValueError(f"panel column period does not match the design's {selection_window_months}-month "
+                             "selection window (mart_design.selection_window_months): it must split rel_month "
+                             "into comparison period < selection window < 0 (transition) < post")
+    df["period"] = expected
     # Under the not-yet-referred comparison design a person can be a control in one matched set
     # and the treated person of a later one: the unit of the fixed effects is a person within a
     # set, and sets that share a person are one cluster (their rows are not independent).

@@ -20,7 +20,7 @@ from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outco
 from evaluation.methods.common import json_safe
 from core.contract import COUNT_OUTCOMES
 from evaluation.panel import (add_cost_column, cohort_counts,
-                              data_period, load_panel, load_treated_panel, read_table,
+                              data_period, load_design, load_panel, load_treated_panel, read_table,
                               table_names)
 from evaluation.reporting.render import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
@@ -83,10 +83,9 @@ def _cohort(paths: Paths, panel) -> dict:
         m = analysed.merge(mc[["matched_set_id", "person_id", "referred_in_followup"]],
                            on=["matched_set_id", "person_id"], how="left")
         counts["controls_referred_in_followup"] = int(m["referred_in_followup"].fillna(False).astype(bool).sum())
-    if "mart_comparison_pool" in tables:
-        designs = read_table(paths.warehouse, "mart_comparison_pool")["comparison_design"].dropna().unique()
-        if len(designs) == 1:
-            counts["comparison_design"] = str(designs[0])
+    design = load_design(paths.warehouse).comparison_design
+    if design:
+        counts["comparison_design"] = design
     return counts
 
 
@@ -162,7 +161,8 @@ def sensitivity(paths: Paths) -> dict:
     seed_costs = read_table(paths.warehouse, "unit_costs")
     scen, notes = run_sensitivity(panel, results, c["costing"], seed_costs, config, raw_panel=raw,
                                   deaths=deaths, mean_treatment_contacts=contacts,
-                                  alternative_panels=alt or None, price_index=c["price_index"])
+                                  alternative_panels=alt or None, price_index=c["price_index"],
+                                  selection_window_months=load_design(paths.warehouse).selection_window_months)
     out.update(scenarios=scen, notes=notes)
     sub = [subgroup_savings(panel, panel[panel["is_treated"] == 1].drop_duplicates("person_id"),
                             c["unit_costs"], config, by)
@@ -200,7 +200,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
         balance=balance, attrition=attrition, price_index=c.get("price_index"),
         config=c.get("config"), scenarios=sens.get("scenarios"),
         sensitivity_notes=tuple(sens.get("notes", ())), iapt=sens.get("iapt"),
-        subgroups=sens.get("subgroups"),
+        subgroups=sens.get("subgroups"), design=load_design(paths.warehouse),
     )
     with output_guard(paths.reports):
         written = write_report(inputs, paths.reports)

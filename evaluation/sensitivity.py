@@ -125,8 +125,11 @@ def run_sensitivity(
     mean_treatment_contacts: float | None = None,
     alternative_panels: dict[str, pd.DataFrame] | None = None,
     price_index: pd.DataFrame | None = None,
+    selection_window_months: int = 0,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Return (one row per scenario, notes on scenarios not run). Row 0 is the base case."""
+    """Return (one row per scenario, notes on scenarios not run). Row 0 is the base case.
+    ``raw_panel`` and ``alternative_panels`` are unprepared and prepared for the design's
+    ``selection_window_months`` (mart_design)."""
     co = tuple(config.costed_outcomes)
     base_uc = prepare_unit_costs(seed_unit_costs, config, price_index)
     kw = dict(persistence_years=config.persistence_years,
@@ -200,7 +203,7 @@ def run_sensitivity(
     if raw_panel is not None and deaths is not None:
         died = _deaths_before_end(raw_panel, deaths)
         if died:
-            pd_ = prepare_panel(raw_panel[~raw_panel["person_id"].astype(str).isin(died)])
+            pd_ = prepare_panel(raw_panel[~raw_panel["person_id"].astype(str).isin(died)], selection_window_months)
             rd = {o: estimate_poisson_did(pd_, o) for o in co}
             if all(np.isfinite(r.abs_change_per_py) for r in rd.values()):
                 rows.append(_scenario("Deaths", f"Excluding people who died "
@@ -222,7 +225,7 @@ def run_sensitivity(
     # matching
     if alternative_panels:
         for label, p in alternative_panels.items():
-            pp = prepare_panel(p)
+            pp = prepare_panel(p, selection_window_months)
             ra = {o: estimate_poisson_did(pp, o) for o in co}
             if all(np.isfinite(r.abs_change_per_py) for r in ra.values()):
                 rows.append(_scenario("Matching", f"Matching: {label}", cost(ra)))

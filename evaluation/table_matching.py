@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.contract import SEEDS
 from core.errors import LtcevalError
 from core.tables import read_table, require_columns
 from evaluation.methods.common import json_safe
@@ -26,7 +27,7 @@ class MatchSettings:
     caliper: float = 0.2  # SDs of the logit of the propensity score; 0 = none
     refine: bool = False
     outcome: str | None = None
-    seed: int = 20240101
+    seed: int = SEEDS.matching
 
 
 @dataclass(frozen=True)

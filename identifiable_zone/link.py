@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.contract import SEEDS
 from identifiable_zone import normalise as nz
 from identifiable_zone.sources import SPINE, SourceSpec
 
@@ -210,7 +211,7 @@ def _model_columns(model: dict) -> list[str]:
     return [c["output_column_name"] for c in model["comparisons"]]
 
 
-def train_model(all_tuples: pd.DataFrame, spine_ids: pd.DataFrame, seed: int = 1,
+def train_model(all_tuples: pd.DataFrame, spine_ids: pd.DataFrame, seed: int = SEEDS.linkage,
                 cols: list[str] | None = None, extra: list[str] = ()) -> dict:
     """Train the splink model on all source tuples against the spine; return its settings
     dict (parameters only: no record values)."""
@@ -414,7 +415,7 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
 
 
 def link_sources(identifier_frames: dict[str, pd.DataFrame], threshold: float = DEFAULT_THRESHOLD,
-                 seed: int = 1, model: dict | None = None) -> LinkResult:
+                 seed: int = SEEDS.linkage, model: dict | None = None) -> LinkResult:
     """Link standardised identifier frames (see standardise_identifiers), keyed by source,
     which must include the spine. Returns one row per record of every source. A given
     ``model`` is used as it is (no training)."""
@@ -491,7 +492,7 @@ def link_pseudonymised(key_frames: dict[str, pd.DataFrame]) -> LinkResult:
 
 def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: str,
                field_map: dict[str, tuple[str, str]], compare: dict[str, tuple[str, str]] | None = None,
-               threshold: float = DEFAULT_THRESHOLD, seed: int = 1) -> tuple[pd.DataFrame, dict]:
+               threshold: float = DEFAULT_THRESHOLD, seed: int = SEEDS.linkage) -> tuple[pd.DataFrame, dict]:
     """Link the records of ``left`` to those of ``right`` with the same rules as
     link_sources (right plays the spine: its records sharing a valid NHS number and date of
     birth are one person). ``field_map``: standard field -> (left column, right column);

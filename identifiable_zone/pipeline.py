@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from core.contract import SEEDS
 from core.files import output_guard, sha256_file, write_json_atomic
 from core.periods import period_end
 from core.settings import LINKAGE_MODEL_ENV, Paths, env_value
@@ -216,7 +217,7 @@ def resolve_model_option(cfg) -> str:
     return env_value(LINKAGE_MODEL_ENV) or str(cfg.linkage.get("model", "train"))
 
 
-def link_all(paths: Paths, threshold: float | None = None, seed: int = 1,
+def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.linkage,
              config_path: str | None = None, model: str | None = None) -> dict:
     """Link every person source to spine persons; save links and the (versioned) model.
 

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.contract import SEEDS
 from core.errors import LtcevalError
 
 
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write synthetic identifiable extracts and their ground truth")
     p.add_argument("--persons", type=_positive_int, default=20_000)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=SEEDS.synthetic, help="seed of the synthetic population")
     p.add_argument("--out", required=True, help="output folder (landing/ and ground_truth/ are written inside)")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.add_argument("--null-effect", action="store_true", help="plant no effect of therapy on any outcome")
@@ -178,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the three DAGs end to end on an embedded Airflow")
     p.add_argument("--persons", type=_positive_int, default=20_000)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=SEEDS.synthetic,
+                   help="seed of the synthetic population; the analysis seeds are fixed (core/contract.py Seeds)")
     p.add_argument("--out", default="ltceval-out", help="output folder (default ./ltceval-out)")
     p.add_argument("--config", help="sources config naming real extracts; synthetic data are generated when omitted")
     p.add_argument("--period", type=_period,
@@ -196,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--covariates", help="time-invariant covariates a,b,... (doubly robust estimator)")
     p.add_argument("--bootstrap", type=_non_negative_int, default=999,
                    help="multiplier-bootstrap draws for uniform bands (default 999; 0 = none)")
-    p.add_argument("--seed", type=int, default=20240501)
+    p.add_argument("--seed", type=int, default=SEEDS.staggered_bootstrap, help="seed of the multiplier bootstrap")
     p.add_argument("--json", required=True, help="output JSON: group-time estimates, aggregations, pre-trend test")
     p.set_defaults(func=_cmd_did)
 
@@ -215,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after greedy matching: rescue unmatched treated and make balance-improving swaps "
                         "within the caliper")
     p.add_argument("--outcome", help="outcome column: matched ATT with a set-clustered SE and 95%% CI")
-    p.add_argument("--seed", type=int, default=20240101, help="breaks ties in the order treated are served")
+    p.add_argument("--seed", type=int, default=SEEDS.matching, help="breaks ties in the order treated are served")
     p.add_argument("--json", required=True, help="output JSON: counts, balance before/after, ATT")
     p.set_defaults(func=_cmd_match)
     return parser

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from core.assets import CHAIN
+from core.contract import SEEDS
 from core.errors import LtcevalError
 from core.periods import parse_period
 from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths
@@ -97,7 +98,7 @@ def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
     print(f" done ({took:.0f} s)")
 
 
-def run_pipeline(out: Path, persons: int = 20_000, seed: int = 1, config: Path | None = None,
+def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, config: Path | None = None,
                  period: str | None = None) -> Path:
     """Synthetic extracts (unless ``config`` names real ones), then the three DAGs; returns the
     published business case of the run's data period (``reports/<period>/business_case.html``).

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
+from core.contract import SEEDS
+
 OUTCOMES = ("ae_attendances", "emergency_admissions", "outpatient_attendances", "gp_appointments")
 
 # SNOMED codes of the long-term-condition groups (GP register and IAPT IDS602).
@@ -51,7 +53,7 @@ DEFAULT_ERROR_RATES = {
 @dataclass(frozen=True)
 class SynthParams:
     persons: int = 20_000
-    seed: int = 1
+    seed: int = SEEDS.synthetic
     start: date = date(2019, 4, 1)  # first month of the data period
     months: int = 60  # five financial years, April 2019 to March 2024
     practice_list_size: int = 8_000  # mean registered list per GP practice (England: about 10,000)

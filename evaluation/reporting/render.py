@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from evaluation.costing import CostingResult
+from evaluation.design import StudyDesign
 from evaluation.did import LinearDiDResult, OutcomeEstimates
 from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, published_attrition,
                                    published_balance, published_cost_did,
@@ -57,26 +58,19 @@ class ReportInputs:
     iapt: pd.DataFrame | None = None  # evaluation.sensitivity.iapt_outcomes
     subgroups: pd.DataFrame | None = None  # evaluation.sensitivity.subgroup_savings
     title: str = "IAPT-LTC business case: effect on healthcare use and costs"
+    design: StudyDesign = StudyDesign()  # mart_design
 
 
-def _window(inp: ReportInputs, period: str) -> tuple[int, int] | None:
-    """First and last relative month of a period, from the event studies' bins."""
-    for e in inp.estimates.values():
-        c = e.event_study.coefs
-        c = c[c["period"] == period]
-        if len(c):
-            return int(c["first_month"].min()), int(c["last_month"].max())
-    return None
+def _months_text(months: tuple[int, ...], none: str) -> str:
+    return f"months {months[0]} to {months[-1]}" if months else none
 
 
 def _selection_window_text(inp: ReportInputs) -> str:
-    w = _window(inp, "selection")
-    return f"months {w[0]} to {w[1]}" if w else "none in this run (dbt var selection_window_months = 0)"
+    return _months_text(inp.design.selection_months, "none in this run (dbt var selection_window_months = 0)")
 
 
 def _comparison_text(inp: ReportInputs) -> str:
-    w = _window(inp, "pre")
-    return f"months {w[0]} to {w[1]}" if w else "not available"
+    return _months_text(inp.design.comparison_months, "not available")
 
 
 def _control_phrase(inp: ReportInputs) -> str:

@@ -1,29 +1,13 @@
 """A small synthetic population run through `dbt build` once per test session (real DuckDB)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from core.settings import DBT_PROJECT_DIR, Paths
+from core.dbt import run_dbt
+from core.settings import Paths
 
 PERSONS = 6000
 SEED = 3
-
-
-def dbt_env(paths: Paths) -> dict[str, str]:
-    return dict(os.environ, **paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
-
-
-def run_dbt(paths: Paths, *args: str) -> subprocess.CompletedProcess:
-    dbt = Path(sys.executable).parent / "dbt"
-    tmp = paths.out / "dbt"
-    cmd = [str(dbt), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-           "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs")]
-    return subprocess.run(cmd, env=dbt_env(paths), capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")

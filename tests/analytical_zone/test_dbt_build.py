@@ -135,6 +135,27 @@ def test_control_index_months_lie_within_registration(con):
     assert q(con, "select count(*) from mart_matched_cohort where is_treated = 0")[0][0] > 0
 
 
+def test_mart_design_records_the_design_and_the_evaluation_reads_its_window(built_warehouse, con):
+    import yaml
+
+    from core.dbt import dbt_vars
+    from core.settings import DBT_PROJECT_DIR
+    from evaluation.panel import comparison_months, load_design, load_panel
+
+    row = con.execute("select * from mart_design").df()
+    assert len(row) == 1
+    defaults = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    expected = {**defaults, **dbt_vars()}
+    for name in ("comparison_design", "index_date_rule", "selection_window_months", "panel_months_before",
+                 "panel_months_after", "matching_ratio", "matching_caliper_sd", "matching_seed", "matching_refine"):
+        assert row.loc[0, name] == expected[name], name
+    assert row.loc[0, "matching_exact"] == ",".join(expected["matching_exact"])
+    design = load_design(built_warehouse.warehouse)
+    w = expected["selection_window_months"]
+    assert design.selection_window_months == w and design.comparison_design == expected["comparison_design"]
+    assert comparison_months(load_panel(built_warehouse.warehouse)) == design.comparison_months == tuple(range(-12, -w))
+
+
 def test_unit_costs_seed(con):
     costs = dict(q(con, "select activity, unit_cost_gbp from unit_costs"))
     assert costs["ae_attendance"] == 280 and costs["excess_bed_day"] == 313 and costs["iapt_course"] == 684

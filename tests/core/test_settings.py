@@ -45,5 +45,6 @@ def test_modules_read_the_environment_only_through_env_value():
     assert touching == {
         "core/settings.py",  # env_value
         "ltceval/run.py",  # copies the whole environment for the child processes it starts
+        "core/dbt.py",  # likewise for a dbt child process
         "dags/analytical_zone_dag.py",  # sets a cosmos option before cosmos is imported
     }

@@ -44,6 +44,15 @@ def test_dbt_gets_the_run_paths(dag):
     assert env["LTCEVAL_PSEUDONYMISED_DIR"].endswith("analytical/pseudonymised")
 
 
+def test_dbt_gets_the_contract_as_vars(dag):
+    from core.contract import PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE, SEEDS
+
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.")]
+    assert dbt_tasks and all(t.vars == {"panel_months_before": PANEL_MONTHS_BEFORE,
+                                        "panel_months_after": PANEL_MONTHS_AFTER,
+                                        "matching_seed": SEEDS.matching} for t in dbt_tasks)
+
+
 def test_warehouse_is_published_last_and_only_after_the_gates(dag):
     """A failed critical expectation fails validate_marts; the only task after it swaps the
     staged warehouse in, and it alone emits the evaluation_panel asset (which schedules the

@@ -106,9 +106,13 @@ def test_panel_period_column_from_dbt_is_checked():
     panel = simulate_panel(n_sets=20, rate_ratio=1.0, seed=13)
     panel["period"] = np.select([panel["rel_month"] < -6, panel["rel_month"] < 0, panel["rel_month"] > 0],
                                 ["pre", "selection", "post"], "transition")
-    assert reference_month(prepare_panel(panel)) == -7
+    assert reference_month(prepare_panel(panel, selection_window_months=6)) == -7
     bad = panel.assign(period=np.where(panel["rel_month"] == -9, "selection", panel["period"]))
-    with pytest.raises(ValueError, match="does not split rel_month"):
-        prepare_panel(bad)
+    with pytest.raises(ValueError, match="does not match the design's 6-month selection window"):
+        prepare_panel(bad, selection_window_months=6)
+    # the window comes from the design, never from the labels: a 6-month panel under a design
+    # without a selection window is an error, not a 6-month analysis
+    with pytest.raises(ValueError, match="does not match the design's 0-month selection window"):
+        prepare_panel(panel)
     with pytest.raises(ValueError, match="period has values"):
-        prepare_panel(panel.assign(period="before"))
+        prepare_panel(panel.assign(period="before"), selection_window_months=6)

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from evaluation import pipeline
 from evaluation.costing import CostingConfig
 from core.contract import COUNT_OUTCOMES
-from core.settings import DBT_PROJECT_DIR, Paths
+from core.dbt import run_dbt
+from core.settings import Paths
 
 pytestmark = pytest.mark.slow
 
@@ -31,15 +28,6 @@ PERSONS = 20_000
 EFFECT_SEED = 102
 NULL_SEED = 202
 CONFIG = CostingConfig(bootstrap_reps=199)
-
-
-def run_dbt(paths: Paths, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
-    tmp = paths.out / "dbt"
-    cmd = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(DBT_PROJECT_DIR),
-           "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp / "target"),
-           "--log-path", str(tmp / "logs")]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True)
 
 
 def _build(tmp_path_factory, seed: int, null_effect: bool) -> tuple[Paths, dict, dict]:

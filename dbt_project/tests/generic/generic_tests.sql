@@ -37,3 +37,7 @@ where c.is_treated = 0
                           where is_treatment_contact and care_contact_date < c.index_month))
 {%- endif %}
 {% endtest %}
+
+{% test exactly_one_row(model) %}
+select count(*) as n from {{ model }} having count(*) <> 1
+{% endtest %}

@@ -1,0 +1,46 @@
+"""How every caller runs the dbt project: its folders, the contract it builds with, its
+environment.
+
+dbt_project.yml keeps defaults for every var so that a bare ``dbt build`` works, but the vars of
+the evaluation contract (core/contract.py) are passed by every caller (the analytical DAG through
+cosmos, test helpers, benchmarks), so that dbt and the evaluation cannot disagree on them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.contract import PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE, SEEDS
+from core.settings import DBT_PROJECT_DIR, Paths
+
+DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
+
+
+def dbt_vars() -> dict[str, int]:
+    """The dbt vars set from the contract (the rest are design choices: dbt_project.yml)."""
+    return {"panel_months_before": PANEL_MONTHS_BEFORE, "panel_months_after": PANEL_MONTHS_AFTER,
+            "matching_seed": SEEDS.matching}
+
+
+def dbt_args(work_dir: Path) -> list[str]:
+    """The project, profile and contract options of a dbt command; dbt's target and logs go
+    under ``work_dir``."""
+    return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(Path(work_dir) / "target"), "--log-path", str(Path(work_dir) / "logs"),
+            "--vars", json.dumps(dbt_vars(), sort_keys=True)]
+
+
+def dbt_process_env(paths: Paths) -> dict[str, str]:
+    """The environment of a dbt child process: this one's, the run's warehouse and
+    pseudonymised folder (``Paths.dbt_env``), and no usage statistics."""
+    return dict(os.environ, **paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
+
+
+def run_dbt(paths: Paths, *args: str) -> subprocess.CompletedProcess:
+    """``dbt <args>`` in a child process against a run's warehouse (target and logs under
+    ``<out>/dbt``); the caller checks the return code."""
+    cmd = [str(DBT_EXECUTABLE), *args, *dbt_args(paths.out / "dbt")]
+    return subprocess.run(cmd, env=dbt_process_env(paths), capture_output=True, text=True)
