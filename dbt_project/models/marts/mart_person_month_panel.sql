@@ -9,4 +9,4 @@ select
     outpatient_attendances,
     gp_appointments,
     iapt_treatment_contacts
-from {{ ref('int_person_months') }}
+from {{ ref('int_activity_aggregated_to_person_months') }}

@@ -1,24 +1,24 @@
 -- Dense person x calendar month panel of the study window: exposure (fraction of the month
 -- registered and alive) and monthly activity counts, activity bucketed by its date's month.
 with persons as (
-    select person_id, registration_start, censor_date from {{ ref('int_persons') }}
+    select person_id, registration_start, censor_date from {{ ref('int_persons_joined_to_imd') }}
 ),
 ae as (
-    select person_id, activity_month, count(*) as n from {{ ref('int_ae_attendances') }} group by all
+    select person_id, activity_month, count(*) as n from {{ ref('int_ae_attendances_filtered_to_type_01') }} group by all
 ),
 em as (
     select person_id, activity_month, count(*) as n, sum(bed_days) as bed_days
-    from {{ ref('int_emergency_spells') }} group by all
+    from {{ ref('int_apc_spells_filtered_to_emergency') }} group by all
 ),
 op as (
-    select person_id, activity_month, count(*) as n from {{ ref('int_outpatient_attendances') }} group by all
+    select person_id, activity_month, count(*) as n from {{ ref('int_outpatient_appointments_filtered_to_attended') }} group by all
 ),
 gp as (
-    select person_id, activity_month, count(*) as n from {{ ref('int_gp_appointments') }} group by all
+    select person_id, activity_month, count(*) as n from {{ ref('int_gp_appointments_filtered_to_attended') }} group by all
 ),
 iapt as (
     select person_id, date_trunc('month', care_contact_date) as activity_month, count(*) as n
-    from {{ ref('int_iapt_contacts') }}
+    from {{ ref('int_iapt_care_contacts_flagged') }}
     where is_treatment_contact and person_id is not null
     group by all
 ),
@@ -36,7 +36,7 @@ grid as (
             ) + 1
         ) as days_exposed
     from persons p
-    cross join {{ ref('int_calendar_months') }} m
+    cross join {{ ref('int_calendar_months_spanned_by_activity') }} m
 )
 select
     g.person_id,
