@@ -1,5 +1,7 @@
 -- Dense person x calendar month panel of the study window: exposure (fraction of the month
 -- registered and alive) and monthly activity counts, activity bucketed by its date's month.
+-- A count is null where nothing was recorded: the panels (mart_person_month_panel and the
+-- evaluation panels) zero-fill and type them with the macro panel_activity_columns.
 with persons as (
     select person_id, registration_start, censor_date from {{ ref('int_persons_joined_to_imd') }}
 ),
@@ -42,12 +44,12 @@ select
     g.person_id,
     g.calendar_month,
     cast(least(1.0, g.days_exposed / g.days_in_month) as double)  as exposure_months,
-    cast(coalesce(ae.n, 0) as integer)                             as ae_attendances,
-    cast(coalesce(em.n, 0) as integer)                             as emergency_admissions,
-    cast(coalesce(em.bed_days, 0) as integer)                      as bed_days,
-    cast(coalesce(op.n, 0) as integer)                             as outpatient_attendances,
-    cast(coalesce(gp.n, 0) as integer)                             as gp_appointments,
-    cast(coalesce(iapt.n, 0) as integer)                           as iapt_treatment_contacts
+    ae.n                                                           as ae_attendances,
+    em.n                                                           as emergency_admissions,
+    em.bed_days                                                    as bed_days,
+    op.n                                                           as outpatient_attendances,
+    gp.n                                                           as gp_appointments,
+    iapt.n                                                         as iapt_treatment_contacts
 from grid g
 left join ae   on ae.person_id = g.person_id   and ae.activity_month = g.calendar_month
 left join em   on em.person_id = g.person_id   and em.activity_month = g.calendar_month
