@@ -147,8 +147,8 @@ def sensitivity(paths: Paths) -> dict:
     raw = read_table(paths.warehouse, "mart_evaluation_panel")
     panel = load_panel(paths.warehouse)
     results = {o: _load(paths, f"outcome_{o}").did for o in OUTCOMES}
-    deaths = (read_table(paths.warehouse, "int_persons")[["person_id", "date_of_death"]]
-              if "int_persons" in tables else None)
+    deaths = (read_table(paths.warehouse, "int_persons_joined_to_imd")[["person_id", "date_of_death"]]
+              if "int_persons_joined_to_imd" in tables else None)
     treated = (read_table(paths.warehouse, "mart_treated_cohort")
                if "mart_treated_cohort" in tables else None)
     contacts = None

@@ -6,7 +6,7 @@ from core.periods import period_of, requested_period
 from core.settings import PERIOD_ENV
 
 # Activity dates (contract names) that bound the study calendar, as in dbt's
-# int_calendar_months: the data period is the month of the latest of them.
+# int_calendar_months_spanned_by_activity: the data period is the month of the latest of them.
 ACTIVITY_DATES = {"ecds": "Arrival_Date", "apc": "Admission_Date", "opa": "APPTDATE",
                   "gp_appointments": "AppointmentDate", "iapt_ids201_care_contact": "CareContDate"}
 

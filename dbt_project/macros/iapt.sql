@@ -45,8 +45,9 @@
     end
 {%- endmacro %}
 
-{#- Exposure and the five counts of a person-month (alias of mart_person_month_panel, left
-    joined): months outside the study data get exposure 0 and zero counts. -#}
+{#- Exposure and the five counts of a person-month (alias of
+    int_activity_aggregated_to_person_months, left joined), zero-filled and typed: counts
+    nothing was recorded for are 0, months outside the study data get exposure 0. -#}
 {% macro panel_activity_columns(pm) -%}
     cast(coalesce({{ pm }}.exposure_months, 0) as double)          as exposure_months,
     cast(coalesce({{ pm }}.ae_attendances, 0) as integer)          as ae_attendances,

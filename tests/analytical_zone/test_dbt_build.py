@@ -33,17 +33,17 @@ def test_each_person_once_per_role_and_controls_not_yet_referred(con):
     assert q(con, """select count(*) - count(distinct person_id) from mart_matched_cohort where is_treated = 0""")[0][0] == 0
     # not-yet-referred design: no control had an IAPT referral by the end of its index month, so
     # a treated person is a control only at an index month before their own (then treated later)
-    assert q(con, """select count(*) from mart_matched_cohort m join int_iapt_referrals r using (person_id)
+    assert q(con, """select count(*) from mart_matched_cohort m join int_iapt_referrals_flagged_with_outcomes r using (person_id)
                      where m.is_treated = 0
                        and r.referral_received_date < m.index_month + interval 1 month""")[0][0] == 0
     assert q(con, """select count(*) from mart_matched_cohort c join mart_treated_cohort t using (person_id)
                      where c.is_treated = 0 and t.index_month <= c.index_month""")[0][0] == 0
     # ... at a practice where the LTC pathway was live by the index month
     assert q(con, """select count(*) from mart_matched_cohort m
-                     left join int_ltc_practices l using (practice_code)
+                     left join int_ltc_pathway_contacts_aggregated_to_practices l using (practice_code)
                      where m.is_treated = 0 and not coalesce(l.ltc_pathway_launch_month <= m.index_month, false)""")[0][0] == 0
     # the design lets people referred later be controls until then (intention to treat): some are
-    assert q(con, """select count(*) from mart_matched_cohort c join int_iapt_referrals r using (person_id)
+    assert q(con, """select count(*) from mart_matched_cohort c join int_iapt_referrals_flagged_with_outcomes r using (person_id)
                      where c.is_treated = 0""")[0][0] > 0
     # each matched set: one treated, >= 1 control, same index month
     bad = q(con, """select matched_set_id from mart_matched_cohort group by 1
@@ -61,14 +61,14 @@ def test_matched_controls_were_eligible_at_the_index_month(con):
     # registered for the whole 12-month baseline and alive at index, adult, no prior IAPT treatment
     bad = q(con, """
         select m.person_id from mart_matched_cohort m
-        join int_persons p using (person_id)
+        join int_persons_joined_to_imd p using (person_id)
         where m.is_treated = 0
           and (p.registration_start > m.index_month - interval 12 month
                or p.censor_date < m.index_month or m.age < 18)""")
     assert bad == []
     bad = q(con, """
         select m.person_id from mart_matched_cohort m
-        join int_iapt_contacts c using (person_id)
+        join int_iapt_care_contacts_flagged c using (person_id)
         where m.is_treated = 0 and c.is_treatment_contact and c.care_contact_date < m.index_month""")
     assert bad == []
 
@@ -104,10 +104,10 @@ def test_balance_and_attrition_tables(con):
 def test_attrition_accounts_for_every_treated_person(con):
     """Every person of the treated cohort is matched or dropped at exactly one named step."""
     steps = dict(q(con, "select step_order, n_persons from mart_attrition where cohort = 'treated'"))
-    n_cohort = q(con, "select count(*) from int_treated_referrals")[0][0]
+    n_cohort = q(con, "select count(*) from int_iapt_referrals_filtered_to_treated")[0][0]
     assert steps[4] == n_cohort
     # under-18s are not in mart_treated_cohort; every other exclusion has its reason there
-    assert n_cohort - steps[5] == q(con, """select count(*) from int_treated_referrals
+    assert n_cohort - steps[5] == q(con, """select count(*) from int_iapt_referrals_filtered_to_treated
         where person_id not in (select person_id from mart_treated_cohort)""")[0][0]
     by_reason = dict(q(con, "select exclusion_reason, count(*) from mart_treated_cohort where not eligible_for_matching group by 1"))
     reasons = {6: "baseline starts before the study data", 7: "not registered for the whole baseline",
@@ -127,7 +127,7 @@ def test_attrition_accounts_for_every_treated_person(con):
 
 
 def test_control_index_months_lie_within_registration(con):
-    bad = q(con, """select m.person_id, m.index_month from mart_matched_cohort m join int_persons p using (person_id)
+    bad = q(con, """select m.person_id, m.index_month from mart_matched_cohort m join int_persons_joined_to_imd p using (person_id)
                     where m.is_treated = 0
                       and not (p.registration_start <= m.index_month
                                and (p.censor_date is null or p.censor_date >= m.index_month))""")

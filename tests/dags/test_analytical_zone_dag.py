@@ -25,7 +25,7 @@ def monkeypatch_module():
 
 def test_dbt_nodes_are_tasks_and_gx_runs_after_them(dag):
     ids = set(dag.task_ids)
-    for mart in ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_attrition", "int_matched_cohort"):
+    for mart in ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_attrition", "int_controls_matched_to_treated"):
         assert any(t.startswith(f"dbt.{mart}") for t in ids), mart
     gx = dag.get_task("validate_marts")
     upstream = gx.get_flat_relative_ids(upstream=True)

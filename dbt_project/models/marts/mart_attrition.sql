@@ -1,17 +1,17 @@
 -- Attrition (flow) table: persons remaining after each step, treated then control side.
 {%- set exact = var('matching_exact') %}
 with referrals as (
-    select * from {{ ref('int_iapt_referrals') }} where person_id is not null
+    select * from {{ ref('int_iapt_referrals_flagged_with_outcomes') }} where person_id is not null
 ),
 treated_pool as (
     select p.*
-    from {{ ref('int_match_pool') }} p
-    join {{ ref('int_treated_referrals') }} t
+    from {{ ref('int_match_pool_stacked_by_index_month') }} p
+    join {{ ref('int_iapt_referrals_filtered_to_treated') }} t
       on t.person_id = p.person_id and t.index_month = p.index_month
     where p.is_treated = 1
 ),
 candidates as (
-    select * from {{ ref('int_match_candidates') }}
+    select * from {{ ref('int_match_pool_filtered_to_eligible') }}
 ),
 with_stratum as (
     select count(distinct t.person_id) as n
@@ -30,25 +30,25 @@ matched as (
     select
         count(distinct person_id) filter (where is_treated = 1) as n_treated,
         count(distinct person_id) filter (where is_treated = 0) as n_control
-    from {{ ref('mart_matched_cohort') }}
+    from {{ ref('int_controls_matched_to_treated') }}
 ),
 full_sets as (
     select count(*) as n
     from (
         select matched_set_id
-        from {{ ref('mart_matched_cohort') }}
+        from {{ ref('int_controls_matched_to_treated') }}
         group by matched_set_id
         having count(*) filter (where is_treated = 0) >= {{ var('matching_ratio') }}
     )
 ),
 steps as (
     select 1 as step_order, 'treated' as cohort, 'persons linked on the GP registered list' as step,
-           (select count(*) from {{ ref('int_persons') }}) as n_persons
+           (select count(*) from {{ ref('int_persons_joined_to_imd') }}) as n_persons
     union all select 2, 'treated', 'with an IAPT referral', (select count(distinct person_id) from referrals)
     union all select 3, 'treated', 'with a referral on the IAPT-LTC pathway',
            (select count(distinct person_id) from referrals where is_ltc_pathway)
     union all select 4, 'treated', 'finished course or >= {{ var("min_treatment_contacts") }} treatment contacts',
-           (select count(*) from {{ ref('int_treated_referrals') }})
+           (select count(*) from {{ ref('int_iapt_referrals_filtered_to_treated') }})
     union all select 5, 'treated', 'adult at index', (select count(*) from treated_pool where is_adult)
     union all select 6, 'treated', 'baseline within the study data',
            (select count(*) from treated_pool where is_adult and baseline_in_study_data)

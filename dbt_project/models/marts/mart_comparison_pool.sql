@@ -8,6 +8,6 @@ select
     min(index_month)           as first_eligible_index_month,
     max(index_month)           as last_eligible_index_month,
     '{{ var("comparison_design") }}' as comparison_design
-from {{ ref('int_match_candidates') }}
+from {{ ref('int_match_pool_filtered_to_eligible') }}
 where is_treated = 0
 group by person_id

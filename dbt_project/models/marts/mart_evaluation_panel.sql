@@ -7,6 +7,18 @@
 with rel as (
     {{ panel_rel_months() }}
 ),
+matched as (
+    -- the matched sets, keys typed as in mart_matched_cohort (the matching's Python output
+    -- has wider types, e.g. a timestamp index month)
+    select
+        cast(matched_set_id as bigint) as matched_set_id,
+        cast(person_id as varchar)     as person_id,
+        cast(is_treated as integer)    as is_treated,
+        cast(index_month as date)      as index_month,
+        cast(ltc_group as varchar)     as ltc_group,
+        cast(practice_code as varchar) as practice_code
+    from {{ ref('int_controls_matched_to_treated') }}
+),
 cohort_months as (
     select
         c.matched_set_id,
@@ -17,7 +29,7 @@ cohort_months as (
         cast(c.index_month + to_months(r.rel_month) as date) as calendar_month,
         c.ltc_group,
         c.practice_code
-    from {{ ref('mart_matched_cohort') }} c
+    from matched c
     cross join rel r
 )
 select
@@ -32,5 +44,5 @@ select
     cm.ltc_group,
     cm.practice_code
 from cohort_months cm
-left join {{ ref('mart_person_month_panel') }} pm
+left join {{ ref('int_activity_aggregated_to_person_months') }} pm
   on pm.person_id = cm.person_id and pm.calendar_month = cm.calendar_month

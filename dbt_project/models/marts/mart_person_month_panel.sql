@@ -1,12 +1,9 @@
--- Person x calendar month utilisation panel over the study window (every linked person).
+-- Person x calendar month utilisation panel over the study window (every linked person): the
+-- dense person-months with exposure, counts zero-filled where nothing was recorded and typed,
+-- as in the evaluation panels (macro panel_activity_columns).
 select
-    person_id,
-    calendar_month,
-    exposure_months,
-    ae_attendances,
-    emergency_admissions,
-    bed_days,
-    outpatient_attendances,
-    gp_appointments,
-    iapt_treatment_contacts
-from {{ ref('int_person_months') }}
+    pm.person_id,
+    pm.calendar_month,
+    {{ panel_activity_columns('pm') }},
+    cast(coalesce(pm.iapt_treatment_contacts, 0) as integer) as iapt_treatment_contacts
+from {{ ref('int_activity_aggregated_to_person_months') }} pm

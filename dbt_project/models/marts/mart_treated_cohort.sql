@@ -21,7 +21,7 @@ select
     t.reliable_deterioration,
     p.exclusion_reason is null                as eligible_for_matching,
     p.exclusion_reason
-from {{ ref('int_treated_referrals') }} t
-join {{ ref('int_match_pool') }} p
+from {{ ref('int_iapt_referrals_filtered_to_treated') }} t
+join {{ ref('int_match_pool_stacked_by_index_month') }} p
   on p.person_id = t.person_id and p.index_month = t.index_month and p.is_treated = 1
 where p.is_adult

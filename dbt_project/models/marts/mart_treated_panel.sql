@@ -11,9 +11,9 @@ treated_months as (
         t.index_month,
         r.rel_month,
         cast(t.index_month + to_months(r.rel_month) as date) as calendar_month
-    from {{ ref('mart_treated_cohort') }} t
+    from {{ ref('int_match_pool_filtered_to_eligible') }} t   -- eligible rows; the treated at their index month
     cross join rel r
-    where t.eligible_for_matching
+    where t.is_treated = 1
 )
 select
     tm.person_id,
@@ -24,5 +24,5 @@ select
     tm.calendar_month,
     {{ panel_activity_columns('pm') }}
 from treated_months tm
-left join {{ ref('mart_person_month_panel') }} pm
+left join {{ ref('int_activity_aggregated_to_person_months') }} pm
   on pm.person_id = tm.person_id and pm.calendar_month = tm.calendar_month

@@ -18,7 +18,7 @@ having count(*) > 1
 {%- if var('comparison_design') == 'not_yet_referred' %}
 select c.person_id, c.index_month
 from {{ model }} c
-join {{ ref('int_iapt_referrals') }} r on r.person_id = c.person_id
+join {{ ref('int_iapt_referrals_flagged_with_outcomes') }} r on r.person_id = c.person_id
 where c.is_treated = 0
   and r.referral_received_date < c.index_month + interval 1 month
 union all
@@ -33,7 +33,7 @@ from {{ model }} c
 where c.is_treated = 0
   and (c.person_id in (select person_id from {{ ref('mart_treated_cohort') }})
        or c.person_id in (select person_id from {{ model }} where is_treated = 1)
-       or c.person_id in (select person_id from {{ ref('int_iapt_contacts') }}
+       or c.person_id in (select person_id from {{ ref('int_iapt_care_contacts_flagged') }}
                           where is_treatment_contact and care_contact_date < c.index_month))
 {%- endif %}
 {% endtest %}

@@ -634,7 +634,8 @@ Where the after-death check happens: only `gp_patients` carries a date of death,
 on GP appointments. IAPT records, A&E attendances, admissions and outpatient appointments
 carry no date of death and reach a GP patient only through linkage; activity after death is
 not checked in the identifiable zone (in the analytical zone exposure stops at the censor
-date, `int_persons.censor_date`, but activity dated after it is not yet tested for).
+date, `int_persons_joined_to_imd.censor_date`, but activity dated after it is not yet tested
+for).
 
 | file | source | fault | expected |
 |---|---|---|---|

@@ -14,5 +14,5 @@ select
     {%- endfor %}
     power(age - 55, 2)                      as ps_age_sq,
     power(imd_decile - 5.5, 2)              as ps_imd_sq
-from {{ ref('int_match_pool') }}
+from {{ ref('int_match_pool_stacked_by_index_month') }}
 where exclusion_reason is null

@@ -15,8 +15,8 @@ def model(dbt, session):
     shown = [c for c in as_column_list(dbt.config.get("balance_shown_covariates")) if c not in covariates]
     # a stable row order: a parallel scan returns rows in any order, and floating-point sums
     # (and so the last digits of the balance statistics) depend on it
-    candidates = dbt.ref("int_match_candidates").df().sort_values(["person_id", "index_month"], kind="stable").reset_index(drop=True)
-    matched = dbt.ref("int_matched_cohort").df().sort_values(["matched_set_id", "is_treated", "person_id"], kind="stable").reset_index(drop=True)
+    candidates = dbt.ref("int_match_pool_filtered_to_eligible").df().sort_values(["person_id", "index_month"], kind="stable").reset_index(drop=True)
+    matched = dbt.ref("int_controls_matched_to_treated").df().sort_values(["matched_set_id", "is_treated", "person_id"], kind="stable").reset_index(drop=True)
     # the "before" sample is every eligible candidate row, with the same propensity model
     logit, _ = fit_propensity(candidates, "is_treated", [*covariates, *ps_extra])
     candidates[LOGIT_COLUMN] = logit

@@ -15,7 +15,7 @@ select
     cast(coalesce(sum({{ o }}) over w_selection, 0) as integer) as recent_{{ o }},
     {%- endfor %}
     count(*) over w_base as baseline_months_observed
-from {{ ref('int_person_months') }}
+from {{ ref('int_activity_aggregated_to_person_months') }}
 window
     w_base   as (partition by person_id order by calendar_month rows between {{ n }} preceding and 1 preceding),
     w_recent as (partition by person_id order by calendar_month rows between {{ half }} preceding and 1 preceding),

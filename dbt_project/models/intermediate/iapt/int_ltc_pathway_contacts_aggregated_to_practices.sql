@@ -4,8 +4,8 @@ select
     p.practice_code,
     cast(date_trunc('month', min(c.care_contact_date)) as date) as ltc_pathway_launch_month,
     count(distinct p.person_id)                                   as n_ltc_pathway_patients
-from {{ ref('int_iapt_contacts') }} c
-join {{ ref('int_persons') }} p on p.person_id = c.person_id
+from {{ ref('int_iapt_care_contacts_flagged') }} c
+join {{ ref('int_persons_joined_to_imd') }} p on p.person_id = c.person_id
 where c.is_ltc_pathway_contact
   and p.practice_code is not null
 group by p.practice_code

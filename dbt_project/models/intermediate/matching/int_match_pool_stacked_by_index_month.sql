@@ -4,40 +4,40 @@
 -- given the treated person's index month and must be eligible then).
 {%- set n = var('baseline_months') | int %}
 with study as (
-    select min(calendar_month) as first_month from {{ ref('int_calendar_months') }}
+    select min(calendar_month) as first_month from {{ ref('int_calendar_months_spanned_by_activity') }}
 ),
 treated as (
-    select person_id, index_month, 1 as is_treated from {{ ref('int_treated_referrals') }}
+    select person_id, index_month, 1 as is_treated from {{ ref('int_iapt_referrals_filtered_to_treated') }}
 ),
 index_months as (
     select distinct index_month from treated
 ),
 first_iapt_treatment as (
     select person_id, min(care_contact_date) as first_treatment_date
-    from {{ ref('int_iapt_contacts') }}
+    from {{ ref('int_iapt_care_contacts_flagged') }}
     where is_treatment_contact and person_id is not null
     group by person_id
 ),
 first_referral as (
     select person_id, min(referral_received_date) as first_referral_date
-    from {{ ref('int_iapt_referrals') }}
+    from {{ ref('int_iapt_referrals_flagged_with_outcomes') }}
     where person_id is not null
     group by person_id
 ),
 first_ltc_pathway as (
     select person_id, min(care_contact_date) as first_ltc_pathway_date
-    from {{ ref('int_iapt_contacts') }}
+    from {{ ref('int_iapt_care_contacts_flagged') }}
     where is_ltc_pathway_contact and person_id is not null
     group by person_id
 ),
 controls as (
     select p.person_id, m.index_month, 0 as is_treated
-    from {{ ref('int_persons') }} p
+    from {{ ref('int_persons_joined_to_imd') }} p
     cross join index_months m
     left join first_iapt_treatment ft on ft.person_id = p.person_id
     left join first_ltc_pathway fl on fl.person_id = p.person_id
     left join first_referral fr on fr.person_id = p.person_id
-    left join {{ ref('int_ltc_practices') }} lp on lp.practice_code = p.practice_code
+    left join {{ ref('int_ltc_pathway_contacts_aggregated_to_practices') }} lp on lp.practice_code = p.practice_code
     {%- if var('comparison_design') == 'not_yet_referred' %}
     where lp.ltc_pathway_launch_month <= m.index_month
       and (fr.first_referral_date is null or fr.first_referral_date >= m.index_month + interval 1 month)
@@ -66,7 +66,7 @@ ltc_at_index as (
         count(distinct l.snomed_code)                                                as n_ltcs,
         case when count(distinct l.ltc_group) > 1 then 'multiple' else max(l.ltc_group) end as ltc_group
     from rows_ r
-    join {{ ref('int_ltc_register') }} l
+    join {{ ref('int_gp_conditions_joined_to_ltc_codes') }} l
       on l.person_id = r.person_id
      and (l.diagnosis_date is null or l.diagnosis_date < r.index_month + interval 1 month)
     group by r.person_id, r.index_month
@@ -105,10 +105,10 @@ features as (
         coalesce(l.n_ltcs, 0) > 0                                                            as has_ltc,
         p.imd_decile is not null                                                             as has_imd
     from rows_ r
-    join {{ ref('int_persons') }} p on p.person_id = r.person_id
+    join {{ ref('int_persons_joined_to_imd') }} p on p.person_id = r.person_id
     cross join study s
     left join ltc_at_index l on l.person_id = r.person_id and l.index_month = r.index_month
-    left join {{ ref('int_person_month_baseline') }} b
+    left join {{ ref('int_person_months_summed_over_baseline') }} b
       on b.person_id = r.person_id and b.calendar_month = r.index_month
 )
 select

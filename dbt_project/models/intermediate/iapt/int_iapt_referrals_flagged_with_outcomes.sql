@@ -9,7 +9,7 @@ with contacts as (
         max(care_contact_date) filter (where is_treatment_contact)      as last_treatment_contact_date,
         bool_or(is_ltc_pathway_contact)                                 as is_ltc_pathway,
         min(care_contact_date) filter (where is_ltc_pathway_contact)    as first_ltc_pathway_contact_date
-    from {{ ref('int_iapt_contacts') }}
+    from {{ ref('int_iapt_care_contacts_flagged') }}
     group by service_request_id
 ),
 base as (
@@ -29,7 +29,7 @@ base as (
         s.phq9_first, s.phq9_last, s.gad7_first, s.gad7_last
     from {{ ref('stg_iapt__referrals') }} r
     left join contacts c using (service_request_id)
-    left join {{ ref('int_iapt_scores') }} s using (service_request_id)
+    left join {{ ref('int_iapt_scores_pivoted_to_referrals') }} s using (service_request_id)
 ),
 flags as (
     select *,

@@ -1,4 +1,4 @@
-"""Matched cohort: calls the shared evaluation.methods.matching.match on int_match_candidates.
+"""Matched cohort: calls the shared evaluation.methods.matching.match on int_match_pool_filtered_to_eligible.
 
 Design (vars in dbt_project.yml, passed through this model's config): exact match on
 `matching_exact` and the index month (stacked design), propensity score on
@@ -21,10 +21,10 @@ def model(dbt, session):
     refine = str(dbt.config.get("matching_refine")).strip().lower() in ("true", "1", "yes")
     target = float(dbt.config.get("matching_refine_target_smd"))
     distance = as_column_list(dbt.config.get("matching_distance_covariates"))
-    # not-yet-referred design: people referred later are controls until then (int_match_pool)
+    # not-yet-referred design: people referred later are controls until then (int_match_pool_stacked_by_index_month)
     not_yet_referred = dbt.config.get("comparison_design") == "not_yet_referred"
 
-    candidates = dbt.ref("int_match_candidates").df()
+    candidates = dbt.ref("int_match_pool_filtered_to_eligible").df()
     result = match(
         candidates,
         treatment="is_treated",

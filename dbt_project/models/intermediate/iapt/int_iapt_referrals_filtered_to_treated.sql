@@ -10,7 +10,7 @@ with qualifying as (
         {%- else -%}
         coalesce(r.first_treatment_contact_date, r.referral_received_date)
         {%- endif %} as index_date
-    from {{ ref('int_iapt_referrals') }} r
+    from {{ ref('int_iapt_referrals_flagged_with_outcomes') }} r
     where r.is_ltc_pathway
       and (r.finished_course or r.n_treatment_contacts >= {{ var('min_treatment_contacts') }})
       and r.person_id is not null
