@@ -1,4 +1,4 @@
--- Comparison pool (design var `comparison_design`, default non_ltc_practices): people with an
+-- Comparison pool (design var `comparison_design`, default not_yet_referred): people with an
 -- LTC who were eligible as a control at one or more treated index months, one row a person.
 select
     person_id,
