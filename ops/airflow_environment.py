@@ -48,8 +48,8 @@ def airflow_env(home: Path, out: Path, db_url: str, api_port: int, key_file: Pat
         # with any other cosmos user on the machine, whose profile (warehouse path) differs and
         # forces a full dbt parse on every task; ours is private
         "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
-        # no usage telemetry from Airflow, cosmos or dbt (and no waiting on blocked networks)
-        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+        # no usage telemetry from cosmos or dbt (and no waiting on blocked networks); Airflow 3
+        # collects none (its [usage_data_collection] option went with Airflow 2)
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
