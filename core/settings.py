@@ -47,7 +47,7 @@ ENVIRONMENT: dict[str, str] = {
     "LTCEVAL_PERSISTENCE_YEARS": "costing: years the effect is assumed to persist after follow-up (default 0)",
     "LTCEVAL_PERSISTENCE_DECAY": "costing: yearly decay of a persisting effect (default 0.5)",
     "LTCEVAL_PRELOAD": "ops/airflow_preloaded.py: 0 starts the plain `airflow scheduler`",
-    "LTCEVAL_PG_BINDIR": "ops/airflow_stack.py: where PostgreSQL's initdb and pg_ctl are",
+    "LTCEVAL_PG_BINDIR": "ops/postgres_cluster.py: where PostgreSQL's initdb and pg_ctl are",
 }
 
 

@@ -1,10 +1,12 @@
 """Run the three ltceval DAGs under a real Airflow scheduler on a throwaway PostgreSQL.
 
-This is what CI's `tests/operations/test_scheduler_postgres.py` does, and a human can run
-it too (from the repository root, after `make setup`):
+This is what CI's `tests/ops/test_scheduler_postgres.py` does, and a human can run it too
+(from the repository root, after `make setup`):
 
     uv run --frozen python ops/airflow_stack.py --persons 3000            # run, check, stop
     uv run --frozen python ops/airflow_stack.py --persons 3000 --keep     # ... then keep it up
+
+(`python -m ops.airflow_stack` is the same command.)
 
 It needs Debian's PostgreSQL server binaries (`apt-get install postgresql`; only the binaries
 are used, no system cluster is touched). Steps:
@@ -18,11 +20,12 @@ are used, no system cluster is touched). Steps:
    as separate processes sharing one AIRFLOW_HOME, each logging to `<home>/proc-*.log`;
 5. through the public REST API (`/api/v2`, JWT from `/auth/token`): wait for the three DAGs,
    unpause them, trigger `identifiable_zone`, then poll until the `evaluation` run (started by
-   the Asset chain pseudonymised_tables -> evaluation_panel) has succeeded;
+   the Asset chain pseudonymised_tables -> evaluation_panel) has succeeded, and check the
+   runs and Asset events (ops/run_checks.py);
 6. stop the processes (SIGTERM to each one's own process group, then SIGKILL) and the cluster.
 
-Only the standard library is used here (urllib for the API), so the module can be loaded by
-path from the tests without being a package.
+This module is the supervisor; the pieces it drives are the other modules of ops/ (listed in
+ops/__init__.py).
 """
 from __future__ import annotations
 
@@ -30,282 +33,31 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.assets import CHAIN, EVALUATION, IDENTIFIABLE_ZONE
+from core.assets import EVALUATION, IDENTIFIABLE_ZONE
+from core.settings import BALANCE_CRITICAL_ENV
+from ops import StackError
+from ops.airflow_api import ApiClient
+from ops.airflow_environment import airflow_env
+from ops.local_ports import free_port
+from ops.log_files import readable_task_log, tail
+from ops.postgres_cluster import PostgresCluster
+from ops.run_checks import DAG_IDS, check_runs
 
-REPO = Path(__file__).resolve().parent.parent
-DAG_IDS = tuple(link.dag_id for link in CHAIN)
-ASSET_CHAIN = tuple(link.asset_name for link in CHAIN)
-# which DAG publishes each asset of the chain, and which DAG it starts
-ASSET_PRODUCER = dict(zip(ASSET_CHAIN, DAG_IDS))
-ASSET_CONSUMER = dict(zip(ASSET_CHAIN[:-1], DAG_IDS[1:]))
 REPORT_NAME = "business_case.html"
-
-
-class StackError(RuntimeError):
-    """The stack could not be started, or the DAG runs did not succeed."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def postgres_bindir() -> Path | None:
-    """Debian keeps the server binaries (initdb, pg_ctl) in /usr/lib/postgresql/<major>/bin."""
-    env_dir = os.environ.get("LTCEVAL_PG_BINDIR")
-    candidates = [Path(env_dir)] if env_dir else []
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
-                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
-    candidates += versions
-    which = shutil.which("initdb")
-    if which:
-        candidates.append(Path(which).resolve().parent)
-    for c in candidates:
-        if (c / "initdb").exists() and (c / "pg_ctl").exists():
-            return c
-    return None
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError as exc:
-        return f"(cannot read {path}: {exc})"
-    return "\n".join(text[-lines:])
-
-
-def _readable_task_log(text: str) -> str:
-    """Airflow 3 task logs are JSON lines: show them as `time level event [error]`."""
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            out.append(line)
-            continue
-        msg = f"{rec.get('timestamp', '')[11:19]} {rec.get('level', ''):7} {rec.get('event', '')}"
-        for err in rec.get("error_detail") or []:
-            msg += f"\n    {err.get('exc_type')}: {err.get('exc_value')}"
-        out.append(msg)
-    return "\n".join(out)
-
-
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-@dataclass
-class PostgresCluster:
-    """A throwaway PostgreSQL cluster in its own temporary folder, on a free local port."""
-
-    port: int = field(default_factory=free_port)
-    user: str = "airflow"
-    database: str = "airflow"
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
-    base: Path | None = None
-    bindir: Path | None = None
-    _started: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg2://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
-
-    @property
-    def log(self) -> Path:
-        assert self.base is not None
-        return self.base / "postgres.log"
-
-    def _run_as_owner(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
-        """Run a server binary as the cluster owner: `postgres` when we are root."""
-        if os.geteuid() == 0:
-            kw.update(user="postgres", group="postgres", extra_groups=[])
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
-               "HOME": str(self.base)}
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              cwd=self.base, **kw)
-        if proc.returncode != 0:
-            raise StackError(f"{' '.join(cmd[:2])} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def start(self) -> "PostgresCluster":
-        self.bindir = self.bindir or postgres_bindir()
-        if self.bindir is None:
-            raise StackError("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's "
-                             "`postgresql` package (.ci/run does), or set LTCEVAL_PG_BINDIR")
-        self.base = Path(tempfile.mkdtemp(prefix="ltceval-pg-"))
-        pwfile = self.base / "pwfile"
-        pwfile.write_text(self.password + "\n")
-        pwfile.chmod(0o600)
-        if os.geteuid() == 0:
-            import pwd
-
-            try:
-                pw = pwd.getpwnam("postgres")
-            except KeyError:
-                raise StackError("running as root but there is no `postgres` user to own the cluster "
-                                 "(initdb refuses root); install Debian's `postgresql` package") from None
-            os.chown(self.base, pw.pw_uid, pw.pw_gid)
-            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
-        data = self.base / "data"
-        self._run_as_owner([str(self.bindir / "initdb"), "-D", str(data), "-U", self.user,
-                            f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                            "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], timeout=120)
-        pwfile.unlink()
-        opts = (f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.base} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run_as_owner([str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.log), "-o", opts,
-                            "-w", "-t", "60", "start"], timeout=90)
-        self._started = True
-        self._run_as_owner([str(self.bindir / "psql") if (self.bindir / "psql").exists() else "psql",
-                            "-h", str(self.base), "-p", str(self.port), "-U", self.user, "-d", "postgres",
-                            "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{self.database}"'], timeout=60)
-        return self
-
-    def stop(self) -> None:
-        if self.base is None:
-            return
-        if self._started:
-            try:
-                self._run_as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"), "-m", "fast",
-                                    "-w", "-t", "30", "stop"], timeout=60)
-            except (StackError, subprocess.TimeoutExpired) as exc:
-                print(f"warning: pg_ctl stop: {exc}", file=sys.stderr)
-            self._started = False
-        shutil.rmtree(self.base, ignore_errors=True)
-        self.base = None
-
-
-# --------------------------------------------------------------------------- REST API
-
-
-class ApiClient:
-    """The Airflow 3 public REST API (`/api/v2`) with a JWT from the simple auth manager."""
-
-    def __init__(self, base_url: str, username: str, password: str):
-        self.base_url = base_url.rstrip("/")
-        self.username, self.password = username, password
-        self.token: str | None = None
-
-    def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True,
-                 timeout: float = 30) -> dict:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if auth:
-            if self.token is None:
-                self.login()
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:2000]
-            raise StackError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
-        return json.loads(raw) if raw else {}
-
-    def login(self) -> None:
-        """POST /auth/token with the simple auth manager's user and password -> access_token."""
-        resp = self._request("POST", "/auth/token", {"username": self.username, "password": self.password},
-                             auth=False)
-        self.token = resp["access_token"]
-
-    def get(self, path: str) -> dict:
-        return self._request("GET", path)
-
-    def patch(self, path: str, body: dict) -> dict:
-        return self._request("PATCH", path, body)
-
-    def post(self, path: str, body: dict) -> dict:
-        return self._request("POST", path, body)
-
-    def healthy(self) -> bool:
-        try:
-            health = self._request("GET", "/api/v2/monitor/health", auth=False, timeout=5)
-        except (OSError, StackError, ValueError):
-            return False
-        return health.get("metadatabase", {}).get("status") == "healthy"
-
-    def dag_runs(self, dag_id: str) -> list[dict]:
-        return self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=-run_after")["dag_runs"]
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        from urllib.parse import quote
-
-        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=500"
-                        )["task_instances"]
-
-    def asset_events(self) -> list[dict]:
-        return self.get("/api/v2/assets/events?limit=500&order_by=timestamp")["asset_events"]
-
-
-# --------------------------------------------------------------------------- Airflow
-
-
-def airflow_env(home: Path, out: Path, db_url: str, api_port: int, key_file: Path,
-                extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for every Airflow process: our own home, Postgres, LocalExecutor, small and fast.
-
-    Inherited AIRFLOW*/LTCEVAL_* variables (e.g. the test suite's SQLite settings) are dropped.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LTCEVAL_"))}
-    base_url = f"http://127.0.0.1:{api_port}"
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__API__EXPOSE_CONFIG": "False",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__BASE_URL": base_url,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-        # one secret set for every component (they share the home, but be explicit)
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        # two cores: two task processes at a time
-        "AIRFLOW__CORE__PARALLELISM": "2",
-        # each DAG file is parsed once at start (and by each task process); no periodic re-parse
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
-        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "240",
-        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        # cosmos keeps dbt's partial-parse file in a cache folder, /tmp/cosmos by default: shared
-        # with any other cosmos user on the machine, whose profile (warehouse path) differs and
-        # forces a full dbt parse on every task; ours is private
-        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
-        # no usage telemetry from Airflow, cosmos or dbt (and no waiting on blocked networks)
-        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-        # the pipeline
-        "LTCEVAL_OUT": str(out),
-        "LTCEVAL_PSEUDO_KEY_FILE": str(key_file),
-        "PYTHONUNBUFFERED": "1",
-    })
-    env.update(extra or {})
-    return env
+DEFAULT_EXTRA_ENV = {
+    # small populations stop at the balance gate by design: report-only here
+    BALANCE_CRITICAL_ENV: "0",
+    # this exercises orchestration, not precision: fewer bootstrap replicates
+    "LTCEVAL_BOOTSTRAP_REPS": "99",
+}
 
 
 @dataclass
@@ -355,7 +107,7 @@ class AirflowStack:
             proc = subprocess.run([sys.executable, "-m", *args], env=self.env, cwd=self.home, stdout=log,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
         if proc.returncode != 0:
-            raise StackError(f"{name} failed ({proc.returncode}):\n{_tail(self.log_path(name))}")
+            raise StackError(f"{name} failed ({proc.returncode}):\n{tail(self.log_path(name))}")
         return time.monotonic() - t0
 
     def migrate(self) -> float:
@@ -385,7 +137,7 @@ class AirflowStack:
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise StackError(f"airflow {name} exited ({proc.returncode}):\n{_tail(self.log_path(name))}")
+                raise StackError(f"airflow {name} exited ({proc.returncode}):\n{tail(self.log_path(name))}")
 
     def wait_for_api(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -427,7 +179,7 @@ class AirflowStack:
                 lines.append(f"--- {dag_id} / {ti['task_id']} failed; task log tail:")
                 folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
                 for f in sorted(folder.glob("**/*.log")):
-                    lines.append(_readable_task_log(_tail(f, 40)))
+                    lines.append(readable_task_log(tail(f, 40)))
         return "\n".join(lines)
 
     def wait_for_chain(self, timeout: float, progress=print) -> dict[str, dict]:
@@ -483,52 +235,8 @@ class AirflowStack:
         for name in ("db-migrate", "synth", *self.procs):
             path = self.log_path(name)
             if path.exists():
-                parts.append(f"===== {path.name} (last {lines} lines)\n{_tail(path, lines)}")
+                parts.append(f"===== {path.name} (last {lines} lines)\n{tail(path, lines)}")
         return "\n".join(parts)
-
-
-def check_runs(api: ApiClient) -> dict:
-    """What CI asserts, from the REST API alone: one successful run per DAG and the Asset chain.
-
-    Returns {"runs": {dag_id: run}, "events": {asset_name: event}}; raises StackError otherwise.
-    """
-    runs = {}
-    for dag_id in DAG_IDS:
-        ok = [r for r in api.dag_runs(dag_id) if r["state"] == "success"]
-        if not ok:
-            raise StackError(f"{dag_id}: no successful DAG run ({api.dag_runs(dag_id)})")
-        runs[dag_id] = ok[0]
-    if runs[IDENTIFIABLE_ZONE.dag_id]["run_type"] != "manual":
-        raise StackError(f"identifiable_zone run type {runs[IDENTIFIABLE_ZONE.dag_id]['run_type']}")
-    for dag_id in DAG_IDS[1:]:
-        if runs[dag_id]["run_type"] != "asset_triggered":
-            raise StackError(f"{dag_id} was not started by its Asset: run type {runs[dag_id]['run_type']}")
-    events = {}
-    all_events = api.asset_events()
-    for name in ASSET_CHAIN:
-        mine = [e for e in all_events if e.get("name") == name]
-        if not mine:
-            raise StackError(f"no Asset event for {name}; events: {sorted({e.get('name') for e in all_events})}")
-        ev = mine[-1]
-        producer = ASSET_PRODUCER[name]
-        if ev["source_dag_id"] != producer or ev["source_run_id"] != runs[producer]["dag_run_id"]:
-            raise StackError(f"{name} event from {ev['source_dag_id']}/{ev['source_run_id']}, "
-                             f"expected {producer}/{runs[producer]['dag_run_id']}")
-        events[name] = ev
-    # each event started the next DAG's run
-    for name, consumer in ASSET_CONSUMER.items():
-        created = {(d["dag_id"], d["run_id"]) for d in events[name]["created_dagruns"]}
-        if (consumer, runs[consumer]["dag_run_id"]) not in created:
-            raise StackError(f"{name} event did not create {consumer}/{runs[consumer]['dag_run_id']}: {created}")
-    return {"runs": runs, "events": events}
-
-
-DEFAULT_EXTRA_ENV = {
-    # small populations stop at the balance gate by design: report-only here
-    "LTCEVAL_BALANCE_CRITICAL": "0",
-    # this exercises orchestration, not precision: fewer bootstrap replicates
-    "LTCEVAL_BOOTSTRAP_REPS": "99",
-}
 
 
 def run_once(persons: int, seed: int, timeout: float, keep: bool = False, workdir: Path | None = None,
@@ -576,7 +284,7 @@ def run_once(persons: int, seed: int, timeout: float, keep: bool = False, workdi
         if stack is not None:
             print(stack.logs_report(), file=sys.stderr)
         if cluster.base is not None:
-            print(f"===== postgres.log\n{_tail(cluster.log)}", file=sys.stderr)
+            print(f"===== postgres.log\n{tail(cluster.log)}", file=sys.stderr)
         raise
     finally:
         if stack is not None:

@@ -68,10 +68,10 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Longest groups first (whole `ltceval run`s, then other slow groups, then the rest), so
-    that the workers do not end with one long group while the other is idle; the order inside
-    a group is kept (the sort is stable)."""
+    """Longest groups first (whole pipeline runs: `ltceval run`s and the scheduler stack, then
+    other slow groups, then the rest), so that the workers do not end with one long group while
+    the other is idle; the order inside a group is kept (the sort is stable)."""
     slow = {_group(i.nodeid) for i in items if i.get_closest_marker("slow") is not None}
     whole_runs = {_group(i.nodeid) for i in items if _group(i.nodeid) in slow
-                  and i.nodeid.startswith(("tests/operations/", "tests/end_to_end/"))}
+                  and i.nodeid.startswith(("tests/operations/", "tests/end_to_end/", "tests/ops/"))}
     items.sort(key=lambda i: 0 if _group(i.nodeid) in whole_runs else 1 if _group(i.nodeid) in slow else 2)

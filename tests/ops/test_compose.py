@@ -27,7 +27,7 @@ NOT_FOR_COMPOSE = {
     "LTCEVAL_UPSTREAM_PSEUDO_KEY": "synthetic generator only (upstream-pseudonymised test extracts)",
     "LTCEVAL_WAREHOUSE": "set by the analytical DAG for dbt (from LTCEVAL_OUT)",
     "LTCEVAL_PSEUDONYMISED_DIR": "set by the analytical DAG for dbt (from LTCEVAL_OUT)",
-    "LTCEVAL_PG_BINDIR": "ops/airflow_stack.py's own PostgreSQL test cluster; compose runs a postgres service",
+    "LTCEVAL_PG_BINDIR": "ops/postgres_cluster.py, the stack's own throwaway cluster; compose runs a postgres service",
 }
 # folders whose code runs inside DAG tasks or DAG parsing
 CODE_DIRS = ("dags", "core", "ltceval", "identifiable_zone", "evaluation", "expectations")

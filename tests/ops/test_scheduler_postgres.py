@@ -9,7 +9,8 @@ their own environment (not the SQLite one tests/conftest.py sets up for `dag.tes
 pseudonymised_tables -> evaluation_panel, and the business case must be published.
 The REST checks run while the stack is up; then every process and the cluster are stopped
 (in a `finally`, whatever happened), and on failure the process logs are printed.
-The steps live in ops/airflow_stack.py (also a command for humans; docs/operating.md).
+The steps live in ops/airflow_stack.py (also a command for humans; docs/operating.md); its
+pieces have tests of their own here.
 """
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from required_tools import load_ops_module, require
+from ops.airflow_stack import run_once
+from ops.postgres_cluster import postgres_bindir
+from ops.run_checks import ASSET_CHAIN, ASSET_PRODUCER, DAG_IDS
+from required_tools import require
 
 # small: the balance gate is report-only for it (LTCEVAL_BALANCE_CRITICAL=0, set by the stack)
 PERSONS = 3000
@@ -33,8 +37,7 @@ def _when(text: str) -> datetime:
 
 @pytest.fixture(scope="module")
 def stack_run(tmp_path_factory):
-    stack = load_ops_module("airflow_stack")
-    require(stack.postgres_bindir(), "PostgreSQL server binaries (initdb, pg_ctl)", "postgresql")
+    require(postgres_bindir(), "PostgreSQL server binaries (initdb, pg_ctl)", "postgresql")
     workdir = tmp_path_factory.mktemp("scheduler-postgres")
     lines = []
 
@@ -43,17 +46,17 @@ def stack_run(tmp_path_factory):
         print(msg, flush=True)
 
     t0 = time.monotonic()
-    result = stack.run_once(PERSONS, SEED, DAG_TIMEOUT, workdir=workdir, progress=progress)
+    result = run_once(PERSONS, SEED, DAG_TIMEOUT, workdir=workdir, progress=progress)
     result["wall"] = time.monotonic() - t0
     result["progress"] = lines
-    return stack, result
+    return result
 
 
 @pytest.mark.slow
 def test_dags_run_under_the_scheduler_on_postgres(stack_run):
-    stack, result = stack_run
+    result = stack_run
     runs = result["runs"]
-    assert set(runs) == set(stack.DAG_IDS)
+    assert set(runs) == set(DAG_IDS)
     for dag_id, run in runs.items():
         assert run["state"] == "success", (dag_id, run)
     assert runs["identifiable_zone"]["run_type"] == "manual"
@@ -70,11 +73,11 @@ def test_dags_run_under_the_scheduler_on_postgres(stack_run):
 
 @pytest.mark.slow
 def test_asset_chain_recorded_in_the_api(stack_run):
-    stack, result = stack_run
+    result = stack_run
     events = result["events"]
-    assert list(events) == list(stack.ASSET_CHAIN)
+    assert list(events) == list(ASSET_CHAIN)
     runs = result["runs"]
-    for name, producer in stack.ASSET_PRODUCER.items():
+    for name, producer in ASSET_PRODUCER.items():
         assert events[name]["source_dag_id"] == producer
         assert events[name]["source_run_id"] == runs[producer]["dag_run_id"]
     created = {(d["dag_id"], d["run_id"]) for d in events["pseudonymised_tables"]["created_dagruns"]}
@@ -85,7 +88,7 @@ def test_asset_chain_recorded_in_the_api(stack_run):
 
 @pytest.mark.slow
 def test_report_published(stack_run):
-    _, result = stack_run
+    result = stack_run
     reports = Path(result["out"]) / "reports"
     found = sorted(reports.glob("business_case.html")) + sorted(reports.glob("*/business_case.html"))
     assert found, f"no business_case.html under {reports}"
