@@ -4,7 +4,6 @@ Every path derives from one output folder so a run is self-contained and zones s
 ``ENVIRONMENT`` documents each ``LTCEVAL_*`` variable in one place (a test holds it to what the
 code reads) and ``env_value`` is the one reader of them: the modules that use a variable import
 its name from here and read it through ``env_value``, which refuses a name not documented here.
-(``ops/`` scripts run outside the package and read their two variables directly.)
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.settings import env_value
 from ops import StackError
 from ops.local_ports import free_port
 
@@ -21,7 +22,7 @@ BINDIR_ENV = "LTCEVAL_PG_BINDIR"
 
 def postgres_bindir() -> Path | None:
     """Debian keeps the server binaries (initdb, pg_ctl) in /usr/lib/postgresql/<major>/bin."""
-    env_dir = os.environ.get(BINDIR_ENV)
+    env_dir = env_value(BINDIR_ENV)
     candidates = [Path(env_dir)] if env_dir else []
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
