@@ -1,17 +1,25 @@
 """Cluster (matched-set) bootstrap of the Poisson DiD and of the costing built on it.
 
-Each replicate draws matched sets with replacement (as many as there are) and refits the
-conditional Poisson DiD of `evaluation.did.estimate_poisson_did` for every costed outcome, on
-the same replicate of sets, so the correlation between outcomes is kept, as in the delta
-method. A set drawn k times gets weight k.
+Each replicate draws clusters of matched sets with replacement (as many as there are) and
+re-estimates the conditional Poisson DiD of `evaluation.did.estimate_poisson_did` for every
+costed outcome on the same replicate, so the correlation between outcomes is kept, as in the
+delta method. A cluster drawn k times gets weight k.
 
-Speed: the conditional (person fixed-effects) Poisson likelihood depends on a person only
-through their counts by relative month, their exposure pattern, their treatment group and
-their weight. People of the same group with the same exposure pattern (almost everyone has
-full exposure in all 24 months) share their cell probabilities, so their weighted counts can
-be added before fitting: the fit on the collapsed "pattern" table is exactly the fit on the
-person-month panel (checked in the tests). A replicate is then a matrix product (set weights
-x per-set pattern counts) and a Newton fit on a few hundred rows.
+Sufficient statistics: the conditional (person fixed-effects) Poisson likelihood depends on a
+person only through their counts by relative month, their exposure pattern, their treatment
+group and their weight. People of one group with the same exposure pattern (almost everyone
+has full exposure in all months) share their cell probabilities, so the full-sample fit runs
+on the collapsed "pattern" table and equals the fit on the person-month panel (checked in the
+tests).
+
+Replicates (``refit="one_step"``, the default): the score and Hessian of the likelihood are
+sums over people, so a replicate's score and Hessian at the full-sample estimate are the
+cluster weights times per-cluster scores and Hessians computed once. Each replicate takes one
+Newton step from the full-sample estimate: a matrix product and a small solve, linear in the
+number of people for any number of replicates (the k-step bootstrap of Davidson and MacKinnon
+1999 and Andrews 2002, k = 1: first-order equivalent to refitting to convergence). Checked in
+the tests against ``refit="exact"``, which refits every replicate to convergence on its own
+pattern totals (cost grows with the number of exposure patterns times replicates).
 """
 from __future__ import annotations
 
@@ -19,93 +27,119 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from core.contract import POST_MONTHS, SEEDS
 from evaluation.panel import comparison_months
 
+REPLICATE_CHUNK = 64  # replicates drawn and solved at a time: bounds the weight matrix's memory
+
 
 @dataclass(frozen=True, eq=False)
-class CollapsedOutcome:
-    """Per-set, per-pattern weighted counts of one outcome (see the module docstring)."""
+class UnitCounts:
+    """One outcome's counts of every unit (a person within a matched set) by model month, and
+    the exposure patterns that make them sufficient (see the module docstring)."""
 
     outcome: str
-    sets: pd.Index
-    months: np.ndarray  # the relative months in the model (pre and post, rel 0 excluded)
-    X: np.ndarray  # (n_patterns*n_months) x k design: rel-month dummies then treated_post
-    log_e: np.ndarray  # log exposure per pattern row (-inf where not at risk)
-    counts: np.ndarray  # n_sets x (n_patterns*n_months) weighted counts
-    n_patterns: int
-    post_events: np.ndarray  # n_sets: treated post-period events
-    post_exposure: np.ndarray  # n_sets: treated post-period exposure (months)
-    treated_n: np.ndarray  # n_sets: treated people
+    sets: pd.Index  # the clusters of matched sets
+    months: np.ndarray  # model months: the comparison period then the post period
+    reference: int  # the reference month (no dummy)
+    y: np.ndarray  # units x months, weighted counts
+    cluster: np.ndarray  # units: index into sets
+    pattern: np.ndarray  # units: index into the patterns
+    pattern_treated: np.ndarray  # patterns: 1 treated, 0 control
+    pattern_log_e: np.ndarray  # patterns x months: log exposure (-inf where not at risk)
+    post_events: np.ndarray  # sets: treated people's post-period events (unweighted)
+    post_exposure: np.ndarray  # sets: treated people's post-period exposure (months)
+    treated_n: np.ndarray  # sets: treated people
+
+    @property
+    def n_patterns(self) -> int:
+        return len(self.pattern_treated)
+
+    def design(self) -> np.ndarray:
+        """(patterns * months) x k design: rel-month dummies (reference left out), then
+        treated_post."""
+        T = len(self.months)
+        rel = np.array([m != self.reference for m in self.months])
+        dummies = np.eye(T)[:, rel]  # months x (T - 1)
+        tp = np.outer(self.pattern_treated == 1, self.months > 0).reshape(-1, 1).astype(float)
+        return np.hstack([np.tile(dummies, (self.n_patterns, 1)), tp])
+
+    def pattern_totals(self, unit_weight: np.ndarray | None = None) -> np.ndarray:
+        """Counts summed by pattern and month (flattened), each unit weighted by
+        ``unit_weight`` (default 1)."""
+        T = len(self.months)
+        y = self.y if unit_weight is None else self.y * unit_weight[:, None]
+        idx = (self.pattern[:, None] * T + np.arange(T)[None, :]).reshape(-1)
+        return np.bincount(idx, weights=y.reshape(-1), minlength=self.n_patterns * T)
 
 
-def collapse(panel: pd.DataFrame, outcome: str, post_months=POST_MONTHS,
-             sets: pd.Index | None = None) -> CollapsedOutcome:
+def unit_counts(panel: pd.DataFrame, outcome: str, post_months=POST_MONTHS,
+                sets: pd.Index | None = None) -> UnitCounts:
+    """The counts of a prepared panel (`evaluation.panel.prepare_panel`) for one outcome."""
     pre_months = comparison_months(panel)
-    reference = pre_months[-1]
-    df = panel[panel["period"].isin(["pre", "post"]) & panel["rel_month"].isin(
-        [*pre_months, *post_months])]
     months = np.array([*pre_months, *post_months])
-    m_idx = {m: i for i, m in enumerate(months)}
+    df = panel[panel["period"].isin(["pre", "post"]) & panel["rel_month"].isin(months)]
     T = len(months)
-    wide_e = df.pivot_table(index="unit_id", columns="rel_month", values="exposure_months",
-                            aggfunc="sum").reindex(columns=months).fillna(0.0)
-    wide_y = df.pivot_table(index="unit_id", columns="rel_month", values=outcome,
-                            aggfunc="sum").reindex(index=wide_e.index, columns=months).fillna(0.0)
-    persons = df.drop_duplicates("unit_id").set_index("unit_id").loc[
-        wide_e.index, ["cluster_id", "is_treated", "weight"]]
-    key = persons["is_treated"].astype(str) + "|" + pd.Series(
-        [",".join(f"{v:.6g}" for v in row) for row in wide_e.to_numpy()], index=wide_e.index)
-    pat_codes, pat_keys = pd.factorize(key)
-    n_pat = len(pat_keys)
-    first = pd.Series(range(len(key)), index=key.index).groupby(pat_codes).first().to_numpy()
-    pat_exposure = wide_e.to_numpy()[first]  # n_pat x T
-    pat_treated = persons["is_treated"].to_numpy()[first]
-    # design per pattern row
-    rel_levels = [m for m in months if m != reference]
-    Xp = np.zeros((n_pat * T, len(rel_levels) + 1))
-    for p in range(n_pat):
-        for t, m in enumerate(months):
-            r = p * T + t
-            if m != reference:
-                Xp[r, rel_levels.index(m)] = 1.0
-            Xp[r, -1] = float(pat_treated[p] == 1 and m > 0)
-    with np.errstate(divide="ignore"):
-        log_e = np.log(pat_exposure.reshape(-1))
+    unit_codes, units = pd.factorize(df["unit_id"], sort=True)
+    month_pos = pd.Series(np.arange(T), index=months).reindex(df["rel_month"]).to_numpy()
+    n = len(units)
+    y = np.zeros((n, T))
+    e = np.zeros((n, T))
+    np.add.at(y, (unit_codes, month_pos), df[outcome].to_numpy(dtype=float))
+    np.add.at(e, (unit_codes, month_pos), df["exposure_months"].to_numpy(dtype=float))
+    first = np.unique(unit_codes, return_index=True)[1]
+    treated = df["is_treated"].to_numpy()[first].astype(int)
+    weight = df["weight"].to_numpy(dtype=float)[first]
     if sets is None:
         sets = pd.Index(sorted(df["cluster_id"].unique()))
-    s_idx = sets.get_indexer(persons["cluster_id"])
-    wy = wide_y.to_numpy() * persons["weight"].to_numpy()[:, None]
-    counts = np.zeros((len(sets), n_pat * T))
-    cols = pat_codes[:, None] * T + np.arange(T)[None, :]
-    np.add.at(counts, (np.repeat(s_idx, T), cols.reshape(-1)), wy.reshape(-1))
-    tr = persons["is_treated"].to_numpy() == 1
-    post_cols = [m_idx[m] for m in post_months]
-    post_ev = np.bincount(s_idx[tr], weights=wide_y.to_numpy()[tr][:, post_cols].sum(axis=1),
-                          minlength=len(sets))
-    post_ex = np.bincount(s_idx[tr], weights=wide_e.to_numpy()[tr][:, post_cols].sum(axis=1),
-                          minlength=len(sets))
-    treated_n = np.bincount(s_idx[tr], minlength=len(sets)).astype(float)
-    return CollapsedOutcome(outcome, sets, months, Xp, log_e, counts, n_pat, post_ev, post_ex,
-                            treated_n)
+    cluster = sets.get_indexer(df["cluster_id"].to_numpy()[first])
+    keys = np.column_stack([treated, np.round(e, 12)])
+    pat_keys, pattern = np.unique(keys, axis=0, return_inverse=True)
+    with np.errstate(divide="ignore"):
+        pattern_log_e = np.log(pat_keys[:, 1:])
+    post = np.isin(months, list(post_months))
+    tr = treated == 1
+    n_sets = len(sets)
+    return UnitCounts(
+        outcome=outcome, sets=sets, months=months, reference=int(pre_months[-1]),
+        y=y * weight[:, None], cluster=cluster, pattern=pattern.reshape(-1),
+        pattern_treated=pat_keys[:, 0].astype(int), pattern_log_e=pattern_log_e,
+        post_events=np.bincount(cluster[tr], weights=y[tr][:, post].sum(axis=1), minlength=n_sets),
+        post_exposure=np.bincount(cluster[tr], weights=e[tr][:, post].sum(axis=1), minlength=n_sets),
+        treated_n=np.bincount(cluster[tr], minlength=n_sets).astype(float),
+    )
 
 
-def fit_collapsed(c: CollapsedOutcome, y: np.ndarray, max_iter: int = 50,
-                  tol: float = 1e-10) -> float:
-    """Conditional Poisson MLE of treated_post on collapsed counts y (one value per pattern
-    row); NaN if not estimable (no treated post-period events)."""
+@dataclass(frozen=True, eq=False)
+class PatternFit:
+    """The conditional Poisson fit on pattern totals: coefficients of the active columns, and
+    which rows and columns took part (months without any event drop out, as in
+    `evaluation.methods.poisson_fe.fit_poisson_fe`)."""
+
+    b: np.ndarray  # active columns; the last is treated_post
+    keep: np.ndarray  # (patterns * months) rows in the fit
+    active: np.ndarray  # design columns in the fit
+
+    @property
+    def log_rate_ratio(self) -> float:
+        return float(self.b[-1]) if self.active[-1] else float("nan")
+
+
+def fit_patterns(c: UnitCounts, y: np.ndarray, max_iter: int = 50, tol: float = 1e-10) -> PatternFit | None:
+    """Conditional Poisson MLE on pattern totals ``y`` (one value per pattern row); None if
+    not estimable (no treated post-period events)."""
     T = len(c.months)
-    at_risk = np.isfinite(c.log_e)
-    tp = c.X[:, -1] == 1
-    if y[tp].sum() <= 0:
-        return float("nan")
-    # separation: a relative month with no events at all has MLE -inf for its dummy; its
-    # rows carry no information on the other coefficients (as in fit_poisson_fe)
-    month_tot = np.bincount(np.tile(np.arange(T), c.n_patterns), weights=y, minlength=T)
-    keep = at_risk & (month_tot[np.tile(np.arange(T), c.n_patterns)] > 0)
-    active = c.X[keep].any(axis=0)
-    X, yk, le = c.X[keep][:, active], y[keep], c.log_e[keep]
+    X_all = c.design()
+    log_e = c.pattern_log_e.reshape(-1)
+    if y[X_all[:, -1] == 1].sum() <= 0:
+        return None
+    month_of_row = np.tile(np.arange(T), c.n_patterns)
+    month_tot = np.bincount(month_of_row, weights=y, minlength=T)
+    keep = np.isfinite(log_e) & (month_tot[month_of_row] > 0)
+    active = X_all[keep].any(axis=0)
+    X, yk, le = X_all[keep][:, active], y[keep], log_e[keep]
     pat = np.repeat(np.arange(c.n_patterns), T)[keep]
     n_p = c.n_patterns
     Y = np.bincount(pat, weights=yk, minlength=n_p)
@@ -138,7 +172,75 @@ def fit_collapsed(c: CollapsedOutcome, y: np.ndarray, max_iter: int = 50,
         b, p, ll = b_new, p_new, ll_new
         if done:
             break
-    return float(b[-1])
+    return PatternFit(b, keep, active)
+
+
+def _cluster_scores(c: UnitCounts, fit: PatternFit) -> tuple[np.ndarray, sparse.csr_matrix, np.ndarray]:
+    """At the full-sample estimate: per-cluster scores (sets x k), the clusters' event totals by
+    pattern (sets x patterns, sparse) and per-pattern information matrices (patterns x k*k),
+    so that a replicate's Hessian is -(weights @ totals) @ information."""
+    T = len(c.months)
+    X = c.design()[:, fit.active]
+    k = X.shape[1]
+    eta = np.where(fit.keep, X @ fit.b + c.pattern_log_e.reshape(-1), -np.inf).reshape(c.n_patterns, T)
+    top = eta.max(axis=1, keepdims=True)
+    m = np.exp(eta - np.where(np.isfinite(top), top, 0.0))
+    total = m.sum(axis=1, keepdims=True)
+    p = np.divide(m, total, out=np.zeros_like(m), where=total > 0)  # patterns x months; 0 outside the fit
+    in_fit = fit.keep.reshape(c.n_patterns, T)
+    y = np.where(in_fit[c.pattern], c.y, 0.0)  # units x months
+    W = y.sum(axis=1)
+    R = y - W[:, None] * p[c.pattern]  # units x months: observed minus expected
+    Xp = X.reshape(c.n_patterns, T, k)
+    # a unit's score is R_i @ (its pattern's design); patterns differ only in treated_post
+    S = np.empty((len(W), k))
+    S[:, :-1] = R @ Xp[0, :, :-1]
+    S[:, -1] = (R * Xp[c.pattern, :, -1]).sum(axis=1)
+    n_sets = len(c.sets)
+    to_sets = sparse.csr_matrix((np.ones(len(W)), (c.cluster, np.arange(len(W)))), shape=(n_sets, len(W)))
+    G = np.asarray(to_sets @ S)
+    totals = sparse.csr_matrix((W, (c.cluster, c.pattern)), shape=(n_sets, c.n_patterns))
+    xbar = np.einsum("pt,ptk->pk", p, Xp)
+    info = np.einsum("pt,ptk,ptl->pkl", p, Xp, Xp, optimize=True) - np.einsum("pk,pl->pkl", xbar, xbar)
+    return G, totals, info.reshape(c.n_patterns, k * k)
+
+
+class Replicates:
+    """One outcome's full-sample fit and, for one-step replicates, its per-cluster scores: built
+    once, then applied to any number of chunks of cluster weights."""
+
+    def __init__(self, c: UnitCounts, refit: str = "one_step"):
+        if refit not in ("one_step", "exact"):
+            raise ValueError("refit must be 'one_step' or 'exact'")
+        self.counts, self.refit = c, refit
+        self.full = fit_patterns(c, c.pattern_totals())
+        self.estimable = self.full is not None and bool(self.full.active[-1])
+        if self.estimable and refit == "one_step":
+            self.scores, self.totals, self.info = _cluster_scores(c, self.full)
+
+    def log_rr(self, K: np.ndarray) -> np.ndarray:
+        """The log rate ratio of each replicate of cluster weights ``K`` (reps x sets); NaN
+        where a replicate has no treated post-period events or the full sample is not
+        estimable."""
+        c = self.counts
+        out = np.full(len(K), np.nan)
+        if not self.estimable:
+            return out
+        has_events = np.flatnonzero((K @ c.post_events) > 0)
+        if self.refit == "exact":
+            for r in has_events:
+                f = fit_patterns(c, c.pattern_totals(K[r, c.cluster]))
+                out[r] = f.log_rate_ratio if f is not None else np.nan
+            return out
+        k = self.scores.shape[1]
+        g = K @ self.scores  # reps x k: replicate scores at the full-sample estimate
+        H = np.asarray((self.totals.T @ K.T).T @ self.info).reshape(len(K), k, k)  # replicate information
+        for r in has_events:
+            try:
+                out[r] = self.full.b[-1] + np.linalg.solve(H[r], g[r])[-1]
+            except np.linalg.LinAlgError:
+                pass
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,38 +254,44 @@ class BootstrapDraws:
     reps: int
     seed: int
     n_sets: int
+    refit: str = "one_step"
+
+
+def cluster_weights(n_sets: int, reps: int, seed: int):
+    """Multinomial cluster weights, ``REPLICATE_CHUNK`` replicates at a time (reps x sets)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, reps, REPLICATE_CHUNK):
+        size = min(REPLICATE_CHUNK, reps - start)
+        yield rng.multinomial(n_sets, np.full(n_sets, 1.0 / n_sets), size=size).astype(float)
 
 
 def cluster_bootstrap(panel: pd.DataFrame, outcomes, reps: int = 499, seed: int = SEEDS.bootstrap,
-                      post_months=POST_MONTHS) -> BootstrapDraws:
+                      post_months=POST_MONTHS, refit: str = "one_step") -> BootstrapDraws:
     """Matched-set bootstrap of the Poisson DiD for several outcomes on shared replicates."""
     df = panel[panel["period"].isin(["pre", "post"])]
     sets = pd.Index(sorted(df["cluster_id"].unique()))
-    col = {o: collapse(panel, o, post_months, sets) for o in outcomes}
-    rng = np.random.default_rng(seed)
-    n = len(sets)
-    K = rng.multinomial(n, np.full(n, 1.0 / n), size=reps).astype(float)  # reps x sets
-    log_rr = np.full((reps, len(outcomes)), np.nan)
-    abs_py = np.full((reps, len(outcomes)), np.nan)
-    first = col[outcomes[0]]
-    fu = (K @ first.post_exposure) / 12 / np.maximum(K @ first.treated_n, 1e-12)
-    for j, o in enumerate(outcomes):
-        c = col[o]
-        Yrep = K @ c.counts
-        r1 = (K @ c.post_events) / np.maximum(K @ c.post_exposure, 1e-12)
-        for b in range(reps):
-            beta = fit_collapsed(c, Yrep[b])
-            log_rr[b, j] = beta
-            abs_py[b, j] = 12 * r1[b] * (1 - np.exp(-beta)) if np.isfinite(beta) else np.nan
+    counts = {o: unit_counts(panel, o, post_months, sets) for o in outcomes}
+    models = {o: Replicates(counts[o], refit) for o in outcomes}
+    first = counts[outcomes[0]]
+    log_rr, abs_py, fu = [], [], []
+    for K in cluster_weights(len(sets), reps, seed):
+        fu.append((K @ first.post_exposure) / 12 / np.maximum(K @ first.treated_n, 1e-12))
+        lr = np.column_stack([models[o].log_rr(K) for o in outcomes])
+        r1 = np.column_stack([(K @ counts[o].post_events) / np.maximum(K @ counts[o].post_exposure, 1e-12)
+                              for o in outcomes])
+        log_rr.append(lr)
+        with np.errstate(invalid="ignore"):
+            abs_py.append(np.where(np.isfinite(lr), 12 * r1 * (1 - np.exp(-lr)), np.nan))
     return BootstrapDraws(
-        log_rr=pd.DataFrame(log_rr, columns=list(outcomes)),
-        abs_change_py=pd.DataFrame(abs_py, columns=list(outcomes)),
-        followup_years=np.minimum(fu, 1.0 * len(post_months) / 12), reps=reps, seed=seed,
-        n_sets=n,
+        log_rr=pd.DataFrame(np.vstack(log_rr), columns=list(outcomes)),
+        abs_change_py=pd.DataFrame(np.vstack(abs_py), columns=list(outcomes)),
+        followup_years=np.minimum(np.concatenate(fu), 1.0 * len(post_months) / 12), reps=reps, seed=seed,
+        n_sets=len(sets), refit=refit,
     )
 
 
 def point_estimate(panel: pd.DataFrame, outcome: str, post_months=POST_MONTHS) -> float:
-    """log rate ratio from the collapsed fit (equals estimate_poisson_did's)."""
-    c = collapse(panel, outcome, post_months)
-    return fit_collapsed(c, c.counts.sum(axis=0))
+    """log rate ratio from the pattern fit (equals estimate_poisson_did's)."""
+    c = unit_counts(panel, outcome, post_months)
+    fit = fit_patterns(c, c.pattern_totals())
+    return fit.log_rate_ratio if fit is not None else float("nan")

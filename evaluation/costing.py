@@ -21,7 +21,8 @@ unit-cost-weighted sum over outcomes, so correlation between outcomes (the same 
 same sets) is kept. Unit costs and therapy cost are treated as fixed. Net saving and ROI are
 linear in the gross saving, so their intervals follow from it.
 - cluster bootstrap (`evaluation.bootstrap.cluster_bootstrap`): matched sets resampled with
-  replacement, every costed outcome refitted on the same replicate, percentile intervals of
+  replacement, every costed outcome re-estimated on the same replicate (one Newton step from
+  the full-sample estimate, linear in the cohort's size), percentile intervals of
   gross, net, ROI and break-even (default for the report: it makes no linearisation of
   exp(beta) and the ratio estimator; the delta interval is shown beside it as a check).
 
@@ -236,6 +237,10 @@ class CostingConfig:
         )
 
 
+_REFIT_TEXT = {"one_step": "one Newton step from the full-sample estimate",
+               "exact": "refitted to convergence"}
+
+
 def prepare_unit_costs(base: pd.DataFrame, config: CostingConfig,
                        price_index: pd.DataFrame | None = None) -> pd.DataFrame:
     """Seed -> local tariff overrides -> therapy cost -> re-based to config.price_year."""
@@ -425,8 +430,8 @@ def estimate_costs(
         kind = "bootstrap"
         method = (f"95% intervals by cluster bootstrap: {bootstrap.reps} replicates resampling "
                   f"the {bootstrap.n_sets} clusters of matched sets (sets that share a person are one "
-                  f"cluster) with replacement, every costed outcome "
-                  f"refitted on the same replicate (percentile intervals"
+                  f"cluster) with replacement, every costed outcome re-estimated on the same "
+                  f"replicate ({_REFIT_TEXT.get(bootstrap.refit, bootstrap.refit)}; percentile intervals"
                   f"{f'; {n_bad} replicates not estimable, left out' if n_bad else ''}); unit "
                   f"costs treated as fixed. Delta-method interval of the net saving for "
                   f"comparison: {delta_net_ci[0]:,.0f} to {delta_net_ci[1]:,.0f} GBP.")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from simpanel import UNIT_COSTS
 
@@ -140,6 +141,26 @@ def test_collapsed_fit_equals_the_person_month_fit(effect_panel):
     p6 = effect_panel[effect_panel["rel_month"] <= 6]
     assert point_estimate(p6, "emergency_admissions", post_months=range(1, 7)) == pytest.approx(
         estimate_poisson_did(p6, "emergency_admissions").log_rate_ratio, abs=1e-8)
+
+
+@pytest.mark.parametrize("outcome,months", [("ae_attendances", 12), ("emergency_admissions", 6)])
+def test_one_step_replicates_agree_with_refitting_each_replicate(effect_panel, outcome, months):
+    # the k-step bootstrap (k = 1) against refits to convergence on the same cluster weights;
+    # the 6-month window gives people unequal exposure patterns
+    from evaluation.bootstrap import Replicates, cluster_weights, unit_counts
+
+    panel = effect_panel[effect_panel["rel_month"] <= months]
+    c = unit_counts(panel, outcome, post_months=range(1, months + 1))
+    K = next(cluster_weights(len(c.sets), 64, seed=9))
+    one, exact = Replicates(c).log_rr(K), Replicates(c, refit="exact").log_rr(K)
+    assert np.isfinite(one).all() and np.isfinite(exact).all()
+    sd = exact.std()
+    print(outcome, months, "sd", sd, "max |diff| / sd", np.max(np.abs(one - exact)) / sd,
+          "quantile diffs / sd", (np.quantile(one, [0.025, 0.975]) - np.quantile(exact, [0.025, 0.975])) / sd)
+    assert np.corrcoef(one, exact)[0, 1] > 0.995
+    assert np.mean(np.abs(one - exact)) < 0.05 * sd and np.max(np.abs(one - exact)) < 0.25 * sd
+    assert np.all(np.abs(np.quantile(one, [0.025, 0.975]) - np.quantile(exact, [0.025, 0.975])) < 0.1 * sd)
+    assert abs(one.std() - sd) < 0.03 * sd
 
 
 def test_cluster_bootstrap_agrees_with_the_delta_method(effect_panel, results):
