@@ -36,6 +36,7 @@ ENVIRONMENT: dict[str, str] = {
     UPSTREAM_KEY_ENV: "synthetic generator only: the key of extracts pseudonymised upstream",
     "LTCEVAL_WAREHOUSE": "set for dbt by the pipeline: the DuckDB warehouse it builds",
     "LTCEVAL_PSEUDONYMISED_DIR": "set for dbt by the pipeline: the pseudonymised tables it reads",
+    "LTCEVAL_DUCKDB_MEMORY_LIMIT": "dbt_project/profiles.yml: DuckDB's memory limit for dbt (default 4GB; it spills beyond)",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
     "LTCEVAL_LOCAL_TARIFF": "costing: CSV of local unit costs overriding the unit_costs seed by activity",
     "LTCEVAL_THERAPY_COST_GBP": "costing: cost of a course of therapy (default: the iapt_course row)",

@@ -13,6 +13,8 @@ def _names_in_code() -> set[str]:
     for d in CODE:
         for f in (REPO_ROOT / d).rglob("*.py"):
             names |= set(re.findall(r"[\"'](LTCEVAL_[A-Z0-9_]+)[\"']", f.read_text()))
+    for f in (REPO_ROOT / "dbt_project").glob("*.yml"):  # the dbt profile reads its own
+        names |= set(re.findall(r"env_var\('(LTCEVAL_[A-Z0-9_]+)'", f.read_text()))
     from evaluation.costing import CostingConfig
 
     class Recorder(dict):  # costing options are read as f"LTCEVAL_{name}"
