@@ -18,7 +18,7 @@ demo: setup
 	$(UV) run --frozen ltceval run --persons $(PERSONS) --seed $(SEED) --out $(OUT)
 
 test: setup
-	$(UV) run --frozen pytest -n $(TEST_WORKERS)
+	$(UV) run --frozen pytest -n $(TEST_WORKERS) --durations=25
 
 test-fast: setup
 	$(UV) run --frozen pytest -m "not slow"
