@@ -264,10 +264,13 @@ def format_table(rows: list[Row], title: str = "") -> str:
 
 
 def _relay(prefix: str):
+    """Print a stage's progress lines with the seconds since it started (where its time goes)."""
+    t0 = time.perf_counter()
+
     def on_line(line: str) -> None:
         message = progress_message(line)
         if message:
-            print(f"{prefix}{message}", flush=True)
+            print(f"{prefix}{time.perf_counter() - t0:6.0f} s  {message}", flush=True)
     return on_line
 
 
@@ -447,10 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"persons": args.persons, "seed": args.seed, "mode": mode,
                                          "memory_limit_gib": args.memory_limit_gib, "exit": code,
                                          "stages": [r.to_json() for r in rows], **extras}, indent=2))
-    if own_dir and not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    elif args.keep:
+    if args.keep:
         print(f"kept {workdir}")
+    elif code != 0:  # the logs the error message names stay; the output folder is gone
+        print(f"logs kept in {workdir / 'logs'}")
+    elif own_dir:
+        shutil.rmtree(workdir, ignore_errors=True)
     return code
 
 
