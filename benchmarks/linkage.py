@@ -33,6 +33,26 @@ def _age_band(dob: pd.Series, at: str) -> pd.Series:
                   labels=["0-17", "18-34", "35-49", "50-64", "65-79", "80+"]).astype(str)
 
 
+def quality_against_truth(paths: Paths, params: SynthParams) -> dict:
+    """``identifiable_zone.link.linkage_quality`` of a run's links against the generator's ground
+    truth, with the subgroups (age band at the start of the data, sex, ethnic category,
+    deprivation decile; unregistered visitors as a group of their own). Also used by
+    ``benchmarks/scale.py``."""
+    rp = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet")
+    truth = pd.read_parquet(paths.ground_truth / "record_person.parquet")
+    persons = pd.read_parquet(paths.ground_truth / "persons.parquet")
+    unreg = pd.read_parquet(paths.ground_truth / "unregistered_persons.parquet")
+    at = params.start.isoformat()
+    attrs = pd.concat([
+        pd.DataFrame({"true_person_id": persons["person"], "age_band": _age_band(persons["date_of_birth"], at),
+                      "sex": persons["sex"], "ethnic_category": persons["ethnic_category"],
+                      "imd_decile": persons["imd_decile"].astype(str)}),
+        pd.DataFrame({"true_person_id": unreg["person"], "age_band": _age_band(unreg["date_of_birth"], at),
+                      "sex": unreg["sex"], "ethnic_category": "unregistered", "imd_decile": "unregistered"}),
+    ], ignore_index=True)
+    return lk.linkage_quality(rp, truth, attrs)
+
+
 def _row(name: str, m: dict) -> str:
     return (f"  {name:<22} records {m['records']:>8,}  links {m['links']:>8,}  wrong {m['wrong_links']:>5,}  "
             f"precision {m['precision']:.5f}  recall {m['recall']:.5f}")
@@ -57,19 +77,7 @@ def main() -> None:
         t0 = time.perf_counter()
         summary = pipeline.link_all(paths, model=args.model)
         t_link = time.perf_counter() - t0
-        rp = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet")
-        truth = pd.read_parquet(paths.ground_truth / "record_person.parquet")
-        persons = pd.read_parquet(paths.ground_truth / "persons.parquet")
-        unreg = pd.read_parquet(paths.ground_truth / "unregistered_persons.parquet")
-    at = params.start.isoformat()
-    attrs = pd.concat([
-        pd.DataFrame({"true_person_id": persons["person"], "age_band": _age_band(persons["date_of_birth"], at),
-                      "sex": persons["sex"], "ethnic_category": persons["ethnic_category"],
-                      "imd_decile": persons["imd_decile"].astype(str)}),
-        pd.DataFrame({"true_person_id": unreg["person"], "age_band": _age_band(unreg["date_of_birth"], at),
-                      "sex": unreg["sex"], "ethnic_category": "unregistered", "imd_decile": "unregistered"}),
-    ], ignore_index=True)
-    q = lk.linkage_quality(rp, truth, attrs)
+        q = quality_against_truth(paths, params)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     o = q["overall"]
     print(f"persons                 {args.persons:>10,}   (seed {args.seed})")

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core import progress
 from core.contract import SEEDS
 from identifiable_zone import normalise as nz
 from identifiable_zone.sources import SPINE, SourceSpec
@@ -231,12 +232,13 @@ def train_model(all_tuples: pd.DataFrame, spine_ids: pd.DataFrame, seed: int = S
     em_rules = [r for r in (("dob",), ("forename", "surname")) if set(r) <= set(cols)]
     if len(em_rules) < 2:
         em_rules = [r for r in _blocking_fields(cols, [EXTRA_PREFIX + e for e in extra]) if r != ("nhs",)][:2]
-    for r in em_rules:
+    for i, r in enumerate(em_rules, 1):
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(block_on(*r))
         except ValueError as e:  # splink: an m probability underflowed (a level never seen among
             # matches, e.g. disagreement on a column that always agrees); keep the other rounds
             log.warning("EM round blocked on %s stopped early: %s", ", ".join(r), str(e).splitlines()[0][:120])
+        progress.report("link", "model training: EM round %d/%d (blocked on %s) done", i, len(em_rules), "+".join(r))
     return _round_model(linker.misc.save_model_to_json())
 
 
@@ -381,12 +383,20 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
     det_rule = "deterministic_nhs_dob" if ("dob" in cols) else "deterministic_nhs"
     unmatched = tuples[~tuples["tuple_id"].isin(det["tuple_id"])]
     prob_cols = [c for c in cols if c != "nhs"]
+    progress.report("link", "%s of %s distinct identifier tuples linked deterministically, %s left to score",
+                    f"{len(tuples) - len(unmatched):,}", f"{len(tuples):,}", f"{len(unmatched):,}")
     trained = False
     if model is None and (prob_cols or extra) and not unmatched.empty:
+        progress.report("link", "model training on %s tuples against %s spine records", f"{len(tuples):,}",
+                        f"{len(spine_ids):,}")
         model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(extra))
         trained = True
+    if model is not None and not unmatched.empty:
+        progress.report("link", "scoring %s tuples against %s spine records", f"{len(unmatched):,}", f"{len(spine_ids):,}")
     pairs = predict_links(unmatched, spine_ids, model) if model is not None else \
         pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
+    if model is not None and not unmatched.empty:
+        progress.report("link", "%s candidate pairs scored", f"{len(pairs):,}")
     best = best_matches(pairs, persons, threshold)
 
     det_map = det.set_index("tuple_id")["person_key"]

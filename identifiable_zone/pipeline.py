@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from core import progress
 from core.contract import SEEDS
 from core.files import output_guard, sha256_file, write_json_atomic
 from core.periods import period_end
@@ -96,10 +97,11 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
     latest = cfg.reporting_period_end or datetime.now(timezone.utc).date().isoformat()
     cache = ValidationCache(paths.identifiable / "validation_cache")
     tables, accepted, manifest = {}, {}, []
-    for table in _parents_first(cfg):
+    order = _parents_first(cfg)
+    for i, table in enumerate(order, 1):
         spec = cfg[table]
         parents = {ref.table: accepted[ref.table] for ref in spec.parent_date_refs if ref.table in accepted}
-        res, files = _validate_source_files(paths, cfg, spec, latest, parents, cache)
+        res, files = _validate_source_files(paths, cfg, spec, latest, parents, cache, (i, len(order)))
         accepted[table] = res["accepted"]
         manifest += [{"table": table, **f} for f in files]
         tables[table] = res["summary"]
@@ -179,13 +181,15 @@ def _validate_one_file(paths: Paths, cfg, spec, rel: str, latest: str, parents: 
 
 
 def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
-                           cache: ValidationCache) -> tuple[dict, list[dict]]:
-    """One source: each file from the cache or validated, then combined (cross-file rules)."""
+                           cache: ValidationCache, position: tuple[int, int] = (1, 1)) -> tuple[dict, list[dict]]:
+    """One source: each file from the cache or validated, then combined (cross-file rules).
+    ``position``: which source of how many this is (for the progress lines)."""
     files = resolve_files(paths.landing, spec)
     if not files:
         raise ExtractUnusable(f"{spec.table}: no file matches landing/{spec.file} (rule: file_present)")
     entries, infos = [], []
-    for f in files:
+    mib_total, mib_done, rows_done = sum(f.stat().st_size for f in files) / 2**20, 0.0, 0
+    for n_done, f in enumerate(files, 1):
         rel = str(f.relative_to(paths.landing))
         sha = sha256_file(f)
         key = cache.key(spec, cfg, rel, sha)
@@ -201,6 +205,9 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
         info = entry["summary"]["files"][0]
         infos.append({"file": info["file"], "sha256": info["sha256"], "rows": info["rows"],
                       "bytes": info["bytes"], "validation": status})
+        mib_done, rows_done = mib_done + info["bytes"] / 2**20, rows_done + info["rows"]
+        progress.report("validate", "%s %d/%d files, %s rows, %.1f of %.1f MiB (source %d of %d)", spec.table,
+                        n_done, len(files), f"{rows_done:,}", mib_done, mib_total, *position)
     res = entries[0] if len(entries) == 1 else combine_files(spec, cfg, entries)
     for sub in ("accepted", "quarantine", "dq_flags"):
         d = paths.identifiable / sub
@@ -209,6 +216,17 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
     accepted = res["accepted"]
     accepted = accepted.astype(object).where(accepted.notna(), None)
     return {"accepted": accepted, "summary": res["summary"]}, infos
+
+
+def _accepted_counts(paths: Paths) -> dict[str, int]:
+    """Accepted rows per source, as validation recorded them (the totals of the progress lines)."""
+    import json
+
+    try:
+        tables = json.loads((paths.identifiable / "validation_summary.json").read_text())["tables"]
+        return {t: int(s["rows_accepted"]) for t, s in tables.items()}
+    except (OSError, ValueError, KeyError, TypeError):  # progress only: a total of 0 shows done counts
+        return {}
 
 
 def resolve_model_option(cfg) -> str:
@@ -240,7 +258,10 @@ def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.lin
         ref = _accepted(paths, "lsoa_imd")
         imd = dict(zip(ref["LSOA11"], ref["IMD_Decile"]))
     ids, subgroups = {}, []
-    for table in cfg.identifier_sources:
+    sources = list(cfg.identifier_sources)
+    expected = _accepted_counts(paths)
+    total, done = sum(expected.get(t, 0) for t in sources), 0
+    for i, table in enumerate(sources, 1):
         spec = cfg[table]
         acc = _accepted(paths, table)
         if cfg.mode == "upstream_pseudonymised":
@@ -249,6 +270,9 @@ def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.lin
         else:
             ids[table] = lk.standardise_identifiers(acc, spec)
         subgroups.append(subgroup_columns(acc, spec, at, imd))
+        done += len(acc)
+        progress.report("link", "%s read and standardised, %d/%d sources, %s of %s records", table, i,
+                        len(sources), f"{done:,}", f"{max(total, done):,}")
     model_info = None
     if cfg.mode == "upstream_pseudonymised":
         res = lk.link_pseudonymised(ids)
@@ -262,6 +286,8 @@ def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.lin
                           "term_frequency_adjusted": [c["output_column_name"] for c in res.model["comparisons"]
                                                       if any(lv.get("tf_adjustment_column")
                                                              for lv in c["comparison_levels"])]}
+    progress.report("link", "%s records linked (%s to a spine person) in %.0f s", f"{len(res.record_person):,}",
+                    f"{int(res.record_person['person_key'].notna().sum()):,}", time.time() - t0)
     rp = res.record_person.merge(pd.concat(subgroups, ignore_index=True), on=["source", "record_id"],
                                  how="left")
     links_dir = paths.identifiable / "links"
@@ -283,7 +309,13 @@ def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> di
     run = read_run_record(paths)
     key, key_source = ps.load_key_with_source()
     cfg = load_sources_config(config_path)
-    accepted = {t: _accepted(paths, t) for t in cfg.sources}
+    accepted, expected, done = {}, _accepted_counts(paths), 0
+    total = sum(expected.get(t, 0) for t in cfg.sources)
+    for i, t in enumerate(cfg.sources, 1):
+        accepted[t] = _accepted(paths, t)
+        done += len(accepted[t])
+        progress.report("pseudonymise", "%s read, %d/%d sources, %s of %s rows", t, i, len(cfg.sources),
+                        f"{done:,}", f"{max(total, done):,}")
     rp = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet",
                          columns=["source", "record_id", "person_key"])
     rp = rp.astype(object).where(rp.notna(), None)

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import progress
 from core.settings import KEY_ENV, KEY_FILE_ENV, env_value
 
 MIN_KEY_LENGTH = 32
@@ -143,8 +144,10 @@ def write_tables_atomically(tables: dict[str, pa.Table], target: Path) -> None:
     tmp = target.parent / f".{target.name}.tmp-{tag}"
     tmp.mkdir()
     try:
-        for name, table in tables.items():
+        for i, (name, table) in enumerate(tables.items(), 1):
             pq.write_table(table, tmp / f"{name}.parquet")
+            progress.report("pseudonymise", "wrote %s, %d/%d tables, %s rows", name, i, len(tables),
+                            f"{table.num_rows:,}")
         old = target.parent / f".{target.name}.old-{tag}"
         if target.exists():
             os.replace(target, old)
@@ -234,9 +237,10 @@ def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataF
         "columns": tables["person"].column_names,
         "withheld": sorted(spine_spec.columns)}
 
-    for source, name in PUBLISH_AS.items():
-        if source not in accepted:
-            continue
+    todo = [s for s in PUBLISH_AS if s in accepted]
+    rows_total, rows_done = sum(len(accepted[s]) for s in todo), 0
+    for i, source in enumerate(todo, 1):
+        name = PUBLISH_AS[source]
         spec = cfg[source]
         df = accepted[source]
         drop = set(spec.person_columns)
@@ -263,4 +267,7 @@ def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataF
             "columns": list(out.columns),
             "withheld": sorted(drop & set(spec.columns)),
         }
+        rows_done += len(out)
+        progress.report("pseudonymise", "%s built, %d/%d tables, %s of %s rows", name, i, len(todo),
+                        f"{rows_done:,}", f"{rows_total:,}")
     return tables, summary

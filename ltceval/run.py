@@ -21,6 +21,7 @@ from core.assets import CHAIN
 from core.contract import SEEDS
 from core.errors import LtcevalError
 from core.periods import parse_period
+from core.progress import progress_message
 from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths
 
 DAG_ORDER = tuple(link.dag_id for link in CHAIN)
@@ -82,12 +83,24 @@ def _cause(log_text: str) -> str | None:
 
 
 def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+    """Run one step, its output into ``log``; its progress lines (``core.progress``) are also
+    shown on the terminal as they come, so that a long DAG is never a silent wait."""
     t0 = time.perf_counter()
     print(f"  {label} ...", end="", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as fh:
-        proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    shown = 0
+    env = {**env, "PYTHONUNBUFFERED": "1"}  # progress lines as they are logged, not per 8 KiB block
+    with log.open("w") as fh, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            fh.write(line)
+            message = progress_message(line)
+            if message:
+                print(("\n" if not shown else "") + f"    {message}", flush=True)
+                shown += 1
     took = time.perf_counter() - t0
+    if shown:  # the step's first line is above its progress lines: name it again
+        print(f"  {label}", end="")
     if proc.returncode != 0:
         print(f" failed after {took:.0f} s")
         text = log.read_text(errors="replace")

@@ -38,6 +38,7 @@ SHARED_RUNS = {
     "tests/identifiable_zone/test_linkage_quality.py": "identifiable-zone-run",
     "tests/ltceval/test_cli_link.py": "small-landing",
     "tests/identifiable_zone/test_reproducibility.py": "small-landing",
+    "tests/identifiable_zone/test_progress_lines.py": "small-landing",
     "tests/analytical_zone/test_dbt_build.py": "analytical-warehouse",
     "tests/analytical_zone/test_dbt_docs.py": "analytical-warehouse",
     "tests/operations/test_faults.py": "operations-baseline",

@@ -1,0 +1,155 @@
+"""Run a command under a memory limit that covers its whole process tree.
+
+This machine has no swap: a run that outgrows memory is not slowed down but killed by the
+kernel's OOM killer, which may pick another user's process. So the guard samples, every
+``interval`` seconds, the resident memory (RSS) of the command and all its descendants plus
+the guard's own process, and kills the command's process group (it starts in a session of its
+own) as soon as the sum passes the limit.
+
+Peak memory is the larger of the sampled peak of that sum (the tree's own, without the guard)
+and the kernel's exact peak of its largest single process (``wait4``'s ``ru_maxrss``), so a
+stage shorter than one sampling interval is still measured. RSS counts pages shared between
+processes once per process: the sum over-states a tree of forked workers, the safe side for a
+guard. Used by ``benchmarks/scale.py``; usable for any benchmark.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+GIB = 2**30
+MIB = 2**20
+
+
+@dataclass
+class GuardedRun:
+    """What happened to one guarded command."""
+
+    returncode: int | None
+    seconds: float
+    peak_bytes: int  # the command's process tree, without the guard
+    stopped: bool = False  # killed by the guard for passing the limit
+    stopped_at_bytes: int | None = None  # tree + guard, at the sample that passed the limit
+    stopped_in: str | None = None  # the label (below) of that sample
+    # label -> peak of the tree while the label held, and its first and last sample times
+    by_label: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.stopped and self.returncode == 0
+
+
+def tree_processes(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (those alive now)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def rss_of(processes: Sequence[psutil.Process]) -> int:
+    total = 0
+    for p in processes:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            pass  # it ended between listing and reading
+    return total
+
+
+def _kill_tree(pid: int, processes: Sequence[psutil.Process]) -> None:
+    """SIGKILL the command's process group, then any descendant that left the group."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in processes:
+        try:
+            p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+def run_guarded(cmd: Sequence[str], limit_bytes: int, *, env: dict[str, str] | None = None,
+                cwd: Path | None = None, log: Path | None = None,
+                on_line: Callable[[str], None] | None = None,
+                label: Callable[[list[psutil.Process]], str | None] | None = None,
+                interval: float = 0.2) -> GuardedRun:
+    """Run ``cmd`` (stdout and stderr into ``log``, each line also passed to ``on_line``) and
+    stop it if its tree plus this process pass ``limit_bytes``.
+
+    ``label(processes)`` names what the tree is doing at a sample (e.g. which DAG a runner is
+    in); the peaks and times per label are in ``by_label``."""
+    if limit_bytes <= 0:
+        raise ValueError(f"the memory limit must be positive, got {limit_bytes} bytes")
+    if interval <= 0:
+        raise ValueError(f"the sampling interval must be positive, got {interval} s")
+    me = psutil.Process()
+    t0 = time.perf_counter()
+    log_fh = open(log, "w", encoding="utf-8") if log is not None else None  # noqa: SIM115 (closed below)
+    try:
+        proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    except BaseException:
+        if log_fh:
+            log_fh.close()
+        raise
+    result = GuardedRun(returncode=None, seconds=0.0, peak_bytes=0)
+    done = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            if log_fh:
+                log_fh.write(line)
+                log_fh.flush()
+            if on_line:
+                on_line(line)
+
+    def sample() -> None:
+        while not done.is_set():
+            procs = tree_processes(proc.pid)
+            tree = rss_of(procs)
+            own = me.memory_info().rss
+            result.peak_bytes = max(result.peak_bytes, tree)
+            name = label(procs) if label and procs else None
+            if name:
+                now = round(time.perf_counter() - t0, 2)
+                entry = result.by_label.setdefault(name, {"peak_bytes": 0, "first_s": now, "last_s": now})
+                entry["peak_bytes"], entry["last_s"] = max(entry["peak_bytes"], tree), now
+            if tree + own > limit_bytes and not result.stopped:
+                result.stopped, result.stopped_at_bytes, result.stopped_in = True, tree + own, name
+                _kill_tree(proc.pid, procs)
+            done.wait(interval)
+
+    reader = threading.Thread(target=read, name="guard-reader", daemon=True)
+    sampler = threading.Thread(target=sample, name="guard-sampler", daemon=True)
+    reader.start()
+    sampler.start()
+    try:
+        # wait4, not Popen.wait: the kernel's peak RSS of the command (and of its reaped children)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    except BaseException:  # e.g. Ctrl-C: leave nothing running
+        _kill_tree(proc.pid, tree_processes(proc.pid))
+        proc.wait()
+        raise
+    finally:
+        done.set()
+        sampler.join()
+        _kill_tree(proc.pid, [])  # anything the command left running in its group
+        reader.join(timeout=10)
+        if log_fh:
+            log_fh.close()
+    result.returncode = proc.returncode
+    result.seconds = time.perf_counter() - t0
+    result.peak_bytes = max(result.peak_bytes, usage.ru_maxrss * 1024)  # ru_maxrss is in KiB on Linux
+    return result

@@ -1,0 +1,34 @@
+"""Progress lines of the long stages (validation, linkage, pseudonymisation): one log line per
+unit of work done, e.g. ``validate: gp_appointments 3/5 files, 1,200,000 rows``, so that a
+20-minute run is never a silent wait.
+
+They go through ``logging`` (logger ``ltceval.progress``), so an Airflow task log shows them
+wherever the task runs; ``ltceval run`` relays them from its DAG logs to the terminal
+(``progress_message``), and ``benchmarks/scale.py`` from its stage logs. Counts and names of
+sources only: never an identifier.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+LOGGER = "ltceval.progress"
+_log = logging.getLogger(LOGGER)
+
+# a line of a task log written by this logger: structlog's console format (Airflow 3 task logs,
+# "<time> [info     ] <message> [ltceval.progress] loc=..."), or "<message> [ltceval.progress]"
+_TAG = f" [{LOGGER}]"
+_STRUCTLOG_HEAD = re.compile(r"^\S+\s+\[\w+\s*\]\s+")
+
+
+def report(stage: str, message: str, *args) -> None:
+    """Log ``<stage>: <message % args>`` as a progress line."""
+    _log.info("%s: " + message, stage, *args)
+
+
+def progress_message(line: str) -> str | None:
+    """The message of a progress line as a log shows it (``validate: ...``), else None."""
+    head, tag, _ = line.rstrip("\n").partition(_TAG)
+    if not tag:
+        return None
+    return _STRUCTLOG_HEAD.sub("", head, count=1).strip()

@@ -1,0 +1,90 @@
+"""The memory guard of benchmarks/scale.py on real child processes: it stops a tree that passes
+its limit (wherever in the tree the memory is), and leaves one below it alone."""
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from benchmarks.memory_guard import MIB, run_guarded
+from benchmarks.scale import airflow_step
+
+# allocates 20 MiB at a time (touched, so resident) up to ``total`` MiB, then says so
+ALLOCATE = textwrap.dedent("""
+    import sys, time
+    total = int(sys.argv[1])
+    blocks = []
+    while len(blocks) * 20 < total:
+        blocks.append(bytearray(b"x" * (20 * 2**20)))
+        print("allocated", len(blocks) * 20, "MiB", flush=True)
+        time.sleep(0.05)
+    print("ALLOCATED ALL", flush=True)
+    time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
+""")
+
+
+def _own() -> int:
+    """The limit covers the guard's own process too: limits below are set above it."""
+    return psutil.Process().memory_info().rss
+
+
+def test_a_child_that_passes_the_limit_is_stopped_and_reported(tmp_path):
+    log = tmp_path / "child.log"
+    g = run_guarded([sys.executable, "-c", ALLOCATE, "1500"], _own() + 300 * MIB, log=log)
+    assert g.stopped and not g.ok
+    assert g.returncode == -9  # SIGKILL from the guard
+    assert g.stopped_at_bytes > _own() + 300 * MIB - 50 * MIB  # own RSS may have moved a little
+    assert 250 * MIB < g.peak_bytes < 1500 * MIB
+    text = log.read_text()
+    assert "allocated 20 MiB" in text and "ALLOCATED ALL" not in text
+
+
+def test_memory_in_a_grandchild_counts_and_the_whole_tree_is_killed(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    parent = textwrap.dedent(f"""
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", {ALLOCATE!r}, "1500", "60"])
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        child.wait()
+        print("PARENT DONE", flush=True)
+    """)
+    log = tmp_path / "tree.log"
+    g = run_guarded([sys.executable, "-c", parent], _own() + 300 * MIB, log=log)
+    assert g.stopped
+    grandchild = int(pid_file.read_text())
+    try:  # killed: gone within moments (it would otherwise live for a minute)
+        psutil.Process(grandchild).wait(timeout=10)
+    except psutil.NoSuchProcess:
+        pass
+    assert "ALLOCATED ALL" not in log.read_text() and "PARENT DONE" not in log.read_text()
+
+
+def test_a_child_below_the_limit_runs_to_the_end_and_its_peak_is_measured(tmp_path):
+    lines = []
+    g = run_guarded([sys.executable, "-c", ALLOCATE, "200"], _own() + 2000 * MIB, on_line=lines.append)
+    assert g.ok and not g.stopped and g.stopped_at_bytes is None
+    assert "ALLOCATED ALL\n" in lines
+    assert g.peak_bytes >= 200 * MIB  # the kernel's peak, even if no sample fell on it
+
+
+def test_a_failing_child_is_a_failure_not_a_stop():
+    g = run_guarded([sys.executable, "-c", "raise SystemExit(4)"], _own() + 500 * MIB)
+    assert g.returncode == 4 and not g.stopped and not g.ok
+
+
+def test_samples_are_labelled_by_the_step_the_tree_is_in():
+    # a runner whose child looks like `python -m ltceval.embedded <dag>` (as `ltceval run` starts them)
+    runner = ("import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; time.sleep(1.0)', "
+              "'ltceval.embedded', 'identifiable_zone'])")
+    g = run_guarded([sys.executable, "-c", runner], _own() + 1000 * MIB, label=airflow_step)
+    assert g.ok
+    assert set(g.by_label) == {"dag identifiable_zone"}
+    assert g.by_label["dag identifiable_zone"]["peak_bytes"] > 0
+
+
+@pytest.mark.parametrize("limit, interval", [(0, 0.2), (-1, 0.2), (100 * MIB, 0)])
+def test_bad_settings_are_refused(limit, interval):
+    with pytest.raises(ValueError, match="must be positive"):
+        run_guarded([sys.executable, "-c", "pass"], limit, interval=interval)
