@@ -15,6 +15,7 @@ import json
 import shutil
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -257,28 +258,40 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     counts = _Counts(gt, n, params.months)
     ecds_persons = treated = 0
     ecds_columns = None
-    for first in range(0, n, chunk_persons):
-        rng = BlockRNG(params.seed, first, min(chunk_persons, n - first))
-        pop = build_persons(params, setup, rng)
-        sim = simulate(params, pop, rng)
-        tables, truth = build_tables(params, setup, pop, sim, rng, ids)
-        ecds_persons += truth.pop("ecds_persons")
-        ecds_columns = ["person"] + list(tables["ecds"].columns)
-        if upstream_pseudonymised:
-            tables = pseudonymise_landing_upstream(tables, key)
-        if first == 0:
-            tables["reference/lsoa_imd"] = setup.lsoa[["LSOA11", "IMD_Decile"]]
+
+    def write_chunk(tables, truth, persons, sim) -> None:
         landing.write(tables)
         for s in TRUTH_SOURCES:
             truth_sinks[s].write(truth[s])
-        persons = _truth_persons(pop, sim)
-        treated += int(persons["treated_ltc_pathway"].sum())
         persons_sink.write(persons)
         counts.write("exposure", sim.exposure)
         for o in OUTCOMES:
             counts.write(o, sim.counts[o])
-        spine.add(pop.persons, first)
-        del pop, sim, tables, truth, persons
+
+    # One chunk is written (Arrow and zlib release the GIL) while the next is made; at most
+    # two chunks are alive, and the files get the chunks in order, from one thread.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for first in range(0, n, chunk_persons):
+            rng = BlockRNG(params.seed, first, min(chunk_persons, n - first))
+            pop = build_persons(params, setup, rng)
+            sim = simulate(params, pop, rng)
+            tables, truth = build_tables(params, setup, pop, sim, rng, ids)
+            ecds_persons += truth.pop("ecds_persons")
+            ecds_columns = ["person"] + list(tables["ecds"].columns)
+            if upstream_pseudonymised:
+                tables = pseudonymise_landing_upstream(tables, key)
+            if first == 0:
+                tables["reference/lsoa_imd"] = setup.lsoa[["LSOA11", "IMD_Decile"]]
+            persons = _truth_persons(pop, sim)
+            treated += int(persons["treated_ltc_pathway"].sum())
+            spine.add(pop.persons, first)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write_chunk, tables, truth, persons, sim)
+            del pop, sim, tables, truth, persons
+        if pending is not None:
+            pending.result()
 
     # People on no GP list who attend A&E (true_person_id >= persons); see SynthParams.
     visitors, visitor_persons = unregistered_ecds(params, spine, setup, ecds_columns, ecds_persons, ids)
