@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -381,7 +382,8 @@ def run_via_airflow(args, workdir: Path, limit: int) -> tuple[list[Row], int, di
                "dag analytical_zone": (_rows_of_parquet(paths.pseudonymised), "pseudonymised rows read"),
                "dag evaluation": (_panel_rows(paths), "panel rows")}
     for r in rows:
-        r.rows, r.note = rows_in.get(r.stage, (None, ""))
+        if r.stage in rows_in:
+            r.rows, r.note = rows_in[r.stage]
     return rows, 0, {}
 
 
@@ -430,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         run_stage(args.stage, args)
         return 0
     limit = round(args.memory_limit_gib * GIB)
+    # a stage runs in a session of its own: on SIGTERM, exit through the guard, which kills it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     own_dir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="ltceval-scale-")) if own_dir else args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
