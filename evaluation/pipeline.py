@@ -20,7 +20,7 @@ from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outco
 from evaluation.methods.common import json_safe
 from core.contract import COUNT_OUTCOMES
 from evaluation.panel import (add_cost_column, cohort_counts,
-                              data_period, load_design, load_panel, load_treated_panel, read_table,
+                              data_period, load_design, load_panel, load_treated_panel, prepare_panel, read_table,
                               table_names)
 from evaluation.reporting.render import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
@@ -145,7 +145,8 @@ def sensitivity(paths: Paths) -> dict:
         _save(paths, "sensitivity", out)
         return {"scenarios": 0, "notes": out["notes"]}
     raw = read_table(paths.warehouse, "mart_evaluation_panel")
-    panel = load_panel(paths.warehouse)
+    window = load_design(paths.warehouse).selection_window_months
+    panel = prepare_panel(raw, window)  # what load_panel does, on the table already read
     results = {o: _load(paths, f"outcome_{o}").did for o in OUTCOMES}
     deaths = (read_table(paths.warehouse, "int_persons_joined_to_imd")[["person_id", "date_of_death"]]
               if "int_persons_joined_to_imd" in tables else None)
@@ -162,7 +163,7 @@ def sensitivity(paths: Paths) -> dict:
     scen, notes = run_sensitivity(panel, results, c["costing"], seed_costs, config, raw_panel=raw,
                                   deaths=deaths, mean_treatment_contacts=contacts,
                                   alternative_panels=alt or None, price_index=c["price_index"],
-                                  selection_window_months=load_design(paths.warehouse).selection_window_months)
+                                  selection_window_months=window)
     out.update(scenarios=scen, notes=notes)
     sub = [subgroup_savings(panel, panel[panel["is_treated"] == 1].drop_duplicates("person_id"),
                             c["unit_costs"], config, by)
