@@ -41,8 +41,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     params = SynthParams(persons=args.persons, seed=args.seed)
     if args.null_effect:
         params = params.with_null_effect()
-    summary = generate(params, Path(args.out), fmt=args.format,
-                       upstream_pseudonymised=args.upstream_pseudonymised, monthly_from=args.monthly_from)
+    summary = generate(params, Path(args.out), fmt=args.format, upstream_pseudonymised=args.upstream_pseudonymised,
+                       monthly_from=args.monthly_from, chunk_persons=args.chunk_persons)
     if args.pseudonymised_fixture:
         import os
 
@@ -69,6 +69,15 @@ def _cmd_link(args: argparse.Namespace) -> int:
           f"({summary['links']['pairs']:,} pairs) in {summary['seconds']} s; wrote {out / 'links.csv'} "
           f"and {out / 'summary.json'}")
     return 0
+
+
+def _chunk_persons(text: str) -> int:
+    from synthetic.streams import RNG_BLOCK
+
+    n = _positive_int(text)
+    if n % RNG_BLOCK:
+        raise argparse.ArgumentTypeError(f"must be a multiple of {RNG_BLOCK:,}, not {n:,}")
+    return n
 
 
 def _period(text: str) -> str:
@@ -163,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--monthly-from", type=_period, metavar="YYYY-MM",
                    help="write activity extracts as monthly deliveries: one file a month from this month "
                         "(e.g. ecds.2024-01.csv) and one file for everything before it")
+    p.add_argument("--chunk-persons", type=_chunk_persons, default=50_000, metavar="N",
+                   help="people made and written at a time, a multiple of 1,000 (default 50,000): it "
+                        "bounds memory and changes no output")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("link", help="link the records of two files (CSV or Parquet) with the pipeline's linker")

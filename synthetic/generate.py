@@ -1,9 +1,21 @@
-"""Entry point of the generator: simulate, build extracts, write them with their ground truth."""
+"""Entry point of the generator: simulate, build extracts, write them with their ground truth.
+
+People are made chunk by chunk (``chunk_persons``, a multiple of ``streams.RNG_BLOCK``) and
+each chunk's rows are appended to every output file as soon as the chunk is made (CSV
+appended; Parquet in row groups of a fixed ``ROW_GROUP`` rows), so memory is bounded by the
+chunk, not the population. Every draw comes from the random stream of a fixed block of
+persons and every table is kept in block order (see synthetic.streams), so the same seed gives
+the same bytes in every file whatever the chunk size. What spans people is made once: the
+practices, LSOAs, postcodes and NHS numbers before the first chunk (population.build_setup);
+the A&E attenders on no GP list, who borrow registered people's identities, after the last.
+"""
 from __future__ import annotations
 
 import json
 import shutil
 import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +25,75 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .params import OUTCOMES, SynthParams
-from .population import build_population, month_start
+from .population import build_persons, build_setup, month_start
 from .simulate import simulate
-from .tables import build_tables
+from .streams import RNG_BLOCK, BlockRNG, RecordIds
+from .tables import Identities, build_tables, unregistered_ecds
+
+DEFAULT_CHUNK_PERSONS = 50_000  # about 0.6-0.8 GiB of working memory per chunk
+ROW_GROUP = 122_880  # Parquet rows per row group (DuckDB's own row-group size)
+# Landing columns that are whole numbers in Parquet; every other landing column is text.
+LANDING_INT_COLUMNS = frozenset({"Der_Spell_LoS", "Age_At_Start_of_Spell_SUS", "Age_At_Arrival", "PersScore",
+                                 "APPTAGE", "IMD_Decile"})
+TRUTH_SOURCES = ("gp_patients", "ecds", "apc", "opa", "iapt_ids001_mpi")  # order of record_person.parquet
 
 
-def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    if fmt == "parquet":
-        pq.write_table(table, path.parent / f"{path.name}.parquet")
-    else:
-        # Everything as text, as extracts arrive; nulls as empty fields.
-        table = table.cast(pa.schema([pa.field(f.name, pa.string()) for f in table.schema]))
-        pacsv.write_csv(table, path.parent / f"{path.name}.csv",
-                        pacsv.WriteOptions(quoting_style="needed"))
+class _Sink:
+    """One output file written piece by piece. CSV: everything as text, as extracts arrive,
+    nulls as empty fields, appended per piece. Parquet: row groups of exactly ROW_GROUP rows
+    (the last one shorter), so the file does not depend on how the rows were chunked."""
+
+    def __init__(self, path: Path, fmt: str, landing: bool, row_group: int = ROW_GROUP):
+        self.path, self.fmt, self.landing, self.row_group = path, fmt, landing, row_group
+        self.writer = None
+        self.schema: pa.Schema | None = None
+        self.buf: list[pa.Table] = []
+        self.nbuf = 0
+        self.rows = 0
+
+    def _target(self, t: pa.Schema) -> pa.Schema:
+        if self.fmt == "csv":
+            return pa.schema([pa.field(f.name, pa.string()) for f in t])
+        if self.landing:
+            return pa.schema([pa.field(f.name, pa.int64() if f.name in LANDING_INT_COLUMNS else pa.large_string())
+                              for f in t])
+        # ground truth: the first piece's types; a column with no values yet is text
+        return pa.schema([pa.field(f.name, pa.large_string() if pa.types.is_null(f.type) else f.type) for f in t])
+
+    def write(self, df: pd.DataFrame | pa.Table) -> None:
+        t = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+        t = t.replace_schema_metadata(None)
+        if self.schema is None:
+            self.schema = self._target(t.schema)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.fmt == "csv":
+                self.writer = pacsv.CSVWriter(self.path, self.schema,
+                                              write_options=pacsv.WriteOptions(quoting_style="needed"))
+            else:
+                self.writer = pq.ParquetWriter(self.path, self.schema)
+        if list(t.column_names) != self.schema.names:
+            raise ValueError(f"{self.path.name}: columns {t.column_names} differ from {self.schema.names}")
+        t = t.cast(self.schema)
+        self.rows += t.num_rows
+        if self.fmt == "csv":
+            self.writer.write_table(t)
+            return
+        self.buf.append(t)
+        self.nbuf += t.num_rows
+        while self.nbuf >= self.row_group:
+            whole = pa.concat_tables(self.buf)
+            # contiguous, so that page and dictionary boundaries do not follow the chunks
+            self.writer.write_table(whole.slice(0, self.row_group).combine_chunks(), row_group_size=self.row_group)
+            rest = whole.slice(self.row_group)
+            self.buf, self.nbuf = [rest], rest.num_rows
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        if self.fmt == "parquet" and self.nbuf:
+            self.writer.write_table(pa.concat_tables(self.buf).combine_chunks(), row_group_size=self.row_group)
+        self.buf, self.nbuf = [], 0
+        self.writer.close()
 
 
 # Activity extracts that a site receives month by month, with the date that puts a row in
@@ -39,37 +105,111 @@ MONTHLY_VIA = {"iapt_ids202_care_activity": ("CareContactId", "iapt_ids201_care_
                "iapt_ids602_ltc": ("ServiceRequestId", "iapt_ids101_referral")}
 
 
-def _monthly_files(tables: dict[str, pd.DataFrame], monthly_from: str) -> dict[str, pd.DataFrame]:
-    """Split the activity extracts into monthly deliveries: ``<table>.<YYYY-MM>`` for each month
-    from ``monthly_from`` and ``<table>.<first>_<last>`` for all earlier months (the backfill),
-    named so that they sort in time order. Other extracts (registers, person tables, reference
-    data) stay one file each. The rows, and their order within a month, are unchanged."""
+BACKFILL = "__backfill__"  # placeholder month of the backfill file until the last chunk is written
+
+
+def _months(tables: dict[str, pd.DataFrame]) -> dict[str, pd.Series]:
+    """Year-month (YYYY-MM, or '' when undated) of every row of the activity extracts."""
     months = {}
     for name, col in MONTHLY.items():
         if name in tables:
-            months[name] = tables[name][col].astype(str).str[:7]
+            months[name] = tables[name][col].astype(object).where(tables[name][col].notna(), "").astype(str).str[:7]
     for name, (key, parent) in MONTHLY_VIA.items():
         if name in tables and parent in tables:
-            lookup = dict(zip(tables[parent][key], months[parent]))
-            months[name] = tables[name][key].map(lookup).fillna("").astype(str)
-    dated = {name: ms.str.fullmatch(r"\d{4}-\d{2}").fillna(False) for name, ms in months.items()}
-    every = sorted({m for name, ms in months.items() for m in ms[dated[name]]})
-    first = every[0] if every else monthly_from
-    before = [m for m in every if m < monthly_from]
-    backfill = f"{first}_{before[-1]}" if before else None
-    out = {}
-    for name, df in tables.items():
-        if name not in months:
-            out[name] = df
-            continue
-        month = months[name].where(dated[name] & (months[name] >= monthly_from), backfill or "")
-        for m in sorted(set(month)):
-            out[f"{name}.{m}" if m else name] = df[(month == m).to_numpy()].reset_index(drop=True)
-    return out
+            lookup = pd.Series(months[parent].to_numpy(), index=tables[parent][key].to_numpy())
+            lookup = lookup[~lookup.index.duplicated()]
+            months[name] = pd.Series(lookup.reindex(tables[name][key].to_numpy()).fillna("").to_numpy(),
+                                     index=tables[name].index).astype(str)
+    return months
+
+
+class _Landing:
+    """The landing extracts: one file per table or, with ``monthly_from``, the activity
+    extracts as monthly deliveries: ``<table>.<YYYY-MM>`` for each month from ``monthly_from``
+    and ``<table>.<first>_<last>`` for all earlier months (the backfill), named so that they
+    sort in time order; undated rows go to the backfill (or, with no earlier month, to
+    ``<table>``). Other extracts (registers, person tables, reference data) stay one file
+    each. The rows, and their order within a month, are the same as in one file."""
+
+    def __init__(self, folder: Path, fmt: str, monthly_from: str | None, row_group: int = ROW_GROUP):
+        self.folder, self.fmt, self.monthly_from, self.row_group = folder, fmt, monthly_from, row_group
+        self.sinks: dict[str, _Sink] = {}
+        self.rows: dict[str, int] = {}
+        self.seen_months: set[str] = set()
+
+    def _sink(self, key: str) -> _Sink:
+        if key not in self.sinks:
+            self.sinks[key] = _Sink(self.folder / f"{key}.{self.fmt}", self.fmt, landing=True, row_group=self.row_group)
+        return self.sinks[key]
+
+    def write(self, tables: dict[str, pd.DataFrame]) -> None:
+        for name, df in tables.items():
+            self.rows[name] = self.rows.get(name, 0) + len(df)
+        if self.monthly_from is None:
+            for name, df in tables.items():
+                self._sink(name).write(df)
+            return
+        months = _months(tables)
+        for name, df in tables.items():
+            if name not in months:
+                self._sink(name).write(df)
+                continue
+            ms = months[name]
+            dated = ms.str.fullmatch(r"\d{4}-\d{2}").fillna(False).to_numpy()
+            self.seen_months.update(ms[dated].unique().tolist())
+            month = np.where(dated & (ms.to_numpy() >= self.monthly_from), ms.to_numpy(), BACKFILL)
+            for m in sorted(set(month.tolist())):
+                self._sink(f"{name}.{m}").write(df[month == m].reset_index(drop=True))
+
+    def close(self) -> int:
+        """Close every file, give the backfill its final name; returns the number of files."""
+        for sink in self.sinks.values():
+            sink.close()
+        if self.monthly_from is not None:
+            every = sorted(self.seen_months)
+            before = [m for m in every if m < self.monthly_from]
+            for key, sink in list(self.sinks.items()):
+                name, _, m = key.rpartition(".")
+                if m == BACKFILL:
+                    final = f"{name}.{every[0]}_{before[-1]}" if before else name
+                    sink.path.rename(self.folder / f"{final}.{self.fmt}")
+        return len(self.sinks)
+
+
+class _Counts:
+    """ground_truth/monthly_counts.npz written person-chunk by person-chunk: each array is
+    streamed to a temporary .npy file (rows are persons, C order, so chunks append), then
+    each file is deflated into the archive with a fixed timestamp."""
+
+    def __init__(self, folder: Path, n: int, months: int):
+        self.folder = folder
+        self.tmp = folder / ".monthly_counts"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.files = {}
+        for name, dtype in [("exposure", np.float32)] + [(o, np.int16) for o in OUTCOMES]:
+            f = open(self.tmp / f"{name}.npy", "wb")
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                     "fortran_order": False, "shape": (n, months)})
+            self.files[name] = (f, dtype)
+
+    def write(self, name: str, rows: np.ndarray) -> None:
+        f, dtype = self.files[name]
+        f.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+
+    def close(self) -> None:
+        with zipfile.ZipFile(self.folder / "monthly_counts.npz", "w", allowZip64=True) as zf:
+            for name, (f, _) in self.files.items():
+                f.close()
+                info = zipfile.ZipInfo(f"{name}.npy")  # fixed date: same seed, same bytes
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with open(self.tmp / f"{name}.npy", "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 24)
+        shutil.rmtree(self.tmp)
 
 
 def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudonymised: bool = False,
-             monthly_from: str | None = None) -> dict:
+             monthly_from: str | None = None, chunk_persons: int = DEFAULT_CHUNK_PERSONS,
+             row_group: int = ROW_GROUP) -> dict:
     """Write landing extracts to out/landing and ground truth to out/ground_truth.
 
     ``upstream_pseudonymised``: write the person sources as pseudonymised upstream
@@ -77,59 +217,100 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     and every other extract are the same as without it.
 
     ``monthly_from`` (YYYY-MM): write the activity extracts as monthly deliveries from that
-    month on (see ``_monthly_files``; the sources config's globs read them all). The rows are
-    the same as without it.
+    month on (see ``_Landing``; the sources config's globs read them all). The rows are the
+    same as without it.
+
+    ``chunk_persons``: people made and written at a time (a multiple of
+    streams.RNG_BLOCK); it bounds memory and changes no output byte. ``row_group``: rows per
+    Parquet row group (fixed, so that it is not the chunk that decides them).
 
     Returns a summary (row counts per table, seconds, planted effects) free of identifiers.
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"format must be csv or parquet, not {fmt!r}")
+    if isinstance(chunk_persons, bool) or not isinstance(chunk_persons, (int, np.integer)) \
+            or chunk_persons <= 0 or chunk_persons % RNG_BLOCK:
+        raise ValueError(f"chunk_persons must be a positive multiple of {RNG_BLOCK:,}, not {chunk_persons!r}")
+    if isinstance(row_group, bool) or not isinstance(row_group, (int, np.integer)) or row_group <= 0:
+        raise ValueError(f"row_group must be a positive whole number, not {row_group!r}")
+    if isinstance(params.persons, bool) or not isinstance(params.persons, (int, np.integer)) or params.persons <= 0:
+        raise ValueError(f"persons must be a positive whole number, not {params.persons!r}")
     t0 = time.perf_counter()
-    rng = np.random.default_rng(params.seed)
-    pop = build_population(params, rng)
-    sim = simulate(params, pop, rng)
-    tables, truth = build_tables(params, pop, sim, rng)
     if upstream_pseudonymised:
         from .upstream import pseudonymise_landing_upstream, upstream_key
 
-        tables = pseudonymise_landing_upstream(tables, upstream_key(params.seed))
-
+        key = upstream_key(params.seed)
     out = Path(out)
-    landing, gt = out / "landing", out / "ground_truth"
-    for folder in (landing, gt):
+    landing_dir, gt = out / "landing", out / "ground_truth"
+    for folder in (landing_dir, gt):
         if folder.exists():
             shutil.rmtree(folder)
-    rows = {}
-    for name, df in tables.items():
-        rows[name] = len(df)
-    if monthly_from is not None:
-        tables = _monthly_files(tables, monthly_from)
-    for name, df in tables.items():
-        _write(df, landing / name, fmt)
+    gt.mkdir(parents=True)
+    n = params.persons
+    setup = build_setup(params)
+    ids = RecordIds(params.seed)
+    spine = Identities(n)
+    landing = _Landing(landing_dir, fmt, monthly_from, row_group)
+    truth_tmp = gt / ".record_person"
+    truth_sinks = {s: _Sink(truth_tmp / f"{s}.parquet", "parquet", landing=False, row_group=row_group)
+                   for s in TRUTH_SOURCES}
+    persons_sink = _Sink(gt / "persons.parquet", "parquet", landing=False, row_group=row_group)
+    counts = _Counts(gt, n, params.months)
+    ecds_persons = treated = 0
+    ecds_columns = None
 
-    persons = pop.persons.copy()
-    ref = sim.referrals
-    first = ref.drop_duplicates("person").set_index("person") if len(ref) else pd.DataFrame()
-    persons["referred"] = persons["person"].isin(first.index)
-    persons["pathway"] = first["pathway"].reindex(persons["person"]).to_numpy() if len(ref) else None
-    persons["n_treatment"] = first["n_treatment"].reindex(persons["person"]).fillna(0).astype(int).to_numpy() if len(ref) else 0
-    persons["referral_month"] = first["referral_month"].reindex(persons["person"]).fillna(-1).astype(int).to_numpy() if len(ref) else -1
-    persons["index_month"] = first["index_month"].reindex(persons["person"]).fillna(-1).astype(int).to_numpy() if len(ref) else -1
-    persons["treated_ltc_pathway"] = (persons["pathway"] == "Y") & (persons["n_treatment"] >= 2)
-    for o in OUTCOMES:
-        persons[f"total_{o}"] = sim.counts[o].sum(axis=1)
-    practices = pop.practices.copy()
+    def write_chunk(tables, truth, persons, sim) -> None:
+        landing.write(tables)
+        for s in TRUTH_SOURCES:
+            truth_sinks[s].write(truth[s])
+        persons_sink.write(persons)
+        counts.write("exposure", sim.exposure)
+        for o in OUTCOMES:
+            counts.write(o, sim.counts[o])
+
+    # One chunk is written (Arrow and zlib release the GIL) while the next is made; at most
+    # two chunks are alive, and the files get the chunks in order, from one thread.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for first in range(0, n, chunk_persons):
+            rng = BlockRNG(params.seed, first, min(chunk_persons, n - first))
+            pop = build_persons(params, setup, rng)
+            sim = simulate(params, pop, rng)
+            tables, truth = build_tables(params, setup, pop, sim, rng, ids)
+            ecds_persons += truth.pop("ecds_persons")
+            ecds_columns = ["person"] + list(tables["ecds"].columns)
+            if upstream_pseudonymised:
+                tables = pseudonymise_landing_upstream(tables, key)
+            if first == 0:
+                tables["reference/lsoa_imd"] = setup.lsoa[["LSOA11", "IMD_Decile"]]
+            persons = _truth_persons(pop, sim)
+            treated += int(persons["treated_ltc_pathway"].sum())
+            spine.add(pop.persons, first)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write_chunk, tables, truth, persons, sim)
+            del pop, sim, tables, truth, persons
+        if pending is not None:
+            pending.result()
+
+    # People on no GP list who attend A&E (true_person_id >= persons); see SynthParams.
+    visitors, visitor_persons = unregistered_ecds(params, spine, setup, ecds_columns, ecds_persons, ids)
+    if len(visitors):
+        truth_sinks["ecds"].write(pd.DataFrame({"source": "ecds", "record_id": visitors["EC_Ident"],
+                                                "true_person_id": visitors["person"].to_numpy()}))
+        v = {"ecds": visitors.drop(columns="person")}
+        landing.write(pseudonymise_landing_upstream(v, key) if upstream_pseudonymised else v)
+    n_files = landing.close()
+    persons_sink.close()
+    counts.close()
+    _merge_truth(truth_sinks, gt / "record_person.parquet", row_group)
+    shutil.rmtree(truth_tmp)
+    visitor_persons.to_parquet(gt / "unregistered_persons.parquet", index=False)
+    practices = setup.practices.copy()
     practices["ltc_service_start"] = np.where(practices["ltc_launch_month"] >= 0,
                                               month_start(params, np.maximum(practices["ltc_launch_month"], 0)),
                                               np.datetime64("NaT"))
-    gt.mkdir(parents=True, exist_ok=True)
-    truth["record_person"].to_parquet(gt / "record_person.parquet", index=False)
-    # people in A&E who are on no GP list (true_person_id >= persons); see SynthParams
-    truth["unregistered_persons"].to_parquet(gt / "unregistered_persons.parquet", index=False)
-    persons.to_parquet(gt / "persons.parquet", index=False)
     practices.to_parquet(gt / "practices.parquet", index=False)
-    np.savez_compressed(gt / "monthly_counts.npz", exposure=sim.exposure,
-                        **{o: sim.counts[o] for o in OUTCOMES})
     effects = dict(params.planted_rate_ratio)
     effects["bed_days"] = params.planted_rate_ratio["emergency_admissions"]  # length of stay is unaffected
     planted = {
@@ -139,8 +320,40 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
         "params": params.to_json(),
     }
     (gt / "planted_effects.json").write_text(json.dumps(planted, indent=2, default=str))
-    return {"rows": rows, "seconds": round(time.perf_counter() - t0, 2), "format": fmt,
-            **({"files": len(tables), "monthly_from": monthly_from} if monthly_from else {}),
-            "upstream_pseudonymised": upstream_pseudonymised,
-            "treated_ltc_pathway": int(persons["treated_ltc_pathway"].sum()),
-            "planted_rate_ratio": effects}
+    return {"rows": landing.rows, "seconds": round(time.perf_counter() - t0, 2), "format": fmt,
+            **({"files": n_files, "monthly_from": monthly_from} if monthly_from else {}),
+            "upstream_pseudonymised": upstream_pseudonymised, "chunk_persons": chunk_persons,
+            "treated_ltc_pathway": treated, "planted_rate_ratio": effects}
+
+
+def _truth_persons(pop, sim) -> pd.DataFrame:
+    """Ground truth of the chunk's people: identity, attributes, first referral, totals."""
+    persons = pop.persons.copy()
+    n = len(persons)
+    ref = sim.referrals.drop_duplicates("person")
+    who = ref["person"].to_numpy()
+    referred = np.zeros(n, dtype=bool)
+    referred[who] = True
+    pathway = np.full(n, None, dtype=object)
+    pathway[who] = ref["pathway"].to_numpy(dtype=object)
+    persons["referred"] = referred
+    persons["pathway"] = pathway
+    for col, default in (("n_treatment", 0), ("referral_month", -1), ("index_month", -1)):
+        v = np.full(n, default, dtype=np.int64)
+        v[who] = ref[col].to_numpy()
+        persons[col] = v
+    persons["treated_ltc_pathway"] = (pathway == "Y") & (persons["n_treatment"].to_numpy() >= 2)
+    for o in OUTCOMES:
+        persons[f"total_{o}"] = sim.counts[o].sum(axis=1, dtype=np.int64)
+    return persons
+
+
+def _merge_truth(sinks: dict[str, _Sink], path: Path, row_group: int) -> None:
+    """record_person.parquet: the per-source pieces one after another, streamed."""
+    out = _Sink(path, "parquet", landing=False, row_group=row_group)
+    for s in TRUTH_SOURCES:
+        sinks[s].close()
+        f = pq.ParquetFile(sinks[s].path)
+        for batch in f.iter_batches(batch_size=row_group):
+            out.write(pa.Table.from_batches([batch]))
+    out.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 MOD11_WEIGHTS = np.arange(10, 1, -1)
 
@@ -56,22 +57,19 @@ def digits_to_str(digits: np.ndarray) -> np.ndarray:
 
 def valid_nhs_numbers(rng: np.random.Generator, n: int) -> np.ndarray:
     """n distinct valid NHS numbers (as strings) in the 4xx-7xx range used for England."""
-    out = np.empty((0, 10), dtype=np.int64)
-    seen: set = set()
-    while len(out) < n:
-        need = int((n - len(out)) * 1.15) + 16
+    keys = np.empty(0, dtype=np.int64)
+    while len(keys) < n:
+        need = int((n - len(keys)) * 1.15) + 16
         first9 = rng.integers(0, 10, size=(need, 9))
         first9[:, 0] = rng.integers(4, 8, size=need)
         check = mod11_check_digit(first9)
         ok = check != 10
-        cand = np.column_stack([first9[ok], check[ok]])
-        keys = cand @ (10 ** np.arange(9, -1, -1))
-        _, first = np.unique(keys, return_index=True)
-        cand, keys = cand[np.sort(first)], keys[np.sort(first)]
-        fresh = np.array([k not in seen for k in keys.tolist()])
-        seen.update(keys[fresh].tolist())
-        out = np.vstack([out, cand[fresh]])
-    return digits_to_str(out[:n])
+        cand = np.column_stack([first9[ok], check[ok]]) @ (10 ** np.arange(9, -1, -1))
+        # keep the first occurrence of each new number, in the order drawn
+        _, first = np.unique(cand, return_index=True)
+        cand = cand[np.sort(first)]
+        keys = np.r_[keys, cand[~np.isin(cand, keys)]]
+    return np.char.zfill(keys[:n].astype(str), 10)
 
 
 def invalidate_nhs_numbers(rng: np.random.Generator, numbers: np.ndarray) -> np.ndarray:
@@ -98,31 +96,49 @@ def nhs_number_is_valid(numbers: np.ndarray) -> np.ndarray:
     return result
 
 
-def typo(rng: np.random.Generator, names: np.ndarray) -> np.ndarray:
-    """One keying error per name: a substituted, dropped or doubled letter, or two letters swapped."""
-    letters = np.array(list("ABCDEFGHIJKLMNOPRSTUVWY"))
-    out = []
-    kinds = rng.integers(0, 4, size=len(names))
-    pos_draw = rng.random(len(names))
-    subs = rng.choice(letters, size=len(names))
-    for name, kind, p, sub in zip(names, kinds, pos_draw, subs):
-        if len(name) < 3:
-            out.append(name + sub)
-            continue
-        i = 1 + int(p * (len(name) - 2))  # keep the first letter, as most typos do
-        if kind == 0:
-            out.append(name[:i] + sub + name[i + 1:])
-        elif kind == 1:
-            out.append(name[:i] + name[i + 1:])
-        elif kind == 2:
-            out.append(name[:i] + name[i] + name[i:])
-        else:
-            out.append(name[:i] + name[i + 1] + name[i] + name[i + 2:] if i + 1 < len(name) else name[:-1])
-    return np.array(out, dtype=object)
+TYPO_LETTERS = np.array(list("ABCDEFGHIJKLMNOPRSTUVWY"))
+
+
+def typo(rng, names: np.ndarray) -> np.ndarray:
+    """One keying error per name: a substituted, dropped or doubled letter, or two letters
+    swapped (vectorised over a byte matrix: this runs for millions of records).
+
+    ``rng``: a numpy Generator or a ``streams.Draws`` view of ``len(names)`` values."""
+    k = len(names)
+    kinds = rng.integers(0, 4, size=k)
+    pos_draw = rng.random(size=k)
+    subs = rng.choice(TYPO_LETTERS, size=k)
+    if k == 0:
+        return np.array([], dtype=object)
+    raw = np.asarray(names, dtype=object).astype("S")
+    width = raw.dtype.itemsize + 1
+    src = np.frombuffer(raw.astype(f"S{width}").tobytes(), dtype=np.uint8).reshape(k, width)
+    length = np.char.str_len(raw).astype(np.int64)
+    short = length < 3
+    i = 1 + (pos_draw * np.maximum(length - 2, 0)).astype(np.int64)  # keep the first letter, as most typos do
+    i = np.where(short, length, i)
+    j = np.arange(width)[None, :]
+    ii = i[:, None]
+    take = np.broadcast_to(j, (k, width)).copy()  # output position j takes source letter take[j]
+    drop = (kinds == 1) | ((kinds == 3) & (i + 1 >= length))  # a swap at the last letter drops it
+    take = np.where(drop[:, None] & (j >= ii), j + 1, take)
+    double = (kinds == 2) & ~short
+    take = np.where(double[:, None] & (j > ii), j - 1, take)
+    swap = (kinds == 3) & (i + 1 < length)
+    take = np.where(swap[:, None] & (j == ii), j + 1, take)
+    take = np.where(swap[:, None] & (j == ii + 1), j - 1, take)
+    out = np.take_along_axis(src, np.minimum(take, width - 1), axis=1)
+    put_sub = (kinds == 0) | short  # a substitution, or a letter appended to a short name
+    rows = np.flatnonzero(put_sub)
+    out[rows, i[rows]] = np.frombuffer(subs[rows].astype("S1").tobytes(), dtype=np.uint8)
+    new_len = length + np.where(short | double, 1, 0) - np.where(drop & ~short, 1, 0)
+    out[j >= new_len[:, None]] = 0
+    return out.view(f"S{width}").ravel().astype(str).astype(object)
 
 
 def nickname(names: np.ndarray) -> np.ndarray:
-    return np.array([NICKNAMES.get(n, n) for n in names], dtype=object)
+    s = pd.Series(np.asarray(names, dtype=object), dtype=object)
+    return s.map(NICKNAMES).fillna(s).to_numpy(dtype=object)
 
 
 def make_postcodes(rng: np.random.Generator, n: int, area: str) -> np.ndarray:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .params import OUTCOMES, SynthParams
 from .population import Population, month_start
+from .streams import BlockRNG
 
 NO_EFFECT = np.iinfo(np.int32).max
 # Weights turning recent events into the "how unwell has this person looked" score GPs act on.
@@ -33,7 +34,8 @@ def _days(d: np.ndarray) -> np.ndarray:
     return out
 
 
-def simulate(params: SynthParams, pop: Population, rng: np.random.Generator) -> Simulation:
+def simulate(params: SynthParams, pop: Population, rng: BlockRNG) -> Simulation:
+    """One chunk of people; persons and referrals are indexed within the chunk."""
     persons = pop.persons
     n, T = len(persons), params.months
     start_day = _days(persons["registration_start"].to_numpy("datetime64[D]"))
@@ -60,14 +62,15 @@ def simulate(params: SynthParams, pop: Population, rng: np.random.Generator) -> 
     rr = {o: params.planted_rate_ratio.get(o, 1.0) for o in OUTCOMES}
     ref_rows = []
     month_days = _days(month_start(params, np.arange(T + 1)))
+    every = rng.per_person()
 
     for t in range(T):
         ms, me = month_days[t], month_days[t + 1]
         exp_t = np.clip((np.minimum(end_day, me) - np.maximum(start_day, ms)) / (me - ms), 0, 1)
         exposure[:, t] = exp_t
-        onset = (spell_left == 0) & (rng.random(n) < params.spell_monthly_onset * np.where(has_ltc, 1.5, 1.0))
+        onset = (spell_left == 0) & (every.random(n) < params.spell_monthly_onset * np.where(has_ltc, 1.5, 1.0))
         lo, hi = params.spell_length_months
-        spell_left[onset] = rng.integers(lo, hi + 1, size=int(onset.sum()))
+        spell_left[onset] = rng.for_rows(np.flatnonzero(onset)).integers(lo, hi + 1, size=int(onset.sum()))
         in_spell = spell_left > 0
         calendar_month = (params.start.month - 1 + t) % 12 + 1
         season = (params.winter_multiplier if calendar_month in (12, 1, 2)
@@ -79,7 +82,7 @@ def simulate(params: SynthParams, pop: Population, rng: np.random.Generator) -> 
             rate = params.base_rates[o] * common * np.exp(age_slope[o] * np.clip(age_t - 50, -35, 40))
             if rr[o] != 1.0:
                 rate = np.where(treated_now, rate * rr[o], rate)
-            counts[o][:, t] = rng.poisson(rate)
+            counts[o][:, t] = every.poisson(rate)
         spell_left = np.maximum(spell_left - 1, 0).astype(np.int8)
 
         # Referral this month depends on what the last six months looked like.
@@ -89,12 +92,12 @@ def simulate(params: SynthParams, pop: Population, rng: np.random.Generator) -> 
         logit = (params.referral_base_logit + params.referral_ltc_logit * has_ltc
                  + params.referral_util_logit * np.log1p(util6) + params.referral_ltc_pathway_logit * pathway_live)
         eligible = (~referred) & (age_t >= 18) & (exp_t >= 1.0)
-        new = eligible & (rng.random(n) < 1 / (1 + np.exp(-logit)))
+        new = eligible & (every.random(n) < 1 / (1 + np.exp(-logit)))
         idx = np.flatnonzero(new)
         if len(idx) == 0:
             continue
         referred[idx] = True
-        ref = _plan_referrals(params, rng, idx, t, ms, pathway_live[idx])
+        ref = _plan_referrals(params, rng.for_rows(idx), idx, t, ms, pathway_live[idx])
         # Effect of an IAPT-LTC course starts in the month of the first treatment contact, which is
         # the referral month or one or two months after it (the evaluation's post period starts
         # the month after the index month, so it is fully exposed when the index is the referral).
@@ -102,11 +105,14 @@ def simulate(params: SynthParams, pop: Population, rng: np.random.Generator) -> 
         effect_start[idx[on_pathway_course.to_numpy()]] = ref.loc[on_pathway_course, "index_month"].to_numpy()
         ref_rows.append(ref)
 
-    referrals = pd.concat(ref_rows, ignore_index=True) if ref_rows else pd.DataFrame()
+    referrals = pd.concat(ref_rows, ignore_index=True) if ref_rows else _plan_referrals(
+        params, rng.for_rows(np.zeros(0, dtype=np.int64)), np.zeros(0, dtype=np.int64), 0, 0.0, np.zeros(0, bool))
+    # block order (months in order within a block), so that the chunk size changes nothing
+    referrals = referrals.iloc[rng.order(referrals["person"].to_numpy())].reset_index(drop=True)
     return Simulation(counts=counts, exposure=exposure, referrals=referrals)
 
 
-def _plan_referrals(params: SynthParams, rng: np.random.Generator, idx: np.ndarray, t: int,
+def _plan_referrals(params: SynthParams, rng, idx: np.ndarray, t: int,
                     month_start_day: float, pathway_live: np.ndarray) -> pd.DataFrame:
     k = len(idx)
     referral_day = month_start_day + rng.integers(0, 28, size=k)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import numpy as np
 import pandas as pd
 
 from core.settings import UPSTREAM_KEY_ENV, env_value
@@ -48,13 +49,19 @@ def pseudo_nhs(numbers: pd.Series, key: bytes) -> pd.Series:
             return None
         clean = "".join(ch for ch in str(v) if ch.isalnum())
         return hmac.new(key, clean.encode(), hashlib.sha256).hexdigest().upper() if clean else None
-    return pd.Series([one(v) for v in numbers.tolist()], index=numbers.index, dtype=object)
+    # one HMAC per distinct number (a person's rows repeat it), then mapped back to the rows
+    codes, uniques = pd.factorize(numbers, use_na_sentinel=True)
+    hashed = np.array([one(v) for v in uniques.tolist()] + [None], dtype=object)
+    return pd.Series(hashed[codes], index=numbers.index, dtype=object)
 
 
 def pseudonymise_landing_upstream(tables: dict[str, pd.DataFrame], key: bytes) -> dict[str, pd.DataFrame]:
-    """The extracts with identifiers replaced by Der_Pseudo_NHS_Number (see module doc)."""
+    """The extracts with identifiers replaced by Der_Pseudo_NHS_Number (see module doc); the
+    person sources among ``tables`` are replaced, the others kept."""
     out = dict(tables)
     for name, (rid, nhs, drop, dob) in PERSON_SOURCES.items():
+        if name not in tables:
+            continue
         df = tables[name].copy()
         pseudo = pseudo_nhs(df[nhs], key)
         extra = {}

@@ -13,6 +13,7 @@ def ltceval(*args):
     ["synth", "--persons", "100"],  # missing --out
     ["synth", "--persons", "-5", "--out", "x"],
     ["synth", "--persons", "10", "--out", "x", "--no-such-option"],
+    ["synth", "--persons", "10", "--out", "x", "--chunk-persons", "1500"],  # not whole random-stream blocks
     ["no-such-command"],
     ["run", "--config", "/nonexistent/sources.yml"],
 ])

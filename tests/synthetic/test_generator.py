@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from synthetic.generate import generate
@@ -37,7 +38,8 @@ PERSONS = 6000
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    summary = generate(SynthParams(persons=PERSONS, seed=11), out)
+    # three chunks, so that every test below also checks what spans chunks
+    summary = generate(SynthParams(persons=PERSONS, seed=11), out, chunk_persons=2_000)
     return out, summary
 
 
@@ -138,3 +140,75 @@ def test_same_seed_same_bytes_and_parquet_matches_csv(tmp_path, synth):
     a = pd.read_parquet(pq_out / "landing" / "apc.parquet")
     b = read(out, "apc")
     assert len(a) == len(b) and list(a.columns) == list(b.columns)
+
+
+def _digests(out):
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt, options", [
+    ("parquet", {}),
+    ("csv", {"monthly_from": "2023-10", "upstream_pseudonymised": True}),
+])
+def test_same_seed_same_files_whatever_the_chunk_size(tmp_path, fmt, options):
+    params = SynthParams(persons=3_000, seed=8)
+    # small row groups, so that Parquet row groups straddle the chunks
+    one = generate(params, tmp_path / "one", fmt=fmt, chunk_persons=3_000, row_group=5_000, **options)
+    three = generate(params, tmp_path / "three", fmt=fmt, chunk_persons=1_000, row_group=5_000, **options)
+    a, b = _digests(tmp_path / "one"), _digests(tmp_path / "three")
+    assert len(a) >= 19 and a == b
+    assert one["rows"] == three["rows"] and one["treated_ltc_pathway"] == three["treated_ltc_pathway"]
+    if fmt == "parquet":
+        assert pq.ParquetFile(tmp_path / "one" / "landing" / "gp_appointments.parquet").metadata.num_row_groups > 5
+    else:
+        assert any(".2023-10." in name for name in a) and any("_2023-09." in name for name in a)
+    # no temporary files are left behind
+    assert not [name for name in a if "/." in name or name.startswith(".")]
+
+
+def test_chunking_keeps_what_spans_people(synth):
+    out, _ = synth
+    truth = pd.read_parquet(out / "ground_truth" / "record_person.parquet")
+    persons = pd.read_parquet(out / "ground_truth" / "persons.parquet")
+    assert persons["person"].tolist() == list(range(PERSONS))
+    assert persons["nhs_number"].is_unique
+    # record ids unique in every source, across chunks
+    assert not truth.duplicated(["source", "record_id"]).any()
+    assert list(dict.fromkeys(truth["source"])) == ["gp_patients", "ecds", "apc", "opa", "iapt_ids001_mpi"]
+    # wrong NHS numbers are other registered people's, from any chunk
+    ecds = read(out, "ecds").merge(truth[truth["source"] == "ecds"], left_on="EC_Ident", right_on="record_id")
+    ecds = ecds[ecds["true_person_id"] < PERSONS]
+    owner = persons.set_index("nhs_number")["person"]
+    holder = ecds["NHS_Number"].map(owner)
+    wrong = holder.notna() & (holder != ecds["true_person_id"])
+    assert wrong.any()
+    assert (holder[wrong] // 2_000 != ecds.loc[wrong, "true_person_id"] // 2_000).any()
+    # the GP list: each person's current record before any stale duplicate
+    gp = read(out, "gp_patients").merge(truth[truth["source"] == "gp_patients"], left_on="PatientRecordId",
+                                        right_on="record_id")
+    first = gp.drop_duplicates("true_person_id")
+    assert (first["RegistrationStartDate"].to_numpy()
+            == persons.set_index("person").loc[first["true_person_id"], "registration_start"]
+            .dt.strftime("%Y-%m-%d").to_numpy()).all()
+    # practices and their pathway launches are one set for the whole population
+    practices = pd.read_parquet(out / "ground_truth" / "practices.parquet")
+    assert set(persons["practice_code"]) <= set(practices["PracticeCode"])
+    assert (practices["ltc_launch_month"] >= 0).sum() >= 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"chunk_persons": 1_500}, "chunk_persons must be a positive multiple of 1,000"),
+    ({"chunk_persons": 0}, "chunk_persons must be"),
+    ({"chunk_persons": 2_000.0}, "chunk_persons must be"),
+    ({"row_group": 0}, "row_group must be"),
+    ({"fmt": "xlsx"}, "format must be csv or parquet"),
+])
+def test_bad_generator_options_are_refused_clearly(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(SynthParams(persons=1_000, seed=1), tmp_path, **kwargs)
+
+
+def test_bad_population_size_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="persons must be a positive whole number"):
+        generate(SynthParams(persons=0, seed=1), tmp_path)
