@@ -16,7 +16,8 @@ seed of a population):
   South Asian, 7% Gaelic), in a fixed shuffled order.
 * Frequencies: a Zipf-Mandelbrot law with an exponential cut-off, share(rank r) proportional
   to (r + q)^-a * exp(-r / R), over a finite universe; the surname head shares above replace
-  ranks 1-10 and the rest is rescaled to sum to one.
+  ranks 1-10 and the rest is rescaled to sum to one (q is set so that rank 11, 0.26%, stays
+  below rank 10, 0.30%).
 
 Targets (England and Wales) and what the model gives (expected values, checked by
 tests/synthetic/test_names.py at small N and in the README section "Synthetic names"):
@@ -26,9 +27,9 @@ statistic                               target          model
 ======================================  ==============  ==========================
 commonest surname                       about 1.2%      1.20% (SMITH)
 ten commonest surnames                  about 5-6%      5.70%
-hundred commonest surnames              not targeted    21.6%
-distinct surnames, 200,000 people       tens of 1,000s  about 37,800
-distinct surnames, 2,000,000 people     tens of 1,000s  about 92,900
+hundred commonest surnames              not targeted    18.1%
+distinct surnames, 200,000 people       tens of 1,000s  about 38,900
+distinct surnames, 2,000,000 people     tens of 1,000s  about 94,500
 commonest forename (per sex)            a few %         2.8%
 ten commonest forenames (per sex)       not targeted    18.3%
 distinct forenames per sex, 100,000     thousands       about 10,900
@@ -36,9 +37,9 @@ distinct forenames per sex, 1,000,000   thousands       about 19,700 (of 20,000)
 ======================================  ==============  ==========================
 
 Forename and surname are drawn independently, so among N distinct people the pairs sharing
-sex, forename and surname number about N^2/4 * sum(p_f^2) * sum(p_s^2) = 1.2e-6 N^2 (sum p_f^2
-= 0.0054 per sex, sum p_s^2 = 0.00086): about 470 at 20,000 people and 4.6 M at 2,000,000
-(0.1 and 2.3 per person), against 1.9 M at 20,000 with the old 112 surnames. Record pairs in
+sex, forename and surname number about N^2/4 * sum(p_f^2) * sum(p_s^2) = 9.4e-7 N^2 (sum p_f^2
+= 0.0054 per sex, sum p_s^2 = 0.0007): about 380 at 20,000 people and 3.8 M at 2,000,000
+(0.02 and 1.9 per person), against 1.9 M at 20,000 with the old 112 surnames. Record pairs in
 linkage blocking are then dominated by the same person's records in several sources, which
 grow linearly.
 
@@ -54,7 +55,7 @@ import numpy as np
 
 # Head shares of the ten commonest surnames of England and Wales (ONS-like order of size).
 SURNAME_HEAD_SHARES = (0.0120, 0.0090, 0.0062, 0.0055, 0.0055, 0.0042, 0.0040, 0.0040, 0.0036, 0.0030)
-SURNAME_LAW = dict(a=0.85, q=3.5, cutoff=40_000, universe=200_000)
+SURNAME_LAW = dict(a=0.85, q=20.0, cutoff=40_000, universe=200_000)  # rank 11 below rank 10 (0.26%)
 FORENAME_LAW = dict(a=1.2, q=8.0, cutoff=10 ** 9, universe=20_000)
 UNIVERSE_SEED = 20_240_401  # fixes the composed lists and their order, whatever the population seed
 # Forenames the generator uses for a special purpose (unregistered namesakes): never composed.

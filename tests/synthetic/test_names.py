@@ -58,6 +58,9 @@ def test_name_lists_are_fixed_distinct_and_plain_letters():
     assert all(re.fullmatch(r"[A-Z]{2,14}", x) for x in names)
     assert not any(re.search(r"(.)\1\1", x) for x in names)
     assert np.all(np.diff(cdf) >= 0) and cdf[-1] == 1.0
+    for universe in (nm.surname_universe(), nm.forename_universe("F"), nm.forename_universe("M")):
+        share = np.diff(universe[1], prepend=0.0)
+        assert np.all(np.diff(share) <= 1e-15)  # commonest first: the head joins the tail from above
     with pytest.raises(ValueError, match="sex must be"):
         nm.forename_universe("U")
 
