@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -60,6 +61,8 @@ FORENAME_LAW = dict(a=1.2, q=8.0, cutoff=10 ** 9, universe=20_000)
 UNIVERSE_SEED = 20_240_401  # fixes the composed lists and their order, whatever the population seed
 # Forenames the generator uses for a special purpose (unregistered namesakes): never composed.
 RESERVED_FORENAMES = frozenset({"HARRIET", "BERNARD"})
+
+_HERE = Path(__file__).resolve().parent
 
 _ONSETS = ("B BR BL C CR CL CH D DR F FR FL G GR GL H J K L M N P PR PL R S SH ST SW SP T TR TH "
            "W WH WR Y").split()
@@ -114,21 +117,51 @@ def _law(n: int, a: float, q: float, cutoff: float, universe: int) -> np.ndarray
     return w / w.sum()
 
 
-@lru_cache(maxsize=None)
-def surname_universe() -> tuple[np.ndarray, np.ndarray]:
-    """(names, cumulative shares) of every surname the generator can give, commonest first."""
-    from .identifiers import SURNAMES
-
-    rng = np.random.default_rng([UNIVERSE_SEED, 1])
+def _surname_families() -> list[list[str]]:
+    """Composed surname candidates: English, South Asian and Gaelic families."""
     syl = _syllables()
     english = [s + x for s in syl for x in _EN_SUFFIXES]
     south_asian = [a + m + e for a in _SA_SYLLABLES for m in _SA_MIDDLES for e in _SA_ENDINGS]
     south_asian += [a + b + e for a in _SA_SYLLABLES for b in _SA_SYLLABLES for e in _SA_ENDINGS]
     gaelic = ["MC" + s + x for s in syl[::3] for x in ("", "AN", "ER", "IE", "EN", "ALL")]
     gaelic += ["O" + s + x for s in syl[::5] for x in ("AN", "ELL", "ARA", "EY")]
+    return [english, south_asian, gaelic]
+
+
+def _forename_candidates(sex: str) -> list[str]:
+    first = [o + v for o in _ONSETS + ["", "EL", "AL", "IS", "AM"] for v in _VOWELS]
+    mid = ["", "L", "N", "R", "M", "S", "V", "D", "TH", "NN", "LL"]
+    ends = _FEMALE_ENDINGS if sex == "F" else _MALE_ENDINGS
+    return [f + m + e for f in first for m in mid for e in ends]
+
+
+@lru_cache(maxsize=None)
+def ordinary_words() -> frozenset[str]:
+    """Composed candidates that are ordinary English words (WARNING, LEADER, HEAVY): never used
+    as names, since a real surname list hardly holds them and the identifier scan of the
+    outputs would find them in the project's own text. See ordinary_words.txt for the source."""
+    lines = (_HERE / "ordinary_words.txt").read_text().splitlines()
+    return frozenset(x for x in lines if x and not x.startswith("#"))
+
+
+def all_candidates() -> set[str]:
+    """Every name the composition rules can make, before filtering and dealing."""
+    out = {x for fam in _surname_families() for x in fam}
+    for sex in ("F", "M"):
+        out.update(_forename_candidates(sex))
+    return {x for x in out if _plausible(x)}
+
+
+@lru_cache(maxsize=None)
+def surname_universe() -> tuple[np.ndarray, np.ndarray]:
+    """(names, cumulative shares) of every surname the generator can give, commonest first."""
+    from .identifiers import SURNAMES
+
+    rng = np.random.default_rng([UNIVERSE_SEED, 1])
     n = SURNAME_LAW["universe"]
     head = list(SURNAMES)
-    tail = _deal([english, south_asian, gaelic], [0.80, 0.13, 0.07], set(head), n - len(head), rng)
+    exclude = set(head) | ordinary_words()
+    tail = _deal(_surname_families(), [0.80, 0.13, 0.07], exclude, n - len(head), rng)
     names = np.array(head + tail, dtype=object)
     p = _law(n, **SURNAME_LAW)
     k = len(SURNAME_HEAD_SHARES)
@@ -146,14 +179,11 @@ def forename_universe(sex: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"sex must be 'F' or 'M', not {sex!r}")
     head = list(FEMALE_NAMES if sex == "F" else MALE_NAMES)
     rng = np.random.default_rng([UNIVERSE_SEED, 2 if sex == "F" else 3])
-    first = [o + v for o in _ONSETS + ["", "EL", "AL", "IS", "AM"] for v in _VOWELS]
-    mid = ["", "L", "N", "R", "M", "S", "V", "D", "TH", "NN", "LL"]
-    ends = _FEMALE_ENDINGS if sex == "F" else _MALE_ENDINGS
-    composed = [f + m + e for f in first for m in mid for e in ends]
     # the other sex's real names stay out of this sex's tail
     other = set(MALE_NAMES if sex == "F" else FEMALE_NAMES)
     n = FORENAME_LAW["universe"]
-    tail = _deal([composed], [1.0], set(head) | other | RESERVED_FORENAMES, n - len(head), rng)
+    exclude = set(head) | other | RESERVED_FORENAMES | ordinary_words()
+    tail = _deal([_forename_candidates(sex)], [1.0], exclude, n - len(head), rng)
     return np.array(head + tail, dtype=object), _cdf(_law(n, **FORENAME_LAW))
 
 
@@ -178,3 +208,37 @@ def expected_distinct(universe: tuple[np.ndarray, np.ndarray], n: int) -> float:
     """Expected number of distinct names among n people: sum over names of 1 - exp(-n p)."""
     p = np.diff(universe[1], prepend=0.0)
     return float(np.sum(-np.expm1(-n * p)))
+
+
+WORD_LIST_SOURCE = Path("/usr/share/dict/british-english")  # Debian package wbritish (SCOWL)
+
+
+def words_among_candidates(dictionary: Path = WORD_LIST_SOURCE) -> list[str]:
+    """The composed candidates that the dictionary holds as lower-case words (proper nouns, which
+    are capitalised there, may be names), sorted."""
+    words = {w.upper() for w in dictionary.read_text(encoding="utf-8", errors="replace").split()
+             if re.fullmatch(r"[a-z]+", w)}
+    return sorted(all_candidates() & words)
+
+
+def write_ordinary_words(dictionary: Path = WORD_LIST_SOURCE) -> Path:
+    """Regenerate ordinary_words.txt from the dictionary (after the composition rules change)."""
+    header = [
+        "# Composed name candidates that are ordinary English words: the generator never uses them.",
+        "# Written by synthetic.names.write_ordinary_words() from /usr/share/dict/british-english",
+        "# (Debian package wbritish, from SCOWL: Copyright 2000-2011 by Kevin Atkinson. Permission to",
+        "# use, copy, modify, distribute and sell these word lists, the associated scripts, the output",
+        "# created from the scripts, and its documentation for any purpose is hereby granted without",
+        "# fee, provided that the above copyright notice appears in all copies and that both that",
+        "# copyright notice and this permission notice appear in supporting documentation. Kevin",
+        "# Atkinson makes no representations about the suitability of this array for any purpose. It",
+        "# is provided \"as is\" without express or implied warranty.)",
+    ]
+    path = _HERE / "ordinary_words.txt"
+    path.write_text("\n".join(header + words_among_candidates(dictionary)) + "\n", encoding="utf-8")
+    ordinary_words.cache_clear()
+    return path
+
+
+if __name__ == "__main__":
+    print(write_ordinary_words())

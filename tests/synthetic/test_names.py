@@ -113,3 +113,20 @@ def test_nicknames_and_typos_still_work_on_the_new_names():
     lens = np.array([len(a) - len(b) for a, b in zip(out, names)])
     assert set(np.unique(lens)) <= {-1, 0, 1}
     assert all(a[0] == b[0] for a, b in zip(out, names))  # the first letter is kept
+
+
+def test_no_composed_name_is_an_ordinary_english_word():
+    words = nm.ordinary_words()
+    assert {"WARNING", "HEADING", "LATER", "LEADER"} <= words  # composed candidates seen in outputs
+    composed = set(nm.surname_universe()[0][len(SURNAMES):])
+    for sex, head in (("F", FEMALE_NAMES), ("M", MALE_NAMES)):
+        composed |= set(nm.forename_universe(sex)[0][len(head):])
+    assert not composed & words
+
+
+def test_ordinary_words_file_is_what_the_dictionary_gives():
+    from required_tools import require
+
+    dictionary = require(nm.WORD_LIST_SOURCE.exists() and nm.WORD_LIST_SOURCE, "the word list", "wbritish")
+    assert nm.words_among_candidates(dictionary) == sorted(nm.ordinary_words()), \
+        "the composition rules changed: run `python -m synthetic.names` to rewrite ordinary_words.txt"

@@ -1,6 +1,7 @@
-"""Tools the ops tests drive that are not Python packages: docker-compose and PostgreSQL.
+"""Tools tests drive that are not Python packages: docker-compose, PostgreSQL, a word list.
 
-Both need Debian packages that `.ci/run` installs (`docker-compose`, `postgresql`). A missing
+Each needs a Debian package that `.ci/run` installs (`docker-compose`, `postgresql`, `wbritish`
+for the identifier scan's dictionary of ordinary words). A missing
 tool FAILS the test with the install command, so CI can never pass by skipping them. The one
 exception: a machine where the tool could not have been installed by us at all (not root AND
 no apt-get, e.g. a developer's non-Debian laptop) skips with the same message.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def require(found, what: str, apt_package: str):
