@@ -23,6 +23,8 @@ LINKAGE_MODEL_ENV = "LTCEVAL_LINKAGE_MODEL"
 PERIOD_ENV = "LTCEVAL_PERIOD"
 BALANCE_CRITICAL_ENV = "LTCEVAL_BALANCE_CRITICAL"
 UPSTREAM_KEY_ENV = "LTCEVAL_UPSTREAM_PSEUDO_KEY"
+DUCKDB_MEMORY_LIMIT_ENV = "LTCEVAL_DUCKDB_MEMORY_LIMIT"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "4GB"  # the same default as dbt_project/profiles.yml
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -36,7 +38,7 @@ ENVIRONMENT: dict[str, str] = {
     UPSTREAM_KEY_ENV: "synthetic generator only: the key of extracts pseudonymised upstream",
     "LTCEVAL_WAREHOUSE": "set for dbt by the pipeline: the DuckDB warehouse it builds",
     "LTCEVAL_PSEUDONYMISED_DIR": "set for dbt by the pipeline: the pseudonymised tables it reads",
-    "LTCEVAL_DUCKDB_MEMORY_LIMIT": "dbt_project/profiles.yml: DuckDB's memory limit for dbt (default 4GB; it spills beyond)",
+    DUCKDB_MEMORY_LIMIT_ENV: "DuckDB's memory limit for dbt (dbt_project/profiles.yml) and for linkage (default 4GB; it spills beyond)",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
     "LTCEVAL_LOCAL_TARIFF": "costing: CSV of local unit costs overriding the unit_costs seed by activity",
     "LTCEVAL_THERAPY_COST_GBP": "costing: cost of a course of therapy (default: the iapt_course row)",
@@ -58,6 +60,11 @@ def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None
         raise KeyError(f"{name} is not a documented variable (core.settings.ENVIRONMENT)")
     value = (os.environ if environ is None else environ).get(name)
     return None if value in (None, "") else value
+
+
+def duckdb_memory_limit(environ: Mapping[str, str] | None = None) -> str:
+    """DuckDB's memory limit (e.g. '4GB'); beyond it DuckDB spills to disk instead of growing."""
+    return env_value(DUCKDB_MEMORY_LIMIT_ENV, environ) or DEFAULT_DUCKDB_MEMORY_LIMIT
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,8 @@ def build_raw(paths: Paths) -> dict:
                     "threshold": lnk.get("threshold"), "spine": spine_info,
                     "spine_persons": lnk.get("spine_persons"), "rates_by_source": link_rates,
                     "match_probability_distribution": prob_dist,
-                    "match_weight_distribution": weight_dist, "rates_by_subgroup": subgroups},
+                    "match_weight_distribution": weight_dist, "rates_by_subgroup": subgroups,
+                    "blocking": lnk.get("blocking")},
         "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),
                              "key_source": pub.get("key_source"),
                              "method": "HMAC-SHA256 of the person's canonical identifier"
@@ -193,7 +194,7 @@ def build_published(raw: dict) -> dict:
                       "rates_by_source": rates,
                       "match_probability_distribution": _suppress(lk["match_probability_distribution"]),
                       "match_weight_distribution": _suppress(lk["match_weight_distribution"]),
-                      "rates_by_subgroup": sub}
+                      "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking"))}
     pub["suppression"] = "0 shown as 0; 1-7 as *; other counts rounded to the nearest 5; rates * when " \
                          "the numerator or its complement is 1-7"
     return pub
@@ -240,6 +241,15 @@ def render_html(pub: dict) -> str:
         _table([{"source": s, "kind": k, **b} for s, d in lk["match_weight_distribution"].items()
                 for k, b in d.items() if isinstance(b, dict)]),
     ]
+    blocking = lk.get("blocking") or {}
+    if blocking.get("prediction_rules"):
+        training = blocking.get("training") or {}
+        parts += ["<h2>Candidate pairs by blocking rule</h2>",
+                  f"<p>Pairs each rule would make, counted before scoring; a rule over "
+                  f"{blocking.get('prediction_pair_budget')} pairs is not used. Model training (EM) on "
+                  f"{training.get('training_tuples', 'no')} of {training.get('tuples', '-')} identifier tuples.</p>",
+                  _table(blocking["prediction_rules"] + [{**r, "rule": f"EM: {r['rule']}", "used": True}
+                                                         for r in training.get("em_rules", [])])]
     for dim, rows in lk["rates_by_subgroup"].items():
         parts += [f"<h2>Linkage by {html.escape(dim)}</h2>", _table(rows)]
     parts += ["<h2>Records without a linked person in published tables</h2>",

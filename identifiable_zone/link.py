@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -50,6 +51,7 @@ import pandas as pd
 
 from core import progress
 from core.contract import SEEDS
+from identifiable_zone import blocking
 from identifiable_zone import normalise as nz
 from identifiable_zone.sources import SPINE, SourceSpec
 
@@ -213,33 +215,49 @@ def _model_columns(model: dict) -> list[str]:
 
 
 def train_model(all_tuples: pd.DataFrame, spine_ids: pd.DataFrame, seed: int = SEEDS.linkage,
-                cols: list[str] | None = None, extra: list[str] = ()) -> dict:
-    """Train the splink model on all source tuples against the spine; return its settings
-    dict (parameters only: no record values)."""
+                cols: list[str] | None = None, extra: list[str] = (), spill_dir: Path | None = None,
+                training: dict | None = None, em_pair_budget: int = blocking.EM_PAIR_BUDGET) -> dict:
+    """Train the splink model on the source tuples against the spine; return its settings
+    dict (parameters only: no record values). EM trains on a uniform sample of the tuples when
+    an EM rule would block more than ``blocking.EM_PAIR_BUDGET`` pairs; ``training`` (a dict,
+    optional) receives the EM rules' pair counts and the sample taken."""
     from splink import DuckDBAPI, Linker, block_on
 
     cols = [c for c in (ID_COLS if cols is None else cols)]
     use = cols + [EXTRA_PREFIX + e for e in extra]
     settings = splink_settings(cols, [EXTRA_PREFIX + e for e in extra])
-    db = DuckDBAPI()
-    left = db.register(_splink_frame(all_tuples, "tuple_id", use), table_name="source_tuples")
-    right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
-    linker = Linker([left, right], settings, log_level=logging.WARNING)
-    strict = [c for c in ("forename", "surname", "dob") if c in cols] or \
-        [c for c in use if c != "nhs"][:2]
-    linker.training.estimate_probability_two_random_records_match([block_on(*strict)], recall=0.8)
-    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
     em_rules = [r for r in (("dob",), ("forename", "surname")) if set(r) <= set(cols)]
     if len(em_rules) < 2:
         em_rules = [r for r in _blocking_fields(cols, [EXTRA_PREFIX + e for e in extra]) if r != ("nhs",)][:2]
-    for i, r in enumerate(em_rules, 1):
-        try:
-            linker.training.estimate_parameters_using_expectation_maximisation(block_on(*r))
-        except ValueError as e:  # splink: an m probability underflowed (a level never seen among
-            # matches, e.g. disagreement on a column that always agrees); keep the other rounds
-            log.warning("EM round blocked on %s stopped early: %s", ", ".join(r), str(e).splitlines()[0][:120])
-        progress.report("link", "model training: EM round %d/%d (blocked on %s) done", i, len(em_rules), "+".join(r))
-    return _round_model(linker.misc.save_model_to_json())
+    em_counts = blocking.pair_counts(all_tuples, spine_ids, em_rules)
+    fraction = blocking.em_sample_fraction(em_counts, em_pair_budget)
+    sample = all_tuples
+    if fraction < 1.0:
+        n = max(1, int(np.ceil(fraction * len(all_tuples))))
+        rows = np.sort(np.random.default_rng(seed).choice(len(all_tuples), size=n, replace=False))
+        sample = all_tuples.iloc[rows]
+        progress.report("link", "model training on a uniform sample of %s of %s tuples (largest EM rule: %s pairs)",
+                        f"{n:,}", f"{len(all_tuples):,}", f"{max(c.pairs for c in em_counts):,}")
+    if training is not None:
+        training.update({"em_rules": [c.as_dict() for c in em_counts], "tuples": int(len(all_tuples)),
+                         "training_tuples": int(len(sample)), "em_pair_budget": int(em_pair_budget)})
+    with blocking.connection(spill_dir) as con:
+        db = DuckDBAPI(connection=con)
+        left = db.register(_splink_frame(sample, "tuple_id", use), table_name="source_tuples")
+        right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
+        linker = Linker([left, right], settings, log_level=logging.WARNING)
+        strict = [c for c in ("forename", "surname", "dob") if c in cols] or \
+            [c for c in use if c != "nhs"][:2]
+        linker.training.estimate_probability_two_random_records_match([block_on(*strict)], recall=0.8)
+        linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+        for i, r in enumerate(em_rules, 1):
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*r))
+            except ValueError as e:  # splink: an m probability underflowed (a level never seen among
+                # matches, e.g. disagreement on a column that always agrees); keep the other rounds
+                log.warning("EM round blocked on %s stopped early: %s", ", ".join(r), str(e).splitlines()[0][:120])
+            progress.report("link", "model training: EM round %d/%d (blocked on %s) done", i, len(em_rules), "+".join(r))
+        return _round_model(linker.misc.save_model_to_json())
 
 
 def _round_model(model: dict, digits: int = 10) -> dict:
@@ -259,9 +277,23 @@ def _round_model(model: dict, digits: int = 10) -> dict:
     return model
 
 
-def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict) -> pd.DataFrame:
+_EQUALITY = re.compile(r'^l\."(\w+)" = r\."\1"$')
+
+
+def _rule_fields(rule_sql: str) -> tuple[str, ...] | None:
+    """('dob',) for 'l."dob" = r."dob"', ('forename', 'surname') for the AND of two equalities;
+    None for any other rule (which cannot be counted in advance)."""
+    parts = [p.strip().strip("()") for p in rule_sql.split(" AND ")]
+    fields = [m.group(1) for m in (_EQUALITY.match(p) for p in parts) if m]
+    return tuple(fields) if len(fields) == len(parts) else None
+
+
+def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict, spill_dir: Path | None = None,
+                  rule_counts: list | None = None, pair_budget: int | None = None) -> pd.DataFrame:
     """Scored pairs (tuple_id, spine record_id, match_probability, match_weight) for
-    unmatched tuples, at match probability >= 0.01."""
+    unmatched tuples, at match probability >= 0.01. Each prediction rule's pairs are counted
+    first; a rule over ``blocking.prediction_budget`` is skipped. ``rule_counts`` (a list,
+    optional) receives every rule with its pairs and whether it was used."""
     from splink import DuckDBAPI, Linker
 
     empty = pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
@@ -272,11 +304,29 @@ def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict)
     missing = [c for c in _model_columns(model) if c not in use]
     if missing:
         raise LinkageError(f"the linkage model compares field(s) missing from the data: {', '.join(missing)}")
-    db = DuckDBAPI()
-    left = db.register(_splink_frame(unmatched, "tuple_id", use), table_name="unmatched_tuples")
-    right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
-    linker = Linker([left, right], model, log_level=logging.WARNING)
-    pred = linker.inference.predict(threshold_match_probability=0.01).as_pandas_dataframe()
+    rules = model.get("blocking_rules_to_generate_predictions", [])
+    fields = [_rule_fields(r["blocking_rule"] if isinstance(r, dict) else str(r)) for r in rules]
+    countable = [f for f in fields if f is not None and set(f) <= set(use)]
+    budget = blocking.prediction_budget(len(unmatched)) if pair_budget is None else int(pair_budget)
+    counted = dict((c.rule, c) for c in blocking.within_budget(
+        blocking.pair_counts(unmatched, spine_ids, countable), budget))
+    kept = [r for r, f in zip(rules, fields) if f is None or (f in counted and counted[f].used)]
+    if rule_counts is not None:
+        rule_counts.extend(c.as_dict() for c in counted.values())
+    for c in counted.values():
+        if not c.used:
+            log.warning("blocking rule %s skipped: %s candidate pairs, over the budget of %s",
+                        "+".join(c.rule), f"{c.pairs:,}", f"{budget:,}")
+    if not kept:
+        raise LinkageError("every blocking rule makes more candidate pairs than the budget allows: "
+                           + "; ".join(f"{'+'.join(c.rule)}: {c.pairs:,}" for c in counted.values()))
+    with blocking.connection(spill_dir) as con:
+        db = DuckDBAPI(connection=con)
+        left = db.register(_splink_frame(unmatched, "tuple_id", use), table_name="unmatched_tuples")
+        right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
+        linker = Linker([left, right], {**model, "blocking_rules_to_generate_predictions": kept},
+                        log_level=logging.WARNING)
+        pred = linker.inference.predict(threshold_match_probability=0.01).as_pandas_dataframe()
     if pred.empty:
         return empty
     # link_only: one side is each input table; orient every pair as (tuple, spine record)
@@ -366,9 +416,9 @@ def load_model(spec: str, model_dir: Path) -> tuple[dict, str]:
 def _distinct_tuples(ids: pd.DataFrame, source: str, cols: list[str] | None = None) -> tuple[pd.DataFrame, pd.Series]:
     """Distinct identifier tuples of one source and, per record, its tuple id."""
     cols = ID_COLS if cols is None else cols
-    key = ids[cols].astype(object).where(ids[cols].notna(), "\x00").astype(str).agg("\x1f".join, axis=1)
-    codes, uniques = pd.factorize(key)
-    tuple_id = pd.Series([f"{source}|{c}" for c in codes], index=ids.index)
+    # numbered in order of first appearance, as factorising the joined fields did
+    codes = ids.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
+    tuple_id = pd.Series(np.char.add(f"{source}|", codes.astype(str)).astype(object), index=ids.index)
     first = ids.groupby(codes, sort=True).head(1).copy()
     first["tuple_id"] = tuple_id.loc[first.index].to_numpy()
     first["source"] = source
@@ -376,7 +426,8 @@ def _distinct_tuples(ids: pd.DataFrame, source: str, cols: list[str] | None = No
 
 
 def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.DataFrame, threshold: float,
-                 seed: int, model: dict | None, cols: list[str], extra: list[str] = ()) -> tuple[pd.DataFrame, dict, dict]:
+                 seed: int, model: dict | None, cols: list[str], extra: list[str] = (),
+                 spill_dir: Path | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """Deterministic then probabilistic links of distinct tuples to spine persons.
     Returns (links: tuple_id, person_key, rule, match_probability, match_weight; model; counts)."""
     det = deterministic_links(tuples, spine_ids, persons)
@@ -386,14 +437,17 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
     progress.report("link", "%s of %s distinct identifier tuples linked deterministically, %s left to score",
                     f"{len(tuples) - len(unmatched):,}", f"{len(tuples):,}", f"{len(unmatched):,}")
     trained = False
+    training: dict = {}
+    rule_counts: list = []
     if model is None and (prob_cols or extra) and not unmatched.empty:
         progress.report("link", "model training on %s tuples against %s spine records", f"{len(tuples):,}",
                         f"{len(spine_ids):,}")
-        model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(extra))
+        model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(extra), spill_dir=spill_dir,
+                            training=training)
         trained = True
     if model is not None and not unmatched.empty:
         progress.report("link", "scoring %s tuples against %s spine records", f"{len(unmatched):,}", f"{len(spine_ids):,}")
-    pairs = predict_links(unmatched, spine_ids, model) if model is not None else \
+    pairs = predict_links(unmatched, spine_ids, model, spill_dir, rule_counts) if model is not None else \
         pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
     if model is not None and not unmatched.empty:
         progress.report("link", "%s candidate pairs scored", f"{len(pairs):,}")
@@ -420,15 +474,19 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
     links = pd.DataFrame({"tuple_id": tid.to_numpy(), "person_key": person_key, "rule": rule,
                           "match_probability": prob_col, "match_weight": weight})
     counts = {"deterministic_tuples": int(is_det.sum()), "probabilistic_tuples": int(is_prob.sum()),
-              "unlinked_tuples": int(unl.sum()), "scored_pairs": int(len(pairs)), "model_trained": trained}
+              "unlinked_tuples": int(unl.sum()), "scored_pairs": int(len(pairs)), "model_trained": trained,
+              "blocking": {"prediction_rules": rule_counts,
+                           "prediction_pair_budget": blocking.prediction_budget(len(unmatched)),
+                           "training": training}}
     return links, model, counts
 
 
 def link_sources(identifier_frames: dict[str, pd.DataFrame], threshold: float = DEFAULT_THRESHOLD,
-                 seed: int = SEEDS.linkage, model: dict | None = None) -> LinkResult:
+                 seed: int = SEEDS.linkage, model: dict | None = None, spill_dir: Path | None = None) -> LinkResult:
     """Link standardised identifier frames (see standardise_identifiers), keyed by source,
     which must include the spine. Returns one row per record of every source. A given
-    ``model`` is used as it is (no training)."""
+    ``model`` is used as it is (no training). ``spill_dir``: where DuckDB may spill (it holds
+    identifiers: keep it in the identifiable zone)."""
     spine_ids = identifier_frames[SPINE]
     persons = spine_persons(spine_ids)
     out = [persons.assign(source=SPINE, rule="spine", match_probability=1.0, match_weight=np.nan)]
@@ -447,7 +505,8 @@ def link_sources(identifier_frames: dict[str, pd.DataFrame], threshold: float = 
     tuples = pd.concat(tuples, ignore_index=True)
     record_tuple = pd.concat(record_tuple, ignore_index=True)
 
-    links, model, counts = _link_tuples(tuples, spine_ids, persons, threshold, seed, model, ID_COLS)
+    links, model, counts = _link_tuples(tuples, spine_ids, persons, threshold, seed, model, ID_COLS,
+                                        spill_dir=spill_dir)
     rp = record_tuple.merge(links, on="tuple_id", how="left").drop(columns="tuple_id")
     out.append(rp)
     record_person = pd.concat(out, ignore_index=True)[

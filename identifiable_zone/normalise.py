@@ -18,17 +18,14 @@ _NHS_STRIP = re.compile(r"[\s\-]")
 _TEN_DIGITS = r"^\d{10}$"
 
 
-def _as_str(s: pd.Series) -> pd.Series:
-    """Object-dtype copy with missing values as None and everything else as str."""
-    vals = [None if (v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v))
-            else str(v) for v in s.tolist()]
-    return pd.Series(vals, index=s.index, dtype=object)
-
-
 def _map(s: pd.Series, fn) -> pd.Series:
-    """Apply fn to the non-missing values of s (as str); result is object dtype with None."""
-    return pd.Series([None if v is None else fn(v) for v in _as_str(s).tolist()],
-                     index=s.index, dtype=object)
+    """Apply fn to the non-missing values of s (as str); result is object dtype with None.
+    fn runs once per distinct value (identifier columns repeat: the same person's name and
+    postcode on many activity rows), then the results are taken back to every row."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    mapped = np.empty(len(uniques) + 1, dtype=object)  # the last slot is for missing (code -1)
+    mapped[:-1] = [fn(str(v)) for v in uniques.tolist()]
+    return pd.Series(mapped[codes], index=s.index, dtype=object)
 
 
 def clean_nhs_number(s: pd.Series) -> pd.Series:
@@ -64,8 +61,7 @@ def valid_nhs_or_none(s: pd.Series) -> pd.Series:
     """Cleaned NHS number where Modulus-11 valid, else None."""
     cleaned = clean_nhs_number(s)
     valid = nhs_number_is_valid(cleaned)
-    return pd.Series([c if ok else None for c, ok in zip(cleaned.tolist(), valid.tolist())],
-                     index=s.index, dtype=object)
+    return pd.Series(np.where(valid.to_numpy(), cleaned.to_numpy(dtype=object), None), index=s.index, dtype=object)
 
 
 _NO_DECOMPOSITION = str.maketrans({"Æ": "AE", "æ": "ae", "Ø": "O", "ø": "o", "ß": "ss", "Œ": "OE",
@@ -131,9 +127,8 @@ def date_format(s: pd.Series) -> pd.Series:
 
 def date_to_iso(d: pd.Series) -> pd.Series:
     """datetime64 Series -> ISO strings (None where NaT)."""
-    txt = d.dt.strftime("%Y-%m-%d")
-    return pd.Series([t if ok else None for t, ok in zip(txt.tolist(), d.notna().tolist())],
-                     index=d.index, dtype=object)
+    txt = d.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    return pd.Series(np.where(d.notna().to_numpy(), txt, None), index=d.index, dtype=object)
 
 
 _SEX_MAP = {"M": "M", "MALE": "M", "1": "M", "F": "F", "FEMALE": "F", "2": "F",

@@ -277,7 +277,8 @@ def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.lin
     if cfg.mode == "upstream_pseudonymised":
         res = lk.link_pseudonymised(ids)
     else:
-        res = lk.link_sources(ids, threshold=threshold, seed=seed, model=given)
+        res = lk.link_sources(ids, threshold=threshold, seed=seed, model=given,
+                              spill_dir=paths.identifiable / "linkage_spill")
         if res.model is not None:
             pointer = lk.save_model(res.model, model_dir, run["run_id"]) if given is None else None
             model_info = {"option": option, "trained": given is None,

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .identifiers import invalidate_nhs_numbers, make_postcodes, nickname, typo, valid_nhs_numbers
-from .names import forename_universe, pick, pick_forenames, surname_universe
+from .names import pick, pick_forenames, surname_universe
 from .params import SynthParams
 from .population import Population, Setup, month_start
 from .simulate import Simulation, _days

@@ -160,13 +160,19 @@ def test_ig_report_manifest_and_sections(run):
             "<0", "0-5", "5-10", "10-15", "15-20", ">=20"}
     assert set(lk_["rates_by_subgroup"]) == {"age_band", "sex", "ethnic_category", "imd_decile"}
     assert any(x["imd_decile"] not in ("unknown", "not in source") for x in lk_["rates_by_subgroup"]["imd_decile"])
+    # every prediction rule with its (rounded) pair count; at 3,000 people all are within budget
+    rules = {r["rule"]: r for r in lk_["blocking"]["prediction_rules"]}
+    assert {"dob", "forename+surname", "surname+postcode"} <= set(rules)
+    assert all(r["used"] and (r["pairs"] == "*" or r["pairs"] % 5 == 0) for r in rules.values())
+    assert lk_["blocking"]["training"]["training_tuples"] == lk_["blocking"]["training"]["tuples"]
     v = {x["table"]: x for x in rep["validation"]}
     assert set(v) >= {"gp_patients", "ecds", "lsoa_imd"} and all("extra_columns_not_read" in x for x in v.values())
     assert set(rep["columns_leaving_zone"]["ecds"]) >= {"person_id", "Arrival_Date"}
     assert not {"NHS_Number", "Postcode"} & set(rep["columns_leaving_zone"]["ecds"])
     html = (paths.reports / "ig_report.html").read_text()
     for heading in ("Run manifest", "Input files", "Validation and quarantine", "Linkage rates by source",
-                    "Match weight distribution", "Linkage by imd_decile", "Columns that left the identifiable zone"):
+                    "Match weight distribution", "Candidate pairs by blocking rule", "Linkage by imd_decile",
+                    "Columns that left the identifiable zone"):
         assert heading in html
     # exact counts stay inside the identifiable zone; reports/ holds suppressed files only
     assert sorted(p.name for p in paths.reports.iterdir()) == ["ig_report.html", "ig_report.json", "run_manifest.json"]
