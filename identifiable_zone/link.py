@@ -605,6 +605,7 @@ def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: 
         "fields": {f: {"left": c[0], "right": c[1]} for f, c in field_map.items()},
         "compare": {n: {"left": c[0], "right": c[1]} for n, c in compare.items()},
         "candidate_pairs": counts["scored_pairs"],
+        "blocking": counts["blocking"],  # pairs per rule, counted before scoring; rules over budget skipped
         "links": {"left_records_linked": int(len(linked)), "pairs": int(len(pairs)),
                   "deterministic": int(counts["deterministic_tuples"]),
                   "probabilistic": int(counts["probabilistic_tuples"]),

@@ -26,6 +26,8 @@ def test_links_two_files_and_writes_pairs_and_summary(small_landing, tmp_path, c
     assert (pairs["match_probability"] >= 0.95).all()
     assert summary["records"] == {"left": len(pd.read_csv(land / "ecds.csv")), "right": len(gp)}
     assert summary["candidate_pairs"] > 0 and summary["seconds"] > 0
+    assert {r["rule"] for r in summary["blocking"]["prediction_rules"]} >= {"dob"}  # counted before scoring
+    assert all(r["used"] and r["pairs"] >= 0 for r in summary["blocking"]["prediction_rules"])
     assert summary["thresholds"]["match_probability"] == 0.95
     assert summary["links"]["pairs"] == len(pairs) and summary["compare"] == {
         "GP_Practice_Code": {"left": "GP_Practice_Code", "right": "PracticeCode"}}
