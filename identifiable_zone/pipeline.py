@@ -53,7 +53,7 @@ from identifiable_zone import link as lk
 from identifiable_zone import normalise as nz
 from identifiable_zone import pseudonymise as ps
 from identifiable_zone.cross_file_rules import combine_files
-from identifiable_zone.data_period import derive_data_period
+from identifiable_zone.data_period import ACTIVITY_DATES, derive_data_period
 from identifiable_zone.provenance import new_run_record, read_run_record, run_record_path
 from identifiable_zone.sources import SPINE, ExtractUnusable, load_sources_config, read_extract, resolve_files
 from identifiable_zone.subgroups import subgroup_columns
@@ -98,17 +98,21 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
     cache = ValidationCache(paths.identifiable / "validation_cache")
     tables, accepted, manifest = {}, {}, []
     order = _parents_first(cfg)
+    kept = _columns_read_later(cfg)
     for i, table in enumerate(order, 1):
         spec = cfg[table]
         parents = {ref.table: accepted[ref.table] for ref in spec.parent_date_refs if ref.table in accepted}
         res, files = _validate_source_files(paths, cfg, spec, latest, parents, cache, (i, len(order)))
-        accepted[table] = res["accepted"]
+        # only the columns later sources' life rules and the data period read stay in memory:
+        # a whole extract of GP appointments held through the other sources was most of the peak
+        accepted[table] = res["accepted"][[c for c in kept.get(table, ()) if c in res["accepted"].columns]]
         manifest += [{"table": table, **f} for f in files]
         tables[table] = res["summary"]
         n_cached = sum(f["validation"] == "cached" for f in files)
         log.info("%s: %d file(s), %d validated, %d unchanged (cached); %d rows in, %d accepted, %d quarantined",
                  table, len(files), len(files) - n_cached, n_cached, res["summary"]["rows_in"],
                  res["summary"]["rows_accepted"], res["summary"]["rows_quarantined"])
+        del res
     cache.prune()
     tables = {t: tables[t] for t in cfg.sources}  # config order, as before
     period = derive_data_period(accepted, manifest)
@@ -126,6 +130,18 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
             "files": {"validated": len(manifest) - n_cached, "cached": n_cached},
             "tables": {t: {k: s[k] for k in ("rows_in", "rows_accepted", "rows_quarantined",
                                              "encoding_issues")} for t, s in tables.items()}}
+
+
+def _columns_read_later(cfg) -> dict[str, list[str]]:
+    """Per table, the accepted columns read after it is validated: the parent id and date
+    columns other tables' life rules look up, and its activity date (the data period)."""
+    cols: dict[str, list[str]] = {}
+    for t in cfg.sources:
+        for ref in cfg[t].parent_date_refs:
+            cols.setdefault(ref.table, []).extend([ref.parent_id, ref.column])
+    for t, col in ACTIVITY_DATES.items():
+        cols.setdefault(t, []).append(col)
+    return {t: list(dict.fromkeys(c)) for t, c in cols.items()}
 
 
 def _parents_first(cfg) -> list[str]:

@@ -107,3 +107,24 @@ def test_site_column_mapping_and_parquet(tmp_path, cfg):
     assert [f["file"] for f in read.files] == ["gp_2023.parquet", "gp_2024.parquet"]
     res = validate_source(read, spec)
     assert res.accepted["NHSNumber"].tolist() == ["9434765919", "9434765919"]
+
+
+def test_validated_extracts_are_not_kept_by_great_expectations(tmp_path, cfg):
+    """GX's execution engine caches every batch and metric of its datasource: a datasource
+    shared across extracts held each one for the rest of the run. None outlives its extract."""
+    import gc
+    import weakref
+
+    from identifiable_zone import validate
+
+    landing = _write(tmp_path, (HEADER + "".join(_row(f"G{i}") for i in range(30))).encode("utf-8"))
+    spec = cfg["gp_patients"]
+    read = read_extract(landing, spec)
+    alive = weakref.ref(read.frame)
+    res = validate_source(read, spec)
+    validate_source(read_extract(landing, spec), spec)
+    assert len(res.accepted) == 30 and res.summary["rows_quarantined"] == 0
+    assert list(validate._gx_context().data_sources.all()) == []
+    del read
+    gc.collect()
+    assert alive() is None, "the landing frame is still referenced after validation"
