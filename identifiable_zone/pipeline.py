@@ -40,8 +40,10 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
 
 from core import progress
@@ -66,9 +68,34 @@ log = logging.getLogger(__name__)
 def _accepted(paths: Paths, table: str) -> pd.DataFrame:
     df = pd.read_parquet(paths.identifiable / "accepted" / f"{table}.parquet")
     for c in df.columns:  # back to object columns with None for missing
-        df[c] = pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-                           for v in df[c].tolist()], index=df.index, dtype=object)
+        s = df[c]
+        if pd.api.types.is_string_dtype(s) and s.dtype != object:  # text Parquet: values are str
+            df[c] = pd.Series(np.where(s.isna().to_numpy(), None, s.to_numpy(dtype=object, na_value=None)),
+                              index=df.index, dtype=object)
+        else:
+            df[c] = pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+                               for v in s.tolist()], index=df.index, dtype=object)
     return df
+
+
+class _AcceptedTables(Mapping):
+    """The accepted rows of each source, read when asked for and not kept: pseudonymisation
+    holds one extract at a time, not all of them."""
+
+    def __init__(self, paths: Paths, tables: list[str]):
+        self._paths = paths
+        self._tables = [t for t in tables if (paths.identifiable / "accepted" / f"{t}.parquet").exists()]
+
+    def __getitem__(self, table: str) -> pd.DataFrame:
+        if table not in self._tables:
+            raise KeyError(table)
+        return _accepted(self._paths, table)
+
+    def __iter__(self):
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
 
 
 def validate_all(paths: Paths, run_id: str | None = None, config_path: str | None = None) -> dict:
@@ -326,17 +353,13 @@ def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> di
     run = read_run_record(paths)
     key, key_source = ps.load_key_with_source()
     cfg = load_sources_config(config_path)
-    accepted, expected, done = {}, _accepted_counts(paths), 0
-    total = sum(expected.get(t, 0) for t in cfg.sources)
-    for i, t in enumerate(cfg.sources, 1):
-        accepted[t] = _accepted(paths, t)
-        done += len(accepted[t])
-        progress.report("pseudonymise", "%s read, %d/%d sources, %s of %s rows", t, i, len(cfg.sources),
-                        f"{done:,}", f"{max(total, done):,}")
+    accepted = _AcceptedTables(paths, list(cfg.sources))
+    counts = _accepted_counts(paths)
     rp = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet",
                          columns=["source", "record_id", "person_key"])
     rp = rp.astype(object).where(rp.notna(), None)
-    tables, summary = ps.build_tables(accepted, cfg, rp, key)
+    tables, summary = ps.build_tables(accepted, cfg, rp, key,
+                                      row_counts=counts if set(accepted) <= set(counts) else None)
     ps.write_tables_atomically(tables, paths.pseudonymised)
     out = {"run_id": run["run_id"], "seconds": round(time.time() - t0, 1),
            "key_fingerprint": ps.key_fingerprint(key), "key_source": key_source, **summary}

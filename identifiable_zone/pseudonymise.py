@@ -15,6 +15,7 @@ import hmac
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -216,10 +217,12 @@ def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, pid_of
                     numeric=["year_of_birth", "month_of_birth"])
 
 
-def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataFrame,
-                 key: bytes) -> tuple[dict[str, pa.Table], dict]:
+def build_tables(accepted: Mapping[str, pd.DataFrame], cfg, record_person: pd.DataFrame,
+                 key: bytes, row_counts: Mapping[str, int] | None = None) -> tuple[dict[str, pa.Table], dict]:
     """The pseudonymised tables of contract §3 and a summary (row counts, rows without a
-    person, columns that left the zone per table, columns withheld)."""
+    person, columns that left the zone per table, columns withheld). ``accepted`` may read
+    each source when asked (each is asked for once); ``row_counts`` (accepted rows per
+    source) gives the progress lines their total without reading every source first."""
     from identifiable_zone.sources import SPINE
 
     # hash every distinct person key once; tables then map record -> pseudonym by lookup
@@ -238,11 +241,12 @@ def build_tables(accepted: dict[str, pd.DataFrame], cfg, record_person: pd.DataF
         "withheld": sorted(spine_spec.columns)}
 
     todo = [s for s in PUBLISH_AS if s in accepted]
-    rows_total, rows_done = sum(len(accepted[s]) for s in todo), 0
+    rows_total = sum((row_counts or {}).get(s, 0) for s in todo) if row_counts else sum(len(accepted[s]) for s in todo)
+    rows_done = 0
     for i, source in enumerate(todo, 1):
         name = PUBLISH_AS[source]
         spec = cfg[source]
-        df = accepted[source]
+        df = accepted[source]  # read now, freed when the next source replaces it
         drop = set(spec.person_columns)
         person_id = None
         if source in UNCHANGED:
