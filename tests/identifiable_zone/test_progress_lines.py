@@ -29,6 +29,6 @@ def test_each_long_stage_reports_done_out_of_total_per_source(small_landing, tmp
     published = sum(t["rows"] for t in results["publish"]["tables"].values())
     built = [m for m in pseudo if " built, " in m]
     last_rows = int(re.search(r"of ([\d,]+) rows", built[-1]).group(1).replace(",", ""))
-    assert re.search(rf"(\d+)/\1 tables, ([\d,]+) of \2 rows$", built[-1])
+    assert re.search(r"(\d+)/\1 tables, ([\d,]+) of \2 rows$", built[-1])
     assert last_rows == published - results["publish"]["tables"]["person"]["rows"]  # all but the person table
     assert sum(" wrote " in m or m.startswith("pseudonymise: wrote ") for m in pseudo) == len(results["publish"]["tables"])

@@ -98,7 +98,7 @@ def record_pairs(tmp_path_factory):
 
 
 def test_record_blocking_pairs_double_when_the_population_doubles(record_pairs):
-    (p1, t1), (p2, t2) = record_pairs[2_500], record_pairs[5_000]
+    (p1, _), (p2, t2) = record_pairs[2_500], record_pairs[5_000]
     # mostly the same person's records in several sources: linear (quadratic would be x4)
     assert 1.6 < p2 / p1 < 2.6, (p1, p2)
     assert p2 < 3 * t2
