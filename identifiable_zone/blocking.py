@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +54,9 @@ class RuleCount:
 def connection(spill_dir: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB bounded by the memory limit, spilling to ``spill_dir`` (a temporary
     folder, removed afterwards, when None: tests and ``ltceval link``)."""
-    with tempfile.TemporaryDirectory(prefix="ltceval-link-") as tmp:
-        spill = Path(spill_dir) if spill_dir is not None else Path(tmp)
-        spill.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.TemporaryDirectory(prefix="ltceval-link-") if spill_dir is None else nullcontext(spill_dir)
+    with folder as spill:
+        Path(spill).mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(":memory:", config={"memory_limit": duckdb_memory_limit(),
                                                  "temp_directory": str(spill),
                                                  "preserve_insertion_order": False})

@@ -229,19 +229,19 @@ def train_model(all_tuples: pd.DataFrame, spine_ids: pd.DataFrame, seed: int = S
     em_rules = [r for r in (("dob",), ("forename", "surname")) if set(r) <= set(cols)]
     if len(em_rules) < 2:
         em_rules = [r for r in _blocking_fields(cols, [EXTRA_PREFIX + e for e in extra]) if r != ("nhs",)][:2]
-    em_counts = blocking.pair_counts(all_tuples, spine_ids, em_rules)
-    fraction = blocking.em_sample_fraction(em_counts, em_pair_budget)
-    sample = all_tuples
-    if fraction < 1.0:
-        n = max(1, int(np.ceil(fraction * len(all_tuples))))
-        rows = np.sort(np.random.default_rng(seed).choice(len(all_tuples), size=n, replace=False))
-        sample = all_tuples.iloc[rows]
-        progress.report("link", "model training on a uniform sample of %s of %s tuples (largest EM rule: %s pairs)",
-                        f"{n:,}", f"{len(all_tuples):,}", f"{max(c.pairs for c in em_counts):,}")
-    if training is not None:
-        training.update({"em_rules": [c.as_dict() for c in em_counts], "tuples": int(len(all_tuples)),
-                         "training_tuples": int(len(sample)), "em_pair_budget": int(em_pair_budget)})
     with blocking.connection(spill_dir) as con:
+        em_counts = blocking.pair_counts(all_tuples, spine_ids, em_rules, con)
+        fraction = blocking.em_sample_fraction(em_counts, em_pair_budget)
+        sample = all_tuples
+        if fraction < 1.0:
+            n = max(1, int(np.ceil(fraction * len(all_tuples))))
+            rows = np.sort(np.random.default_rng(seed).choice(len(all_tuples), size=n, replace=False))
+            sample = all_tuples.iloc[rows]
+            progress.report("link", "model training on a uniform sample of %s of %s tuples (largest EM rule: %s pairs)",
+                            f"{n:,}", f"{len(all_tuples):,}", f"{max(c.pairs for c in em_counts):,}")
+        if training is not None:
+            training.update({"em_rules": [c.as_dict() for c in em_counts], "tuples": int(len(all_tuples)),
+                             "training_tuples": int(len(sample)), "em_pair_budget": int(em_pair_budget)})
         db = DuckDBAPI(connection=con)
         left = db.register(_splink_frame(sample, "tuple_id", use), table_name="source_tuples")
         right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
@@ -289,11 +289,12 @@ def _rule_fields(rule_sql: str) -> tuple[str, ...] | None:
 
 
 def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict, spill_dir: Path | None = None,
-                  rule_counts: list | None = None, pair_budget: int | None = None) -> pd.DataFrame:
+                  blocking_info: dict | None = None, pair_budget: int | None = None) -> pd.DataFrame:
     """Scored pairs (tuple_id, spine record_id, match_probability, match_weight) for
     unmatched tuples, at match probability >= 0.01. Each prediction rule's pairs are counted
-    first; a rule over ``blocking.prediction_budget`` is skipped. ``rule_counts`` (a list,
-    optional) receives every rule with its pairs and whether it was used."""
+    first; a rule over ``pair_budget`` (default ``blocking.prediction_budget``) is skipped.
+    ``blocking_info`` (a dict, optional) receives ``prediction_rules`` (every rule with its
+    pairs and whether it was used) and ``prediction_pair_budget``."""
     from splink import DuckDBAPI, Linker
 
     empty = pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
@@ -308,19 +309,20 @@ def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict,
     fields = [_rule_fields(r["blocking_rule"] if isinstance(r, dict) else str(r)) for r in rules]
     countable = [f for f in fields if f is not None and set(f) <= set(use)]
     budget = blocking.prediction_budget(len(unmatched)) if pair_budget is None else int(pair_budget)
-    counted = dict((c.rule, c) for c in blocking.within_budget(
-        blocking.pair_counts(unmatched, spine_ids, countable), budget))
-    kept = [r for r, f in zip(rules, fields) if f is None or (f in counted and counted[f].used)]
-    if rule_counts is not None:
-        rule_counts.extend(c.as_dict() for c in counted.values())
-    for c in counted.values():
-        if not c.used:
-            log.warning("blocking rule %s skipped: %s candidate pairs, over the budget of %s",
-                        "+".join(c.rule), f"{c.pairs:,}", f"{budget:,}")
-    if not kept:
-        raise LinkageError("every blocking rule makes more candidate pairs than the budget allows: "
-                           + "; ".join(f"{'+'.join(c.rule)}: {c.pairs:,}" for c in counted.values()))
     with blocking.connection(spill_dir) as con:
+        counted = dict((c.rule, c) for c in blocking.within_budget(
+            blocking.pair_counts(unmatched, spine_ids, countable, con), budget))
+        kept = [r for r, f in zip(rules, fields) if f is None or (f in counted and counted[f].used)]
+        if blocking_info is not None:
+            blocking_info.update({"prediction_rules": [c.as_dict() for c in counted.values()],
+                                  "prediction_pair_budget": budget})
+        for c in counted.values():
+            if not c.used:
+                log.warning("blocking rule %s skipped: %s candidate pairs, over the budget of %s",
+                            "+".join(c.rule), f"{c.pairs:,}", f"{budget:,}")
+        if not kept:
+            raise LinkageError("every blocking rule makes more candidate pairs than the budget allows: "
+                               + "; ".join(f"{'+'.join(c.rule)}: {c.pairs:,}" for c in counted.values()))
         db = DuckDBAPI(connection=con)
         left = db.register(_splink_frame(unmatched, "tuple_id", use), table_name="unmatched_tuples")
         right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
@@ -437,17 +439,16 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
     progress.report("link", "%s of %s distinct identifier tuples linked deterministically, %s left to score",
                     f"{len(tuples) - len(unmatched):,}", f"{len(tuples):,}", f"{len(unmatched):,}")
     trained = False
-    training: dict = {}
-    rule_counts: list = []
+    blocking_info: dict = {"prediction_rules": [], "training": {}}
     if model is None and (prob_cols or extra) and not unmatched.empty:
         progress.report("link", "model training on %s tuples against %s spine records", f"{len(tuples):,}",
                         f"{len(spine_ids):,}")
         model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(extra), spill_dir=spill_dir,
-                            training=training)
+                            training=blocking_info["training"])
         trained = True
     if model is not None and not unmatched.empty:
         progress.report("link", "scoring %s tuples against %s spine records", f"{len(unmatched):,}", f"{len(spine_ids):,}")
-    pairs = predict_links(unmatched, spine_ids, model, spill_dir, rule_counts) if model is not None else \
+    pairs = predict_links(unmatched, spine_ids, model, spill_dir, blocking_info) if model is not None else \
         pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
     if model is not None and not unmatched.empty:
         progress.report("link", "%s candidate pairs scored", f"{len(pairs):,}")
@@ -475,9 +476,7 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
                           "match_probability": prob_col, "match_weight": weight})
     counts = {"deterministic_tuples": int(is_det.sum()), "probabilistic_tuples": int(is_prob.sum()),
               "unlinked_tuples": int(unl.sum()), "scored_pairs": int(len(pairs)), "model_trained": trained,
-              "blocking": {"prediction_rules": rule_counts,
-                           "prediction_pair_budget": blocking.prediction_budget(len(unmatched)),
-                           "training": training}}
+              "blocking": blocking_info}
     return links, model, counts
 
 

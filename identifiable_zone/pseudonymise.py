@@ -241,7 +241,7 @@ def build_tables(accepted: Mapping[str, pd.DataFrame], cfg, record_person: pd.Da
         "withheld": sorted(spine_spec.columns)}
 
     todo = [s for s in PUBLISH_AS if s in accepted]
-    rows_total = sum((row_counts or {}).get(s, 0) for s in todo) if row_counts else sum(len(accepted[s]) for s in todo)
+    rows_total = sum(row_counts.get(s, 0) for s in todo) if row_counts else sum(len(accepted[s]) for s in todo)
     rows_done = 0
     for i, source in enumerate(todo, 1):
         name = PUBLISH_AS[source]

@@ -48,12 +48,15 @@ def frames(run):
 
 def test_a_rule_over_the_pair_budget_is_skipped_and_the_others_still_score(frames):
     tuples, spine, model, paths = frames
-    full_counts, tight_counts = [], []
-    full = lk.predict_links(tuples, spine, model, paths.identifiable / "spill", full_counts)
+    full_info, tight_info = {}, {}
+    full = lk.predict_links(tuples, spine, model, paths.identifiable / "spill", full_info)
+    full_counts = full_info["prediction_rules"]
     dob = next(c for c in full_counts if c["rule"] == "dob")
     assert all(c["used"] for c in full_counts) and dob["pairs"] == max(c["pairs"] for c in full_counts)
-    tight = lk.predict_links(tuples, spine, model, paths.identifiable / "spill", tight_counts,
+    tight = lk.predict_links(tuples, spine, model, paths.identifiable / "spill", tight_info,
                              pair_budget=dob["pairs"] - 1)
+    tight_counts = tight_info["prediction_rules"]
+    assert tight_info["prediction_pair_budget"] == dob["pairs"] - 1
     assert [c["rule"] for c in tight_counts if not c["used"]] == ["dob"]
     assert 0 < len(tight) <= len(full)  # pairs at p >= 0.01: here the other rules find them all
     # the pairs the other rules make are the same pairs with the same scores
