@@ -213,12 +213,15 @@ def expected_distinct(universe: tuple[np.ndarray, np.ndarray], n: int) -> float:
 WORD_LIST_SOURCE = Path("/usr/share/dict/british-english")  # Debian package wbritish (SCOWL)
 
 
+def dictionary_words(dictionary: Path = WORD_LIST_SOURCE) -> set[str]:
+    """The dictionary's lower-case words (proper nouns, capitalised there, may be names), upper-cased."""
+    return {w.upper() for w in dictionary.read_text(encoding="utf-8", errors="replace").split()
+            if re.fullmatch(r"[a-z]+", w)}
+
+
 def words_among_candidates(dictionary: Path = WORD_LIST_SOURCE) -> list[str]:
-    """The composed candidates that the dictionary holds as lower-case words (proper nouns, which
-    are capitalised there, may be names), sorted."""
-    words = {w.upper() for w in dictionary.read_text(encoding="utf-8", errors="replace").split()
-             if re.fullmatch(r"[a-z]+", w)}
-    return sorted(all_candidates() & words)
+    """The composed candidates that the dictionary holds as ordinary words, sorted."""
+    return sorted(all_candidates() & dictionary_words(dictionary))
 
 
 def write_ordinary_words(dictionary: Path = WORD_LIST_SOURCE) -> Path:
