@@ -98,7 +98,20 @@ DATE_FORMAT_LABELS = ("YYYY-MM-DD", "DD/MM/YYYY", "YYYYMMDD")  # same order as _
 
 
 def parse_date_and_format(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """``parse_date`` and ``date_format`` in one pass."""
+    """``parse_date`` and ``date_format`` in one pass, once per distinct value (a column of
+    millions of dates holds a few thousand)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if len(uniques) < len(s):
+        out_u, fmt_u = _parse_distinct_dates(pd.Series(uniques, dtype=object))
+        out_ext = np.append(out_u.to_numpy(dtype="datetime64[s]"), np.datetime64("NaT", "s"))
+        fmt_u = fmt_u.to_numpy(dtype=object)
+        fmt_ext = np.append(np.where(pd.isna(fmt_u), None, fmt_u), None)
+        return (pd.Series(out_ext[codes], index=s.index, dtype="datetime64[s]"),
+                pd.Series(fmt_ext[codes], index=s.index, dtype=object))
+    return _parse_distinct_dates(s)
+
+
+def _parse_distinct_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     raw = _map(s, lambda v: re.split(r"[ T]", v.strip(), maxsplit=1)[0] or None).astype("string")
     out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[s]")
     fmt = pd.Series(None, index=s.index, dtype=object)
@@ -127,7 +140,7 @@ def date_format(s: pd.Series) -> pd.Series:
 
 def date_to_iso(d: pd.Series) -> pd.Series:
     """datetime64 Series -> ISO strings (None where NaT)."""
-    txt = d.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    txt = d.to_numpy(dtype="datetime64[D]").astype(str).astype(object)  # numpy's own ISO text, vectorised
     return pd.Series(np.where(d.notna().to_numpy(), txt, None), index=d.index, dtype=object)
 
 

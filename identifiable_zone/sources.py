@@ -21,7 +21,10 @@ import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from core.files import sha256_file
@@ -323,7 +326,7 @@ def _decode_csv(data: bytes, fname: str) -> tuple[str, list[dict]]:
 
 
 def read_one_file(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict]]:
-    """One file as an all-string frame. Raises ExtractUnusable for a file that cannot be read
+    """One file as an all-string frame (values stripped, blank -> None). Raises ExtractUnusable for a file that cannot be read
     (empty, not a table, wrong delimiter, rows of the wrong shape, truncated), naming the file
     and the rule."""
     df, issues, _ = _read_table(path, spec)
@@ -373,6 +376,40 @@ def _record_lines(text: str, delimiter: str, ncols: int, table: str, fname: str)
     return starts
 
 
+def _read_csv_arrow(text: str, delimiter: str) -> tuple[pd.DataFrame, list[int]] | None:
+    """The common case, read fast: a well-formed CSV file with one record a line, parsed by
+    Arrow into text columns (stripped, blank -> None). None when Arrow refuses the file or a
+    record is not on a line of its own (a quoted line break, a blank line, a header with a
+    repeated name): the careful reader then reads it and names what is wrong. Same parsing
+    rules as that reader (double quote, doubled quotes inside, nothing else escaped)."""
+    import pyarrow.csv as pacsv
+
+    if not text or "\r" in text.replace("\r\n", ""):  # lone carriage returns: the careful reader
+        return None
+    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    try:
+        header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")], delimiter=delimiter))
+    except (csv.Error, StopIteration):
+        return None
+    if len(header) < 2 or len(set(header)) != len(header) or not all(h.strip() for h in header):
+        return None
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=64 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
+                                             escape_char=False, newlines_in_values=True,
+                                             ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.num_rows != n_lines - 1:  # a record spans lines, or a blank line was read as a row
+        return None
+    frame = pd.DataFrame({c: _text_column(table.column(i)) for i, c in enumerate(header)})
+    return frame, list(range(2, table.num_rows + 2))
+
+
 def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict], list[int]]:
     """``read_one_file`` plus the line (CSV, header = 1) or row (Parquet, 1-based) of each row."""
     table = spec.table if spec else path.stem
@@ -393,7 +430,7 @@ def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFram
                 txt = s.astype(object).map(lambda v: None if v is None or (isinstance(v, float) and v != v)
                                            else str(v))
             df[c] = txt.astype(object).where(s.notna(), None)
-        return df, [], list(range(1, len(df) + 1))
+        return _blank_to_none(df), [], list(range(1, len(df) + 1))
     text, issues = _decode_csv(path.read_bytes(), path.name)
     delimiter = spec.delimiter if spec else ","
     header = text.split("\n", 1)[0]
@@ -404,6 +441,9 @@ def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFram
             raise ExtractUnusable(
                 f"{table} ({path.name}): rule delimiter failed: line 1 has no {delimiter!r} but "
                 f"{shown!r}: the file looks {shown}-delimited (set delimiter in the sources config)")
+    quick = _read_csv_arrow(text, delimiter)
+    if quick is not None:
+        return quick[0], issues, quick[1]
     try:
         # index_col=False: rows with one field more than the header must not shift the columns
         # (pandas would otherwise take the first column as an index); _record_lines refuses them.
@@ -437,16 +477,26 @@ def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFram
         lines = []
     if len(lines) != len(df):  # the two readers disagree (should not happen): plain numbering
         lines = list(range(2, len(df) + 2))
-    return df, issues, lines
+    return _blank_to_none(df), issues, lines
+
+
+def _text_column(values) -> pd.Series:
+    """Text values stripped of surrounding whitespace (Python's str.strip set, which Arrow's
+    utf8_trim_whitespace matches), blank or missing -> None; object dtype."""
+    try:
+        arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(
+            values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # not all text (never from our readers): as str
+        arr = pa.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values],
+                       type=pa.string())
+    trimmed = pc.utf8_trim_whitespace(arr)
+    blanked = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    return pd.Series(blanked.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _blank_to_none(df: pd.DataFrame) -> pd.DataFrame:
-    out = {}
-    for c in df.columns:
-        vals = [None if v is None or (isinstance(v, float) and v != v) or str(v).strip() == ""
-                else str(v).strip() for v in df[c].tolist()]
-        out[c] = pd.Series(vals, index=df.index, dtype=object)
-    return pd.DataFrame(out, index=df.index)
+    return pd.DataFrame({c: _text_column(df[c].to_numpy(dtype=object)).set_axis(df.index) for c in df.columns},
+                        index=df.index)
 
 
 def read_extract(landing: Path, spec: SourceSpec) -> ExtractRead:
@@ -466,6 +516,10 @@ def read_extract(landing: Path, spec: SourceSpec) -> ExtractRead:
         infos.append({"file": rel, "sha256": sha256_file(f), "rows": int(len(df)), "bytes": f.stat().st_size})
         row_file += [rel] * len(df)
         row_line += lines
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    if len(frames) > 1:  # a column one file lacks comes out of concat as NaN: missing is None
+        frame = pd.concat(frames, ignore_index=True)
+        frame = frame.astype(object).where(frame.notna(), None)
+    else:
+        frame = frames[0].reset_index(drop=True)
     extra = [c for c in frame.columns if c not in spec.columns]
-    return ExtractRead(spec.table, _blank_to_none(frame), infos, issues, row_file, row_line, extra)
+    return ExtractRead(spec.table, frame, infos, issues, row_file, row_line, extra)

@@ -50,6 +50,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from identifiable_zone import normalise as nz
@@ -105,19 +106,47 @@ class ValidationResult:
 
 def _before(x: pd.Series, y: pd.Series) -> pd.Series:
     """x < y for ISO date strings, False where either is missing."""
-    return pd.Series([a is not None and b is not None and a < b for a, b in zip(x.tolist(), y.tolist())],
-                     index=x.index, dtype=bool)
+    xa, ya = x.to_numpy(dtype=object), y.to_numpy(dtype=object)
+    out = np.zeros(len(xa), dtype=bool)
+    both = pd.notna(xa) & pd.notna(ya)
+    if both.any():
+        out[both] = (xa[both] < ya[both]).astype(bool)
+    return pd.Series(out, index=x.index, dtype=bool)
 
 
-def _add_verdict(chk: pd.DataFrame, name: str, fails: pd.Series, known: pd.Series, bad: str) -> None:
+def _verdicts(fails, known, bad: str) -> np.ndarray:
+    """'ok' / ``bad`` where ``known``, None (not judged) elsewhere."""
+    fails, known = np.asarray(fails, dtype=bool), np.asarray(known, dtype=bool)
+    out = np.full(len(known), None, dtype=object)
+    out[known] = "ok"
+    out[fails & known] = bad
+    return out
+
+
+def _add_verdict(chk: pd.DataFrame, name: str, fails, known, bad: str, codes: np.ndarray | None = None) -> None:
     """Add helper column ``name`` for GX: 'ok' / ``bad`` where ``known``, None (not judged)
     elsewhere. Only when some row fails: GX hashes every column of the frame it validates, so
     an idle helper column costs time on a large extract; build_suite leaves the rule of an
-    absent helper column out (no row fails it either way)."""
-    hit = (fails & known).to_numpy(dtype=bool)
-    if hit.any():
-        chk[name] = pd.Series([(bad if f else "ok") if k else None for f, k in zip(hit.tolist(), known.tolist())],
-                              index=fails.index, dtype=object)
+    absent helper column out (no row fails it either way). With ``codes``, ``fails`` and
+    ``known`` are per distinct value of a column and ``codes`` takes them to the rows."""
+    verdict = _verdicts(fails, known, bad)
+    if (verdict == bad).any():
+        chk[name] = pd.Series(verdict if codes is None else _take(verdict, codes), index=chk.index, dtype=object)
+
+
+def _take(per_value: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per-row values from per-distinct-value ones (``codes`` of pd.factorize; -1 -> None)."""
+    ext = np.empty(len(per_value) + 1, dtype=object)
+    ext[:-1] = per_value
+    ext[-1] = None
+    return ext[codes]
+
+
+def _categories(s: pd.Series) -> pd.Series:
+    """``s`` as a categorical in order of first appearance (no sort of the categories: a
+    record id column has as many as rows)."""
+    codes, values = pd.factorize(s.to_numpy(dtype=object), use_na_sentinel=True)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(values, dtype=object)), index=s.index)
 
 
 def _reference_dates(df: pd.DataFrame, ref, usable: dict, parents: dict | None):
@@ -133,47 +162,50 @@ def _reference_dates(df: pd.DataFrame, ref, usable: dict, parents: dict | None):
     p = parent[[ref.parent_id, ref.column]].dropna(subset=[ref.parent_id])
     p = p[~p[ref.parent_id].duplicated(keep=False)]  # a key on two parent rows says nothing
     iso = nz.date_to_iso(nz.parse_date(p[ref.column]))
-    lookup = dict(zip(p[ref.parent_id].tolist(), iso.tolist()))
-    return pd.Series([lookup.get(k) for k in df[ref.key].tolist()], index=df.index, dtype=object)
+    lookup = pd.Series(iso.to_numpy(dtype=object), index=p[ref.parent_id].to_numpy(dtype=object), dtype=object)
+    found = df[ref.key].map(lookup).to_numpy(dtype=object)
+    return pd.Series(np.where(pd.isna(found), None, found), index=df.index, dtype=object)
 
 
 def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str,
                    parents: dict | None = None) -> tuple[pd.DataFrame, dict, list]:
     """The frame GX validates: the raw columns plus normalised helper columns, the
     normalised values to put back into accepted rows, and the rules that could not be run.
-    ``latest``: the last allowed date (ISO)."""
+    ``latest``: the last allowed date (ISO). Date rules are worked out once per distinct
+    value of a column (an extract of millions of rows holds a few thousand dates)."""
     chk = df.copy()
     normalised, usable, not_run = {}, {}, []
     # exact duplicate rows: every copy after the first fails; the first is judged on its own
     dup_copy = df.duplicated(keep="first")
-    chk["__exact_duplicate"] = pd.Series(["duplicate" if d else "ok" for d in dup_copy.tolist()],
-                                         index=df.index, dtype=object)
+    chk["__exact_duplicate"] = pd.Series(np.where(dup_copy.to_numpy(), "duplicate", "ok"), index=df.index,
+                                         dtype=object)
     chk[f"{spec.record_id}__first_copy"] = df[spec.record_id].where(~dup_copy, None)
     for col in spec.dates:
-        parsed, fmt = nz.parse_date_and_format(df[col])
-        iso = nz.date_to_iso(parsed)
-        normalised[col] = iso
+        codes, values = pd.factorize(df[col].to_numpy(dtype=object), use_na_sentinel=True)
+        parsed, fmt = nz.parse_date_and_format(pd.Series(values, dtype=object))
+        iso = nz.date_to_iso(parsed).to_numpy(dtype=object)
+        normalised[col] = pd.Series(_take(iso, codes), index=df.index, dtype=object)
         # ISO where it parsed, a marked non-date where it did not (so the regex fails), None if blank
-        chk[f"{col}__iso"] = pd.Series(
-            [i if i is not None else (None if r is None else "unparsed") for i, r in
-             zip(iso.tolist(), df[col].tolist())], index=df.index, dtype=object)
-        chk[f"{col}__not_future"] = pd.Series(
-            [None if i is None else ("future" if i > latest else "ok") for i in iso.tolist()],
-            index=df.index, dtype=object)
-        # formats: the column's main one (most values; ties to the earlier of DATE_FORMAT_LABELS)
-        counts = fmt.value_counts()
+        chk[f"{col}__iso"] = pd.Series(_take(np.where(pd.isna(iso), "unparsed", iso), codes), index=df.index,
+                                       dtype=object)
+        in_future = np.array([i is not None and i > latest for i in iso.tolist()], dtype=bool)
+        chk[f"{col}__not_future"] = pd.Series(_take(_verdicts(in_future, pd.notna(iso), "future"), codes),
+                                              index=df.index, dtype=object)
+        # formats: the column's main one (most rows; ties to the earlier of DATE_FORMAT_LABELS)
+        rows_per_value = np.bincount(codes[codes >= 0], minlength=len(values))
+        counts = pd.Series(rows_per_value).groupby(fmt.to_numpy(dtype=object)).sum()
+        counts = counts[counts > 0]
         main = (max(counts.index, key=lambda f: (counts[f], -nz.DATE_FORMAT_LABELS.index(f)))
                 if len(counts) else None)
-        known = fmt.notna()
-        _add_verdict(chk, f"{col}__format", fmt != main, known, "other")
-        day_first = (fmt == "DD/MM/YYYY") & (main != "DD/MM/YYYY")
-        ambiguous = (day_first & (parsed.dt.day <= 12) & (parsed.dt.month <= 12)
-                     & (parsed.dt.day != parsed.dt.month)).fillna(False).astype(bool)
-        _add_verdict(chk, f"{col}__unambiguous", ambiguous, known, "ambiguous")
+        known = fmt.notna().to_numpy()
+        _add_verdict(chk, f"{col}__format", (fmt != main).to_numpy(), known, "other", codes)
+        day_first = ((fmt == "DD/MM/YYYY") & (main != "DD/MM/YYYY")).to_numpy()
+        ambiguous = (day_first & (parsed.dt.day <= 12).to_numpy() & (parsed.dt.month <= 12).to_numpy()
+                     & (parsed.dt.day != parsed.dt.month).to_numpy())
+        _add_verdict(chk, f"{col}__unambiguous", ambiguous, known, "ambiguous", codes)
         # a date other rules may compare with: parsed, not after the period, not ambiguous
-        usable[col] = pd.Series([i if i is not None and i <= latest and not a else None
-                                 for i, a in zip(iso.tolist(), ambiguous.tolist())],
-                                index=df.index, dtype=object)
+        ok = pd.notna(iso) & ~in_future & ~ambiguous
+        usable[col] = pd.Series(_take(np.where(ok, iso, None), codes), index=df.index, dtype=object)
     for earlier, later in spec.date_order:
         a, b = usable[earlier], usable[later]
         _add_verdict(chk, f"{later}__after_{earlier}", _before(b, a), a.notna() & b.notna(), "before")
@@ -338,6 +370,11 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
     chk, normalised, not_run = _derived_frame(df, spec, latest, parents)
 
     suite = build_suite(spec, f"{spec.table}_rows", chk.columns)
+    # GX gets only the columns its expectations read: it fingerprints the whole frame it is given
+    checked = list(dict.fromkeys(e.column for e in suite.expectations if getattr(e, "column", None)))
+    # and as categories: GX fingerprints the frame twice per batch (each time factorising
+    # every text column) and its set, regex and uniqueness checks work on the distinct values
+    chk = pd.DataFrame({c: _categories(chk[c]) for c in checked}, index=chk.index)
     with _dataframe_batch(spec.table, chk) as batch:
         res = batch.validate(suite, result_format={"result_format": "COMPLETE",
                                                    "return_unexpected_index_query": False})
