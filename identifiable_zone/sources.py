@@ -21,7 +21,6 @@ import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -399,12 +398,12 @@ def _read_csv_arrow(text: str, delimiter: str) -> tuple[pd.DataFrame, list[int]]
             read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=64 << 20),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
                                              escape_char=False, newlines_in_values=True,
-                                             ignore_empty_lines=False),
+                                             ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    if table.num_rows != n_lines - 1:  # a record spans lines, or a blank line was read as a row
+    if table.num_rows != n_lines - 1:  # a record spans lines, or a blank line was skipped
         return None
     frame = pd.DataFrame({c: _text_column(table.column(i)) for i, c in enumerate(header)})
     return frame, list(range(2, table.num_rows + 2))
