@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -102,13 +103,26 @@ def pseudonym(canonical_id: str, key: bytes) -> str:
 
 def pseudonymise_keys(person_keys: pd.Series, key: bytes) -> pd.Series:
     """Map canonical person keys to pseudonyms, hashing each distinct key once; None stays None."""
-    distinct = pd.unique(person_keys.dropna())
-    lookup = {k: pseudonym(str(k), key) for k in distinct}
-    return pd.Series([None if k is None or (isinstance(k, float) and k != k) else lookup[k]
-                      for k in person_keys.tolist()], index=person_keys.index, dtype=object)
+    codes, distinct = pd.factorize(person_keys.to_numpy(dtype=object), use_na_sentinel=True)
+    hashed = np.array([pseudonym(str(k), key) for k in distinct.tolist()] + [None], dtype=object)
+    return pd.Series(hashed[codes], index=person_keys.index, dtype=object)
 
 
 # -- typed output ----------------------------------------------------------------------------
+
+def _missing_to_none(values) -> np.ndarray:
+    """Object array with None wherever a value is missing (None, NaN, pd.NA)."""
+    arr = np.asarray(values, dtype=object)
+    return np.where(pd.isna(arr), None, arr)
+
+
+def _text_array(s: pd.Series) -> pa.Array:
+    try:
+        return pa.array(_missing_to_none(s.to_numpy(dtype=object)), type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a value that is not text (none from validation): as str
+        return pa.array([None if v is None else str(v) for v in _missing_to_none(s.to_numpy(dtype=object))],
+                        type=pa.string())
+
 
 def to_arrow(df: pd.DataFrame, dates: list[str] = (), numeric: list[str] = ()) -> pa.Table:
     """Strings stay strings; ISO date columns become DATE; numeric columns int64 or float64."""
@@ -117,18 +131,19 @@ def to_arrow(df: pd.DataFrame, dates: list[str] = (), numeric: list[str] = ()) -
         s = df[c]
         if c in dates:
             d = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
-            arr = pa.array(d.dt.date.astype(object).where(d.notna(), None).tolist(), type=pa.date32())
+            arr = pa.array(d.to_numpy().astype("datetime64[D]"), from_pandas=True).cast(pa.date32())
         elif c in numeric:
             n = pd.to_numeric(s, errors="coerce")
-            if n.dropna().mod(1).eq(0).all():
-                arr = pa.array([None if pd.isna(v) else int(v) for v in n.tolist()], type=pa.int64())
+            if pd.api.types.is_integer_dtype(n):
+                arr = pa.array(n.to_numpy(dtype="int64"), type=pa.int64())
             else:
-                arr = pa.array([None if pd.isna(v) else float(v) for v in n.tolist()], type=pa.float64())
+                arr = pa.array(n.to_numpy(dtype="float64"), from_pandas=True, type=pa.float64())
+                if n.dropna().mod(1).eq(0).all():
+                    arr = arr.cast(pa.int64())
         elif pd.api.types.is_integer_dtype(s) and not s.isna().any():
-            arr = pa.array(s.astype("int64").tolist(), type=pa.int64())
+            arr = pa.array(s.to_numpy(dtype="int64"), type=pa.int64())
         else:
-            arr = pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-                            for v in s.tolist()], type=pa.string())
+            arr = _text_array(s)
         arrays.append(arr)
         names.append(c)
     return pa.Table.from_arrays(arrays, names=names)
@@ -260,8 +275,7 @@ def build_tables(accepted: Mapping[str, pd.DataFrame], cfg, record_person: pd.Da
         keep = [c for c in spec.columns if c not in drop]
         out = df[keep].copy()
         if person_id is not None:
-            out.insert(0, "person_id", [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v
-                                        for v in person_id.tolist()])
+            out.insert(0, "person_id", _missing_to_none(person_id.to_numpy(dtype=object)))
         dates = [c for c in spec.dates if c in keep]
         numeric = [c for c in spec.numeric if c in keep]
         tables[name] = to_arrow(out, dates=dates, numeric=numeric)
