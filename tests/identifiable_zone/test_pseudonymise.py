@@ -74,3 +74,24 @@ def test_atomic_swap_replaces_whole_folder(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["a.parquet"]
     assert pq.read_table(target / "a.parquet").column("x").to_pylist() == [3]
     assert [p.name for p in target.parent.iterdir()] == ["pseudonymised"]  # no temp leftovers
+
+
+def test_typed_output_keeps_missing_values_missing_and_types_each_column():
+    import datetime
+
+    df = pd.DataFrame({
+        "day": pd.Series(["2020-01-02", None, "2024-02-29", "not a date"], dtype=object),
+        "count": pd.Series(["1", None, "22", "-3"], dtype=object),
+        "cost": pd.Series(["1.5", "2", None, "x"], dtype=object),
+        "text": pd.Series(["a", None, float("nan"), "Zoë"], dtype=object),
+        "rank": pd.Series([4, 3, 2, 1]),
+    })
+    t = ps.to_arrow(df, dates=["day"], numeric=["count", "cost"])
+    assert t.schema.types == [pa.date32(), pa.int64(), pa.float64(), pa.string(), pa.int64()]
+    assert t.column("day").to_pylist() == [datetime.date(2020, 1, 2), None, datetime.date(2024, 2, 29), None]
+    assert t.column("count").to_pylist() == [1, None, 22, -3]
+    assert t.column("cost").to_pylist() == [1.5, 2.0, None, None]
+    assert t.column("text").to_pylist() == ["a", None, None, "Zoë"]
+    keys = pd.Series(["p1", None, "p2", "p1", float("nan")], dtype=object)
+    ids = ps.pseudonymise_keys(keys, b"k" * 32).tolist()
+    assert ids[0] == ids[3] != ids[2] and ids[1] is None and ids[4] is None and len(ids[0]) == 64
