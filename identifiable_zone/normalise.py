@@ -23,9 +23,16 @@ def _map(s: pd.Series, fn) -> pd.Series:
     fn runs once per distinct value (identifier columns repeat: the same person's name and
     postcode on many activity rows), then the results are taken back to every row."""
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    mapped = np.empty(len(uniques) + 1, dtype=object)  # the last slot is for missing (code -1)
-    mapped[:-1] = [fn(str(v)) for v in uniques.tolist()]
-    return pd.Series(mapped[codes], index=s.index, dtype=object)
+    return pd.Series(take_distinct([fn(str(v)) for v in uniques.tolist()], codes), index=s.index, dtype=object)
+
+
+def take_distinct(per_value, codes: np.ndarray) -> np.ndarray:
+    """Per-row values from per-distinct-value ones: ``codes`` as pd.factorize gives them, -1
+    (missing) -> None; object dtype."""
+    ext = np.empty(len(per_value) + 1, dtype=object)  # the last slot is for missing (code -1)
+    ext[:-1] = per_value
+    ext[-1] = None
+    return ext[codes]
 
 
 def clean_nhs_number(s: pd.Series) -> pd.Series:
@@ -105,9 +112,8 @@ def parse_date_and_format(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         out_u, fmt_u = _parse_distinct_dates(pd.Series(uniques, dtype=object))
         out_ext = np.append(out_u.to_numpy(dtype="datetime64[s]"), np.datetime64("NaT", "s"))
         fmt_u = fmt_u.to_numpy(dtype=object)
-        fmt_ext = np.append(np.where(pd.isna(fmt_u), None, fmt_u), None)
         return (pd.Series(out_ext[codes], index=s.index, dtype="datetime64[s]"),
-                pd.Series(fmt_ext[codes], index=s.index, dtype=object))
+                pd.Series(take_distinct(np.where(pd.isna(fmt_u), None, fmt_u), codes), index=s.index, dtype=object))
     return _parse_distinct_dates(s)
 
 

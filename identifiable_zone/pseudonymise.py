@@ -103,9 +103,9 @@ def pseudonym(canonical_id: str, key: bytes) -> str:
 
 def pseudonymise_keys(person_keys: pd.Series, key: bytes) -> pd.Series:
     """Map canonical person keys to pseudonyms, hashing each distinct key once; None stays None."""
-    codes, distinct = pd.factorize(person_keys.to_numpy(dtype=object), use_na_sentinel=True)
-    hashed = np.array([pseudonym(str(k), key) for k in distinct.tolist()] + [None], dtype=object)
-    return pd.Series(hashed[codes], index=person_keys.index, dtype=object)
+    from identifiable_zone import normalise as nz
+
+    return nz._map(person_keys, lambda k: pseudonym(k, key))
 
 
 # -- typed output ----------------------------------------------------------------------------

@@ -325,9 +325,9 @@ def _decode_csv(data: bytes, fname: str) -> tuple[str, list[dict]]:
 
 
 def read_one_file(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict]]:
-    """One file as an all-string frame (values stripped, blank -> None). Raises ExtractUnusable for a file that cannot be read
-    (empty, not a table, wrong delimiter, rows of the wrong shape, truncated), naming the file
-    and the rule."""
+    """One file as an all-string frame (values stripped, blank -> None). Raises ExtractUnusable
+    for a file that cannot be read (empty, not a table, wrong delimiter, rows of the wrong
+    shape, truncated), naming the file and the rule."""
     df, issues, _ = _read_table(path, spec)
     return df, issues
 

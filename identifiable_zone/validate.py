@@ -131,15 +131,7 @@ def _add_verdict(chk: pd.DataFrame, name: str, fails, known, bad: str, codes: np
     ``known`` are per distinct value of a column and ``codes`` takes them to the rows."""
     verdict = _verdicts(fails, known, bad)
     if (verdict == bad).any():
-        chk[name] = pd.Series(verdict if codes is None else _take(verdict, codes), index=chk.index, dtype=object)
-
-
-def _take(per_value: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Per-row values from per-distinct-value ones (``codes`` of pd.factorize; -1 -> None)."""
-    ext = np.empty(len(per_value) + 1, dtype=object)
-    ext[:-1] = per_value
-    ext[-1] = None
-    return ext[codes]
+        chk[name] = pd.Series(verdict if codes is None else nz.take_distinct(verdict, codes), index=chk.index, dtype=object)
 
 
 def _categories(s: pd.Series) -> pd.Series:
@@ -184,12 +176,12 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str,
         codes, values = pd.factorize(df[col].to_numpy(dtype=object), use_na_sentinel=True)
         parsed, fmt = nz.parse_date_and_format(pd.Series(values, dtype=object))
         iso = nz.date_to_iso(parsed).to_numpy(dtype=object)
-        normalised[col] = pd.Series(_take(iso, codes), index=df.index, dtype=object)
+        normalised[col] = pd.Series(nz.take_distinct(iso, codes), index=df.index, dtype=object)
         # ISO where it parsed, a marked non-date where it did not (so the regex fails), None if blank
-        chk[f"{col}__iso"] = pd.Series(_take(np.where(pd.isna(iso), "unparsed", iso), codes), index=df.index,
+        chk[f"{col}__iso"] = pd.Series(nz.take_distinct(np.where(pd.isna(iso), "unparsed", iso), codes), index=df.index,
                                        dtype=object)
         in_future = np.array([i is not None and i > latest for i in iso.tolist()], dtype=bool)
-        chk[f"{col}__not_future"] = pd.Series(_take(_verdicts(in_future, pd.notna(iso), "future"), codes),
+        chk[f"{col}__not_future"] = pd.Series(nz.take_distinct(_verdicts(in_future, pd.notna(iso), "future"), codes),
                                               index=df.index, dtype=object)
         # formats: the column's main one (most rows; ties to the earlier of DATE_FORMAT_LABELS)
         rows_per_value = np.bincount(codes[codes >= 0], minlength=len(values))
@@ -205,7 +197,7 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str,
         _add_verdict(chk, f"{col}__unambiguous", ambiguous, known, "ambiguous", codes)
         # a date other rules may compare with: parsed, not after the period, not ambiguous
         ok = pd.notna(iso) & ~in_future & ~ambiguous
-        usable[col] = pd.Series(_take(np.where(ok, iso, None), codes), index=df.index, dtype=object)
+        usable[col] = pd.Series(nz.take_distinct(np.where(ok, iso, None), codes), index=df.index, dtype=object)
     for earlier, later in spec.date_order:
         a, b = usable[earlier], usable[later]
         _add_verdict(chk, f"{later}__after_{earlier}", _before(b, a), a.notna() & b.notna(), "before")
