@@ -25,6 +25,8 @@ BALANCE_CRITICAL_ENV = "LTCEVAL_BALANCE_CRITICAL"
 UPSTREAM_KEY_ENV = "LTCEVAL_UPSTREAM_PSEUDO_KEY"
 DUCKDB_MEMORY_LIMIT_ENV = "LTCEVAL_DUCKDB_MEMORY_LIMIT"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "4GB"  # the same default as dbt_project/profiles.yml
+VALIDATION_SEGMENT_MIB_ENV = "LTCEVAL_VALIDATION_SEGMENT_MIB"
+DEFAULT_VALIDATION_SEGMENT_MIB = 128  # about a million GP appointments a segment
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -39,6 +41,8 @@ ENVIRONMENT: dict[str, str] = {
     "LTCEVAL_WAREHOUSE": "set for dbt by the pipeline: the DuckDB warehouse it builds",
     "LTCEVAL_PSEUDONYMISED_DIR": "set for dbt by the pipeline: the pseudonymised tables it reads",
     DUCKDB_MEMORY_LIMIT_ENV: "DuckDB's memory limit for dbt (dbt_project/profiles.yml) and for linkage (default 4GB; it spills beyond)",
+    VALIDATION_SEGMENT_MIB_ENV: "validation: a CSV file larger than this many MiB is validated in segments of "
+                                "about this size (default 128; smaller uses less memory, same result)",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
     "LTCEVAL_LOCAL_TARIFF": "costing: CSV of local unit costs overriding the unit_costs seed by activity",
     "LTCEVAL_THERAPY_COST_GBP": "costing: cost of a course of therapy (default: the iapt_course row)",
@@ -65,6 +69,18 @@ def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None
 def duckdb_memory_limit(environ: Mapping[str, str] | None = None) -> str:
     """DuckDB's memory limit (e.g. '4GB'); beyond it DuckDB spills to disk instead of growing."""
     return env_value(DUCKDB_MEMORY_LIMIT_ENV, environ) or DEFAULT_DUCKDB_MEMORY_LIMIT
+
+
+def validation_segment_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The size of a validation segment in bytes (``LTCEVAL_VALIDATION_SEGMENT_MIB``)."""
+    raw = env_value(VALIDATION_SEGMENT_MIB_ENV, environ)
+    try:
+        mib = float(raw) if raw is not None else DEFAULT_VALIDATION_SEGMENT_MIB
+    except ValueError:
+        raise ValueError(f"{VALIDATION_SEGMENT_MIB_ENV}={raw!r} is not a number of MiB") from None
+    if not mib > 0:
+        raise ValueError(f"{VALIDATION_SEGMENT_MIB_ENV}={raw!r}: the segment size must be above 0 MiB")
+    return max(1, int(mib * 2**20))
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,15 @@ class DataPeriodError(RuntimeError):
     """The data period asked for does not match the extracts (or cannot be told)."""
 
 
-def derive_data_period(accepted: dict, manifest: list) -> dict:
-    """``{"period", "latest_activity_date", "period_source"}`` from the accepted rows of each
-    table; ``manifest`` (the input files) names the files when the period asked for disagrees."""
+def derive_data_period(latest_by_table: dict, manifest: list) -> dict:
+    """``{"period", "latest_activity_date", "period_source"}`` from the latest accepted
+    activity date (ISO) of each table (``ACTIVITY_DATES``; None when it has none);
+    ``manifest`` (the input files) names the files when the period asked for disagrees."""
     latest, where = None, None
-    for table, col in ACTIVITY_DATES.items():
-        if table in accepted and col in accepted[table].columns:
-            vals = accepted[table][col].dropna()
-            if len(vals):
-                m = str(vals.max())
-                if latest is None or m > latest:
-                    latest, where = m, table
+    for table in ACTIVITY_DATES:
+        m = latest_by_table.get(table)
+        if m is not None and (latest is None or str(m) > latest):
+            latest, where = str(m), table
     asked = requested_period()
     if latest is None:
         if asked is None:

@@ -36,7 +36,6 @@ to reuse a saved model instead (``train`` forces training).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import uuid
@@ -52,21 +51,21 @@ from core.files import output_guard, sha256_file, write_json_atomic
 from core.periods import period_end
 from core.settings import LINKAGE_MODEL_ENV, Paths, env_value
 from identifiable_zone import link as lk
-from identifiable_zone import normalise as nz
 from identifiable_zone import pseudonymise as ps
-from identifiable_zone.cross_file_rules import combine_files
+from identifiable_zone.cross_file_rules import Part, combine_parts
 from identifiable_zone.data_period import ACTIVITY_DATES, derive_data_period
 from identifiable_zone.provenance import new_run_record, read_run_record, run_record_path
-from identifiable_zone.sources import SPINE, ExtractUnusable, load_sources_config, read_extract, resolve_files
+from identifiable_zone.sources import SPINE, ExtractUnusable, load_sources_config, resolve_files
 from identifiable_zone.subgroups import subgroup_columns
-from identifiable_zone.validate import validate_source
-from identifiable_zone.validation_cache import ValidationCache, parent_digest, write_text_parquet
+from identifiable_zone.file_validation import validate_file
+from identifiable_zone.validate import check_quarantine_threshold
+from identifiable_zone.validation_cache import ValidationCache, parent_digest
 
 log = logging.getLogger(__name__)
 
 
-def _accepted(paths: Paths, table: str) -> pd.DataFrame:
-    df = pd.read_parquet(paths.identifiable / "accepted" / f"{table}.parquet")
+def _accepted(paths: Paths, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+    df = pd.read_parquet(paths.identifiable / "accepted" / f"{table}.parquet", columns=columns)
     for c in df.columns:  # back to object columns with None for missing
         s = df[c]
         if pd.api.types.is_string_dtype(s) and s.dtype != object:  # text Parquet: values are str
@@ -123,26 +122,27 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
     write_json_atomic(run_record_path(paths), run)
     latest = cfg.reporting_period_end or datetime.now(timezone.utc).date().isoformat()
     cache = ValidationCache(paths.identifiable / "validation_cache")
-    tables, accepted, manifest = {}, {}, []
+    tables, accepted, latest_activity, manifest = {}, {}, {}, []
     order = _parents_first(cfg)
-    kept = _columns_read_later(cfg)
+    parent_columns = _parent_columns(cfg)
     for i, table in enumerate(order, 1):
         spec = cfg[table]
         parents = {ref.table: accepted[ref.table] for ref in spec.parent_date_refs if ref.table in accepted}
-        res, files = _validate_source_files(paths, cfg, spec, latest, parents, cache, (i, len(order)))
-        # only the columns later sources' life rules and the data period read stay in memory:
-        # a whole extract of GP appointments held through the other sources was most of the peak
-        accepted[table] = res["accepted"][[c for c in kept.get(table, ()) if c in res["accepted"].columns]]
+        summary, files = _validate_source_files(paths, cfg, spec, latest, parents, cache, (i, len(order)))
+        # only the columns later sources' life rules read are held (GP patients' ids and dates)
+        if parent_columns.get(table):
+            accepted[table] = _accepted(paths, table, parent_columns[table])
+        if table in ACTIVITY_DATES:
+            latest_activity[table] = _latest_value(paths, table, ACTIVITY_DATES[table])
         manifest += [{"table": table, **f} for f in files]
-        tables[table] = res["summary"]
+        tables[table] = summary
         n_cached = sum(f["validation"] == "cached" for f in files)
         log.info("%s: %d file(s), %d validated, %d unchanged (cached); %d rows in, %d accepted, %d quarantined",
-                 table, len(files), len(files) - n_cached, n_cached, res["summary"]["rows_in"],
-                 res["summary"]["rows_accepted"], res["summary"]["rows_quarantined"])
-        del res
+                 table, len(files), len(files) - n_cached, n_cached, summary["rows_in"],
+                 summary["rows_accepted"], summary["rows_quarantined"])
     cache.prune()
     tables = {t: tables[t] for t in cfg.sources}  # config order, as before
-    period = derive_data_period(accepted, manifest)
+    period = derive_data_period(latest_activity, manifest)
     run.update(period)
     write_json_atomic(run_record_path(paths), run)
     write_json_atomic(paths.identifiable / "validation_summary.json", {"run_id": run_id, "tables": tables,
@@ -159,16 +159,28 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
                                              "encoding_issues")} for t, s in tables.items()}}
 
 
-def _columns_read_later(cfg) -> dict[str, list[str]]:
-    """Per table, the accepted columns read after it is validated: the parent id and date
-    columns other tables' life rules look up, and its activity date (the data period)."""
+def _parent_columns(cfg) -> dict[str, list[str]]:
+    """Per table, the accepted columns other tables' life rules look up (parent id and dates)."""
     cols: dict[str, list[str]] = {}
     for t in cfg.sources:
         for ref in cfg[t].parent_date_refs:
             cols.setdefault(ref.table, []).extend([ref.parent_id, ref.column])
-    for t, col in ACTIVITY_DATES.items():
-        cols.setdefault(t, []).append(col)
     return {t: list(dict.fromkeys(c)) for t, c in cols.items()}
+
+
+def _latest_value(paths: Paths, table: str, column: str) -> str | None:
+    """The largest value of an accepted text column (ISO dates: the latest), read by DuckDB."""
+    import duckdb
+
+    path = paths.identifiable / "accepted" / f"{table}.parquet"
+    con = duckdb.connect(":memory:")
+    try:
+        if column not in [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]:
+            return None
+        value = con.execute(f'SELECT max("{column}") FROM read_parquet(?)', [str(path)]).fetchone()[0]
+    finally:
+        con.close()
+    return None if value is None else str(value)
 
 
 def _parents_first(cfg) -> list[str]:
@@ -188,77 +200,47 @@ def _parents_first(cfg) -> list[str]:
     return order
 
 
-def _max_date(frame: pd.DataFrame, spec) -> str | None:
-    best = None
-    for col in spec.dates:
-        if col in frame.columns:
-            iso = nz.date_to_iso(nz.parse_date(frame[col])).dropna()
-            if len(iso) and (best is None or iso.max() > best):
-                best = str(iso.max())
-    return best
-
-
-def _validate_one_file(paths: Paths, cfg, spec, rel: str, latest: str, parents: dict) -> tuple[dict, dict]:
-    """Validate one landing file of a source on its own: the cache entry and its metadata."""
-    import glob as _glob
-
-    read = read_extract(paths.landing, dataclasses.replace(spec, file=_glob.escape(rel)))
-    if [f["file"] for f in read.files] != [rel]:
-        raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")
-    kwargs = {"parents": parents} if spec.parent_date_refs else {}
-    res = validate_source(read, spec, cfg.quarantine_threshold, latest_date=latest, **kwargs)
-    df = read.frame[list(spec.columns)].reset_index(drop=True)
-    keys = pd.DataFrame({
-        "row": pd.Series(range(len(df)), dtype="int64"),
-        "record_id": df[spec.record_id].astype(object),
-        "row_hash": pd.util.hash_pandas_object(df.astype(object), index=False).astype("uint64"),
-        "line": pd.Series(read.row_line if read.row_line is not None else range(2, len(df) + 2),
-                          dtype="int64")})
-    for ref in spec.parent_date_refs:
-        keys[f"fk__{ref.key}"] = df[ref.key].astype(object)
-    entry = {"accepted": res.accepted, "quarantine": res.quarantine, "dq_flags": res.flags,
-             "rowkeys": keys, "summary": res.summary}
-    meta = {"file": rel, "sha256": read.files[0]["sha256"], "latest": latest, "max_date": _max_date(df, spec),
-            "parents": parent_digest(spec, parents, keys), "summary": res.summary}
-    return entry, meta
-
-
 def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
                            cache: ValidationCache, position: tuple[int, int] = (1, 1)) -> tuple[dict, list[dict]]:
-    """One source: each file from the cache or validated, then combined (cross-file rules).
-    ``position``: which source of how many this is (for the progress lines)."""
+    """One source: each file from the cache or validated into it (``file_validation``), then
+    the files combined into ``identifiable/{accepted,quarantine,dq_flags}/<table>.parquet``
+    (``cross_file_rules``). ``position``: which source of how many this is (progress lines).
+    Returns the source's summary and the manifest rows of its files."""
     files = resolve_files(paths.landing, spec)
     if not files:
         raise ExtractUnusable(f"{spec.table}: no file matches landing/{spec.file} (rule: file_present)")
-    entries, infos = [], []
+    parts, infos = [], []
     mib_total, mib_done, rows_done = sum(f.stat().st_size for f in files) / 2**20, 0.0, 0
     for n_done, f in enumerate(files, 1):
         rel = str(f.relative_to(paths.landing))
         sha = sha256_file(f)
         key = cache.key(spec, cfg, rel, sha)
-        entry = cache.get(spec.table, key, latest, spec, parents)
+        found = cache.get(spec.table, key, latest, spec, parents)
         status = "cached"
-        if entry is None:
-            entry, meta = _validate_one_file(paths, cfg, spec, rel, latest, parents)
-            if meta["sha256"] != sha:
-                key = cache.key(spec, cfg, rel, meta["sha256"])
-            cache.put(spec.table, key, entry, meta)
+        if found is None:
+            with cache.new_entry(spec.table, key) as tmp:
+                meta = validate_file(paths.landing, spec, rel, latest, parents, cfg.quarantine_threshold, tmp)
+                meta["parents"] = parent_digest(spec, parents, tmp / "rowkeys.parquet")
+                write_json_atomic(tmp / "entry.json", meta)
+            found = cache.get(spec.table, key, latest, spec, parents)
             status = "validated"
-        entries.append(entry)
-        info = entry["summary"]["files"][0]
+        entry_dir, meta = found
+        info = meta["summary"]["files"][0]
+        parts.append(Part(entry_dir, int(meta["summary"]["rows_in"]), meta["summary"], rel))
         infos.append({"file": info["file"], "sha256": info["sha256"], "rows": info["rows"],
                       "bytes": info["bytes"], "validation": status})
         mib_done, rows_done = mib_done + info["bytes"] / 2**20, rows_done + info["rows"]
         progress.report("validate", "%s %d/%d files, %s rows, %.1f of %.1f MiB (source %d of %d)", spec.table,
                         n_done, len(files), f"{rows_done:,}", mib_done, mib_total, *position)
-    res = entries[0] if len(entries) == 1 else combine_files(spec, cfg, entries)
+    out = {}
     for sub in ("accepted", "quarantine", "dq_flags"):
-        d = paths.identifiable / sub
-        d.mkdir(parents=True, exist_ok=True)
-        write_text_parquet(res[sub], d / f"{spec.table}.parquet")
-    accepted = res["accepted"]
-    accepted = accepted.astype(object).where(accepted.notna(), None)
-    return {"accepted": accepted, "summary": res["summary"]}, infos
+        (paths.identifiable / sub).mkdir(parents=True, exist_ok=True)
+        out[sub] = paths.identifiable / sub / f"{spec.table}.parquet"
+    summary, quarantine = combine_parts(spec, parts, out)
+    if len(parts) > 1:
+        check_quarantine_threshold(spec.table, f"{len(parts)} files", summary["rows_in"], quarantine,
+                                   cfg.quarantine_threshold)
+    return summary, infos
 
 
 def _accepted_counts(paths: Paths) -> dict[str, int]:

@@ -375,12 +375,14 @@ def _record_lines(text: str, delimiter: str, ncols: int, table: str, fname: str)
     return starts
 
 
-def _read_csv_arrow(text: str, delimiter: str) -> tuple[pd.DataFrame, list[int]] | None:
+def _read_csv_arrow(text: str, delimiter: str, columns=None) -> tuple[pd.DataFrame, list[int]] | None:
     """The common case, read fast: a well-formed CSV file with one record a line, parsed by
     Arrow into text columns (stripped, blank -> None). None when Arrow refuses the file or a
     record is not on a line of its own (a quoted line break, a blank line, a header with a
     repeated name): the careful reader then reads it and names what is wrong. Same parsing
-    rules as that reader (double quote, doubled quotes inside, nothing else escaped)."""
+    rules as that reader (double quote, doubled quotes inside, nothing else escaped).
+    ``columns``: only these header names are converted (all when None; every field of every
+    record is still parsed and counted)."""
     import pyarrow.csv as pacsv
 
     if not text or "\r" in text.replace("\r\n", ""):  # lone carriage returns: the careful reader
@@ -400,12 +402,14 @@ def _read_csv_arrow(text: str, delimiter: str) -> tuple[pd.DataFrame, list[int]]
                                              escape_char=False, newlines_in_values=True,
                                              ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                 include_columns=[c for c in header if columns is None
+                                                                  or c in columns],
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     if table.num_rows != n_lines - 1:  # a record spans lines, or a blank line was skipped
         return None
-    frame = pd.DataFrame({c: _text_column(table.column(i)) for i, c in enumerate(header)})
+    frame = pd.DataFrame({c: _text_column(table.column(c)) for c in table.column_names})
     return frame, list(range(2, table.num_rows + 2))
 
 
@@ -496,6 +500,72 @@ def _text_column(values) -> pd.Series:
 def _blank_to_none(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: _text_column(df[c].to_numpy(dtype=object)).set_axis(df.index) for c in df.columns},
                         index=df.index)
+
+
+def _line_bounds(path: Path, segment_bytes: int) -> tuple[bytes, list[tuple[int, int]]]:
+    """The header line and the byte ranges of the data lines, each range ending at a line end
+    and about ``segment_bytes`` long (longer when one line is)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.readline()
+        bounds, start = [], len(header)
+        while start < size:
+            end = min(start + segment_bytes, size)
+            if end < size:
+                f.seek(end - 1)
+                end = end - 1 + len(f.readline())
+            bounds.append((start, end))
+            start = end
+    return header, bounds
+
+
+def csv_segments(path: Path, spec: SourceSpec, segment_bytes: int, columns=None):
+    """A large CSV file in segments of whole lines (so validation holds one segment, not the
+    file; ``core.settings.validation_segment_bytes``): yields ``ExtractRead`` s (contract column
+    names, text stripped, blank -> None) whose line numbers and encoding issues count from the
+    file's header, as reading the file whole would. ``columns``: contract columns to convert
+    (all when None). Returns None at once when the file is Parquet or not larger than
+    ``segment_bytes``, and raises ``NotSegmentable`` when a segment is not a plain CSV of one
+    record a line (a quoted line break, a blank line, a malformed row): such a file is read
+    whole by ``read_extract``, whose careful reader names what is wrong."""
+    if path.suffix.lower() != ".csv" or path.stat().st_size <= segment_bytes:
+        return None
+    return _iter_csv_segments(path, spec, segment_bytes, columns)
+
+
+class NotSegmentable(Exception):
+    """A CSV file cannot be read in segments (see ``csv_segments``)."""
+
+
+def _iter_csv_segments(path: Path, spec: SourceSpec, segment_bytes: int, columns):
+    header, bounds = _line_bounds(path, segment_bytes)
+    site_name = {v: k for k, v in spec.rename.items()}
+    wanted = None if columns is None else {site_name.get(c, c) for c in columns}
+    lines_before = 0  # data lines in the segments already read
+    with open(path, "rb") as f:
+        for i, (start, end) in enumerate(bounds):
+            f.seek(start)
+            body = f.read(end - start)
+            text, issues = _decode_csv(header + body, path.name)
+            header_text = text.split("\n", 1)[0]
+            if i == 0 and spec.delimiter not in header_text:
+                raise NotSegmentable("the header has no delimiter")
+            quick = _read_csv_arrow(text, spec.delimiter, None if wanted is None else
+                                    [h for h in _header_names(header_text, spec.delimiter) if h.strip() in wanted])
+            if quick is None:
+                raise NotSegmentable(f"segment {i + 1}")
+            frame, lines = quick
+            frame.columns = [str(c).strip() for c in frame.columns]
+            frame = frame.rename(columns=spec.rename)
+            issues = [{**e, "line": e["line"] + lines_before} for e in issues if i == 0 or e["line"] > 1]
+            yield ExtractRead(spec.table, frame, [], issues, None,
+                              [ln + lines_before for ln in lines],
+                              [c for c in frame.columns if c not in spec.columns])
+            lines_before += body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+
+
+def _header_names(header_line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([header_line.rstrip("\r")], delimiter=delimiter))
 
 
 def read_extract(landing: Path, spec: SourceSpec) -> ExtractRead:

@@ -159,12 +159,34 @@ def _reference_dates(df: pd.DataFrame, ref, usable: dict, parents: dict | None):
     return pd.Series(np.where(pd.isna(found), None, found), index=df.index, dtype=object)
 
 
-def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str,
-                   parents: dict | None = None) -> tuple[pd.DataFrame, dict, list]:
+def date_format_counts(values: pd.Series) -> dict[str, int]:
+    """Rows per date format (``normalise.DATE_FORMAT_LABELS``) of a column's values; values
+    that do not parse are not counted."""
+    codes, distinct = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    _, fmt = nz.parse_date_and_format(pd.Series(distinct, dtype=object))
+    rows_per_value = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    counts = pd.Series(rows_per_value).groupby(fmt.to_numpy(dtype=object)).sum()
+    return {str(f): int(n) for f, n in counts.items() if n > 0}
+
+
+def main_date_format(counts: dict[str, int]) -> str | None:
+    """The format most rows are written in; ties to the earlier of DATE_FORMAT_LABELS."""
+    counts = {f: n for f, n in counts.items() if n > 0}
+    return max(counts, key=lambda f: (counts[f], -nz.DATE_FORMAT_LABELS.index(f))) if counts else None
+
+
+def add_format_counts(total: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
+    return {f: total.get(f, 0) + counts.get(f, 0) for f in dict.fromkeys([*total, *counts])}
+
+
+def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str, parents: dict | None = None,
+                   main_formats: dict | None = None) -> tuple[pd.DataFrame, dict, list]:
     """The frame GX validates: the raw columns plus normalised helper columns, the
     normalised values to put back into accepted rows, and the rules that could not be run.
     ``latest``: the last allowed date (ISO). Date rules are worked out once per distinct
-    value of a column (an extract of millions of rows holds a few thousand dates)."""
+    value of a column (an extract of millions of rows holds a few thousand dates).
+    ``main_formats``: date column -> the format most of its file's rows are in, when ``df``
+    is a segment of a larger file (else taken from ``df``)."""
     chk = df.copy()
     normalised, usable, not_run = {}, {}, []
     # exact duplicate rows: every copy after the first fails; the first is judged on its own
@@ -183,12 +205,13 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str,
         in_future = np.array([i is not None and i > latest for i in iso.tolist()], dtype=bool)
         chk[f"{col}__not_future"] = pd.Series(nz.take_distinct(_verdicts(in_future, pd.notna(iso), "future"), codes),
                                               index=df.index, dtype=object)
-        # formats: the column's main one (most rows; ties to the earlier of DATE_FORMAT_LABELS)
-        rows_per_value = np.bincount(codes[codes >= 0], minlength=len(values))
-        counts = pd.Series(rows_per_value).groupby(fmt.to_numpy(dtype=object)).sum()
-        counts = counts[counts > 0]
-        main = (max(counts.index, key=lambda f: (counts[f], -nz.DATE_FORMAT_LABELS.index(f)))
-                if len(counts) else None)
+        # formats: the column's main one (most rows of the file; ties to the earlier of DATE_FORMAT_LABELS)
+        if main_formats is not None:
+            main = main_formats.get(col)
+        else:
+            rows_per_value = np.bincount(codes[codes >= 0], minlength=len(values))
+            counts = pd.Series(rows_per_value).groupby(fmt.to_numpy(dtype=object)).sum()
+            main = main_date_format({str(f): int(n) for f, n in counts.items()})
         known = fmt.notna().to_numpy()
         _add_verdict(chk, f"{col}__format", (fmt != main).to_numpy(), known, "other", codes)
         day_first = ((fmt == "DD/MM/YYYY") & (main != "DD/MM/YYYY")).to_numpy()
@@ -336,6 +359,23 @@ def _schema_check(read: ExtractRead, spec: SourceSpec) -> None:
             f"column(s) missing: {', '.join(missing)}")
 
 
+def check_quarantine_threshold(table: str, files: str, n: int, quarantine: pd.DataFrame,
+                               threshold: float) -> None:
+    """ExtractUnusable when more than ``threshold`` of the ``n`` rows are quarantined, naming
+    the worst rule and the file and line of its first row (``quarantine``: record_id, rule,
+    field, row, file, line, sorted by row)."""
+    n_q = int(quarantine["row"].nunique()) if len(quarantine) else 0
+    if not n or n_q / n <= threshold:
+        return
+    by_rule = quarantine.groupby(["rule", "field"]).size().rename("rows").reset_index().to_dict("records")
+    top = max(by_rule, key=lambda d: d["rows"])
+    first = quarantine[(quarantine["rule"] == top["rule"]) & (quarantine["field"] == top["field"])].iloc[0]
+    raise ExtractUnusable(
+        f"{table} ({files}): {n_q} of {n} rows ({n_q / n:.1%}) fail row-level rules, over "
+        f"the {threshold:.0%} threshold; worst rule {top['rule']} on {top['field']}: "
+        f"{int(top['rows'])} rows (first at {first['file']} line {int(first['line'])})")
+
+
 def _index_list(result: dict) -> list:
     idx = result.get("unexpected_index_list") or []
     out = []
@@ -344,22 +384,26 @@ def _index_list(result: dict) -> list:
     return out
 
 
-def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20,
-                    latest_date: str | None = None, parents: dict | None = None) -> ValidationResult:
+def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float | None = 0.20,
+                    latest_date: str | None = None, parents: dict | None = None,
+                    main_formats: dict | None = None) -> ValidationResult:
     """Validate one extract; return accepted rows (dates ISO, NHS numbers cleaned), the
     quarantine and flag tables, and a summary of counts (no identifiers).
 
     ``latest_date`` (ISO): dates after it fail ``date_not_future`` (default: today, UTC).
     ``parents``: table -> accepted rows of the parent tables its ``life`` config names (e.g.
     ``gp_patients`` for the dates of birth and death of GP appointments); rules needing a
-    parent that is not given are skipped and listed in the summary (``rules_not_run``)."""
+    parent that is not given are skipped and listed in the summary (``rules_not_run``).
+    For one segment of a larger file (``identifiable_zone.file_validation``): ``main_formats``
+    gives each date column's main format in the whole file, and ``threshold`` None leaves the
+    quarantine threshold to the whole file."""
     from datetime import datetime, timezone
 
     latest = latest_date or datetime.now(timezone.utc).date().isoformat()
     _schema_check(read, spec)
     df = read.frame[list(spec.columns)].reset_index(drop=True)
     n = len(df)
-    chk, normalised, not_run = _derived_frame(df, spec, latest, parents)
+    chk, normalised, not_run = _derived_frame(df, spec, latest, parents, main_formats)
 
     suite = build_suite(spec, f"{spec.table}_rows", chk.columns)
     # GX gets only the columns its expectations read: it fingerprints the whole frame it is given
@@ -445,32 +489,32 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float = 0.20
         "extra_columns": list(read.extra_columns or []),
         "latest_date_allowed": latest,
     }
+    if threshold is not None:  # a whole file: its findings now (a segment's: when its file is done)
+        log_findings(spec.table, files, summary)
+        check_quarantine_threshold(spec.table, files, n, quarantine, threshold)
+    return ValidationResult(spec.table, accepted, quarantine, flags, summary, reported)
+
+
+def log_findings(table: str, files: str, summary: dict) -> None:
+    """Where to look (file, line, rule, field; never a value) for each finding of a summary."""
     for ex in summary["quarantine_examples"]:
-        log.warning("%s: %s line %d: rule %s failed on %s: row quarantined", spec.table, ex["file"],
+        log.warning("%s: %s line %d: rule %s failed on %s: row quarantined", table, ex["file"],
                     ex["line"], ex["rule"], ex["field"])
     for ex in summary["flag_examples"]:
-        log.warning("%s: %s line %d: rule %s failed on %s: value blanked, row kept", spec.table, ex["file"],
+        log.warning("%s: %s line %d: rule %s failed on %s: value blanked, row kept", table, ex["file"],
                     ex["line"], ex["rule"], ex["field"])
     for x in summary["reported_by_rule"]:
-        first = reported[(reported["rule"] == x["rule"]) & (reported["field"] == x["field"])].iloc[0]
+        first = next(e for e in summary["reported_examples"] if (e["rule"], e["field"]) == (x["rule"], x["field"]))
         log.warning("%s: %d row(s) fail rule %s on %s (first at %s line %d): kept, reported only",
-                    spec.table, x["rows"], x["rule"], x["field"], first["file"], int(first["line"]))
-    for x in not_run:
-        log.info("%s: rule %s on %s not run: %s", spec.table, x["rule"], x["field"], x["reason"])
-    if n == 0:
-        log.warning("%s (%s): header only, 0 rows: accepted as an empty extract", spec.table, files)
+                    table, x["rows"], x["rule"], x["field"], first["file"], int(first["line"]))
+    for x in summary["rules_not_run"]:
+        log.info("%s: rule %s on %s not run: %s", table, x["rule"], x["field"], x["reason"])
+    if summary["rows_in"] == 0:
+        log.warning("%s (%s): header only, 0 rows: accepted as an empty extract", table, files)
     if summary["extra_columns"]:
-        log.warning("%s (%s): %d column(s) not in the contract, not read further: %s", spec.table, files,
+        log.warning("%s (%s): %d column(s) not in the contract, not read further: %s", table, files,
                     len(summary["extra_columns"]), ", ".join(summary["extra_columns"]))
-    if n and n_q / n > threshold:
-        top = max(by_rule, key=lambda d: d["rows"])
-        first = quarantine[(quarantine["rule"] == top["rule"]) & (quarantine["field"] == top["field"])].iloc[0]
-        raise ExtractUnusable(
-            f"{spec.table} ({files}): {n_q} of {n} rows ({n_q / n:.1%}) fail row-level rules, over "
-            f"the {threshold:.0%} threshold; worst rule {top['rule']} on {top['field']}: "
-            f"{int(top['rows'])} rows (first at {first['file']} line {int(first['line'])})")
-    if read.encoding_issues:
-        log.warning("%s: %d line(s) not UTF-8 decoded with fallback (first: %s line %d)", spec.table,
-                    len(read.encoding_issues), read.encoding_issues[0]["file"],
-                    read.encoding_issues[0]["line"])
-    return ValidationResult(spec.table, accepted, quarantine, flags, summary, reported)
+    if summary["encoding_issues"]:
+        first = summary["encoding_issue_lines"][0]
+        log.warning("%s: %d line(s) not UTF-8 decoded with fallback (first: %s line %d)", table,
+                    summary["encoding_issues"], first["file"], first["line"])

@@ -1,7 +1,9 @@
 """Per-file validation results, cached by checksum so a monthly run validates only new files.
 
 An entry lives under ``identifiable/validation_cache/<table>/<key>/`` and is complete or
-absent (built in a temporary folder and renamed). Its key is the file's SHA-256 plus a digest
+absent (built in a temporary folder and renamed): the file's tables
+(``cross_file_rules.PART_TABLES``, written by ``file_validation.validate_file``) and
+``entry.json``, its metadata. Its key is the file's SHA-256 plus a digest
 of everything else the result depends on: the file's path, the source's config, the
 quarantine threshold and the validation code. On reading, an entry is refused when the latest
 allowed date now judges one of its dates differently, or when the parent rows its life rules
@@ -15,15 +17,16 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
-from core.files import read_json, write_json_atomic
+from core.files import read_json
 
-# the modules whose code decides a file's validation result
-_CODE_FILES = ("validate.py", "normalise.py", "sources.py")
-ENTRY_TABLES = ("accepted", "quarantine", "dq_flags", "rowkeys")
+# the modules whose code decides a file's validation result (and the layout of an entry)
+_CODE_FILES = ("validate.py", "normalise.py", "sources.py", "file_validation.py", "cross_file_rules.py",
+               "validation_cache.py")
 
 
 def digest(obj) -> str:
@@ -40,29 +43,32 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def parent_digest(spec, parents: dict, keys: pd.DataFrame | None) -> str | None:
-    """What the life rules of a file read from its parents: for each of the file's rows, the
-    parent's date (None if the parent row is missing or its id is not unique)."""
+def parent_digest(spec, parents: dict, rowkeys: Path | None) -> str | None:
+    """What the life rules of a file read from its parents: for each of the file's rows (its
+    ``rowkeys`` table, read in batches), the parent's date (missing if the parent row is
+    missing or its id is not unique), hashed."""
     refs = spec.parent_date_refs
     if not refs:
         return None
-    parts = []
+    import pyarrow.parquet as pq
+
+    h = hashlib.sha256()
     for ref in refs:
         parent = parents.get(ref.table)
-        if parent is None or keys is None or f"fk__{ref.key}" not in keys.columns:
-            parts.append([ref.table, ref.column, "not given"])
+        h.update(json.dumps([ref.table, ref.column]).encode())
+        fk = f"fk__{ref.key}"
+        if parent is None or rowkeys is None or fk not in pq.read_schema(rowkeys).names:
+            h.update(b"not given")
             continue
         p = parent[[ref.parent_id, ref.column]].dropna(subset=[ref.parent_id])
         p = p[~p[ref.parent_id].duplicated(keep=False)]
-        lookup = dict(zip(p[ref.parent_id].tolist(), p[ref.column].tolist()))
-        parts.append([ref.table, ref.column, [lookup.get(k) for k in keys[f"fk__{ref.key}"].tolist()]])
-    return digest(parts)
-
-
-def write_text_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Rows as text (row numbers, line numbers and row hashes stay integers)."""
-    frame.astype({c: "string" for c in frame.columns if c not in ("row", "line", "row_hash")}).to_parquet(
-        path, index=False)
+        lookup = pd.Series(p[ref.column].to_numpy(dtype=object), index=p[ref.parent_id].to_numpy(dtype=object))
+        for batch in pq.ParquetFile(rowkeys).iter_batches(batch_size=1_000_000, columns=[fk]):
+            keys = pd.Series(batch.column(0).to_numpy(zero_copy_only=False), dtype=object)
+            found = keys.map(lookup).astype(object)
+            found = found.where(found.notna(), None)
+            h.update(pd.util.hash_pandas_object(found, index=False).to_numpy().tobytes())
+    return h.hexdigest()
 
 
 class ValidationCache:
@@ -84,7 +90,8 @@ class ValidationCache:
         spec_json.pop("file", None)
         return sha[:24] + "-" + digest([rel, spec_json, cfg.quarantine_threshold, self.code])[:16]
 
-    def get(self, table: str, key: str, latest: str, spec, parents: dict):
+    def get(self, table: str, key: str, latest: str, spec, parents: dict) -> tuple[Path, dict] | None:
+        """The entry folder and its metadata, or None when there is none or it no longer holds."""
         d = self.root / table / key
         meta_path = d / "entry.json"
         if not meta_path.exists():
@@ -93,29 +100,27 @@ class ValidationCache:
         if meta["latest"] != latest and meta["max_date"] is not None and \
                 meta["max_date"] > min(latest, meta["latest"]):
             return None  # a date in the file is judged differently by date_not_future now
-        keys = pd.read_parquet(d / "rowkeys.parquet")
-        if parent_digest(spec, parents, keys) != meta.get("parents"):
+        if parent_digest(spec, parents, d / "rowkeys.parquet") != meta.get("parents"):
             return None
         self.used.add(d)
-        return {"accepted": pd.read_parquet(d / "accepted.parquet"),
-                "quarantine": pd.read_parquet(d / "quarantine.parquet"),
-                "dq_flags": pd.read_parquet(d / "dq_flags.parquet"),
-                "rowkeys": keys, "summary": meta["summary"]}
+        return d, meta
 
-    def put(self, table: str, key: str, entry: dict, meta: dict) -> None:
+    @contextmanager
+    def new_entry(self, table: str, key: str):
+        """A temporary folder to build an entry in; it becomes the entry when the block ends
+        without an error (written last, entry.json), and is removed otherwise."""
         d = self.root / table / key
         tmp = d.parent / f".{key}.tmp-{uuid.uuid4().hex[:6]}"
         tmp.mkdir(parents=True)
         try:
-            for name in ENTRY_TABLES:
-                write_text_parquet(entry[name], tmp / f"{name}.parquet")
-            write_json_atomic(tmp / "entry.json", meta)
+            yield tmp
+            if not (tmp / "entry.json").exists():
+                raise RuntimeError(f"validation cache entry {table}/{key}: no entry.json written")
             if d.exists():
                 shutil.rmtree(d)
             os.replace(tmp, d)
-        except BaseException:
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.used.add(d)
 
     def prune(self) -> None:
