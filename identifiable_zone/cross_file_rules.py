@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.settings import duckdb_memory_limit
+from identifiable_zone.blocking import connection
 from identifiable_zone.sources import SPINE
 
 # accepted: the part's accepted rows and ``__row`` (their row in the part); quarantine and
@@ -54,11 +54,8 @@ def _cross_part_rows(spec, parts: list[Part], offsets: list[int], spill: str) ->
     """Rows that only the stack of the parts shows: ``dup`` (a copy after the first of an exact
     duplicate row), ``repeated`` (a first copy whose record id is on another first copy) and,
     on the spine, ``nhs_repeated`` (a valid NHS number on another first copy)."""
-    import duckdb
-
     spine = spec.table == SPINE and "nhs_number" in spec.identifiers
-    con = duckdb.connect(":memory:", config={"memory_limit": duckdb_memory_limit(), "temp_directory": spill})
-    try:
+    with connection(Path(spill)) as con:
         selects, params = [], []
         for part, off in zip(parts, offsets):
             nhs = f", {VALID_NHS}" if spine else ""
@@ -79,8 +76,6 @@ def _cross_part_rows(spec, parts: list[Part], offsets: list[int], spill: str) ->
                         FROM d)
             SELECT * FROM flagged WHERE dup OR repeated OR nhs_repeated ORDER BY row"""
         out = con.execute(sql, params).df()
-    finally:
-        con.close()
     for c in ("dup", "repeated", "nhs_repeated"):
         out[c] = out[c].fillna(False).astype(bool)
     out["row"] = out["row"].astype("int64")
@@ -182,7 +177,7 @@ def combine_parts(spec, parts: list[Part], out: dict[str, Path], files: list[dic
     flags = flags[_COLUMNS].sort_values(["row", "rule", "field"], kind="stable").reset_index(drop=True)
     n_accepted = _copy_accepted(parts, offsets, newly, out["accepted"], keep_row)
     for name, frame in (("quarantine", quarantine), ("dq_flags", flags)):
-        _write_small(frame, out[name])
+        write_text_parquet(frame, out[name])
     if "rowkeys" in out:
         _copy_rowkeys(parts, offsets, out["rowkeys"])
     summary = combine_summaries([p.summary for p in parts], n_accepted, quarantine, flags)
@@ -195,9 +190,12 @@ def combine_parts(spec, parts: list[Part], out: dict[str, Path], files: list[dic
     return summary, quarantine
 
 
-def _write_small(frame: pd.DataFrame, path: Path) -> None:
+def write_text_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Rows as text (row numbers, line numbers, row hashes and ``__row`` stay integers),
+    written to a temporary file and renamed."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.astype({c: "string" for c in frame.columns if c not in ("row", "line")}).to_parquet(tmp, index=False)
+    frame.astype({c: "string" for c in frame.columns if c not in ("row", "line", "row_hash", ROW)}).to_parquet(
+        tmp, index=False)
     os.replace(tmp, path)
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from core.files import sha256_file
 from core.settings import validation_segment_bytes
 from identifiable_zone import normalise as nz
-from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts
+from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts, write_text_parquet
 from identifiable_zone.sources import (SPINE, ExtractRead, ExtractUnusable, NotSegmentable,
                                        csv_segments, read_extract)
 from identifiable_zone.validate import (add_format_counts, check_quarantine_threshold, date_format_counts,
@@ -57,21 +57,16 @@ def row_keys(df: pd.DataFrame, spec, lines) -> pd.DataFrame:
     return keys
 
 
-def _write_text(frame: pd.DataFrame, path: Path) -> None:
-    frame.astype({c: "string" for c in frame.columns if c not in ("row", "line", "row_hash", ROW)}).to_parquet(
-        path, index=False)
-
-
 def _write_part(folder: Path, read: ExtractRead, res, spec, lines) -> Part:
     folder.mkdir(parents=True)
     df = read.frame[list(spec.columns)].reset_index(drop=True)
     n = len(df)
     accepted = res.accepted.copy()
     accepted[ROW] = np.setdiff1d(np.arange(n, dtype="int64"), res.quarantine["row"].to_numpy(dtype="int64"))
-    _write_text(accepted, folder / "accepted.parquet")
-    _write_text(res.quarantine, folder / "quarantine.parquet")
-    _write_text(res.flags, folder / "dq_flags.parquet")
-    _write_text(row_keys(df, spec, lines), folder / "rowkeys.parquet")
+    write_text_parquet(accepted, folder / "accepted.parquet")
+    write_text_parquet(res.quarantine, folder / "quarantine.parquet")
+    write_text_parquet(res.flags, folder / "dq_flags.parquet")
+    write_text_parquet(row_keys(df, spec, lines), folder / "rowkeys.parquet")
     summary = dict(res.summary, max_date=_max_date(df, spec))
     return Part(folder, n, summary, summary["files"][0]["file"])
 

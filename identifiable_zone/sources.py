@@ -389,7 +389,7 @@ def _read_csv_arrow(text: str, delimiter: str, columns=None) -> tuple[pd.DataFra
         return None
     n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     try:
-        header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")], delimiter=delimiter))
+        header = _header_names(text.split("\n", 1)[0], delimiter)
     except (csv.Error, StopIteration):
         return None
     if len(header) < 2 or len(set(header)) != len(header) or not all(h.strip() for h in header):

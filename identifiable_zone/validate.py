@@ -164,7 +164,12 @@ def date_format_counts(values: pd.Series) -> dict[str, int]:
     that do not parse are not counted."""
     codes, distinct = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
     _, fmt = nz.parse_date_and_format(pd.Series(distinct, dtype=object))
-    rows_per_value = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    return _rows_per_format(codes, fmt)
+
+
+def _rows_per_format(codes: np.ndarray, fmt: pd.Series) -> dict[str, int]:
+    """Rows per format, from the rows' codes into the distinct values and each value's format."""
+    rows_per_value = np.bincount(codes[codes >= 0], minlength=len(fmt))
     counts = pd.Series(rows_per_value).groupby(fmt.to_numpy(dtype=object)).sum()
     return {str(f): int(n) for f, n in counts.items() if n > 0}
 
@@ -206,12 +211,8 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str, parents: dic
         chk[f"{col}__not_future"] = pd.Series(nz.take_distinct(_verdicts(in_future, pd.notna(iso), "future"), codes),
                                               index=df.index, dtype=object)
         # formats: the column's main one (most rows of the file; ties to the earlier of DATE_FORMAT_LABELS)
-        if main_formats is not None:
-            main = main_formats.get(col)
-        else:
-            rows_per_value = np.bincount(codes[codes >= 0], minlength=len(values))
-            counts = pd.Series(rows_per_value).groupby(fmt.to_numpy(dtype=object)).sum()
-            main = main_date_format({str(f): int(n) for f, n in counts.items()})
+        main = (main_formats.get(col) if main_formats is not None
+                else main_date_format(_rows_per_format(codes, fmt)))
         known = fmt.notna().to_numpy()
         _add_verdict(chk, f"{col}__format", (fmt != main).to_numpy(), known, "other", codes)
         day_first = ((fmt == "DD/MM/YYYY") & (main != "DD/MM/YYYY")).to_numpy()
