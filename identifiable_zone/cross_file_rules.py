@@ -199,6 +199,21 @@ def write_text_parquet(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def read_text_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A text Parquet (``write_text_parquet``) as object columns holding str, with None for
+    missing: the form validation and linkage work on."""
+    df = pd.read_parquet(path, columns=columns)
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_string_dtype(s) and s.dtype != object:  # text Parquet: values are str
+            df[c] = pd.Series(np.where(s.isna().to_numpy(), None, s.to_numpy(dtype=object, na_value=None)),
+                              index=df.index, dtype=object)
+        else:
+            df[c] = pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+                               for v in s.tolist()], index=df.index, dtype=object)
+    return df
+
+
 def _set_reported(summary: dict, rule: str, fld: str, rows: pd.DataFrame) -> None:
     """The stacked count and first examples of a report-only rule, in place of the parts' own."""
     by_rule = summary.get("reported_by_rule") or []

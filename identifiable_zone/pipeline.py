@@ -15,6 +15,7 @@ XComs and logs. State between steps lives on disk in the identifiable zone:
                                                match weight, subgroup columns
     identifiable/linkage_model/splink_model_<sha>.json, current.json (pointer to the latest)
     identifiable/link_summary.json, identifiable/publish_summary.json
+    identifiable/linkage_spill/, pseudonymise_spill/   where DuckDB spills (it removes its files)
 
 Monthly operation: a source may arrive as one file a month (a glob in the sources config).
 Validation is per file and cached by checksum, so a run after a new month's delivery reads and
@@ -39,10 +40,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timezone
 
-import numpy as np
 import pandas as pd
 
 from core import progress
@@ -52,7 +51,7 @@ from core.periods import period_end
 from core.settings import LINKAGE_MODEL_ENV, Paths, env_value
 from identifiable_zone import link as lk
 from identifiable_zone import pseudonymise as ps
-from identifiable_zone.cross_file_rules import Part, combine_parts
+from identifiable_zone.cross_file_rules import Part, combine_parts, read_text_parquet
 from identifiable_zone.data_period import ACTIVITY_DATES, derive_data_period
 from identifiable_zone.provenance import new_run_record, read_run_record, run_record_path
 from identifiable_zone.sources import SPINE, ExtractUnusable, load_sources_config, resolve_files
@@ -65,36 +64,7 @@ log = logging.getLogger(__name__)
 
 
 def _accepted(paths: Paths, table: str, columns: list[str] | None = None) -> pd.DataFrame:
-    df = pd.read_parquet(paths.identifiable / "accepted" / f"{table}.parquet", columns=columns)
-    for c in df.columns:  # back to object columns with None for missing
-        s = df[c]
-        if pd.api.types.is_string_dtype(s) and s.dtype != object:  # text Parquet: values are str
-            df[c] = pd.Series(np.where(s.isna().to_numpy(), None, s.to_numpy(dtype=object, na_value=None)),
-                              index=df.index, dtype=object)
-        else:
-            df[c] = pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-                               for v in s.tolist()], index=df.index, dtype=object)
-    return df
-
-
-class _AcceptedTables(Mapping):
-    """The accepted rows of each source, read when asked for and not kept: pseudonymisation
-    holds one extract at a time, not all of them."""
-
-    def __init__(self, paths: Paths, tables: list[str]):
-        self._paths = paths
-        self._tables = [t for t in tables if (paths.identifiable / "accepted" / f"{t}.parquet").exists()]
-
-    def __getitem__(self, table: str) -> pd.DataFrame:
-        if table not in self._tables:
-            raise KeyError(table)
-        return _accepted(self._paths, table)
-
-    def __iter__(self):
-        return iter(self._tables)
-
-    def __len__(self) -> int:
-        return len(self._tables)
+    return read_text_parquet(paths.identifiable / "accepted" / f"{table}.parquet", columns)
 
 
 def validate_all(paths: Paths, run_id: str | None = None, config_path: str | None = None) -> dict:
@@ -335,14 +305,12 @@ def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> di
     run = read_run_record(paths)
     key, key_source = ps.load_key_with_source()
     cfg = load_sources_config(config_path)
-    accepted = _AcceptedTables(paths, list(cfg.sources))
     counts = _accepted_counts(paths)
-    rp = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet",
-                         columns=["source", "record_id", "person_key"])
-    rp = rp.astype(object).where(rp.notna(), None)
-    tables, summary = ps.build_tables(accepted, cfg, rp, key,
-                                      row_counts=counts if set(accepted) <= set(counts) else None)
-    ps.write_tables_atomically(tables, paths.pseudonymised)
+    with ps.publish_folder_atomically(paths.pseudonymised) as folder:
+        summary = ps.build_tables(paths.identifiable / "accepted", cfg,
+                                  paths.identifiable / "links" / "record_person.parquet", key, folder,
+                                  read_accepted=lambda table, columns: _accepted(paths, table, columns),
+                                  spill_dir=paths.identifiable / "pseudonymise_spill", row_counts=counts)
     out = {"run_id": run["run_id"], "seconds": round(time.time() - t0, 1),
            "key_fingerprint": ps.key_fingerprint(key), "key_source": key_source, **summary}
     write_json_atomic(paths.identifiable / "publish_summary.json", out)

@@ -15,7 +15,8 @@ import hmac
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +150,10 @@ def to_arrow(df: pd.DataFrame, dates: list[str] = (), numeric: list[str] = ()) -
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def write_tables_atomically(tables: dict[str, pa.Table], target: Path) -> None:
-    """Write every table to a sibling temp folder, then swap it in for ``target``.
+@contextmanager
+def publish_folder_atomically(target: Path) -> Iterator[Path]:
+    """A sibling temp folder to write into; on leaving without an error it is swapped in for
+    ``target``.
 
     The swap is two renames on one file system (old -> .old-*, temp -> target); readers see
     either the complete old set or the complete new set, never a half-written table."""
@@ -160,10 +163,7 @@ def write_tables_atomically(tables: dict[str, pa.Table], target: Path) -> None:
     tmp = target.parent / f".{target.name}.tmp-{tag}"
     tmp.mkdir()
     try:
-        for i, (name, table) in enumerate(tables.items(), 1):
-            pq.write_table(table, tmp / f"{name}.parquet")
-            progress.report("pseudonymise", "wrote %s, %d/%d tables, %s rows", name, i, len(tables),
-                            f"{table.num_rows:,}")
+        yield tmp
         old = target.parent / f".{target.name}.old-{tag}"
         if target.exists():
             os.replace(target, old)
@@ -190,12 +190,76 @@ UNCHANGED = {"iapt_ids201_care_contact", "iapt_ids202_care_activity", "iapt_ids6
              "iapt_ids606_coded_scores", "lsoa_imd"}
 
 
-def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, pid_of: dict) -> pa.Table:
+def _q(name: str) -> str:
+    """A SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(path: Path) -> str:
+    """A file path as a SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _register_person_ids(con, record_person: Path, key: bytes) -> int:
+    """Table ``person_ids`` (person_key, person_id): every distinct person key hashed once, in
+    Python (the key never enters SQL text). Returns the number of persons."""
+    keys = con.sql(f"SELECT DISTINCT person_key FROM read_parquet({_lit(record_person)}) "
+                   "WHERE person_key IS NOT NULL").to_arrow_table().column(0).to_pylist()
+    ids = pa.table({"person_key": pa.array(keys, type=pa.string()),
+                    "person_id": pa.array([pseudonym(k, key) for k in keys], type=pa.string())})
+    con.register("person_ids_arrow", ids)
+    con.execute("CREATE TEMP TABLE person_ids AS SELECT * FROM person_ids_arrow")
+    con.unregister("person_ids_arrow")
+    return len(keys)
+
+
+def _records_of(record_person: Path, source: str) -> str:
+    """SQL: (record_id, person_id) of ``source``'s records linked to a person."""
+    src = source.replace("'", "''")
+    return (f"(SELECT r.record_id, p.person_id FROM read_parquet({_lit(record_person)}) r "
+            f"JOIN person_ids p USING (person_key) WHERE r.source = '{src}')")
+
+
+def _typed_columns(con, accepted: Path, keep: list[str], dates: list[str], numeric: list[str]) -> list[str]:
+    """SQL select items: ISO dates become DATE, numbers BIGINT when every value is whole (else
+    DOUBLE), anything unparsable missing; other columns stay text. Same types as ``to_arrow``."""
+    whole = {}
+    if numeric:
+        probes = ", ".join(f"coalesce(bool_and(v{i} = floor(v{i})), true)" for i in range(len(numeric)))
+        casts = ", ".join(f"TRY_CAST(a.{_q(c)} AS DOUBLE) AS v{i}" for i, c in enumerate(numeric))
+        row = con.execute(f"SELECT {probes} FROM (SELECT {casts} FROM read_parquet({_lit(accepted)}) a)").fetchall()[0]
+        whole = dict(zip(numeric, row))
+    items = []
+    for c in keep:
+        if c in dates:
+            items.append(f"CAST(TRY_STRPTIME(a.{_q(c)}, '%Y-%m-%d') AS DATE) AS {_q(c)}")
+        elif c in numeric:
+            cast = f"TRY_CAST(a.{_q(c)} AS DOUBLE)"
+            items.append(f"CAST({cast} AS BIGINT) AS {_q(c)}" if whole[c] else f"{cast} AS {_q(c)}")
+        else:
+            items.append(f"a.{_q(c)}")
+    return items
+
+
+def _write_query(con, sql: str, target: Path) -> None:
+    """Stream a query's rows into a Parquet file, every column nullable: the published schema
+    does not change with whether this extract happened to have a missing value."""
+    reader = con.sql(sql).to_arrow_reader(256_000)
+    schema = pa.schema([f.with_nullable(True) for f in reader.schema])
+    with pq.ParquetWriter(target, schema) as writer:
+        for batch in reader:
+            writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+
+
+def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, pid_of: pd.Series) -> pa.Table:
     """One row per linked spine person (duplicates collapsed): the most recent registration's
     practice, earliest start, open-ended registration if any record is open."""
     from identifiable_zone import normalise as nz
 
     s = spine.rename(columns={spec.record_id: "record_id"}).merge(spine_persons, on="record_id")
+    for c in ("RegistrationStartDate", "RegistrationEndDate", "DateOfDeath"):
+        # as datetimes: pandas takes the per-person min/max of text in a Python loop
+        s[c] = pd.to_datetime(s[c], format="%Y-%m-%d", errors="coerce")
     if "dob" in spec.identifiers:
         dob = nz.parse_date(s[spec.identifiers["dob"]])
     elif spec.demographics.get("birth_month"):  # pseudonymised upstream: YYYY-MM (or a date)
@@ -224,7 +288,7 @@ def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, pid_of
         "registration_end": g["RegistrationEndDate"].max().where(~g["_open"].any(), None),
         "date_of_death": g["DateOfDeath"].max(),
     })
-    out["person_id"] = [pid_of[k] for k in out.index]
+    out["person_id"] = pid_of.reindex(out.index).to_numpy(dtype=object)
     out = out.reset_index(drop=True)
     for c in ("year_of_birth", "month_of_birth"):
         out[c] = out[c].astype(object).where(out[c].notna(), None)
@@ -232,60 +296,81 @@ def _person_table(spine: pd.DataFrame, spec, spine_persons: pd.DataFrame, pid_of
                     numeric=["year_of_birth", "month_of_birth"])
 
 
-def build_tables(accepted: Mapping[str, pd.DataFrame], cfg, record_person: pd.DataFrame,
-                 key: bytes, row_counts: Mapping[str, int] | None = None) -> tuple[dict[str, pa.Table], dict]:
-    """The pseudonymised tables of contract §3 and a summary (row counts, rows without a
-    person, columns that left the zone per table, columns withheld). ``accepted`` may read
-    each source when asked (each is asked for once); ``row_counts`` (accepted rows per
-    source) gives the progress lines their total without reading every source first."""
+# spine columns the person table reads besides its identifiers and demographics
+PERSON_TABLE_COLUMNS = ["RegistrationStartDate", "RegistrationEndDate", "EthnicCategory", "LSOA11",
+                        "PracticeCode", "DateOfDeath"]
+
+
+def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: Path,
+                 read_accepted, spill_dir: Path | None = None,
+                 row_counts: Mapping[str, int] | None = None) -> dict:
+    """Write the pseudonymised tables of contract §3 into ``out`` and return a summary (row
+    counts, rows without a person, columns that left the zone per table, columns withheld).
+
+    Each source is copied from its accepted Parquet by DuckDB (bounded by its memory limit,
+    spilling to ``spill_dir``), in its own row order, with the person id joined on from the
+    links; only the person table (one row per spine person) is built in memory.
+    ``read_accepted(table, columns)`` reads a source's accepted rows as text; ``row_counts``
+    (accepted rows per source) gives the progress lines their total."""
+    from identifiable_zone.blocking import connection
     from identifiable_zone.sources import SPINE
 
-    # hash every distinct person key once; tables then map record -> pseudonym by lookup
-    distinct = pd.Series(pd.unique(record_person["person_key"].dropna()), dtype=object)
-    pid_of = dict(zip(distinct.tolist(), pseudonymise_keys(distinct, key).tolist()))
-    keys_by_source = {src: grp.set_index("record_id")["person_key"].map(pid_of)
-                      for src, grp in record_person.groupby("source")}
-    tables: dict[str, pa.Table] = {}
     summary: dict = {"tables": {}}
-    spine_spec = cfg[SPINE]
-    spine_persons = record_person[record_person["source"] == SPINE][["record_id", "person_key"]]
-    tables["person"] = _person_table(accepted[SPINE], spine_spec, spine_persons, pid_of)
-    summary["tables"]["person"] = {
-        "rows": tables["person"].num_rows, "rows_without_person": 0,
-        "columns": tables["person"].column_names,
-        "withheld": sorted(spine_spec.columns)}
+    present = [s for s in PUBLISH_AS if s in cfg.sources and (accepted_dir / f"{s}.parquet").exists()]
+    with connection(spill_dir) as con:
+        con.execute("SET preserve_insertion_order = true")
+        _register_person_ids(con, record_person, key)
 
-    todo = [s for s in PUBLISH_AS if s in accepted]
-    rows_total = sum(row_counts.get(s, 0) for s in todo) if row_counts else sum(len(accepted[s]) for s in todo)
-    rows_done = 0
-    for i, source in enumerate(todo, 1):
-        name = PUBLISH_AS[source]
-        spec = cfg[source]
-        df = accepted[source]  # read now, freed when the next source replaces it
-        drop = set(spec.person_columns)
-        person_id = None
-        if source in UNCHANGED:
-            pass
-        elif spec.links_persons:
-            person_id = df[spec.record_id].map(keys_by_source.get(source, pd.Series(dtype=object)))
-        else:
-            (fk, parent), = spec.parent.items()
-            drop.add(fk)  # PatientRecordId / LocalPatientId: local patient ids leave nothing
-            person_id = df[fk].map(keys_by_source.get(parent, pd.Series(dtype=object)))
-        keep = [c for c in spec.columns if c not in drop]
-        out = df[keep].copy()
-        if person_id is not None:
-            out.insert(0, "person_id", _missing_to_none(person_id.to_numpy(dtype=object)))
-        dates = [c for c in spec.dates if c in keep]
-        numeric = [c for c in spec.numeric if c in keep]
-        tables[name] = to_arrow(out, dates=dates, numeric=numeric)
-        summary["tables"][name] = {
-            "rows": int(len(out)),
-            "rows_without_person": int(out["person_id"].isna().sum()) if person_id is not None else None,
-            "columns": list(out.columns),
-            "withheld": sorted(drop & set(spec.columns)),
-        }
-        rows_done += len(out)
-        progress.report("pseudonymise", "%s built, %d/%d tables, %s of %s rows", name, i, len(todo),
-                        f"{rows_done:,}", f"{rows_total:,}")
-    return tables, summary
+        spine_spec = cfg[SPINE]
+        wanted = [spine_spec.record_id, *spine_spec.identifiers.values(), *spine_spec.demographics.values(),
+                  *PERSON_TABLE_COLUMNS]
+        spine = read_accepted(SPINE, [c for c in dict.fromkeys(wanted) if c in spine_spec.columns])
+        spine_persons = con.sql(f"SELECT record_id, person_key FROM read_parquet({_lit(record_person)}) "
+                                f"WHERE source = '{SPINE}'").df().astype(object)
+        pid_of = con.sql("SELECT person_key, person_id FROM person_ids").df().set_index("person_key")["person_id"]
+        person = _person_table(spine, spine_spec, spine_persons, pid_of)
+        del spine, spine_persons, pid_of
+        pq.write_table(person, out / "person.parquet")
+        progress.report("pseudonymise", "person written, %s persons", f"{person.num_rows:,}")
+        summary["tables"]["person"] = {
+            "rows": person.num_rows, "rows_without_person": 0, "columns": person.column_names,
+            "withheld": sorted(spine_spec.columns)}
+
+        rows_total = sum(row_counts.get(s, 0) for s in present) if row_counts else 0
+        rows_done = 0
+        for i, source in enumerate(present, 1):
+            name, spec = PUBLISH_AS[source], cfg[source]
+            src_file = accepted_dir / f"{source}.parquet"
+            drop = set(spec.person_columns)
+            join = ""
+            if source not in UNCHANGED:
+                if spec.links_persons:
+                    fk, of = spec.record_id, source
+                else:
+                    (fk, of), = spec.parent.items()
+                    drop.add(fk)  # PatientRecordId / LocalPatientId: local patient ids leave nothing
+                join = f"LEFT JOIN {_records_of(record_person, of)} m ON a.{_q(fk)} = m.record_id"
+            keep = [c for c in spec.columns if c not in drop]
+            items = _typed_columns(con, src_file, keep, [c for c in spec.dates if c in keep],
+                                   [c for c in spec.numeric if c in keep])
+            if join:
+                items.insert(0, "m.person_id")
+            target = out / f"{name}.parquet"
+            _write_query(con, f"SELECT {', '.join(items)} FROM read_parquet({_lit(src_file)}, file_row_number = true) a "
+                              f"{join} ORDER BY a.file_row_number", target)
+            rows_in = con.execute(f"SELECT count(*) FROM read_parquet({_lit(src_file)})").fetchall()[0][0]
+            rows, with_person = con.execute(
+                f"SELECT count(*), {'count(person_id)' if join else 'NULL'} FROM read_parquet({_lit(target)})").fetchall()[0]
+            if rows != rows_in:  # a record id linked twice would repeat its rows: never publish that
+                raise RuntimeError(f"pseudonymise {source}: {rows_in:,} accepted rows became {rows:,} "
+                                   f"published rows; each record must link to at most one person")
+            summary["tables"][name] = {
+                "rows": int(rows),
+                "rows_without_person": int(rows - with_person) if join else None,
+                "columns": (["person_id"] if join else []) + keep,
+                "withheld": sorted(drop & set(spec.columns)),
+            }
+            rows_done += rows
+            progress.report("pseudonymise", "%s written, %d/%d tables, %s of %s rows", name, i, len(present),
+                            f"{rows_done:,}", f"{max(rows_total, rows_done):,}")
+    return summary

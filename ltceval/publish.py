@@ -21,7 +21,7 @@ readable:
   and renamed over ``analytical/warehouse.duckdb``. Readers (the evaluation DAG) only ever
   open the published file, read-only, so they never wait for, or block, the writer.
 - **Pseudonymised tables** are swapped in as a folder by the identifiable zone
-  (``identifiable_zone.pseudonymise.write_tables_atomically``).
+  (``identifiable_zone.pseudonymise.publish_folder_atomically``).
 
 Write errors on an output folder become a :class:`PublishError` naming the folder and the
 reason; full disks and permission errors are not retried (a person must act), other I/O

@@ -189,3 +189,44 @@ def test_missing_values_are_published_as_nulls_not_text(run):
             assert not vals & {"<NA>", "nan", "None", "NaT"}, f"{f.name}.{c}"
     ref = pq.read_table(paths.pseudonymised / "iapt_referral.parquet").to_pandas()
     assert ref["ENDCODE"].isna().any()  # open referrals: null end code
+
+
+def test_published_rows_keep_accepted_order_and_their_person(run):
+    """Every accepted row is published once, in the accepted order, with the pseudonym of the
+    person its record was linked to (or none)."""
+    from identifiable_zone import pseudonymise as ps
+    from identifiable_zone.sources import load_sources_config
+
+    paths, _ = run
+    spec = load_sources_config()["ecds"]
+    accepted = pd.read_parquet(paths.identifiable / "accepted" / "ecds.parquet",
+                               columns=[spec.record_id, "Arrival_Date"])
+    links = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet")
+    key_of = links[links["source"] == "ecds"].set_index("record_id")["person_key"]
+    expected = [None if pd.isna(k) else ps.pseudonym(k, KEY.encode())
+                for k in accepted[spec.record_id].map(key_of)]
+    published = pq.read_table(paths.pseudonymised / "ecds.parquet").to_pandas()
+    assert len(published) == len(accepted) > 1000
+    assert published["person_id"].astype(object).where(published["person_id"].notna(), None).tolist() == expected
+    assert published["Arrival_Date"].astype(str).tolist() == accepted["Arrival_Date"].tolist()
+
+
+def test_a_record_linked_to_two_persons_is_never_published(run, tmp_path, monkeypatch):
+    import shutil
+
+    from core.settings import Paths
+    from identifiable_zone import pipeline
+
+    paths, _ = run
+    copy = Paths(tmp_path / "out")
+    shutil.copytree(paths.out, copy.out)
+    before = {f.name: f.read_bytes() for f in copy.pseudonymised.iterdir()}
+    links_file = copy.identifiable / "links" / "record_person.parquet"
+    links = pd.read_parquet(links_file)
+    twice = links[links["source"] == "ecds"].head(1).assign(person_key="someone-else")
+    pd.concat([links, twice]).to_parquet(links_file, index=False)
+    monkeypatch.setenv("LTCEVAL_PSEUDO_KEY", KEY)
+    monkeypatch.delenv("LTCEVAL_PSEUDO_KEY_FILE", raising=False)
+    with pytest.raises(RuntimeError, match=r"pseudonymise ecds: [\d,]+ accepted rows became [\d,]+ published rows"):
+        pipeline.pseudonymise_and_publish(copy)
+    assert {f.name: f.read_bytes() for f in copy.pseudonymised.iterdir()} == before  # the old set stands

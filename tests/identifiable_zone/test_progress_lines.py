@@ -27,8 +27,10 @@ def test_each_long_stage_reports_done_out_of_total_per_source(small_landing, tmp
 
     pseudo = [m for m in lines if m.startswith("pseudonymise: ")]
     published = sum(t["rows"] for t in results["publish"]["tables"].values())
-    built = [m for m in pseudo if " built, " in m]
-    last_rows = int(re.search(r"of ([\d,]+) rows", built[-1]).group(1).replace(",", ""))
-    assert re.search(r"(\d+)/\1 tables, ([\d,]+) of \2 rows$", built[-1])
-    assert last_rows == published - results["publish"]["tables"]["person"]["rows"]  # all but the person table
-    assert sum(" wrote " in m or m.startswith("pseudonymise: wrote ") for m in pseudo) == len(results["publish"]["tables"])
+    written = [m for m in pseudo if " written, " in m]
+    persons = results["publish"]["tables"]["person"]["rows"]
+    assert written[0] == f"pseudonymise: person written, {persons:,} persons"
+    last_rows = int(re.search(r"of ([\d,]+) rows", written[-1]).group(1).replace(",", ""))
+    assert re.search(r"(\d+)/\1 tables, ([\d,]+) of \2 rows$", written[-1])
+    assert last_rows == published - persons  # all but the person table
+    assert len(written) == len(results["publish"]["tables"])

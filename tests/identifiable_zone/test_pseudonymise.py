@@ -69,11 +69,22 @@ def test_short_key_error_never_shows_the_key(monkeypatch, tmp_path):
 
 def test_atomic_swap_replaces_whole_folder(tmp_path):
     target = tmp_path / "analytical" / "pseudonymised"
-    ps.write_tables_atomically({"a": pa.table({"x": [1]}), "b": pa.table({"x": [2]})}, target)
-    ps.write_tables_atomically({"a": pa.table({"x": [3]})}, target)
+    def publish(tables):
+        with ps.publish_folder_atomically(target) as folder:
+            for name, table in tables.items():
+                pq.write_table(table, folder / f"{name}.parquet")
+
+    publish({"a": pa.table({"x": [1]}), "b": pa.table({"x": [2]})})
+    publish({"a": pa.table({"x": [3]})})
     assert sorted(p.name for p in target.iterdir()) == ["a.parquet"]
     assert pq.read_table(target / "a.parquet").column("x").to_pylist() == [3]
     assert [p.name for p in target.parent.iterdir()] == ["pseudonymised"]  # no temp leftovers
+    with pytest.raises(ZeroDivisionError):  # a failure half way leaves the old set in place
+        with ps.publish_folder_atomically(target) as folder:
+            pq.write_table(pa.table({"x": [4]}), folder / "a.parquet")
+            1 / 0
+    assert pq.read_table(target / "a.parquet").column("x").to_pylist() == [3]
+    assert [p.name for p in target.parent.iterdir()] == ["pseudonymised"]
 
 
 def test_typed_output_keeps_missing_values_missing_and_types_each_column():
