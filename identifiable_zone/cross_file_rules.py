@@ -202,7 +202,12 @@ def write_text_parquet(frame: pd.DataFrame, path: Path) -> None:
 def read_text_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A text Parquet (``write_text_parquet``) as object columns holding str, with None for
     missing: the form validation and linkage work on."""
-    df = pd.read_parquet(path, columns=columns)
+    return text_frame(pd.read_parquet(path, columns=columns))
+
+
+def text_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (read from a text Parquet or a DuckDB query) with object columns holding str,
+    None for missing."""
     for c in df.columns:
         s = df[c]
         if pd.api.types.is_string_dtype(s) and s.dtype != object:  # text Parquet: values are str

@@ -50,6 +50,7 @@ from core.files import output_guard, sha256_file, write_json_atomic
 from core.periods import period_end
 from core.settings import LINKAGE_MODEL_ENV, Paths, env_value
 from identifiable_zone import link as lk
+from identifiable_zone import link_records
 from identifiable_zone import pseudonymise as ps
 from identifiable_zone.cross_file_rules import Part, combine_parts, read_text_parquet
 from identifiable_zone.data_period import ACTIVITY_DATES, derive_data_period
@@ -252,50 +253,57 @@ def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.lin
     if "lsoa_imd" in cfg.sources and (paths.identifiable / "accepted" / "lsoa_imd.parquet").exists():
         ref = _accepted(paths, "lsoa_imd")
         imd = dict(zip(ref["LSOA11"], ref["IMD_Decile"]))
-    ids, subgroups = {}, []
-    sources = list(cfg.identifier_sources)
+    links_file = paths.identifiable / "links" / "record_person.parquet"
     expected = _accepted_counts(paths)
+    model_info = None
+    if cfg.mode == "upstream_pseudonymised":
+        link_summary, rates = _link_upstream_pseudonymised(paths, cfg, at, imd, links_file, expected)
+    else:
+        link_summary, trained, rates = link_records.link_accepted(
+            paths.identifiable / "accepted", cfg, at, imd, links_file, paths.identifiable / "linkage_staging",
+            threshold=threshold, seed=seed, model=given, spill_dir=paths.identifiable / "linkage_spill",
+            expected=expected)
+        if trained is not None:
+            pointer = lk.save_model(trained, model_dir, run["run_id"]) if given is None else None
+            model_info = {"option": option, "trained": given is None,
+                          "file": pointer["file"] if pointer else model_file,
+                          "sha": lk.model_sha(trained),
+                          "term_frequency_adjusted": [c["output_column_name"] for c in trained["comparisons"]
+                                                      if any(lv.get("tf_adjustment_column")
+                                                             for lv in c["comparison_levels"])]}
+    records = sum(r["records"] for r in rates.values())
+    unlinked = sum(r.get("unlinked", 0) for r in rates.values())
+    progress.report("link", "%s records linked (%s to a spine person) in %.0f s", f"{records:,}",
+                    f"{records - unlinked:,}", time.time() - t0)
+    summary = {"run_id": run["run_id"], "seconds": round(time.time() - t0, 1), **link_summary,
+               "model": model_info, "records_by_rule": rates}
+    write_json_atomic(paths.identifiable / "link_summary.json", summary)
+    return summary
+
+
+def _link_upstream_pseudonymised(paths: Paths, cfg, at, imd: dict, links_file, expected: dict) -> tuple[dict, dict]:
+    """Deterministic linkage on the upstream key (no identifiers), on whole frames."""
+    keys, subgroups = {}, []
+    sources = list(cfg.identifier_sources)
     total, done = sum(expected.get(t, 0) for t in sources), 0
     for i, table in enumerate(sources, 1):
         spec = cfg[table]
         acc = _accepted(paths, table)
-        if cfg.mode == "upstream_pseudonymised":
-            ids[table] = pd.DataFrame({"record_id": acc[spec.record_id].to_numpy(),
-                                       "pseudo_key": acc[spec.pseudo_key].to_numpy(dtype=object)})
-        else:
-            ids[table] = lk.standardise_identifiers(acc, spec)
+        keys[table] = pd.DataFrame({"record_id": acc[spec.record_id].to_numpy(),
+                                    "pseudo_key": acc[spec.pseudo_key].to_numpy(dtype=object)})
         subgroups.append(subgroup_columns(acc, spec, at, imd))
         done += len(acc)
         progress.report("link", "%s read and standardised, %d/%d sources, %s of %s records", table, i,
                         len(sources), f"{done:,}", f"{max(total, done):,}")
-    model_info = None
-    if cfg.mode == "upstream_pseudonymised":
-        res = lk.link_pseudonymised(ids)
-    else:
-        res = lk.link_sources(ids, threshold=threshold, seed=seed, model=given,
-                              spill_dir=paths.identifiable / "linkage_spill")
-        if res.model is not None:
-            pointer = lk.save_model(res.model, model_dir, run["run_id"]) if given is None else None
-            model_info = {"option": option, "trained": given is None,
-                          "file": pointer["file"] if pointer else model_file,
-                          "sha": lk.model_sha(res.model),
-                          "term_frequency_adjusted": [c["output_column_name"] for c in res.model["comparisons"]
-                                                      if any(lv.get("tf_adjustment_column")
-                                                             for lv in c["comparison_levels"])]}
-    progress.report("link", "%s records linked (%s to a spine person) in %.0f s", f"{len(res.record_person):,}",
-                    f"{int(res.record_person['person_key'].notna().sum()):,}", time.time() - t0)
+    res = lk.link_pseudonymised(keys)
     rp = res.record_person.merge(pd.concat(subgroups, ignore_index=True), on=["source", "record_id"],
                                  how="left")
-    links_dir = paths.identifiable / "links"
-    links_dir.mkdir(parents=True, exist_ok=True)
-    rp.to_parquet(links_dir / "record_person.parquet", index=False)
+    links_file.parent.mkdir(parents=True, exist_ok=True)
+    rp.to_parquet(links_file, index=False)
     rates = {}
     for src, grp in rp.groupby("source"):
         rates[src] = {"records": int(len(grp)), **{r: int(n) for r, n in grp["rule"].value_counts().items()}}
-    summary = {"run_id": run["run_id"], "seconds": round(time.time() - t0, 1), **res.summary,
-               "model": model_info, "records_by_rule": rates}
-    write_json_atomic(paths.identifiable / "link_summary.json", summary)
-    return summary
+    return res.summary, rates
 
 
 def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> dict:

@@ -230,3 +230,23 @@ def test_a_record_linked_to_two_persons_is_never_published(run, tmp_path, monkey
     with pytest.raises(RuntimeError, match=r"pseudonymise ecds: [\d,]+ accepted rows became [\d,]+ published rows"):
         pipeline.pseudonymise_and_publish(copy)
     assert {f.name: f.read_bytes() for f in copy.pseudonymised.iterdir()} == before  # the old set stands
+
+
+def test_out_of_core_linkage_equals_linkage_on_whole_frames(run):
+    """record_person (staged, DuckDB) holds the rows link_sources gives on whole frames."""
+    from identifiable_zone.cross_file_rules import read_text_parquet
+    from identifiable_zone.sources import load_sources_config
+
+    paths, results = run
+    cfg = load_sources_config()
+    model, _ = lk.load_model("current", paths.identifiable / "linkage_model")
+    frames = {t: lk.standardise_identifiers(read_text_parquet(paths.identifiable / "accepted" / f"{t}.parquet"),
+                                            cfg[t]) for t in cfg.identifier_sources}
+    result = lk.link_sources(frames, model=model)
+    whole = result.record_person
+    staged = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet")
+    assert len(staged) == len(whole) == sum(len(f) for f in frames.values())
+    for c in whole.columns:
+        a, b = staged[c].astype(object), whole[c].astype(object)
+        assert ((a == b) | (a.isna() & b.isna())).all(), c
+    assert results["link"]["distinct_tuples"] == result.summary["distinct_tuples"]

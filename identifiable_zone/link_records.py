@@ -1,0 +1,171 @@
+"""Linkage of the accepted extracts with bounded memory: the records never sit in pandas whole.
+
+1. Each identifier source's accepted Parquet is read in batches; each batch is standardised
+   (``link.standardise_identifiers``) and given its subgroup columns, and written to a staging
+   Parquet in the identifiable zone (``<work>/<source>.parquet``, accepted row order).
+2. DuckDB reduces each source to its distinct identifier tuples, numbered in order of first
+   appearance (as ``link._distinct_tuples`` numbers them), so only tuples and the spine are
+   held in memory for the deterministic rule and splink (``link._link_tuples``).
+3. DuckDB joins every record back to its tuple's link and streams ``record_person.parquet``:
+   the spine first, then each source in configuration order, each in accepted row order;
+   the same rows and values ``link.link_sources`` gives on whole frames.
+
+Written in plain SQL (GROUP BY, window-free joins on IS NOT DISTINCT FROM, ORDER BY) so that
+Spark SQL can run the same statements later.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core import progress
+from identifiable_zone import link as lk
+from identifiable_zone.blocking import connection
+from identifiable_zone.cross_file_rules import text_frame
+from identifiable_zone.sources import SPINE
+from identifiable_zone.subgroups import subgroup_columns
+
+BATCH_ROWS = 500_000
+SUBGROUPS = ["age_band", "sex", "ethnic_category", "imd_decile"]
+RECORD_PERSON_SCHEMA = pa.schema(
+    [("source", pa.string()), ("record_id", pa.string()), ("person_key", pa.string()), ("rule", pa.string()),
+     ("match_probability", pa.float64()), ("match_weight", pa.float64())]
+    + [(c, pa.string()) for c in SUBGROUPS])
+# staging: record id, the standardised identifiers, the subgroups (sg_ prefixed: "sex" is both)
+STAGING_SCHEMA = pa.schema([("record_id", pa.string())] + [(c, pa.string()) for c in lk.ID_COLS]
+                           + [("sg_" + c, pa.string()) for c in SUBGROUPS])
+
+
+def _lit(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _strings(values) -> pa.Array:
+    return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+                     for v in values], type=pa.string())
+
+
+def stage_source(accepted: Path, spec, at: pd.Timestamp, imd: dict, target: Path) -> int:
+    """Standardised identifiers and subgroups of one source, batch by batch. Returns rows."""
+    rows = 0
+    with pq.ParquetWriter(target, STAGING_SCHEMA) as writer:
+        for batch in pq.ParquetFile(accepted).iter_batches(batch_size=BATCH_ROWS):
+            acc = text_frame(batch.to_pandas())
+            ids = lk.standardise_identifiers(acc, spec)
+            sg = subgroup_columns(acc, spec, at, imd)
+            arrays = [_strings(ids["record_id"])] + [_strings(ids[c]) for c in lk.ID_COLS] + \
+                     [_strings(sg[c]) if isinstance(sg[c], pd.Series) else _strings([sg[c]] * len(acc))
+                      for c in SUBGROUPS]
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=STAGING_SCHEMA))
+            rows += len(acc)
+    return rows
+
+
+def link_accepted(accepted_dir: Path, cfg, at: pd.Timestamp, imd: dict, out_file: Path, work_dir: Path,
+                  threshold: float, seed: int, model: dict | None, spill_dir: Path,
+                  expected: dict[str, int]) -> tuple[dict, dict | None, dict]:
+    """Link every identifier source of ``cfg`` to spine persons and write ``out_file``
+    (record_person). Returns (summary as ``link_sources`` gives it, the model, records by rule
+    per source: every rule but 'unlinked' gives a person)."""
+    sources = list(cfg.identifier_sources)
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    staged = {t: work_dir / f"{t}.parquet" for t in sources}
+    total, done = sum(expected.get(t, 0) for t in sources), 0
+    try:
+        for i, table in enumerate(sources, 1):
+            done += stage_source(accepted_dir / f"{table}.parquet", cfg[table], at, imd, staged[table])
+            progress.report("link", "%s read and standardised, %d/%d sources, %s of %s records", table, i,
+                            len(sources), f"{done:,}", f"{max(total, done):,}")
+        return _link_staged(staged, out_file, threshold, seed, model, spill_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed: int, model: dict | None,
+                 spill_dir: Path) -> tuple[dict, dict | None, dict]:
+    cols = ", ".join(f'"{c}"' for c in lk.ID_COLS)
+    same = " AND ".join(f'r."{c}" IS NOT DISTINCT FROM t."{c}"' for c in lk.ID_COLS)
+    others = [s for s in staged if s != SPINE]
+    with connection(spill_dir) as con:
+        con.execute("SET preserve_insertion_order = true")
+        spine = text_frame(con.sql(f"SELECT * FROM read_parquet({_lit(staged[SPINE])})").df())
+        spine_ids = spine[["record_id"] + lk.ID_COLS]
+        persons = lk.spine_persons(spine_ids)
+        tuples = []
+        for source in others:
+            src = source.replace("'", "''")
+            tuples.append(text_frame(con.sql(f"""
+                SELECT '{src}|' || CAST(row_number() OVER (ORDER BY first_row) - 1 AS VARCHAR) AS tuple_id,
+                       '{src}' AS source, {cols}
+                FROM (SELECT {cols}, min(file_row_number) AS first_row
+                      FROM read_parquet({_lit(staged[source])}, file_row_number = true) GROUP BY ALL)
+                ORDER BY first_row""").df()))
+        tuples = pd.concat(tuples, ignore_index=True) if tuples else pd.DataFrame(columns=["tuple_id", "source"] + lk.ID_COLS)
+        records = sum(pq.ParquetFile(staged[s]).metadata.num_rows for s in others)
+        if len(tuples):
+            links, model, counts = lk._link_tuples(tuples, spine_ids, persons, threshold, seed, model, lk.ID_COLS,
+                                                   spill_dir=spill_dir)
+        else:
+            links, counts = pd.DataFrame(columns=["tuple_id", "person_key", "rule", "match_probability",
+                                                  "match_weight"]), {"tuples": 0}
+        summary = {"mode": "identifiable", "spine_records": int(len(persons)),
+                   "spine_persons": int(persons["person_key"].nunique()),
+                   "source_records": int(records), "distinct_tuples": int(len(tuples)), **counts,
+                   "threshold": threshold} if len(tuples) else {"tuples": 0}
+
+        link_table = pa.table({
+            "tuple_id": _strings(tuples["tuple_id"]), "source": _strings(tuples["source"]),
+            **{c: _strings(tuples[c]) for c in lk.ID_COLS},
+            "person_key": _strings(tuples["tuple_id"].map(links.set_index("tuple_id")["person_key"])),
+            "rule": _strings(tuples["tuple_id"].map(links.set_index("tuple_id")["rule"])),
+            "match_probability": pa.array(tuples["tuple_id"].map(links.set_index("tuple_id")["match_probability"])
+                                          .to_numpy(dtype=float), type=pa.float64()),
+            "match_weight": pa.array(tuples["tuple_id"].map(links.set_index("tuple_id")["match_weight"])
+                                     .to_numpy(dtype=float), from_pandas=True, type=pa.float64())})
+        del tuples, links
+        con.register("tuple_links_arrow", link_table)
+        con.execute("CREATE TEMP TABLE tuple_links AS SELECT * FROM tuple_links_arrow")
+        con.unregister("tuple_links_arrow")
+        del link_table
+
+        sg_select = ", ".join(f'r."sg_{c}" AS "{c}"' for c in SUBGROUPS)
+        tmp = out_file.with_name(f".{out_file.name}.tmp")
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(tmp, RECORD_PERSON_SCHEMA) as writer:
+            spine_part = pa.table({
+                "source": pa.array([SPINE] * len(spine), type=pa.string()),
+                "record_id": _strings(persons["record_id"]), "person_key": _strings(persons["person_key"]),
+                "rule": pa.array(["spine"] * len(spine), type=pa.string()),
+                "match_probability": pa.array(np.ones(len(spine)), type=pa.float64()),
+                "match_weight": pa.nulls(len(spine), type=pa.float64()),
+                **{c: _strings(spine["sg_" + c]) for c in SUBGROUPS}}, schema=RECORD_PERSON_SCHEMA)
+            writer.write_table(spine_part)
+            del spine, spine_part
+            for source in others:
+                src = source.replace("'", "''")
+                reader = con.sql(f"""
+                    SELECT '{src}' AS source, r.record_id, t.person_key, t.rule, t.match_probability,
+                           t.match_weight, {sg_select}
+                    FROM read_parquet({_lit(staged[source])}, file_row_number = true) r
+                    JOIN (SELECT * FROM tuple_links WHERE source = '{src}') t ON {same}
+                    ORDER BY r.file_row_number""").to_arrow_reader(256_000)
+                for batch in reader:
+                    writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=RECORD_PERSON_SCHEMA))
+        rows = pq.ParquetFile(tmp).metadata.num_rows
+        if rows != len(persons) + records:  # every record exactly once, or nothing is written
+            tmp.unlink()
+            raise RuntimeError(f"link: {len(persons) + records:,} records became {rows:,} record-person rows")
+        tmp.replace(out_file)
+        rates = {}
+        for src, rule, n in con.execute(f"SELECT source, rule, count(*) AS n FROM read_parquet({_lit(out_file)}) "
+                                        "GROUP BY ALL ORDER BY source, n DESC, rule").fetchall():
+            rates.setdefault(src, {"records": 0})[rule] = int(n)
+            rates[src]["records"] += int(n)
+    return summary, model, rates
