@@ -74,6 +74,20 @@ def _read(p: Path):
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
 
 
+def _read_links(path: Path) -> pd.DataFrame:
+    """record_person without its record ids and person keys, text as categories: tens of
+    millions of records at ICS size fit in a few hundred MiB."""
+    import pyarrow.parquet as pq
+
+    names = pq.ParquetFile(path).schema_arrow.names
+    cols = [c for c in ("source", "rule", "match_probability", "match_weight", *SUBGROUP_DIMS) if c in names]
+    text = [c for c in cols if c not in ("match_probability", "match_weight")]
+    df = pq.read_table(path, columns=cols, read_dictionary=text).to_pandas()
+    for c in text:  # groups in sorted order, as for text columns
+        df[c] = df[c].cat.reorder_categories(sorted(df[c].cat.categories))
+    return df
+
+
 def build_raw(paths: Paths) -> dict:
     ident = paths.identifiable
     run = _read(ident / "run.json") or {}
@@ -81,7 +95,7 @@ def build_raw(paths: Paths) -> dict:
     lnk = _read(ident / "link_summary.json") or {}
     pub = _read(ident / "publish_summary.json") or {}
     rp_path = ident / "links" / "record_person.parquet"
-    rp = pd.read_parquet(rp_path) if rp_path.exists() else None
+    rp = _read_links(rp_path) if rp_path.exists() else None
     mode = lnk.get("mode") or run.get("mode") or "identifiable"
     rules = RULES_PSEUDONYMISED if mode == "upstream_pseudonymised" else RULES
 
@@ -101,7 +115,7 @@ def build_raw(paths: Paths) -> dict:
     link_rates, prob_dist, weight_dist, subgroups = {}, {}, {}, {}
     if rp is not None:
         other = rp[rp["source"] != "gp_patients"]
-        for src, grp in other.groupby("source"):
+        for src, grp in other.groupby("source", observed=True):
             counts = grp["rule"].value_counts()
             link_rates[src] = {"records": int(len(grp)), **{r: int(counts.get(r, 0)) for r in rules}}
             probs = grp.loc[grp["rule"] == "probabilistic", "match_probability"]
@@ -118,7 +132,7 @@ def build_raw(paths: Paths) -> dict:
                 }
         for dim in [d for d in SUBGROUP_DIMS if d in other.columns]:
             rows = []
-            for (src, val_), grp in other.groupby(["source", dim]):
+            for (src, val_), grp in other.groupby(["source", dim], observed=True):
                 rows.append({"source": src, dim: str(val_), "records": int(len(grp)),
                              "linked": int((grp["rule"] != "unlinked").sum())})
             subgroups[dim] = rows
