@@ -120,16 +120,15 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
                    "source_records": int(records), "distinct_tuples": int(len(tuples)), **counts,
                    "threshold": threshold} if len(tuples) else {"tuples": 0}
 
+        by_tuple = links.set_index("tuple_id").reindex(tuples["tuple_id"])
         link_table = pa.table({
             "tuple_id": _strings(tuples["tuple_id"]), "source": _strings(tuples["source"]),
             **{c: _strings(tuples[c]) for c in lk.ID_COLS},
-            "person_key": _strings(tuples["tuple_id"].map(links.set_index("tuple_id")["person_key"])),
-            "rule": _strings(tuples["tuple_id"].map(links.set_index("tuple_id")["rule"])),
-            "match_probability": pa.array(tuples["tuple_id"].map(links.set_index("tuple_id")["match_probability"])
-                                          .to_numpy(dtype=float), type=pa.float64()),
-            "match_weight": pa.array(tuples["tuple_id"].map(links.set_index("tuple_id")["match_weight"])
-                                     .to_numpy(dtype=float), from_pandas=True, type=pa.float64())})
-        del tuples, links
+            "person_key": _strings(by_tuple["person_key"]), "rule": _strings(by_tuple["rule"]),
+            "match_probability": pa.array(by_tuple["match_probability"].to_numpy(dtype=float), type=pa.float64()),
+            "match_weight": pa.array(by_tuple["match_weight"].to_numpy(dtype=float), from_pandas=True,
+                                     type=pa.float64())})
+        del tuples, links, by_tuple
         con.register("tuple_links_arrow", link_table)
         con.execute("CREATE TEMP TABLE tuple_links AS SELECT * FROM tuple_links_arrow")
         con.unregister("tuple_links_arrow")
