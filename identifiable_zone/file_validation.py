@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core import progress
 from core.files import sha256_file
 from core.settings import validation_segment_bytes
 from identifiable_zone import normalise as nz
@@ -103,6 +104,11 @@ def validate_file(landing: Path, spec, rel: str, latest: str, parents: dict, thr
                 seg = dataclasses.replace(seg, files=[info])
                 res = validate_source(seg, spec, None, latest_date=latest, main_formats=main, **kwargs)
                 parts.append(_write_part(parts_dir / f"{i:05d}", seg, res, spec, seg.row_line))
+                # a file of gigabytes takes minutes: a line per segment, not one silent wait
+                progress.report("validate", "%s (%s) segment %d of about %d, %s rows, %.0f of %.0f MiB",
+                                spec.table, rel, i + 1, -(-info["bytes"] // segment_bytes),
+                                f"{sum(p.rows for p in parts):,}",
+                                min((i + 1) * segment_bytes, info["bytes"]) / 2**20, info["bytes"] / 2**20)
         except NotSegmentable:  # read whole: the careful reader names what is wrong, if anything is
             shutil.rmtree(parts_dir, ignore_errors=True)
             parts, segmented = [], False

@@ -166,3 +166,23 @@ def test_the_segment_size_must_be_a_positive_number():
     with pytest.raises(ValueError, match="above 0"):
         validation_segment_bytes({VALIDATION_SEGMENT_MIB_ENV: "0"})
     assert validation_segment_bytes({VALIDATION_SEGMENT_MIB_ENV: "2"}) == 2 << 20
+
+
+def test_each_segment_gives_a_progress_line(landing, tmp_path, monkeypatch, caplog):
+    import logging
+    import re
+
+    from core import progress
+
+    with caplog.at_level(logging.INFO, logger=progress.LOGGER):
+        zone = _validate(landing[0], tmp_path, monkeypatch, SEGMENT_MIB)
+    lines = [r.getMessage() for r in caplog.records if r.name == progress.LOGGER
+             and r.getMessage().startswith("validate: gp_appointments (gp_appointments.csv) segment ")]
+    found = [re.fullmatch(r"validate: gp_appointments \(gp_appointments\.csv\) segment (\d+) of about (\d+), "
+                          r"([\d,]+) rows, \d+ of \d+ MiB", m) for m in lines]
+    assert len(found) >= 3 and all(found)
+    assert [int(m.group(1)) for m in found] == list(range(1, len(found) + 1))
+    assert int(found[-1].group(2)) == len(found)  # "about" is exact when lines are short
+    rows = pd.read_parquet(zone / "accepted" / "gp_appointments.parquet", columns=[]).shape[0]
+    quarantined = pd.read_parquet(zone / "quarantine" / "gp_appointments.parquet", columns=[]).shape[0]
+    assert int(found[-1].group(3).replace(",", "")) == rows + quarantined
