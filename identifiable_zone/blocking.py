@@ -50,6 +50,11 @@ class RuleCount:
         return {"rule": "+".join(self.rule), "pairs": self.pairs, "used": self.used}
 
 
+def sql_path(path) -> str:
+    """A file path as a DuckDB string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 @contextmanager
 def connection(spill_dir: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB bounded by the memory limit, spilling to ``spill_dir`` (a temporary

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from core import progress
 from identifiable_zone import link as lk
-from identifiable_zone.blocking import connection
+from identifiable_zone.blocking import connection, sql_path
 from identifiable_zone.cross_file_rules import text_frame
 from identifiable_zone.sources import SPINE
 from identifiable_zone.subgroups import subgroup_columns
@@ -39,10 +39,6 @@ RECORD_PERSON_SCHEMA = pa.schema(
 # staging: record id, the standardised identifiers, the subgroups (sg_ prefixed: "sex" is both)
 STAGING_SCHEMA = pa.schema([("record_id", pa.string())] + [(c, pa.string()) for c in lk.ID_COLS]
                            + [("sg_" + c, pa.string()) for c in SUBGROUPS])
-
-
-def _lit(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _strings(values) -> pa.Array:
@@ -95,7 +91,7 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
     others = [s for s in staged if s != SPINE]
     with connection(spill_dir) as con:
         con.execute("SET preserve_insertion_order = true")
-        spine = text_frame(con.sql(f"SELECT * FROM read_parquet({_lit(staged[SPINE])})").df())
+        spine = text_frame(con.sql(f"SELECT * FROM read_parquet({sql_path(staged[SPINE])})").df())
         spine_ids = spine[["record_id"] + lk.ID_COLS]
         persons = lk.spine_persons(spine_ids)
         tuples = []
@@ -105,7 +101,7 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
                 SELECT '{src}|' || CAST(row_number() OVER (ORDER BY first_row) - 1 AS VARCHAR) AS tuple_id,
                        '{src}' AS source, {cols}
                 FROM (SELECT {cols}, min(file_row_number) AS first_row
-                      FROM read_parquet({_lit(staged[source])}, file_row_number = true) GROUP BY ALL)
+                      FROM read_parquet({sql_path(staged[source])}, file_row_number = true) GROUP BY ALL)
                 ORDER BY first_row""").df()))
         tuples = pd.concat(tuples, ignore_index=True) if tuples else pd.DataFrame(columns=["tuple_id", "source"] + lk.ID_COLS)
         records = sum(pq.ParquetFile(staged[s]).metadata.num_rows for s in others)
@@ -152,7 +148,7 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
                 reader = con.sql(f"""
                     SELECT '{src}' AS source, r.record_id, t.person_key, t.rule, t.match_probability,
                            t.match_weight, {sg_select}
-                    FROM read_parquet({_lit(staged[source])}, file_row_number = true) r
+                    FROM read_parquet({sql_path(staged[source])}, file_row_number = true) r
                     JOIN (SELECT * FROM tuple_links WHERE source = '{src}') t ON {same}
                     ORDER BY r.file_row_number""").to_arrow_reader(256_000)
                 for batch in reader:
@@ -163,7 +159,7 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
             raise RuntimeError(f"link: {len(persons) + records:,} records became {rows:,} record-person rows")
         tmp.replace(out_file)
         rates = {}
-        for src, rule, n in con.execute(f"SELECT source, rule, count(*) AS n FROM read_parquet({_lit(out_file)}) "
+        for src, rule, n in con.execute(f"SELECT source, rule, count(*) AS n FROM read_parquet({sql_path(out_file)}) "
                                         "GROUP BY ALL ORDER BY source, n DESC, rule").fetchall():
             rates.setdefault(src, {"records": 0})[rule] = int(n)
             rates[src]["records"] += int(n)

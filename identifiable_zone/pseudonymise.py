@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import progress
+from identifiable_zone.blocking import connection, sql_path
 from core.settings import KEY_ENV, KEY_FILE_ENV, env_value
 
 MIN_KEY_LENGTH = 32
@@ -195,15 +196,10 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(path: Path) -> str:
-    """A file path as a SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _register_person_ids(con, record_person: Path, key: bytes) -> int:
     """Table ``person_ids`` (person_key, person_id): every distinct person key hashed once, in
     Python (the key never enters SQL text). Returns the number of persons."""
-    keys = con.sql(f"SELECT DISTINCT person_key FROM read_parquet({_lit(record_person)}) "
+    keys = con.sql(f"SELECT DISTINCT person_key FROM read_parquet({sql_path(record_person)}) "
                    "WHERE person_key IS NOT NULL").to_arrow_table().column(0).to_pylist()
     ids = pa.table({"person_key": pa.array(keys, type=pa.string()),
                     "person_id": pa.array([pseudonym(k, key) for k in keys], type=pa.string())})
@@ -216,7 +212,7 @@ def _register_person_ids(con, record_person: Path, key: bytes) -> int:
 def _records_of(record_person: Path, source: str) -> str:
     """SQL: (record_id, person_id) of ``source``'s records linked to a person."""
     src = source.replace("'", "''")
-    return (f"(SELECT r.record_id, p.person_id FROM read_parquet({_lit(record_person)}) r "
+    return (f"(SELECT r.record_id, p.person_id FROM read_parquet({sql_path(record_person)}) r "
             f"JOIN person_ids p USING (person_key) WHERE r.source = '{src}')")
 
 
@@ -227,7 +223,7 @@ def _typed_columns(con, accepted: Path, keep: list[str], dates: list[str], numer
     if numeric:
         probes = ", ".join(f"coalesce(bool_and(v{i} = floor(v{i})), true)" for i in range(len(numeric)))
         casts = ", ".join(f"TRY_CAST(a.{_q(c)} AS DOUBLE) AS v{i}" for i, c in enumerate(numeric))
-        row = con.execute(f"SELECT {probes} FROM (SELECT {casts} FROM read_parquet({_lit(accepted)}) a)").fetchall()[0]
+        row = con.execute(f"SELECT {probes} FROM (SELECT {casts} FROM read_parquet({sql_path(accepted)}) a)").fetchall()[0]
         whole = dict(zip(numeric, row))
     items = []
     for c in keep:
@@ -312,7 +308,6 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
     links; only the person table (one row per spine person) is built in memory.
     ``read_accepted(table, columns)`` reads a source's accepted rows as text; ``row_counts``
     (accepted rows per source) gives the progress lines their total."""
-    from identifiable_zone.blocking import connection
     from identifiable_zone.sources import SPINE
 
     summary: dict = {"tables": {}}
@@ -325,7 +320,7 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
         wanted = [spine_spec.record_id, *spine_spec.identifiers.values(), *spine_spec.demographics.values(),
                   *PERSON_TABLE_COLUMNS]
         spine = read_accepted(SPINE, [c for c in dict.fromkeys(wanted) if c in spine_spec.columns])
-        spine_persons = con.sql(f"SELECT record_id, person_key FROM read_parquet({_lit(record_person)}) "
+        spine_persons = con.sql(f"SELECT record_id, person_key FROM read_parquet({sql_path(record_person)}) "
                                 f"WHERE source = '{SPINE}'").df().astype(object)
         pid_of = con.sql("SELECT person_key, person_id FROM person_ids").df().set_index("person_key")["person_id"]
         person = _person_table(spine, spine_spec, spine_persons, pid_of)
@@ -356,11 +351,11 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
             if join:
                 items.insert(0, "m.person_id")
             target = out / f"{name}.parquet"
-            _write_query(con, f"SELECT {', '.join(items)} FROM read_parquet({_lit(src_file)}, file_row_number = true) a "
+            _write_query(con, f"SELECT {', '.join(items)} FROM read_parquet({sql_path(src_file)}, file_row_number = true) a "
                               f"{join} ORDER BY a.file_row_number", target)
-            rows_in = con.execute(f"SELECT count(*) FROM read_parquet({_lit(src_file)})").fetchall()[0][0]
+            rows_in = con.execute(f"SELECT count(*) FROM read_parquet({sql_path(src_file)})").fetchall()[0][0]
             rows, with_person = con.execute(
-                f"SELECT count(*), {'count(person_id)' if join else 'NULL'} FROM read_parquet({_lit(target)})").fetchall()[0]
+                f"SELECT count(*), {'count(person_id)' if join else 'NULL'} FROM read_parquet({sql_path(target)})").fetchall()[0]
             if rows != rows_in:  # a record id linked twice would repeat its rows: never publish that
                 raise RuntimeError(f"pseudonymise {source}: {rows_in:,} accepted rows became {rows:,} "
                                    f"published rows; each record must link to at most one person")
