@@ -2,6 +2,7 @@
 
     uv run --frozen python benchmarks/scale.py --persons N [--seed 1] [--workdir DIR]
         [--memory-limit-gib 14] [--keep] [--json FILE] [--balance-report-only] [--via-airflow]
+        [--stages validate,link]
 
 Default: each stage runs as a child process of its own (as each task of a scheduled Airflow
 deployment does), calling the functions the DAG tasks call (``ltceval.tasks``) with the
@@ -22,6 +23,11 @@ it takes in and rows per second; then the total wall time and the overall peak. 
 (``benchmarks/memory_guard.py``) stops a stage whose tree, with this process, passes
 ``--memory-limit-gib`` (this machine has no swap), names it and exits with status 3.
 Progress lines of the long stages are shown as they come. Prints figures; asserts nothing.
+
+``--stages`` runs only the named stages again on a work folder kept (``--keep``) from a whole
+run of the same persons and seed, so one stage's change is measured at 2,000,000 people
+without generating and validating for an hour first; the validate stage then starts from an
+empty validation cache.
 """
 from __future__ import annotations
 
@@ -298,13 +304,17 @@ def _tail(log: Path, n: int = 20) -> str:
 
 def run_stages(args, workdir: Path, limit: int) -> tuple[list[Row], int, dict]:
     paths = Paths(workdir / "out")
-    paths.out.mkdir(parents=True)
+    paths.out.mkdir(parents=True, exist_ok=args.stages is not None)
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     env = _stage_env(paths, args)
     rows: list[Row] = []
     extras: dict = {}
+    if args.stages and "validate" in args.stages:  # measured from the files, not the cache
+        shutil.rmtree(paths.identifiable / "validation_cache", ignore_errors=True)
     for stage in STAGES:
+        if args.stages is not None and stage.name not in args.stages:
+            continue
         log = logs / f"{stage.name.replace(' ', '_')}.log"
         print(f"  {stage.name} ...", flush=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--stage", stage.name, "--persons", str(args.persons),
@@ -401,6 +411,15 @@ def _positive(kind, what: str):
     return parse
 
 
+def _stage_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STAGE_BY_NAME]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown stage {', '.join(map(repr, unknown)) or repr(text)}; "
+                                         f"the stages are {', '.join(STAGE_BY_NAME)}")
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--persons", type=_positive(int, "a positive whole number"), required=True)
@@ -414,8 +433,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--balance-report-only", action="store_true",
                     help="the balance gate reports instead of stopping (populations too small for SMD < 0.1)")
     ap.add_argument("--via-airflow", action="store_true", help="run the real `ltceval run` instead of the stages")
+    ap.add_argument("--stages", type=_stage_list, default=None,
+                    help="only these stages (comma-separated), on a --workdir kept from a whole run")
     ap.add_argument("--stage", choices=sorted(STAGE_BY_NAME), help=argparse.SUPPRESS)  # in a child: run one stage
     args = ap.parse_args(argv)
+    if args.stages is not None:
+        if args.via_airflow:
+            ap.error("--stages runs stages one child each; it cannot be combined with --via-airflow")
+        if args.workdir is None or not (args.workdir / "out").is_dir():
+            ap.error("--stages needs --workdir: a folder kept (--keep) from a whole run, with its out/ folder")
+        return args
     total = psutil.virtual_memory().total
     if args.memory_limit_gib * GIB > total:
         ap.error(f"--memory-limit-gib {args.memory_limit_gib:g} is more than this machine's memory "

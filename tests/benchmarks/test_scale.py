@@ -59,3 +59,15 @@ def test_a_used_work_folder_is_refused(tmp_path, capsys):
         parse_args(["--persons", "100", "--workdir", str(tmp_path)])
     assert "must be a new or empty folder" in capsys.readouterr().err
     assert parse_args(["--persons", "100", "--workdir", str(tmp_path / "new")]).persons == 100
+
+
+def test_stages_name_known_stages_and_need_a_kept_work_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--persons", "100", "--stages", "validate,lnk", "--workdir", str(tmp_path)])
+    assert "unknown stage 'lnk'; the stages are generate, validate, link" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a folder without a kept run's out/
+        parse_args(["--persons", "100", "--stages", "validate", "--workdir", str(tmp_path)])
+    assert "--stages needs --workdir: a folder kept (--keep)" in capsys.readouterr().err
+    (tmp_path / "out").mkdir()
+    args = parse_args(["--persons", "100", "--stages", "validate, link", "--workdir", str(tmp_path)])
+    assert args.stages == ["validate", "link"]
