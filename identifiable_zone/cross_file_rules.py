@@ -205,6 +205,21 @@ def read_text_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFr
     return text_frame(pd.read_parquet(path, columns=columns))
 
 
+def text_array(values) -> pa.Array:
+    """Values as an Arrow string array, None wherever one is missing (None, NaN, pd.NA);
+    anything not text is written as ``str`` gives it. Arrow-backed text is taken as it is and
+    an object array of str is converted in Arrow, not value by value in Python (that loop was
+    half of linkage's staging time)."""
+    if isinstance(values, pd.Series) and pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        return pa.array(values, from_pandas=True).cast(pa.string())
+    arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
+    arr = np.where(pd.isna(arr), None, arr)
+    try:
+        return pa.array(arr, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or another non-text value: as str
+        return pa.array([None if v is None else str(v) for v in arr], type=pa.string())
+
+
 def text_frame(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` (read from a text Parquet or a DuckDB query) with object columns holding str,
     None for missing."""

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from core import progress
 from identifiable_zone import link as lk
 from identifiable_zone.blocking import connection, sql_path
-from identifiable_zone.cross_file_rules import text_frame
+from identifiable_zone.cross_file_rules import text_array, text_frame
 from identifiable_zone.sources import SPINE
 from identifiable_zone.subgroups import subgroup_columns
 
@@ -41,11 +41,6 @@ STAGING_SCHEMA = pa.schema([("record_id", pa.string())] + [(c, pa.string()) for 
                            + [("sg_" + c, pa.string()) for c in SUBGROUPS])
 
 
-def _strings(values) -> pa.Array:
-    return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-                     for v in values], type=pa.string())
-
-
 def stage_source(accepted: Path, spec, at: pd.Timestamp, imd: dict, target: Path) -> int:
     """Standardised identifiers and subgroups of one source, batch by batch. Returns rows."""
     rows = 0
@@ -54,8 +49,8 @@ def stage_source(accepted: Path, spec, at: pd.Timestamp, imd: dict, target: Path
             acc = text_frame(batch.to_pandas())
             ids = lk.standardise_identifiers(acc, spec)
             sg = subgroup_columns(acc, spec, at, imd)
-            arrays = [_strings(ids["record_id"])] + [_strings(ids[c]) for c in lk.ID_COLS] + \
-                     [_strings(sg[c]) if isinstance(sg[c], pd.Series) else _strings([sg[c]] * len(acc))
+            arrays = [text_array(ids["record_id"])] + [text_array(ids[c]) for c in lk.ID_COLS] + \
+                     [text_array(sg[c]) if isinstance(sg[c], pd.Series) else text_array(np.full(len(acc), sg[c], dtype=object))
                       for c in SUBGROUPS]
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=STAGING_SCHEMA))
             rows += len(acc)
@@ -118,9 +113,9 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
 
         by_tuple = links.set_index("tuple_id").reindex(tuples["tuple_id"])
         link_table = pa.table({
-            "tuple_id": _strings(tuples["tuple_id"]), "source": _strings(tuples["source"]),
-            **{c: _strings(tuples[c]) for c in lk.ID_COLS},
-            "person_key": _strings(by_tuple["person_key"]), "rule": _strings(by_tuple["rule"]),
+            "tuple_id": text_array(tuples["tuple_id"]), "source": text_array(tuples["source"]),
+            **{c: text_array(tuples[c]) for c in lk.ID_COLS},
+            "person_key": text_array(by_tuple["person_key"]), "rule": text_array(by_tuple["rule"]),
             "match_probability": pa.array(by_tuple["match_probability"].to_numpy(dtype=float), type=pa.float64()),
             "match_weight": pa.array(by_tuple["match_weight"].to_numpy(dtype=float), from_pandas=True,
                                      type=pa.float64())})
@@ -136,11 +131,11 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
         with pq.ParquetWriter(tmp, RECORD_PERSON_SCHEMA) as writer:
             spine_part = pa.table({
                 "source": pa.array([SPINE] * len(spine), type=pa.string()),
-                "record_id": _strings(persons["record_id"]), "person_key": _strings(persons["person_key"]),
+                "record_id": text_array(persons["record_id"]), "person_key": text_array(persons["person_key"]),
                 "rule": pa.array(["spine"] * len(spine), type=pa.string()),
                 "match_probability": pa.array(np.ones(len(spine)), type=pa.float64()),
                 "match_weight": pa.nulls(len(spine), type=pa.float64()),
-                **{c: _strings(spine["sg_" + c]) for c in SUBGROUPS}}, schema=RECORD_PERSON_SCHEMA)
+                **{c: text_array(spine["sg_" + c]) for c in SUBGROUPS}}, schema=RECORD_PERSON_SCHEMA)
             writer.write_table(spine_part)
             del spine, spine_part
             for source in others:

@@ -19,13 +19,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import progress
 from identifiable_zone.blocking import connection, sql_path
+from identifiable_zone.cross_file_rules import text_array
 from core.settings import KEY_ENV, KEY_FILE_ENV, env_value
 
 MIN_KEY_LENGTH = 32
@@ -112,20 +112,6 @@ def pseudonymise_keys(person_keys: pd.Series, key: bytes) -> pd.Series:
 
 # -- typed output ----------------------------------------------------------------------------
 
-def _missing_to_none(values) -> np.ndarray:
-    """Object array with None wherever a value is missing (None, NaN, pd.NA)."""
-    arr = np.asarray(values, dtype=object)
-    return np.where(pd.isna(arr), None, arr)
-
-
-def _text_array(s: pd.Series) -> pa.Array:
-    try:
-        return pa.array(_missing_to_none(s.to_numpy(dtype=object)), type=pa.string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a value that is not text (none from validation): as str
-        return pa.array([None if v is None else str(v) for v in _missing_to_none(s.to_numpy(dtype=object))],
-                        type=pa.string())
-
-
 def to_arrow(df: pd.DataFrame, dates: list[str] = (), numeric: list[str] = ()) -> pa.Table:
     """Strings stay strings; ISO date columns become DATE; numeric columns int64 or float64."""
     arrays, names = [], []
@@ -145,7 +131,7 @@ def to_arrow(df: pd.DataFrame, dates: list[str] = (), numeric: list[str] = ()) -
         elif pd.api.types.is_integer_dtype(s) and not s.isna().any():
             arr = pa.array(s.to_numpy(dtype="int64"), type=pa.int64())
         else:
-            arr = _text_array(s)
+            arr = text_array(s)
         arrays.append(arr)
         names.append(c)
     return pa.Table.from_arrays(arrays, names=names)
