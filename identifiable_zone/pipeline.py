@@ -317,7 +317,6 @@ def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> di
     with ps.publish_folder_atomically(paths.pseudonymised) as folder:
         summary = ps.build_tables(paths.identifiable / "accepted", cfg,
                                   paths.identifiable / "links" / "record_person.parquet", key, folder,
-                                  read_accepted=lambda table, columns: _accepted(paths, table, columns),
                                   spill_dir=paths.identifiable / "pseudonymise_spill", row_counts=counts)
     out = {"run_id": run["run_id"], "seconds": round(time.time() - t0, 1),
            "key_fingerprint": ps.key_fingerprint(key), "key_source": key_source, **summary}
