@@ -46,7 +46,7 @@ import pandas as pd
 
 from core import progress
 from core.contract import SEEDS
-from core.files import output_guard, sha256_file, write_json_atomic
+from core.files import output_guard, read_json, sha256_file, write_json_atomic
 from core.periods import period_end
 from core.settings import LINKAGE_MODEL_ENV, Paths, env_value
 from identifiable_zone import link as lk
@@ -193,7 +193,9 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
                 meta = validate_file(paths.landing, spec, rel, latest, parents, cfg.quarantine_threshold, tmp)
                 meta["parents"] = parent_digest(spec, parents, tmp / "rowkeys.parquet")
                 write_json_atomic(tmp / "entry.json", meta)
-            found = cache.get(spec.table, key, latest, spec, parents)
+            # the entry just written, read back without get(): that hashed every row's parent
+            # dates a second time (about a minute for GP appointments at 2M people)
+            found = cache.entry(spec.table, key), read_json(cache.entry(spec.table, key) / "entry.json")
             status = "validated"
         entry_dir, meta = found
         info = meta["summary"]["files"][0]

@@ -90,9 +90,12 @@ class ValidationCache:
         spec_json.pop("file", None)
         return sha[:24] + "-" + digest([rel, spec_json, cfg.quarantine_threshold, self.code])[:16]
 
+    def entry(self, table: str, key: str) -> Path:
+        return self.root / table / key
+
     def get(self, table: str, key: str, latest: str, spec, parents: dict) -> tuple[Path, dict] | None:
         """The entry folder and its metadata, or None when there is none or it no longer holds."""
-        d = self.root / table / key
+        d = self.entry(table, key)
         meta_path = d / "entry.json"
         if not meta_path.exists():
             return None
@@ -109,7 +112,7 @@ class ValidationCache:
     def new_entry(self, table: str, key: str):
         """A temporary folder to build an entry in; it becomes the entry when the block ends
         without an error (written last, entry.json), and is removed otherwise."""
-        d = self.root / table / key
+        d = self.entry(table, key)
         tmp = d.parent / f".{key}.tmp-{uuid.uuid4().hex[:6]}"
         tmp.mkdir(parents=True)
         try:
