@@ -25,7 +25,8 @@ def test_unit_tests_cover_the_rules(built_warehouse, dbt_cli):
     names = set(proc.stdout.split())
     for name in ("finished_course_needs_end_and_two_treatment_contacts", "recovery_and_reliable_change_flags",
                  "panel_months_bucketed_around_index", "exposure_stops_at_the_censor_date",
-                 "censor_date_is_the_earlier_of_deregistration_and_death"):
+                 "censor_date_is_the_earlier_of_deregistration_and_death",
+                 "baseline_trend_and_window_sums_of_the_months_before"):
         assert name in names, (name, names)
 
 
