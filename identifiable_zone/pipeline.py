@@ -195,7 +195,8 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
                 write_json_atomic(tmp / "entry.json", meta)
             # the entry just written, read back without get(): that hashed every row's parent
             # dates a second time (about a minute for GP appointments at 2M people)
-            found = cache.entry(spec.table, key), read_json(cache.entry(spec.table, key) / "entry.json")
+            entry = cache.entry(spec.table, key)
+            found = entry, read_json(entry / "entry.json")
             status = "validated"
         entry_dir, meta = found
         info = meta["summary"]["files"][0]

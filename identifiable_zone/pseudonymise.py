@@ -203,6 +203,11 @@ def _records_of(record_person: Path, source: str) -> str:
             f"JOIN person_ids p USING (person_key) WHERE r.source = '{src}')")
 
 
+def _sql_date(column: str) -> str:
+    """SQL: the ISO date text in ``a.<column>`` as a DATE, missing where it does not parse."""
+    return f"CAST(TRY_STRPTIME(a.{_q(column)}, '%Y-%m-%d') AS DATE)"
+
+
 def _typed_columns(con, accepted: Path, keep: list[str], dates: list[str], numeric: list[str]) -> list[str]:
     """SQL select items: ISO dates become DATE, numbers BIGINT when every value is whole (else
     DOUBLE), anything unparsable missing; other columns stay text. Same types as ``to_arrow``."""
@@ -215,7 +220,7 @@ def _typed_columns(con, accepted: Path, keep: list[str], dates: list[str], numer
     items = []
     for c in keep:
         if c in dates:
-            items.append(f"CAST(TRY_STRPTIME(a.{_q(c)}, '%Y-%m-%d') AS DATE) AS {_q(c)}")
+            items.append(f"{_sql_date(c)} AS {_q(c)}")
         elif c in numeric:
             cast = f"TRY_CAST(a.{_q(c)} AS DOUBLE)"
             items.append(f"CAST({cast} AS BIGINT) AS {_q(c)}" if whole[c] else f"{cast} AS {_q(c)}")
@@ -259,27 +264,26 @@ def _write_person_table(con, spine_file: Path, spec, record_person: Path, target
     else:
         birth = None
     sex_col = spec.identifiers.get("sex") or spec.demographics.get("sex")
-    for name, col in (("birth_values", birth), ("sex_values", sex_col)):
-        raw = [] if col is None else con.sql(
-            f"SELECT DISTINCT {_q(col)} FROM {src} WHERE {_q(col)} IS NOT NULL").to_arrow_table().column(0).to_pylist()
-        values = pd.Series(raw, dtype=object)
-        if name == "birth_values":
-            parsed = nz.parse_date(values.map(as_date)) if col else pd.Series([], dtype="datetime64[s]")
-            _value_table(con, name, raw, {"yob": pa.array(parsed.dt.year.astype("Int64"), type=pa.int64()),
-                                          "mob": pa.array(parsed.dt.month.astype("Int64"), type=pa.int64())})
-        else:
-            sex = nz.normalise_sex(values) if col else values
-            _value_table(con, name, raw, {"sex": pa.array([v if v in ("M", "F") else "U" for v in sex.tolist()],
-                                                          type=pa.string())})
 
-    def date(c):
-        return f"CAST(TRY_STRPTIME(a.{_q(c)}, '%Y-%m-%d') AS DATE)"
+    def distinct(col) -> list:
+        return [] if col is None else con.sql(
+            f"SELECT DISTINCT {_q(col)} FROM {src} WHERE {_q(col)} IS NOT NULL").to_arrow_table().column(0).to_pylist()
+
+    births = distinct(birth)
+    parsed = nz.parse_date(pd.Series(births, dtype=object).map(as_date)) if births else \
+        pd.Series([], dtype="datetime64[s]")
+    _value_table(con, "birth_values", births, {"yob": pa.array(parsed.dt.year.astype("Int64"), type=pa.int64()),
+                                               "mob": pa.array(parsed.dt.month.astype("Int64"), type=pa.int64())})
+    sexes = distinct(sex_col)
+    sex = nz.normalise_sex(pd.Series(sexes, dtype=object)).tolist() if sexes else []
+    _value_table(con, "sex_values", sexes, {"sex": pa.array([v if v in ("M", "F") else "U" for v in sex],
+                                                            type=pa.string())})
 
     sql = f"""
         WITH s AS (
             SELECT p.person_key, a.{_q(spec.record_id)} AS record_id,
-                   {date("RegistrationStartDate")} AS start_date, {date("RegistrationEndDate")} AS end_date,
-                   {date("DateOfDeath")} AS death_date,
+                   {_sql_date("RegistrationStartDate")} AS start_date, {_sql_date("RegistrationEndDate")} AS end_date,
+                   {_sql_date("DateOfDeath")} AS death_date,
                    coalesce(sx.sex, 'U') AS sex, b.yob, b.mob,
                    a."EthnicCategory" AS ethnic_category, a."LSOA11" AS lsoa11, a."PracticeCode" AS practice_code
             FROM {src} a

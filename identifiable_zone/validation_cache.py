@@ -45,24 +45,25 @@ def _code_digest() -> str:
 
 def parent_digest(spec, parents: dict, rowkeys: Path | None) -> str | None:
     """What the life rules of a file read from its parents: for each of the file's rows (its
-    ``rowkeys`` table, read in batches), the parent's date (missing if the parent row is
-    missing or its id is not unique), hashed."""
+    ``rowkeys`` table, read in batches), the parent's date as the rules see it
+    (``validate.parent_dates``: missing if the parent row is missing or its id is not
+    unique), hashed."""
     refs = spec.parent_date_refs
     if not refs:
         return None
     import pyarrow.parquet as pq
 
+    from identifiable_zone.validate import parent_dates
+
+    lookups = parent_dates(spec, parents)
     h = hashlib.sha256()
     for ref in refs:
-        parent = parents.get(ref.table)
+        lookup = lookups.get((ref.table, ref.column))
         h.update(json.dumps([ref.table, ref.column]).encode())
         fk = f"fk__{ref.key}"
-        if parent is None or rowkeys is None or fk not in pq.read_schema(rowkeys).names:
+        if lookup is None or rowkeys is None or fk not in pq.read_schema(rowkeys).names:
             h.update(b"not given")
             continue
-        p = parent[[ref.parent_id, ref.column]].dropna(subset=[ref.parent_id])
-        p = p[~p[ref.parent_id].duplicated(keep=False)]
-        lookup = pd.Series(p[ref.column].to_numpy(dtype=object), index=p[ref.parent_id].to_numpy(dtype=object))
         for batch in pq.ParquetFile(rowkeys).iter_batches(batch_size=1_000_000, columns=[fk]):
             keys = pd.Series(batch.column(0).to_numpy(zero_copy_only=False), dtype=object)
             found = keys.map(lookup).astype(object)
