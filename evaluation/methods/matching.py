@@ -30,9 +30,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["MatchResult", "match", "matched_att", "balance_table", "fit_propensity", "as_column_list"]
+__all__ = ["MatchResult", "columns_used", "match", "matched_att", "balance_table", "fit_propensity", "as_column_list"]
 
 LOGIT_COLUMN = "propensity_logit"
+# balance swaps score this many (treated, slot, candidate) pairs at a time: memory stays
+# bounded however large the pool (at 2 million people a pass can hold 100 million pairs)
+_SWAP_PAIRS_PER_CHUNK = 1 << 20
 
 
 @dataclass
@@ -88,19 +91,31 @@ def fit_propensity(
     import statsmodels.api as sm
 
     y = df[treatment].astype(float).to_numpy()
-    X = df[list(covariates)].astype(float)
-    sd = X.std(ddof=0)
-    keep = [c for c in X.columns if sd[c] > 0]
-    Xs = (X[keep] - X[keep].mean()) / sd[keep]
-    Xs = sm.add_constant(Xs, has_constant="add")
+    # one float matrix, filled a column at a time: at 7 million candidate rows every
+    # whole-frame copy (astype, centring, scaling, add_constant) is another 0.9 GB
+    n = len(df)
+    columns = list(covariates)
+    design = np.empty((n, len(columns) + 1), order="F")  # column-major, as a pandas block
+    design[:, 0] = 1.0
+    names = ["const"]
+    for c in columns:
+        x = df[c].astype(float)
+        sd = x.std(ddof=0)
+        if not sd > 0:
+            continue
+        design[:, len(names)] = ((x - x.mean()) / sd).to_numpy()
+        names.append(c)
+    Xs = pd.DataFrame(design[:, : len(names)], columns=names, copy=False)
+    del design
     try:
-        res = sm.Logit(y, Xs).fit(disp=0, maxiter=200)
+        res = sm.Logit(y, Xs, check_rank=False).fit(disp=0, maxiter=200)
         params = res.params
         if not np.all(np.isfinite(params)):
             raise ValueError("non-finite coefficients")
     except Exception:  # separation or singular design: small ridge penalty
         res = sm.Logit(y, Xs).fit_regularized(method="l1", alpha=1e-3, disp=0)
         params = res.params
+    del res
     logit = Xs.to_numpy() @ np.asarray(params, dtype=float)
     coefs = {str(k): float(v) for k, v in params.items()}
     return logit, coefs
@@ -306,30 +321,37 @@ def _refine(matches, pools, stratum, logit, width, used, unit_code, ratio, *, X,
         return np.max(np.abs(mean_t - mean_c) / sd, axis=-1)
 
     start = float(worst(sum_c / n_sets))
-    # every (treated, slot, candidate) pair once; validity is re-checked at each swap
-    pi, ps, pr = [], [], []
-    for i in set_t:
-        for slot in range(len(matches[i])):
-            pi.extend([i] * len(cand[i]))
-            ps.extend([slot] * len(cand[i]))
-            pr.extend(cand[i].tolist())
-    pi, ps, pr = np.asarray(pi, dtype=int), np.asarray(ps, dtype=int), np.asarray(pr, dtype=int)
+    swaps, current = 0, start
+    if not (current > target and max_iter > 0):
+        # balanced already (the usual case with a large pool): the pairs below can run to
+        # hundreds of millions, so they are not built when no swap is wanted
+        return {"rescued": rescued, "swaps": 0, "max_abs_smd_greedy": start, "max_abs_smd_refined": start}
+    # every (treated, slot, candidate) pair once, in order; validity is re-checked at each swap
+    sizes = np.array([len(cand[i]) for i in set_t for _ in matches[i]], dtype=np.int64)
+    pi = np.repeat(np.array([i for i in set_t for _ in matches[i]], dtype=np.int64), sizes)
+    ps = np.repeat(np.array([slot for i in set_t for slot in range(len(matches[i]))], dtype=np.int64), sizes)
+    pr = np.concatenate([cand[i] for i in set_t for _ in matches[i]] or [np.empty(0, dtype=np.int64)]).astype(np.int64)
     m_of = np.zeros(len(logit), dtype=float)
     cur = np.full((len(logit), max(ratio, 1)), -1, dtype=int)
     for i in set_t:
         m_of[i] = len(matches[i])
         cur[i, : len(matches[i])] = matches[i]
-    swaps, current = 0, start
+    chunk = _SWAP_PAIRS_PER_CHUNK
     while swaps < max_iter and len(pi) and current > target:
         old = cur[pi, ps]
         ok = (old >= 0) & ~used[unit_code[pr]]
         if not ok.any():
             break
         idx = np.flatnonzero(ok)
-        delta = (X[pr[idx]] - X[old[idx]]) / m_of[pi[idx], None] / n_sets
-        score = worst(sum_c / n_sets + delta)
-        k = int(np.argmin(score))
-        if not score[k] < current - 1e-6:
+        k, best = -1, np.inf
+        for lo in range(0, len(idx), chunk):
+            part = idx[lo:lo + chunk]
+            delta = (X[pr[part]] - X[old[part]]) / m_of[pi[part], None] / n_sets
+            score = worst(sum_c / n_sets + delta)
+            j = int(np.argmin(score))
+            if score[j] < best:  # strictly: the first of equal scores, as one argmin over all
+                k, best = lo + j, float(score[j])
+        if not best < current - 1e-6:
             break
         a = idx[k]
         i, slot, r_new, r_old = int(pi[a]), int(ps[a]), int(pr[a]), int(old[a])
@@ -338,9 +360,28 @@ def _refine(matches, pools, stratum, logit, width, used, unit_code, ratio, *, X,
         used[unit_code[r_new]] = True
         matches[i][slot] = r_new
         cur[i, slot] = r_new
-        current = float(score[k])
+        current = best
         swaps += 1
     return {"rescued": rescued, "swaps": swaps, "max_abs_smd_greedy": start, "max_abs_smd_refined": current}
+
+
+def columns_used(
+    treatment: str,
+    covariates: Sequence[str],
+    exact: str | Sequence[str] | None = None,
+    group: str | None = None,
+    *,
+    id_col: str | None = None,
+    ps_covariates: Sequence[str] | None = None,
+    distance_covariates: Sequence[str] | None = None,
+) -> list[str]:
+    """The columns :func:`match` reads with these arguments, each once: a caller holding a wide
+    table passes only these and joins the rest back to the matched rows."""
+    covs = _as_list(covariates)
+    return list(dict.fromkeys([
+        treatment, *covs, *(_as_list(ps_covariates) or covs), *_as_list(distance_covariates),
+        *_as_list(exact), *_as_list(group), *_as_list(id_col),
+    ]))
 
 
 def match(
@@ -406,37 +447,55 @@ def match(
     if ratio < 1:
         raise ValueError("ratio must be >= 1")
     dist_covs = _as_list(distance_covariates)
-    needed = [treatment, *dict.fromkeys([*covariates, *model_covs, *dist_covs]), *strata_cols, *_as_list(id_col)]
+    needed = columns_used(treatment, covariates, exact, group, id_col=id_col, ps_covariates=ps_covariates,
+                          distance_covariates=distance_covariates)
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise KeyError(f"columns not in the table: {missing}")
 
     counts: list[dict[str, Any]] = []
+    # Rows are selected by masks over the input and the working frame holds only the columns
+    # used here: at 7 million candidate rows (2 million people) every copy of the whole table
+    # is gigabytes. The matched rows are taken from the input at the end, every column kept.
+    present = df[treatment].notna().to_numpy()
+    treated_in = np.zeros(len(df), dtype=bool)
+    treated_in[present] = df.loc[present, treatment].astype(int).to_numpy() == 1
+    unit_in = pd.factorize(df[id_col])[0] if id_col else None
 
-    def _count(step: str, frame: pd.DataFrame) -> None:
-        t = frame[treatment].astype(int) == 1
-        n_c = int(frame.loc[~t, id_col].nunique()) if id_col else int((~t).sum())
-        n_t = int(frame.loc[t, id_col].nunique()) if id_col else int(t.sum())
+    def _count(step: str, mask: np.ndarray) -> None:
+        t, c = mask & treated_in, mask & ~treated_in
+        if id_col:
+            n_t, n_c = (int(len(np.unique(unit_in[m][unit_in[m] >= 0]))) for m in (t, c))
+        else:
+            n_t, n_c = int(t.sum()), int(c.sum())
         counts.append({"step_order": len(counts) + 1, "step": step, "n_treated": n_t, "n_control": n_c})
 
-    work = df.copy()
-    work = work[work[treatment].notna()]
-    work[treatment] = work[treatment].astype(int)
-    _count("input rows", work)
+    mask = present
+    _count("input rows", mask)
 
-    complete = work[list(dict.fromkeys([*covariates, *model_covs, *dist_covs, *strata_cols]))].notna().all(axis=1)
-    work = work[complete]
-    _count("complete covariates and exact keys", work)
+    complete_cols = list(dict.fromkeys([*covariates, *model_covs, *dist_covs, *strata_cols]))
+    mask = mask & df[complete_cols].notna().all(axis=1).to_numpy()
+    _count("complete covariates and exact keys", mask)
 
     if id_col and not controls_may_be_treated_later:
-        treated_ids = set(work.loc[work[treatment] == 1, id_col])
-        work = work[(work[treatment] == 1) | ~work[id_col].isin(treated_ids)]
-        _count("controls that are never treated", work)
+        ever_treated = np.zeros(unit_in.max() + 2, dtype=bool)
+        ever_treated[unit_in[mask & treated_in]] = True
+        mask = mask & (treated_in | ~ever_treated[unit_in])
+        _count("controls that are never treated", mask)
 
     # a stable row order, so that the result does not depend on how the table was read
     # (a parallel database scan may return rows in any order)
     order_cols = [*_as_list(id_col), *strata_cols, treatment]
-    work = work.sort_values(order_cols, kind="stable").reset_index(drop=True)
+    rows = np.flatnonzero(mask)
+    keys = df[order_cols].take(rows)
+    keys[treatment] = treated_in[rows].astype(int)
+    source_rows = rows[keys.reset_index(drop=True).sort_values(order_cols, kind="stable").index.to_numpy()]
+    del keys
+    if len(source_rows) == len(df) and np.array_equal(source_rows, np.arange(len(df))):
+        work = df[needed].reset_index(drop=True)  # already in order: no copy (copy on write)
+    else:
+        work = df[needed].take(source_rows).reset_index(drop=True)
+    work[treatment] = treated_in[source_rows].astype(int)
     if work[treatment].nunique() < 2:
         raise ValueError("need both treated and control rows to match")
 
@@ -526,10 +585,12 @@ def match(
             set_rows.append(r)
             set_ids.append(sid)
             weights.append(1.0 / m)
-    matched = work.loc[set_rows].copy()
+    matched = df.take(source_rows[set_rows]).reset_index(drop=True)
+    matched[treatment] = work[treatment].to_numpy()[set_rows]
+    matched[LOGIT_COLUMN] = logit[set_rows]
+    matched["propensity_score"] = work["propensity_score"].to_numpy()[set_rows]
     matched.insert(0, "matched_set_id", np.asarray(set_ids, dtype="int64"))
     matched["match_weight"] = weights
-    matched = matched.reset_index(drop=True)
 
     counts.append(
         {

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.methods.matching import as_column_list, balance_table, match
+from evaluation.methods import matching
+from evaluation.methods.matching import as_column_list, balance_table, columns_used, match
 
 COVS = ["age", "imd", "prior_ae", "trend_ae"]
 
@@ -163,6 +164,38 @@ def test_refine_keeps_the_design_and_does_not_worsen_balance_or_matches(table):
         t, c = s[s.treated == 1].iloc[0], s[s.treated == 0]
         assert len(c) == 1 and (c.sex == t.sex).all() and (c.month == t.month).all()
         assert (np.abs(c.propensity_logit - t.propensity_logit) <= width + 1e-12).all()
+
+
+def test_swaps_scored_in_chunks_choose_what_one_pass_would(table, monkeypatch):
+    kw = dict(exact=["sex"], ratio=1, caliper=0.1, group="month", id_col="pid", seed=3, refine=True)
+    whole = match(table, "treated", COVS, **kw)
+    monkeypatch.setattr(matching, "_SWAP_PAIRS_PER_CHUNK", 7)  # many chunks, the last one short
+    chunked = match(table, "treated", COVS, **kw)
+    assert whole.info["refine"]["swaps"] > 0
+    assert chunked.info["refine"] == whole.info["refine"]
+    assert chunked.matched.equals(whole.matched)
+
+
+def test_refine_makes_no_swap_when_greedy_balance_meets_the_target(table):
+    kw = dict(exact=["sex"], ratio=1, caliper=0.1, group="month", id_col="pid", seed=3)
+    greedy = match(table, "treated", COVS, **kw)
+    met = match(table, "treated", COVS, refine=True, refine_target_smd=10.0, **kw)
+    info = met.info["refine"]
+    assert info["swaps"] == 0 and info["max_abs_smd_refined"] == info["max_abs_smd_greedy"]
+    assert info["max_abs_smd_greedy"] > 0.01  # there was imbalance a swap could have lowered
+    n = lambda r: int((r.matched.treated == 1).sum())  # noqa: E731
+    assert n(met) == n(greedy) + info["rescued"]
+
+
+def test_the_columns_used_are_enough_and_other_columns_ride_along(table):
+    kw = dict(exact=["sex"], group="month", id_col="pid", ps_covariates=[*COVS, "age_sq"])
+    wide = table.assign(age_sq=table.age ** 2, note=[f"row {i}" for i in range(len(table))])
+    used = columns_used("treated", COVS, **kw)
+    assert used == ["treated", *COVS, "age_sq", "sex", "month", "pid"]
+    narrow = match(wide[used], "treated", COVS, ratio=2, caliper=0.2, seed=3, refine=True, **kw).matched
+    full = match(wide, "treated", COVS, ratio=2, caliper=0.2, seed=3, refine=True, **kw).matched
+    assert full.drop(columns="note").equals(narrow[[c for c in full.columns if c != "note"]])
+    assert (full.note == wide.set_index(["pid", "month"]).loc[list(zip(full.pid, full.month)), "note"].to_numpy()).all()
 
 
 def test_rescue_finds_the_augmenting_path_greedy_misses():

@@ -6,8 +6,13 @@ Design (vars in dbt_project.yml, passed through this model's config): exact matc
 a caliper of `matching_caliper_sd` SDs of the logit of the score; with `matching_refine`,
 augmenting paths rescue treated people left without a control and balance swaps (within the
 strata and the caliper) run until the largest |SMD| <= `matching_refine_target_smd`.
+
+Only the columns the matching reads leave DuckDB, through Arrow, sorted as `match` sorts them
+(so it takes them without a copy); the other columns of the matched rows are joined back in
+SQL. At 2 million people the eligible pool is about 7 million rows: the whole table read
+into pandas took 10 GiB before matching began.
 """
-from evaluation.methods.matching import as_column_list, match
+from evaluation.methods.matching import LOGIT_COLUMN, as_column_list, columns_used, match
 
 
 def model(dbt, session):
@@ -24,24 +29,38 @@ def model(dbt, session):
     # not-yet-referred design: people referred later are controls until then (int_match_pool_stacked_by_index_month)
     not_yet_referred = dbt.config.get("comparison_design") == "not_yet_referred"
 
-    candidates = dbt.ref("int_match_pool_filtered_to_eligible").df()
+    pool = dbt.ref("int_match_pool_filtered_to_eligible")
+    settings = dict(treatment="is_treated", covariates=covariates, exact=exact, group="index_month", id_col="person_id",
+                    ps_covariates=[*covariates, *ps_extra], distance_covariates=distance or None)
+    keys = ["person_id", *exact, "index_month", "is_treated"]  # match's own row order
+    candidates = (
+        pool.select(*columns_used(**settings)).order(", ".join(keys)).to_arrow_table()
+        .to_pandas(self_destruct=True, split_blocks=True, date_as_object=False)
+    )
     result = match(
         candidates,
-        treatment="is_treated",
-        covariates=covariates,
-        exact=exact,
+        **settings,
         ratio=ratio,
         caliper=caliper,
-        group="index_month",
-        id_col="person_id",
         seed=seed,
-        ps_covariates=[*covariates, *ps_extra],
         refine=refine,
         refine_target_smd=target,
-        distance_covariates=distance or None,
         controls_may_be_treated_later=not_yet_referred,
     )
-    extra = set(ps_extra) | {c for c in distance if c not in covariates}
-    matched = result.matched.drop(columns=[c for c in extra if c in result.matched.columns])
-    matched["caliper_width_logit"] = result.info["caliper_width_logit"]
-    return matched
+    del candidates
+    sets = result.matched[["matched_set_id", "person_id", "index_month", LOGIT_COLUMN, "propensity_score", "match_weight"]]
+    sets = sets.assign(caliper_width_logit=result.info["caliper_width_logit"], row_order=range(len(sets)))
+    session.register("matched_sets", sets)
+    # the propensity model's extra terms stay in the pool; (person_id, index_month) is unique
+    # there (its data test), so each matched row joins one pool row
+    extra = list(dict.fromkeys([*ps_extra, *(c for c in distance if c not in covariates)]))
+    pool_columns = f"p.* exclude ({', '.join(extra)})" if extra else "p.*"
+    return session.sql(
+        f"""
+        select s.matched_set_id, {pool_columns},
+               s.{LOGIT_COLUMN}, s.propensity_score, s.match_weight, s.caliper_width_logit
+        from matched_sets s
+        join ({pool.sql_query()}) p on p.person_id = s.person_id and p.index_month = cast(s.index_month as date)
+        order by s.row_order
+        """
+    )

@@ -14,8 +14,13 @@ def model(dbt, session):
     ps_extra = as_column_list(dbt.config.get("matching_ps_extra_terms"))
     shown = [c for c in as_column_list(dbt.config.get("balance_shown_covariates")) if c not in covariates]
     # a stable row order: a parallel scan returns rows in any order, and floating-point sums
-    # (and so the last digits of the balance statistics) depend on it
-    candidates = dbt.ref("int_match_pool_filtered_to_eligible").df().sort_values(["person_id", "index_month"], kind="stable").reset_index(drop=True)
+    # (and so the last digits of the balance statistics) depend on it; (person_id,
+    # index_month) is unique. Only the columns used leave DuckDB (7 million rows at 2 million people).
+    used = list(dict.fromkeys(["person_id", "index_month", "is_treated", *covariates, *ps_extra, *shown]))
+    candidates = (
+        dbt.ref("int_match_pool_filtered_to_eligible").select(*used).order("person_id, index_month")
+        .to_arrow_table().to_pandas(self_destruct=True, split_blocks=True, date_as_object=False)
+    )
     matched = dbt.ref("int_controls_matched_to_treated").df().sort_values(["matched_set_id", "is_treated", "person_id"], kind="stable").reset_index(drop=True)
     # the "before" sample is every eligible candidate row, with the same propensity model
     logit, _ = fit_propensity(candidates, "is_treated", [*covariates, *ps_extra])
