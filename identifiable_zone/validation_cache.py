@@ -53,7 +53,7 @@ def parent_digest(spec, parents: dict, rowkeys: Path | None) -> str | None:
         return None
     import pyarrow.parquet as pq
 
-    from identifiable_zone.validate import parent_dates
+    from identifiable_zone.validate import look_up, parent_dates
 
     lookups = parent_dates(spec, parents)
     h = hashlib.sha256()
@@ -65,9 +65,7 @@ def parent_digest(spec, parents: dict, rowkeys: Path | None) -> str | None:
             h.update(b"not given")
             continue
         for batch in pq.ParquetFile(rowkeys).iter_batches(batch_size=1_000_000, columns=[fk]):
-            keys = pd.Series(batch.column(0).to_numpy(zero_copy_only=False), dtype=object)
-            found = keys.map(lookup).astype(object)
-            found = found.where(found.notna(), None)
+            found = pd.Series(look_up(lookup, batch.column(0).to_numpy(zero_copy_only=False)), dtype=object)
             h.update(pd.util.hash_pandas_object(found, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
