@@ -27,6 +27,7 @@ DUCKDB_MEMORY_LIMIT_ENV = "LTCEVAL_DUCKDB_MEMORY_LIMIT"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "4GB"  # the same default as dbt_project/profiles.yml
 VALIDATION_SEGMENT_MIB_ENV = "LTCEVAL_VALIDATION_SEGMENT_MIB"
 DEFAULT_VALIDATION_SEGMENT_MIB = 128  # about a million GP appointments a segment
+VALIDATION_WORKERS_ENV = "LTCEVAL_VALIDATION_WORKERS"
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -43,6 +44,8 @@ ENVIRONMENT: dict[str, str] = {
     DUCKDB_MEMORY_LIMIT_ENV: "DuckDB's memory limit for dbt (dbt_project/profiles.yml) and for linkage (default 4GB; it spills beyond)",
     VALIDATION_SEGMENT_MIB_ENV: "validation: a CSV file larger than this many MiB is validated in segments of "
                                 "about this size (default 128; smaller uses less memory, same result)",
+    VALIDATION_WORKERS_ENV: "validation: processes validating the segments of a file at once (default: the "
+                            "machine's cores, at most 2; 1: one at a time, least memory; same result)",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
     "LTCEVAL_LOCAL_TARIFF": "costing: CSV of local unit costs overriding the unit_costs seed by activity",
     "LTCEVAL_THERAPY_COST_GBP": "costing: cost of a course of therapy (default: the iapt_course row)",
@@ -69,6 +72,21 @@ def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None
 def duckdb_memory_limit(environ: Mapping[str, str] | None = None) -> str:
     """DuckDB's memory limit (e.g. '4GB'); beyond it DuckDB spills to disk instead of growing."""
     return env_value(DUCKDB_MEMORY_LIMIT_ENV, environ) or DEFAULT_DUCKDB_MEMORY_LIMIT
+
+
+def validation_workers(environ: Mapping[str, str] | None = None) -> int:
+    """Processes validating a file's segments at once (``LTCEVAL_VALIDATION_WORKERS``). The
+    default is the cores, at most 2: each holds a segment, so memory grows with them."""
+    raw = env_value(VALIDATION_WORKERS_ENV, environ)
+    if raw is None:
+        return max(1, min(2, os.cpu_count() or 1))
+    try:
+        workers = int(raw)
+    except ValueError:
+        raise ValueError(f"{VALIDATION_WORKERS_ENV}={raw!r} is not a whole number of processes") from None
+    if workers < 1:
+        raise ValueError(f"{VALIDATION_WORKERS_ENV}={raw!r}: at least 1 process validates")
+    return workers
 
 
 def validation_segment_bytes(environ: Mapping[str, str] | None = None) -> int:

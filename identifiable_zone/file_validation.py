@@ -4,7 +4,8 @@ A CSV file larger than ``core.settings.validation_segment_bytes()`` (128 MiB unl
 ``LTCEVAL_VALIDATION_SEGMENT_MIB`` says otherwise) is read in segments of whole lines: a first
 pass counts the date formats of the whole file (a column's main format is the file's, not a
 segment's), then each segment is validated on its own (``validate.validate_source``) and
-written out, and the segments are combined on disk (``cross_file_rules.combine_parts``: exact
+written out (``core.settings.validation_workers()`` segments at once, one process each), and
+the segments are combined on disk (``cross_file_rules.combine_parts``: exact
 duplicates and record ids repeated across segments). The result is the one validating the
 whole file in one go gives; only a segment is held in memory. Smaller files, Parquet files
 and CSV files that are not one record a line (a quoted line break) are read whole.
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import multiprocessing
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +27,11 @@ import pandas as pd
 
 from core import progress
 from core.files import sha256_file
-from core.settings import validation_segment_bytes
+from core.settings import validation_segment_bytes, validation_workers
 from identifiable_zone import normalise as nz
 from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts, write_text_parquet
-from identifiable_zone.sources import (SPINE, ExtractRead, ExtractUnusable, NotSegmentable,
-                                       csv_segments, read_extract)
+from identifiable_zone.sources import (SPINE, CsvSegment, ExtractRead, ExtractUnusable, NotSegmentable,
+                                       csv_segment_plan, csv_segments, read_csv_segment, read_extract)
 from identifiable_zone.validate import (add_format_counts, check_quarantine_threshold, date_format_counts,
                                         log_findings, main_date_format, parent_dates, validate_source)
 
@@ -86,33 +89,99 @@ def _main_formats(path: Path, spec, segment_bytes: int) -> dict:
     return {col: main_date_format(c) for col, c in counts.items()}
 
 
+WORKERS_FROM_BYTES = 256 << 20  # two default segments or more: about 2 million GP appointments
+
+
+@dataclasses.dataclass(frozen=True)
+class _SegmentJob:
+    """What every segment of one file is validated with (sent once to each worker process)."""
+
+    path: Path
+    spec: object
+    header: bytes
+    info: dict
+    latest: str
+    main_formats: dict
+    lookups: dict
+
+
+def _validate_segment(job: _SegmentJob, segment: CsvSegment, folder: Path) -> Part:
+    seg = dataclasses.replace(read_csv_segment(job.path, job.spec, job.header, segment), files=[job.info])
+    res = validate_source(seg, job.spec, None, latest_date=job.latest, main_formats=job.main_formats,
+                          parent_lookups=job.lookups)
+    return _write_part(folder, seg, res, job.spec, seg.row_line)
+
+
+_WORKER_JOB: _SegmentJob | None = None  # in a worker process: the job of the file it serves
+
+
+def _start_worker(job: _SegmentJob) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+
+
+def _segment_in_worker(segment: CsvSegment, folder: Path) -> Part:
+    return _validate_segment(_WORKER_JOB, segment, folder)
+
+
+def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: Path, workers: int,
+                       segment_bytes: int) -> list[Part]:
+    """Each segment validated and written to its own part, ``workers`` at a time (segments
+    are independent once the main formats and parent dates are known); the parts in file order."""
+    spec, size = job.spec, job.info["bytes"]
+    done: list[Part] = []
+
+    def report(part: Part) -> None:
+        done.append(part)
+        # a file of gigabytes takes minutes: a line per segment, not one silent wait
+        progress.report("validate", "%s (%s) segment %d of about %d, %s rows, %.0f of %.0f MiB",
+                        spec.table, job.info["file"], len(done), -(-size // segment_bytes),
+                        f"{sum(p.rows for p in done):,}", min(len(done) * segment_bytes, size) / 2**20, size / 2**20)
+
+    folders = [parts_dir / f"{s.index:05d}" for s in segments]
+    if workers <= 1 or len(segments) <= 1:
+        for segment, folder in zip(segments, folders):
+            report(_validate_segment(job, segment, folder))
+        return done
+    # processes, not threads: the rules are Python and pandas, which hold the GIL. Spawned, so
+    # that no lock or open handle of the parent (an Airflow task) is copied into them.
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(segments)), initializer=_start_worker, initargs=(job,),
+                               mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(_segment_in_worker, s, f) for s, f in zip(segments, folders)]
+        parts = []
+        for fut in futures:
+            parts.append(fut.result())
+            report(parts[-1])
+        return parts
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def validate_file(landing: Path, spec, rel: str, latest: str, parents: dict, threshold: float,
-                  out: Path, segment_bytes: int | None = None) -> dict:
+                  out: Path, segment_bytes: int | None = None, workers: int | None = None) -> dict:
     """Validate ``landing/rel`` (a file of source ``spec``) into the folder ``out`` (module
     docstring); returns its metadata: file, sha256, latest, max_date, summary. Raises
-    ExtractUnusable as ``validate_source`` does, and when the file changed while it was read."""
+    ExtractUnusable as ``validate_source`` does, and when the file changed while it was read.
+    ``workers``: segments validated at once (default ``core.settings.validation_workers()`` for a
+    file of ``WORKERS_FROM_BYTES`` or more, else 1)."""
     path = landing / rel
     segment_bytes = segment_bytes or validation_segment_bytes()
+    if workers is None:  # a worker starts in seconds (it imports GX): worth it for a large file only
+        workers = validation_workers() if path.stat().st_size >= WORKERS_FROM_BYTES else 1
     kwargs = {"parents": parents} if spec.parent_date_refs else {}
     sha = sha256_file(path)
     info = {"file": rel, "sha256": sha, "rows": 0, "bytes": path.stat().st_size}
     parts_dir = out / "parts"
     parts: list[Part] = []
-    segmented = csv_segments(path, spec, segment_bytes) is not None
+    plan = csv_segment_plan(path, segment_bytes)
+    segmented = plan is not None
     if segmented:
         try:
-            main = _main_formats(path, spec, segment_bytes)
-            lookups = parent_dates(spec, parents)
-            for i, seg in enumerate(csv_segments(path, spec, segment_bytes)):
-                seg = dataclasses.replace(seg, files=[info])
-                res = validate_source(seg, spec, None, latest_date=latest, main_formats=main,
-                                      parent_lookups=lookups, **kwargs)
-                parts.append(_write_part(parts_dir / f"{i:05d}", seg, res, spec, seg.row_line))
-                # a file of gigabytes takes minutes: a line per segment, not one silent wait
-                progress.report("validate", "%s (%s) segment %d of about %d, %s rows, %.0f of %.0f MiB",
-                                spec.table, rel, i + 1, -(-info["bytes"] // segment_bytes),
-                                f"{sum(p.rows for p in parts):,}",
-                                min((i + 1) * segment_bytes, info["bytes"]) / 2**20, info["bytes"] / 2**20)
+            header, segments = plan
+            job = _SegmentJob(path, spec, header, info, latest, _main_formats(path, spec, segment_bytes),
+                              parent_dates(spec, parents))
+            parts = _validate_segments(job, segments, parts_dir, workers, segment_bytes)
         except NotSegmentable:  # read whole: the careful reader names what is wrong, if anything is
             shutil.rmtree(parts_dir, ignore_errors=True)
             parts, segmented = [], False

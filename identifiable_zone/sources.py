@@ -537,6 +537,65 @@ class NotSegmentable(Exception):
     """A CSV file cannot be read in segments (see ``csv_segments``)."""
 
 
+@dataclass(frozen=True)
+class CsvSegment:
+    """One segment of a CSV file: its byte range (whole data lines) and how many data lines
+    come before it, so that its rows keep their line numbers in the file."""
+
+    index: int
+    start: int
+    end: int
+    lines_before: int
+
+
+def _line_count(body: bytes) -> int:
+    return body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+
+
+def csv_segment_plan(path: Path, segment_bytes: int) -> tuple[bytes, list[CsvSegment]] | None:
+    """The header and every segment of a CSV file larger than ``segment_bytes`` (None as
+    ``csv_segments``), each with the data lines before it, so that segments can be read in any
+    order or at once (``read_csv_segment``); one read of the file counts the lines."""
+    if path.suffix.lower() != ".csv" or path.stat().st_size <= segment_bytes:
+        return None
+    header, bounds = _line_bounds(path, segment_bytes)
+    plan, lines_before = [], 0
+    with open(path, "rb") as f:
+        for i, (start, end) in enumerate(bounds):
+            plan.append(CsvSegment(i, start, end, lines_before))
+            f.seek(start)
+            lines_before += _line_count(f.read(end - start))
+    return header, plan
+
+
+def read_csv_segment(path: Path, spec: SourceSpec, header: bytes, segment: CsvSegment, columns=None) -> ExtractRead:
+    """One segment of ``csv_segment_plan`` as ``csv_segments`` yields it; raises
+    ``NotSegmentable`` as it does."""
+    site_name = {v: k for k, v in spec.rename.items()}
+    wanted = None if columns is None else {site_name.get(c, c) for c in columns}
+    with open(path, "rb") as f:
+        f.seek(segment.start)
+        body = f.read(segment.end - segment.start)
+    return _segment_read(path, spec, header, body, segment.index, segment.lines_before, wanted)
+
+
+def _segment_read(path, spec, header, body, i, lines_before, wanted) -> ExtractRead:
+    text, issues = _decode_csv(header + body, path.name)
+    header_text = text.split("\n", 1)[0]
+    if i == 0 and spec.delimiter not in header_text:
+        raise NotSegmentable("the header has no delimiter")
+    quick = _read_csv_arrow(text, spec.delimiter, None if wanted is None else
+                            [h for h in _header_names(header_text, spec.delimiter) if h.strip() in wanted])
+    if quick is None:
+        raise NotSegmentable(f"segment {i + 1}")
+    frame, lines = quick
+    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = frame.rename(columns=spec.rename)
+    issues = [{**e, "line": e["line"] + lines_before} for e in issues if i == 0 or e["line"] > 1]
+    return ExtractRead(spec.table, frame, [], issues, None, [ln + lines_before for ln in lines],
+                       [c for c in frame.columns if c not in spec.columns])
+
+
 def _iter_csv_segments(path: Path, spec: SourceSpec, segment_bytes: int, columns):
     header, bounds = _line_bounds(path, segment_bytes)
     site_name = {v: k for k, v in spec.rename.items()}
@@ -546,22 +605,8 @@ def _iter_csv_segments(path: Path, spec: SourceSpec, segment_bytes: int, columns
         for i, (start, end) in enumerate(bounds):
             f.seek(start)
             body = f.read(end - start)
-            text, issues = _decode_csv(header + body, path.name)
-            header_text = text.split("\n", 1)[0]
-            if i == 0 and spec.delimiter not in header_text:
-                raise NotSegmentable("the header has no delimiter")
-            quick = _read_csv_arrow(text, spec.delimiter, None if wanted is None else
-                                    [h for h in _header_names(header_text, spec.delimiter) if h.strip() in wanted])
-            if quick is None:
-                raise NotSegmentable(f"segment {i + 1}")
-            frame, lines = quick
-            frame.columns = [str(c).strip() for c in frame.columns]
-            frame = frame.rename(columns=spec.rename)
-            issues = [{**e, "line": e["line"] + lines_before} for e in issues if i == 0 or e["line"] > 1]
-            yield ExtractRead(spec.table, frame, [], issues, None,
-                              [ln + lines_before for ln in lines],
-                              [c for c in frame.columns if c not in spec.columns])
-            lines_before += body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+            yield _segment_read(path, spec, header, body, i, lines_before, wanted)
+            lines_before += _line_count(body)
 
 
 def _header_names(header_line: str, delimiter: str) -> list[str]:

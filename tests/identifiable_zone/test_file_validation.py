@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.settings import VALIDATION_SEGMENT_MIB_ENV, Paths, validation_segment_bytes
+from core.settings import (VALIDATION_SEGMENT_MIB_ENV, VALIDATION_WORKERS_ENV, Paths, validation_segment_bytes,
+                           validation_workers)
 from identifiable_zone.pipeline import validate_all
 from identifiable_zone.sources import csv_segments, load_sources_config
 
@@ -186,3 +187,35 @@ def test_each_segment_gives_a_progress_line(landing, tmp_path, monkeypatch, capl
     rows = pd.read_parquet(zone / "accepted" / "gp_appointments.parquet", columns=[]).shape[0]
     quarantined = pd.read_parquet(zone / "quarantine" / "gp_appointments.parquet", columns=[]).shape[0]
     assert int(found[-1].group(3).replace(",", "")) == rows + quarantined
+
+
+def test_segments_in_worker_processes_give_the_one_at_a_time_result(zones, landing, tmp_path):
+    from identifiable_zone.file_validation import validate_file
+    from identifiable_zone.pipeline import _accepted, _parent_columns
+
+    cfg = load_sources_config()
+    spec = cfg["gp_appointments"]
+    paths = Paths(zones[1].parent)
+    parents = {r.table: _accepted(paths, r.table, _parent_columns(cfg)[r.table]) for r in spec.parent_date_refs}
+    size = validation_segment_bytes({VALIDATION_SEGMENT_MIB_ENV: SEGMENT_MIB})
+    metas, outs = [], []
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}"
+        metas.append(validate_file(landing[0], spec, "gp_appointments.csv", "2026-12-01", parents, 0.2, out,
+                                   segment_bytes=size, workers=workers))
+        outs.append(out)
+    assert metas[0] == metas[1]
+    assert metas[0]["summary"]["rows_in"] > 1000
+    for name in ("accepted", "quarantine", "dq_flags", "rowkeys"):
+        a, b = (pd.read_parquet(o / f"{name}.parquet") for o in outs)
+        pd.testing.assert_frame_equal(a, b, obj=name)
+    assert len(pd.read_parquet(outs[0] / "quarantine.parquet")) > 0  # the planted repeats, at least
+
+
+def test_the_validation_workers_must_be_a_positive_whole_number():
+    with pytest.raises(ValueError, match=VALIDATION_WORKERS_ENV):
+        validation_workers({VALIDATION_WORKERS_ENV: "two"})
+    with pytest.raises(ValueError, match="at least 1"):
+        validation_workers({VALIDATION_WORKERS_ENV: "0"})
+    assert validation_workers({VALIDATION_WORKERS_ENV: "3"}) == 3
+    assert 1 <= validation_workers({}) <= 2
