@@ -68,6 +68,19 @@ def test_poisson_fe_matches_glm_with_person_dummies():
     assert r.log_rate_ratio == pytest.approx(glm.params["treated_post"], abs=1e-6)
 
 
+def test_poisson_fe_in_row_blocks_gives_the_one_block_fit(effect_panel, monkeypatch):
+    from evaluation.methods import poisson_fe
+
+    whole = estimate_event_study(effect_panel, "gp_appointments")
+    monkeypatch.setattr(poisson_fe, "_ROWS_PER_BLOCK", 997)  # many blocks, the last one short
+    assert len(effect_panel) > 20 * 997
+    blocks = estimate_event_study(effect_panel, "gp_appointments")
+    a, b = whole.coefs.set_index("rel_month"), blocks.coefs.set_index("rel_month")
+    np.testing.assert_allclose(b["log_rr"], a["log_rr"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b["se"], a["se"], rtol=1e-8, atol=1e-12)
+    assert blocks.pretrend_p == pytest.approx(whole.pretrend_p, rel=1e-7)
+
+
 def _toy_panel():
     """Two sets; treated: 2/month before, 1/month after; controls: 2/month throughout."""
     rows = []
