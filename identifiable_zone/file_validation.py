@@ -20,6 +20,7 @@ import glob
 import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import pandas as pd
 
 from core import progress
 from core.files import sha256_file
-from core.settings import validation_segment_bytes, validation_workers
+from core.settings import VALIDATION_WORKERS_ENV, validation_segment_bytes, validation_workers
 from identifiable_zone import normalise as nz
 from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts, write_text_parquet
 from identifiable_zone.sources import (SPINE, CsvSegment, ExtractRead, ExtractUnusable, NotSegmentable,
@@ -89,7 +90,7 @@ def _main_formats(path: Path, spec, segment_bytes: int) -> dict:
     return {col: main_date_format(c) for col, c in counts.items()}
 
 
-WORKERS_FROM_BYTES = 256 << 20  # two default segments or more: about 2 million GP appointments
+WORKERS_FROM_BYTES = 128 << 20  # more than one default segment (about a million GP appointments)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +155,10 @@ def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: 
             parts.append(fut.result())
             report(parts[-1])
         return parts
+    except BrokenProcessPool:
+        raise ExtractUnusable(f"{spec.table} ({job.info['file']}): a validation worker process stopped before "
+                              f"its segment was done (killed, or out of memory?); run again, or set "
+                              f"{VALIDATION_WORKERS_ENV}=1 to validate one segment at a time") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
