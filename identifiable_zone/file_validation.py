@@ -34,7 +34,7 @@ from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_par
 from identifiable_zone.sources import (SPINE, CsvSegment, ExtractRead, ExtractUnusable, NotSegmentable,
                                        csv_segment_plan, csv_segments, read_csv_segment, read_extract)
 from identifiable_zone.validate import (add_format_counts, check_quarantine_threshold, date_format_counts,
-                                        log_findings, main_date_format, parent_dates, validate_source)
+                                        log_findings, main_date_format, validate_source)
 
 
 def _max_date(frame: pd.DataFrame, spec) -> str | None:
@@ -163,10 +163,11 @@ def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def validate_file(landing: Path, spec, rel: str, latest: str, parents: dict, threshold: float,
+def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, threshold: float,
                   out: Path, segment_bytes: int | None = None, workers: int | None = None) -> dict:
     """Validate ``landing/rel`` (a file of source ``spec``) into the folder ``out`` (module
-    docstring); returns its metadata: file, sha256, latest, max_date, summary. Raises
+    docstring), its life rules reading the parents' dates ``lookups`` (``validate.parent_dates``);
+    returns its metadata: file, sha256, latest, max_date, summary. Raises
     ExtractUnusable as ``validate_source`` does, and when the file changed while it was read.
     ``workers``: segments validated at once (default ``core.settings.validation_workers()`` for a
     file of ``WORKERS_FROM_BYTES`` or more, else 1)."""
@@ -174,7 +175,6 @@ def validate_file(landing: Path, spec, rel: str, latest: str, parents: dict, thr
     segment_bytes = segment_bytes or validation_segment_bytes()
     if workers is None:  # a worker starts in seconds (it imports GX): worth it for a large file only
         workers = validation_workers() if path.stat().st_size >= WORKERS_FROM_BYTES else 1
-    kwargs = {"parents": parents} if spec.parent_date_refs else {}
     sha = sha256_file(path)
     info = {"file": rel, "sha256": sha, "rows": 0, "bytes": path.stat().st_size}
     parts_dir = out / "parts"
@@ -184,8 +184,7 @@ def validate_file(landing: Path, spec, rel: str, latest: str, parents: dict, thr
     if segmented:
         try:
             header, segments = plan
-            job = _SegmentJob(path, spec, header, info, latest, _main_formats(path, spec, segment_bytes),
-                              parent_dates(spec, parents))
+            job = _SegmentJob(path, spec, header, info, latest, _main_formats(path, spec, segment_bytes), lookups)
             parts = _validate_segments(job, segments, parts_dir, workers, segment_bytes)
         except NotSegmentable:  # read whole: the careful reader names what is wrong, if anything is
             shutil.rmtree(parts_dir, ignore_errors=True)
@@ -195,7 +194,7 @@ def validate_file(landing: Path, spec, rel: str, latest: str, parents: dict, thr
         if [f["file"] for f in read.files] != [rel] or read.files[0]["sha256"] != sha:
             raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")
         info = read.files[0]
-        res = validate_source(read, spec, threshold, latest_date=latest, **kwargs)
+        res = validate_source(read, spec, threshold, latest_date=latest, parent_lookups=lookups)
         lines = read.row_line if read.row_line is not None else range(2, len(read.frame) + 2)
         parts.append(_write_part(parts_dir / "00000", read, res, spec, lines))
     else:

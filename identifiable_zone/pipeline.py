@@ -58,7 +58,7 @@ from identifiable_zone.provenance import new_run_record, read_run_record, run_re
 from identifiable_zone.sources import SPINE, ExtractUnusable, load_sources_config, resolve_files
 from identifiable_zone.subgroups import subgroup_columns
 from identifiable_zone.file_validation import validate_file
-from identifiable_zone.validate import check_quarantine_threshold
+from identifiable_zone.validate import check_quarantine_threshold, parent_dates
 from identifiable_zone.validation_cache import ValidationCache, parent_digest
 
 log = logging.getLogger(__name__)
@@ -182,16 +182,19 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
         raise ExtractUnusable(f"{spec.table}: no file matches landing/{spec.file} (rule: file_present)")
     parts, infos = [], []
     mib_total, mib_done, rows_done = sum(f.stat().st_size for f in files) / 2**20, 0.0, 0
+    # the parents' dates as the life rules see them, worked out once for all files of the
+    # source: the cache check, the validation and the digest all read them
+    lookups = parent_dates(spec, parents)
     for n_done, f in enumerate(files, 1):
         rel = str(f.relative_to(paths.landing))
         sha = sha256_file(f)
         key = cache.key(spec, cfg, rel, sha)
-        found = cache.get(spec.table, key, latest, spec, parents)
+        found = cache.get(spec.table, key, latest, spec, lookups)
         status = "cached"
         if found is None:
             with cache.new_entry(spec.table, key) as tmp:
-                meta = validate_file(paths.landing, spec, rel, latest, parents, cfg.quarantine_threshold, tmp)
-                meta["parents"] = parent_digest(spec, parents, tmp / "rowkeys.parquet")
+                meta = validate_file(paths.landing, spec, rel, latest, lookups, cfg.quarantine_threshold, tmp)
+                meta["parents"] = parent_digest(spec, lookups, tmp / "rowkeys.parquet")
                 write_json_atomic(tmp / "entry.json", meta)
             # the entry just written, read back without get(): that hashed every row's parent
             # dates a second time (about a minute for GP appointments at 2M people)

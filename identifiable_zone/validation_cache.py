@@ -43,19 +43,18 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def parent_digest(spec, parents: dict, rowkeys: Path | None) -> str | None:
+def parent_digest(spec, lookups: dict, rowkeys: Path | None) -> str | None:
     """What the life rules of a file read from its parents: for each of the file's rows (its
-    ``rowkeys`` table, read in batches), the parent's date as the rules see it
-    (``validate.parent_dates``: missing if the parent row is missing or its id is not
+    ``rowkeys`` table, read in batches), the parent's date as the rules see it (``lookups``,
+    from ``validate.parent_dates``: missing if the parent row is missing or its id is not
     unique), hashed."""
     refs = spec.parent_date_refs
     if not refs:
         return None
     import pyarrow.parquet as pq
 
-    from identifiable_zone.validate import look_up, parent_dates
+    from identifiable_zone.validate import look_up
 
-    lookups = parent_dates(spec, parents)
     h = hashlib.sha256()
     for ref in refs:
         lookup = lookups.get((ref.table, ref.column))
@@ -92,7 +91,7 @@ class ValidationCache:
     def entry(self, table: str, key: str) -> Path:
         return self.root / table / key
 
-    def get(self, table: str, key: str, latest: str, spec, parents: dict) -> tuple[Path, dict] | None:
+    def get(self, table: str, key: str, latest: str, spec, lookups: dict) -> tuple[Path, dict] | None:
         """The entry folder and its metadata, or None when there is none or it no longer holds."""
         d = self.entry(table, key)
         meta_path = d / "entry.json"
@@ -102,7 +101,7 @@ class ValidationCache:
         if meta["latest"] != latest and meta["max_date"] is not None and \
                 meta["max_date"] > min(latest, meta["latest"]):
             return None  # a date in the file is judged differently by date_not_future now
-        if parent_digest(spec, parents, d / "rowkeys.parquet") != meta.get("parents"):
+        if parent_digest(spec, lookups, d / "rowkeys.parquet") != meta.get("parents"):
             return None
         self.used.add(d)
         return d, meta

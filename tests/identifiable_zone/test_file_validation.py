@@ -192,16 +192,19 @@ def test_each_segment_gives_a_progress_line(landing, tmp_path, monkeypatch, capl
 def test_segments_in_worker_processes_give_the_one_at_a_time_result(zones, landing, tmp_path):
     from identifiable_zone.file_validation import validate_file
     from identifiable_zone.pipeline import _accepted, _parent_columns
+    from identifiable_zone.validate import parent_dates
 
     cfg = load_sources_config()
     spec = cfg["gp_appointments"]
     paths = Paths(zones[1].parent)
     parents = {r.table: _accepted(paths, r.table, _parent_columns(cfg)[r.table]) for r in spec.parent_date_refs}
+    lookups = parent_dates(spec, parents)
+    assert lookups  # the life rules read the GP patients' dates of birth and death
     size = validation_segment_bytes({VALIDATION_SEGMENT_MIB_ENV: SEGMENT_MIB})
     metas, outs = [], []
     for workers in (1, 2):
         out = tmp_path / f"workers{workers}"
-        metas.append(validate_file(landing[0], spec, "gp_appointments.csv", "2026-12-01", parents, 0.2, out,
+        metas.append(validate_file(landing[0], spec, "gp_appointments.csv", "2026-12-01", lookups, 0.2, out,
                                    segment_bytes=size, workers=workers))
         outs.append(out)
     assert metas[0] == metas[1]
