@@ -571,12 +571,18 @@ def csv_segment_plan(path: Path, segment_bytes: int) -> tuple[bytes, list[CsvSeg
 def read_csv_segment(path: Path, spec: SourceSpec, header: bytes, segment: CsvSegment, columns=None) -> ExtractRead:
     """One segment of ``csv_segment_plan`` as ``csv_segments`` yields it; raises
     ``NotSegmentable`` as it does."""
-    site_name = {v: k for k, v in spec.rename.items()}
-    wanted = None if columns is None else {site_name.get(c, c) for c in columns}
     with open(path, "rb") as f:
         f.seek(segment.start)
         body = f.read(segment.end - segment.start)
-    return _segment_read(path, spec, header, body, segment.index, segment.lines_before, wanted)
+    return _segment_read(path, spec, header, body, segment.index, segment.lines_before, _site_columns(spec, columns))
+
+
+def _site_columns(spec: SourceSpec, columns) -> set[str] | None:
+    """The site's names of the contract ``columns`` (None: every column)."""
+    if columns is None:
+        return None
+    site_name = {v: k for k, v in spec.rename.items()}
+    return {site_name.get(c, c) for c in columns}
 
 
 def _segment_read(path, spec, header, body, i, lines_before, wanted) -> ExtractRead:
@@ -598,8 +604,7 @@ def _segment_read(path, spec, header, body, i, lines_before, wanted) -> ExtractR
 
 def _iter_csv_segments(path: Path, spec: SourceSpec, segment_bytes: int, columns):
     header, bounds = _line_bounds(path, segment_bytes)
-    site_name = {v: k for k, v in spec.rename.items()}
-    wanted = None if columns is None else {site_name.get(c, c) for c in columns}
+    wanted = _site_columns(spec, columns)
     lines_before = 0  # data lines in the segments already read
     with open(path, "rb") as f:
         for i, (start, end) in enumerate(bounds):

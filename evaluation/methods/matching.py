@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["MatchResult", "columns_used", "match", "matched_att", "balance_table", "fit_propensity", "as_column_list"]
+__all__ = ["MatchResult", "columns_used", "row_order_columns", "match", "matched_att", "balance_table", "fit_propensity", "as_column_list"]
 
 LOGIT_COLUMN = "propensity_logit"
 # balance swaps score this many (treated, slot, candidate) pairs at a time: memory stays
@@ -384,6 +384,16 @@ def columns_used(
     ]))
 
 
+def row_order_columns(treatment: str, exact: str | Sequence[str] | None = None, group: str | None = None,
+                      id_col: str | None = None) -> list[str]:
+    """The columns :func:`match` sorts its rows by (stably), so that its result does not
+    depend on the order the table was read in; a caller that reads them in this order saves
+    it a copy."""
+    exact_cols = _as_list(exact)
+    strata_cols = exact_cols + ([group] if group and group not in exact_cols else [])
+    return [*_as_list(id_col), *strata_cols, treatment]
+
+
 def match(
     df: pd.DataFrame,
     treatment: str,
@@ -485,7 +495,7 @@ def match(
 
     # a stable row order, so that the result does not depend on how the table was read
     # (a parallel database scan may return rows in any order)
-    order_cols = [*_as_list(id_col), *strata_cols, treatment]
+    order_cols = row_order_columns(treatment, exact, group, id_col)
     rows = np.flatnonzero(mask)
     keys = df[order_cols].take(rows)
     keys[treatment] = treated_in[rows].astype(int)

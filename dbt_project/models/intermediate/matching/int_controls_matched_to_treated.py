@@ -12,7 +12,7 @@ Only the columns the matching reads leave DuckDB, through Arrow, sorted as `matc
 SQL. At 2 million people the eligible pool is about 7 million rows: the whole table read
 into pandas took 10 GiB before matching began.
 """
-from evaluation.methods.matching import LOGIT_COLUMN, as_column_list, columns_used, match
+from evaluation.methods.matching import LOGIT_COLUMN, as_column_list, columns_used, match, row_order_columns
 
 
 def model(dbt, session):
@@ -32,9 +32,9 @@ def model(dbt, session):
     pool = dbt.ref("int_match_pool_filtered_to_eligible")
     settings = dict(treatment="is_treated", covariates=covariates, exact=exact, group="index_month", id_col="person_id",
                     ps_covariates=[*covariates, *ps_extra], distance_covariates=distance or None)
-    keys = ["person_id", *exact, "index_month", "is_treated"]  # match's own row order
+    order = row_order_columns(settings["treatment"], exact, settings["group"], settings["id_col"])
     candidates = (
-        pool.select(*columns_used(**settings)).order(", ".join(keys)).to_arrow_table()
+        pool.select(*columns_used(**settings)).order(", ".join(order)).to_arrow_table()
         .to_pandas(self_destruct=True, split_blocks=True, date_as_object=False)
     )
     result = match(
