@@ -1,7 +1,8 @@
 -- Every (person, index month) row that could enter matching, with its baseline features and
 -- eligibility flags: the treated at their own index month, and each possible comparison
 -- person at every index month of a treated person (stacked design: a control candidate is
--- given the treated person's index month and must be eligible then).
+-- given the treated person's index month and must be eligible then). Control candidates are
+-- the people who can enter the pool (int_persons_who_can_enter_the_match_pool) only.
 {%- set n = var('baseline_months') | int %}
 with study as (
     select min(calendar_month) as first_month from {{ ref('int_calendar_months_spanned_by_activity') }}
@@ -30,9 +31,14 @@ first_ltc_pathway as (
     where is_ltc_pathway_contact and person_id is not null
     group by person_id
 ),
+candidate_persons as (
+    -- people never on the LTC register would only be rows excluded for it
+    select * from {{ ref('int_persons_joined_to_imd') }}
+    where person_id in (select person_id from {{ ref('int_persons_who_can_enter_the_match_pool') }})
+),
 controls as (
     select p.person_id, m.index_month, 0 as is_treated
-    from {{ ref('int_persons_joined_to_imd') }} p
+    from candidate_persons p
     cross join index_months m
     left join first_iapt_treatment ft on ft.person_id = p.person_id
     left join first_ltc_pathway fl on fl.person_id = p.person_id

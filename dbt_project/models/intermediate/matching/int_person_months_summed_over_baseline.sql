@@ -1,4 +1,5 @@
--- For each person-month m: activity in the baseline before m (months m-12..m-1), its
+-- For each person-month m of the people who can enter the match pool
+-- (int_persons_who_can_enter_the_match_pool): activity in the baseline before m (months m-12..m-1), its
 -- recent trend (months m-6..m-1 minus months m-12..m-7) and activity in the selection window
 -- (months m-w..m-1, w = var selection_window_months: where referral decisions are made).
 -- The panel is dense, so rows = months. Each sum over months m-k..m-1 is a difference of one
@@ -17,6 +18,7 @@ with running as (
         {%- endfor %}
         row_number() over w_person as month_number
     from {{ ref('int_activity_aggregated_to_person_months') }}
+    where person_id in (select person_id from {{ ref('int_persons_who_can_enter_the_match_pool') }})
     window w_person as (partition by person_id order by calendar_month rows between unbounded preceding and current row)
 )
 select
