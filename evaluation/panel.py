@@ -189,9 +189,15 @@ def linked_set_clusters(matched_set_id: pd.Series, person_id: pd.Series) -> np.n
     graph = sparse.coo_matrix((np.ones(len(set_codes)), (set_codes, n_sets + person_codes)),
                               shape=(n, n))
     _, component = connected_components(graph, directed=False)
-    names = pd.Series(np.asarray(set_ids, dtype=object)).groupby(component[:n_sets]).transform(
-        lambda ids: min(ids, key=lambda v: (len(str(v)), str(v))))
-    return names.to_numpy()[set_codes].astype(str)
+    # each component's name: its set id that is shortest, then first as text (so "9" < "10"),
+    # by one sort (a Python call per component took 60 s at 2 million people)
+    ids = pd.Series(np.asarray(set_ids, dtype=object)).astype(str)
+    sets = pd.DataFrame({"component": component[:n_sets], "length": ids.str.len().to_numpy(),
+                         "id": ids.to_numpy(dtype=object)})
+    first = sets.sort_values(["component", "length", "id"], kind="stable").drop_duplicates("component")
+    name_of = np.empty(int(component.max()) + 1 if len(component) else 0, dtype=object)
+    name_of[first["component"].to_numpy()] = first["id"].to_numpy(dtype=object)
+    return name_of[component[:n_sets]][set_codes].astype(str)
 
 
 def add_cost_column(panel: pd.DataFrame, unit_cost_by_outcome: dict[str, float]) -> pd.DataFrame:
