@@ -81,6 +81,21 @@ def test_poisson_fe_in_row_blocks_gives_the_one_block_fit(effect_panel, monkeypa
     assert blocks.pretrend_p == pytest.approx(whole.pretrend_p, rel=1e-7)
 
 
+
+def test_poisson_fe_sparse_design_gives_the_dense_fit(effect_panel, monkeypatch):
+    """The event study's indicators are fitted as a sparse matrix; as a dense one (the path of
+    designs with many non-zeros) the fit is the same."""
+    from evaluation.methods import poisson_fe
+
+    sparse_fit = estimate_event_study(effect_panel, "ae_attendances", bin_months=1)
+    monkeypatch.setattr(poisson_fe, "_SPARSE_DENSITY", -1.0)  # no design counts as sparse
+    dense_fit = estimate_event_study(effect_panel, "ae_attendances", bin_months=1)
+    a, b = dense_fit.coefs.set_index("rel_month"), sparse_fit.coefs.set_index("rel_month")
+    assert len(a) > 20 and np.isfinite(a["log_rr"]).all()
+    np.testing.assert_allclose(b["log_rr"], a["log_rr"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b["se"], a["se"], rtol=1e-8, atol=1e-12)
+    assert sparse_fit.pretrend_p == pytest.approx(dense_fit.pretrend_p, rel=1e-7)
+
 def _toy_panel():
     """Two sets; treated: 2/month before, 1/month after; controls: 2/month throughout."""
     rows = []
