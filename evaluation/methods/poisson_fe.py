@@ -45,42 +45,56 @@ class PoissonFEFit:
 
 def fit_poisson_fe(
     y: np.ndarray,
-    X: pd.DataFrame,
+    X: pd.DataFrame | sparse.spmatrix,
     exposure: np.ndarray,
     person: np.ndarray,
     cluster: np.ndarray,
     weight: np.ndarray | None = None,
     max_iter: int = 100,
     tol: float = 1e-10,
+    names: list[str] | None = None,
 ) -> PoissonFEFit:
-    """Fit by Newton-Raphson on the conditional log-likelihood (concave in b)."""
+    """Fit by Newton-Raphson on the conditional log-likelihood (concave in b). ``X``: a frame,
+    or a scipy sparse matrix with its column ``names`` (a design of indicators, e.g. the event
+    study's: never held dense)."""
     y = np.asarray(y, dtype=float)
-    Xa = np.asarray(X, dtype=float)
+    if sparse.issparse(X):
+        if names is None or len(names) != X.shape[1]:
+            raise ValueError("a sparse design needs one name per column (names)")
+        Xc, Xa, names_all = sparse.csc_matrix(X, dtype=float), None, list(names)
+        Xc.sort_indices()
+    else:
+        Xc, Xa, names_all = None, np.asarray(X, dtype=float), list(X.columns)
     exposure = np.asarray(exposure, dtype=float)
     w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
     if np.any(exposure <= 0):
         raise ValueError("exposure must be positive (drop rows not at risk first)")
-    names_all = list(X.columns)
     _, person_idx = sorted_codes(np.asarray(person))
     cluster = np.asarray(cluster)
     # Separation: a 0/1 regressor whose rows all have y = 0 (e.g. a month with no treated
     # events) has MLE -inf. As in ppmlhdfe, drop those rows and that column: the remaining
     # estimates equal the limit of the MLE; the dropped coefficient is reported as NaN.
     # Also drop people with no events (no information on b) and columns without variation.
-    active = np.ones(Xa.shape[1], dtype=bool)
+    active = np.ones(len(names_all), dtype=bool)
     keep = np.ones(len(y), dtype=bool)
     while True:
         totals = np.bincount(person_idx[keep], weights=y[keep], minlength=person_idx.max() + 1)
         new_keep = keep & (totals[person_idx] > 0)
         for j in np.flatnonzero(active):
-            col = Xa[new_keep, j]
-            if not np.any(col != 0):
+            if Xc is None:
+                rows, vals = np.flatnonzero(new_keep), Xa[new_keep, j]
+            else:  # the column's stored entries; the rows not stored are 0
+                lo, hi = Xc.indptr[j], Xc.indptr[j + 1]
+                stored, values = Xc.indices[lo:hi], Xc.data[lo:hi]
+                kept = new_keep[stored]
+                rows, vals = stored[kept], values[kept]
+            if not np.any(vals != 0):
                 active[j] = False
                 continue
-            binary = np.all((col == 0) | (col == 1))
-            if binary and y[new_keep][col == 1].sum() == 0:
+            binary = np.all((vals == 0) | (vals == 1))
+            if binary and y[rows[vals == 1]].sum() == 0:
                 active[j] = False
-                new_keep &= Xa[:, j] == 0
+                new_keep[np.flatnonzero(Xa[:, j] != 0) if Xc is None else stored[values != 0]] = False
         if new_keep.sum() == keep.sum():
             break
         keep = new_keep
@@ -94,9 +108,12 @@ def fit_poisson_fe(
             dropped=tuple(names_all), n_obs=0, n_persons=0, n_clusters=0, converged=False,
             iterations=0,
         )
-    X = X.loc[:, active]
-    Xa = Xa[:, active]
-    y, Xa, exposure, w = y[keep], Xa[keep], exposure[keep], w[keep]
+    names = [n for n, a in zip(names_all, active) if a]
+    if Xc is None:
+        Xa = Xa[:, active][keep]
+    else:
+        Xc = Xc[:, np.flatnonzero(active)][np.flatnonzero(keep)]
+    y, exposure, w = y[keep], exposure[keep], w[keep]
     cluster = cluster[keep]
     _, person_idx = np.unique(person_idx[keep], return_inverse=True)
     n_p = int(person_idx.max()) + 1 if len(person_idx) else 0
@@ -104,10 +121,13 @@ def fit_poisson_fe(
     Y = np.bincount(person_idx, weights=y, minlength=n_p)
     w_p = np.bincount(person_idx, weights=w, minlength=n_p) / np.bincount(person_idx, minlength=n_p)
     log_e = np.log(exposure)
-    k = Xa.shape[1]
+    k = len(names)
     # an event-study design is indicators, one per row at most: as a sparse matrix the score,
     # Hessian and cluster sums cost its non-zeros, not rows x columns squared
-    Xs = sparse.csr_matrix(Xa) if np.count_nonzero(Xa) <= _SPARSE_DENSITY * Xa.size else None
+    if Xc is not None:
+        Xs = Xc.tocsr()
+    else:
+        Xs = sparse.csr_matrix(Xa) if np.count_nonzero(Xa) <= _SPARSE_DENSITY * Xa.size else None
 
     def pieces(b: np.ndarray):
         eta = (Xa @ b if Xs is None else Xs @ b) + log_e
@@ -172,7 +192,6 @@ def fit_poisson_fe(
             uc += np.asarray(C[:, r] @ Xa[r])
     infl = -uc @ Hinv.T  # b_hat - b ~= -H^{-1} sum_c u_c
     cov = infl.T @ infl * (n_c / (n_c - 1) if n_c > 1 else 1.0)
-    names = list(X.columns)
     params = pd.Series(b, index=names).reindex(names_all)
     cov_df = pd.DataFrame(cov, index=names, columns=names).reindex(index=names_all,
                                                                    columns=names_all)

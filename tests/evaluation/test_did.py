@@ -83,18 +83,45 @@ def test_poisson_fe_in_row_blocks_gives_the_one_block_fit(effect_panel, monkeypa
 
 
 def test_poisson_fe_sparse_design_gives_the_dense_fit(effect_panel, monkeypatch):
-    """The event study's indicators are fitted as a sparse matrix; as a dense one (the path of
-    designs with many non-zeros) the fit is the same."""
+    """The event study's design is built sparse (``_event_time_design``): it holds the indicators
+    the dense construction gives, and the fit on it equals the fit on the dense frame through
+    the dense path."""
+    from evaluation import did
     from evaluation.methods import poisson_fe
 
-    sparse_fit = estimate_event_study(effect_panel, "ae_attendances", bin_months=1)
-    monkeypatch.setattr(poisson_fe, "_SPARSE_DENSITY", -1.0)  # no design counts as sparse
-    dense_fit = estimate_event_study(effect_panel, "ae_attendances", bin_months=1)
-    a, b = dense_fit.coefs.set_index("rel_month"), sparse_fit.coefs.set_index("rel_month")
-    assert len(a) > 20 and np.isfinite(a["log_rr"]).all()
-    np.testing.assert_allclose(b["log_rr"], a["log_rr"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(b["se"], a["se"], rtol=1e-8, atol=1e-12)
-    assert sparse_fit.pretrend_p == pytest.approx(dense_fit.pretrend_p, rel=1e-7)
+    df = effect_panel
+    months = sorted(int(m) for m in df["rel_month"].unique())
+    levels = [m for m in months if m != -1]  # -1: the reference
+    treated = df["is_treated"].to_numpy()
+    design, names = did._event_time_design(df["rel_month"], levels, treated)
+    dense = pd.concat([
+        pd.DataFrame({f"c_{m}": (df["rel_month"] == m).astype(float) * (1 - treated) for m in levels}),
+        pd.DataFrame({f"t_{m}": (df["rel_month"] == m).astype(float) * treated for m in levels})], axis=1)
+    assert names == list(dense.columns)
+    np.testing.assert_array_equal(design.toarray(), dense.to_numpy())
+
+    args = (df["exposure_months"].to_numpy(), df["unit_id"].to_numpy(), df["cluster_id"].to_numpy(),
+            df["weight"].to_numpy())
+    y = df["ae_attendances"].to_numpy()
+    sparse_fit = poisson_fe.fit_poisson_fe(y, design, *args, names=names)
+    monkeypatch.setattr(poisson_fe, "_SPARSE_DENSITY", -1.0)  # no dense design counts as sparse
+    dense_fit = poisson_fe.fit_poisson_fe(y, dense, *args)
+    assert sparse_fit.converged and np.isfinite(sparse_fit.params).sum() > 20
+    assert sparse_fit.dropped == dense_fit.dropped and sparse_fit.n_obs == dense_fit.n_obs
+    np.testing.assert_allclose(sparse_fit.params, dense_fit.params, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sparse_fit.cov, dense_fit.cov, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(sparse_fit.influence, dense_fit.influence.loc[sparse_fit.influence.index],
+                               rtol=1e-7, atol=1e-12)
+    # separation: no treated events in one month; that column and its rows leave both fits alike
+    y_sep = y.copy()
+    y_sep[design[:, names.index(f"t_{levels[3]}")].toarray().ravel() == 1] = 0
+    dense_sep = poisson_fe.fit_poisson_fe(y_sep, dense, *args)
+    monkeypatch.undo()
+    sparse_sep = poisson_fe.fit_poisson_fe(y_sep, design, *args, names=names)
+    assert f"t_{levels[3]}" in sparse_sep.dropped and sparse_sep.dropped == dense_sep.dropped
+    assert sparse_sep.n_obs == dense_sep.n_obs < sparse_fit.n_obs
+    np.testing.assert_allclose(sparse_sep.params, dense_sep.params, rtol=0, atol=1e-9)
+
 
 def _toy_panel():
     """Two sets; treated: 2/month before, 1/month after; controls: 2/month throughout."""
