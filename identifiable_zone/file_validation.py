@@ -1,6 +1,6 @@
 """One landing file validated into a folder of Parquet tables, in bounded memory.
 
-A CSV file larger than ``core.settings.validation_segment_bytes()`` (128 MiB unless
+A CSV file larger than ``core.settings.validation_segment_bytes()`` (64 MiB unless
 ``LTCEVAL_VALIDATION_SEGMENT_MIB`` says otherwise) is read in segments of whole lines: a first
 pass counts the date formats of the whole file (a column's main format is the file's, not a
 segment's), then each segment is validated on its own (``validate.validate_source``) and
@@ -90,7 +90,7 @@ def _main_formats(path: Path, spec, segment_bytes: int) -> dict:
     return {col: main_date_format(c) for col, c in counts.items()}
 
 
-WORKERS_FROM_BYTES = 128 << 20  # more than one default segment (about a million GP appointments)
+WORKERS_FROM_BYTES = 128 << 20  # two default segments or more (about a million GP appointments)
 
 
 @dataclasses.dataclass(frozen=True)
