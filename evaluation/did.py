@@ -124,7 +124,9 @@ def _event_time_design(first: pd.Series, levels: list, is_treated: np.ndarray) -
     design of 3.4 million panel rows at 2 million people took 1.3 GB, and each copy as much."""
     column = first.map({m: i for i, m in enumerate(levels)}).to_numpy(dtype=float)
     treated = np.asarray(is_treated, dtype=float)
-    rows = np.flatnonzero(np.isfinite(column) & np.isin(treated, (0.0, 1.0)))
+    if not np.isin(treated, (0.0, 1.0)).all():
+        raise ValueError("is_treated must be 0 or 1 on every panel row")
+    rows = np.flatnonzero(np.isfinite(column))
     cols = column[rows].astype(np.intp) + len(levels) * treated[rows].astype(np.intp)
     design = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(first), 2 * len(levels)))
     return design, [f"c_{m}" for m in levels] + [f"t_{m}" for m in levels]

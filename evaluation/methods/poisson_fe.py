@@ -217,8 +217,11 @@ def sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(values, return_inverse=True)``, by hashing and then sorting the distinct values
     only: np.unique sorts every value, and text ids sort slowly (a third of the sensitivity
     analysis at 200,000 people)."""
-    codes, uniques = pd.factorize(values)
-    uniques = np.asarray(uniques)
+    values = np.asarray(values)
+    # a missing value is a value of its own, as in np.unique (the default sentinel -1 would
+    # index the last rank)
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    uniques = np.asarray(uniques, dtype=values.dtype)
     order = np.argsort(uniques, kind="stable")
     rank = np.empty(len(order), dtype=np.intp)
     rank[order] = np.arange(len(order))

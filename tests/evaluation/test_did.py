@@ -191,3 +191,24 @@ def test_event_study_bins_rare_outcomes_and_reports_empty_reference():
     p.loc[(p["is_treated"] == 1) & p["rel_month"].between(-3, -1), "emergency_admissions"] = 0.0
     empty = estimate_event_study(p, "emergency_admissions")
     assert np.isnan(empty.pretrend_p) and "not estimable" in describe(empty)
+
+
+def test_sorted_codes_are_np_unique_with_its_inverse():
+    from evaluation.methods.poisson_fe import sorted_codes
+
+    rng = np.random.default_rng(2)
+    for values in (rng.integers(0, 50, 1000), np.array(["b", "a", "c", "a"]),
+                   np.array(["s10/p1", "s9/p2", "s10/p1"], dtype=object),
+                   np.where(rng.random(500) < 0.1, np.nan, rng.integers(0, 9, 500).astype(float))):
+        expected, inverse = np.unique(values, return_inverse=True)
+        got, codes = sorted_codes(values)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(codes, inverse.ravel())
+
+
+def test_event_time_design_refuses_a_treatment_other_than_0_or_1():
+    from evaluation.did import _event_time_design
+
+    with pytest.raises(ValueError, match="is_treated"):
+        _event_time_design(pd.Series([-2, -1, 1]), [-2, 1], np.array([0, 2, 1]))
