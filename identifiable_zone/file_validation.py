@@ -32,8 +32,8 @@ from core.settings import VALIDATION_WORKERS_ENV, validation_segment_bytes, vali
 from identifiable_zone import normalise as nz
 from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts, write_text_parquet
 from identifiable_zone.sources import (SPINE, CsvSegment, ExtractRead, ExtractUnusable, NotSegmentable,
-                                       csv_segment_plan, csv_segments, read_csv_segment, read_extract)
-from identifiable_zone.validate import (add_format_counts, check_quarantine_threshold, date_format_counts,
+                                       csv_segment_plan, csv_value_counts, read_csv_segment, read_extract)
+from identifiable_zone.validate import (check_quarantine_threshold, counted_format_counts,
                                         log_findings, main_date_format, validate_source)
 
 
@@ -79,15 +79,13 @@ def _write_part(folder: Path, read: ExtractRead, res, spec, lines) -> Part:
 
 
 def _main_formats(path: Path, spec, segment_bytes: int) -> dict:
-    """Each date column's main format over the whole file (first pass: date columns only)."""
-    counts: dict[str, dict] = {c: {} for c in spec.dates}
+    """Each date column's main format over the whole file (a first pass: its date columns'
+    distinct values, counted)."""
     if not spec.dates:
         return {}
-    for seg in csv_segments(path, spec, segment_bytes, columns=list(spec.dates)):
-        for col in spec.dates:
-            if col in seg.frame.columns:
-                counts[col] = add_format_counts(counts[col], date_format_counts(seg.frame[col]))
-    return {col: main_date_format(c) for col, c in counts.items()}
+    counted = csv_value_counts(path, spec, segment_bytes, list(spec.dates))
+    return {col: main_date_format(counted_format_counts(*counted[col]) if col in counted else {})
+            for col in spec.dates}
 
 
 WORKERS_FROM_BYTES = 128 << 20  # two default segments or more (about a million GP appointments)

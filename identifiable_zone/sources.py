@@ -21,6 +21,7 @@ import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -383,21 +384,53 @@ def _read_csv_arrow(text: str, delimiter: str, columns=None) -> tuple[pd.DataFra
     rules as that reader (double quote, doubled quotes inside, nothing else escaped).
     ``columns``: only these header names are converted (all when None; every field of every
     record is still parsed and counted)."""
-    import pyarrow.csv as pacsv
-
-    if not text or "\r" in text.replace("\r\n", ""):  # lone carriage returns: the careful reader
+    table = _arrow_csv_table(text, delimiter, columns)
+    if table is None:
         return None
-    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    frame = pd.DataFrame({c: _text_column(table.column(c)) for c in table.column_names})
+    return frame, list(range(2, table.num_rows + 2))
+
+
+def _arrow_csv_table(text: str, delimiter: str, columns=None) -> pa.Table | None:
+    """``_read_csv_arrow``'s Arrow table of raw text columns (not stripped), or None."""
+    if not text:
+        return None
     try:
         header = _header_names(text.split("\n", 1)[0], delimiter)
     except (csv.Error, StopIteration):
+        return None
+    return _arrow_csv_bytes(text.encode("utf-8"), header, delimiter, columns, skip_rows=1)
+
+
+def _segment_table(header: bytes, body: bytes, delimiter: str, columns=None) -> pa.Table | None:
+    """A segment's data lines (``body``) as ``_arrow_csv_table`` reads them after the file's
+    ``header`` line, parsed from the bytes as they are: Arrow checks that each field it converts
+    is UTF-8, so a segment that is needs no decoding into one Python string and encoding back
+    (a third of a segment's reading). None when it is not (the text reader then reports the
+    lines that are not UTF-8) or as ``_arrow_csv_table``."""
+    if header.count(b"\r") != header.count(b"\r\n"):
+        return None
+    try:
+        names = _header_names(header.decode("utf-8-sig").split("\n", 1)[0], delimiter)
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return None
+    return _arrow_csv_bytes(body, names, delimiter, columns)
+
+
+def _arrow_csv_bytes(data: bytes, header: list[str], delimiter: str, columns=None,
+                     skip_rows: int = 0) -> pa.Table | None:
+    """CSV bytes (``skip_rows`` header lines, then records) as an Arrow table of text columns
+    named ``header``, or None (see ``_read_csv_arrow``)."""
+    import pyarrow.csv as pacsv
+
+    if not data or data.count(b"\r") != data.count(b"\r\n"):  # lone carriage returns: the careful reader
         return None
     if len(header) < 2 or len(set(header)) != len(header) or not all(h.strip() for h in header):
         return None
     try:
         table = pacsv.read_csv(
-            pa.py_buffer(text.encode("utf-8")),
-            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=64 << 20),
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=skip_rows, block_size=64 << 20),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
                                              escape_char=False, newlines_in_values=True,
                                              ignore_empty_lines=True),
@@ -407,10 +440,9 @@ def _read_csv_arrow(text: str, delimiter: str, columns=None) -> tuple[pd.DataFra
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    if table.num_rows != n_lines - 1:  # a record spans lines, or a blank line was skipped
+    if table.num_rows != _line_count(data) - skip_rows:  # a record spans lines, or a blank line was skipped
         return None
-    frame = pd.DataFrame({c: _text_column(table.column(c)) for c in table.column_names})
-    return frame, list(range(2, table.num_rows + 2))
+    return table
 
 
 def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict], list[int]]:
@@ -586,6 +618,12 @@ def _site_columns(spec: SourceSpec, columns) -> set[str] | None:
 
 
 def _segment_read(path, spec, header, body, i, lines_before, wanted) -> ExtractRead:
+    table = _segment_table(header, body, spec.delimiter) if wanted is None else None
+    if table is not None:  # every field converted, so every field is UTF-8: no encoding issue
+        frame = pd.DataFrame({str(c).strip(): _text_column(table.column(c)) for c in table.column_names})
+        frame = frame.rename(columns=spec.rename)
+        return ExtractRead(spec.table, frame, [], [], None, list(range(lines_before + 2, lines_before + 2 + len(frame))),
+                           [c for c in frame.columns if c not in spec.columns])
     text, issues = _decode_csv(header + body, path.name)
     header_text = text.split("\n", 1)[0]
     if i == 0 and spec.delimiter not in header_text:
@@ -612,6 +650,46 @@ def _iter_csv_segments(path: Path, spec: SourceSpec, segment_bytes: int, columns
             body = f.read(end - start)
             yield _segment_read(path, spec, header, body, i, lines_before, wanted)
             lines_before += _line_count(body)
+
+
+def csv_value_counts(path: Path, spec: SourceSpec, segment_bytes: int, columns: list[str]) -> dict:
+    """How many rows hold each distinct value (stripped; blank -> None) of the contract
+    ``columns`` of a large CSV file, read segment by segment as ``csv_segments`` reads it and
+    raising ``NotSegmentable`` as it does: column -> (values, counts), object and int64 arrays.
+    Counted in Arrow: a date column of 40 million rows has a few thousand distinct values, and
+    turning every value into a Python string first took most of a minute."""
+    header, bounds = _line_bounds(path, segment_bytes)
+    wanted = _site_columns(spec, columns)
+    parts: dict[str, list] = {c: [] for c in columns}
+    with open(path, "rb") as f:
+        for i, (start, end) in enumerate(bounds):
+            f.seek(start)
+            body = f.read(end - start)
+            table = _segment_table(header, body, spec.delimiter, [h for h in _header_names(
+                header.decode("utf-8-sig", errors="replace").rstrip("\r\n"), spec.delimiter) if h.strip() in wanted])
+            if table is None:  # not UTF-8, or not plain: read as text, which refuses what is wrong
+                text, _ = _decode_csv(header + body, path.name)
+                header_text = text.split("\n", 1)[0]
+                if i == 0 and spec.delimiter not in header_text:
+                    raise NotSegmentable("the header has no delimiter")
+                table = _arrow_csv_table(text, spec.delimiter, [h for h in _header_names(header_text, spec.delimiter)
+                                                                if h.strip() in wanted])
+            if table is None:
+                raise NotSegmentable(f"segment {i + 1}")
+            for site in table.column_names:
+                col = spec.rename.get(site.strip(), site.strip())
+                if col in parts:
+                    parts[col].append(pc.value_counts(pc.utf8_trim_whitespace(table.column(site))).flatten())
+    out = {}
+    for col, counted in parts.items():
+        if not counted:
+            continue
+        values = pa.concat_arrays([c[0] for c in counted])
+        counts = pa.concat_arrays([c[1] for c in counted])
+        summed = pa.table({"v": values, "n": counts}).group_by("v").aggregate([("n", "sum")])
+        v = summed.column("v").to_numpy(zero_copy_only=False).astype(object)
+        out[col] = (np.where((v == "") | pd.isna(v), None, v), summed.column("n_sum").to_numpy().astype("int64"))
+    return out
 
 
 def _header_names(header_line: str, delimiter: str) -> list[str]:

@@ -222,3 +222,31 @@ def test_the_validation_workers_must_be_a_positive_whole_number():
         validation_workers({VALIDATION_WORKERS_ENV: "0"})
     assert validation_workers({VALIDATION_WORKERS_ENV: "3"}) == 3
     assert 1 <= validation_workers({}) <= 2
+
+
+def test_a_line_that_is_not_utf8_in_a_later_segment_is_reported_as_reading_whole_reports_it(landing, tmp_path,
+                                                                                               monkeypatch):
+    """A segment is parsed from its bytes when they are UTF-8; one that is not is decoded line
+    by line, and the line is reported where reading the file whole reports it."""
+    src = landing[0]
+    data = (src / "gp_appointments.csv").read_bytes().split(b"\n")
+    at = len(data) * 2 // 3  # a line in a later segment
+    cells = next(csv.reader([data[at].decode("utf-8")]))
+    cells[-1] = "CAF\xc9"
+    data[at] = _line(cells).encode("cp1252")
+    summaries = []
+    for segment_mib in (None, SEGMENT_MIB):
+        land = tmp_path / f"landing_{segment_mib}"
+        land.mkdir()
+        for f in src.iterdir():
+            (land / f.name).symlink_to(f)
+        (land / "gp_appointments.csv").unlink()
+        (land / "gp_appointments.csv").write_bytes(b"\n".join(data))
+        zone = _validate(land, tmp_path / f"run_{segment_mib}", monkeypatch, segment_mib)
+        summaries.append(json.loads((zone / "validation_summary.json").read_text())["tables"]["gp_appointments"])
+        accepted = _table(zone, "accepted", "gp_appointments")
+        assert (accepted.iloc[:, -1] == "CAF\xc9").sum() == 1
+    whole, segmented = summaries
+    assert whole["encoding_issue_lines"] == segmented["encoding_issue_lines"] == [
+        {"file": "gp_appointments.csv", "line": at + 1}]
+    assert whole["encoding_issues"] == segmented["encoding_issues"] == 1
