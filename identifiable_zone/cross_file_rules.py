@@ -8,7 +8,10 @@ first copies are quarantined, and on the spine a valid NHS number on several rec
 reported (``nhs_number_unique``). The result equals validating the stacked parts in one go.
 
 Memory stays bounded: the stacked row keys are read by DuckDB (which spills past its memory
-limit) and accepted rows are copied part by part, one Parquet row group at a time.
+limit) and accepted rows are copied part by part, one Parquet row group at a time. A file's
+segments are not copied at all: their accepted rows and row keys are moved into the file's
+cache entry as they were written (``table_files``), and the copy into the identifiable zone's
+accepted table, which leaves out every quarantined row, is the only one.
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from identifiable_zone.sources import SPINE
 
 # accepted: the part's accepted rows and ``__row`` (their row in the part); quarantine and
 # dq_flags: record_id, rule, field, row, file, line; rowkeys: one row per input row (row,
-# record_id, row_hash, line, the parent keys ``fk__<column>`` and on the spine ``nhs__valid``)
+# record_id, row_hash, line, the parent keys ``fk__<column>`` and on the spine ``nhs__valid``).
+# accepted and rowkeys are one file (``<name>.parquet``) or a folder of files (``table_files``);
+# accepted may hold rows the part's quarantine lists (a copy found across its segments).
 PART_TABLES = ("accepted", "quarantine", "dq_flags", "rowkeys")
 ROW = "__row"
 VALID_NHS = "nhs__valid"
@@ -40,6 +45,16 @@ class Part:
     rows: int
     summary: dict
     file: str  # the file its rows come from (a segment: its file)
+
+
+def table_files(folder: Path, name: str) -> list[tuple[Path, int]]:
+    """The files of table ``name`` (accepted or rowkeys) of a part folder, each with the row of
+    the part its first row is: ``<name>.parquet`` (row 0), or each file of the folder
+    ``<name>/``, named by that row (a file's segments, moved there as they were written)."""
+    single = folder / f"{name}.parquet"
+    if single.exists():
+        return [(single, 0)]
+    return sorted(((f, int(f.stem)) for f in (folder / name).glob("*.parquet")), key=lambda x: x[1])
 
 
 def read_part_table(part: Part, name: str, offset: int = 0) -> pd.DataFrame:
@@ -59,9 +74,10 @@ def _cross_part_rows(spec, parts: list[Part], offsets: list[int], spill: str) ->
         selects, params = [], []
         for part, off in zip(parts, offsets):
             nhs = f", {VALID_NHS}" if spine else ""
-            selects.append(f"SELECT row + {int(off)} AS row, record_id, row_hash, line, ? AS file{nhs} "
-                           "FROM read_parquet(?)")
-            params += [part.file, str(part.dir / "rowkeys.parquet")]
+            for path, start in table_files(part.dir, "rowkeys"):
+                selects.append(f"SELECT row + {int(off + start)} AS row, record_id, row_hash, line, ? AS file{nhs} "
+                               "FROM read_parquet(?)")
+                params += [part.file, str(path)]
         nhs_cte = (f", nhs AS (SELECT {VALID_NHS} FROM d WHERE NOT dup AND {VALID_NHS} IS NOT NULL "
                    f"GROUP BY {VALID_NHS} HAVING count(*) > 1)") if spine else ""
         nhs_col = (f", d.{VALID_NHS} IN (SELECT {VALID_NHS} FROM nhs) AND NOT dup AS nhs_repeated"
@@ -87,34 +103,30 @@ def _cross_part_rows(spec, parts: list[Part], offsets: list[int], spill: str) ->
     return out
 
 
-def _copy_accepted(parts: list[Part], offsets: list[int], drop_rows: set, out: Path, keep_row: bool) -> int:
-    """Stack the parts' accepted rows into ``out`` without ``drop_rows`` (stacked row numbers);
-    ``keep_row``: keep the ``__row`` column (stacked). Returns the rows written."""
+def _copy_accepted(parts: list[Part], offsets: list[int], drop_rows: np.ndarray, out: Path) -> int:
+    """Stack the parts' accepted rows into ``out`` without ``drop_rows`` (stacked row numbers;
+    the quarantined rows) and without ``__row``. Returns the rows written."""
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    drop = np.fromiter(drop_rows, dtype="int64") if drop_rows else np.zeros(0, dtype="int64")
+    drop = np.unique(np.asarray(drop_rows, dtype="int64"))
     writer, n = None, 0
     try:
         for part, off in zip(parts, offsets):
-            pf = pq.ParquetFile(part.dir / "accepted.parquet")
-            for batch in pf.iter_batches(batch_size=256_000):
-                rows = batch.column(ROW).to_numpy().astype("int64") + off
-                keep = ~np.isin(rows, drop) if len(drop) else np.ones(len(rows), dtype=bool)
-                cols = [c for c in batch.schema.names if c != ROW]
-                arrays = [batch.column(c).cast(pa.string()) for c in cols]
-                names = list(cols)
-                if keep_row:
-                    arrays.append(pa.array(rows, type=pa.int64()))
-                    names.append(ROW)
-                table = pa.Table.from_arrays(arrays, names=names).filter(pa.array(keep))
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                n += table.num_rows
+            for path, start in table_files(part.dir, "accepted"):
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=256_000):
+                    cols = [c for c in batch.schema.names if c != ROW]
+                    table = pa.Table.from_arrays([batch.column(c).cast(pa.string()) for c in cols], names=cols)
+                    if len(drop):
+                        rows = batch.column(ROW).to_numpy().astype("int64") + (off + start)
+                        at = np.searchsorted(drop, rows)
+                        table = table.filter(pa.array(drop[np.minimum(at, len(drop) - 1)] != rows))
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                    n += table.num_rows
         if writer is None:  # no part had a row group: an empty table of the first part's columns
-            schema = pq.read_schema(parts[0].dir / "accepted.parquet")
-            names = [c for c in schema.names if c != ROW] + ([ROW] if keep_row else [])
-            types = [pa.int64() if c == ROW else pa.string() for c in names]
-            writer = pq.ParquetWriter(tmp, pa.schema(list(zip(names, types))))
+            schema = pq.read_schema(table_files(parts[0].dir, "accepted")[0][0])
+            names = [c for c in schema.names if c != ROW]
+            writer = pq.ParquetWriter(tmp, pa.schema([(c, pa.string()) for c in names]))
         writer.close()
         writer = None
         os.replace(tmp, out)
@@ -126,40 +138,33 @@ def _copy_accepted(parts: list[Part], offsets: list[int], drop_rows: set, out: P
     return n
 
 
-def _copy_rowkeys(parts: list[Part], offsets: list[int], out: Path) -> None:
-    """The parts' row keys stacked into ``out`` (row numbers stacked)."""
-    writer = None
-    try:
+def _move_pieces(parts: list[Part], offsets: list[int], into: Path) -> None:
+    """The parts' accepted rows and row keys moved, not copied, into ``into/accepted/`` and
+    ``into/rowkeys/`` (``table_files``)."""
+    for name in ("accepted", "rowkeys"):
+        (into / name).mkdir(parents=True)
         for part, off in zip(parts, offsets):
-            for batch in pq.ParquetFile(part.dir / "rowkeys.parquet").iter_batches(batch_size=512_000):
-                t = pa.Table.from_batches([batch])
-                t = t.set_column(t.schema.get_field_index("row"), "row",
-                                 pa.array(batch.column("row").to_numpy().astype("int64") + off, type=pa.int64()))
-                if writer is None:
-                    writer = pq.ParquetWriter(out, t.schema)
-                writer.write_table(t.cast(writer.schema))
-        if writer is None:
-            pq.write_table(pq.read_table(parts[0].dir / "rowkeys.parquet"), out)
-    finally:
-        if writer is not None:
-            writer.close()
+            for path, start in table_files(part.dir, name):
+                os.replace(path, into / name / f"{off + start:012d}.parquet")
 
 
 def combine_parts(spec, parts: list[Part], out: dict[str, Path], files: list[dict] | None = None,
-                  keep_row: bool = False) -> tuple[dict, pd.DataFrame]:
+                  pieces_into: Path | None = None) -> tuple[dict, pd.DataFrame]:
     """The parts of one source (or file) as one, written to ``out`` (table -> Parquet path:
-    accepted, quarantine, dq_flags, and rowkeys when wanted): rows renumbered as if stacked,
+    quarantine, dq_flags, and accepted unless ``pieces_into``): rows renumbered as if stacked,
     the cross-part rules applied (module docstring). ``files``: the summary's file list (the
-    parts' files when None). ``keep_row``: accepted keeps ``__row`` (a file's cache entry).
-    Returns the summary and the quarantine table (for the threshold check)."""
+    parts' files when None). ``pieces_into`` (a file's cache entry): the parts' accepted rows
+    and row keys are moved there as they are (``_move_pieces``); the accepted rows then still
+    hold the copies found across parts, which the quarantine lists. Returns the summary and the
+    quarantine table (for the threshold check)."""
     offsets = list(np.cumsum([0] + [p.rows for p in parts[:-1]]).astype(int))
     quarantine = pd.concat([read_part_table(p, "quarantine", o) for p, o in zip(parts, offsets)],
                            ignore_index=True)
     flags = pd.concat([read_part_table(p, "dq_flags", o) for p, o in zip(parts, offsets)], ignore_index=True)
     nhs_rows = None
-    newly: set = set()
     if len(parts) > 1:
-        with tempfile.TemporaryDirectory(prefix="ltceval-combine-", dir=out["accepted"].parent) as spill:
+        spill_in = (pieces_into or out["accepted"]).parent
+        with tempfile.TemporaryDirectory(prefix="ltceval-combine-", dir=spill_in) as spill:
             cross = _cross_part_rows(spec, parts, offsets, spill)
         have = set(zip(quarantine["row"].tolist(), quarantine["rule"].tolist()))
         add = []
@@ -173,17 +178,19 @@ def combine_parts(spec, parts: list[Part], out: dict[str, Path], files: list[dic
                                          "file": sel["file"].to_numpy(dtype=object),
                                          "line": sel["line"].to_numpy(dtype="int64")}))
         if add:
-            newly = set(pd.concat(add)["row"].tolist())
             quarantine = pd.concat([quarantine, *add], ignore_index=True)
         if spec.table == SPINE and "nhs_number" in spec.identifiers:
             nhs_rows = cross[cross["nhs_repeated"].to_numpy()]
     quarantine = quarantine[_COLUMNS].sort_values(["row", "rule", "field"], kind="stable").reset_index(drop=True)
     flags = flags[_COLUMNS].sort_values(["row", "rule", "field"], kind="stable").reset_index(drop=True)
-    n_accepted = _copy_accepted(parts, offsets, newly, out["accepted"], keep_row)
-    for name, frame in (("quarantine", quarantine), ("dq_flags", flags)):
-        write_text_parquet(frame, out[name])
-    if "rowkeys" in out:
-        _copy_rowkeys(parts, offsets, out["rowkeys"])
+    rows_in = sum(int(p.summary["rows_in"]) for p in parts)
+    if pieces_into is not None:
+        _move_pieces(parts, offsets, pieces_into)
+        n_accepted = rows_in - int(quarantine["row"].nunique())
+    else:  # every quarantined row left out: the parts' own are not in their accepted rows already
+        n_accepted = _copy_accepted(parts, offsets, quarantine["row"].to_numpy(dtype="int64"), out["accepted"])
+    for name in ("quarantine", "dq_flags"):
+        write_text_parquet(quarantine if name == "quarantine" else flags, out[name])
     summary = combine_summaries([p.summary for p in parts], n_accepted, quarantine, flags)
     if files is not None:
         summary["files"] = files

@@ -10,8 +10,9 @@ duplicates and record ids repeated across segments). The result is the one valid
 whole file in one go gives; only a segment is held in memory. Smaller files, Parquet files
 and CSV files that are not one record a line (a quoted line break) are read whole.
 
-The folder (a validation cache entry) holds ``accepted`` (with ``__row``, the row in the
-file), ``quarantine``, ``dq_flags`` and ``rowkeys`` (``cross_file_rules.PART_TABLES``).
+The folder (a validation cache entry) holds ``quarantine``, ``dq_flags`` and the folders
+``accepted`` (with ``__row``, the row in its segment) and ``rowkeys``, the segments' files moved
+there as they were written (``cross_file_rules.PART_TABLES``, ``table_files``).
 """
 from __future__ import annotations
 
@@ -199,9 +200,8 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
         if sha256_file(path) != sha:
             raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")
         info = dict(info, rows=sum(p.rows for p in parts))
-    summary, quarantine = combine_parts(spec, parts, {t: out / f"{t}.parquet" for t in
-                                                      ("accepted", "quarantine", "dq_flags", "rowkeys")},
-                                        files=[info], keep_row=True)
+    summary, quarantine = combine_parts(spec, parts, {t: out / f"{t}.parquet" for t in ("quarantine", "dq_flags")},
+                                        files=[info], pieces_into=out)
     max_dates = [p.summary["max_date"] for p in parts if p.summary.get("max_date")]
     summary.pop("max_date", None)
     shutil.rmtree(parts_dir)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,29 +44,38 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def parent_digest(spec, lookups: dict, rowkeys: Path | None) -> str | None:
-    """What the life rules of a file read from its parents: for each of the file's rows (its
-    ``rowkeys`` table, read in batches), the parent's date as the rules see it (``lookups``,
-    from ``validate.parent_dates``: missing if the parent row is missing or its id is not
-    unique), hashed."""
+def parent_digest(spec, lookups: dict, entry: Path | None) -> str | None:
+    """What the life rules of a file read from its parents: for each parent key the file's rows
+    hold (its entry's ``rowkeys``), the parent's date as the rules see it (``lookups``, from
+    ``validate.parent_dates``: missing if the parent row is missing or its id is not unique),
+    hashed in key order. Per distinct key, not per row: a row's verdict depends on its key's
+    date only, and GP appointments hold 20 rows a patient."""
     refs = spec.parent_date_refs
     if not refs:
         return None
     import pyarrow.parquet as pq
 
+    from identifiable_zone.blocking import connection
+    from identifiable_zone.cross_file_rules import table_files
     from identifiable_zone.validate import look_up
 
+    files = [str(f) for f, _ in table_files(entry, "rowkeys")] if entry is not None else []
+    names = set(pq.read_schema(files[0]).names) if files else set()
     h = hashlib.sha256()
     for ref in refs:
         lookup = lookups.get((ref.table, ref.column))
         h.update(json.dumps([ref.table, ref.column]).encode())
         fk = f"fk__{ref.key}"
-        if lookup is None or rowkeys is None or fk not in pq.read_schema(rowkeys).names:
+        if lookup is None or fk not in names:
             h.update(b"not given")
             continue
-        for batch in pq.ParquetFile(rowkeys).iter_batches(batch_size=1_000_000, columns=[fk]):
-            found = pd.Series(look_up(lookup, batch.column(0).to_numpy(zero_copy_only=False)), dtype=object)
-            h.update(pd.util.hash_pandas_object(found, index=False).to_numpy().tobytes())
+        # spilling (it never should: a key a patient) stays in the identifiable zone, beside the entry
+        with tempfile.TemporaryDirectory(prefix=".digest-", dir=entry.parent) as spill, connection(Path(spill)) as con:
+            keys = con.execute(f'SELECT DISTINCT "{fk}" AS k FROM read_parquet(?) ORDER BY k NULLS LAST',
+                               [files]).df()["k"].to_numpy(dtype=object)
+        found = pd.Series(look_up(lookup, keys), dtype=object)
+        for values in (pd.Series(keys, dtype=object), found):
+            h.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
 
@@ -101,7 +111,7 @@ class ValidationCache:
         if meta["latest"] != latest and meta["max_date"] is not None and \
                 meta["max_date"] > min(latest, meta["latest"]):
             return None  # a date in the file is judged differently by date_not_future now
-        if parent_digest(spec, lookups, d / "rowkeys.parquet") != meta.get("parents"):
+        if parent_digest(spec, lookups, d) != meta.get("parents"):
             return None
         self.used.add(d)
         return d, meta
