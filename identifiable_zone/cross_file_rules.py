@@ -189,8 +189,8 @@ def combine_parts(spec, parts: list[Part], out: dict[str, Path], files: list[dic
         n_accepted = rows_in - int(quarantine["row"].nunique())
     else:  # every quarantined row left out: the parts' own are not in their accepted rows already
         n_accepted = _copy_accepted(parts, offsets, quarantine["row"].to_numpy(dtype="int64"), out["accepted"])
-    for name in ("quarantine", "dq_flags"):
-        write_text_parquet(quarantine if name == "quarantine" else flags, out[name])
+    for name, frame in (("quarantine", quarantine), ("dq_flags", flags)):
+        write_text_parquet(frame, out[name])
     summary = combine_summaries([p.summary for p in parts], n_accepted, quarantine, flags)
     if files is not None:
         summary["files"] = files

@@ -551,18 +551,17 @@ def _line_bounds(path: Path, segment_bytes: int) -> tuple[bytes, list[tuple[int,
     return header, bounds
 
 
-def csv_segments(path: Path, spec: SourceSpec, segment_bytes: int, columns=None):
+def csv_segments(path: Path, spec: SourceSpec, segment_bytes: int):
     """A large CSV file in segments of whole lines (so validation holds one segment, not the
     file; ``core.settings.validation_segment_bytes``): yields ``ExtractRead`` s (contract column
     names, text stripped, blank -> None) whose line numbers and encoding issues count from the
-    file's header, as reading the file whole would. ``columns``: contract columns to convert
-    (all when None). Returns None at once when the file is Parquet or not larger than
+    file's header, as reading the file whole would. Returns None at once when the file is Parquet or not larger than
     ``segment_bytes``, and raises ``NotSegmentable`` when a segment is not a plain CSV of one
     record a line (a quoted line break, a blank line, a malformed row): such a file is read
     whole by ``read_extract``, whose careful reader names what is wrong."""
     if path.suffix.lower() != ".csv" or path.stat().st_size <= segment_bytes:
         return None
-    return _iter_csv_segments(path, spec, segment_bytes, columns)
+    return _iter_csv_segments(path, spec, segment_bytes)
 
 
 class NotSegmentable(Exception):
@@ -600,55 +599,60 @@ def csv_segment_plan(path: Path, segment_bytes: int) -> tuple[bytes, list[CsvSeg
     return header, plan
 
 
-def read_csv_segment(path: Path, spec: SourceSpec, header: bytes, segment: CsvSegment, columns=None) -> ExtractRead:
+def read_csv_segment(path: Path, spec: SourceSpec, header: bytes, segment: CsvSegment) -> ExtractRead:
     """One segment of ``csv_segment_plan`` as ``csv_segments`` yields it; raises
     ``NotSegmentable`` as it does."""
     with open(path, "rb") as f:
         f.seek(segment.start)
         body = f.read(segment.end - segment.start)
-    return _segment_read(path, spec, header, body, segment.index, segment.lines_before, _site_columns(spec, columns))
+    return _segment_read(path, spec, header, body, segment.index, segment.lines_before)
 
 
-def _site_columns(spec: SourceSpec, columns) -> set[str] | None:
-    """The site's names of the contract ``columns`` (None: every column)."""
-    if columns is None:
-        return None
+def _site_columns(spec: SourceSpec, columns) -> set[str]:
+    """The site's names of the contract ``columns``."""
     site_name = {v: k for k, v in spec.rename.items()}
     return {site_name.get(c, c) for c in columns}
 
 
-def _segment_read(path, spec, header, body, i, lines_before, wanted) -> ExtractRead:
-    table = _segment_table(header, body, spec.delimiter) if wanted is None else None
-    if table is not None:  # every field converted, so every field is UTF-8: no encoding issue
-        frame = pd.DataFrame({str(c).strip(): _text_column(table.column(c)) for c in table.column_names})
-        frame = frame.rename(columns=spec.rename)
-        return ExtractRead(spec.table, frame, [], [], None, list(range(lines_before + 2, lines_before + 2 + len(frame))),
-                           [c for c in frame.columns if c not in spec.columns])
+def _segment_read(path, spec, header, body, i, lines_before) -> ExtractRead:
+    table, issues = _segment_arrow(path, spec, header, body, i, None)
+    frame = pd.DataFrame({str(c).strip(): _text_column(table.column(c)) for c in table.column_names})
+    frame = frame.rename(columns=spec.rename)
+    issues = [{**e, "line": e["line"] + lines_before} for e in issues if i == 0 or e["line"] > 1]
+    return ExtractRead(spec.table, frame, [], issues, None, list(range(lines_before + 2, lines_before + 2 + len(frame))),
+                       [c for c in frame.columns if c not in spec.columns])
+
+
+def _segment_arrow(path, spec, header, body, i, wanted) -> tuple[pa.Table, list[dict]]:
+    """Segment ``i`` of a file as an Arrow table of raw text columns (the header's names) and its
+    lines that are not UTF-8 (numbered from the header, as ``_decode_csv`` numbers them).
+    ``wanted``: the site columns to convert (all when None). Parsed from the bytes when Arrow
+    takes them (it checks each field it converts is UTF-8: with only some converted, the
+    others' lines are not looked at), else decoded line by line. Raises ``NotSegmentable``."""
+    names = None if wanted is None else [h for h in _header_names(
+        header.decode("utf-8-sig", errors="replace").split("\n", 1)[0], spec.delimiter) if h.strip() in wanted]
+    table = _segment_table(header, body, spec.delimiter, names)
+    if table is not None:
+        return table, []
     text, issues = _decode_csv(header + body, path.name)
     header_text = text.split("\n", 1)[0]
     if i == 0 and spec.delimiter not in header_text:
         raise NotSegmentable("the header has no delimiter")
-    quick = _read_csv_arrow(text, spec.delimiter, None if wanted is None else
-                            [h for h in _header_names(header_text, spec.delimiter) if h.strip() in wanted])
-    if quick is None:
+    table = _arrow_csv_table(text, spec.delimiter, None if wanted is None else
+                             [h for h in _header_names(header_text, spec.delimiter) if h.strip() in wanted])
+    if table is None:
         raise NotSegmentable(f"segment {i + 1}")
-    frame, lines = quick
-    frame.columns = [str(c).strip() for c in frame.columns]
-    frame = frame.rename(columns=spec.rename)
-    issues = [{**e, "line": e["line"] + lines_before} for e in issues if i == 0 or e["line"] > 1]
-    return ExtractRead(spec.table, frame, [], issues, None, [ln + lines_before for ln in lines],
-                       [c for c in frame.columns if c not in spec.columns])
+    return table, issues
 
 
-def _iter_csv_segments(path: Path, spec: SourceSpec, segment_bytes: int, columns):
+def _iter_csv_segments(path: Path, spec: SourceSpec, segment_bytes: int):
     header, bounds = _line_bounds(path, segment_bytes)
-    wanted = _site_columns(spec, columns)
     lines_before = 0  # data lines in the segments already read
     with open(path, "rb") as f:
         for i, (start, end) in enumerate(bounds):
             f.seek(start)
             body = f.read(end - start)
-            yield _segment_read(path, spec, header, body, i, lines_before, wanted)
+            yield _segment_read(path, spec, header, body, i, lines_before)
             lines_before += _line_count(body)
 
 
@@ -664,18 +668,7 @@ def csv_value_counts(path: Path, spec: SourceSpec, segment_bytes: int, columns: 
     with open(path, "rb") as f:
         for i, (start, end) in enumerate(bounds):
             f.seek(start)
-            body = f.read(end - start)
-            table = _segment_table(header, body, spec.delimiter, [h for h in _header_names(
-                header.decode("utf-8-sig", errors="replace").rstrip("\r\n"), spec.delimiter) if h.strip() in wanted])
-            if table is None:  # not UTF-8, or not plain: read as text, which refuses what is wrong
-                text, _ = _decode_csv(header + body, path.name)
-                header_text = text.split("\n", 1)[0]
-                if i == 0 and spec.delimiter not in header_text:
-                    raise NotSegmentable("the header has no delimiter")
-                table = _arrow_csv_table(text, spec.delimiter, [h for h in _header_names(header_text, spec.delimiter)
-                                                                if h.strip() in wanted])
-            if table is None:
-                raise NotSegmentable(f"segment {i + 1}")
+            table, _ = _segment_arrow(path, spec, header, f.read(end - start), i, wanted)
             for site in table.column_names:
                 col = spec.rename.get(site.strip(), site.strip())
                 if col in parts:

@@ -198,13 +198,15 @@ def counted_format_counts(values: np.ndarray, counts: np.ndarray) -> dict[str, i
     """``date_format_counts`` from a column's distinct values and how many rows hold each
     (``sources.csv_value_counts``)."""
     _, fmt = nz.parse_date_and_format(pd.Series(values, dtype=object))
-    by_format = pd.Series(counts, dtype="int64").groupby(fmt.to_numpy(dtype=object)).sum()
-    return {str(f): int(n) for f, n in by_format.items() if n > 0}
+    return _counts_per_format(np.asarray(counts, dtype="int64"), fmt)
 
 
 def _rows_per_format(codes: np.ndarray, fmt: pd.Series) -> dict[str, int]:
     """Rows per format, from the rows' codes into the distinct values and each value's format."""
-    rows_per_value = np.bincount(codes[codes >= 0], minlength=len(fmt))
+    return _counts_per_format(np.bincount(codes[codes >= 0], minlength=len(fmt)), fmt)
+
+
+def _counts_per_format(rows_per_value: np.ndarray, fmt: pd.Series) -> dict[str, int]:
     counts = pd.Series(rows_per_value).groupby(fmt.to_numpy(dtype=object)).sum()
     return {str(f): int(n) for f, n in counts.items() if n > 0}
 
