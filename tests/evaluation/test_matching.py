@@ -260,3 +260,36 @@ def test_mahalanobis_matching_tightens_within_set_differences(table):
     for _, s in m.groupby("matched_set_id"):
         assert s["sex"].nunique() == 1 and s["month"].nunique() == 1
         assert s["propensity_logit"].max() - s["propensity_logit"].min() <= width + 1e-12
+
+
+def test_propensity_fitted_per_covariate_pattern_equals_the_logit_on_every_row():
+    """The grouped binomial fit is the row-level likelihood: statsmodels' Logit on every row,
+    an independent fit, gives the same coefficients and scores, with repeated patterns (counts)
+    and with a continuous covariate (a pattern per row); the row order does not matter."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    df = pd.DataFrame({"age": rng.integers(18, 90, n), "count": rng.poisson(0.7, n),
+                       "flat": np.full(n, 3.0), "score": rng.normal(0, 1, n)})
+    df["t"] = (rng.random(n) < 1 / (1 + np.exp(-(-2 + 0.03 * (df["age"] - 50) + 0.5 * df["count"])))).astype(int)
+    for covs in (["age", "count", "flat"], ["age", "count", "score"]):
+        logit, coefs = matching.fit_propensity(df, "t", covs)
+        used = [c for c in covs if df[c].std() > 0]
+        X = sm.add_constant((df[used] - df[used].mean()) / df[used].std(ddof=0))
+        ref = sm.Logit(df["t"].to_numpy(float), X).fit(disp=0, tol=1e-12, maxiter=200)
+        assert list(coefs) == ["const", *used]
+        np.testing.assert_allclose(list(coefs.values()), ref.params.to_numpy(), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(logit, X.to_numpy() @ ref.params.to_numpy(), rtol=1e-8, atol=1e-10)
+        shuffled = rng.permutation(n)
+        logit_shuffled, _ = matching.fit_propensity(df.iloc[shuffled].reset_index(drop=True), "t", covs)
+        np.testing.assert_allclose(logit_shuffled, logit[shuffled], rtol=1e-12, atol=1e-12)
+
+
+def test_covariate_patterns_are_numbered_in_sorted_order_as_a_groupby_numbers_them():
+    rng = np.random.default_rng(1)
+    n = 20000
+    df = pd.DataFrame({"a": rng.integers(0, 50, n), "b": rng.poisson(0.5, n).astype(float),
+                       "c": rng.choice([1.5, np.nan, -2.0], n), "d": rng.normal(size=n).round(1)})
+    expected = df.groupby(list(df.columns), sort=True, dropna=False).ngroup().to_numpy()
+    np.testing.assert_array_equal(matching._sorted_pattern_codes(df, list(df.columns)), expected)
