@@ -95,11 +95,13 @@ def fit_propensity(
     import statsmodels.api as sm
 
     y = df[treatment].astype(float).to_numpy()
-    columns = []
+    scaling = {}  # column -> (mean, SD) over the rows, for the columns that vary
     for c in covariates:
         x = df[c].astype(float)
-        if x.std(ddof=0) > 0:
-            columns.append(c)
+        sd = x.std(ddof=0)
+        if sd > 0:
+            scaling[c] = (x.mean(), sd)
+    columns = list(scaling)
     pattern = _sorted_pattern_codes(df, columns)
     n_patterns = int(pattern.max()) + 1 if len(pattern) else 0
     first = np.full(n_patterns, len(df), dtype=np.int64)
@@ -110,8 +112,8 @@ def fit_propensity(
     design = np.empty((n_patterns, len(names)))
     design[:, 0] = 1.0
     for j, c in enumerate(columns, start=1):
-        x = df[c].astype(float)
-        design[:, j] = ((x.to_numpy()[first] - x.mean()) / x.std(ddof=0))
+        mean, sd = scaling[c]
+        design[:, j] = (df[c].iloc[first].astype(float).to_numpy() - mean) / sd
     Xp = pd.DataFrame(design, columns=names, copy=False)
     try:
         # Newton (the logit's Hessian is its Fisher information): half the memory of IRLS,
