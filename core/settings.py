@@ -28,6 +28,7 @@ DEFAULT_DUCKDB_MEMORY_LIMIT = "4GB"  # the same default as dbt_project/profiles.
 VALIDATION_SEGMENT_MIB_ENV = "LTCEVAL_VALIDATION_SEGMENT_MIB"
 DEFAULT_VALIDATION_SEGMENT_MIB = 64  # about half a million GP appointments a segment (a worker holds one)
 VALIDATION_WORKERS_ENV = "LTCEVAL_VALIDATION_WORKERS"
+GENERATOR_WORKERS_ENV = "LTCEVAL_GENERATOR_WORKERS"
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -46,6 +47,8 @@ ENVIRONMENT: dict[str, str] = {
                                 "about this size (default 128; smaller uses less memory, same result)",
     VALIDATION_WORKERS_ENV: "validation: processes validating the segments of a file at once (default: the "
                             "machine's cores, at most 2; 1: one at a time, least memory; same result)",
+    GENERATOR_WORKERS_ENV: "synthetic generator: processes building chunks of people at once (default: the "
+                           "machine's cores, at most 2; 1: one at a time, least memory; same files)",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
     "LTCEVAL_LOCAL_TARIFF": "costing: CSV of local unit costs overriding the unit_costs seed by activity",
     "LTCEVAL_THERAPY_COST_GBP": "costing: cost of a course of therapy (default: the iapt_course row)",
@@ -77,16 +80,27 @@ def duckdb_memory_limit(environ: Mapping[str, str] | None = None) -> str:
 def validation_workers(environ: Mapping[str, str] | None = None) -> int:
     """Processes validating a file's segments at once (``LTCEVAL_VALIDATION_WORKERS``). The
     default is the cores, at most 2: each holds a segment, so memory grows with them."""
-    raw = env_value(VALIDATION_WORKERS_ENV, environ)
+    return _process_count(VALIDATION_WORKERS_ENV, "validates", environ)
+
+
+def _process_count(name: str, verb: str, environ: Mapping[str, str] | None) -> int:
+    """A number of worker processes from variable ``name``: default the cores, at most 2."""
+    raw = env_value(name, environ)
     if raw is None:
         return max(1, min(2, os.cpu_count() or 1))
     try:
         workers = int(raw)
     except ValueError:
-        raise ValueError(f"{VALIDATION_WORKERS_ENV}={raw!r} is not a whole number of processes") from None
+        raise ValueError(f"{name}={raw!r} is not a whole number of processes") from None
     if workers < 1:
-        raise ValueError(f"{VALIDATION_WORKERS_ENV}={raw!r}: at least 1 process validates")
+        raise ValueError(f"{name}={raw!r}: at least 1 process {verb}")
     return workers
+
+
+def generator_workers(environ: Mapping[str, str] | None = None) -> int:
+    """Processes building the synthetic population's chunks at once (``LTCEVAL_GENERATOR_WORKERS``);
+    the default is the cores, at most 2 (each holds a chunk)."""
+    return _process_count(GENERATOR_WORKERS_ENV, "builds", environ)
 
 
 def validation_segment_bytes(environ: Mapping[str, str] | None = None) -> int:

@@ -5,17 +5,25 @@ each chunk's rows are appended to every output file as soon as the chunk is made
 appended; Parquet in row groups of a fixed ``ROW_GROUP`` rows), so memory is bounded by the
 chunk, not the population. Every draw comes from the random stream of a fixed block of
 persons and every table is kept in block order (see synthetic.streams), so the same seed gives
-the same bytes in every file whatever the chunk size. What spans people is made once: the
-practices, LSOAs, postcodes and NHS numbers before the first chunk (population.build_setup);
-the A&E attenders on no GP list, who borrow registered people's identities, after the last.
+the same bytes in every file whatever the chunk size. So chunks are built by worker processes
+(``workers``, default the cores, at most 2) and written here in order: a chunk's record ids
+are positions within it until it is written (``streams.ChunkRecordIds``), when they become
+the ids of their place in the table. What spans people is made once: the practices, LSOAs,
+postcodes and NHS numbers before the first chunk (population.build_setup); the A&E attenders
+on no GP list, who borrow registered people's identities, after the last.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +32,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from core.settings import GENERATOR_WORKERS_ENV, generator_workers
+
 from .params import OUTCOMES, SynthParams
 from .population import build_persons, build_setup, month_start
 from .simulate import simulate
-from .streams import RNG_BLOCK, BlockRNG, RecordIds
-from .tables import Identities, build_tables, unregistered_ecds
+from .streams import RNG_BLOCK, BlockRNG, ChunkRecordIds, RecordIds, label_chunk_ids
+from .tables import Identities, build_tables, label_record_ids, unregistered_ecds
 
 DEFAULT_CHUNK_PERSONS = 50_000  # about 0.6-0.8 GiB of working memory per chunk
 ROW_GROUP = 122_880  # Parquet rows per row group (DuckDB's own row-group size)
@@ -207,9 +217,87 @@ class _Counts:
         shutil.rmtree(self.tmp)
 
 
+@dataclass
+class _Chunk:
+    """One chunk of people as built (in a worker process or here): extracts and ground truth
+    with record ids still positions within the chunk (``record_ids`` says how many of each)."""
+
+    first: int
+    tables: dict[str, pd.DataFrame]
+    truth: dict[str, pd.DataFrame]
+    persons: pd.DataFrame
+    identities: pd.DataFrame  # forename, surname, postcode, date_of_birth of each true person
+    exposure: np.ndarray
+    counts: dict[str, np.ndarray]
+    record_ids: ChunkRecordIds
+    ecds_persons: int
+    ecds_columns: list[str]  # the A&E extract's columns as built (before any upstream pseudonymisation)
+
+
+_WORKER: dict = {}  # a builder process's params, setup and upstream key (set once, by _start_worker)
+
+
+def _start_worker(params: SynthParams, setup, upstream: bytes | None) -> None:
+    _WORKER.update(params=params, setup=setup, upstream=upstream)
+
+
+def _build_chunk(first: int, size: int) -> _Chunk:
+    """People ``first`` .. ``first + size - 1``: every draw from their blocks' streams, so the
+    chunk is the same whichever process builds it and whatever was built before it."""
+    params, setup, upstream = _WORKER["params"], _WORKER["setup"], _WORKER["upstream"]
+    rng = BlockRNG(params.seed, first, size)
+    pop = build_persons(params, setup, rng)
+    sim = simulate(params, pop, rng)
+    record_ids = ChunkRecordIds()
+    tables, truth = build_tables(params, setup, pop, sim, rng, record_ids)
+    ecds_persons = truth.pop("ecds_persons")
+    ecds_columns = list(tables["ecds"].columns)
+    if upstream is not None:
+        from .upstream import pseudonymise_landing_upstream
+
+        tables = pseudonymise_landing_upstream(tables, upstream)
+    identities = pop.persons[["forename", "surname", "postcode", "date_of_birth"]]
+    return _Chunk(first, tables, truth, _truth_persons(pop, sim), identities, sim.exposure, sim.counts,
+                  record_ids, ecds_persons, ecds_columns)
+
+
+@contextmanager
+def _chunk_builder(params: SynthParams, setup, upstream: bytes | None, workers: int):
+    """``build(firsts, chunk_persons, n)``: the chunks in order. With one worker each is built
+    here when it is wanted; with more, by that many processes (spawned: they share nothing but
+    what is handed to them), at most ``workers + 1`` chunks ahead, which bounds memory."""
+    if workers <= 1:
+        _start_worker(params, setup, upstream)
+        try:
+            yield lambda firsts, size, n: (_build_chunk(f, min(size, n - f)) for f in firsts)
+        finally:
+            _WORKER.clear()
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(params, setup, upstream)) as pool:
+        def build(firsts, size, n):
+            ahead: deque = deque()
+            todo = iter(firsts)
+            for f in todo:
+                ahead.append(pool.submit(_build_chunk, f, min(size, n - f)))
+                if len(ahead) > workers:
+                    break
+            while ahead:
+                try:
+                    chunk = ahead.popleft().result()
+                except BrokenProcessPool:
+                    raise RuntimeError(f"a generator worker process died (out of memory or killed); "
+                                       f"{GENERATOR_WORKERS_ENV}=1 builds one chunk at a time") from None
+                nxt = next(todo, None)
+                if nxt is not None:
+                    ahead.append(pool.submit(_build_chunk, nxt, min(size, n - nxt)))
+                yield chunk
+        yield build
+
+
 def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudonymised: bool = False,
              monthly_from: str | None = None, chunk_persons: int = DEFAULT_CHUNK_PERSONS,
-             row_group: int = ROW_GROUP) -> dict:
+             row_group: int = ROW_GROUP, workers: int | None = None) -> dict:
     """Write landing extracts to out/landing and ground truth to out/ground_truth.
 
     ``upstream_pseudonymised``: write the person sources as pseudonymised upstream
@@ -222,7 +310,9 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
 
     ``chunk_persons``: people made and written at a time (a multiple of
     streams.RNG_BLOCK); it bounds memory and changes no output byte. ``row_group``: rows per
-    Parquet row group (fixed, so that it is not the chunk that decides them).
+    Parquet row group (fixed, so that it is not the chunk that decides them). ``workers``:
+    processes building chunks at once (default ``core.settings.generator_workers``: the
+    cores, at most 2); it changes no output byte either.
 
     Returns a summary (row counts per table, seconds, planted effects) free of identifiers.
     """
@@ -231,6 +321,9 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     if isinstance(chunk_persons, bool) or not isinstance(chunk_persons, (int, np.integer)) \
             or chunk_persons <= 0 or chunk_persons % RNG_BLOCK:
         raise ValueError(f"chunk_persons must be a positive multiple of {RNG_BLOCK:,}, not {chunk_persons!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                or workers <= 0):
+        raise ValueError(f"workers must be a positive whole number of processes, not {workers!r}")
     if isinstance(row_group, bool) or not isinstance(row_group, (int, np.integer)) or row_group <= 0:
         raise ValueError(f"row_group must be a positive whole number, not {row_group!r}")
     if isinstance(params.persons, bool) or not isinstance(params.persons, (int, np.integer)) or params.persons <= 0:
@@ -259,37 +352,34 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     ecds_persons = treated = 0
     ecds_columns = None
 
-    def write_chunk(tables, truth, persons, sim) -> None:
-        landing.write(tables)
+    def write_chunk(chunk: _Chunk) -> None:
+        landing.write(chunk.tables)
         for s in TRUTH_SOURCES:
-            truth_sinks[s].write(truth[s])
-        persons_sink.write(persons)
-        counts.write("exposure", sim.exposure)
+            truth_sinks[s].write(chunk.truth[s])
+        persons_sink.write(chunk.persons)
+        counts.write("exposure", chunk.exposure)
         for o in OUTCOMES:
-            counts.write(o, sim.counts[o])
+            counts.write(o, chunk.counts[o])
 
-    # One chunk is written (Arrow and zlib release the GIL) while the next is made; at most
-    # two chunks are alive, and the files get the chunks in order, from one thread.
-    with ThreadPoolExecutor(max_workers=1) as writer:
+    firsts = list(range(0, n, chunk_persons))
+    workers = max(1, min(generator_workers() if workers is None else int(workers), len(firsts)))
+    # Chunks are built by `workers` processes (or here, with one) and taken in order: their
+    # record ids labelled, then written (Arrow and zlib release the GIL) while the next is taken.
+    with _chunk_builder(params, setup, key if upstream_pseudonymised else None, workers) as build, \
+            ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
-        for first in range(0, n, chunk_persons):
-            rng = BlockRNG(params.seed, first, min(chunk_persons, n - first))
-            pop = build_persons(params, setup, rng)
-            sim = simulate(params, pop, rng)
-            tables, truth = build_tables(params, setup, pop, sim, rng, ids)
-            ecds_persons += truth.pop("ecds_persons")
-            ecds_columns = ["person"] + list(tables["ecds"].columns)
-            if upstream_pseudonymised:
-                tables = pseudonymise_landing_upstream(tables, key)
-            if first == 0:
-                tables["reference/lsoa_imd"] = setup.lsoa[["LSOA11", "IMD_Decile"]]
-            persons = _truth_persons(pop, sim)
-            treated += int(persons["treated_ltc_pathway"].sum())
-            spine.add(pop.persons, first)
+        for chunk in build(firsts, chunk_persons, n):
+            label_record_ids(chunk.tables, chunk.truth, label_chunk_ids(ids, chunk.record_ids))
+            ecds_persons += chunk.ecds_persons
+            ecds_columns = ["person"] + chunk.ecds_columns
+            if chunk.first == 0:
+                chunk.tables["reference/lsoa_imd"] = setup.lsoa[["LSOA11", "IMD_Decile"]]
+            treated += int(chunk.persons["treated_ltc_pathway"].sum())
+            spine.add(chunk.identities, chunk.first)
             if pending is not None:
                 pending.result()
-            pending = writer.submit(write_chunk, tables, truth, persons, sim)
-            del pop, sim, tables, truth, persons
+            pending = writer.submit(write_chunk, chunk)
+            del chunk
         if pending is not None:
             pending.result()
 

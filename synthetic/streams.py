@@ -11,7 +11,9 @@ chunk size.
 
 Record ids are a keyed permutation (a small Feistel cipher) of the record's position in its
 table, so they are unique without a global set, look unordered, and carry no information
-about the person or the block.
+about the person or the block. A chunk is built with ``ChunkRecordIds`` (positions within the
+chunk, as integers), so chunks can be built in parallel; the writer turns them into the ids
+of their place in the table (``label_chunk_ids``) as it takes the chunks in order.
 """
 from __future__ import annotations
 
@@ -159,3 +161,25 @@ class RecordIds:
             y[out] = encrypt(y[out])
             out = y >= m
         return y.astype(np.int64)
+
+
+class ChunkRecordIds:
+    """Record ids of one chunk before its place in the tables is known: ``take`` hands out
+    positions within the chunk (0, 1, ... per prefix, as int64), and ``taken`` says how many
+    of each prefix, at which width, for ``label_chunk_ids``."""
+
+    def __init__(self):
+        self.taken: dict[str, tuple[int, int]] = {}  # prefix -> (count, width)
+
+    def take(self, prefix: str, n: int, width: int = 10) -> np.ndarray:
+        start, known = self.taken.get(prefix, (0, width))
+        if known != width:
+            raise ValueError(f"record ids {prefix!r} taken at widths {known} and {width}")
+        self.taken[prefix] = (start + n, width)
+        return np.arange(start, start + n, dtype=np.int64)
+
+
+def label_chunk_ids(ids: RecordIds, chunk_ids: ChunkRecordIds) -> dict[str, np.ndarray]:
+    """The chunk's ids in table order: for each prefix, the ids of its positions 0, 1, ...
+    (the next ``count`` ids of the whole table), so ``labels[prefix][position]`` is the id."""
+    return {prefix: ids.take(prefix, count, width) for prefix, (count, width) in sorted(chunk_ids.taken.items())}

@@ -18,7 +18,7 @@ from .names import pick, pick_forenames, surname_universe
 from .params import SynthParams
 from .population import Population, Setup, month_start
 from .simulate import Simulation, _days
-from .streams import BlockRNG, RecordIds
+from .streams import BlockRNG, ChunkRecordIds, RecordIds
 
 PROVIDERS = np.array(["RXG", "RWY", "RAE"])
 ICD10_EMERGENCY = np.array(["J440", "J441", "I500", "I209", "R074", "E119", "R101", "J189", "N390", "K590", "M545", "R55X"])
@@ -147,10 +147,47 @@ def _block_sorted(rng: BlockRNG, person: np.ndarray, *cols: np.ndarray) -> tuple
     return (person[order],) + tuple(c[order] for c in cols)
 
 
+# The columns that hold record ids, with the prefix of the ids (``ids.take(prefix, ...)``):
+# the record's own id and the ids of the records it points at. Ground truth: record_id.
+RECORD_ID_COLUMNS: dict[str, dict[str, str]] = {
+    "gp_patients": {"PatientRecordId": "G"},
+    "gp_conditions": {"ConditionRecordId": "C", "PatientRecordId": "G"},
+    "gp_appointments": {"AppointmentId": "A", "PatientRecordId": "G"},
+    "ecds": {"EC_Ident": "E"},
+    "apc": {"APCS_Ident": "S"},
+    "opa": {"ATTENDKEY": "O"},
+    "iapt_ids001_mpi": {"LocalPatientId": "L"},
+    "iapt_ids101_referral": {"ServiceRequestId": "R", "LocalPatientId": "L"},
+    "iapt_ids201_care_contact": {"CareContactId": "K", "ServiceRequestId": "R"},
+    "iapt_ids202_care_activity": {"CareActId": "T", "CareContactId": "K"},
+    "iapt_ids606_coded_scores": {"CodedScoreId": "Q", "ServiceRequestId": "R", "CareActId": "T"},
+    "iapt_ids602_ltc": {"LongTermConditionId": "M", "ServiceRequestId": "R"},
+}
+TRUTH_ID_PREFIX = {"gp_patients": "G", "ecds": "E", "apc": "S", "opa": "O", "iapt_ids001_mpi": "L"}
+
+
+def label_record_ids(tables: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame],
+                     labels: dict[str, np.ndarray]) -> None:
+    """Replace the positions that ``ChunkRecordIds`` handed out with the chunk's record ids
+    (``streams.label_chunk_ids``), in place, in every id column of the extracts and the truth."""
+    used = set()
+    for name, df in tables.items():
+        for col, prefix in RECORD_ID_COLUMNS.get(name, {}).items():
+            df[col] = labels[prefix][df[col].to_numpy(dtype=np.int64)]
+            used.add(prefix)
+    for name, prefix in TRUTH_ID_PREFIX.items():
+        if name in truth:
+            truth[name]["record_id"] = labels[prefix][truth[name]["record_id"].to_numpy(dtype=np.int64)]
+    if set(labels) - used:
+        raise ValueError(f"record ids {sorted(set(labels) - used)} taken but in no column of RECORD_ID_COLUMNS")
+
+
 def build_tables(params: SynthParams, setup: Setup, pop: Population, sim: Simulation, rng: BlockRNG,
-                 ids: RecordIds) -> tuple[dict, dict]:
+                 ids: RecordIds | ChunkRecordIds) -> tuple[dict, dict]:
     """Return (extracts, ground truth) of one chunk as dicts of DataFrames. Ground truth
-    ``record_person`` is per source; ``ecds_persons`` counts the registered people in A&E."""
+    ``record_person`` is per source; ``ecds_persons`` counts the registered people in A&E.
+    With ``ChunkRecordIds`` the id columns hold positions within the chunk until
+    ``label_record_ids`` turns them into ids."""
     P = pop.persons
     first = pop.first
     n = len(P)
@@ -418,7 +455,7 @@ def unregistered_ecds(params: SynthParams, spine: Identities, setup: Setup, colu
 
 
 def _iapt_tables(params: SynthParams, setup: Setup, pop: Population, sim: Simulation, rng: BlockRNG,
-                 ids: RecordIds):
+                 ids: RecordIds | ChunkRecordIds):
     P, R = pop.persons, sim.referrals.reset_index(drop=True)
     end_of_data = _days(month_start(params, np.array([params.months])))[0]
     nref = len(R)
@@ -484,11 +521,13 @@ def _iapt_tables(params: SynthParams, setup: Setup, pop: Population, sim: Simula
         "CareContDate": _iso(contact_day), "AttendOrDNACode": attend, "APPTYPE": apptype,
         "ConsMechanism": per_row.choice(np.array(["01", "02", "11"]), len(contact_ref), p=[0.45, 0.35, 0.2]),
         "IAPTLTCServiceInd": R["pathway"].to_numpy()[contact_ref],
-        "block": rng.block_of(people[contact_ref]),
+        "block": rng.block_of(people[contact_ref]), "referral": contact_ref,
     })
-    # each referral's contacts together, in date order (within a block: see synthetic.streams)
-    cc = cc.sort_values(["block", "ServiceRequestId", "CareContDate"], kind="stable").reset_index(drop=True)
+    # each referral's contacts together, in date order (within a block: see synthetic.streams);
+    # referrals in their own order, not their ids', which are not known while a chunk is built
+    cc = cc.sort_values(["block", "referral", "CareContDate"], kind="stable").reset_index(drop=True)
     cc_block = cc.pop("block").to_numpy()
+    cc.pop("referral")
 
     # Discharge: after the last contact; open referrals at the end of the data have no end code.
     last_contact = pd.Series(contact_day).groupby(contact_ref).max().reindex(range(nref)).to_numpy()

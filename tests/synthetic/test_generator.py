@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from core.settings import GENERATOR_WORKERS_ENV, generator_workers
 from synthetic.generate import generate
 from synthetic.identifiers import nhs_number_is_valid
 from synthetic.params import SynthParams
@@ -151,11 +152,13 @@ def _digests(out):
     ("parquet", {}),
     ("csv", {"monthly_from": "2023-10", "upstream_pseudonymised": True}),
 ])
-def test_same_seed_same_files_whatever_the_chunk_size(tmp_path, fmt, options):
+def test_same_seed_same_files_whatever_the_chunk_size_and_workers(tmp_path, fmt, options):
     params = SynthParams(persons=3_000, seed=8)
-    # small row groups, so that Parquet row groups straddle the chunks
-    one = generate(params, tmp_path / "one", fmt=fmt, chunk_persons=3_000, row_group=5_000, **options)
-    three = generate(params, tmp_path / "three", fmt=fmt, chunk_persons=1_000, row_group=5_000, **options)
+    # small row groups, so that Parquet row groups straddle the chunks; one chunk built here,
+    # against three built by two worker processes
+    one = generate(params, tmp_path / "one", fmt=fmt, chunk_persons=3_000, row_group=5_000, workers=1, **options)
+    three = generate(params, tmp_path / "three", fmt=fmt, chunk_persons=1_000, row_group=5_000, workers=2,
+                     **options)
     a, b = _digests(tmp_path / "one"), _digests(tmp_path / "three")
     assert len(a) >= 19 and a == b
     assert one["rows"] == three["rows"] and one["treated_ltc_pathway"] == three["treated_ltc_pathway"]
@@ -203,6 +206,8 @@ def test_chunking_keeps_what_spans_people(synth):
     ({"chunk_persons": 2_000.0}, "chunk_persons must be"),
     ({"row_group": 0}, "row_group must be"),
     ({"fmt": "xlsx"}, "format must be csv or parquet"),
+    ({"workers": 0}, "workers must be a positive whole number"),
+    ({"workers": "2"}, "workers must be a positive whole number"),
 ])
 def test_bad_generator_options_are_refused_clearly(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -212,3 +217,12 @@ def test_bad_generator_options_are_refused_clearly(tmp_path, kwargs, message):
 def test_bad_population_size_is_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match="persons must be a positive whole number"):
         generate(SynthParams(persons=0, seed=1), tmp_path)
+
+
+def test_generator_workers_come_from_the_environment_and_must_be_a_positive_whole_number():
+    with pytest.raises(ValueError, match=GENERATOR_WORKERS_ENV):
+        generator_workers({GENERATOR_WORKERS_ENV: "two"})
+    with pytest.raises(ValueError, match="at least 1 process builds"):
+        generator_workers({GENERATOR_WORKERS_ENV: "0"})
+    assert generator_workers({GENERATOR_WORKERS_ENV: "3"}) == 3
+    assert 1 <= generator_workers({}) <= 2
