@@ -15,14 +15,10 @@ on no GP list, who borrow registered people's identities, after the last.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import shutil
 import time
 import zipfile
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from core.parallel import ordered_map
 from core.settings import GENERATOR_WORKERS_ENV, generator_workers
 
 from .params import OUTCOMES, SynthParams
@@ -261,40 +258,6 @@ def _build_chunk(first: int, size: int) -> _Chunk:
                   record_ids, ecds_persons, ecds_columns)
 
 
-@contextmanager
-def _chunk_builder(params: SynthParams, setup, upstream: bytes | None, workers: int):
-    """``build(firsts, chunk_persons, n)``: the chunks in order. With one worker each is built
-    here when it is wanted; with more, by that many processes (spawned: they share nothing but
-    what is handed to them), at most ``workers + 1`` chunks ahead, which bounds memory."""
-    if workers <= 1:
-        _start_worker(params, setup, upstream)
-        try:
-            yield lambda firsts, size, n: (_build_chunk(f, min(size, n - f)) for f in firsts)
-        finally:
-            _WORKER.clear()
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(params, setup, upstream)) as pool:
-        def build(firsts, size, n):
-            ahead: deque = deque()
-            todo = iter(firsts)
-            for f in todo:
-                ahead.append(pool.submit(_build_chunk, f, min(size, n - f)))
-                if len(ahead) > workers:
-                    break
-            while ahead:
-                try:
-                    chunk = ahead.popleft().result()
-                except BrokenProcessPool:
-                    raise RuntimeError(f"a generator worker process died (out of memory or killed); "
-                                       f"{GENERATOR_WORKERS_ENV}=1 builds one chunk at a time") from None
-                nxt = next(todo, None)
-                if nxt is not None:
-                    ahead.append(pool.submit(_build_chunk, nxt, min(size, n - nxt)))
-                yield chunk
-        yield build
-
-
 def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudonymised: bool = False,
              monthly_from: str | None = None, chunk_persons: int = DEFAULT_CHUNK_PERSONS,
              row_group: int = ROW_GROUP, workers: int | None = None) -> dict:
@@ -365,23 +328,30 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     workers = max(1, min(generator_workers() if workers is None else int(workers), len(firsts)))
     # Chunks are built by `workers` processes (or here, with one) and taken in order: their
     # record ids labelled, then written (Arrow and zlib release the GIL) while the next is taken.
-    with _chunk_builder(params, setup, key if upstream_pseudonymised else None, workers) as build, \
-            ThreadPoolExecutor(max_workers=1) as writer:
-        pending = None
-        for chunk in build(firsts, chunk_persons, n):
-            label_record_ids(chunk.tables, chunk.truth, label_chunk_ids(ids, chunk.record_ids))
-            ecds_persons += chunk.ecds_persons
-            ecds_columns = ["person"] + chunk.ecds_columns
-            if chunk.first == 0:
-                chunk.tables["reference/lsoa_imd"] = setup.lsoa[["LSOA11", "IMD_Decile"]]
-            treated += int(chunk.persons["treated_ltc_pathway"].sum())
-            spine.add(chunk.identities, chunk.first)
+    jobs = [(f, min(chunk_persons, n - f)) for f in firsts]
+    chunks = ordered_map(_build_chunk, jobs, workers, initializer=_start_worker,
+                         initargs=(params, setup, key if upstream_pseudonymised else None),
+                         what="a generator worker", workers_env=GENERATOR_WORKERS_ENV)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending = None
+            for chunk in chunks:
+                label_record_ids(chunk.tables, chunk.truth, label_chunk_ids(ids, chunk.record_ids))
+                ecds_persons += chunk.ecds_persons
+                ecds_columns = ["person"] + chunk.ecds_columns
+                if chunk.first == 0:
+                    chunk.tables["reference/lsoa_imd"] = setup.lsoa[["LSOA11", "IMD_Decile"]]
+                treated += int(chunk.persons["treated_ltc_pathway"].sum())
+                spine.add(chunk.identities, chunk.first)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(write_chunk, chunk)
+                del chunk
             if pending is not None:
                 pending.result()
-            pending = writer.submit(write_chunk, chunk)
-            del chunk
-        if pending is not None:
-            pending.result()
+    finally:
+        chunks.close()  # stops the workers when writing failed
+        _WORKER.clear()  # built here (one worker): the setup is not kept after the run
 
     # People on no GP list who attend A&E (true_person_id >= persons); see SynthParams.
     visitors, visitor_persons = unregistered_ecds(params, spine, setup, ecds_columns, ecds_persons, ids)
