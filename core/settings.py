@@ -29,6 +29,7 @@ VALIDATION_SEGMENT_MIB_ENV = "LTCEVAL_VALIDATION_SEGMENT_MIB"
 DEFAULT_VALIDATION_SEGMENT_MIB = 64  # about half a million GP appointments a segment (a worker holds one)
 VALIDATION_WORKERS_ENV = "LTCEVAL_VALIDATION_WORKERS"
 GENERATOR_WORKERS_ENV = "LTCEVAL_GENERATOR_WORKERS"
+LINKAGE_WORKERS_ENV = "LTCEVAL_LINKAGE_WORKERS"
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -47,6 +48,8 @@ ENVIRONMENT: dict[str, str] = {
                                 "about this size (default 128; smaller uses less memory, same result)",
     VALIDATION_WORKERS_ENV: "validation: processes validating the segments of a file at once (default: the "
                             "machine's cores, at most 2; 1: one at a time, least memory; same result)",
+    LINKAGE_WORKERS_ENV: "linkage: processes standardising the accepted records at once (default: the "
+                         "machine's cores, at most 2, from a million records; 1: one at a time; same result)",
     GENERATOR_WORKERS_ENV: "synthetic generator: processes building chunks of people at once (default: the "
                            "machine's cores, at most 2; 1: one at a time, least memory; same files)",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
@@ -101,6 +104,12 @@ def generator_workers(environ: Mapping[str, str] | None = None) -> int:
     """Processes building the synthetic population's chunks at once (``LTCEVAL_GENERATOR_WORKERS``);
     the default is the cores, at most 2 (each holds a chunk)."""
     return _process_count(GENERATOR_WORKERS_ENV, "builds", environ)
+
+
+def linkage_workers(environ: Mapping[str, str] | None = None) -> int:
+    """Processes standardising linkage's records at once (``LTCEVAL_LINKAGE_WORKERS``); the
+    default is the cores, at most 2 (each holds a piece of about half a million records)."""
+    return _process_count(LINKAGE_WORKERS_ENV, "standardises", environ)
 
 
 def validation_segment_bytes(environ: Mapping[str, str] | None = None) -> int:

@@ -16,6 +16,7 @@ Spark SQL can run the same statements later.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +25,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import progress
+from core.parallel import ordered_map
+from core.settings import LINKAGE_WORKERS_ENV, linkage_workers
 from identifiable_zone import link as lk
 from identifiable_zone.blocking import connection, sql_path
 from identifiable_zone.cross_file_rules import text_array, text_frame
 from identifiable_zone.sources import SPINE
-from identifiable_zone.subgroups import subgroup_columns
+from identifiable_zone.subgroups import subgroup_columns, subgroup_input_columns
 
-BATCH_ROWS = 500_000
+BATCH_ROWS = 500_000  # rows standardised at a time (whole row groups of the accepted Parquet)
+WORKERS_FROM_ROWS = 1_000_000  # records from which staging is shared among worker processes
 SUBGROUPS = ["age_band", "sex", "ethnic_category", "imd_decile"]
 RECORD_PERSON_SCHEMA = pa.schema(
     [("source", pa.string()), ("record_id", pa.string()), ("person_key", pa.string()), ("rule", pa.string()),
@@ -41,25 +45,59 @@ STAGING_SCHEMA = pa.schema([("record_id", pa.string())] + [(c, pa.string()) for 
                            + [("sg_" + c, pa.string()) for c in SUBGROUPS])
 
 
-def stage_source(accepted: Path, spec, at: pd.Timestamp, imd: dict, target: Path) -> int:
-    """Standardised identifiers and subgroups of one source, batch by batch. Returns rows."""
-    rows = 0
-    with pq.ParquetWriter(target, STAGING_SCHEMA) as writer:
-        for batch in pq.ParquetFile(accepted).iter_batches(batch_size=BATCH_ROWS):
-            acc = text_frame(batch.to_pandas())
-            ids = lk.standardise_identifiers(acc, spec)
-            sg = subgroup_columns(acc, spec, at, imd)
-            arrays = [text_array(ids["record_id"])] + [text_array(ids[c]) for c in lk.ID_COLS] + \
-                     [text_array(sg[c]) if isinstance(sg[c], pd.Series) else text_array(np.full(len(acc), sg[c], dtype=object))
-                      for c in SUBGROUPS]
-            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=STAGING_SCHEMA))
-            rows += len(acc)
-    return rows
+def _stage_piece(accepted: Path, row_groups: list[int], columns: list[str], spec, at: pd.Timestamp,
+                 imd: dict) -> pa.Table:
+    """Standardised identifiers and subgroups of some row groups of one source's accepted
+    Parquet (only the columns they are made from are read); row by row, so any split of the
+    rows gives the same staging rows."""
+    acc = text_frame(pq.ParquetFile(accepted).read_row_groups(row_groups, columns=columns).to_pandas())
+    ids = lk.standardise_identifiers(acc, spec)
+    sg = subgroup_columns(acc, spec, at, imd)
+    arrays = [text_array(ids["record_id"])] + [text_array(ids[c]) for c in lk.ID_COLS] + \
+             [text_array(sg[c]) if isinstance(sg[c], pd.Series) else text_array(np.full(len(acc), sg[c], dtype=object))
+              for c in SUBGROUPS]
+    return pa.Table.from_arrays(arrays, schema=STAGING_SCHEMA)
+
+
+def stage_sources(accepted_dir: Path, cfg, sources: list[str], at: pd.Timestamp, imd: dict,
+                  staged: dict[str, Path], workers: int | None = None) -> None:
+    """Each source's standardised identifiers and subgroups into ``staged[source]``, in
+    accepted row order, pieces of about ``BATCH_ROWS`` rows made by ``workers`` processes
+    (default ``core.settings.linkage_workers()`` when there are ``WORKERS_FROM_ROWS`` records
+    or more, else 1: a worker takes seconds to start)."""
+    jobs, rows = [], {}
+    for table in sources:
+        path, spec = accepted_dir / f"{table}.parquet", cfg[table]
+        meta = pq.ParquetFile(path).metadata
+        columns = subgroup_input_columns(spec, pq.read_schema(path).names)
+        rows[table] = meta.num_rows
+        piece, piece_rows = [], 0
+        for g in range(meta.num_row_groups):
+            piece.append(g)
+            piece_rows += meta.row_group(g).num_rows
+            if piece_rows >= BATCH_ROWS or g == meta.num_row_groups - 1:
+                jobs.append((table, (path, piece, columns, spec, at, imd)))
+                piece, piece_rows = [], 0
+    if workers is None:
+        workers = linkage_workers() if sum(rows.values()) >= WORKERS_FROM_ROWS else 1
+    pieces = ordered_map(_stage_piece, [args for _, args in jobs], workers, what="a linkage staging worker",
+                         workers_env=LINKAGE_WORKERS_ENV)
+    n_pieces = Counter(table for table, _ in jobs)
+    total, done = sum(rows.values()), 0
+    try:
+        for i, table in enumerate(sources, 1):  # the pieces come in job order: source by source
+            with pq.ParquetWriter(staged[table], STAGING_SCHEMA) as writer:
+                for _ in range(n_pieces[table]):
+                    writer.write_table(next(pieces))
+            done += rows[table]
+            progress.report("link", "%s read and standardised, %d/%d sources, %s of %s records", table, i,
+                            len(sources), f"{done:,}", f"{total:,}")
+    finally:
+        pieces.close()
 
 
 def link_accepted(accepted_dir: Path, cfg, at: pd.Timestamp, imd: dict, out_file: Path, work_dir: Path,
-                  threshold: float, seed: int, model: dict | None, spill_dir: Path,
-                  expected: dict[str, int]) -> tuple[dict, dict | None, dict]:
+                  threshold: float, seed: int, model: dict | None, spill_dir: Path) -> tuple[dict, dict | None, dict]:
     """Link every identifier source of ``cfg`` to spine persons and write ``out_file``
     (record_person). Returns (summary as ``link_sources`` gives it, the model, records by rule
     per source: every rule but 'unlinked' gives a person)."""
@@ -68,12 +106,8 @@ def link_accepted(accepted_dir: Path, cfg, at: pd.Timestamp, imd: dict, out_file
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True)
     staged = {t: work_dir / f"{t}.parquet" for t in sources}
-    total, done = sum(expected.get(t, 0) for t in sources), 0
     try:
-        for i, table in enumerate(sources, 1):
-            done += stage_source(accepted_dir / f"{table}.parquet", cfg[table], at, imd, staged[table])
-            progress.report("link", "%s read and standardised, %d/%d sources, %s of %s records", table, i,
-                            len(sources), f"{done:,}", f"{max(total, done):,}")
+        stage_sources(accepted_dir, cfg, sources, at, imd, staged)
         return _link_staged(staged, out_file, threshold, seed, model, spill_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -260,15 +260,13 @@ def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.lin
         ref = _accepted(paths, "lsoa_imd")
         imd = dict(zip(ref["LSOA11"], ref["IMD_Decile"]))
     links_file = paths.identifiable / "links" / "record_person.parquet"
-    expected = _accepted_counts(paths)
     model_info = None
     if cfg.mode == "upstream_pseudonymised":
-        link_summary, rates = _link_upstream_pseudonymised(paths, cfg, at, imd, links_file, expected)
+        link_summary, rates = _link_upstream_pseudonymised(paths, cfg, at, imd, links_file, _accepted_counts(paths))
     else:
         link_summary, trained, rates = link_records.link_accepted(
             paths.identifiable / "accepted", cfg, at, imd, links_file, paths.identifiable / "linkage_staging",
-            threshold=threshold, seed=seed, model=given, spill_dir=paths.identifiable / "linkage_spill",
-            expected=expected)
+            threshold=threshold, seed=seed, model=given, spill_dir=paths.identifiable / "linkage_spill")
         if trained is not None:
             pointer = lk.save_model(trained, model_dir, run["run_id"]) if given is None else None
             model_info = {"option": option, "trained": given is None,

@@ -6,6 +6,10 @@ import pandas as pd
 
 from identifiable_zone import normalise as nz
 
+# columns of a source read when it has them (besides its identifier and demographic columns)
+LSOA_COLUMNS = ("LSOA11", "Der_Postcode_LSOA_2011_Code")
+ETHNICITY_COLUMN = "EthnicCategory"
+
 
 def _age_band(dob_iso: pd.Series, at: pd.Timestamp) -> pd.Series:
     d = pd.to_datetime(dob_iso, format="%Y-%m-%d", errors="coerce")
@@ -33,13 +37,20 @@ def subgroup_columns(acc: pd.DataFrame, spec, at: pd.Timestamp, imd: dict) -> pd
     """Per record of one source: age band at ``at``, sex, ethnic category and IMD decile."""
     sex_col = spec.identifiers.get("sex") or spec.demographics.get("sex")
     sex = nz.normalise_sex(acc[sex_col]) if sex_col else pd.Series(None, index=acc.index, dtype=object)
-    lsoa_col = next((c for c in ("LSOA11", "Der_Postcode_LSOA_2011_Code") if c in acc.columns), None)
+    lsoa_col = next((c for c in LSOA_COLUMNS if c in acc.columns), None)
     dec = acc[lsoa_col].map(imd) if lsoa_col else pd.Series(None, index=acc.index, dtype=object)
     return pd.DataFrame({
         "source": spec.table, "record_id": acc[spec.record_id].to_numpy(),
         "age_band": _age_band(_birth_iso(acc, spec), at).to_numpy(),
         "sex": sex.where(sex.isin(["M", "F"]), "U").fillna("U").to_numpy(),
-        "ethnic_category": acc["EthnicCategory"].fillna("not recorded").to_numpy(dtype=object)
-        if "EthnicCategory" in acc.columns else "not in source",
+        "ethnic_category": acc[ETHNICITY_COLUMN].fillna("not recorded").to_numpy(dtype=object)
+        if ETHNICITY_COLUMN in acc.columns else "not in source",
         "imd_decile": dec.fillna("unknown").astype(str).to_numpy(dtype=object)
         if lsoa_col else "not in source"})
+
+
+def subgroup_input_columns(spec, available) -> list[str]:
+    """The columns of a source (of those ``available``) that ``subgroup_columns`` reads."""
+    wanted = [spec.record_id, *spec.identifiers.values(), *spec.demographics.values(), *LSOA_COLUMNS,
+              ETHNICITY_COLUMN]
+    return [c for c in dict.fromkeys(wanted) if c in set(available)]

@@ -142,3 +142,47 @@ def test_twins_and_namesakes_are_not_chained(run):
     assert key("ecds", "E5") == key(SPINE, "G3")
     assert pd.isna(key("ecds", "E3")) and pd.isna(key("ecds", "E4"))
     assert rp.loc[("ecds", "E3"), "rule"] == "unlinked"
+
+
+def test_staging_in_pieces_by_worker_processes_gives_the_whole_frames_standardisation(run, tmp_path, monkeypatch):
+    """Linkage's staging (link_records.stage_sources) reads only the columns it needs, in
+    pieces of row groups, in two worker processes; every staged row equals what the
+    standardisation and subgroups give on the whole accepted table, in accepted row order."""
+    import pyarrow.parquet as pq
+
+    from identifiable_zone import link_records
+    from identifiable_zone.cross_file_rules import text_frame
+    from identifiable_zone.sources import load_sources_config
+    from identifiable_zone.subgroups import subgroup_columns
+
+    paths, _ = run
+    cfg = load_sources_config()
+    sources = list(cfg.identifier_sources)
+    accepted = tmp_path / "accepted"
+    accepted.mkdir()
+    for table in sources:  # row groups of 100 rows, pieces of three of them
+        pq.write_table(pq.read_table(paths.identifiable / "accepted" / f"{table}.parquet"),
+                       accepted / f"{table}.parquet", row_group_size=100)
+    monkeypatch.setattr(link_records, "BATCH_ROWS", 250)
+    at = pd.Timestamp("2024-03-31")
+    ref = pd.read_parquet(paths.identifiable / "accepted" / "lsoa_imd.parquet")
+    imd = dict(zip(ref["LSOA11"], ref["IMD_Decile"]))
+    staged = {}
+    for workers in (1, 2):
+        staged[workers] = {t: tmp_path / f"staged{workers}" / f"{t}.parquet" for t in sources}
+        (tmp_path / f"staged{workers}").mkdir()
+        link_records.stage_sources(accepted, cfg, sources, at, imd, staged[workers], workers=workers)
+    for table in sources:
+        one = pq.read_table(staged[1][table])
+        assert one.equals(pq.read_table(staged[2][table])), table
+        assert pq.ParquetFile(accepted / f"{table}.parquet").metadata.num_row_groups >= 2
+        acc = text_frame(pd.read_parquet(accepted / f"{table}.parquet"))
+        ids = lk.standardise_identifiers(acc, cfg[table])
+        sg = subgroup_columns(acc, cfg[table], at, imd)
+        text = lambda values: [None if pd.isna(v) else str(v) for v in values]  # noqa: E731
+        assert one.column("record_id").to_pylist() == text(ids["record_id"])
+        for c in lk.ID_COLS:
+            assert one.column(c).to_pylist() == text(ids[c]), (table, c)
+        for c in link_records.SUBGROUPS:
+            want = sg[c] if isinstance(sg[c], pd.Series) else [sg[c]] * len(acc)
+            assert one.column("sg_" + c).to_pylist() == text(want), (table, c)
