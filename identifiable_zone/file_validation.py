@@ -182,18 +182,20 @@ def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: 
 
 
 def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, threshold: float,
-                  out: Path, segment_bytes: int | None = None, workers: int | None = None) -> dict:
+                  out: Path, segment_bytes: int | None = None, workers: int | None = None,
+                  sha256: str | None = None) -> dict:
     """Validate ``landing/rel`` (a file of source ``spec``) into the folder ``out`` (module
     docstring), its life rules reading the parents' dates ``lookups`` (``validate.parent_dates``);
     returns its metadata: file, sha256, latest, max_date, summary. Raises
     ExtractUnusable as ``validate_source`` does, and when the file changed while it was read.
     ``workers``: segments validated at once (default ``core.settings.validation_workers()`` for a
-    file of ``WORKERS_FROM_BYTES`` or more, else 1)."""
+    file of ``WORKERS_FROM_BYTES`` or more, else 1). ``sha256``: the file's checksum when the
+    caller has just taken it (reading a large file again costs seconds), else taken here."""
     path = landing / rel
     segment_bytes = segment_bytes or validation_segment_bytes()
     if workers is None:  # a worker starts in seconds (it imports GX): worth it for a large file only
         workers = validation_workers() if path.stat().st_size >= WORKERS_FROM_BYTES else 1
-    sha = sha256_file(path)
+    sha = sha256 or sha256_file(path)
     info = {"file": rel, "sha256": sha, "rows": 0, "bytes": path.stat().st_size}
     parts_dir = out / "parts"
     parts: list[Part] = []

@@ -193,7 +193,8 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
         status = "cached"
         if found is None:
             with cache.new_entry(spec.table, key) as tmp:
-                meta = validate_file(paths.landing, spec, rel, latest, lookups, cfg.quarantine_threshold, tmp)
+                meta = validate_file(paths.landing, spec, rel, latest, lookups, cfg.quarantine_threshold, tmp,
+                                     sha256=sha)
                 meta["parents"] = parent_digest(spec, lookups, tmp)
                 write_json_atomic(tmp / "entry.json", meta)
             # the entry just written, read back without get(): that hashed every row's parent

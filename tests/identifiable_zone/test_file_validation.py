@@ -217,6 +217,26 @@ def test_segments_in_worker_processes_give_the_one_at_a_time_result(zones, landi
     assert len(pd.read_parquet(outs[0] / "quarantine.parquet")) > 0  # the planted repeats, at least
 
 
+@pytest.mark.parametrize("segmented", [True, False])
+def test_a_file_that_is_not_what_was_checksummed_before_validation_is_refused(zones, landing, tmp_path, segmented):
+    """The pipeline takes a file's checksum before validating it (the cache key) and hands it
+    over; a file that no longer matches it (changed in between, or while being read) is refused."""
+    from identifiable_zone.sources import ExtractUnusable
+    from identifiable_zone.file_validation import validate_file
+    from identifiable_zone.pipeline import _accepted, _parent_columns
+    from identifiable_zone.validate import parent_dates
+
+    cfg = load_sources_config()
+    spec = cfg["gp_appointments"]
+    paths = Paths(zones[1].parent)
+    parents = {r.table: _accepted(paths, r.table, _parent_columns(cfg)[r.table]) for r in spec.parent_date_refs}
+    size = validation_segment_bytes({VALIDATION_SEGMENT_MIB_ENV: SEGMENT_MIB if segmented else "64"})
+    with pytest.raises(ExtractUnusable, match=r"gp_appointments \(gp_appointments.csv\): the file changed while "
+                                              r"it was read; run again"):
+        validate_file(landing[0], spec, "gp_appointments.csv", "2026-12-01", parent_dates(spec, parents), 0.2,
+                      tmp_path / "out", segment_bytes=size, workers=1, sha256="0" * 64)
+
+
 def test_the_validation_workers_must_be_a_positive_whole_number():
     with pytest.raises(ValueError, match=VALIDATION_WORKERS_ENV):
         validation_workers({VALIDATION_WORKERS_ENV: "two"})
