@@ -20,7 +20,7 @@ from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outco
 from evaluation.methods.common import json_safe
 from core.contract import COUNT_OUTCOMES
 from evaluation.panel import (add_cost_column, cohort_counts,
-                              data_period, load_design, load_panel, load_treated_panel, prepare_panel, read_table,
+                              data_period, load_design, load_panel, load_raw_panel, load_treated_panel, read_table,
                               table_names)
 from evaluation.reporting.render import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
@@ -144,9 +144,9 @@ def sensitivity(paths: Paths) -> dict:
         out["notes"].append("Sensitivity analyses not run: the base case is not estimable.")
         _save(paths, "sensitivity", out)
         return {"scenarios": 0, "notes": out["notes"]}
-    raw = read_table(paths.warehouse, "mart_evaluation_panel")
+    raw = load_raw_panel(paths.warehouse)
     window = load_design(paths.warehouse).selection_window_months
-    panel = prepare_panel(raw, window)  # what load_panel does, on the table already read
+    panel = load_panel(paths.warehouse)
     results = {o: _load(paths, f"outcome_{o}").did for o in OUTCOMES}
     deaths = (read_table(paths.warehouse, "int_persons_joined_to_imd")[["person_id", "date_of_death"]]
               if "int_persons_joined_to_imd" in tables else None)

@@ -1,0 +1,33 @@
+"""Reading the evaluation panel from a real DuckDB warehouse, once per warehouse file version."""
+import duckdb
+import pandas as pd
+from simpanel import simulate_panel
+
+from evaluation.panel import load_panel, prepare_panel
+
+
+def _write_warehouse(path, panel: pd.DataFrame) -> None:
+    tmp = path.with_name(path.name + ".new")
+    con = duckdb.connect(str(tmp))
+    con.register("panel_df", panel)
+    con.execute("create table mart_evaluation_panel as select * from panel_df")
+    con.close()
+    tmp.replace(path)  # as publishing swaps a warehouse in: one rename
+
+
+def test_the_panel_is_read_once_per_warehouse_version_and_each_caller_gets_its_own_copy(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    raw = simulate_panel(n_sets=60, rate_ratio=0.85, seed=3)
+    _write_warehouse(warehouse, raw)
+    first = load_panel(warehouse)
+    pd.testing.assert_frame_equal(first, prepare_panel(raw))
+    # a task that changes its panel changes its own copy, not the next task's
+    first.loc[0, "ae_attendances"] = 999.0
+    first["added_by_a_task"] = 1
+    again = load_panel(warehouse)
+    assert again is not first and "added_by_a_task" not in again
+    pd.testing.assert_frame_equal(again, prepare_panel(raw))
+    # a warehouse rebuilt and published again is read again
+    other = simulate_panel(n_sets=40, rate_ratio=1.0, seed=4)
+    _write_warehouse(warehouse, other)
+    pd.testing.assert_frame_equal(load_panel(warehouse), prepare_panel(other))
