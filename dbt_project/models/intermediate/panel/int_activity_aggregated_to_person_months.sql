@@ -2,31 +2,44 @@
 -- registered and alive) and monthly activity counts, activity bucketed by its date's month.
 -- A count is null where nothing was recorded: the panels (mart_person_month_panel and the
 -- evaluation panels) zero-fill and type them with the macro panel_activity_columns.
-with persons as (
-    select person_id, registration_start, censor_date from {{ ref('int_persons_joined_to_imd') }}
+-- Every source's activity is counted in one stacked aggregate keyed by a person number (the
+-- person's rank by id), so the dense grid (120 million rows at 2 million people) is joined
+-- once on two small keys instead of five times on the text person_id (144 s -> 113 s there).
+with persons as materialized (
+    select person_id, registration_start, censor_date,
+           row_number() over (order by person_id) as person_num
+    from {{ ref('int_persons_joined_to_imd') }}
 ),
-ae as (
-    select person_id, activity_month, count(*) as n from {{ ref('int_ae_attendances_filtered_to_type_01') }} group by all
-),
-em as (
-    select person_id, activity_month, count(*) as n, sum(bed_days) as bed_days
-    from {{ ref('int_apc_spells_filtered_to_emergency') }} group by all
-),
-op as (
-    select person_id, activity_month, count(*) as n from {{ ref('int_outpatient_appointments_filtered_to_attended') }} group by all
-),
-gp as (
-    select person_id, activity_month, count(*) as n from {{ ref('int_gp_appointments_filtered_to_attended') }} group by all
-),
-iapt as (
-    select person_id, date_trunc('month', care_contact_date) as activity_month, count(*) as n
+activity as (
+    select person_id, activity_month, 1 as ae, null as em, null as bed_days, null as op, null as gp, null as iapt
+    from {{ ref('int_ae_attendances_filtered_to_type_01') }}
+    union all
+    select person_id, activity_month, null, 1, bed_days, null, null, null
+    from {{ ref('int_apc_spells_filtered_to_emergency') }}
+    union all
+    select person_id, activity_month, null, null, null, 1, null, null
+    from {{ ref('int_outpatient_appointments_filtered_to_attended') }}
+    union all
+    select person_id, activity_month, null, null, null, null, 1, null
+    from {{ ref('int_gp_appointments_filtered_to_attended') }}
+    union all
+    select person_id, date_trunc('month', care_contact_date), null, null, null, null, null, 1
     from {{ ref('int_iapt_care_contacts_flagged') }}
     where is_treatment_contact and person_id is not null
+),
+counts as (
+    -- count(x) counts the rows of x's source; sum(bed_days) is null where no spell has them
+    select p.person_num, a.activity_month,
+           count(a.ae) as ae, count(a.em) as em, sum(a.bed_days) as bed_days,
+           count(a.op) as op, count(a.gp) as gp, count(a.iapt) as iapt
+    from activity a
+    join persons p on p.person_id = a.person_id
     group by all
 ),
 grid as (
     select
         p.person_id,
+        p.person_num,
         m.calendar_month,
         m.days_in_month,
         greatest(
@@ -44,15 +57,11 @@ select
     g.person_id,
     g.calendar_month,
     cast(least(1.0, g.days_exposed / g.days_in_month) as double)  as exposure_months,
-    ae.n                                                           as ae_attendances,
-    em.n                                                           as emergency_admissions,
-    em.bed_days                                                    as bed_days,
-    op.n                                                           as outpatient_attendances,
-    gp.n                                                           as gp_appointments,
-    iapt.n                                                         as iapt_treatment_contacts
+    nullif(c.ae, 0)                                                as ae_attendances,
+    nullif(c.em, 0)                                                as emergency_admissions,
+    c.bed_days                                                     as bed_days,
+    nullif(c.op, 0)                                                as outpatient_attendances,
+    nullif(c.gp, 0)                                                as gp_appointments,
+    nullif(c.iapt, 0)                                              as iapt_treatment_contacts
 from grid g
-left join ae   on ae.person_id = g.person_id   and ae.activity_month = g.calendar_month
-left join em   on em.person_id = g.person_id   and em.activity_month = g.calendar_month
-left join op   on op.person_id = g.person_id   and op.activity_month = g.calendar_month
-left join gp   on gp.person_id = g.person_id   and gp.activity_month = g.calendar_month
-left join iapt on iapt.person_id = g.person_id and iapt.activity_month = g.calendar_month
+left join counts c on c.person_num = g.person_num and c.activity_month = g.calendar_month
