@@ -42,7 +42,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.null_effect:
         params = params.with_null_effect()
     summary = generate(params, Path(args.out), fmt=args.format, upstream_pseudonymised=args.upstream_pseudonymised,
-                       monthly_from=args.monthly_from, chunk_persons=args.chunk_persons)
+                       monthly_from=args.monthly_from,
+                       **({"chunk_persons": args.chunk_persons} if args.chunk_persons else {}))
     if args.pseudonymised_fixture:
         import os
 
@@ -172,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--monthly-from", type=_period, metavar="YYYY-MM",
                    help="write activity extracts as monthly deliveries: one file a month from this month "
                         "(e.g. ecds.2024-01.csv) and one file for everything before it")
-    p.add_argument("--chunk-persons", type=_chunk_persons, default=50_000, metavar="N",
-                   help="people made and written at a time, a multiple of 1,000 (default 50,000): it "
-                        "bounds memory and changes no output")
+    p.add_argument("--chunk-persons", type=_chunk_persons, metavar="N",
+                   help="people made and written at a time, a multiple of 1,000 (default: the generator's, "
+                        "synthetic.generate.DEFAULT_CHUNK_PERSONS): it bounds memory and changes no output")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("link", help="link the records of two files (CSV or Parquet) with the pipeline's linker")
