@@ -25,6 +25,7 @@ DUMMY_KEY = "0123456789abcdef" * 4  # written to the dummy secret file; must nev
 NOT_FOR_COMPOSE = {
     "LTCEVAL_PSEUDO_KEY": "the key value itself: compose passes a file secret (LTCEVAL_PSEUDO_KEY_FILE)",
     "LTCEVAL_UPSTREAM_PSEUDO_KEY": "synthetic generator only (upstream-pseudonymised test extracts)",
+    "LTCEVAL_GENERATOR_WORKERS": "synthetic generator only (ltceval synth, benchmarks; no DAG task generates)",
     "LTCEVAL_WAREHOUSE": "set by the analytical DAG for dbt (from LTCEVAL_OUT)",
     "LTCEVAL_PSEUDONYMISED_DIR": "set by the analytical DAG for dbt (from LTCEVAL_OUT)",
     "LTCEVAL_PG_BINDIR": "ops/postgres_cluster.py, the stack's own throwaway cluster; compose runs a postgres service",
