@@ -70,7 +70,7 @@ def _kept(warehouse: Path | str, name: str, make) -> pd.DataFrame:
     version = _file_version(warehouse)
     hit = _KEPT.get(name)
     if hit is None or hit[0] != version:
-        _KEPT.pop(name, None)
+        _KEPT.pop(name, None)  # the old one goes before the new one is made: never both at once
         _KEPT[name] = (version, make())
     return _KEPT[name][1].copy(deep=False)
 
@@ -80,10 +80,11 @@ def load_raw_panel(warehouse: Path | str) -> pd.DataFrame:
     return read_table(warehouse, "mart_evaluation_panel")
 
 
-def load_panel(warehouse: Path | str) -> pd.DataFrame:
+def load_panel(warehouse: Path | str, raw: pd.DataFrame | None = None) -> pd.DataFrame:
     """Read `mart_evaluation_panel` and return it checked and prepared for the warehouse's
-    design (see `prepare_panel`, `load_design`)."""
-    return _kept(warehouse, "panel", lambda: prepare_panel(load_raw_panel(warehouse),
+    design (see `prepare_panel`, `load_design`). ``raw``: the table when the caller has read it
+    already (`load_raw_panel`), prepared instead of reading it again if it is not kept."""
+    return _kept(warehouse, "panel", lambda: prepare_panel(load_raw_panel(warehouse) if raw is None else raw,
                                                            load_design(warehouse).selection_window_months))
 
 

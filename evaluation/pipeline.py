@@ -146,7 +146,7 @@ def sensitivity(paths: Paths) -> dict:
         return {"scenarios": 0, "notes": out["notes"]}
     raw = load_raw_panel(paths.warehouse)
     window = load_design(paths.warehouse).selection_window_months
-    panel = load_panel(paths.warehouse)
+    panel = load_panel(paths.warehouse, raw)  # kept from the estimates, or prepared from raw
     results = {o: _load(paths, f"outcome_{o}").did for o in OUTCOMES}
     deaths = (read_table(paths.warehouse, "int_persons_joined_to_imd")[["person_id", "date_of_death"]]
               if "int_persons_joined_to_imd" in tables else None)

@@ -68,8 +68,9 @@ def stage_sources(accepted_dir: Path, cfg, sources: list[str], at: pd.Timestamp,
     jobs, rows = [], {}
     for table in sources:
         path, spec = accepted_dir / f"{table}.parquet", cfg[table]
-        meta = pq.ParquetFile(path).metadata
-        columns = subgroup_input_columns(spec, pq.read_schema(path).names)
+        parquet = pq.ParquetFile(path)
+        meta = parquet.metadata
+        columns = subgroup_input_columns(spec, parquet.schema_arrow.names)
         rows[table] = meta.num_rows
         piece, piece_rows = [], 0
         for g in range(meta.num_row_groups):

@@ -50,7 +50,9 @@ def subgroup_columns(acc: pd.DataFrame, spec, at: pd.Timestamp, imd: dict) -> pd
 
 
 def subgroup_input_columns(spec, available) -> list[str]:
-    """The columns of a source (of those ``available``) that ``subgroup_columns`` reads."""
+    """The columns of a source (of those ``available``) that its record id, its identifiers'
+    standardisation and ``subgroup_columns`` read."""
     wanted = [spec.record_id, *spec.identifiers.values(), *spec.demographics.values(), *LSOA_COLUMNS,
               ETHNICITY_COLUMN]
-    return [c for c in dict.fromkeys(wanted) if c in set(available)]
+    present = set(available)
+    return [c for c in dict.fromkeys(wanted) if c in present]

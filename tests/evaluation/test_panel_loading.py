@@ -31,3 +31,7 @@ def test_the_panel_is_read_once_per_warehouse_version_and_each_caller_gets_its_o
     other = simulate_panel(n_sets=40, rate_ratio=1.0, seed=4)
     _write_warehouse(warehouse, other)
     pd.testing.assert_frame_equal(load_panel(warehouse), prepare_panel(other))
+    # a caller that has read the table already hands it over; it is prepared, not read again
+    third = simulate_panel(n_sets=30, rate_ratio=1.0, seed=5)
+    _write_warehouse(warehouse, third)
+    pd.testing.assert_frame_equal(load_panel(warehouse, third), prepare_panel(third))
