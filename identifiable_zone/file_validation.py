@@ -1,14 +1,18 @@
 """One landing file validated into a folder of Parquet tables, in bounded memory.
 
 A CSV file larger than ``core.settings.validation_segment_bytes()`` (64 MiB unless
-``LTCEVAL_VALIDATION_SEGMENT_MIB`` says otherwise) is read in segments of whole lines: a first
-pass counts the date formats of the whole file (a column's main format is the file's, not a
-segment's), then each segment is validated on its own (``validate.validate_source``) and
-written out (``core.settings.validation_workers()`` segments at once, one process each), and
-the segments are combined on disk (``cross_file_rules.combine_parts``: exact
-duplicates and record ids repeated across segments). The result is the one validating the
-whole file in one go gives; only a segment is held in memory. Smaller files, Parquet files
-and CSV files that are not one record a line (a quoted line break) are read whole.
+``LTCEVAL_VALIDATION_SEGMENT_MIB`` says otherwise) is read in segments of whole lines: each
+segment is validated on its own (``validate.validate_source``) and written out
+(``core.settings.validation_workers()`` segments at once, one process each, in a
+``SegmentPool`` that a run keeps for all its files), and the segments are combined on disk
+(``cross_file_rules.combine_parts``: exact duplicates and record ids repeated across
+segments). A date column's main format is the whole file's, not a segment's: the segments are
+validated with their first segment's main formats, each counts its rows per format, and in
+the rare file whose main format over all rows is another, every segment is validated again
+with it (a first pass over the whole file for the formats took half a minute of GP
+appointments at 2,000,000 people). The result is the one validating the whole file in one go
+gives; only a segment is held in memory. Smaller files, Parquet files and CSV files that are
+not one record a line (a quoted line break) are read whole.
 
 The folder (a validation cache entry) holds ``quarantine``, ``dq_flags`` and the folders
 ``accepted`` (with ``__row``, the row in its segment) and ``rowkeys``, the segments' files moved
@@ -18,24 +22,30 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import logging
 import multiprocessing
+import pickle
 import shutil
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core import progress
 from core.files import sha256_file
 from core.settings import VALIDATION_WORKERS_ENV, validation_segment_bytes, validation_workers
 from identifiable_zone import normalise as nz
-from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts, write_text_parquet
+from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts, text_array, write_text_parquet
 from identifiable_zone.sources import (SPINE, CsvSegment, ExtractRead, ExtractUnusable, NotSegmentable,
                                        csv_segment_plan, csv_value_counts, read_csv_segment, read_extract)
-from identifiable_zone.validate import (check_quarantine_threshold, counted_format_counts,
-                                        log_findings, main_date_format, validate_source)
+from identifiable_zone.validate import (add_format_counts, check_quarantine_threshold, counted_format_counts,
+                                        date_format_counts, log_findings, main_date_format, validate_source)
+
+log = logging.getLogger(__name__)
 
 
 def _max_date(frame: pd.DataFrame, spec) -> str | None:
@@ -53,7 +63,7 @@ def row_keys(df: pd.DataFrame, spec, lines) -> pd.DataFrame:
     keys = pd.DataFrame({
         "row": pd.Series(range(len(df)), dtype="int64"),
         "record_id": df[spec.record_id].astype(object),
-        "row_hash": pd.util.hash_pandas_object(df.astype(object), index=False).astype("uint64"),
+        "row_hash": row_hashes(df),
         "line": pd.Series(lines, dtype="int64")})
     for ref in spec.parent_date_refs:
         keys[f"fk__{ref.key}"] = df[ref.key].astype(object)
@@ -61,6 +71,19 @@ def row_keys(df: pd.DataFrame, spec, lines) -> pd.DataFrame:
     if spec.table == SPINE and nhs_col:
         keys[VALID_NHS] = nz.valid_nhs_or_none(df[nhs_col])
     return keys
+
+
+def row_hashes(df: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's values (DuckDB's ``hash`` of the columns in order; a missing
+    value hashes as NULL): exact copies across segments and files are found by it
+    (``cross_file_rules``). In DuckDB: pandas' object hashing took a second a segment."""
+    import duckdb
+
+    rows = pa.table({f"c{i}": text_array(df[c]) for i, c in enumerate(df.columns)})
+    with duckdb.connect(config={"threads": 1}) as con:  # one core: the other runs the other worker
+        con.register("input_rows", rows)
+        cols = ", ".join(f"c{i}" for i in range(len(df.columns)))
+        return con.execute(f"SELECT hash({cols}) AS h FROM input_rows").fetchnumpy()["h"].astype("uint64")
 
 
 def _write_part(folder: Path, read: ExtractRead, res, spec, lines) -> Part:
@@ -79,14 +102,23 @@ def _write_part(folder: Path, read: ExtractRead, res, spec, lines) -> Part:
     return Part(folder, n, summary, summary["files"][0]["file"])
 
 
-def _main_formats(path: Path, spec, segment_bytes: int) -> dict:
-    """Each date column's main format over the whole file (a first pass: its date columns'
-    distinct values, counted)."""
+def _first_segment_formats(path: Path, spec, segment_bytes: int) -> dict:
+    """Each date column's main format in the file's first segment (its date columns' distinct
+    values, counted): what the segments are validated with first."""
     if not spec.dates:
         return {}
-    counted = csv_value_counts(path, spec, segment_bytes, list(spec.dates))
+    counted = csv_value_counts(path, spec, segment_bytes, list(spec.dates), segments=1)
     return {col: main_date_format(counted_format_counts(*counted[col]) if col in counted else {})
             for col in spec.dates}
+
+
+def _main_formats(counts: list[dict]) -> dict:
+    """Each date column's main format over the segments' rows per format."""
+    total: dict[str, dict[str, int]] = {}
+    for seg in counts:
+        for col, c in seg.items():
+            total[col] = add_format_counts(total.get(col, {}), c)
+    return {col: main_date_format(c) for col, c in total.items()}
 
 
 WORKERS_FROM_BYTES = 128 << 20  # two default segments or more (about a million GP appointments)
@@ -105,26 +137,56 @@ class _SegmentJob:
     lookups: dict
 
 
-def _validate_segment(job: _SegmentJob, segment: CsvSegment, folder: Path) -> Part:
+def _validate_segment(job: _SegmentJob, segment: CsvSegment, folder: Path) -> tuple[Part, dict]:
+    """The segment's part, and its rows per date format of each date column."""
     seg = dataclasses.replace(read_csv_segment(job.path, job.spec, job.header, segment), files=[job.info])
+    counts = {col: date_format_counts(seg.frame[col]) for col in job.spec.dates if col in seg.frame.columns}
     res = validate_source(seg, job.spec, None, latest_date=job.latest, main_formats=job.main_formats,
                           parent_lookups=job.lookups)
-    return _write_part(folder, seg, res, job.spec, seg.row_line)
+    return _write_part(folder, seg, res, job.spec, seg.row_line), counts
 
 
-_WORKER_JOB: _SegmentJob | None = None  # in a worker process: the job of the file it serves
+_WORKER_JOB: tuple[Path, _SegmentJob] | None = None  # in a worker process: the job file it read last
 
 
-def _start_worker(job: _SegmentJob) -> None:
+def _segment_in_worker(job_file: Path, segment: CsvSegment, folder: Path) -> tuple[Part, dict]:
     global _WORKER_JOB
-    _WORKER_JOB = job
-
-
-def _segment_in_worker(segment: CsvSegment, folder: Path) -> Part:
     try:
-        return _validate_segment(_WORKER_JOB, segment, folder)
+        if _WORKER_JOB is None or _WORKER_JOB[0] != job_file:  # read once per file, not per segment
+            _WORKER_JOB = None
+            _WORKER_JOB = (job_file, pickle.loads(job_file.read_bytes()))
+        return _validate_segment(_WORKER_JOB[1], segment, folder)
     finally:
         release_memory()
+
+
+class SegmentPool:
+    """Worker processes that validate segments, started when a file first needs them and kept
+    for the next files (each worker imports GX once: 5 s a file at every start). Processes,
+    not threads: the rules are Python and pandas, which hold the GIL. Spawned, so that no lock
+    or open handle of the parent (an Airflow task) is copied into them. A context manager:
+    the workers stop at its end."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=self.workers,
+                                                 mp_context=multiprocessing.get_context("spawn"))
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> "SegmentPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def release_memory() -> None:
@@ -142,10 +204,11 @@ def release_memory() -> None:
         pass
 
 
-def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: Path, workers: int,
-                       segment_bytes: int) -> list[Part]:
-    """Each segment validated and written to its own part, ``workers`` at a time (segments
-    are independent once the main formats and parent dates are known); the parts in file order."""
+def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: Path, pool: SegmentPool | None,
+                       segment_bytes: int) -> tuple[list[Part], list[dict]]:
+    """Each segment validated and written to its own part, in ``pool`` (one at a time in this
+    process when None; segments are independent once the main formats and parent dates are
+    known); the parts in file order, and each one's rows per date format."""
     spec, size = job.spec, job.info["bytes"]
     done: list[Part] = []
 
@@ -157,44 +220,61 @@ def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: 
                         f"{sum(p.rows for p in done):,}", min(len(done) * segment_bytes, size) / 2**20, size / 2**20)
 
     folders = [parts_dir / f"{s.index:05d}" for s in segments]
-    if workers <= 1 or len(segments) <= 1:
+    counts: list[dict] = []
+    if pool is None or pool.workers <= 1 or len(segments) <= 1:
         for segment, folder in zip(segments, folders):
-            report(_validate_segment(job, segment, folder))
+            part, c = _validate_segment(job, segment, folder)
+            counts.append(c)
+            report(part)
             release_memory()
-        return done
-    # processes, not threads: the rules are Python and pandas, which hold the GIL. Spawned, so
-    # that no lock or open handle of the parent (an Airflow task) is copied into them.
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(segments)), initializer=_start_worker, initargs=(job,),
-                               mp_context=multiprocessing.get_context("spawn"))
+        return done, counts
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    # the workers read it once (the parents' dates are megabytes); a new name for each job, so that
+    # no worker takes it for the one it read last
+    job_file = parts_dir / f"job-{uuid.uuid4().hex}.pickle"
+    job_file.write_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+    futures = []
     try:
-        futures = [pool.submit(_segment_in_worker, s, f) for s, f in zip(segments, folders)]
-        parts = []
+        executor = pool.executor()
+        futures = [executor.submit(_segment_in_worker, job_file, s, f) for s, f in zip(segments, folders)]
         for fut in futures:
-            parts.append(fut.result())
-            report(parts[-1])
-        return parts
+            part, c = fut.result()
+            counts.append(c)
+            report(part)
+        return done, counts
     except BrokenProcessPool:
+        pool.close()
         raise ExtractUnusable(f"{spec.table} ({job.info['file']}): a validation worker process stopped before "
                               f"its segment was done (killed, or out of memory?); run again, or set "
                               f"{VALIDATION_WORKERS_ENV}=1 to validate one segment at a time") from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for fut in futures:  # a segment failed: the rest are not wanted (the pool serves the next file)
+            fut.cancel()
+        for fut in futures:
+            if not fut.cancelled():
+                try:
+                    fut.exception()
+                except BaseException:  # noqa: BLE001  # waiting only: the first failure is raised above
+                    pass
 
 
 def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, threshold: float,
                   out: Path, segment_bytes: int | None = None, workers: int | None = None,
-                  sha256: str | None = None) -> dict:
+                  sha256: str | None = None, pool: SegmentPool | None = None) -> dict:
     """Validate ``landing/rel`` (a file of source ``spec``) into the folder ``out`` (module
     docstring), its life rules reading the parents' dates ``lookups`` (``validate.parent_dates``);
     returns its metadata: file, sha256, latest, max_date, summary. Raises
     ExtractUnusable as ``validate_source`` does, and when the file changed while it was read.
     ``workers``: segments validated at once (default ``core.settings.validation_workers()`` for a
-    file of ``WORKERS_FROM_BYTES`` or more, else 1). ``sha256``: the file's checksum when the
-    caller has just taken it (reading a large file again costs seconds), else taken here."""
+    file of ``WORKERS_FROM_BYTES`` or more, else 1). ``pool``: the run's worker processes, used
+    for a file that is validated by more than one (else a pool is started for the file and
+    stopped after it). ``sha256``: the file's checksum when the caller has just taken it
+    (reading a large file again costs seconds), else taken here."""
     path = landing / rel
     segment_bytes = segment_bytes or validation_segment_bytes()
     if workers is None:  # a worker starts in seconds (it imports GX): worth it for a large file only
-        workers = validation_workers() if path.stat().st_size >= WORKERS_FROM_BYTES else 1
+        workers = (pool.workers if pool is not None else validation_workers()) \
+            if path.stat().st_size >= WORKERS_FROM_BYTES else 1
     sha = sha256 or sha256_file(path)
     info = {"file": rel, "sha256": sha, "rows": 0, "bytes": path.stat().st_size}
     parts_dir = out / "parts"
@@ -204,8 +284,22 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
     if segmented:
         try:
             header, segments = plan
-            job = _SegmentJob(path, spec, header, info, latest, _main_formats(path, spec, segment_bytes), lookups)
-            parts = _validate_segments(job, segments, parts_dir, workers, segment_bytes)
+            job = _SegmentJob(path, spec, header, info, latest, _first_segment_formats(path, spec, segment_bytes),
+                              lookups)
+            # the run's pool when it has the workers wanted; else one for this file (one worker: none started)
+            segment_pool = pool if pool is not None and pool.workers == workers else SegmentPool(workers)
+            try:
+                parts, counts = _validate_segments(job, segments, parts_dir, segment_pool, segment_bytes)
+                main = _main_formats(counts)
+                if main != job.main_formats:  # rare: most rows of the file are in another format
+                    log.info("%s (%s): a date column's main format over the whole file is not its first "
+                             "segment's: validating the segments again with it", spec.table, rel)
+                    shutil.rmtree(parts_dir)
+                    parts, _ = _validate_segments(dataclasses.replace(job, main_formats=main), segments, parts_dir,
+                                                  segment_pool, segment_bytes)
+            finally:
+                if segment_pool is not pool:
+                    segment_pool.close()
         except NotSegmentable:  # read whole: the careful reader names what is wrong, if anything is
             shutil.rmtree(parts_dir, ignore_errors=True)
             parts, segmented = [], False

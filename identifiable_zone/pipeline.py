@@ -48,7 +48,7 @@ from core import progress
 from core.contract import SEEDS
 from core.files import output_guard, read_json, sha256_file, write_json_atomic
 from core.periods import period_end
-from core.settings import LINKAGE_MODEL_ENV, Paths, env_value
+from core.settings import LINKAGE_MODEL_ENV, Paths, env_value, validation_workers
 from identifiable_zone import link as lk
 from identifiable_zone import link_records
 from identifiable_zone import pseudonymise as ps
@@ -57,7 +57,7 @@ from identifiable_zone.data_period import ACTIVITY_DATES, derive_data_period
 from identifiable_zone.provenance import new_run_record, read_run_record, run_record_path
 from identifiable_zone.sources import SPINE, ExtractUnusable, load_sources_config, resolve_files
 from identifiable_zone.subgroups import subgroup_columns
-from identifiable_zone.file_validation import validate_file
+from identifiable_zone.file_validation import SegmentPool, validate_file
 from identifiable_zone.validate import check_quarantine_threshold, parent_dates
 from identifiable_zone.validation_cache import ValidationCache, parent_digest
 
@@ -96,21 +96,23 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
     tables, accepted, latest_activity, manifest = {}, {}, {}, []
     order = _parents_first(cfg)
     parent_columns = _parent_columns(cfg)
-    for i, table in enumerate(order, 1):
-        spec = cfg[table]
-        parents = {ref.table: accepted[ref.table] for ref in spec.parent_date_refs if ref.table in accepted}
-        summary, files = _validate_source_files(paths, cfg, spec, latest, parents, cache, (i, len(order)))
-        # only the columns later sources' life rules read are held (GP patients' ids and dates)
-        if parent_columns.get(table):
-            accepted[table] = _accepted(paths, table, parent_columns[table])
-        if table in ACTIVITY_DATES:
-            latest_activity[table] = _latest_value(paths, table, ACTIVITY_DATES[table])
-        manifest += [{"table": table, **f} for f in files]
-        tables[table] = summary
-        n_cached = sum(f["validation"] == "cached" for f in files)
-        log.info("%s: %d file(s), %d validated, %d unchanged (cached); %d rows in, %d accepted, %d quarantined",
-                 table, len(files), len(files) - n_cached, n_cached, summary["rows_in"],
-                 summary["rows_accepted"], summary["rows_quarantined"])
+    # one pool of segment workers for every file of the run (started by the first large file)
+    with SegmentPool(validation_workers()) as pool:
+        for i, table in enumerate(order, 1):
+            spec = cfg[table]
+            parents = {ref.table: accepted[ref.table] for ref in spec.parent_date_refs if ref.table in accepted}
+            summary, files = _validate_source_files(paths, cfg, spec, latest, parents, cache, (i, len(order)), pool)
+            # only the columns later sources' life rules read are held (GP patients' ids and dates)
+            if parent_columns.get(table):
+                accepted[table] = _accepted(paths, table, parent_columns[table])
+            if table in ACTIVITY_DATES:
+                latest_activity[table] = _latest_value(paths, table, ACTIVITY_DATES[table])
+            manifest += [{"table": table, **f} for f in files]
+            tables[table] = summary
+            n_cached = sum(f["validation"] == "cached" for f in files)
+            log.info("%s: %d file(s), %d validated, %d unchanged (cached); %d rows in, %d accepted, %d quarantined",
+                     table, len(files), len(files) - n_cached, n_cached, summary["rows_in"],
+                     summary["rows_accepted"], summary["rows_quarantined"])
     cache.prune()
     tables = {t: tables[t] for t in cfg.sources}  # config order, as before
     period = derive_data_period(latest_activity, manifest)
@@ -171,8 +173,9 @@ def _parents_first(cfg) -> list[str]:
     return order
 
 
-def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
-                           cache: ValidationCache, position: tuple[int, int] = (1, 1)) -> tuple[dict, list[dict]]:
+def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict, cache: ValidationCache,
+                           position: tuple[int, int] = (1, 1),
+                           pool: SegmentPool | None = None) -> tuple[dict, list[dict]]:
     """One source: each file from the cache or validated into it (``file_validation``), then
     the files combined into ``identifiable/{accepted,quarantine,dq_flags}/<table>.parquet``
     (``cross_file_rules``). ``position``: which source of how many this is (progress lines).
@@ -194,7 +197,7 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict,
         if found is None:
             with cache.new_entry(spec.table, key) as tmp:
                 meta = validate_file(paths.landing, spec, rel, latest, lookups, cfg.quarantine_threshold, tmp,
-                                     sha256=sha)
+                                     sha256=sha, pool=pool)
                 meta["parents"] = parent_digest(spec, lookups, tmp)
                 write_json_atomic(tmp / "entry.json", meta)
             # the entry just written, read back without get(): that hashed every row's parent

@@ -656,13 +656,16 @@ def _iter_csv_segments(path: Path, spec: SourceSpec, segment_bytes: int):
             lines_before += _line_count(body)
 
 
-def csv_value_counts(path: Path, spec: SourceSpec, segment_bytes: int, columns: list[str]) -> dict:
+def csv_value_counts(path: Path, spec: SourceSpec, segment_bytes: int, columns: list[str],
+                     segments: int | None = None) -> dict:
     """How many rows hold each distinct value (stripped; blank -> None) of the contract
-    ``columns`` of a large CSV file, read segment by segment as ``csv_segments`` reads it and
-    raising ``NotSegmentable`` as it does: column -> (values, counts), object and int64 arrays.
+    ``columns`` of a large CSV file (of its first ``segments`` only, when given), read segment by
+    segment as ``csv_segments`` reads it and raising ``NotSegmentable`` as it does: column ->
+    (values, counts), object and int64 arrays.
     Counted in Arrow: a date column of 40 million rows has a few thousand distinct values, and
     turning every value into a Python string first took most of a minute."""
     header, bounds = _line_bounds(path, segment_bytes)
+    bounds = bounds if segments is None else bounds[:segments]
     wanted = _site_columns(spec, columns)
     parts: dict[str, list] = {c: [] for c in columns}
     with open(path, "rb") as f:

@@ -217,6 +217,95 @@ def test_segments_in_worker_processes_give_the_one_at_a_time_result(zones, landi
     assert len(pd.read_parquet(outs[0] / "quarantine.parquet")) > 0  # the planted repeats, at least
 
 
+def _gp_appointment_lookups(zones):
+    from identifiable_zone.pipeline import _accepted, _parent_columns
+    from identifiable_zone.validate import parent_dates
+
+    cfg = load_sources_config()
+    spec = cfg["gp_appointments"]
+    paths = Paths(zones[1].parent)
+    parents = {r.table: _accepted(paths, r.table, _parent_columns(cfg)[r.table]) for r in spec.parent_date_refs}
+    return spec, parent_dates(spec, parents)
+
+
+def _file_tables(out: Path) -> dict[str, pd.DataFrame]:
+    """A file's validation folder as its tables: accepted without the rows its quarantine lists
+    (a segmented file's pieces still hold the copies found across segments) and row keys, both
+    without row numbers; quarantine and flags."""
+    from identifiable_zone.cross_file_rules import table_files
+
+    quarantine = pd.read_parquet(out / "quarantine.parquet")
+    accepted = pd.concat([pd.read_parquet(f).assign(__row=lambda t, s=start: t["__row"] + s)
+                          for f, start in table_files(out, "accepted")], ignore_index=True)
+    accepted = accepted[~accepted["__row"].isin(quarantine["row"])].drop(columns="__row").reset_index(drop=True)
+    rowkeys = pd.concat([pd.read_parquet(f) for f, _ in table_files(out, "rowkeys")], ignore_index=True)
+    return {"accepted": accepted, "rowkeys": rowkeys.drop(columns="row"), "quarantine": quarantine,
+            "dq_flags": pd.read_parquet(out / "dq_flags.parquet")}
+
+
+def test_a_file_whose_first_segment_is_in_another_date_format_gets_the_whole_files_main_format(
+        zones, landing, tmp_path, caplog):
+    """The segments are validated with their first segment's main date formats; when most of
+    the file's rows are in another, every segment is validated again with the file's. Here the
+    first segment's booking dates are day-first, the rest ISO: the day-first ones are then the
+    'other' format, as reading the file whole finds."""
+    from identifiable_zone.file_validation import SegmentPool, validate_file
+
+    spec, lookups = _gp_appointment_lookups(zones)
+    land = tmp_path / "landing"
+    land.mkdir()
+    rows = _rows(landing[0] / "gp_appointments.csv")
+    booked = rows[0].index("BookedDate")
+    for r in rows[1:400]:  # the first segment (about 31 KiB) and a little more
+        y, m, d = r[booked].split("-")
+        r[booked] = f"{d}/{m}/{y}"
+    (land / "gp_appointments.csv").write_text("".join(_line(r) + "\n" for r in rows), encoding="utf-8")
+    size = validation_segment_bytes({VALIDATION_SEGMENT_MIB_ENV: SEGMENT_MIB})
+    caplog.set_level("INFO", logger="identifiable_zone.file_validation")
+    with SegmentPool(2) as pool:
+        segmented = validate_file(land, spec, "gp_appointments.csv", "2026-12-01", lookups, 0.2, tmp_path / "seg",
+                                  segment_bytes=size, workers=2, pool=pool)
+    assert "validating the segments again" in caplog.text
+    whole = validate_file(land, spec, "gp_appointments.csv", "2026-12-01", lookups, 0.2, tmp_path / "whole",
+                          segment_bytes=64 << 20)
+    reported = {(x["rule"], x["field"]): x["rows"] for x in whole["summary"]["reported_by_rule"]}
+    assert reported[("date_format_consistent", "BookedDate")] == 399  # the day-first dates: the other format
+    a, b = _file_tables(tmp_path / "seg"), _file_tables(tmp_path / "whole")
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+    assert segmented["summary"]["quarantine_by_rule"] == whole["summary"]["quarantine_by_rule"]
+    assert segmented["summary"]["flags_by_rule"] == whole["summary"]["flags_by_rule"]
+    assert segmented["summary"]["reported_by_rule"] == whole["summary"]["reported_by_rule"]
+
+
+def test_one_pool_of_workers_serves_several_files(zones, landing, tmp_path):
+    """The run's workers validate one file's segments, then another's (each worker reads the new
+    file's job, not the one it served before): the results are those of one worker."""
+    from identifiable_zone.file_validation import SegmentPool, validate_file
+
+    spec, lookups = _gp_appointment_lookups(zones)
+    size = validation_segment_bytes({VALIDATION_SEGMENT_MIB_ENV: SEGMENT_MIB})
+    land = tmp_path / "landing"
+    land.mkdir()
+    data = (landing[0] / "gp_appointments.csv").read_bytes()
+    (land / "gp_appointments.csv").write_bytes(data)
+    lines = data.split(b"\n")
+    (land / "gp_appointments.2.csv").write_bytes(b"\n".join(lines[:1] + lines[len(lines) // 2:]))
+    with SegmentPool(2) as pool:
+        pooled = [validate_file(land, spec, rel, "2026-12-01", lookups, 0.2, tmp_path / f"pool{i}",
+                                segment_bytes=size, workers=2, pool=pool)
+                  for i, rel in enumerate(("gp_appointments.csv", "gp_appointments.2.csv"))]
+        assert pool._executor is not None  # started once, for both files
+    alone = [validate_file(land, spec, rel, "2026-12-01", lookups, 0.2, tmp_path / f"alone{i}",
+                           segment_bytes=size, workers=1)
+             for i, rel in enumerate(("gp_appointments.csv", "gp_appointments.2.csv"))]
+    assert pooled == alone
+    for i in range(2):
+        a, b = _file_tables(tmp_path / f"pool{i}"), _file_tables(tmp_path / f"alone{i}")
+        for name in a:
+            pd.testing.assert_frame_equal(a[name], b[name], obj=f"{name} of file {i}")
+
+
 @pytest.mark.parametrize("segmented", [True, False])
 def test_a_file_that_is_not_what_was_checksummed_before_validation_is_refused(zones, landing, tmp_path, segmented):
     """The pipeline takes a file's checksum before validating it (the cache key) and hands it
