@@ -43,7 +43,7 @@ from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_par
 from identifiable_zone.sources import (SPINE, CsvSegment, ExtractRead, ExtractUnusable, NotSegmentable,
                                        csv_segment_plan, csv_value_counts, read_csv_segment, read_extract)
 from identifiable_zone.validate import (add_format_counts, check_quarantine_threshold, counted_format_counts,
-                                        date_format_counts, log_findings, main_date_format, validate_source)
+                                        log_findings, main_date_format, validate_source)
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,20 @@ def row_keys(df: pd.DataFrame, spec, lines) -> pd.DataFrame:
     return keys
 
 
+def _arrow_text(values: pd.Series) -> pa.Array:
+    try:  # str and None (what the readers give), converted in Arrow
+        return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # anything else: as text_array writes it
+        return text_array(values)
+
+
 def row_hashes(df: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each row's values (DuckDB's ``hash`` of the columns in order; a missing
     value hashes as NULL): exact copies across segments and files are found by it
     (``cross_file_rules``). In DuckDB: pandas' object hashing took a second a segment."""
     import duckdb
 
-    rows = pa.table({f"c{i}": text_array(df[c]) for i, c in enumerate(df.columns)})
+    rows = pa.table({f"c{i}": _arrow_text(df[c]) for i, c in enumerate(df.columns)})
     with duckdb.connect(config={"threads": 1}) as con:  # one core: the other runs the other worker
         con.register("input_rows", rows)
         cols = ", ".join(f"c{i}" for i in range(len(df.columns)))
@@ -140,10 +147,9 @@ class _SegmentJob:
 def _validate_segment(job: _SegmentJob, segment: CsvSegment, folder: Path) -> tuple[Part, dict]:
     """The segment's part, and its rows per date format of each date column."""
     seg = dataclasses.replace(read_csv_segment(job.path, job.spec, job.header, segment), files=[job.info])
-    counts = {col: date_format_counts(seg.frame[col]) for col in job.spec.dates if col in seg.frame.columns}
     res = validate_source(seg, job.spec, None, latest_date=job.latest, main_formats=job.main_formats,
                           parent_lookups=job.lookups)
-    return _write_part(folder, seg, res, job.spec, seg.row_line), counts
+    return _write_part(folder, seg, res, job.spec, seg.row_line), res.date_format_counts
 
 
 _WORKER_JOB: tuple[Path, _SegmentJob] | None = None  # in a worker process: the job file it read last

@@ -102,6 +102,7 @@ class ValidationResult:
     flags: pd.DataFrame  # record_id, rule, field, row
     summary: dict
     reported: pd.DataFrame | None = None  # report-only failures (row and value kept), same columns
+    date_format_counts: dict | None = None  # date column -> rows per format (parsed values only)
 
 
 def _before(x: pd.Series, y: pd.Series) -> pd.Series:
@@ -186,16 +187,9 @@ def look_up(lookup: pd.Series, keys) -> np.ndarray:
     return np.where(pd.isna(found), None, found)
 
 
-def date_format_counts(values: pd.Series) -> dict[str, int]:
-    """Rows per date format (``normalise.DATE_FORMAT_LABELS``) of a column's values; values
-    that do not parse are not counted."""
-    codes, distinct = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
-    _, fmt = nz.parse_date_and_format(pd.Series(distinct, dtype=object))
-    return _rows_per_format(codes, fmt)
-
-
 def counted_format_counts(values: np.ndarray, counts: np.ndarray) -> dict[str, int]:
-    """``date_format_counts`` from a column's distinct values and how many rows hold each
+    """Rows per date format (``normalise.DATE_FORMAT_LABELS``; values that do not parse are not
+    counted) from a column's distinct values and how many rows hold each
     (``sources.csv_value_counts``)."""
     _, fmt = nz.parse_date_and_format(pd.Series(values, dtype=object))
     return _counts_per_format(np.asarray(counts, dtype="int64"), fmt)
@@ -222,15 +216,16 @@ def add_format_counts(total: dict[str, int], counts: dict[str, int]) -> dict[str
 
 
 def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str, lookups: dict,
-                   main_formats: dict | None = None) -> tuple[pd.DataFrame, dict, list]:
+                   main_formats: dict | None = None) -> tuple[pd.DataFrame, dict, list, dict]:
     """The frame GX validates: the raw columns plus normalised helper columns, the
-    normalised values to put back into accepted rows, and the rules that could not be run.
+    normalised values to put back into accepted rows, the rules that could not be run, and
+    each date column's rows per format.
     ``latest``: the last allowed date (ISO). Date rules are worked out once per distinct
     value of a column (an extract of millions of rows holds a few thousand dates).
     ``main_formats``: date column -> the format most of its file's rows are in, when ``df``
     is a segment of a larger file (else taken from ``df``)."""
     chk = df.copy()
-    normalised, usable, not_run = {}, {}, []
+    normalised, usable, not_run, format_counts = {}, {}, [], {}
     # exact duplicate rows: every copy after the first fails; the first is judged on its own
     dup_copy = df.duplicated(keep="first")
     chk["__exact_duplicate"] = pd.Series(np.where(dup_copy.to_numpy(), "duplicate", "ok"), index=df.index,
@@ -248,8 +243,8 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str, lookups: dic
         chk[f"{col}__not_future"] = pd.Series(nz.take_distinct(_verdicts(in_future, pd.notna(iso), "future"), codes),
                                               index=df.index, dtype=object)
         # formats: the column's main one (most rows of the file; ties to the earlier of DATE_FORMAT_LABELS)
-        main = (main_formats.get(col) if main_formats is not None
-                else main_date_format(_rows_per_format(codes, fmt)))
+        format_counts[col] = _rows_per_format(codes, fmt)
+        main = main_formats.get(col) if main_formats is not None else main_date_format(format_counts[col])
         known = fmt.notna().to_numpy()
         _add_verdict(chk, f"{col}__format", (fmt != main).to_numpy(), known, "other", codes)
         day_first = ((fmt == "DD/MM/YYYY") & (main != "DD/MM/YYYY")).to_numpy()
@@ -293,7 +288,7 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str, lookups: dic
             first = cleaned.where(valid & ~dup_copy, None)
             if first.dropna().duplicated().any():
                 chk[f"{nhs_col}__valid_first_copy"] = first
-    return chk, normalised, not_run
+    return chk, normalised, not_run, format_counts
 
 
 def build_suite(spec: SourceSpec, name: str, columns=None):
@@ -443,7 +438,7 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float | None
     df = read.frame[list(spec.columns)].reset_index(drop=True)
     n = len(df)
     lookups = parent_lookups if parent_lookups is not None else parent_dates(spec, parents)
-    chk, normalised, not_run = _derived_frame(df, spec, latest, lookups, main_formats)
+    chk, normalised, not_run, format_counts = _derived_frame(df, spec, latest, lookups, main_formats)
 
     suite = build_suite(spec, f"{spec.table}_rows", chk.columns)
     # GX gets only the columns its expectations read: it fingerprints the whole frame it is given
@@ -532,7 +527,7 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float | None
     if threshold is not None:  # a whole file: its findings now (a segment's: when its file is done)
         log_findings(spec.table, files, summary)
         check_quarantine_threshold(spec.table, files, n, quarantine, threshold)
-    return ValidationResult(spec.table, accepted, quarantine, flags, summary, reported)
+    return ValidationResult(spec.table, accepted, quarantine, flags, summary, reported, format_counts)
 
 
 def log_findings(table: str, files: str, summary: dict) -> None:
