@@ -44,10 +44,12 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(warehouse), read_only=True)
 
 
-def read_table(warehouse: Path | str, table: str) -> pd.DataFrame:
+def read_table(warehouse: Path | str, table: str, columns=None, where: str | None = None) -> pd.DataFrame:
+    """The table, or only its ``columns`` (names) and the rows ``where`` says (SQL)."""
+    select = "*" if columns is None else ", ".join(f'"{c}"' for c in columns)
     con = connect(warehouse)
     try:
-        return con.execute(f'select * from main."{table}"').df()
+        return con.execute(f'select {select} from main."{table}"' + (f" where {where}" if where else "")).df()
     finally:
         con.close()
 
@@ -175,18 +177,7 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int = 0) -> pd.D
     # a fixed row order: the warehouse returns rows in any order (parallel scans, hash joins), and
     # float sums in the estimators depend on it in the last bits; sorted, reruns are identical
     df = df.sort_values(["matched_set_id", "person_id", "rel_month"], kind="stable")
-
-    persons = df.drop_duplicates(["matched_set_id", "person_id"])[
-        ["matched_set_id", "person_id", "is_treated"]]
-    n_t = persons.groupby("matched_set_id")["is_treated"].sum()
-    n_all = persons.groupby("matched_set_id")["is_treated"].size()
-    n_c = n_all - n_t
-    usable = n_t[(n_t > 0) & (n_c > 0)].index
-    df = df[df["matched_set_id"].isin(usable)].copy()
-    control_w = (n_t / n_c.where(n_c > 0)).rename("cw")
-    df = df.join(control_w, on="matched_set_id")
-    df["weight"] = np.where(df["is_treated"] == 1, 1.0, df["cw"])
-    df = df.drop(columns="cw")
+    df = _usable_sets_weighted(df)
     expected = period_of(df["rel_month"], selection_window_months)
     if "period" in df.columns:
         bad = ~df["period"].isin(PERIODS)
@@ -205,6 +196,34 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int = 0) -> pd.D
     df["cluster_id"] = linked_set_clusters(df["matched_set_id"], df["person_id"])
     df["post"] = (df["rel_month"] > 0).astype(int)
     df["treated_post"] = df["is_treated"] * df["post"]
+    return df.reset_index(drop=True)
+
+
+def _usable_sets_weighted(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the matched sets with a treated person and a control, with their ATT
+    ``weight`` (see `prepare_panel`)."""
+    persons = df.drop_duplicates(["matched_set_id", "person_id"])[
+        ["matched_set_id", "person_id", "is_treated"]]
+    n_t = persons.groupby("matched_set_id")["is_treated"].sum()
+    n_all = persons.groupby("matched_set_id")["is_treated"].size()
+    n_c = n_all - n_t
+    usable = n_t[(n_t > 0) & (n_c > 0)].index
+    df = df[df["matched_set_id"].isin(usable)].copy()
+    control_w = (n_t / n_c.where(n_c > 0)).rename("cw")
+    df = df.join(control_w, on="matched_set_id")
+    df["weight"] = np.where(df["is_treated"] == 1, 1.0, df["cw"])
+    return df.drop(columns="cw")
+
+
+def drop_persons(panel: pd.DataFrame, person_ids) -> pd.DataFrame:
+    """A prepared panel without the people ``person_ids``: the rows, weights and clusters that
+    `prepare_panel` gives for the unprepared panel without them (sets left without a treated
+    person or without a control dropped, control weights and linked-set clusters made again),
+    in the columns ``panel`` has (it needs matched_set_id, person_id and is_treated). Made
+    from the prepared rows: preparing the whole table again held several copies of it."""
+    df = _usable_sets_weighted(panel[~panel["person_id"].isin(person_ids)])
+    if "cluster_id" in df.columns:
+        df["cluster_id"] = linked_set_clusters(df["matched_set_id"], df["person_id"])
     return df.reset_index(drop=True)
 
 

@@ -38,11 +38,11 @@ import statsmodels.api as sm
 from evaluation.costing import (DEFAULT_COSTED_OUTCOMES, REFERENCE_2016_17_PATH, THERAPY_ACTIVITY,
                                 CostingConfig, CostingResult, estimate_costs, override_unit_costs,
                                 prepare_unit_costs)
-from evaluation.did import CountDiDResult, estimate_poisson_did
+from evaluation.did import POISSON_DID_COLUMNS, CountDiDResult, estimate_poisson_dids
 from evaluation.disclosure import MIN_SUBGROUP_TREATED, suppress_count
 from evaluation.methods.common import Z95
 from core.contract import POST_MONTHS
-from evaluation.panel import prepare_panel
+from evaluation.panel import drop_persons, prepare_panel
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,24 @@ def _scenario(group, label, c: CostingResult, note="") -> Scenario:
                     c.gross_saving_per_person, c.therapy_cost_per_person, note)
 
 
+_NB_KEYS = ["matched_set_id", "cluster_id", "unit_id", "person_id", "is_treated", "weight", "period"]
+
+
 def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
     """Negative binomial DiD on person pre/post counts (see the module docstring)."""
-    df = panel[panel["period"].isin(["pre", "post"])]
-    agg = df.groupby(["matched_set_id", "cluster_id", "unit_id", "person_id", "is_treated", "weight", "period"],
-                     as_index=False)[[outcome, "exposure_months"]].sum()
+    return nb_dids(panel, (outcome,))[outcome]
+
+
+def nb_dids(panel: pd.DataFrame, outcomes) -> dict[str, CountDiDResult | None]:
+    """`nb_did` of each outcome, the same fits: each person's pre and post counts of every
+    outcome summed in one grouping (by seven keys, four of them text) instead of one each."""
+    outcomes = list(dict.fromkeys(outcomes))
+    df = panel.loc[panel["period"].isin(["pre", "post"]), [*_NB_KEYS, *outcomes, "exposure_months"]]
+    sums = df.groupby(_NB_KEYS, as_index=False)[[*outcomes, "exposure_months"]].sum()
+    return {o: _nb_fit(sums[[*_NB_KEYS, o, "exposure_months"]], o, len(df)) for o in outcomes}
+
+
+def _nb_fit(agg: pd.DataFrame, outcome: str, n_person_months: int) -> CountDiDResult | None:
     agg = agg[agg["exposure_months"] > 0]
     agg["post"] = (agg["period"] == "post").astype(float)
     agg["treated_post"] = agg["post"] * agg["is_treated"]
@@ -95,7 +108,7 @@ def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
         se_abs_change=float(se_abs), treated_post_rate_py=12 * r1,
         counterfactual_post_rate_py=12 * r1 / np.exp(b), n_treated=n_t,
         n_controls=int(agg.loc[agg["is_treated"] == 0, "unit_id"].nunique()),
-        n_sets=int(agg["matched_set_id"].nunique()), n_person_months=int(len(df)),
+        n_sets=int(agg["matched_set_id"].nunique()), n_person_months=int(n_person_months),
         treated_post_person_years=float(tp["exposure_months"].sum() / 12),
         method="NB2 on person pre/post counts, offset log person-time, clustered on set",
         # set-level influence of the absolute change is not available here: outcomes are
@@ -108,7 +121,7 @@ def _deaths_before_end(raw_panel: pd.DataFrame, deaths: pd.DataFrame) -> set[str
     d = deaths.dropna(subset=["date_of_death"])
     if d.empty:
         return set()
-    idx = raw_panel.drop_duplicates("person_id")[["person_id", "index_month"]]
+    idx = raw_panel[["person_id", "index_month"]].drop_duplicates("person_id")
     m = idx.merge(d[["person_id", "date_of_death"]], on="person_id")
     end = pd.to_datetime(m["index_month"]) + pd.DateOffset(months=13)
     return set(m.loc[pd.to_datetime(m["date_of_death"]) < end, "person_id"])
@@ -128,9 +141,15 @@ def run_sensitivity(
     selection_window_months: int = 0,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Return (one row per scenario, notes on scenarios not run). Row 0 is the base case.
-    ``raw_panel`` and ``alternative_panels`` are unprepared and prepared for the design's
-    ``selection_window_months`` (mart_design)."""
+    ``raw_panel``: the unprepared panel, or its person_id and index_month columns (all the
+    deaths scenario reads of it: who is in it, and their index month). ``alternative_panels``
+    are unprepared and prepared for the design's ``selection_window_months`` (mart_design).
+
+    Each scenario that re-estimates fits the costed outcomes together (`estimate_poisson_dids`)
+    on the columns the model reads; the deaths scenario takes its panel from ``panel``
+    (`drop_persons`: what preparing the unprepared panel without those people gives)."""
     co = tuple(config.costed_outcomes)
+    model_columns = panel[[*POISSON_DID_COLUMNS, *(o for o in co if o not in POISSON_DID_COLUMNS)]]
     base_uc = prepare_unit_costs(seed_unit_costs, config, price_index)
     kw = dict(persistence_years=config.persistence_years,
               persistence_decay=config.persistence_decay, discount_rate=config.discount_rate)
@@ -183,7 +202,7 @@ def run_sensitivity(
                               f"£{per_contact:,.0f})", cost(results, uc_t)))
 
     # count model
-    nb = {o: nb_did(panel, o) for o in co}
+    nb = nb_dids(panel, co)
     if all(v is not None for v in nb.values()):
         rows.append(_scenario("Count model", "Negative binomial (pre/post, clustered)",
                               cost(nb), "outcomes combined as independent"))
@@ -191,8 +210,7 @@ def run_sensitivity(
         notes.append("Negative binomial: not estimable for at least one costed outcome.")
 
     # outcome window
-    p6 = panel[panel["rel_month"] <= 6]
-    r6 = {o: estimate_poisson_did(p6, o) for o in co}
+    r6 = estimate_poisson_dids(model_columns[model_columns["rel_month"] <= 6], co)
     if all(np.isfinite(r.abs_change_per_py) for r in r6.values()):
         rows.append(_scenario("Outcome window", "Post months 1-6 only (annualised)",
                               cost(r6, followup_years=base_costing.mean_followup_years)))
@@ -203,8 +221,9 @@ def run_sensitivity(
     if raw_panel is not None and deaths is not None:
         died = _deaths_before_end(raw_panel, deaths)
         if died:
-            pd_ = prepare_panel(raw_panel[~raw_panel["person_id"].astype(str).isin(died)], selection_window_months)
-            rd = {o: estimate_poisson_did(pd_, o) for o in co}
+            survivors = drop_persons(panel[[*model_columns.columns, "person_id"]], died)
+            rd = estimate_poisson_dids(survivors, co)
+            del survivors
             if all(np.isfinite(r.abs_change_per_py) for r in rd.values()):
                 rows.append(_scenario("Deaths", f"Excluding people who died "
                                       f"({suppress_count(len(died))} people)", cost(rd)))
@@ -225,8 +244,7 @@ def run_sensitivity(
     # matching
     if alternative_panels:
         for label, p in alternative_panels.items():
-            pp = prepare_panel(p, selection_window_months)
-            ra = {o: estimate_poisson_did(pp, o) for o in co}
+            ra = estimate_poisson_dids(prepare_panel(p, selection_window_months), co)
             if all(np.isfinite(r.abs_change_per_py) for r in ra.values()):
                 rows.append(_scenario("Matching", f"Matching: {label}", cost(ra)))
     else:
@@ -246,7 +264,7 @@ def iapt_outcomes(treated_cohort: pd.DataFrame, panel: pd.DataFrame) -> pd.DataF
 
     Recovery is counted among people at caseness at the start (the national definition);
     reliable improvement among everyone in the matched treated cohort."""
-    ids = set(panel.loc[panel["is_treated"] == 1, "person_id"].astype(str))
+    ids = panel.loc[panel["is_treated"] == 1, "person_id"].astype(str).unique()
     t = treated_cohort[treated_cohort["person_id"].astype(str).isin(ids)]
     b = lambda c: t[c].fillna(False).astype(bool) if c in t else pd.Series(False, index=t.index)  # noqa: E731
     caseness = b("at_caseness_start")
@@ -273,8 +291,14 @@ def subgroup_savings(
     """Net saving per treated person by a treated person's attribute (`by` column of
     `treated_attrs`, keyed by person_id): each subgroup's matched sets (treated person and their
     controls) analysed on their own. Subgroups with fewer than MIN_SUBGROUP_TREATED treated
-    people are listed but not estimated."""
+    people are listed but not estimated.
+
+    Each matched set's rows are found once (a filter of the whole panel for each subgroup
+    grew as subgroups x panel rows: about 130 practices at 2 million people), and each
+    subgroup's costed outcomes are fitted together on the columns the model reads."""
     co = tuple(config.costed_outcomes)
+    model_columns = panel[[*POISSON_DID_COLUMNS, *(o for o in co if o not in POISSON_DID_COLUMNS)]]
+    rows_of = _SetRows(panel["matched_set_id"])
     attrs = treated_attrs[["person_id", by]].copy()
     attrs["person_id"] = attrs["person_id"].astype(str)
     tr = panel.loc[panel["is_treated"] == 1, ["person_id", "matched_set_id"]].drop_duplicates()
@@ -288,8 +312,7 @@ def subgroup_savings(
                "lo95": np.nan, "hi95": np.nan, "gross_saving_per_person": np.nan,
                "estimated": False}
         if n >= MIN_SUBGROUP_TREATED:
-            sub = panel[panel["matched_set_id"].isin(set(g["matched_set_id"]))]
-            res = {o: estimate_poisson_did(sub, o) for o in co}
+            res = estimate_poisson_dids(model_columns.take(rows_of(g["matched_set_id"])), co)
             if all(np.isfinite(r.abs_change_per_py) for r in res.values()):
                 c = estimate_costs(res, unit_costs, co,
                                    persistence_years=config.persistence_years,
@@ -302,9 +325,27 @@ def subgroup_savings(
     return pd.DataFrame(out)
 
 
+class _SetRows:
+    """Positions of the rows of given matched sets, in the panel's order (what filtering the
+    panel on ``matched_set_id.isin(sets)`` keeps), from one sort of the panel's set ids."""
+
+    def __init__(self, matched_set_id: pd.Series):
+        codes, self.sets = pd.factorize(matched_set_id)
+        self.order = np.argsort(codes, kind="stable")
+        self.count = np.bincount(codes, minlength=len(self.sets))
+        self.start = np.cumsum(self.count) - self.count
+
+    def __call__(self, set_ids) -> np.ndarray:
+        sets = self.sets.get_indexer(pd.unique(np.asarray(set_ids)))
+        sets = sets[sets >= 0]
+        n = self.count[sets]
+        first = np.repeat(self.start[sets] - (np.cumsum(n) - n), n) + np.arange(n.sum())
+        return np.sort(self.order[first])
+
+
 def default_annual_caseload(panel: pd.DataFrame) -> tuple[int, str]:
     """The cohort's own average number of matched treated people a year (to the nearest 5)."""
-    t = panel[panel["is_treated"] == 1].drop_duplicates("person_id")
+    t = panel.loc[panel["is_treated"] == 1, ["person_id", "index_month"]].drop_duplicates("person_id")
     months = pd.to_datetime(t["index_month"])
     span = max((months.max().year - months.min().year) * 12 + months.max().month
                - months.min().month + 1, 12)
@@ -314,5 +355,5 @@ def default_annual_caseload(panel: pd.DataFrame) -> tuple[int, str]:
                 f"year ({months.min():%Y-%m} to {months.max():%Y-%m})")
 
 
-__all__ = ["run_sensitivity", "nb_did", "iapt_outcomes", "subgroup_savings",
+__all__ = ["run_sensitivity", "nb_did", "nb_dids", "iapt_outcomes", "subgroup_savings",
            "default_annual_caseload", "DEFAULT_COSTED_OUTCOMES", "POST_MONTHS"]

@@ -59,3 +59,42 @@ def test_shared_person_is_two_units_and_links_clusters():
     boot = cluster_bootstrap(p, ["ae_attendances"], reps=20, seed=3)
     assert boot.n_sets == p["cluster_id"].nunique()
     assert np.isfinite(boot.log_rr.to_numpy()).all()
+
+
+def test_dropping_people_from_the_prepared_panel_equals_preparing_the_table_without_them():
+    """drop_persons (the deaths scenario's panel) gives what prepare_panel gives for the
+    unprepared rows of everyone else, to the last bit: sets left without their treated person
+    or their only control go, control weights change where a set lost a control, and the
+    cluster of linked sets splits where the person linking them goes."""
+    from exact import assert_identical
+
+    from evaluation.panel import drop_persons
+
+    raw, links = _share_persons(simulate_panel(n_sets=200, rate_ratio=0.8, seed=9, share_one_control=0.3), 30)
+    raw = raw.sample(frac=1.0, random_state=4)  # the warehouse's order is any order
+    panel = prepare_panel(raw, 6)
+    sets = panel.drop_duplicates(["matched_set_id", "person_id"])
+    one_control = sets.groupby("matched_set_id")["is_treated"].transform("size") == 2
+    # the first control of sets with two, in sets no link touches
+    chain = {s for pair in links for s in pair}
+    two_controls = sets[~one_control & (sets["is_treated"] == 0) & ~sets["matched_set_id"].isin(chain)
+                        ].drop_duplicates("matched_set_id")
+    gone = {
+        *sets.loc[sets["is_treated"] == 1, "person_id"].iloc[:5],  # their sets go
+        *sets.loc[one_control & (sets["is_treated"] == 0), "person_id"].iloc[:5],  # sets left without a control
+        *two_controls["person_id"].iloc[:5],  # their sets' other controls weigh more
+        *raw.loc[raw["matched_set_id"] == links[10][0], "person_id"],  # a link of the chain
+    }
+    expected = prepare_panel(raw[~raw["person_id"].isin(gone)], 6)
+    got = drop_persons(panel, gone)
+    assert_identical(got, expected[list(got.columns)])
+    # the chain of linked sets is one cluster, and two without its eleventh link
+    assert panel.loc[panel["matched_set_id"].isin(chain), "cluster_id"].nunique() == 1
+    assert got.loc[got["matched_set_id"].isin(chain), "cluster_id"].nunique() == 2
+    # a set of two controls that lost one: the other weighs 1 instead of 1/2
+    lost = two_controls["matched_set_id"].iloc[0]
+    assert set(panel.loc[(panel["matched_set_id"] == lost) & (panel["is_treated"] == 0), "weight"]) == {0.5}
+    assert set(got.loc[(got["matched_set_id"] == lost) & (got["is_treated"] == 0), "weight"]) == {1.0}
+    # from the columns the scenario keeps only
+    cols = ["matched_set_id", "person_id", "unit_id", "cluster_id", "is_treated", "weight", "rel_month"]
+    assert_identical(drop_persons(panel[cols], gone), expected[cols])
