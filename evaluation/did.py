@@ -48,9 +48,9 @@ import statsmodels.api as sm
 from scipy import sparse, stats
 
 from core.contract import POST_MONTHS, outcome_label
-from evaluation.panel import comparison_months, period_of, reference_month
+from evaluation.panel import ID_COLUMNS, PanelCodes, comparison_months, period_of, reference_month
 from evaluation.methods.common import Z95
-from evaluation.methods.poisson_fe import PoissonFEFit, SortedCodes, fit_poisson_fe
+from evaluation.methods.poisson_fe import PoissonFEFit, fit_poisson_fe
 
 
 # --------------------------------------------------------------------------- count DiD
@@ -157,9 +157,9 @@ def _not_estimable_did(outcome: str, n_treated: int, n_controls: int, n_sets: in
     )
 
 
-# the columns of a prepared panel the count DiD reads, besides the outcome
-POISSON_DID_COLUMNS = ("matched_set_id", "unit_id", "cluster_id", "is_treated", "rel_month", "period",
-                       "exposure_months", "weight", "treated_post")
+# the columns of a prepared panel the count DiD reads besides the outcomes and the text ids
+# (unit_id, cluster_id, matched_set_id, or their PanelCodes)
+POISSON_DID_COLUMNS = ("is_treated", "rel_month", "period", "exposure_months", "weight", "treated_post")
 
 
 def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
@@ -167,27 +167,40 @@ def estimate_poisson_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult:
     return estimate_poisson_dids(panel, (outcome,))[outcome]
 
 
-def estimate_poisson_dids(panel: pd.DataFrame, outcomes) -> dict[str, CountDiDResult]:
+def estimate_poisson_dids(panel: pd.DataFrame, outcomes, codes: PanelCodes | None = None) -> dict[str, CountDiDResult]:
     """`estimate_poisson_did` of each outcome, the same results: the rows, the design, the
-    person and cluster codes and the counts of people and sets are made once for all of them,
+    unit and cluster codes and the counts of people and sets are made once for all of them,
     from the columns the model reads only (the sensitivity analyses fit four outcomes on each
-    of up to a hundred subsets of the panel)."""
+    of up to a hundred subsets of the panel). ``codes``: the `PanelCodes` of ``panel``'s rows,
+    when made already (``panel`` then needs none of the text ids)."""
     outcomes = list(dict.fromkeys(outcomes))
     columns = [*POISSON_DID_COLUMNS, *(o for o in outcomes if o not in POISSON_DID_COLUMNS)]
-    df = panel.loc[panel["period"].isin(["pre", "post"]), columns]
+    rows = panel["period"].isin(["pre", "post"]).to_numpy()
+    whole = bool(rows.all())
+    df = panel[columns] if whole else panel.loc[rows, columns]  # a copy only when rows go
+    if codes is None:
+        codes = PanelCodes.of(panel[list(ID_COLUMNS[:3])] if whole else panel.loc[rows, list(ID_COLUMNS[:3])],
+                              persons=False)
+    elif not whole:
+        codes = PanelCodes(codes.units.take(rows), codes.clusters.take(rows), codes.sets.take(rows))
     pre_months = comparison_months(df)
     rel_levels = [m for m in (*pre_months, *POST_MONTHS) if m != pre_months[-1]]
     X, names = _did_design(df["rel_month"], rel_levels, df["treated_post"])
-    units, clusters = SortedCodes.of(df["unit_id"].to_numpy()), SortedCodes.of(df["cluster_id"].to_numpy())
+    units, clusters = codes.units, codes.clusters
     exposure, weight = df["exposure_months"].to_numpy(), df["weight"].to_numpy()
     # each unit's first row, as df.drop_duplicates("unit_id") keeps it
     is_treated = df["is_treated"].to_numpy()[~pd.Series(units.codes).duplicated().to_numpy()]
     counts = dict(n_treated=int((is_treated == 1).sum()), n_controls=int((is_treated == 0).sum()),
-                  n_sets=int(df["matched_set_id"].nunique()), n_person_months=int(len(df)))
-    tp = df[(df["is_treated"] == 1) & (df["period"] == "post")]
+                  n_sets=len(codes.sets.uniques), n_person_months=int(len(df)))  # nunique: ids are never missing
+    tp_rows = ((df["is_treated"] == 1) & (df["period"] == "post")).to_numpy()
+    tp = df[tp_rows]
     treated_post_months = tp["exposure_months"].sum()
-    by_cluster = tp.groupby("cluster_id")[list(dict.fromkeys([*outcomes, "exposure_months"]))].sum()
-    n_c = df["cluster_id"].nunique()
+    # grouped by cluster code: the groups, their order (the ids' sorted order) and sums of grouping
+    # by the text id, which then names them
+    by_cluster = tp[list(dict.fromkeys([*outcomes, "exposure_months"]))].groupby(clusters.codes[tp_rows]).sum()
+    labels = clusters.uniques[by_cluster.index.to_numpy()]
+    by_cluster.index = pd.Index(labels, dtype=getattr(labels, "dtype", object), name="cluster_id")
+    n_c = len(clusters.uniques)
     out = {}
     for outcome in outcomes:
         fit = fit_poisson_fe(df[outcome].to_numpy(), X, exposure, units, clusters, weight, names=names,

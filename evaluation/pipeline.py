@@ -19,7 +19,7 @@ from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.methods.common import json_safe
 from core.contract import COUNT_OUTCOMES
-from evaluation.panel import (add_cost_column, cohort_counts,
+from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
                               data_period, load_design, load_panel, load_raw_panel, load_treated_panel, read_table,
                               table_names)
 from evaluation.reporting.render import ReportInputs, write_report
@@ -164,19 +164,20 @@ def sensitivity(paths: Paths) -> dict:
     alt = {t[len("mart_evaluation_panel__"):]: read_table(paths.warehouse, t)
            for t in sorted(tables) if t.startswith("mart_evaluation_panel__")}
     seed_costs = read_table(paths.warehouse, "unit_costs")
+    codes = PanelCodes.of(panel)  # the text ids as codes, once for every scenario and subgroup
     scen, notes = run_sensitivity(panel, results, c["costing"], seed_costs, config, raw_panel=raw,
                                   deaths=deaths, mean_treatment_contacts=contacts,
                                   alternative_panels=alt or None, price_index=c["price_index"],
-                                  selection_window_months=window)
+                                  selection_window_months=window, codes=codes)
     out.update(scenarios=scen, notes=notes)
     sub = [subgroup_savings(panel, panel.loc[panel["is_treated"] == 1, ["person_id", by]].drop_duplicates("person_id"),
-                            c["unit_costs"], config, by)
+                            c["unit_costs"], config, by, codes=codes)
            for by in ("ltc_group", "practice_code") if by in panel]
     if treated is not None:
         out["iapt"] = iapt_outcomes(treated, panel)
         rec = treated[["person_id", "recovered"]].copy()
         rec["recovered"] = rec["recovered"].map({True: "recovered", False: "not recovered"})
-        sub.insert(0, subgroup_savings(panel, rec, c["unit_costs"], config, "recovered"))
+        sub.insert(0, subgroup_savings(panel, rec, c["unit_costs"], config, "recovered", codes=codes))
     out["subgroups"] = pd.concat(sub, ignore_index=True) if sub else None
     _save(paths, "sensitivity", out)
     return json_safe({"scenarios": int(len(scen)), "notes": notes,

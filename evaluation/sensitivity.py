@@ -42,7 +42,7 @@ from evaluation.did import POISSON_DID_COLUMNS, CountDiDResult, estimate_poisson
 from evaluation.disclosure import MIN_SUBGROUP_TREATED, suppress_count
 from evaluation.methods.common import Z95
 from core.contract import POST_MONTHS
-from evaluation.panel import drop_persons, prepare_panel
+from evaluation.panel import PanelCodes, drop_persons_coded, prepare_panel
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,22 @@ def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
     return nb_dids(panel, (outcome,))[outcome]
 
 
-def nb_dids(panel: pd.DataFrame, outcomes) -> dict[str, CountDiDResult | None]:
+def nb_dids(panel: pd.DataFrame, outcomes, codes: PanelCodes | None = None) -> dict[str, CountDiDResult | None]:
     """`nb_did` of each outcome, the same fits: each person's pre and post counts of every
-    outcome summed in one grouping (by seven keys, four of them text) instead of one each."""
+    outcome summed in one grouping (by seven keys) instead of one each. ``codes``: the panel's
+    `PanelCodes` (with persons), when made already: the four text keys are grouped by their
+    codes, which sort as the text does (the same groups in the same order)."""
     outcomes = list(dict.fromkeys(outcomes))
-    df = panel.loc[panel["period"].isin(["pre", "post"]), [*_NB_KEYS, *outcomes, "exposure_months"]]
-    sums = df.groupby(_NB_KEYS, as_index=False)[[*outcomes, "exposure_months"]].sum()
+    rows = panel["period"].isin(["pre", "post"]).to_numpy()
+    values = [*outcomes, "exposure_months"]
+    if codes is None:
+        df = panel.loc[rows, [*_NB_KEYS, *values]]
+    else:
+        c = codes.take(rows)
+        df = panel.loc[rows, ["is_treated", "weight", "period", *values]].assign(
+            matched_set_id=c.sets.codes, cluster_id=c.clusters.codes, unit_id=c.units.codes,
+            person_id=c.persons.codes)
+    sums = df.groupby(_NB_KEYS, as_index=False)[values].sum()
     return {o: _nb_fit(sums[[*_NB_KEYS, o, "exposure_months"]], o, len(df)) for o in outcomes}
 
 
@@ -139,6 +149,7 @@ def run_sensitivity(
     alternative_panels: dict[str, pd.DataFrame] | None = None,
     price_index: pd.DataFrame | None = None,
     selection_window_months: int = 0,
+    codes: PanelCodes | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Return (one row per scenario, notes on scenarios not run). Row 0 is the base case.
     ``raw_panel``: the unprepared panel, or its person_id and index_month columns (all the
@@ -146,10 +157,13 @@ def run_sensitivity(
     are unprepared and prepared for the design's ``selection_window_months`` (mart_design).
 
     Each scenario that re-estimates fits the costed outcomes together (`estimate_poisson_dids`)
-    on the columns the model reads; the deaths scenario takes its panel from ``panel``
-    (`drop_persons`: what preparing the unprepared panel without those people gives)."""
+    on the columns the model reads, with the panel's text ids as codes (``codes``, its
+    `PanelCodes` with persons, made here if not given); the deaths scenario takes its panel
+    from ``panel`` (`drop_persons_coded`: what preparing the unprepared panel without those
+    people gives)."""
     co = tuple(config.costed_outcomes)
-    model_columns = panel[[*POISSON_DID_COLUMNS, *(o for o in co if o not in POISSON_DID_COLUMNS)]]
+    codes = codes if codes is not None else PanelCodes.of(panel)
+    model = panel[[*POISSON_DID_COLUMNS, *(o for o in co if o not in POISSON_DID_COLUMNS)]]
     base_uc = prepare_unit_costs(seed_unit_costs, config, price_index)
     kw = dict(persistence_years=config.persistence_years,
               persistence_decay=config.persistence_decay, discount_rate=config.discount_rate)
@@ -202,7 +216,7 @@ def run_sensitivity(
                               f"£{per_contact:,.0f})", cost(results, uc_t)))
 
     # count model
-    nb = nb_dids(panel, co)
+    nb = nb_dids(panel, co, codes)
     if all(v is not None for v in nb.values()):
         rows.append(_scenario("Count model", "Negative binomial (pre/post, clustered)",
                               cost(nb), "outcomes combined as independent"))
@@ -210,7 +224,8 @@ def run_sensitivity(
         notes.append("Negative binomial: not estimable for at least one costed outcome.")
 
     # outcome window
-    r6 = estimate_poisson_dids(model_columns[model_columns["rel_month"] <= 6], co)
+    first6 = (model["rel_month"] <= 6).to_numpy()
+    r6 = estimate_poisson_dids(model[first6], co, codes.take(first6))
     if all(np.isfinite(r.abs_change_per_py) for r in r6.values()):
         rows.append(_scenario("Outcome window", "Post months 1-6 only (annualised)",
                               cost(r6, followup_years=base_costing.mean_followup_years)))
@@ -221,9 +236,9 @@ def run_sensitivity(
     if raw_panel is not None and deaths is not None:
         died = _deaths_before_end(raw_panel, deaths)
         if died:
-            survivors = drop_persons(panel[[*model_columns.columns, "person_id"]], died)
-            rd = estimate_poisson_dids(survivors, co)
-            del survivors
+            survivors, survivor_codes = drop_persons_coded(model, codes, died)
+            rd = estimate_poisson_dids(survivors, co, survivor_codes)
+            del survivors, survivor_codes
             if all(np.isfinite(r.abs_change_per_py) for r in rd.values()):
                 rows.append(_scenario("Deaths", f"Excluding people who died "
                                       f"({suppress_count(len(died))} people)", cost(rd)))
@@ -287,6 +302,7 @@ def subgroup_savings(
     config: CostingConfig,
     by: str,
     labels: dict | None = None,
+    codes: PanelCodes | None = None,
 ) -> pd.DataFrame:
     """Net saving per treated person by a treated person's attribute (`by` column of
     `treated_attrs`, keyed by person_id): each subgroup's matched sets (treated person and their
@@ -295,10 +311,12 @@ def subgroup_savings(
 
     Each matched set's rows are found once (a filter of the whole panel for each subgroup
     grew as subgroups x panel rows: about 130 practices at 2 million people), and each
-    subgroup's costed outcomes are fitted together on the columns the model reads."""
+    subgroup's costed outcomes are fitted together on the columns the model reads, with the
+    text ids as codes (``codes``: the panel's `PanelCodes`, made here if not given)."""
     co = tuple(config.costed_outcomes)
-    model_columns = panel[[*POISSON_DID_COLUMNS, *(o for o in co if o not in POISSON_DID_COLUMNS)]]
-    rows_of = _SetRows(panel["matched_set_id"])
+    codes = codes if codes is not None else PanelCodes.of(panel, persons=False)
+    model = panel[[*POISSON_DID_COLUMNS, *(o for o in co if o not in POISSON_DID_COLUMNS)]]
+    rows_of = _SetRows(codes)
     attrs = treated_attrs[["person_id", by]].copy()
     attrs["person_id"] = attrs["person_id"].astype(str)
     tr = panel.loc[panel["is_treated"] == 1, ["person_id", "matched_set_id"]].drop_duplicates()
@@ -312,7 +330,8 @@ def subgroup_savings(
                "lo95": np.nan, "hi95": np.nan, "gross_saving_per_person": np.nan,
                "estimated": False}
         if n >= MIN_SUBGROUP_TREATED:
-            res = estimate_poisson_dids(model_columns.take(rows_of(g["matched_set_id"])), co)
+            rows = rows_of(g["matched_set_id"])
+            res = estimate_poisson_dids(model.take(rows), co, codes.take(rows))
             if all(np.isfinite(r.abs_change_per_py) for r in res.values()):
                 c = estimate_costs(res, unit_costs, co,
                                    persistence_years=config.persistence_years,
@@ -327,12 +346,12 @@ def subgroup_savings(
 
 class _SetRows:
     """Positions of the rows of given matched sets, in the panel's order (what filtering the
-    panel on ``matched_set_id.isin(sets)`` keeps), from one sort of the panel's set ids."""
+    panel on ``matched_set_id.isin(sets)`` keeps), from one sort of the panel's set codes."""
 
-    def __init__(self, matched_set_id: pd.Series):
-        codes, self.sets = pd.factorize(matched_set_id)
-        self.order = np.argsort(codes, kind="stable")
-        self.count = np.bincount(codes, minlength=len(self.sets))
+    def __init__(self, codes: PanelCodes):
+        self.sets = pd.Index(codes.sets.uniques)
+        self.order = np.argsort(codes.sets.codes, kind="stable")
+        self.count = np.bincount(codes.sets.codes, minlength=len(self.sets))
         self.start = np.cumsum(self.count) - self.count
 
     def __call__(self, set_ids) -> np.ndarray:

@@ -247,11 +247,22 @@ class SortedCodes:
     them. Made once from a panel's text ids, it serves every fit on those rows or a subset of
     them (`take`): hashing the ids again took a fifth of each fit of the sensitivity analyses."""
 
-    uniques: np.ndarray
+    uniques: np.ndarray | pd.Index
     codes: np.ndarray
 
     @classmethod
     def of(cls, values) -> "SortedCodes":
+        """``sorted_codes(np.asarray(values))``; for a text column held by Arrow (pandas' str),
+        the same from Arrow's own hashing and sorting of its distinct values (UTF-8 sorts by
+        bytes as Python sorts text, by code point): no Python string per row, and the
+        distinct values stay an Index of the column's type."""
+        if isinstance(values, pd.Series) and isinstance(values.array, pd.arrays.ArrowStringArray):
+            codes, uniques = pd.factorize(values)
+            if len(codes) and codes.min() >= 0:  # no missing id (sorted_codes keeps them as values)
+                order = np.asarray(uniques.argsort())
+                rank = np.empty(len(order), dtype=np.intp)
+                rank[order] = np.arange(len(order))
+                return cls(uniques.take(order), rank[codes])
         return cls(*sorted_codes(np.asarray(values)))
 
     def take(self, rows: np.ndarray) -> "SortedCodes":

@@ -9,7 +9,7 @@ from simpanel import simulate_panel
 from evaluation import did
 from evaluation.did import (estimate_event_study, estimate_linear_did, estimate_naive,
                             estimate_outcome, estimate_poisson_did)
-from evaluation.panel import prepare_panel
+from evaluation.panel import PanelCodes, prepare_panel
 from evaluation.reporting.text import describe
 
 
@@ -274,12 +274,18 @@ def test_poisson_dids_give_the_previous_formulation_to_the_last_bit(effect_panel
     sparse_months = effect_panel.copy()
     empty = sparse_months["rel_month"].between(2, 9) | sparse_months["rel_month"].between(-12, -5)
     sparse_months.loc[empty, "gp_appointments"] = 0.0
-    for panel in (effect_panel, effect_panel[some_sets], effect_panel[effect_panel["rel_month"] <= 6],
-                  sparse_months):
+    codes = PanelCodes.of(effect_panel)
+    model = effect_panel[[*did.POISSON_DID_COLUMNS, *outcomes]]  # no text id: they come as codes
+    for panel, rows in ((effect_panel, slice(None)), (effect_panel[some_sets], some_sets.to_numpy()),
+                        (effect_panel[effect_panel["rel_month"] <= 6], (effect_panel["rel_month"] <= 6).to_numpy()),
+                        (sparse_months, slice(None))):
         got = did.estimate_poisson_dids(panel, outcomes)
+        with_codes = did.estimate_poisson_dids((sparse_months if panel is sparse_months else model)[rows]
+                                               [[*did.POISSON_DID_COLUMNS, *outcomes]], outcomes, codes.take(rows))
         assert list(got) == outcomes
         for o in outcomes:
             assert_identical(got[o], _previous_poisson_did(panel, o))
+            assert_identical(with_codes[o], got[o])
     fit = got["gp_appointments"].fit
     assert fit.dropped == tuple(f"rel_{m}" for m in [*range(-12, -4), *range(2, 10)])
     assert len(fit.params) - len(fit.dropped) == 8  # 1 to 2 non-zeros a row in 8 columns: dense
@@ -302,3 +308,15 @@ def test_sorted_codes_of_a_subset_are_taken_from_the_whole():
         assert part.uniques.dtype == expected[0].dtype
         np.testing.assert_array_equal(part.uniques, expected[0])
         np.testing.assert_array_equal(part.codes, expected[1])
+
+
+def test_sorted_codes_of_a_text_column_held_by_arrow_are_sorted_codes_of_its_values():
+    from evaluation.methods.poisson_fe import SortedCodes, sorted_codes
+
+    rng = np.random.default_rng(7)
+    letters = list("abcXYZ019/-_ éüß€中")  # code points from 32 to 20013: UTF-8 bytes sort as they do
+    values = pd.Series(["".join(rng.choice(letters, rng.integers(0, 6))) for _ in range(5000)], dtype="str")
+    got, (uniques, codes) = SortedCodes.of(values), sorted_codes(values.to_numpy())
+    assert isinstance(got.uniques, pd.Index) and got.uniques.dtype == values.dtype
+    np.testing.assert_array_equal(np.asarray(got.uniques, dtype=object), uniques)
+    np.testing.assert_array_equal(got.codes, codes)

@@ -6,6 +6,7 @@ from simpanel import UNIT_COSTS
 from evaluation.costing import CostingConfig, estimate_costs, prepare_unit_costs
 from evaluation.did import estimate_poisson_did
 from evaluation.disclosure import MIN_SUBGROUP_TREATED, suppress_count
+from evaluation.panel import PanelCodes
 from evaluation.sensitivity import (iapt_outcomes, nb_did, run_sensitivity,
                                     subgroup_savings)
 
@@ -100,10 +101,13 @@ def test_nb_dids_sum_every_outcome_at_once_to_the_same_fits(effect_panel):
 
     outcomes = ["ae_attendances", "emergency_admissions", "outpatient_attendances", "gp_appointments"]
     got = nb_dids(effect_panel, outcomes)
+    with_codes = nb_dids(effect_panel.drop(columns=["unit_id", "cluster_id", "matched_set_id", "person_id"]),
+                         outcomes, PanelCodes.of(effect_panel))
     assert list(got) == outcomes
     for o in outcomes:
         assert got[o] is not None
         assert_identical(got[o], _previous_nb_did(effect_panel, o))
+        assert_identical(with_codes[o], got[o])
 
 
 def _previous_subgroup_fits(panel, treated_attrs, by, outcomes):
