@@ -22,7 +22,6 @@ from core.contract import COUNT_OUTCOMES
 from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
                               data_period, load_design, load_panel, load_raw_panel, load_treated_panel, read_table,
                               table_names)
-from evaluation.reporting.render import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
                                     subgroup_savings)
 from core.settings import Paths
@@ -190,6 +189,9 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     the run's unpublished version folder). ``period``: the run's data period (YYYY-MM), shown
     in the report. A write error names the folder (``core.errors.PublishError``)."""
     from core.files import output_guard
+    # here, not at the top: rendering imports matplotlib and Jinja2, about 1.5 s that each
+    # estimate, costing and sensitivity task (each its own process under a scheduler) spent
+    from evaluation.reporting.render import ReportInputs, write_report
 
     estimates: dict[str, OutcomeEstimates] = {o: _load(paths, f"outcome_{o}") for o in outcomes}
     c = _load(paths, "costing")
