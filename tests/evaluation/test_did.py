@@ -320,3 +320,19 @@ def test_sorted_codes_of_a_text_column_held_by_arrow_are_sorted_codes_of_its_val
     assert isinstance(got.uniques, pd.Index) and got.uniques.dtype == values.dtype
     np.testing.assert_array_equal(np.asarray(got.uniques, dtype=object), uniques)
     np.testing.assert_array_equal(got.codes, codes)
+
+
+def test_scale_rows_is_scipys_multiply_by_a_column_to_the_last_bit():
+    from scipy import sparse
+
+    from evaluation.methods.poisson_fe import scale_rows
+
+    rng = np.random.default_rng(5)
+    dense = rng.random((400, 12)) * (rng.random((400, 12)) < 0.15)
+    dense[::7] = 0.0  # empty rows
+    v = rng.standard_normal(400)
+    v[::11] = 0.0  # zero scales keep their entries, as multiply does
+    for m in (sparse.csr_matrix(dense), sparse.csc_matrix(dense).tocsr()):
+        want, got = m.multiply(v[:, None]).tocsr(), scale_rows(m, v)
+        for a in ("data", "indices", "indptr"):
+            np.testing.assert_array_equal(getattr(got, a), getattr(want, a))
