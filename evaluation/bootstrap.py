@@ -20,6 +20,9 @@ number of people for any number of replicates (the k-step bootstrap of Davidson 
 1999 and Andrews 2002, k = 1: first-order equivalent to refitting to convergence). Checked in
 the tests against ``refit="exact"``, which refits every replicate to convergence on its own
 pattern totals (cost grows with the number of exposure patterns times replicates).
+
+The units, exposures and exposure patterns do not depend on the outcome: `outcome_unit_counts`
+finds them once for all the costed outcomes.
 """
 from __future__ import annotations
 

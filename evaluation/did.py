@@ -19,6 +19,9 @@ Count outcomes (`estimate_poisson_did`)
     control group. Absolute change per treated person-year = 12 * r1 * (1 - 1/RR), where r1
     is the treated people's observed post-period rate per person-month; 95% interval by the
     delta method on the joint cluster-level influence functions of (beta, r1).
+    `estimate_poisson_dids` fits several outcomes of one panel (or of a subset of its rows,
+    with the panel's `evaluation.panel.PanelCodes`) at once: the same fits, the shared work
+    (rows, design, id codes) done once.
 
 Costs and other continuous outcomes (`estimate_linear_did`)
     Each person's rate per person-year is collapsed to pre and post periods (Bertrand, Duflo

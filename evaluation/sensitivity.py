@@ -26,6 +26,13 @@ scenario would multiply the run time without changing the comparison):
 - matching ratio and caliper: needs the matched panel rebuilt by dbt with other matching
   settings; run only if alternative panels `mart_evaluation_panel__<label>` are in the
   warehouse, otherwise reported as not run.
+
+How it is computed (the figures do not depend on it): every re-estimate fits the costed
+outcomes together on the columns the model reads, with the panel's text ids as codes
+(`evaluation.panel.PanelCodes`, made once); the 6-month window, the deaths scenario
+(`evaluation.panel.drop_persons_coded`: what preparing the table without those people gives)
+and each subgroup (its matched sets' rows, found from one sort) are subsets of the prepared
+panel, never the table read and prepared again.
 """
 from __future__ import annotations
 
