@@ -20,6 +20,9 @@ number of people for any number of replicates (the k-step bootstrap of Davidson 
 1999 and Andrews 2002, k = 1: first-order equivalent to refitting to convergence). Checked in
 the tests against ``refit="exact"``, which refits every replicate to convergence on its own
 pattern totals (cost grows with the number of exposure patterns times replicates).
+
+The units, exposures and exposure patterns do not depend on the outcome: `outcome_unit_counts`
+finds them once for all the costed outcomes.
 """
 from __future__ import annotations
 
@@ -78,38 +81,60 @@ class UnitCounts:
 def unit_counts(panel: pd.DataFrame, outcome: str, post_months=POST_MONTHS,
                 sets: pd.Index | None = None) -> UnitCounts:
     """The counts of a prepared panel (`evaluation.panel.prepare_panel`) for one outcome."""
+    return outcome_unit_counts(panel, (outcome,), post_months, sets)[outcome]
+
+
+def outcome_unit_counts(panel: pd.DataFrame, outcomes, post_months=POST_MONTHS,
+                        sets: pd.Index | None = None) -> dict[str, UnitCounts]:
+    """`unit_counts` of each outcome, the same counts: the rows, units, exposures and exposure
+    patterns, which no outcome changes, are found once (from the columns they need only)."""
+    outcomes = list(dict.fromkeys(outcomes))
     pre_months = comparison_months(panel)
     months = np.array([*pre_months, *post_months])
-    df = panel[panel["period"].isin(["pre", "post"]) & panel["rel_month"].isin(months)]
+    rows = panel["period"].isin(["pre", "post"]) & panel["rel_month"].isin(months)
+    df = panel.loc[rows, ["unit_id", "cluster_id", "rel_month", "is_treated", "weight", "exposure_months", *outcomes]]
     T = len(months)
     unit_codes, units = pd.factorize(df["unit_id"], sort=True)
     month_pos = pd.Series(np.arange(T), index=months).reindex(df["rel_month"]).to_numpy()
     n = len(units)
-    y = np.zeros((n, T))
     e = np.zeros((n, T))
-    np.add.at(y, (unit_codes, month_pos), df[outcome].to_numpy(dtype=float))
     np.add.at(e, (unit_codes, month_pos), df["exposure_months"].to_numpy(dtype=float))
     first = np.unique(unit_codes, return_index=True)[1]
     treated = df["is_treated"].to_numpy()[first].astype(int)
     weight = df["weight"].to_numpy(dtype=float)[first]
     if sets is None:
         sets = pd.Index(sorted(df["cluster_id"].unique()))
-    cluster = sets.get_indexer(df["cluster_id"].to_numpy()[first])
-    keys = np.column_stack([treated, np.round(e, 12)])
-    pat_keys, pattern = np.unique(keys, axis=0, return_inverse=True)
+    cluster = sets.get_indexer(df["cluster_id"].iloc[first])
+    pat_keys, pattern = unique_rows(np.column_stack([treated, np.round(e, 12)]))
     with np.errstate(divide="ignore"):
         pattern_log_e = np.log(pat_keys[:, 1:])
     post = np.isin(months, list(post_months))
     tr = treated == 1
     n_sets = len(sets)
-    return UnitCounts(
-        outcome=outcome, sets=sets, months=months, reference=int(pre_months[-1]),
-        y=y * weight[:, None], cluster=cluster, pattern=pattern.reshape(-1),
+    shared = dict(
+        sets=sets, months=months, reference=int(pre_months[-1]), cluster=cluster, pattern=pattern.reshape(-1),
         pattern_treated=pat_keys[:, 0].astype(int), pattern_log_e=pattern_log_e,
-        post_events=np.bincount(cluster[tr], weights=y[tr][:, post].sum(axis=1), minlength=n_sets),
         post_exposure=np.bincount(cluster[tr], weights=e[tr][:, post].sum(axis=1), minlength=n_sets),
-        treated_n=np.bincount(cluster[tr], minlength=n_sets).astype(float),
-    )
+        treated_n=np.bincount(cluster[tr], minlength=n_sets).astype(float))
+    out = {}
+    for outcome in outcomes:
+        y = np.zeros((n, T))
+        np.add.at(y, (unit_codes, month_pos), df[outcome].to_numpy(dtype=float))
+        out[outcome] = UnitCounts(
+            outcome=outcome, y=y * weight[:, None],
+            post_events=np.bincount(cluster[tr], weights=y[tr][:, post].sum(axis=1), minlength=n_sets), **shared)
+    return out
+
+
+def unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, axis=0, return_inverse=True)`` of a 2-d array without NaN: the distinct
+    rows in lexicographic order and each row's index into them, by hashing each column and
+    sorting the distinct rows only (np.unique sorts every row as a record: 2.4 s for the 1.4
+    million units of a 3.5-million-row panel, against 0.1 s)."""
+    number = pd.DataFrame(keys).groupby(list(range(keys.shape[1])), sort=True).ngroup().to_numpy()
+    first = np.full(int(number.max()) + 1 if len(number) else 0, len(number))
+    np.minimum.at(first, number, np.arange(len(number)))
+    return keys[first], number
 
 
 @dataclass(frozen=True, eq=False)
@@ -268,9 +293,8 @@ def cluster_weights(n_sets: int, reps: int, seed: int):
 def cluster_bootstrap(panel: pd.DataFrame, outcomes, reps: int = 499, seed: int = SEEDS.bootstrap,
                       post_months=POST_MONTHS, refit: str = "one_step") -> BootstrapDraws:
     """Matched-set bootstrap of the Poisson DiD for several outcomes on shared replicates."""
-    df = panel[panel["period"].isin(["pre", "post"])]
-    sets = pd.Index(sorted(df["cluster_id"].unique()))
-    counts = {o: unit_counts(panel, o, post_months, sets) for o in outcomes}
+    sets = pd.Index(sorted(panel.loc[panel["period"].isin(["pre", "post"]), "cluster_id"].unique()))
+    counts = outcome_unit_counts(panel, outcomes, post_months, sets)
     models = {o: Replicates(counts[o], refit) for o in outcomes}
     first = counts[outcomes[0]]
     log_rr, abs_py, fu = [], [], []

@@ -19,6 +19,7 @@ year before the index is the comparison period (the classic design; generic pane
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -29,6 +30,7 @@ from scipy.sparse.csgraph import connected_components
 
 from core.contract import COUNT_OUTCOMES, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE, PERIODS, PRE_MONTHS
 from evaluation.design import StudyDesign
+from evaluation.methods.poisson_fe import SortedCodes
 
 REFERENCE_MONTH = -1  # of a panel without a selection window; see reference_month()
 
@@ -44,10 +46,12 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(warehouse), read_only=True)
 
 
-def read_table(warehouse: Path | str, table: str) -> pd.DataFrame:
+def read_table(warehouse: Path | str, table: str, columns=None, where: str | None = None) -> pd.DataFrame:
+    """The table, or only its ``columns`` (names) and the rows ``where`` says (SQL)."""
+    select = "*" if columns is None else ", ".join(f'"{c}"' for c in columns)
     con = connect(warehouse)
     try:
-        return con.execute(f'select * from main."{table}"').df()
+        return con.execute(f'select {select} from main."{table}"' + (f" where {where}" if where else "")).df()
     finally:
         con.close()
 
@@ -162,7 +166,7 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int = 0) -> pd.D
     missing = [c for c in REQUIRED_COLUMNS if c not in panel.columns]
     if missing:
         raise ValueError(f"panel lacks columns {missing}")
-    df = panel.copy()
+    df = panel.copy(deep=False)  # copy-on-write: the columns changed below are the copy's own
     df["is_treated"] = df["is_treated"].astype(int)
     df["rel_month"] = df["rel_month"].astype(int)
     df["exposure_months"] = df["exposure_months"].astype(float)
@@ -171,22 +175,26 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int = 0) -> pd.D
     for c in COUNT_OUTCOMES:
         if c in df.columns:
             df[c] = df[c].fillna(0).astype(float)
-    df = df[df["rel_month"].between(-PANEL_MONTHS_BEFORE, PANEL_MONTHS_AFTER) & (df["exposure_months"] > 0)]
+    at_risk = (df["rel_month"].between(-PANEL_MONTHS_BEFORE, PANEL_MONTHS_AFTER) & (df["exposure_months"] > 0)).to_numpy()
     # a fixed row order: the warehouse returns rows in any order (parallel scans, hash joins), and
     # float sums in the estimators depend on it in the last bits; sorted, reruns are identical
-    df = df.sort_values(["matched_set_id", "person_id", "rel_month"], kind="stable")
-
-    persons = df.drop_duplicates(["matched_set_id", "person_id"])[
-        ["matched_set_id", "person_id", "is_treated"]]
-    n_t = persons.groupby("matched_set_id")["is_treated"].sum()
-    n_all = persons.groupby("matched_set_id")["is_treated"].size()
-    n_c = n_all - n_t
-    usable = n_t[(n_t > 0) & (n_c > 0)].index
-    df = df[df["matched_set_id"].isin(usable)].copy()
-    control_w = (n_t / n_c.where(n_c > 0)).rename("cw")
-    df = df.join(control_w, on="matched_set_id")
-    df["weight"] = np.where(df["is_treated"] == 1, 1.0, df["cw"])
-    df = df.drop(columns="cw")
+    coded = not (df["matched_set_id"].isna().any() or df["person_id"].isna().any())
+    if coded:
+        # the same rows in the same order as filtering, sorting (stable) and keeping usable sets
+        # below, found from the ids' codes (which sort as the text does) and taken in one copy:
+        # sorting and grouping by two text columns took half of preparing a panel of 3.4 million
+        # rows, and each step held a copy of it
+        kept = np.flatnonzero(at_risk)
+        sets, persons = SortedCodes.of(df["matched_set_id"]).take(kept), SortedCodes.of(df["person_id"]).take(kept)
+        order = np.lexsort((df["rel_month"].to_numpy()[kept], persons.codes, sets.codes))
+        sets, persons = SortedCodes(sets.uniques, sets.codes[order]), SortedCodes(persons.uniques, persons.codes[order])
+        usable, weight = _usable_weights(pd.DataFrame({"matched_set_id": sets.codes, "person_id": persons.codes,
+                                                       "is_treated": df["is_treated"].to_numpy()[kept[order]]}))
+        df = df.take(kept[order][usable]).assign(weight=weight[usable])
+        sets, persons = sets.take(usable), persons.take(usable)
+    else:
+        df = df[at_risk].sort_values(["matched_set_id", "person_id", "rel_month"], kind="stable")
+        df = _usable_sets_weighted(df)
     expected = period_of(df["rel_month"], selection_window_months)
     if "period" in df.columns:
         bad = ~df["period"].isin(PERIODS)
@@ -202,10 +210,114 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int = 0) -> pd.D
     # and the treated person of a later one: the unit of the fixed effects is a person within a
     # set, and sets that share a person are one cluster (their rows are not independent).
     df["unit_id"] = df["matched_set_id"] + "/" + df["person_id"]
-    df["cluster_id"] = linked_set_clusters(df["matched_set_id"], df["person_id"])
+    if coded:
+        clusters = linked_set_cluster_codes(sets, persons)
+        df["cluster_id"] = pd.Index(clusters.uniques).take(clusters.codes)
+    else:
+        df["cluster_id"] = linked_set_clusters(df["matched_set_id"], df["person_id"])
     df["post"] = (df["rel_month"] > 0).astype(int)
     df["treated_post"] = df["is_treated"] * df["post"]
     return df.reset_index(drop=True)
+
+
+def _usable_weights(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Of each row of ``df`` (matched_set_id, person_id, is_treated: text ids or their codes):
+    whether its matched set has a treated person and a control, and its ATT ``weight`` (see
+    `prepare_panel`; rows of other sets: any)."""
+    persons = df.drop_duplicates(["matched_set_id", "person_id"])[
+        ["matched_set_id", "person_id", "is_treated"]]
+    n_t = persons.groupby("matched_set_id")["is_treated"].sum()
+    n_all = persons.groupby("matched_set_id")["is_treated"].size()
+    n_c = n_all - n_t
+    usable = n_t[(n_t > 0) & (n_c > 0)].index
+    # each row's set's control weight, looked up (a join copied every column once more)
+    control_w = (n_t / n_c.where(n_c > 0)).reindex(df["matched_set_id"]).to_numpy()
+    return df["matched_set_id"].isin(usable).to_numpy(), np.where(df["is_treated"] == 1, 1.0, control_w)
+
+
+def _usable_sets_weighted(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the matched sets with a treated person and a control, with their ATT
+    ``weight`` (see `prepare_panel`)."""
+    usable, weight = _usable_weights(df)
+    return df[usable].assign(weight=weight[usable])
+
+
+def drop_persons(panel: pd.DataFrame, person_ids) -> pd.DataFrame:
+    """A prepared panel without the people ``person_ids``: the rows, weights and clusters that
+    `prepare_panel` gives for the unprepared panel without them (sets left without a treated
+    person or without a control dropped, control weights and linked-set clusters made again),
+    in the columns ``panel`` has (it needs matched_set_id, person_id and is_treated). Made
+    from the prepared rows: preparing the whole table again held several copies of it."""
+    df = _usable_sets_weighted(panel[~panel["person_id"].isin(person_ids)])
+    if "cluster_id" in df.columns:
+        df["cluster_id"] = linked_set_clusters(df["matched_set_id"], df["person_id"])
+    return df.reset_index(drop=True)
+
+
+ID_COLUMNS = ("unit_id", "cluster_id", "matched_set_id", "person_id")
+
+
+@dataclass(frozen=True, eq=False)
+class PanelCodes:
+    """The text ids of a prepared panel's rows as codes, each numbered in the ids' sorted order
+    (`SortedCodes`: as the fit numbers units and clusters, and as grouping by the text sorts).
+    Made once for a panel, they serve every fit and grouping on it or on a subset of its rows
+    (`take`), which then copy no text column: at 2 million people the ids were two thirds of
+    the panel's memory and most of a subset's copying."""
+
+    units: SortedCodes
+    clusters: SortedCodes
+    sets: SortedCodes
+    persons: SortedCodes | None = None  # not needed by the count DiD
+
+    @classmethod
+    def of(cls, panel: pd.DataFrame, persons: bool = True) -> "PanelCodes":
+        return cls(*(SortedCodes.of(panel[c]) for c in ID_COLUMNS[:4 if persons else 3]))
+
+    def take(self, rows: np.ndarray) -> "PanelCodes":
+        """The codes of the rows at ``rows`` (a boolean mask or positions), as ``of`` gives
+        them for those rows."""
+        return PanelCodes(*(None if c is None else c.take(rows)
+                            for c in (self.units, self.clusters, self.sets, self.persons)))
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+
+def drop_persons_coded(frame: pd.DataFrame, codes: PanelCodes, person_ids) -> tuple[pd.DataFrame, PanelCodes]:
+    """`drop_persons` of a prepared panel held as ``frame`` (its is_treated and weight, and any
+    other columns but the text ids) and the `PanelCodes` of its rows (with persons): the same
+    rows and weights, and the codes of their units, sets, people and linked-set clusters
+    (`linked_set_cluster_codes`); no text column is copied or made."""
+    gone = np.zeros(len(codes.persons.uniques), dtype=bool)
+    found = pd.Index(codes.persons.uniques).get_indexer(pd.Index(list(person_ids), dtype=object))
+    gone[found[found >= 0]] = True
+    kept = np.flatnonzero(~gone[codes.persons.codes])
+    keys = pd.DataFrame({"matched_set_id": codes.sets.codes[kept], "person_id": codes.persons.codes[kept],
+                         "is_treated": frame["is_treated"].to_numpy()[kept]})
+    usable, weight = _usable_weights(keys)
+    rows = kept[usable]
+    sets, persons = codes.sets.take(rows), codes.persons.take(rows)
+    out = PanelCodes(codes.units.take(rows), linked_set_cluster_codes(sets, persons), sets, persons)
+    return frame.take(rows).assign(weight=weight[usable]).reset_index(drop=True), out
+
+
+def linked_set_cluster_codes(sets: SortedCodes, persons: SortedCodes) -> SortedCodes:
+    """`linked_set_clusters` of rows given as the codes of their matched sets and people: the
+    codes of the cluster names it gives (each cluster named by its set id that is shortest,
+    then first as text), made from the sets and people, not from a text per row."""
+    n_sets = len(sets.uniques)
+    n = n_sets + len(persons.uniques)
+    graph = sparse.coo_matrix((np.ones(len(sets.codes)), (sets.codes, n_sets + persons.codes)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    ids = pd.Series(np.asarray(sets.uniques, dtype=object)).astype(str)
+    # the sets are numbered in their ids' text order: the number stands for the id in the sort
+    table = pd.DataFrame({"component": component[:n_sets], "length": ids.str.len().to_numpy(),
+                          "set": np.arange(n_sets)})
+    first = table.sort_values(["component", "length", "set"], kind="stable").drop_duplicates("component")
+    namer = np.zeros(int(component.max()) + 1 if len(component) else 0, dtype=np.intp)
+    namer[first["component"].to_numpy()] = first["set"].to_numpy()
+    return SortedCodes(sets.uniques, namer[component[:n_sets]][sets.codes]).take(slice(None))
 
 
 def linked_set_clusters(matched_set_id: pd.Series, person_id: pd.Series) -> np.ndarray:

@@ -19,10 +19,9 @@ from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.methods.common import json_safe
 from core.contract import COUNT_OUTCOMES
-from evaluation.panel import (add_cost_column, cohort_counts,
+from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
                               data_period, load_design, load_panel, load_raw_panel, load_treated_panel, read_table,
                               table_names)
-from evaluation.reporting.render import ReportInputs, write_report
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
                                     subgroup_savings)
 from core.settings import Paths
@@ -147,32 +146,37 @@ def sensitivity(paths: Paths) -> dict:
     raw = load_raw_panel(paths.warehouse)
     window = load_design(paths.warehouse).selection_window_months
     panel = load_panel(paths.warehouse, raw)  # kept from the estimates, or prepared from raw
+    # of the unprepared panel the deaths scenario reads who is in it and their index month only:
+    # the table goes before the scenarios run (at 2 million people it held 0.6 GB)
+    raw = raw[["person_id", "index_month"]].drop_duplicates("person_id")
     results = {o: _load(paths, f"outcome_{o}").did for o in OUTCOMES}
-    deaths = (read_table(paths.warehouse, "int_persons_joined_to_imd")[["person_id", "date_of_death"]]
+    deaths = (read_table(paths.warehouse, "int_persons_joined_to_imd", ["person_id", "date_of_death"],
+                         where="date_of_death is not null")
               if "int_persons_joined_to_imd" in tables else None)
     treated = (read_table(paths.warehouse, "mart_treated_cohort")
                if "mart_treated_cohort" in tables else None)
     contacts = None
     if treated is not None and "n_treatment_contacts" in treated:
-        ids = set(panel.loc[panel["is_treated"] == 1, "person_id"])
+        ids = panel.loc[panel["is_treated"] == 1, "person_id"].unique()
         t = treated[treated["person_id"].isin(ids)]
         contacts = float(t["n_treatment_contacts"].mean()) if len(t) else None
     alt = {t[len("mart_evaluation_panel__"):]: read_table(paths.warehouse, t)
            for t in sorted(tables) if t.startswith("mart_evaluation_panel__")}
     seed_costs = read_table(paths.warehouse, "unit_costs")
+    codes = PanelCodes.of(panel)  # the text ids as codes, once for every scenario and subgroup
     scen, notes = run_sensitivity(panel, results, c["costing"], seed_costs, config, raw_panel=raw,
                                   deaths=deaths, mean_treatment_contacts=contacts,
                                   alternative_panels=alt or None, price_index=c["price_index"],
-                                  selection_window_months=window)
+                                  selection_window_months=window, codes=codes)
     out.update(scenarios=scen, notes=notes)
-    sub = [subgroup_savings(panel, panel[panel["is_treated"] == 1].drop_duplicates("person_id"),
-                            c["unit_costs"], config, by)
+    sub = [subgroup_savings(panel, panel.loc[panel["is_treated"] == 1, ["person_id", by]].drop_duplicates("person_id"),
+                            c["unit_costs"], config, by, codes=codes)
            for by in ("ltc_group", "practice_code") if by in panel]
     if treated is not None:
         out["iapt"] = iapt_outcomes(treated, panel)
         rec = treated[["person_id", "recovered"]].copy()
         rec["recovered"] = rec["recovered"].map({True: "recovered", False: "not recovered"})
-        sub.insert(0, subgroup_savings(panel, rec, c["unit_costs"], config, "recovered"))
+        sub.insert(0, subgroup_savings(panel, rec, c["unit_costs"], config, "recovered", codes=codes))
     out["subgroups"] = pd.concat(sub, ignore_index=True) if sub else None
     _save(paths, "sensitivity", out)
     return json_safe({"scenarios": int(len(scen)), "notes": notes,
@@ -185,6 +189,9 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     the run's unpublished version folder). ``period``: the run's data period (YYYY-MM), shown
     in the report. A write error names the folder (``core.errors.PublishError``)."""
     from core.files import output_guard
+    # here, not at the top: rendering imports matplotlib and Jinja2, about 1.5 s that each
+    # estimate, costing and sensitivity task (each its own process under a scheduler) spent
+    from evaluation.reporting.render import ReportInputs, write_report
 
     estimates: dict[str, OutcomeEstimates] = {o: _load(paths, f"outcome_{o}") for o in outcomes}
     c = _load(paths, "costing")

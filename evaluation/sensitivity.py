@@ -26,6 +26,13 @@ scenario would multiply the run time without changing the comparison):
 - matching ratio and caliper: needs the matched panel rebuilt by dbt with other matching
   settings; run only if alternative panels `mart_evaluation_panel__<label>` are in the
   warehouse, otherwise reported as not run.
+
+How it is computed (the figures do not depend on it): every re-estimate fits the costed
+outcomes together on the columns the model reads, with the panel's text ids as codes
+(`evaluation.panel.PanelCodes`, made once); the 6-month window, the deaths scenario
+(`evaluation.panel.drop_persons_coded`: what preparing the table without those people gives)
+and each subgroup (its matched sets' rows, found from one sort) are subsets of the prepared
+panel, never the table read and prepared again.
 """
 from __future__ import annotations
 
@@ -38,11 +45,11 @@ import statsmodels.api as sm
 from evaluation.costing import (DEFAULT_COSTED_OUTCOMES, REFERENCE_2016_17_PATH, THERAPY_ACTIVITY,
                                 CostingConfig, CostingResult, estimate_costs, override_unit_costs,
                                 prepare_unit_costs)
-from evaluation.did import CountDiDResult, estimate_poisson_did
+from evaluation.did import POISSON_DID_COLUMNS, CountDiDResult, estimate_poisson_dids
 from evaluation.disclosure import MIN_SUBGROUP_TREATED, suppress_count
 from evaluation.methods.common import Z95
 from core.contract import POST_MONTHS
-from evaluation.panel import prepare_panel
+from evaluation.panel import PanelCodes, drop_persons_coded, prepare_panel
 
 
 @dataclass(frozen=True)
@@ -62,11 +69,34 @@ def _scenario(group, label, c: CostingResult, note="") -> Scenario:
                     c.gross_saving_per_person, c.therapy_cost_per_person, note)
 
 
+_NB_KEYS = ["matched_set_id", "cluster_id", "unit_id", "person_id", "is_treated", "weight", "period"]
+
+
 def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
     """Negative binomial DiD on person pre/post counts (see the module docstring)."""
-    df = panel[panel["period"].isin(["pre", "post"])]
-    agg = df.groupby(["matched_set_id", "cluster_id", "unit_id", "person_id", "is_treated", "weight", "period"],
-                     as_index=False)[[outcome, "exposure_months"]].sum()
+    return nb_dids(panel, (outcome,))[outcome]
+
+
+def nb_dids(panel: pd.DataFrame, outcomes, codes: PanelCodes | None = None) -> dict[str, CountDiDResult | None]:
+    """`nb_did` of each outcome, the same fits: each person's pre and post counts of every
+    outcome summed in one grouping (by seven keys) instead of one each. ``codes``: the panel's
+    `PanelCodes` (with persons), when made already: the four text keys are grouped by their
+    codes, which sort as the text does (the same groups in the same order)."""
+    outcomes = list(dict.fromkeys(outcomes))
+    rows = panel["period"].isin(["pre", "post"]).to_numpy()
+    values = [*outcomes, "exposure_months"]
+    if codes is None:
+        df = panel.loc[rows, [*_NB_KEYS, *values]]
+    else:
+        c = codes.take(rows)
+        df = panel.loc[rows, ["is_treated", "weight", "period", *values]].assign(
+            matched_set_id=c.sets.codes, cluster_id=c.clusters.codes, unit_id=c.units.codes,
+            person_id=c.persons.codes)
+    sums = df.groupby(_NB_KEYS, as_index=False)[values].sum()
+    return {o: _nb_fit(sums[[*_NB_KEYS, o, "exposure_months"]], o, len(df)) for o in outcomes}
+
+
+def _nb_fit(agg: pd.DataFrame, outcome: str, n_person_months: int) -> CountDiDResult | None:
     agg = agg[agg["exposure_months"] > 0]
     agg["post"] = (agg["period"] == "post").astype(float)
     agg["treated_post"] = agg["post"] * agg["is_treated"]
@@ -95,7 +125,7 @@ def nb_did(panel: pd.DataFrame, outcome: str) -> CountDiDResult | None:
         se_abs_change=float(se_abs), treated_post_rate_py=12 * r1,
         counterfactual_post_rate_py=12 * r1 / np.exp(b), n_treated=n_t,
         n_controls=int(agg.loc[agg["is_treated"] == 0, "unit_id"].nunique()),
-        n_sets=int(agg["matched_set_id"].nunique()), n_person_months=int(len(df)),
+        n_sets=int(agg["matched_set_id"].nunique()), n_person_months=int(n_person_months),
         treated_post_person_years=float(tp["exposure_months"].sum() / 12),
         method="NB2 on person pre/post counts, offset log person-time, clustered on set",
         # set-level influence of the absolute change is not available here: outcomes are
@@ -108,7 +138,7 @@ def _deaths_before_end(raw_panel: pd.DataFrame, deaths: pd.DataFrame) -> set[str
     d = deaths.dropna(subset=["date_of_death"])
     if d.empty:
         return set()
-    idx = raw_panel.drop_duplicates("person_id")[["person_id", "index_month"]]
+    idx = raw_panel[["person_id", "index_month"]].drop_duplicates("person_id")
     m = idx.merge(d[["person_id", "date_of_death"]], on="person_id")
     end = pd.to_datetime(m["index_month"]) + pd.DateOffset(months=13)
     return set(m.loc[pd.to_datetime(m["date_of_death"]) < end, "person_id"])
@@ -126,11 +156,21 @@ def run_sensitivity(
     alternative_panels: dict[str, pd.DataFrame] | None = None,
     price_index: pd.DataFrame | None = None,
     selection_window_months: int = 0,
+    codes: PanelCodes | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Return (one row per scenario, notes on scenarios not run). Row 0 is the base case.
-    ``raw_panel`` and ``alternative_panels`` are unprepared and prepared for the design's
-    ``selection_window_months`` (mart_design)."""
+    ``raw_panel``: the unprepared panel, or its person_id and index_month columns (all the
+    deaths scenario reads of it: who is in it, and their index month). ``alternative_panels``
+    are unprepared and prepared for the design's ``selection_window_months`` (mart_design).
+
+    Each scenario that re-estimates fits the costed outcomes together (`estimate_poisson_dids`)
+    on the columns the model reads, with the panel's text ids as codes (``codes``, its
+    `PanelCodes` with persons, made here if not given); the deaths scenario takes its panel
+    from ``panel`` (`drop_persons_coded`: what preparing the unprepared panel without those
+    people gives)."""
     co = tuple(config.costed_outcomes)
+    codes = codes if codes is not None else PanelCodes.of(panel)
+    model = panel[[*POISSON_DID_COLUMNS, *(o for o in co if o not in POISSON_DID_COLUMNS)]]
     base_uc = prepare_unit_costs(seed_unit_costs, config, price_index)
     kw = dict(persistence_years=config.persistence_years,
               persistence_decay=config.persistence_decay, discount_rate=config.discount_rate)
@@ -183,7 +223,7 @@ def run_sensitivity(
                               f"£{per_contact:,.0f})", cost(results, uc_t)))
 
     # count model
-    nb = {o: nb_did(panel, o) for o in co}
+    nb = nb_dids(panel, co, codes)
     if all(v is not None for v in nb.values()):
         rows.append(_scenario("Count model", "Negative binomial (pre/post, clustered)",
                               cost(nb), "outcomes combined as independent"))
@@ -191,8 +231,8 @@ def run_sensitivity(
         notes.append("Negative binomial: not estimable for at least one costed outcome.")
 
     # outcome window
-    p6 = panel[panel["rel_month"] <= 6]
-    r6 = {o: estimate_poisson_did(p6, o) for o in co}
+    first6 = (model["rel_month"] <= 6).to_numpy()
+    r6 = estimate_poisson_dids(model[first6], co, codes.take(first6))
     if all(np.isfinite(r.abs_change_per_py) for r in r6.values()):
         rows.append(_scenario("Outcome window", "Post months 1-6 only (annualised)",
                               cost(r6, followup_years=base_costing.mean_followup_years)))
@@ -203,8 +243,9 @@ def run_sensitivity(
     if raw_panel is not None and deaths is not None:
         died = _deaths_before_end(raw_panel, deaths)
         if died:
-            pd_ = prepare_panel(raw_panel[~raw_panel["person_id"].astype(str).isin(died)], selection_window_months)
-            rd = {o: estimate_poisson_did(pd_, o) for o in co}
+            survivors, survivor_codes = drop_persons_coded(model, codes, died)
+            rd = estimate_poisson_dids(survivors, co, survivor_codes)
+            del survivors, survivor_codes
             if all(np.isfinite(r.abs_change_per_py) for r in rd.values()):
                 rows.append(_scenario("Deaths", f"Excluding people who died "
                                       f"({suppress_count(len(died))} people)", cost(rd)))
@@ -225,8 +266,7 @@ def run_sensitivity(
     # matching
     if alternative_panels:
         for label, p in alternative_panels.items():
-            pp = prepare_panel(p, selection_window_months)
-            ra = {o: estimate_poisson_did(pp, o) for o in co}
+            ra = estimate_poisson_dids(prepare_panel(p, selection_window_months), co)
             if all(np.isfinite(r.abs_change_per_py) for r in ra.values()):
                 rows.append(_scenario("Matching", f"Matching: {label}", cost(ra)))
     else:
@@ -246,7 +286,7 @@ def iapt_outcomes(treated_cohort: pd.DataFrame, panel: pd.DataFrame) -> pd.DataF
 
     Recovery is counted among people at caseness at the start (the national definition);
     reliable improvement among everyone in the matched treated cohort."""
-    ids = set(panel.loc[panel["is_treated"] == 1, "person_id"].astype(str))
+    ids = panel.loc[panel["is_treated"] == 1, "person_id"].astype(str).unique()
     t = treated_cohort[treated_cohort["person_id"].astype(str).isin(ids)]
     b = lambda c: t[c].fillna(False).astype(bool) if c in t else pd.Series(False, index=t.index)  # noqa: E731
     caseness = b("at_caseness_start")
@@ -269,12 +309,21 @@ def subgroup_savings(
     config: CostingConfig,
     by: str,
     labels: dict | None = None,
+    codes: PanelCodes | None = None,
 ) -> pd.DataFrame:
     """Net saving per treated person by a treated person's attribute (`by` column of
     `treated_attrs`, keyed by person_id): each subgroup's matched sets (treated person and their
     controls) analysed on their own. Subgroups with fewer than MIN_SUBGROUP_TREATED treated
-    people are listed but not estimated."""
+    people are listed but not estimated.
+
+    Each matched set's rows are found once (a filter of the whole panel for each subgroup
+    grew as subgroups x panel rows: about 130 practices at 2 million people), and each
+    subgroup's costed outcomes are fitted together on the columns the model reads, with the
+    text ids as codes (``codes``: the panel's `PanelCodes`, made here if not given)."""
     co = tuple(config.costed_outcomes)
+    codes = codes if codes is not None else PanelCodes.of(panel, persons=False)
+    model = panel[[*POISSON_DID_COLUMNS, *(o for o in co if o not in POISSON_DID_COLUMNS)]]
+    rows_of = _SetRows(codes)
     attrs = treated_attrs[["person_id", by]].copy()
     attrs["person_id"] = attrs["person_id"].astype(str)
     tr = panel.loc[panel["is_treated"] == 1, ["person_id", "matched_set_id"]].drop_duplicates()
@@ -288,8 +337,8 @@ def subgroup_savings(
                "lo95": np.nan, "hi95": np.nan, "gross_saving_per_person": np.nan,
                "estimated": False}
         if n >= MIN_SUBGROUP_TREATED:
-            sub = panel[panel["matched_set_id"].isin(set(g["matched_set_id"]))]
-            res = {o: estimate_poisson_did(sub, o) for o in co}
+            rows = rows_of(g["matched_set_id"])
+            res = estimate_poisson_dids(model.take(rows), co, codes.take(rows))
             if all(np.isfinite(r.abs_change_per_py) for r in res.values()):
                 c = estimate_costs(res, unit_costs, co,
                                    persistence_years=config.persistence_years,
@@ -302,9 +351,27 @@ def subgroup_savings(
     return pd.DataFrame(out)
 
 
+class _SetRows:
+    """Positions of the rows of given matched sets, in the panel's order (what filtering the
+    panel on ``matched_set_id.isin(sets)`` keeps), from one sort of the panel's set codes."""
+
+    def __init__(self, codes: PanelCodes):
+        self.sets = pd.Index(codes.sets.uniques)
+        self.order = np.argsort(codes.sets.codes, kind="stable")
+        self.count = np.bincount(codes.sets.codes, minlength=len(self.sets))
+        self.start = np.cumsum(self.count) - self.count
+
+    def __call__(self, set_ids) -> np.ndarray:
+        sets = self.sets.get_indexer(pd.unique(np.asarray(set_ids)))
+        sets = sets[sets >= 0]
+        n = self.count[sets]
+        first = np.repeat(self.start[sets] - (np.cumsum(n) - n), n) + np.arange(n.sum())
+        return np.sort(self.order[first])
+
+
 def default_annual_caseload(panel: pd.DataFrame) -> tuple[int, str]:
     """The cohort's own average number of matched treated people a year (to the nearest 5)."""
-    t = panel[panel["is_treated"] == 1].drop_duplicates("person_id")
+    t = panel.loc[panel["is_treated"] == 1, ["person_id", "index_month"]].drop_duplicates("person_id")
     months = pd.to_datetime(t["index_month"])
     span = max((months.max().year - months.min().year) * 12 + months.max().month
                - months.min().month + 1, 12)
@@ -314,5 +381,5 @@ def default_annual_caseload(panel: pd.DataFrame) -> tuple[int, str]:
                 f"year ({months.min():%Y-%m} to {months.max():%Y-%m})")
 
 
-__all__ = ["run_sensitivity", "nb_did", "iapt_outcomes", "subgroup_savings",
+__all__ = ["run_sensitivity", "nb_did", "nb_dids", "iapt_outcomes", "subgroup_savings",
            "default_annual_caseload", "DEFAULT_COSTED_OUTCOMES", "POST_MONTHS"]

@@ -47,16 +47,22 @@ def fit_poisson_fe(
     y: np.ndarray,
     X: pd.DataFrame | sparse.spmatrix,
     exposure: np.ndarray,
-    person: np.ndarray,
-    cluster: np.ndarray,
+    person: "np.ndarray | SortedCodes",
+    cluster: "np.ndarray | SortedCodes",
     weight: np.ndarray | None = None,
     max_iter: int = 100,
     tol: float = 1e-10,
     names: list[str] | None = None,
+    like_frame: bool = False,
 ) -> PoissonFEFit:
     """Fit by Newton-Raphson on the conditional log-likelihood (concave in b). ``X``: a frame,
     or a scipy sparse matrix with its column ``names`` (a design of indicators, e.g. the event
-    study's: never held dense)."""
+    study's: never held dense). ``person`` and ``cluster``: a value per row, or their
+    `SortedCodes` made once for several fits of the same rows (the same fit either way).
+
+    ``like_frame``: fit a sparse ``X`` exactly as the frame of it is fitted (to the last bit):
+    sparse when at most ``_SPARSE_DENSITY`` of the entries kept are non-zero, else dense. Without
+    it a sparse design is always fitted sparse."""
     y = np.asarray(y, dtype=float)
     if sparse.issparse(X):
         if names is None or len(names) != X.shape[1]:
@@ -69,8 +75,7 @@ def fit_poisson_fe(
     w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
     if np.any(exposure <= 0):
         raise ValueError("exposure must be positive (drop rows not at risk first)")
-    _, person_idx = sorted_codes(np.asarray(person))
-    cluster = np.asarray(cluster)
+    person_idx = (person if isinstance(person, SortedCodes) else SortedCodes.of(person)).codes
     # Separation: a 0/1 regressor whose rows all have y = 0 (e.g. a month with no treated
     # events) has MLE -inf. As in ppmlhdfe, drop those rows and that column: the remaining
     # estimates equal the limit of the MLE; the dropped coefficient is reported as NaN.
@@ -80,9 +85,12 @@ def fit_poisson_fe(
     while True:
         totals = np.bincount(person_idx[keep], weights=y[keep], minlength=person_idx.max() + 1)
         new_keep = keep & (totals[person_idx] > 0)
+        kept_rows = None  # np.flatnonzero(new_keep), found again only after new_keep changes
         for j in np.flatnonzero(active):
             if Xc is None:
-                rows, vals = np.flatnonzero(new_keep), Xa[new_keep, j]
+                if kept_rows is None:
+                    kept_rows = np.flatnonzero(new_keep)
+                rows, vals = kept_rows, Xa[kept_rows, j]
             else:  # the column's stored entries; the rows not stored are 0
                 lo, hi = Xc.indptr[j], Xc.indptr[j + 1]
                 stored, values = Xc.indices[lo:hi], Xc.data[lo:hi]
@@ -95,6 +103,7 @@ def fit_poisson_fe(
             if binary and y[rows[vals == 1]].sum() == 0:
                 active[j] = False
                 new_keep[np.flatnonzero(Xa[:, j] != 0) if Xc is None else stored[values != 0]] = False
+                kept_rows = None
         if new_keep.sum() == keep.sum():
             break
         keep = new_keep
@@ -113,8 +122,12 @@ def fit_poisson_fe(
         Xa = Xa[:, active][keep]
     else:
         Xc = Xc[:, np.flatnonzero(active)][np.flatnonzero(keep)]
+        if like_frame and Xc.count_nonzero() > _SPARSE_DENSITY * Xc.shape[0] * Xc.shape[1]:
+            # the frame's dense path, on the array np.asarray(frame) gives (column-major)
+            Xa, Xc = X.toarray(order="F")[:, active][keep], None
     y, exposure, w = y[keep], exposure[keep], w[keep]
-    cluster = cluster[keep]
+    # the clusters of the rows kept, numbered as sorted_codes numbers them
+    cluster = cluster.take(keep) if isinstance(cluster, SortedCodes) else SortedCodes.of(np.asarray(cluster)[keep])
     _, person_idx = np.unique(person_idx[keep], return_inverse=True)
     n_p = int(person_idx.max()) + 1 if len(person_idx) else 0
     G = sparse.csr_matrix((np.ones(len(y)), (np.arange(len(y)), person_idx)), shape=(len(y), n_p))
@@ -125,9 +138,10 @@ def fit_poisson_fe(
     # an event-study design is indicators, one per row at most: as a sparse matrix the score,
     # Hessian and cluster sums cost its non-zeros, not rows x columns squared
     if Xc is not None:
-        Xs = Xc.tocsr()
+        Xs = Xc.tocsr()  # with like_frame: the matrix csr_matrix gives of the frame's rows and columns kept
     else:
         Xs = sparse.csr_matrix(Xa) if np.count_nonzero(Xa) <= _SPARSE_DENSITY * Xa.size else None
+    xs_rows = None if Xs is None else np.repeat(np.arange(Xs.shape[0]), np.diff(Xs.indptr))
 
     def pieces(b: np.ndarray):
         eta = (Xa @ b if Xs is None else Xs @ b) + log_e
@@ -146,9 +160,9 @@ def fit_poisson_fe(
         resid_w = w_p[person_idx] * (y - Y[person_idx] * p)  # row score = Xa row x this
         c = wy[person_idx] * p
         if Xs is not None:
-            xbar = G.T @ Xs.multiply(p[:, None]).tocsr()  # per person: sum of Xa x p
-            H1 = (Xs.T @ Xs.multiply(c[:, None]).tocsr()).toarray()
-            H = -(H1 - (xbar.T @ xbar.multiply(wy[:, None]).tocsr()).toarray())
+            xbar = G.T @ scale_rows(Xs, p, xs_rows)  # per person: sum of Xa x p
+            H1 = (Xs.T @ scale_rows(Xs, c, xs_rows)).toarray()
+            H = -(H1 - (xbar.T @ scale_rows(xbar.tocsr(), wy)).toarray())
             return np.asarray(Xs.T @ resid_w).ravel(), H, resid_w
         g = Xa.T @ resid_w
         xbar = np.zeros((n_p, k))  # per person: sum of Xa x p
@@ -180,7 +194,7 @@ def fit_poisson_fe(
             break
     _, H, resid_w = grad_hess(p)
     Hinv = np.linalg.pinv(H)
-    clusters, c_idx = sorted_codes(cluster)
+    clusters, c_idx = cluster.uniques, cluster.codes
     n_c = len(clusters)
     # each cluster's score: the sum of its rows' Xa x resid_w, a block of rows at a time
     C = sparse.csc_matrix((resid_w, (c_idx, np.arange(len(y)))), shape=(n_c, len(y)))
@@ -226,6 +240,54 @@ def sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty(len(order), dtype=np.intp)
     rank[order] = np.arange(len(order))
     return uniques[order], rank[codes]
+
+
+def scale_rows(m: sparse.csr_matrix, v: np.ndarray, rows: np.ndarray | None = None) -> sparse.csr_matrix:
+    """``m.multiply(v[:, None]).tocsr()`` for a CSR matrix with sorted indices: the same arrays
+    (each stored entry times its row's value, in the same place), made directly (scipy went
+    through a COO copy and back: a fifth of a sparse fit). ``rows``: the row of each stored
+    entry, when known."""
+    if rows is None:
+        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    return sparse.csr_matrix((m.data * v[rows], m.indices, m.indptr), shape=m.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class SortedCodes:
+    """``sorted_codes(values)`` kept: the distinct values sorted, and each value's index into
+    them. Made once from a panel's text ids, it serves every fit on those rows or a subset of
+    them (`take`): hashing the ids again took a fifth of each fit of the sensitivity analyses."""
+
+    uniques: np.ndarray | pd.Index
+    codes: np.ndarray
+
+    @classmethod
+    def of(cls, values) -> "SortedCodes":
+        """``sorted_codes(np.asarray(values))``; for a text column held by Arrow (pandas' str),
+        the same from Arrow's own hashing and sorting of its distinct values (UTF-8 sorts by
+        bytes as Python sorts text, by code point): no Python string per row, and the
+        distinct values stay an Index of the column's type."""
+        if isinstance(values, pd.Series) and isinstance(values.array, pd.arrays.ArrowStringArray):
+            codes, uniques = pd.factorize(values)
+            if len(codes) and codes.min() >= 0:  # no missing id (sorted_codes keeps them as values)
+                order = np.asarray(uniques.argsort())
+                rank = np.empty(len(order), dtype=np.intp)
+                rank[order] = np.arange(len(order))
+                return cls(uniques.take(order), rank[codes])
+        return cls(*sorted_codes(np.asarray(values)))
+
+    def take(self, rows: np.ndarray) -> "SortedCodes":
+        """The codes of the values at ``rows`` (a boolean mask or positions): what
+        ``SortedCodes.of`` gives for those values, since sorting a subset keeps the order of
+        the whole."""
+        sub = self.codes[rows]
+        present = np.zeros(len(self.uniques), dtype=bool)
+        present[sub] = True
+        rank = np.cumsum(present) - 1
+        return SortedCodes(self.uniques[present], rank[sub])
+
+    def __len__(self) -> int:
+        return len(self.codes)
 
 
 def _group_max(values: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:

@@ -180,3 +180,67 @@ def test_cluster_bootstrap_agrees_with_the_delta_method(effect_panel, results):
     assert 0.7 < wb / wd < 1.4
     assert c.net_saving_per_person_ci[0] < c.net_saving_per_person < c.net_saving_per_person_ci[1]
     assert c.delta_net_saving_per_person_ci == pytest.approx(d.net_saving_per_person_ci)
+
+
+def _previous_unit_counts(panel, outcome, sets):
+    """unit_counts as it was before outcome_unit_counts (every column of the rows copied, the
+    exposure patterns by np.unique of the rows): the reference of the test below."""
+    import pandas as pd
+
+    from core.contract import POST_MONTHS
+    from evaluation.bootstrap import UnitCounts
+    from evaluation.panel import comparison_months
+
+    pre_months = comparison_months(panel)
+    months = np.array([*pre_months, *POST_MONTHS])
+    df = panel[panel["period"].isin(["pre", "post"]) & panel["rel_month"].isin(months)]
+    T = len(months)
+    unit_codes, units = pd.factorize(df["unit_id"], sort=True)
+    month_pos = pd.Series(np.arange(T), index=months).reindex(df["rel_month"]).to_numpy()
+    y, e = np.zeros((len(units), T)), np.zeros((len(units), T))
+    np.add.at(y, (unit_codes, month_pos), df[outcome].to_numpy(dtype=float))
+    np.add.at(e, (unit_codes, month_pos), df["exposure_months"].to_numpy(dtype=float))
+    first = np.unique(unit_codes, return_index=True)[1]
+    treated = df["is_treated"].to_numpy()[first].astype(int)
+    weight = df["weight"].to_numpy(dtype=float)[first]
+    cluster = sets.get_indexer(df["cluster_id"].to_numpy()[first])
+    pat_keys, pattern = np.unique(np.column_stack([treated, np.round(e, 12)]), axis=0, return_inverse=True)
+    with np.errstate(divide="ignore"):
+        pattern_log_e = np.log(pat_keys[:, 1:])
+    post, tr = np.isin(months, list(POST_MONTHS)), treated == 1
+    return UnitCounts(
+        outcome=outcome, sets=sets, months=months, reference=int(pre_months[-1]), y=y * weight[:, None],
+        cluster=cluster, pattern=pattern.reshape(-1), pattern_treated=pat_keys[:, 0].astype(int),
+        pattern_log_e=pattern_log_e,
+        post_events=np.bincount(cluster[tr], weights=y[tr][:, post].sum(axis=1), minlength=len(sets)),
+        post_exposure=np.bincount(cluster[tr], weights=e[tr][:, post].sum(axis=1), minlength=len(sets)),
+        treated_n=np.bincount(cluster[tr], minlength=len(sets)).astype(float))
+
+
+def test_unit_counts_of_several_outcomes_are_each_outcomes_own(effect_panel):
+    """outcome_unit_counts finds the rows, units and exposure patterns once for every outcome:
+    each outcome's counts equal the previous one-outcome formulation to the last bit, with
+    people at risk for part of the year (several exposure patterns)."""
+    import pandas as pd
+    from exact import assert_identical
+
+    from evaluation.bootstrap import outcome_unit_counts
+
+    outcomes = list(DEFAULT_COSTED_OUTCOMES)
+    sets = pd.Index(sorted(effect_panel.loc[effect_panel["period"].isin(["pre", "post"]), "cluster_id"].unique()))
+    got = outcome_unit_counts(effect_panel, outcomes, sets=sets)
+    assert list(got) == outcomes and got[outcomes[0]].n_patterns > 10
+    for o in outcomes:
+        assert_identical(got[o], _previous_unit_counts(effect_panel, o, sets))
+
+
+def test_unique_rows_are_np_unique_of_the_rows():
+    from evaluation.bootstrap import unique_rows
+
+    rng = np.random.default_rng(3)
+    keys = np.column_stack([rng.integers(0, 2, 3000), rng.choice([0.0, 0.25, 1.0, 1e-12], size=(3000, 5))])
+    for k in (keys, keys[:1], keys[:0]):
+        expected, inverse = np.unique(k, axis=0, return_inverse=True)
+        got, number = unique_rows(k)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(number, inverse.reshape(-1))

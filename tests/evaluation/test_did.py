@@ -6,9 +6,10 @@ import statsmodels.formula.api as smf
 from simpanel import PLANTED
 from simpanel import simulate_panel
 
+from evaluation import did
 from evaluation.did import (estimate_event_study, estimate_linear_did, estimate_naive,
                             estimate_outcome, estimate_poisson_did)
-from evaluation.panel import prepare_panel
+from evaluation.panel import PanelCodes, prepare_panel
 from evaluation.reporting.text import describe
 
 
@@ -212,3 +213,126 @@ def test_event_time_design_refuses_a_treatment_other_than_0_or_1():
 
     with pytest.raises(ValueError, match="is_treated"):
         _event_time_design(pd.Series([-2, -1, 1]), [-2, 1], np.array([0, 2, 1]))
+
+
+def _previous_poisson_did(panel, outcome):
+    """estimate_poisson_did as it was before estimate_poisson_dids (a dense frame design, text
+    ids factorised in each fit, one outcome at a time): the reference of the test below."""
+    from core.contract import POST_MONTHS
+    from evaluation.did import CountDiDResult, _ratio_influence, _small_sample
+    from evaluation.methods.common import Z95
+    from evaluation.methods.poisson_fe import fit_poisson_fe
+    from evaluation.panel import comparison_months
+    from scipy import stats
+
+    df = panel[panel["period"].isin(["pre", "post"])]
+    pre_months = comparison_months(df)
+    rel_levels = [m for m in (*pre_months, *POST_MONTHS) if m != pre_months[-1]]
+    X = pd.DataFrame({f"rel_{m}": (df["rel_month"] == m).astype(float) for m in rel_levels}, index=df.index)
+    X["treated_post"] = df["treated_post"].astype(float)
+    fit = fit_poisson_fe(df[outcome].to_numpy(), X, df["exposure_months"].to_numpy(),
+                         df["unit_id"].to_numpy(), df["cluster_id"].to_numpy(), df["weight"].to_numpy())
+    persons = df.drop_duplicates("unit_id")
+    tp = df[(df["is_treated"] == 1) & (df["period"] == "post")]
+    if "treated_post" in fit.dropped:
+        return fit, (int((persons["is_treated"] == 1).sum()), float(tp["exposure_months"].sum() / 12))
+    b = float(fit.params["treated_post"])
+    if_b = fit.influence["treated_post"]
+    g = tp.groupby("cluster_id")
+    r1, if_r1 = _ratio_influence(g[outcome].sum(), g["exposure_months"].sum())
+    clusters = if_b.index.union(if_r1.index)
+    if_b = if_b.reindex(clusters, fill_value=0.0)
+    if_r1 = if_r1.reindex(clusters, fill_value=0.0)
+    n_c = df["cluster_id"].nunique()
+    se_b = float(np.sqrt(np.sum(if_b**2) * _small_sample(n_c)))
+    abs_py = 12 * r1 * (1 - np.exp(-b))
+    if_abs = 12 * np.exp(-b) * r1 * if_b + 12 * (1 - np.exp(-b)) * if_r1
+    se_abs = float(np.sqrt(np.sum(if_abs**2) * _small_sample(n_c)))
+    return CountDiDResult(
+        outcome=outcome, rate_ratio=float(np.exp(b)),
+        rate_ratio_ci=(float(np.exp(b - Z95 * se_b)), float(np.exp(b + Z95 * se_b))),
+        log_rate_ratio=b, se_log_rate_ratio=se_b, p_value=float(2 * stats.norm.sf(abs(b) / se_b)),
+        abs_change_per_py=float(abs_py),
+        abs_change_ci=(float(abs_py - Z95 * se_abs), float(abs_py + Z95 * se_abs)),
+        se_abs_change=se_abs, treated_post_rate_py=12 * r1, counterfactual_post_rate_py=12 * r1 / float(np.exp(b)),
+        n_treated=int((persons["is_treated"] == 1).sum()), n_controls=int((persons["is_treated"] == 0).sum()),
+        n_sets=int(df["matched_set_id"].nunique()), n_person_months=int(len(df)),
+        treated_post_person_years=float(tp["exposure_months"].sum() / 12),
+        method=estimate_poisson_did(panel, outcome).method, abs_change_influence=if_abs.rename(outcome), fit=fit)
+
+
+def test_poisson_dids_give_the_previous_formulation_to_the_last_bit(effect_panel):
+    """estimate_poisson_dids (one sparse design and one set of id codes for all outcomes, fitted
+    like_frame) equals the frame design fitted outcome by outcome, bit for bit: on the panel,
+    on a subset of its sets (a subgroup), on months 1-6, and where sixteen months have no
+    events (their columns leave the fit and the rest is denser than the sparse rule: the dense
+    path)."""
+    from exact import assert_identical
+
+    outcomes = ["ae_attendances", "emergency_admissions", "outpatient_attendances", "gp_appointments"]
+    some_sets = effect_panel["matched_set_id"].isin(effect_panel["matched_set_id"].unique()[::3])
+    sparse_months = effect_panel.copy()
+    empty = sparse_months["rel_month"].between(2, 9) | sparse_months["rel_month"].between(-12, -5)
+    sparse_months.loc[empty, "gp_appointments"] = 0.0
+    codes = PanelCodes.of(effect_panel)
+    model = effect_panel[[*did.POISSON_DID_COLUMNS, *outcomes]]  # no text id: they come as codes
+    for panel, rows in ((effect_panel, slice(None)), (effect_panel[some_sets], some_sets.to_numpy()),
+                        (effect_panel[effect_panel["rel_month"] <= 6], (effect_panel["rel_month"] <= 6).to_numpy()),
+                        (sparse_months, slice(None))):
+        got = did.estimate_poisson_dids(panel, outcomes)
+        with_codes = did.estimate_poisson_dids((sparse_months if panel is sparse_months else model)[rows]
+                                               [[*did.POISSON_DID_COLUMNS, *outcomes]], outcomes, codes.take(rows))
+        assert list(got) == outcomes
+        for o in outcomes:
+            assert_identical(got[o], _previous_poisson_did(panel, o))
+            assert_identical(with_codes[o], got[o])
+    fit = got["gp_appointments"].fit
+    assert fit.dropped == tuple(f"rel_{m}" for m in [*range(-12, -4), *range(2, 10)])
+    assert len(fit.params) - len(fit.dropped) == 8  # 1 to 2 non-zeros a row in 8 columns: dense
+    # not estimable (no treated events after the index): the same counts as before
+    none_after = effect_panel.copy()
+    none_after.loc[(none_after["is_treated"] == 1) & (none_after["rel_month"] > 0), "ae_attendances"] = 0.0
+    r = did.estimate_poisson_dids(none_after, ["ae_attendances"])["ae_attendances"]
+    fit, (n_treated, person_years) = _previous_poisson_did(none_after, "ae_attendances")
+    assert np.isnan(r.rate_ratio) and r.n_treated == n_treated and r.treated_post_person_years == person_years
+
+
+def test_sorted_codes_of_a_subset_are_taken_from_the_whole():
+    from evaluation.methods.poisson_fe import SortedCodes, sorted_codes
+
+    rng = np.random.default_rng(4)
+    values = np.array([f"c{v}" for v in rng.integers(0, 300, 5000)], dtype=object)
+    whole = SortedCodes.of(values)
+    for rows in (rng.random(5000) < 0.3, np.flatnonzero(rng.random(5000) < 0.01), np.ones(5000, dtype=bool)):
+        part, expected = whole.take(rows), sorted_codes(values[rows])
+        assert part.uniques.dtype == expected[0].dtype
+        np.testing.assert_array_equal(part.uniques, expected[0])
+        np.testing.assert_array_equal(part.codes, expected[1])
+
+
+def test_sorted_codes_of_a_text_column_held_by_arrow_are_sorted_codes_of_its_values():
+    from evaluation.methods.poisson_fe import SortedCodes, sorted_codes
+
+    rng = np.random.default_rng(7)
+    letters = list("abcXYZ019/-_ éüß€中")  # code points from 32 to 20013: UTF-8 bytes sort as they do
+    values = pd.Series(["".join(rng.choice(letters, rng.integers(0, 6))) for _ in range(5000)], dtype="str")
+    got, (uniques, codes) = SortedCodes.of(values), sorted_codes(values.to_numpy())
+    assert isinstance(got.uniques, pd.Index) and got.uniques.dtype == values.dtype
+    np.testing.assert_array_equal(np.asarray(got.uniques, dtype=object), uniques)
+    np.testing.assert_array_equal(got.codes, codes)
+
+
+def test_scale_rows_is_scipys_multiply_by_a_column_to_the_last_bit():
+    from scipy import sparse
+
+    from evaluation.methods.poisson_fe import scale_rows
+
+    rng = np.random.default_rng(5)
+    dense = rng.random((400, 12)) * (rng.random((400, 12)) < 0.15)
+    dense[::7] = 0.0  # empty rows
+    v = rng.standard_normal(400)
+    v[::11] = 0.0  # zero scales keep their entries, as multiply does
+    for m in (sparse.csr_matrix(dense), sparse.csc_matrix(dense).tocsr()):
+        want, got = m.multiply(v[:, None]).tocsr(), scale_rows(m, v)
+        for a in ("data", "indices", "indptr"):
+            np.testing.assert_array_equal(getattr(got, a), getattr(want, a))

@@ -35,3 +35,17 @@ def test_the_panel_is_read_once_per_warehouse_version_and_each_caller_gets_its_o
     third = simulate_panel(n_sets=30, rate_ratio=1.0, seed=5)
     _write_warehouse(warehouse, third)
     pd.testing.assert_frame_equal(load_panel(warehouse, third), prepare_panel(third))
+
+
+def test_read_table_reads_the_columns_and_rows_asked_for(tmp_path):
+    from evaluation.panel import read_table
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    raw = simulate_panel(n_sets=20, rate_ratio=1.0, seed=6)
+    raw.loc[raw.index[::7], "ltc_group"] = None
+    _write_warehouse(warehouse, raw)
+    whole = read_table(warehouse, "mart_evaluation_panel")
+    part = read_table(warehouse, "mart_evaluation_panel", ["person_id", "ltc_group"], where="ltc_group is not null")
+    expected = whole.loc[whole["ltc_group"].notna(), ["person_id", "ltc_group"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part, expected, check_exact=True)
+    assert 0 < len(part) < len(whole)
