@@ -224,11 +224,11 @@ def text_array(values) -> pa.Array:
     if isinstance(values, pd.Series) and pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
         return pa.array(values, from_pandas=True).cast(pa.string())
     arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
-    arr = np.where(pd.isna(arr), None, arr)
-    try:
-        return pa.array(arr, type=pa.string())
+    try:  # from_pandas: None, NaN and pd.NA are all null, found in Arrow (no isna pass first)
+        return pa.array(arr, type=pa.string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or another non-text value: as str
-        return pa.array([None if v is None else str(v) for v in arr], type=pa.string())
+        return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+                         for v in arr], type=pa.string())
 
 
 def text_frame(df: pd.DataFrame) -> pd.DataFrame:

@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from core import progress
 from core.files import sha256_file
+from core.memory import release_memory
 from core.settings import VALIDATION_WORKERS_ENV, validation_segment_bytes, validation_workers
 from identifiable_zone import normalise as nz
 from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts, text_array, write_text_parquet
@@ -73,20 +74,13 @@ def row_keys(df: pd.DataFrame, spec, lines) -> pd.DataFrame:
     return keys
 
 
-def _arrow_text(values: pd.Series) -> pa.Array:
-    try:  # str and None (what the readers give), converted in Arrow
-        return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # anything else: as text_array writes it
-        return text_array(values)
-
-
 def row_hashes(df: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each row's values (DuckDB's ``hash`` of the columns in order; a missing
     value hashes as NULL): exact copies across segments and files are found by it
     (``cross_file_rules``). In DuckDB: pandas' object hashing took a second a segment."""
     import duckdb
 
-    rows = pa.table({f"c{i}": _arrow_text(df[c]) for i, c in enumerate(df.columns)})
+    rows = pa.table({f"c{i}": text_array(df[c]) for i, c in enumerate(df.columns)})
     with duckdb.connect(config={"threads": 1}) as con:  # one core: the other runs the other worker
         con.register("input_rows", rows)
         cols = ", ".join(f"c{i}" for i in range(len(df.columns)))
@@ -193,21 +187,6 @@ class SegmentPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def release_memory() -> None:
-    """Give what a segment left behind back to the system: its frames' reference cycles are
-    collected and the C heap trimmed. Without it a worker grew by about 100 MiB a segment (a
-    worker serves all 82 segments of GP appointments at 2,000,000 people: 3.3 GiB each, the
-    peak of validation); with it each stays near 1.2 GiB."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the collection alone
-        pass
 
 
 def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: Path, pool: SegmentPool | None,
