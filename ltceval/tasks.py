@@ -8,14 +8,30 @@ imported inside each function so that parsing a DAG file stays cheap.
 """
 from __future__ import annotations
 
+import functools
+
 from core.files import output_guard
+from core.memory import release_memory
 from core.settings import Paths
 from ltceval import publish
 from ltceval.retries import airflow_retry_policy
 
 
+def _gives_memory_back(task):
+    """What a large task freed leaves the process when it ends: under ``dag.test()`` (``ltceval
+    run``) a DAG's tasks share one process, and linkage would start on validation's heap."""
+    @functools.wraps(task)
+    def run(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        finally:
+            release_memory()
+    return run
+
+
 # -- identifiable zone ------------------------------------------------------------------------
 
+@_gives_memory_back
 def validate_extracts(run_id: str) -> dict:
     """Validate every landing extract, derive the data period, open the run's version folder."""
     from identifiable_zone import pipeline
@@ -28,12 +44,14 @@ def validate_extracts(run_id: str) -> dict:
     return {**summary, **run.to_json()}
 
 
+@_gives_memory_back
 def link_records() -> dict:
     from identifiable_zone import pipeline
 
     return pipeline.link_all(Paths.from_env())
 
 
+@_gives_memory_back
 def pseudonymise_tables() -> dict:
     from identifiable_zone import pipeline
 

@@ -12,6 +12,7 @@ Only the columns the matching reads leave DuckDB, through Arrow, sorted as `matc
 SQL. At 2 million people the eligible pool is about 7 million rows: the whole table read
 into pandas took 10 GiB before matching began.
 """
+from core.memory import duckdb_cache_held_down, release_memory
 from evaluation.methods.matching import LOGIT_COLUMN, as_column_list, columns_used, match, row_order_columns
 
 
@@ -37,19 +38,25 @@ def model(dbt, session):
         pool.select(*columns_used(**settings)).order(", ".join(order)).to_arrow_table()
         .to_pandas(self_destruct=True, split_blocks=True, date_as_object=False)
     )
-    result = match(
-        candidates,
-        **settings,
-        ratio=ratio,
-        caliper=caliper,
-        seed=seed,
-        refine=refine,
-        refine_target_smd=target,
-        controls_may_be_treated_later=not_yet_referred,
-    )
-    del candidates
-    sets = result.matched[["matched_set_id", "person_id", "index_month", LOGIT_COLUMN, "propensity_score", "match_weight"]]
-    sets = sets.assign(caliper_width_logit=result.info["caliper_width_logit"], row_order=range(len(sets)))
+    # while the pool is in pandas DuckDB gets a small limit (its cached blocks go), and its usual
+    # one back for the join of the sets to the pool
+    with duckdb_cache_held_down(session):
+        result = match(
+            candidates,
+            **settings,
+            ratio=ratio,
+            caliper=caliper,
+            seed=seed,
+            refine=refine,
+            refine_target_smd=target,
+            controls_may_be_treated_later=not_yet_referred,
+        )
+        sets = result.matched[["matched_set_id", "person_id", "index_month", LOGIT_COLUMN, "propensity_score", "match_weight"]]
+        sets = sets.assign(caliper_width_logit=result.info["caliper_width_logit"], row_order=range(len(sets)))
+        # the pool and the match's working copies go back to the system before DuckDB joins the
+        # sets to the pool (2 million people: 5.9 GiB resident before, 4.2 after)
+        del candidates, result
+        release_memory()
     session.register("matched_sets", sets)
     # the propensity model's extra terms stay in the pool; (person_id, index_month) is unique
     # there (its data test), so each matched row joins one pool row

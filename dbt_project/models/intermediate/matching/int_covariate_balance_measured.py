@@ -5,6 +5,7 @@ Rows for the matching covariates and the propensity logit have matched_on = true
 `balance_shown_covariates` (by default the counts of the baseline year, which holds the DiD's
 comparison period) are shown for readers with matched_on = false: the design does not match
 on them (see dbt_project.yml), person fixed effects absorb their level differences."""
+from core.memory import duckdb_cache_held_down
 from evaluation.methods.matching import LOGIT_COLUMN, as_column_list, balance_table, fit_propensity
 
 
@@ -22,11 +23,13 @@ def model(dbt, session):
         .to_arrow_table().to_pandas(self_destruct=True, split_blocks=True, date_as_object=False)
     )
     matched = dbt.ref("int_controls_matched_to_treated").df().sort_values(["matched_set_id", "is_treated", "person_id"], kind="stable").reset_index(drop=True)
-    # the "before" sample is every eligible candidate row, with the same propensity model
-    logit, _ = fit_propensity(candidates, "is_treated", [*covariates, *ps_extra])
-    candidates[LOGIT_COLUMN] = logit
-    balance = balance_table(
-        candidates, "is_treated", [*covariates, LOGIT_COLUMN, *shown], matched, weight="match_weight"
-    )
+    # while the candidates are in pandas DuckDB gets a small limit (its cached blocks go)
+    with duckdb_cache_held_down(session):
+        # the "before" sample is every eligible candidate row, with the same propensity model
+        logit, _ = fit_propensity(candidates, "is_treated", [*covariates, *ps_extra])
+        candidates[LOGIT_COLUMN] = logit
+        balance = balance_table(
+            candidates, "is_treated", [*covariates, LOGIT_COLUMN, *shown], matched, weight="match_weight"
+        )
     balance["matched_on"] = ~balance["covariate"].isin(shown)
     return balance
