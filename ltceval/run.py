@@ -43,6 +43,9 @@ def airflow_env(paths: Paths) -> dict[str, str]:
         # No usage telemetry from a pipeline over patient data (as in docker-compose.yml); it also
         # spends a refused network call per dbt task on a closed network
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # the analytical DAG's dbt producer task never retries: no Airflow Variable write per
+        # dbt node for a retry to restore (a failure still writes it once; cosmos watcher mode)
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
         OUT_ENV: str(paths.out),

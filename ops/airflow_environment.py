@@ -1,4 +1,5 @@
-"""The environment every Airflow process of the stack (api-server, scheduler, dag-processor) runs with."""
+"""The environment every Airflow process of the stack (api-server, scheduler, dag-processor,
+triggerer) runs with."""
 from __future__ import annotations
 
 import os
@@ -51,6 +52,8 @@ def airflow_env(home: Path, out: Path, db_url: str, api_port: int, key_file: Pat
         # no usage telemetry from cosmos or dbt (and no waiting on blocked networks); Airflow 3
         # collects none (its [usage_data_collection] option went with Airflow 2)
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # the dbt producer task never retries: no Variable write per dbt node (as ltceval.run)
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
         # the pipeline
