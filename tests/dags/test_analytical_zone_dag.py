@@ -2,10 +2,9 @@
 a task per model, seed and model's tests) and ends in the GX task."""
 import pytest
 
+from analytical_dag_runs import PRODUCER, node_task, project_nodes
 from core.assets import ANALYTICAL_ZONE, IDENTIFIABLE_ZONE
-from core.settings import DBT_PROJECT_DIR
 
-PRODUCER = "dbt.dbt_producer_watcher"
 PRODUCER_DONE = "dbt.dbt_producer_watcher_done"
 
 
@@ -37,19 +36,11 @@ def _sensors(dag):
     return [t for t in _dbt_tasks(dag) if t.task_id != PRODUCER]
 
 
-def _project_nodes(suffixes: tuple[str, ...], folder: str) -> set[str]:
-    """Model or seed names from the dbt project's own files (not from cosmos)."""
-    return {p.stem for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.suffix in suffixes}
-
-
 def test_every_model_and_seed_is_a_task_and_gx_runs_after_them(dag):
     ids = set(dag.task_ids)
-    models, seeds = _project_nodes((".sql", ".py"), "models"), _project_nodes((".csv",), "seeds")
+    models, seeds = project_nodes()
     assert len(models) > 30 and {"mart_evaluation_panel", "mart_balance", "int_controls_matched_to_treated"} <= models
-    for name in models:  # `dbt.<model>.run` when the model has tests (a group), `dbt.<model>_run` otherwise
-        assert ids & {f"dbt.{name}.run", f"dbt.{name}_run"}, name
-    for name in seeds:
-        assert ids & {f"dbt.{name}.seed", f"dbt.{name}_seed"}, name
+    assert all(node_task(ids, name, "run") for name in models) and all(node_task(ids, name, "seed") for name in seeds)
     # a model's data tests are a task of their own, reporting on that model
     tests = [t for t in _sensors(dag) if t.task_id.endswith(".test")]
     assert tests and all(t.task_id.removesuffix(".test") + ".run" in t.upstream_task_ids
