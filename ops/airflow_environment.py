@@ -44,6 +44,11 @@ def airflow_env(home: Path, out: Path, db_url: str, api_port: int, key_file: Pat
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "240",
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+        # a task's supervisor waits up to this long (seconds) between looks at its process:
+        # when the process closes its sockets just before it exits, the exit is seen only after
+        # that wait, so about half the analytical DAG's sub-second sensor tasks held their
+        # executor slot 5.3 s at the default 5 (Airflow 3.3); at 1, one heartbeat a second
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         # cosmos keeps dbt's partial-parse file in a cache folder, /tmp/cosmos by default: shared
         # with any other cosmos user on the machine, whose profile (warehouse path) differs and
