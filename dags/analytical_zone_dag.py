@@ -56,7 +56,8 @@ import os
 from datetime import datetime
 
 # cosmos caches `dbt ls` in Airflow Variables, i.e. a metadata-DB read/write while parsing;
-# parsing must also work without a metadata DB (DAG-integrity tests), and dbt ls is quick here
+# parsing must also work without a metadata DB (DAG-integrity tests): off unless configured
+# (`ltceval run`, the ops stack and docker-compose turn it on: they have a metadata DB)
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS", "False")
 
 from airflow.sdk import dag, task  # noqa: E402

@@ -46,6 +46,14 @@ def airflow_env(paths: Paths) -> dict[str, str]:
         # the analytical DAG's dbt producer task never retries: no Airflow Variable write per
         # dbt node for a retry to restore (a failure still writes it once; cosmos watcher mode)
         "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
+        # each DAG process parses the analytical DAG file twice (its DagBag, then dag.test()'s):
+        # cosmos keeps its `dbt ls` in an Airflow Variable of this run's metadata DB, so dbt ls
+        # runs once per run, not six times; the key hashes the dbt project's files, the vars and
+        # the dbt env, so a changed project is listed again
+        "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS": "True",
+        # cosmos' dbt partial-parse file: this run's own, not /tmp/cosmos shared by every run
+        # on the machine (as ops/airflow_environment.py)
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
         OUT_ENV: str(paths.out),

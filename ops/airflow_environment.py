@@ -59,6 +59,9 @@ def airflow_env(home: Path, out: Path, db_url: str, api_port: int, key_file: Pat
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         # the dbt producer task never retries: no Variable write per dbt node (as ltceval.run)
         "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
+        # the analytical DAG's `dbt ls` kept in an Airflow Variable: the dag-processor and each
+        # of its task processes parse the DAG file without running dbt ls again (as ltceval.run)
+        "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS": "True",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
         # the pipeline
