@@ -348,15 +348,19 @@ _STEP = re.compile(r"ltceval\.embedded\s+(\S+)|ltceval\.cli\s+synth|airflow\s+db
 
 
 def airflow_step(processes: list[psutil.Process]) -> str | None:
-    """Which step of `ltceval run` a process tree is in (for ``run_guarded``'s ``label``)."""
+    """Which step of `ltceval run` a process tree is in (for ``run_guarded``'s ``label``); two
+    steps at once (the generator beside `airflow db migrate`) are one label, "generate + airflow db"."""
+    steps = []
     for p in processes[1:]:  # the runner itself is processes[0]
         try:
             m = _STEP.search(" ".join(p.cmdline()))
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
         if m:
-            return f"dag {m.group(1)}" if m.group(1) else ("generate" if "synth" in m.group(0) else "airflow db")
-    return None
+            step = f"dag {m.group(1)}" if m.group(1) else ("generate" if "synth" in m.group(0) else "airflow db")
+            if step not in steps:
+                steps.append(step)
+    return " + ".join(sorted(steps)) if steps else None
 
 
 def run_via_airflow(args, workdir: Path, limit: int) -> tuple[list[Row], int, dict]:

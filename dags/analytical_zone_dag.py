@@ -1,12 +1,17 @@
 """Analytical zone: dbt builds the marts from the pseudonymised tables, then GX validates them.
 
-Scheduled on the `pseudonymised_tables` asset. A cosmos `DbtTaskGroup` renders the dbt
-project (`dbt_project/`, LoadMode.DBT_LS) as one task per model/seed, each running
-`dbt build` on its node (model + its tests, unit tests included); tests with several parents
-run as their own tasks. dbt is the only writer of the DuckDB warehouse; tasks run one at a
-time (`max_active_tasks=1`). The thin GX task then reads the marts read-only and raises on a
-failed critical expectation (balance, uniqueness, windows), which fails the run before the
-`evaluation_panel` asset is published. Results: `<out>/reports/gx/*.json`, and GX Data Docs
+Scheduled on the `pseudonymised_tables` asset. A cosmos `DbtTaskGroup` in watcher mode
+(ExecutionMode.WATCHER) renders the dbt project (`dbt_project/`, LoadMode.DBT_LS): one task,
+`dbt.dbt_producer_watcher`, runs a single `dbt build` of the whole project (models, seeds,
+data and unit tests), and every model and seed is a task of its own that reports its node's
+result from that build, as is each model's data tests (`dbt.<model>.test`; a failed unit test
+fails its model). Those tasks are sensors: they start once the build has ended and read the
+statuses it left (XCom); the producer's failure also fails the run. One dbt start-up instead
+of one per model: at 20,000 people the DAG took 35 s, against 53 s with a `dbt build` per
+model (`benchmarks/scale.py --via-airflow`, quiet machine). dbt is the only writer of the DuckDB warehouse;
+tasks run one at a time (`max_active_tasks=1`). The thin GX task then reads the marts
+read-only and raises on a failed critical expectation (balance, uniqueness, windows), which
+fails the run before the `evaluation_panel` asset is published. Results: `<out>/reports/gx/*.json`, and GX Data Docs
 (HTML, naming each failed expectation and why it is critical) in `<out>/reports/gx/data_docs/`.
 
 Staging and publishing (``ltceval.publish``, called through ``ltceval.tasks``): dbt builds a fresh warehouse in
@@ -21,20 +26,25 @@ warehouse as it was.
 DuckDB single writer: a DuckDB file has one writing process at a time, and a process that
 holds it open for writing locks out readers in other processes (and vice versa). The only
 file ever opened for writing is the staging file, and only by this DAG: one task and one run
-at a time (`max_active_tasks=1`, `max_active_runs=1`); the GX task opens it `read_only=True`
+at a time (`max_active_tasks=1`, `max_active_runs=1`); the node sensors write nothing (they run
+after the build, so one slot is enough), except on a run cleared by hand, where cosmos has
+each of them run its own node, still one at a time; the GX task opens it `read_only=True`
 after every dbt task has finished, and the swap is a rename under a lock file
 (`analytical/.warehouse.lock`). Readers of the published warehouse (the evaluation DAG, a
 notebook) open it read-only and are never blocked by a dbt run, nor block one. dbt runs in
-the task's own process (cosmos DBT_RUNNER: dbt is imported once, not once per model, which
-makes the DAG several times faster); dbt-duckdb keeps its database handle for the life of
-that process, so the GX and publish tasks release any such handle first (under `dag.test()`
-all tasks share one process; under a scheduler each task is its own process and there is
-none to release).
+the task's own process (cosmos DBT_RUNNER: no dbt child process); dbt-duckdb keeps its
+database handle for the life of that process, so the GX and publish tasks release any such
+handle first (under `dag.test()` all tasks share one process; under a scheduler each task is
+its own process and there is none to release).
 
 Retries: none for the dbt tasks (a model or test that fails fails again on the same input,
-and no other process writes the staging file, so there is no lock to wait for) and none for
-the GX gates; `prepare_warehouse` and `publish_warehouse` retry on transient I/O errors
-(``ltceval.retries.IO_RETRIES``; a full disk or a permission error fails at once).
+and no other process writes the staging file, so there is no lock to wait for; cosmos would
+skip a retried producer rather than build again) and none for the GX gates;
+`prepare_warehouse` and `publish_warehouse` retry on transient I/O errors
+(``ltceval.retries.IO_RETRIES``; a full disk or a permission error fails at once). To build
+again, start a new run: a cleared run does not build in one go (cosmos skips the cleared
+producer, and each cleared sensor runs its own node, one at a time, as the DAG did before
+watcher mode).
 
 Paths come from `core.settings.Paths.from_env()` (env LTCEVAL_OUT): the staging warehouse
 and the pseudonymised folder are handed to dbt as env LTCEVAL_WAREHOUSE /
@@ -46,12 +56,21 @@ import os
 from datetime import datetime
 
 # cosmos caches `dbt ls` in Airflow Variables, i.e. a metadata-DB read/write while parsing;
-# parsing must also work without a metadata DB (DAG-integrity tests), and dbt ls is quick here
+# parsing must also work without a metadata DB (DAG-integrity tests): off unless configured
+# (`ltceval run`, the ops stack and docker-compose turn it on: they have a metadata DB)
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS", "False")
 
 from airflow.sdk import dag, task  # noqa: E402
+from airflow.task.trigger_rule import TriggerRule  # noqa: E402
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig  # noqa: E402
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior  # noqa: E402
+from cosmos.constants import (  # noqa: E402
+    PRODUCER_WATCHER_DONE_TASK_ID,
+    PRODUCER_WATCHER_TASK_ID,
+    ExecutionMode,
+    InvocationMode,
+    LoadMode,
+    TestBehavior,
+)
 
 from core.assets import ANALYTICAL_ZONE, IDENTIFIABLE_ZONE, airflow_asset  # noqa: E402
 from core.dbt import DBT_EXECUTABLE, dbt_vars  # noqa: E402
@@ -60,6 +79,26 @@ from ltceval import tasks  # noqa: E402
 from ltceval.retries import IO_RETRIES, NO_RETRIES  # noqa: E402
 
 DBT_ENV = tasks.dbt_environment()
+
+
+def _sensors_after_the_producer(group: DbtTaskGroup):
+    """Wire the node sensors to start only when the producer's `dbt build` has ended; returns
+    the producer's gate task (cosmos' `dbt_producer_watcher_done`).
+
+    cosmos starts a DbtTaskGroup's root sensors alongside the producer. Here that cannot work:
+    `dag.test()` runs one task at a time and a deferred sensor's trigger inline, so a sensor
+    started first would wait for ever on a producer that never starts (and under a scheduler
+    it would hold the one task slot). After the producer, a sensor's first poke finds its
+    node's status. `one_done` on [producer, gate]: they also run when the producer failed
+    (each reports its own node: the failed model or test is the red task) or was skipped on a
+    cleared run (cosmos then runs each node on its own); when the producer never ran
+    (`prepare_warehouse` failed) they are skipped rather than left waiting."""
+    producer = group.children[f"{group.group_id}.{PRODUCER_WATCHER_TASK_ID}"]
+    done = group.children[f"{group.group_id}.{PRODUCER_WATCHER_DONE_TASK_ID}"]
+    for sensor in [t for t in group.get_roots() if t not in (producer, done)]:
+        [producer, done] >> sensor
+        sensor.trigger_rule = TriggerRule.ONE_DONE
+    return done
 
 
 @dag(dag_id=ANALYTICAL_ZONE.dag_id, schedule=[airflow_asset(IDENTIFIABLE_ZONE)], start_date=datetime(2024, 1, 1), catchup=False,
@@ -76,16 +115,26 @@ def analytical_zone():
                                      install_dbt_deps=False),
         profile_config=ProfileConfig(profile_name="ltceval", target_name="dev",
                                      profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
-        # dbt in-process (dbtRunner): a child process per model would re-import dbt ~3 s each time
-        execution_config=ExecutionConfig(dbt_executable_path=DBT_EXECUTABLE, invocation_mode=InvocationMode.DBT_RUNNER),
+        # one `dbt build` of the whole project (the producer task), in-process (dbtRunner): a
+        # dbt start-up per model cost more than most models take to build
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER, dbt_executable_path=DBT_EXECUTABLE,
+                                         invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_LS,
-            test_behavior=TestBehavior.BUILD,
-            # tests with several parents (relationships) run as their own task after all parents
-            should_detach_multiple_parents_tests=True,
+            # watcher mode has no per-node `dbt build` task: a model's data tests are its
+            # `<model>.test` task (unit tests fail the model they test)
+            test_behavior=TestBehavior.AFTER_EACH,
+            # a detached test's task would watch a status the producer never reports (it sums
+            # tests up per model): it would pass on the producer's success alone and rerun the
+            # test itself after a failure; undetached, a relationships test counts in the test
+            # task of each model it reads
+            should_detach_multiple_parents_tests=False,
+            # the staging tables are no product: only publish_warehouse publishes (an Asset)
+            emit_datasets=False,
         ),
         default_args=dict(NO_RETRIES),  # same input, same failure: no retry
     )
+    producer_done = _sensors_after_the_producer(dbt_build)
 
     @task(**NO_RETRIES)
     def validate_marts() -> dict:
@@ -97,6 +146,7 @@ def analytical_zone():
 
     gates = validate_marts()
     prepare_warehouse() >> dbt_build >> gates
+    producer_done >> gates  # a failed producer fails the run even if every sensor passed
     publish_warehouse(gates)
 
 

@@ -14,6 +14,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +44,17 @@ def airflow_env(paths: Paths) -> dict[str, str]:
         # No usage telemetry from a pipeline over patient data (as in docker-compose.yml); it also
         # spends a refused network call per dbt task on a closed network
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # the analytical DAG's dbt producer task never retries: no Airflow Variable write per
+        # dbt node for a retry to restore (a failure still writes it once; cosmos watcher mode)
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
+        # each DAG process parses the analytical DAG file twice (its DagBag, then dag.test()'s):
+        # cosmos keeps its `dbt ls` in an Airflow Variable of this run's metadata DB, so dbt ls
+        # runs once per run, not six times; the key hashes the dbt project's files, the vars and
+        # the dbt env, so a changed project is listed again
+        "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS": "True",
+        # cosmos' dbt partial-parse file: this run's own, not /tmp/cosmos shared by every run
+        # on the machine (as ops/airflow_environment.py)
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
         OUT_ENV: str(paths.out),
@@ -101,7 +113,12 @@ def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
     took = time.perf_counter() - t0
     if shown:  # the step's first line is above its progress lines: name it again
         print(f"  {label}", end="")
-    if proc.returncode != 0:
+    _ended(label, proc.returncode, took, log)
+
+
+def _ended(label: str, returncode: int, took: float, log: Path) -> None:
+    """End a step's line: done, or failed with the tail of its log and an error naming its cause."""
+    if returncode != 0:
         print(f" failed after {took:.0f} s")
         text = log.read_text(errors="replace")
         tail = text.splitlines()[-25:]
@@ -109,6 +126,33 @@ def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
         cause = _cause(text)
         raise LtcevalError(f"{label} failed" + (f": {cause}" if cause else "") + f"; full log: {log}")
     print(f" done ({took:.0f} s)")
+
+
+class _Beside:
+    """A quiet step (no progress lines) run beside the next one, its output into ``log``;
+    ``finish()`` waits for it and shows its line as ``_step`` would have."""
+
+    def __init__(self, label: str, cmd: list[str], env: dict[str, str], log: Path):
+        self.label, self.log = label, log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._t0, self._took = time.perf_counter(), None
+        with log.open("w") as fh:
+            self._proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # its own time, not the time until finish() is called
+        self._waiter = threading.Thread(target=self._wait, daemon=True)
+        self._waiter.start()
+
+    def _wait(self) -> None:
+        self._proc.wait()
+        self._took = time.perf_counter() - self._t0
+
+    def wait(self) -> None:
+        self._waiter.join()
+
+    def finish(self) -> None:
+        self.wait()
+        print(f"  {self.label} ...", end="", flush=True)
+        _ended(self.label, self._proc.returncode, self._took, self.log)
 
 
 def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, config: Path | None = None,
@@ -128,16 +172,23 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
     ensure_key(paths, env)
     logs = paths.out / "logs"
     print(f"ltceval: output folder {paths.out}")
+    migrate = ("preparing the embedded Airflow metadata database (SQLite)",
+               [sys.executable, "-m", "airflow", "db", "migrate"], env, logs / "airflow-db-migrate.log")
     if config is None:
-        _step(f"generating synthetic extracts for {persons:,} people (seed {seed})",
-              [sys.executable, "-m", "ltceval.cli", "synth", "--persons", str(persons), "--seed", str(seed),
-               "--out", str(paths.out)], env, logs / "synth.log")
+        # independent of each other: the metadata database is made on the other core
+        beside = _Beside(*migrate)
+        try:
+            _step(f"generating synthetic extracts for {persons:,} people (seed {seed})",
+                  [sys.executable, "-m", "ltceval.cli", "synth", "--persons", str(persons), "--seed", str(seed),
+                   "--out", str(paths.out)], env, logs / "synth.log")
+        finally:  # never return (or fail) with the migration still writing under the output folder
+            beside.wait()
+        beside.finish()
     else:
         if not config.is_file():
             raise LtcevalError(f"sources config not found: {config}")
         env[SOURCES_CONFIG_ENV] = str(config.resolve())
-    _step("preparing the embedded Airflow metadata database (SQLite)",
-          [sys.executable, "-m", "airflow", "db", "migrate"], env, logs / "airflow-db-migrate.log")
+        _step(*migrate)
     for dag_id in DAG_ORDER:
         _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id], env, logs / f"dag-{dag_id}.log")
     run = publish.current_run(paths)

@@ -1,4 +1,5 @@
-"""The environment every Airflow process of the stack (api-server, scheduler, dag-processor) runs with."""
+"""The environment every Airflow process of the stack (api-server, scheduler, dag-processor,
+triggerer) runs with."""
 from __future__ import annotations
 
 import os
@@ -43,6 +44,11 @@ def airflow_env(home: Path, out: Path, db_url: str, api_port: int, key_file: Pat
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "240",
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+        # a task's supervisor waits up to this long (seconds) between looks at its process:
+        # when the process closes its sockets just before it exits, the exit is seen only after
+        # that wait, so about half the analytical DAG's sub-second sensor tasks held their
+        # executor slot 5.3 s at the default 5 (Airflow 3.3); at 1, one heartbeat a second
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         # cosmos keeps dbt's partial-parse file in a cache folder, /tmp/cosmos by default: shared
         # with any other cosmos user on the machine, whose profile (warehouse path) differs and
@@ -51,6 +57,11 @@ def airflow_env(home: Path, out: Path, db_url: str, api_port: int, key_file: Pat
         # no usage telemetry from cosmos or dbt (and no waiting on blocked networks); Airflow 3
         # collects none (its [usage_data_collection] option went with Airflow 2)
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # the dbt producer task never retries: no Variable write per dbt node (as ltceval.run)
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
+        # the analytical DAG's `dbt ls` kept in an Airflow Variable: the dag-processor and each
+        # of its task processes parse the DAG file without running dbt ls again (as ltceval.run)
+        "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS": "True",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
         # the pipeline

@@ -4,13 +4,14 @@
 
 Why: with the LocalExecutor on Linux, the scheduler forks its executor workers and each worker
 forks one process per task, so whatever the scheduler imported before starting is already
-loaded in every task process. The analytical DAG runs one short `dbt build` per model
-(cosmos, one task per dbt node, one at a time for DuckDB's single writer); importing dbt
-and its DuckDB adapter costs each of those tasks several seconds, more than most models take
-to build; great_expectations and statsmodels cost other tasks as much again. Importing them
-once here makes the DAG runs markedly faster, with the same scheduler, executor, DAGs and
-task processes (nothing else changes). (The dag-processor forks its parsing processes the
-same way, but it needs few of these libraries: start it plainly.)
+loaded in every task process. The analytical DAG has a task per dbt node (cosmos watcher
+mode: one `dbt build`, then a sensor per model, seed and model's tests, one at a time for
+DuckDB's single writer): each of those task processes imports cosmos to parse the DAG file,
+and the producer dbt and its DuckDB adapter, seconds each time, more than a sensor takes to
+read its node's status; great_expectations and statsmodels cost other tasks as much again.
+Importing them once here makes the DAG runs markedly faster, with the same scheduler,
+executor, DAGs and task processes (nothing else changes). (The dag-processor forks its
+parsing processes the same way, but it needs few of these libraries: start it plainly.)
 
 Only third-party libraries are preloaded, never the project's own modules: a changed DAG or
 pipeline file is picked up by the next task as usual (a library upgrade needs a restart,

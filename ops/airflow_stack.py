@@ -16,8 +16,9 @@ are used, no system cluster is touched). Steps:
    over TCP, fsync off (it is thrown away);
 2. point `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN` at it and run `airflow db migrate`;
 3. write a synthetic population with `ltceval synth` and a random pseudonymisation key file;
-4. start `airflow api-server`, `airflow scheduler` (LocalExecutor) and `airflow dag-processor`
-   as separate processes sharing one AIRFLOW_HOME, each logging to `<home>/proc-*.log`;
+4. start `airflow api-server`, `airflow scheduler` (LocalExecutor), `airflow dag-processor` and
+   `airflow triggerer` as separate processes sharing one AIRFLOW_HOME, each logging to
+   `<home>/proc-*.log`;
 5. through the public REST API (`/api/v2`, JWT from `/auth/token`): wait for the three DAGs,
    unpause them, trigger `identifiable_zone`, then poll until the `evaluation` run (started by
    the Asset chain pseudonymised_tables -> evaluation_panel) has succeeded, and check the
@@ -62,7 +63,7 @@ DEFAULT_EXTRA_ENV = {
 
 @dataclass
 class AirflowStack:
-    """api-server + scheduler + dag-processor on one AIRFLOW_HOME, as child processes."""
+    """api-server + scheduler + dag-processor + triggerer on one AIRFLOW_HOME, as child processes."""
 
     home: Path
     out: Path
@@ -133,6 +134,9 @@ class AirflowStack:
         self.start("scheduler", ["scheduler", "--skip-serve-logs"], preload=preload)
         # plain: it parses three files once here, and preloading would cost it more than it saves
         self.start("dag-processor", ["dag-processor"])
+        # the analytical DAG's dbt node sensors are deferrable (cosmos watcher mode); they defer
+        # only for a node the dbt build did not report, which then waits here, as under compose
+        self.start("triggerer", ["triggerer"])
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():

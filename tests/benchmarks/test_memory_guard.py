@@ -84,6 +84,17 @@ def test_samples_are_labelled_by_the_step_the_tree_is_in():
     assert g.by_label["dag identifiable_zone"]["peak_bytes"] > 0
 
 
+def test_two_steps_at_once_are_one_label():
+    # `ltceval run` makes the metadata database beside the generator: the samples of both at
+    # once are neither step's alone
+    runner = ("import subprocess, sys; sleep = [sys.executable, '-c', 'import time; time.sleep(1.0)']; "
+              "a = subprocess.Popen(sleep + ['ltceval.cli', 'synth']); "
+              "b = subprocess.Popen(sleep + ['airflow', 'db', 'migrate']); a.wait(); b.wait()")
+    g = run_guarded([sys.executable, "-c", runner], _own() + 1000 * MIB, label=airflow_step)
+    assert g.ok
+    assert "airflow db + generate" in g.by_label and set(g.by_label) <= {"airflow db + generate", "generate", "airflow db"}
+
+
 @pytest.mark.parametrize("limit, interval", [(0, 0.2), (-1, 0.2), (100 * MIB, 0)])
 def test_bad_settings_are_refused(limit, interval):
     with pytest.raises(ValueError, match="must be positive"):

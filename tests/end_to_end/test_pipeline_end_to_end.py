@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from analytical_dag_runs import PRODUCER, last_run_task_states, node_task, project_nodes
 from required_tools import require
 from synthetic.identifiers import nhs_number_is_valid
 from synthetic.names import WORD_LIST_SOURCE, dictionary_words
@@ -39,6 +40,32 @@ def test_run_produces_the_reports(run_out):
     with duckdb.connect(str(out / "analytical" / "warehouse.duckdb"), read_only=True) as con:
         n_panel = con.execute("select count(*) from mart_evaluation_panel").fetchone()[0]
     assert n_panel > 0
+
+
+@pytest.mark.slow
+def test_every_dbt_node_was_a_task_of_the_analytical_run(run_out):
+    """The analytical DAG under `dag.test()`: one `dbt build` (the producer), then a task per
+    model, seed and model's tests, each reporting that its node built or passed."""
+    out, _ = run_out
+    states = last_run_task_states(out, "analytical_zone")
+    models, seeds = project_nodes()
+    assert all(node_task(states, m, "run") for m in models) and all(node_task(states, s, "seed") for s in seeds)
+    dbt = {task: state for task, state in states.items() if task.startswith("dbt.")}
+    assert PRODUCER in dbt and sum(task.endswith(".test") for task in dbt) > 20
+    assert set(dbt.values()) == {"success"}, {t: s for t, s in dbt.items() if s != "success"}
+
+
+@pytest.mark.slow
+def test_the_run_lists_the_dbt_project_once(run_out):
+    """Each DAG's process parses the analytical DAG file twice (its DagBag and dag.test()'s);
+    cosmos' dbt ls cache, in the run's own metadata DB, lists the project on the first parse
+    only; the partial-parse file is the run's own (not /tmp/cosmos)."""
+    out, _ = run_out
+    logs = [(out / "logs" / f"dag-{d}.log").read_text() for d in ("identifiable_zone", "analytical_zone", "evaluation")]
+    assert [log.count("using LoadMode.DBT_LS_CACHE") for log in logs] == [1, 2, 2]
+    assert [log.count("using LoadMode.DBT_LS ") for log in logs] == [1, 0, 0]
+    assert "/tmp/cosmos" not in logs[1]
+    assert (out / "airflow" / "cosmos-cache" / "analytical_zone__dbt" / "target" / "partial_parse.msgpack").is_file()
 
 
 IDENTIFIER_COLUMNS = {  # NHS number, forename, surname, postcode of each identifiable extract

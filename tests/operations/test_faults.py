@@ -21,8 +21,9 @@ import pytest
 
 from core.errors import PublishError
 
-from ltceval_runs import (REPO, baseline, comparable, copy_out, current_period, key_file, killed_then_rerun, ltceval,
-                         published_state, readable_facts, run_args, run_env, tree_digest, warehouse_tables)
+from analytical_dag_runs import PRODUCER, last_run_task_states, node_task, project_nodes
+from ltceval_runs import (REPO, TIMEOUT, baseline, comparable, copy_out, current_period, key_file, killed_then_rerun,
+                          ltceval, published_state, readable_facts, run_args, run_env, tree_digest, warehouse_tables)
 
 pytestmark = pytest.mark.slow
 
@@ -163,6 +164,48 @@ def test_run_killed_mid_write_then_rerun_equals_a_clean_run(tmp_path_factory):
     assert warehouse_tables(out / "analytical" / "warehouse.duckdb") == \
         warehouse_tables(base / "analytical" / "warehouse.duckdb")
     assert not (out / "analytical" / ".staging" / "warehouse.duckdb").exists()
+    _assert_readable(out, period)
+
+
+# -- a dbt data test that fails -----------------------------------------------------------------
+
+def test_failing_dbt_test_fails_the_analytical_run_and_publishes_nothing(tmp_path_factory):
+    """One pseudonymised person with a sex outside M/F/U: the accepted_values test of
+    stg_gp__registered_persons fails in the analytical DAG's `dbt build`. The DAG, run with
+    `dag.test()` as `ltceval run` runs it, fails; every model and seed was a task of the run,
+    the red one is that model's test task (the model itself built), the GX gates and the
+    publishing never ran, and the published warehouse and reports are as before."""
+    from ltceval.run import airflow_env
+    from core.settings import Paths
+
+    base = baseline(tmp_path_factory)
+    period = current_period(base)
+    out = copy_out(base, tmp_path_factory.mktemp("dbt-test-fails") / "out")
+    before = published_state(out, period)
+    person = out / "analytical" / "pseudonymised" / "person.parquet"
+    bad = person.with_name("person.bad.parquet")
+    with duckdb.connect() as con:
+        con.execute(f"copy (select * replace (case when row_number() over () = 1 then 'X' else sex end as sex) "
+                    f"from read_parquet('{person}')) to '{bad}' (format parquet)")
+    os.replace(bad, person)
+    embedded = airflow_env(Paths(out))  # what `ltceval run` gives each DAG's process
+    env = run_env(key_file(tmp_path_factory), **{k: v for k, v in embedded.items() if os.environ.get(k) != v})
+    proc = subprocess.run([sys.executable, "-m", "ltceval.embedded", "analytical_zone"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.rstrip().endswith("dag analytical_zone finished: failed")
+
+    states = last_run_task_states(out, "analytical_zone")
+    models, seeds = project_nodes()
+    assert all(node_task(states, m, "run") for m in models) and all(node_task(states, s, "seed") for s in seeds)
+    assert states["dbt.stg_gp__registered_persons.run"] == "success"
+    assert states["dbt.stg_gp__registered_persons.test"] == "failed"
+    assert states[PRODUCER] == "failed"
+    assert states["dbt.mart_evaluation_panel.run"] == "upstream_failed"  # never reported as built
+    assert states["validate_marts"] == states["publish_warehouse"] == "upstream_failed"
+    named = [line for line in proc.stdout.splitlines() if line.startswith("dag analytical_zone: failed or not run:")]
+    assert named and "dbt.stg_gp__registered_persons.test" in named[0]
+    assert published_state(out, period) == before
     _assert_readable(out, period)
 
 

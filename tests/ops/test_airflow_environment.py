@@ -24,11 +24,13 @@ print(json.dumps({
                       and tuple(n.lower().split("__")[1:]) not in known),
     "sql_alchemy_conn": conf.get("database", "sql_alchemy_conn"),
     "dags_folder": conf.get("core", "dags_folder"),
-    "cosmos": [str(cosmos.settings.cache_dir), cosmos.settings.enable_telemetry],
+    "cosmos": [str(cosmos.settings.cache_dir), cosmos.settings.enable_telemetry,
+               cosmos.settings.enable_watcher_reliable_retry, cosmos.settings.enable_cache_dbt_ls],
 }))
 """
 # read by cosmos.settings (PROBE checks that it does), not declared in Airflow's configuration
-COSMOS_OWN = {"AIRFLOW__COSMOS__CACHE_DIR", "AIRFLOW__COSMOS__ENABLE_TELEMETRY"}
+COSMOS_OWN = {"AIRFLOW__COSMOS__CACHE_DIR", "AIRFLOW__COSMOS__ENABLE_TELEMETRY",
+              "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY", "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS"}
 
 
 def _env(tmp_path, extra=None):
@@ -59,4 +61,4 @@ def test_every_airflow_setting_is_one_airflow_or_cosmos_reads(tmp_path):
     assert set(seen["unknown"]) == COSMOS_OWN, "settings Airflow does not know (misspelt or removed)"
     assert seen["sql_alchemy_conn"] == env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert seen["dags_folder"] == str(DAGS_DIR)
-    assert seen["cosmos"] == [str(tmp_path / "home" / "cosmos-cache"), False]
+    assert seen["cosmos"] == [str(tmp_path / "home" / "cosmos-cache"), False, False, True]

@@ -2,7 +2,7 @@
 
 A throwaway PostgreSQL cluster (Debian's server binaries, a temporary folder, a free port),
 `airflow db migrate` on it, a small synthetic population, then `airflow api-server`,
-`airflow scheduler` (LocalExecutor) and `airflow dag-processor` as separate processes with
+`airflow scheduler` (LocalExecutor), `airflow dag-processor` and `airflow triggerer` as separate processes with
 their own environment (not the SQLite one tests/conftest.py sets up for `dag.test()`).
 `identifiable_zone` is triggered through the public API; the `analytical_zone` and
 `evaluation` runs must then be started by the scheduler from the Asset chain
