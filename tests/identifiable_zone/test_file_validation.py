@@ -279,8 +279,9 @@ def test_a_file_whose_first_segment_is_in_another_date_format_gets_the_whole_fil
 
 
 def test_one_pool_of_workers_serves_several_files(zones, landing, tmp_path):
-    """The run's workers validate one file's segments, then another's (each worker reads the new
-    file's job, not the one it served before): the results are those of one worker."""
+    """The run's pool validates one file's segments, then another's, its workers stopped before
+    each file's parts are combined (idle workers would hold their memory beside the combining
+    DuckDB): the results are those of one worker."""
     from identifiable_zone.file_validation import SegmentPool, validate_file
 
     spec, lookups = _gp_appointment_lookups(zones)
@@ -292,10 +293,11 @@ def test_one_pool_of_workers_serves_several_files(zones, landing, tmp_path):
     lines = data.split(b"\n")
     (land / "gp_appointments.2.csv").write_bytes(b"\n".join(lines[:1] + lines[len(lines) // 2:]))
     with SegmentPool(2) as pool:
-        pooled = [validate_file(land, spec, rel, "2026-12-01", lookups, 0.2, tmp_path / f"pool{i}",
-                                segment_bytes=size, workers=2, pool=pool)
-                  for i, rel in enumerate(("gp_appointments.csv", "gp_appointments.2.csv"))]
-        assert pool._executor is not None  # started once, for both files
+        pooled = []
+        for i, rel in enumerate(("gp_appointments.csv", "gp_appointments.2.csv")):
+            pooled.append(validate_file(land, spec, rel, "2026-12-01", lookups, 0.2, tmp_path / f"pool{i}",
+                                        segment_bytes=size, workers=2, pool=pool))
+            assert pool._executor is None  # no worker left once the file is done
     alone = [validate_file(land, spec, rel, "2026-12-01", lookups, 0.2, tmp_path / f"alone{i}",
                            segment_bytes=size, workers=1)
              for i, rel in enumerate(("gp_appointments.csv", "gp_appointments.2.csv"))]
