@@ -99,17 +99,27 @@ def _file_text(path):
     return data.decode("utf-8", errors="replace") if path.suffix != ".pkl" else data.decode("latin-1")
 
 
-def _xcoms(out):
-    """Every XCom value of the three DAG runs, from the embedded Airflow's metadata database."""
+def _metadata_rows(out, query):
+    """Rows of the embedded Airflow's metadata database, each as one text."""
     import sqlite3
 
     con = sqlite3.connect(str(out / "airflow" / "airflow.db"))
     try:
-        rows = con.execute("select dag_id, task_id, key, value from xcom").fetchall()
+        rows = con.execute(query).fetchall()
     finally:
         con.close()
     return [" ".join(str(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v) for v in r)
             for r in rows]
+
+
+def _xcoms(out):
+    """Every XCom value of the three DAG runs."""
+    return _metadata_rows(out, "select dag_id, task_id, key, value from xcom")
+
+
+def _variables(out):
+    """Every Airflow Variable (cosmos keeps its dbt ls cache in one)."""
+    return _metadata_rows(out, "select key, val from variable")
 
 
 @pytest.mark.slow
@@ -130,13 +140,17 @@ def test_no_identifier_or_secret_leaves_the_identifiable_zone(run_out):
     with duckdb.connect(str(out / "analytical" / "warehouse.duckdb"), read_only=True) as con:
         for (table,) in con.execute("select table_name from information_schema.tables").fetchall():
             texts.append(con.execute(f'select * from "{table}"').df().astype(str).to_csv(index=False))
-    for folder in ("reports", "logs", "airflow/logs", "analytical"):  # every output, report and log
+    # every output, report and log; the Airflow home too (task logs, cosmos' dbt cache)
+    for folder in ("reports", "logs", "airflow", "analytical"):
         for path in (out / folder).rglob("*"):
             if path.is_file() and path.suffix not in (".parquet", ".duckdb", ".db", ".wal", ".lock"):
                 texts.append(_file_text(path))
     xcoms = _xcoms(out)
     assert len(xcoms) >= 10 and any("key_fingerprint" in x for x in xcoms)
     texts += xcoms
+    variables = _variables(out)
+    assert any("cosmos" in v for v in variables)  # the dbt ls cache is scanned too
+    texts += variables
     blob = "\n".join(texts)
     assert key not in blob, "the pseudonymisation key appears in an output, log or XCom"
     for path in out.rglob("*"):  # nor anywhere else in the run's folder, the identifiable zone included
