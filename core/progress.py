@@ -1,4 +1,4 @@
-"""Progress lines of the long stages (validation, linkage, pseudonymisation): one log line per
+"""Progress lines of the long stages (validation, linkage, pseudonymisation; dbt's nodes): one log line per
 unit of work done, e.g. ``validate: gp_appointments 3/5 files, 1,200,000 rows``, so that a
 20-minute run is never a silent wait.
 
@@ -26,9 +26,25 @@ def report(stage: str, message: str, *args) -> None:
     _log.info("%s: " + message, stage, *args)
 
 
+# dbt's own line for each model or seed the analytical DAG's one `dbt build` finishes, as cosmos'
+# watcher relays it into the task log ("12 of 166 OK created sql table model main.<name> ...");
+# without it the analytical DAG was six silent minutes of `ltceval run` at 2 million people
+_DBT_TAG = " [cosmos.operators._watcher.base]"
+_DBT_NODE = re.compile(r"\b(\d+) of (\d+) (OK created|OK loaded|ERROR creating|ERROR loading) "
+                       r".*?\b(model|seed file) \w+\.(\w+)")
+
+
 def progress_message(line: str) -> str | None:
     """The message of a progress line as a log shows it (``validate: ...``), else None."""
-    head, tag, _ = line.rstrip("\n").partition(_TAG)
-    if not tag:
-        return None
-    return _STRUCTLOG_HEAD.sub("", head, count=1).strip()
+    line = line.rstrip("\n")
+    head, tag, _ = line.partition(_TAG)
+    if tag:
+        return _STRUCTLOG_HEAD.sub("", head, count=1).strip()
+    if _DBT_TAG in line:
+        node = _DBT_NODE.search(line)
+        if node:
+            done, total, outcome, kind, name = node.groups()
+            kind = "seed" if kind == "seed file" else kind
+            return f"dbt build: {done} of {total} nodes, {kind} {name} " + \
+                ("built" if outcome.startswith("OK") else "FAILED")
+    return None

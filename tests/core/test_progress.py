@@ -23,3 +23,18 @@ def test_other_log_lines_are_not_progress():
     assert progress_message("2026-12-01T21:42:12Z [info     ] gp_patients: 1 file(s) [identifiable_zone.pipeline] "
                             "loc=pipeline.py:107") is None
     assert progress_message("validate: looks like one but is printed, not logged") is None
+
+
+def test_the_dbt_builds_models_and_seeds_are_progress_and_its_tests_are_not():
+    """dbt's own lines as cosmos' watcher relays them into the analytical DAG's task log."""
+    def relayed(text):
+        return (f"2026-12-06T13:04:35.496545Z [info     ] 13:04:35  {text} [cosmos.operators._watcher.base] "
+                "loc=base.py:227")
+    model = relayed("2 of 166 OK created sql view model main.stg_ecds__attendances ........ [\x1b[32mOK\x1b[0m in 0.22s]")
+    assert progress_message(model) == "dbt build: 2 of 166 nodes, model stg_ecds__attendances built"
+    seed = relayed("5 of 166 OK loaded seed file main.unit_costs ........ [INSERT 12 in 0.1s]")
+    assert progress_message(seed) == "dbt build: 5 of 166 nodes, seed unit_costs built"
+    failed = relayed("9 of 166 ERROR creating sql table model main.int_x ........ [ERROR in 0.3s]")
+    assert progress_message(failed) == "dbt build: 9 of 166 nodes, model int_x FAILED"
+    assert progress_message(relayed("7 of 166 PASS not_null_mart_design_x ........ [PASS in 0.05s]")) is None
+    assert progress_message("12 of 166 OK created sql table model main.int_x [dbt]") is None  # not relayed by cosmos
