@@ -221,6 +221,11 @@ def read_text_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFr
     return text_frame(pd.read_parquet(path, columns=columns))
 
 
+def _text_or_none(v) -> str | None:
+    """A value as ``str`` writes it, None when it is missing (None, NaN, pd.NA)."""
+    return None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+
+
 def text_array(values) -> pa.Array:
     """Values as an Arrow string array, None wherever one is missing (None, NaN, pd.NA);
     anything not text is written as ``str`` gives it. Arrow-backed text is taken as it is and
@@ -232,8 +237,7 @@ def text_array(values) -> pa.Array:
     try:  # from_pandas: None, NaN and pd.NA are all null, found in Arrow (no isna pass first)
         return pa.array(arr, type=pa.string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or another non-text value: as str
-        return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-                         for v in arr], type=pa.string())
+        return pa.array([_text_or_none(v) for v in arr], type=pa.string())
 
 
 def text_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -245,8 +249,7 @@ def text_frame(df: pd.DataFrame) -> pd.DataFrame:
             df[c] = pd.Series(np.where(s.isna().to_numpy(), None, s.to_numpy(dtype=object, na_value=None)),
                               index=df.index, dtype=object)
         else:
-            df[c] = pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-                               for v in s.tolist()], index=df.index, dtype=object)
+            df[c] = pd.Series([_text_or_none(v) for v in s.tolist()], index=df.index, dtype=object)
     return df
 
 
