@@ -71,25 +71,29 @@ def connection(spill_dir: Path | None = None) -> Iterator[duckdb.DuckDBPyConnect
             con.close()
 
 
-def pair_counts(left: pd.DataFrame, right: pd.DataFrame, rules: list[tuple[str, ...]],
+def pair_counts(left: pd.DataFrame | str, right: pd.DataFrame, rules: list[tuple[str, ...]],
                 con: duckdb.DuckDBPyConnection | None = None) -> list[RuleCount]:
     """Exact pairs each rule makes between left and right (records with a missing key make
-    none, as in SQL equality); each rule counted on its own, not net of the others."""
+    none, as in SQL equality); each rule counted on its own, not net of the others. ``left``
+    may be the name of a table in ``con`` (linkage keeps its millions of tuples there)."""
     own = con is None
     con = con or duckdb.connect(":memory:")
     try:
         out = []
         for rule in rules:
             cols = list(rule)
-            con.register("blocking_left", left[cols])
+            left_table = left if isinstance(left, str) else "blocking_left"
+            if not isinstance(left, str):
+                con.register("blocking_left", left[cols])
             con.register("blocking_right", right[cols])
             keys = ", ".join(f'"{c}"' for c in cols)
             not_null = " and ".join(f'"{c}" is not null' for c in cols)
             n = con.execute(f"""
-                with l as (select {keys}, count(*) as n from blocking_left where {not_null} group by all),
+                with l as (select {keys}, count(*) as n from {left_table} where {not_null} group by all),
                      r as (select {keys}, count(*) as n from blocking_right where {not_null} group by all)
                 select coalesce(sum(l.n * r.n), 0)::hugeint from l join r using ({keys})""").fetchall()[0][0]
-            con.unregister("blocking_left")
+            if not isinstance(left, str):
+                con.unregister("blocking_left")
             con.unregister("blocking_right")
             out.append(RuleCount(rule, int(n)))
         return out

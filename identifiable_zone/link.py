@@ -214,33 +214,73 @@ def _model_columns(model: dict) -> list[str]:
     return [c["output_column_name"] for c in model["comparisons"]]
 
 
-def train_model(all_tuples: pd.DataFrame, spine_ids: pd.DataFrame, seed: int = SEEDS.linkage,
+@dataclass(frozen=True)
+class TupleTable:
+    """Distinct identifier tuples held in DuckDB table ``table`` of ``con`` rather than in
+    pandas (millions at ICS size: gigabytes as Python strings), with ``tuple_row`` numbering
+    them 0..n-1 in the order a frame of them would have. Training reads only its sample."""
+    con: object
+    table: str
+    n: int
+    columns: tuple[str, ...]
+
+    def frame(self, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """The tuples (``rows``: sorted positions, default all) in tuple_row order, text as str/None."""
+        from identifiable_zone.cross_file_rules import text_frame
+
+        cols = ", ".join(f't."{c}"' for c in self.columns)
+        if rows is None:
+            return text_frame(self.con.sql(f"SELECT {cols} FROM {self.table} t ORDER BY t.tuple_row").df())
+        self.con.register("tuple_rows_wanted", pd.DataFrame({"tuple_row": np.asarray(rows, dtype=np.int64)}))
+        try:
+            return text_frame(self.con.sql(f"""SELECT {cols} FROM {self.table} t
+                JOIN tuple_rows_wanted w USING (tuple_row) ORDER BY t.tuple_row""").df())
+        finally:
+            self.con.unregister("tuple_rows_wanted")
+
+
+def em_rules_for(cols: list[str], extra: list[str] = ()) -> list[tuple[str, ...]]:
+    """The two blocking rules EM trains on: date of birth, and forename + surname, when mapped."""
+    em_rules = [r for r in (("dob",), ("forename", "surname")) if set(r) <= set(cols)]
+    if len(em_rules) < 2:
+        em_rules = [r for r in _blocking_fields(cols, [EXTRA_PREFIX + e for e in extra]) if r != ("nhs",)][:2]
+    return em_rules
+
+
+def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, seed: int = SEEDS.linkage,
                 cols: list[str] | None = None, extra: list[str] = (), spill_dir: Path | None = None,
                 training: dict | None = None, em_pair_budget: int = blocking.EM_PAIR_BUDGET) -> dict:
     """Train the splink model on the source tuples against the spine; return its settings
     dict (parameters only: no record values). EM trains on a uniform sample of the tuples when
     an EM rule would block more than ``blocking.EM_PAIR_BUDGET`` pairs; ``training`` (a dict,
-    optional) receives the EM rules' pair counts and the sample taken."""
+    optional) receives the EM rules' pair counts and the sample taken. ``all_tuples`` held in
+    DuckDB (a TupleTable) gives the same model as the same tuples in a frame."""
     from splink import DuckDBAPI, Linker, block_on
 
     cols = [c for c in (ID_COLS if cols is None else cols)]
     use = cols + [EXTRA_PREFIX + e for e in extra]
     settings = splink_settings(cols, [EXTRA_PREFIX + e for e in extra])
-    em_rules = [r for r in (("dob",), ("forename", "surname")) if set(r) <= set(cols)]
-    if len(em_rules) < 2:
-        em_rules = [r for r in _blocking_fields(cols, [EXTRA_PREFIX + e for e in extra]) if r != ("nhs",)][:2]
+    em_rules = em_rules_for(cols, extra)
+    in_duckdb = isinstance(all_tuples, TupleTable)
+    n_all = all_tuples.n if in_duckdb else len(all_tuples)
+    if in_duckdb:
+        em_counts = blocking.pair_counts(all_tuples.table, spine_ids, em_rules, all_tuples.con)
     with blocking.connection(spill_dir) as con:
-        em_counts = blocking.pair_counts(all_tuples, spine_ids, em_rules, con)
+        if not in_duckdb:
+            em_counts = blocking.pair_counts(all_tuples, spine_ids, em_rules, con)
         fraction = blocking.em_sample_fraction(em_counts, em_pair_budget)
-        sample = all_tuples
+        rows = None
         if fraction < 1.0:
-            n = max(1, int(np.ceil(fraction * len(all_tuples))))
-            rows = np.sort(np.random.default_rng(seed).choice(len(all_tuples), size=n, replace=False))
-            sample = all_tuples.iloc[rows]
+            n = max(1, int(np.ceil(fraction * n_all)))
+            rows = np.sort(np.random.default_rng(seed).choice(n_all, size=n, replace=False))
             progress.report("link", "model training on a uniform sample of %s of %s tuples (largest EM rule: %s pairs)",
-                            f"{n:,}", f"{len(all_tuples):,}", f"{max(c.pairs for c in em_counts):,}")
+                            f"{n:,}", f"{n_all:,}", f"{max(c.pairs for c in em_counts):,}")
+        if in_duckdb:
+            sample = all_tuples.frame(rows)
+        else:
+            sample = all_tuples if rows is None else all_tuples.iloc[rows]
         if training is not None:
-            training.update({"em_rules": [c.as_dict() for c in em_counts], "tuples": int(len(all_tuples)),
+            training.update({"em_rules": [c.as_dict() for c in em_counts], "tuples": int(n_all),
                              "training_tuples": int(len(sample)), "em_pair_budget": int(em_pair_budget)})
         db = DuckDBAPI(connection=con)
         left = db.register(_splink_frame(sample, "tuple_id", use), table_name="source_tuples")
@@ -427,23 +467,41 @@ def _distinct_tuples(ids: pd.DataFrame, source: str, cols: list[str] | None = No
     return first[["tuple_id", "source"] + cols].reset_index(drop=True), tuple_id
 
 
+def deterministic_rule(cols: list[str]) -> str:
+    return "deterministic_nhs_dob" if ("dob" in cols) else "deterministic_nhs"
+
+
 def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.DataFrame, threshold: float,
                  seed: int, model: dict | None, cols: list[str], extra: list[str] = (),
                  spill_dir: Path | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """Deterministic then probabilistic links of distinct tuples to spine persons.
     Returns (links: tuple_id, person_key, rule, match_probability, match_weight; model; counts)."""
     det = deterministic_links(tuples, spine_ids, persons)
-    det_rule = "deterministic_nhs_dob" if ("dob" in cols) else "deterministic_nhs"
     unmatched = tuples[~tuples["tuple_id"].isin(det["tuple_id"])]
+    links, model, counts = link_unmatched(unmatched, tuples, spine_ids, persons, threshold, seed, model, cols,
+                                          extra, spill_dir)
+    det_links = pd.DataFrame({"tuple_id": det["tuple_id"].to_numpy(), "person_key": det["person_key"].to_numpy(),
+                              "rule": deterministic_rule(cols), "match_probability": 1.0, "match_weight": np.nan})
+    return pd.concat([det_links, links], ignore_index=True), model, counts
+
+
+def link_unmatched(unmatched: pd.DataFrame, all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame,
+                   persons: pd.DataFrame, threshold: float, seed: int, model: dict | None, cols: list[str],
+                   extra: list[str] = (), spill_dir: Path | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """Probabilistic links of the tuples the deterministic rule left (``unmatched``, a part of
+    ``all_tuples``, on which an absent model is trained). Returns (links of the unmatched
+    tuples: tuple_id, person_key (None when unlinked), rule 'probabilistic' or 'unlinked',
+    match_probability, match_weight; model; counts)."""
+    n_all = all_tuples.n if isinstance(all_tuples, TupleTable) else len(all_tuples)
     prob_cols = [c for c in cols if c != "nhs"]
     progress.report("link", "%s of %s distinct identifier tuples linked deterministically, %s left to score",
-                    f"{len(tuples) - len(unmatched):,}", f"{len(tuples):,}", f"{len(unmatched):,}")
+                    f"{n_all - len(unmatched):,}", f"{n_all:,}", f"{len(unmatched):,}")
     trained = False
     blocking_info: dict = {"prediction_rules": [], "training": {}}
     if model is None and (prob_cols or extra) and not unmatched.empty:
-        progress.report("link", "model training on %s tuples against %s spine records", f"{len(tuples):,}",
+        progress.report("link", "model training on %s tuples against %s spine records", f"{n_all:,}",
                         f"{len(spine_ids):,}")
-        model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(extra), spill_dir=spill_dir,
+        model = train_model(all_tuples, spine_ids, seed=seed, cols=cols, extra=list(extra), spill_dir=spill_dir,
                             training=blocking_info["training"])
         trained = True
     if model is not None and not unmatched.empty:
@@ -454,15 +512,12 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
         progress.report("link", "%s candidate pairs scored", f"{len(pairs):,}")
     best = best_matches(pairs, persons, threshold)
 
-    det_map = det.set_index("tuple_id")["person_key"]
     prob = best[best["linked"].astype(bool)].set_index("tuple_id")
     cand = best.set_index("tuple_id")
-    tid = tuples["tuple_id"]
-    is_det = tid.isin(det_map.index).to_numpy()
-    is_prob = ~is_det & tid.isin(prob.index).to_numpy()
-    unl = ~is_det & ~is_prob
+    tid = unmatched["tuple_id"]
+    is_prob = tid.isin(prob.index).to_numpy()
+    unl = ~is_prob
     person_key = np.full(len(tid), None, dtype=object)
-    person_key[is_det] = tid[is_det].map(det_map).to_numpy(dtype=object)
     person_key[is_prob] = tid[is_prob].map(prob["person_key"]).to_numpy(dtype=object)
     prob_col = np.ones(len(tid), dtype=float)
     weight = np.full(len(tid), np.nan, dtype=float)
@@ -471,10 +526,10 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
     # unlinked tuples keep their best candidate's probability (0 when none was scored) and weight
     prob_col[unl] = tid[unl].map(cand["match_probability"]).astype(float).fillna(0.0).to_numpy(dtype=float)
     weight[unl] = tid[unl].map(cand["match_weight"]).astype(float).to_numpy(dtype=float)
-    rule = np.where(is_det, det_rule, np.where(is_prob, "probabilistic", "unlinked"))
+    rule = np.where(is_prob, "probabilistic", "unlinked")
     links = pd.DataFrame({"tuple_id": tid.to_numpy(), "person_key": person_key, "rule": rule,
                           "match_probability": prob_col, "match_weight": weight})
-    counts = {"deterministic_tuples": int(is_det.sum()), "probabilistic_tuples": int(is_prob.sum()),
+    counts = {"deterministic_tuples": int(n_all - len(unmatched)), "probabilistic_tuples": int(is_prob.sum()),
               "unlinked_tuples": int(unl.sum()), "scored_pairs": int(len(pairs)), "model_trained": trained,
               "blocking": blocking_info}
     return links, model, counts

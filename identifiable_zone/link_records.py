@@ -114,6 +114,28 @@ def link_accepted(accepted_dir: Path, cfg, at: pd.Timestamp, imd: dict, out_file
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
+def deterministic_links_sql(con, tuples: str, spine_ids: str, persons: str, out: str) -> None:
+    """``link.deterministic_links`` in SQL, into table ``out`` (tuple_id, person_key): the valid
+    NHS number equal to a spine record's and the date of birth equal or day/month swapped (a
+    day of 12 or less makes a real date swapped), exactly one spine person qualifying."""
+    con.execute(f"""
+        CREATE TEMP TABLE {out} AS
+        WITH spine AS (
+            SELECT i.nhs, i.dob, p.person_key, try_cast(i.dob AS DATE) AS d
+            FROM {spine_ids} i JOIN {persons} p USING (record_id)
+            WHERE i.nhs IS NOT NULL AND i.dob IS NOT NULL),
+        candidates AS (
+            SELECT nhs, dob, person_key,
+                   CASE WHEN day(d) <= 12 THEN printf('%04d-%02d-%02d', year(d), day(d), month(d)) END
+                       AS dob_swapped
+            FROM spine)
+        SELECT t.tuple_id, min(s.person_key) AS person_key
+        FROM {tuples} t JOIN candidates s ON t.nhs = s.nhs
+        WHERE t.dob IS NOT NULL AND (t.dob = s.dob OR t.dob = s.dob_swapped)
+        GROUP BY t.tuple_id
+        HAVING count(DISTINCT s.person_key) = 1""")
+
+
 def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed: int, model: dict | None,
                  spill_dir: Path) -> tuple[dict, dict | None, dict]:
     cols = ", ".join(f'"{c}"' for c in lk.ID_COLS)
@@ -121,58 +143,86 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
     others = [s for s in staged if s != SPINE]
     with connection(spill_dir) as con:
         con.execute("SET preserve_insertion_order = true")
-        spine = text_frame(con.sql(f"SELECT * FROM read_parquet({sql_path(staged[SPINE])})").df())
-        spine_ids = spine[["record_id"] + lk.ID_COLS]
+        spine_ids = text_frame(con.sql(f"SELECT record_id, {cols} FROM read_parquet({sql_path(staged[SPINE])})").df())
         persons = lk.spine_persons(spine_ids)
-        tuples = []
+        # the distinct tuples stay in DuckDB (at 2 million people about 7 million of them: 5.9 GiB
+        # as Python strings); only the sample EM trains on and what the deterministic rule leaves
+        # come to pandas. tuple_row numbers them source by source in order of first appearance.
+        con.execute(f"CREATE TEMP TABLE link_tuples (tuple_row BIGINT, tuple_id VARCHAR, source VARCHAR, "
+                    + ", ".join(f'"{c}" VARCHAR' for c in lk.ID_COLS) + ")")
+        n_tuples = 0
         for source in others:
             src = source.replace("'", "''")
-            tuples.append(text_frame(con.sql(f"""
-                SELECT '{src}|' || CAST(row_number() OVER (ORDER BY first_row) - 1 AS VARCHAR) AS tuple_id,
-                       '{src}' AS source, {cols}
+            con.execute(f"""
+                INSERT INTO link_tuples
+                SELECT {n_tuples} + row_number() OVER (ORDER BY first_row) - 1,
+                       '{src}|' || CAST(row_number() OVER (ORDER BY first_row) - 1 AS VARCHAR), '{src}', {cols}
                 FROM (SELECT {cols}, min(file_row_number) AS first_row
-                      FROM read_parquet({sql_path(staged[source])}, file_row_number = true) GROUP BY ALL)
-                ORDER BY first_row""").df()))
-        tuples = pd.concat(tuples, ignore_index=True) if tuples else pd.DataFrame(columns=["tuple_id", "source"] + lk.ID_COLS)
+                      FROM read_parquet({sql_path(staged[source])}, file_row_number = true) GROUP BY ALL)""")
+            n_tuples = con.execute("SELECT count(*) FROM link_tuples").fetchall()[0][0]
         records = sum(pq.ParquetFile(staged[s]).metadata.num_rows for s in others)
-        if len(tuples):
-            links, model, counts = lk._link_tuples(tuples, spine_ids, persons, threshold, seed, model, lk.ID_COLS,
-                                                   spill_dir=spill_dir)
+        if not n_tuples:
+            summary, counts = {"tuples": 0}, {}
+            con.execute("CREATE TEMP TABLE tuple_links AS SELECT *, NULL::VARCHAR AS person_key, NULL::VARCHAR AS rule, "
+                        "NULL::DOUBLE AS match_probability, NULL::DOUBLE AS match_weight FROM link_tuples")
         else:
-            links, counts = pd.DataFrame(columns=["tuple_id", "person_key", "rule", "match_probability",
-                                                  "match_weight"]), {"tuples": 0}
-        summary = {"mode": "identifiable", "spine_records": int(len(persons)),
-                   "spine_persons": int(persons["person_key"].nunique()),
-                   "source_records": int(records), "distinct_tuples": int(len(tuples)), **counts,
-                   "threshold": threshold} if len(tuples) else {"tuples": 0}
-
-        by_tuple = links.set_index("tuple_id").reindex(tuples["tuple_id"])
-        link_table = pa.table({
-            "tuple_id": text_array(tuples["tuple_id"]), "source": text_array(tuples["source"]),
-            **{c: text_array(tuples[c]) for c in lk.ID_COLS},
-            "person_key": text_array(by_tuple["person_key"]), "rule": text_array(by_tuple["rule"]),
-            "match_probability": pa.array(by_tuple["match_probability"].to_numpy(dtype=float), type=pa.float64()),
-            "match_weight": pa.array(by_tuple["match_weight"].to_numpy(dtype=float), from_pandas=True,
-                                     type=pa.float64())})
-        del tuples, links, by_tuple
-        con.register("tuple_links_arrow", link_table)
-        con.execute("CREATE TEMP TABLE tuple_links AS SELECT * FROM tuple_links_arrow")
-        con.unregister("tuple_links_arrow")
-        del link_table
+            con.register("spine_persons_frame", persons)
+            con.register("spine_ids_frame", spine_ids[["record_id", "nhs", "dob"]])
+            deterministic_links_sql(con, "link_tuples", "spine_ids_frame", "spine_persons_frame", "det_links")
+            con.unregister("spine_persons_frame")
+            unmatched = text_frame(con.sql(f"""
+                SELECT t.tuple_id, t.source, {", ".join(f't."{c}"' for c in lk.ID_COLS)} FROM link_tuples t
+                ANTI JOIN det_links d USING (tuple_id) ORDER BY t.tuple_row""").df())
+            table = lk.TupleTable(con, "link_tuples", int(n_tuples), ("tuple_id", "source", *lk.ID_COLS))
+            prob_links, model, counts = lk.link_unmatched(unmatched, table, spine_ids, persons, threshold, seed,
+                                                          model, lk.ID_COLS, spill_dir=spill_dir)
+            del unmatched
+            summary = {"mode": "identifiable", "spine_records": int(len(persons)),
+                       "spine_persons": int(persons["person_key"].nunique()),
+                       "source_records": int(records), "distinct_tuples": int(n_tuples), **counts,
+                       "threshold": threshold}
+            con.register("prob_links_arrow", pa.table({
+                "tuple_id": text_array(prob_links["tuple_id"]), "person_key": text_array(prob_links["person_key"]),
+                "rule": text_array(prob_links["rule"]),
+                "match_probability": pa.array(prob_links["match_probability"].to_numpy(dtype=float), type=pa.float64()),
+                "match_weight": pa.array(prob_links["match_weight"].to_numpy(dtype=float), from_pandas=True,
+                                         type=pa.float64())}))
+            del prob_links
+            det_rule = lk.deterministic_rule(lk.ID_COLS)
+            con.execute(f"""
+                CREATE TEMP TABLE tuple_links AS
+                SELECT t.*, d.person_key, '{det_rule}' AS rule, 1.0::DOUBLE AS match_probability,
+                       NULL::DOUBLE AS match_weight
+                FROM link_tuples t JOIN det_links d USING (tuple_id)
+                UNION ALL
+                SELECT t.*, p.person_key, p.rule, p.match_probability, p.match_weight
+                FROM link_tuples t JOIN prob_links_arrow p USING (tuple_id)""")
+            con.unregister("prob_links_arrow")
+            con.unregister("spine_ids_frame")
+            linked = con.execute("SELECT count(*) FROM tuple_links").fetchall()[0][0]
+            if linked != n_tuples:  # each tuple exactly once: deterministic, or scored
+                raise RuntimeError(f"link: {n_tuples:,} tuples gave {linked:,} tuple links")
+        con.execute("DROP TABLE link_tuples")
 
         sg_select = ", ".join(f'r."sg_{c}" AS "{c}"' for c in SUBGROUPS)
         tmp = out_file.with_name(f".{out_file.name}.tmp")
         out_file.parent.mkdir(parents=True, exist_ok=True)
         with pq.ParquetWriter(tmp, RECORD_PERSON_SCHEMA) as writer:
-            spine_part = pa.table({
-                "source": pa.array([SPINE] * len(spine), type=pa.string()),
-                "record_id": text_array(persons["record_id"]), "person_key": text_array(persons["person_key"]),
-                "rule": pa.array(["spine"] * len(spine), type=pa.string()),
-                "match_probability": pa.array(np.ones(len(spine)), type=pa.float64()),
-                "match_weight": pa.nulls(len(spine), type=pa.float64()),
-                **{c: text_array(spine["sg_" + c]) for c in SUBGROUPS}}, schema=RECORD_PERSON_SCHEMA)
-            writer.write_table(spine_part)
-            del spine, spine_part
+            # spine persons are in spine row order (spine_persons keeps it): joined back by position
+            con.register("spine_person_keys", pa.table({
+                "spine_row": pa.array(np.arange(len(persons), dtype=np.int64)),
+                "person_key": text_array(persons["person_key"])}))
+            del spine_ids, persons
+            reader = con.sql(f"""
+                SELECT '{SPINE}' AS source, r.record_id, k.person_key, 'spine' AS rule, 1.0::DOUBLE AS match_probability,
+                       NULL::DOUBLE AS match_weight, {sg_select}
+                FROM read_parquet({sql_path(staged[SPINE])}, file_row_number = true) r
+                JOIN spine_person_keys k ON k.spine_row = r.file_row_number
+                ORDER BY r.file_row_number""").to_arrow_reader(256_000)
+            for batch in reader:
+                writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=RECORD_PERSON_SCHEMA))
+            spine_rows = con.execute("SELECT count(*) FROM spine_person_keys").fetchall()[0][0]
+            con.unregister("spine_person_keys")
             for source in others:
                 src = source.replace("'", "''")
                 reader = con.sql(f"""
@@ -184,9 +234,9 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
                 for batch in reader:
                     writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=RECORD_PERSON_SCHEMA))
         rows = pq.ParquetFile(tmp).metadata.num_rows
-        if rows != len(persons) + records:  # every record exactly once, or nothing is written
+        if rows != spine_rows + records:  # every record exactly once, or nothing is written
             tmp.unlink()
-            raise RuntimeError(f"link: {len(persons) + records:,} records became {rows:,} record-person rows")
+            raise RuntimeError(f"link: {spine_rows + records:,} records became {rows:,} record-person rows")
         tmp.replace(out_file)
         rates = {}
         for src, rule, n in con.execute(f"SELECT source, rule, count(*) AS n FROM read_parquet({sql_path(out_file)}) "
