@@ -34,9 +34,18 @@ def model(dbt, session):
     settings = dict(treatment="is_treated", covariates=covariates, exact=exact, group="index_month", id_col="person_id",
                     ps_covariates=[*covariates, *ps_extra], distance_covariates=distance or None)
     order = row_order_columns(settings["treatment"], exact, settings["group"], settings["id_col"])
+    # person ids go to pandas as their rank in person_id order (the same sort, the same sets):
+    # 7 million 64-character pseudonyms and their hash table in match were gigabytes
+    session.execute(f"""
+        create or replace temp table match_person_codes as
+        select person_id, (row_number() over (order by person_id) - 1)::bigint as person_code
+        from (select distinct person_id from ({pool.sql_query()}))""")
+    used = ", ".join('c.person_code as person_id' if col == "person_id" else f'p."{col}"'
+                     for col in columns_used(**settings))
     candidates = (
-        pool.select(*columns_used(**settings)).order(", ".join(order)).to_arrow_table()
-        .to_pandas(self_destruct=True, split_blocks=True, date_as_object=False)
+        session.sql(f"""select {used} from ({pool.sql_query()}) p join match_person_codes c using (person_id)
+                        order by {", ".join(order)}""")
+        .to_arrow_table().to_pandas(self_destruct=True, split_blocks=True, date_as_object=False)
     )
     # while the pool is in pandas DuckDB gets a small limit (its cached blocks go), and its usual
     # one back for the join of the sets to the pool
@@ -58,6 +67,10 @@ def model(dbt, session):
         del candidates, result
         release_memory()
     session.register("matched_sets", sets)
+    session.execute("create or replace temp table matched_set_persons as select c.person_id, s.* exclude (person_id) "
+                    "from matched_sets s join match_person_codes c on c.person_code = s.person_id")
+    session.unregister("matched_sets")
+    session.execute("drop table match_person_codes")
     # the propensity model's extra terms stay in the pool; (person_id, index_month) is unique
     # there (its data test), so each matched row joins one pool row
     extra = list(dict.fromkeys([*ps_extra, *(c for c in distance if c not in covariates)]))
@@ -66,7 +79,7 @@ def model(dbt, session):
         f"""
         select s.matched_set_id, {pool_columns},
                s.{LOGIT_COLUMN}, s.propensity_score, s.match_weight, s.caliper_width_logit
-        from matched_sets s
+        from matched_set_persons s
         join ({pool.sql_query()}) p on p.person_id = s.person_id and p.index_month = cast(s.index_month as date)
         order by s.row_order
         """

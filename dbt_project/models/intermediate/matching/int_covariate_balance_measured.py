@@ -17,9 +17,12 @@ def model(dbt, session):
     # a stable row order: a parallel scan returns rows in any order, and floating-point sums
     # (and so the last digits of the balance statistics) depend on it; (person_id,
     # index_month) is unique. Only the columns used leave DuckDB (7 million rows at 2 million people).
-    used = list(dict.fromkeys(["person_id", "index_month", "is_treated", *covariates, *ps_extra, *shown]))
+    # the sort keys stay in DuckDB: 7 million 64-character person ids were a GiB in pandas
+    used = list(dict.fromkeys(["is_treated", *covariates, *ps_extra, *shown]))
     candidates = (
-        dbt.ref("int_match_pool_filtered_to_eligible").select(*used).order("person_id, index_month")
+        session.sql(f"""select {", ".join(f'"{c}"' for c in used)}
+                        from ({dbt.ref("int_match_pool_filtered_to_eligible").sql_query()})
+                        order by person_id, index_month""")
         .to_arrow_table().to_pandas(self_destruct=True, split_blocks=True, date_as_object=False)
     )
     matched = dbt.ref("int_controls_matched_to_treated").df().sort_values(["matched_set_id", "is_treated", "person_id"], kind="stable").reset_index(drop=True)
