@@ -18,12 +18,14 @@ import threading
 import time
 from pathlib import Path
 
-from core.assets import CHAIN
+from core.assets import CHAIN, IDENTIFIABLE_ZONE
 from core.contract import SEEDS
 from core.errors import LtcevalError
+from core.keys import (AIRFLOW_KEY_CONNECTION_ENV, AIRFLOW_KEY_VARIABLE, AIRFLOW_KEY_VARIABLE_ENV, key_file_exposure,
+                       normalise_key, read_key_file, without_key)
 from core.periods import parse_period
 from core.progress import progress_message
-from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths
+from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths, env_value
 
 DAG_ORDER = tuple(link.dag_id for link in CHAIN)
 
@@ -63,11 +65,30 @@ def airflow_env(paths: Paths) -> dict[str, str]:
 
 
 def ensure_key(paths: Paths, env: dict[str, str]) -> None:
-    """Use the configured key, or make a random local one for a synthetic demo run.
+    """Check the configured key before anything starts (the rules of ``core.keys.normalise_key``,
+    as the identifiable zone applies them), or make a random local one for a synthetic demo run.
 
-    The generated key stays in a 0600 file under the output folder and is never printed.
+    A key given to Airflow through the environment (``AIRFLOW_VAR_LTCEVAL_PSEUDO_KEY``,
+    ``AIRFLOW_CONN_LTCEVAL_PSEUDO_KEY``) is the key: no local one is made (it would have taken
+    precedence, and pseudonymised under a random key). A key file readable by group or others
+    gets a warning. The generated key stays in a 0600 file under the output folder; no key is
+    ever printed.
     """
-    if env.get(KEY_ENV) or env.get(KEY_FILE_ENV):
+    if env_value(KEY_ENV, env) is not None:
+        normalise_key(env[KEY_ENV], f"environment variable {KEY_ENV}")
+        return
+    if env_value(KEY_FILE_ENV, env):
+        key_file, where = Path(env[KEY_FILE_ENV]), f"key file named by {KEY_FILE_ENV}"
+        normalise_key(read_key_file(key_file, where), where)
+        exposed = key_file_exposure(key_file)
+        if exposed:
+            print(f"ltceval: warning: {exposed}", file=sys.stderr)
+        return
+    if env.get(AIRFLOW_KEY_VARIABLE_ENV):
+        normalise_key(env[AIRFLOW_KEY_VARIABLE_ENV], f"Airflow Variable {AIRFLOW_KEY_VARIABLE} "
+                                                     f"({AIRFLOW_KEY_VARIABLE_ENV})")
+        return
+    if env.get(AIRFLOW_KEY_CONNECTION_ENV):  # a connection URI or JSON: its password is checked in the task
         return
     key_file = paths.out / "secrets" / "pseudonymisation.key"
     if not key_file.exists():
@@ -77,6 +98,13 @@ def ensure_key(paths: Paths, env: dict[str, str]) -> None:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     env[KEY_FILE_ENV] = str(key_file)
+
+
+def step_env(env: dict[str, str], dag_id: str | None = None) -> dict[str, str]:
+    """The environment of one child process: the key (or where it is) only for the DAG that
+    pseudonymises; the analytical and evaluation DAGs, the metadata database's migration and
+    the synthetic generator never need it, so they never hold it."""
+    return env if dag_id == IDENTIFIABLE_ZONE.dag_id else without_key(env)
 
 
 # the line of a traceback that names the exception: "pkg.mod.SomeError: message"
@@ -173,14 +201,14 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
     logs = paths.out / "logs"
     print(f"ltceval: output folder {paths.out}")
     migrate = ("preparing the embedded Airflow metadata database (SQLite)",
-               [sys.executable, "-m", "airflow", "db", "migrate"], env, logs / "airflow-db-migrate.log")
+               [sys.executable, "-m", "airflow", "db", "migrate"], step_env(env), logs / "airflow-db-migrate.log")
     if config is None:
         # independent of each other: the metadata database is made on the other core
         beside = _Beside(*migrate)
         try:
             _step(f"generating synthetic extracts for {persons:,} people (seed {seed})",
                   [sys.executable, "-m", "ltceval.cli", "synth", "--persons", str(persons), "--seed", str(seed),
-                   "--out", str(paths.out)], env, logs / "synth.log")
+                   "--out", str(paths.out)], step_env(env), logs / "synth.log")
         finally:  # never return (or fail) with the migration still writing under the output folder
             beside.wait()
         beside.finish()
@@ -190,7 +218,8 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
         env[SOURCES_CONFIG_ENV] = str(config.resolve())
         _step(*migrate)
     for dag_id in DAG_ORDER:
-        _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id], env, logs / f"dag-{dag_id}.log")
+        _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id], step_env(env, dag_id),
+              logs / f"dag-{dag_id}.log")
     run = publish.current_run(paths)
     report = publish.period_dir(paths, run.period) / "business_case.html"
     if not report.exists() or publish.published_period(paths, run.period) != publish.version_dir(paths, run):
