@@ -9,9 +9,11 @@ triggers the analytical and evaluation DAGs when the upstream Asset is updated.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -107,6 +109,42 @@ def step_env(env: dict[str, str], dag_id: str | None = None) -> dict[str, str]:
     return env if dag_id == IDENTIFIABLE_ZONE.dag_id else without_key(env)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _libc_prctl():
+    """Linux's prctl, looked up once in the parent (not between fork and exec), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _dies_with(parent: int):
+    """A ``preexec_fn`` making the child die (SIGKILL) when ``parent`` does: a ``kill -9`` of
+    ``ltceval run`` left its DAG process running to the end and publishing. The kernel sends
+    the signal (PR_SET_PDEATHSIG), so it works however the parent dies; a parent already gone
+    before the signal was set is seen by the changed parent id. The child's own workers (the
+    validation and linkage pools) end when their pipes to it close. Elsewhere than Linux:
+    nothing (there, stop the children by hand)."""
+    def in_child() -> None:
+        if _PRCTL is not None:
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+    return in_child
+
+
+def _start(cmd: list[str], **kw) -> subprocess.Popen:
+    """A child of ``ltceval run`` (a step or a DAG), stopped with it (``_dies_with``)."""
+    return subprocess.Popen(cmd, preexec_fn=_dies_with(os.getpid()), **kw)
+
+
 # the line of a traceback that names the exception: "pkg.mod.SomeError: message"
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Unusable)): (.+)$")
 
@@ -130,8 +168,8 @@ def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     shown = 0
     env = {**env, "PYTHONUNBUFFERED": "1"}  # progress lines as they are logged, not per 8 KiB block
-    with log.open("w") as fh, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
+    with log.open("w") as fh, _start(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
         for line in proc.stdout:
             fh.write(line)
             message = progress_message(line)
@@ -165,7 +203,7 @@ class _Beside:
         log.parent.mkdir(parents=True, exist_ok=True)
         self._t0, self._took = time.perf_counter(), None
         with log.open("w") as fh:
-            self._proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._proc = _start(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         # its own time, not the time until finish() is called
         self._waiter = threading.Thread(target=self._wait, daemon=True)
         self._waiter.start()
