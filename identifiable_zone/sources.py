@@ -11,7 +11,11 @@ rule; no row of it is accepted or quarantined): another delimiter than the confi
 trailing delimiter on every row, which pandas would otherwise read as an index and shift the
 columns), a file cut short (``file_complete``: it ends inside a quoted field, or its last
 line is short and has no line end). Each row keeps the line it starts on (quoted fields may
-span lines).
+span lines, and may be of any length). Parquet columns are read as text from their own type.
+
+A source's files are found inside the landing folder only (``resolve_files``: no absolute
+path, no ``..``, no link out of it, regular files only), and each contract column is read from
+one column of a file (``check_columns_unique``).
 """
 from __future__ import annotations
 
@@ -344,8 +348,9 @@ def resolve_files(landing: Path, spec: SourceSpec) -> list[Path]:
         rel = p.relative_to(landing)
         real = Path(os.path.realpath(p))
         if not real.is_relative_to(root):
-            raise ExtractUnusable(f"{spec.table} ({rel}): rule file_in_landing failed: it is a link to a "
-                                  "file outside the landing folder; copy the file into the landing folder")
+            raise ExtractUnusable(f"{spec.table} ({rel}): rule file_in_landing failed: it is, or is reached "
+                                  "through, a link to a file outside the landing folder; copy the file into "
+                                  "the landing folder")
         if not real.is_file():
             what = "a folder" if real.is_dir() else "not a regular file"
             raise ExtractUnusable(f"{spec.table} ({rel}): rule file_is_file failed: it matches the file "

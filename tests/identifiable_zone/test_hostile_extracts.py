@@ -203,8 +203,8 @@ def test_link_out_of_the_landing_folder_is_refused_inside_is_read(tmp_path, land
     (landing / "ecds.csv").symlink_to(outside)
     with pytest.raises(sources.ExtractUnusable) as e:
         read_extract(landing, cfg["ecds"])
-    assert one_line(e) == ("ecds (ecds.csv): rule file_in_landing failed: it is a link to a file outside the "
-                           "landing folder; copy the file into the landing folder")
+    assert one_line(e) == ("ecds (ecds.csv): rule file_in_landing failed: it is, or is reached through, a link to "
+                           "a file outside the landing folder; copy the file into the landing folder")
     # a folder linked from outside: the same
     (landing / "ecds.csv").unlink()
     (tmp_path / "ext").mkdir()
