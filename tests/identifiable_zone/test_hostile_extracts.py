@@ -226,7 +226,8 @@ def test_folder_or_pipe_matching_the_pattern_is_refused(landing, cfg):
     (landing / "ecds.csv").mkdir()
     with pytest.raises(sources.ExtractUnusable) as e:
         read_extract(landing, cfg["ecds"])
-    assert one_line(e) == "ecds (ecds.csv): rule file_is_file failed: it matches the file pattern ecds.* but is a folder"
+    assert one_line(e) == ("ecds (ecds.csv): rule file_is_file failed: it matches the file pattern ecds.* but is "
+                           "a folder")
     (landing / "ecds.csv").rmdir()
     os.mkfifo(landing / "ecds.csv")  # reading it would wait for ever
     with pytest.raises(sources.ExtractUnusable, match=r"^ecds \(ecds\.csv\): rule file_is_file failed: .* is not a "
