@@ -1,11 +1,14 @@
-"""Writing outputs safely: errors that name the folder, locks, checksums, atomic JSON, fsync."""
+"""Writing outputs safely: errors that name the folder, locks, checksums, atomic JSON, fsync,
+private folders."""
 from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,3 +99,42 @@ def fsync_tree(root: Path) -> None:
         elif p.is_dir():
             fsync_dir(p)
     fsync_dir(root)
+
+
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def make_private(root: Path) -> None:
+    """``root`` and everything under it readable by the owner only: folders 0700, files 0600.
+    Links are not followed (what they point at is not ours to change); a file removed while
+    the tree is walked (a spill file) is passed over."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name, mode in [(n, PRIVATE_DIR) for n in dirnames] + [(n, PRIVATE_FILE) for n in filenames]:
+            path = os.path.join(dirpath, name)
+            try:
+                if not stat.S_ISLNK(os.lstat(path).st_mode):
+                    os.chmod(path, mode)
+            except FileNotFoundError:
+                pass
+    os.chmod(root, PRIVATE_DIR)
+
+
+def private_folder(root_of):
+    """Decorate a step that writes into a private folder (``root_of(*args, **kwargs)`` gives
+    it, e.g. the identifiable zone): the folder is made 0700 before the step writes anything,
+    so nobody else can reach what it writes whatever the umask (0644 files under umask 022),
+    and after the step, failed or not, every folder in it is 0700 and every file 0600.
+    Modes, not a process umask: the same steps also write outputs meant to be shared (the
+    pseudonymised tables, the IG report)."""
+    def wrap(step):
+        @functools.wraps(step)
+        def run(*args, **kwargs):
+            root = Path(root_of(*args, **kwargs))
+            root.mkdir(parents=True, exist_ok=True)
+            os.chmod(root, PRIVATE_DIR)
+            try:
+                return step(*args, **kwargs)
+            finally:
+                make_private(root)
+        return run
+    return wrap

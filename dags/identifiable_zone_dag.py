@@ -8,7 +8,9 @@ Configuration: LTCEVAL_SOURCES_CONFIG names the sources config (config/sources.y
 identifiable extracts, config/sources_pseudonymised_upstream.yml for extracts pseudonymised
 upstream). The pseudonymisation key comes from LTCEVAL_PSEUDO_KEY, LTCEVAL_PSEUDO_KEY_FILE,
 the Airflow Variable ``ltceval_pseudo_key`` or the password of the Airflow Connection
-``ltceval_pseudo_key`` (both read inside the task through Airflow's secrets backends).
+``ltceval_pseudo_key`` (both read inside the task through Airflow's secrets backends), each
+normalised the same way (``core.keys.normalise_key``). Only this DAG needs the key: `ltceval
+run` gives it to this DAG's process alone (``ltceval.run.step_env``).
 LTCEVAL_LINKAGE_MODEL=current (or a model file) reuses a saved linkage model instead of
 training one.
 

@@ -43,8 +43,8 @@ from identifiable_zone import normalise as nz
 from identifiable_zone.cross_file_rules import ROW, VALID_NHS, Part, combine_parts, text_array, write_text_parquet
 from identifiable_zone.sources import (SPINE, CsvSegment, ExtractRead, ExtractUnusable, NotSegmentable,
                                        csv_segment_plan, csv_value_counts, read_csv_segment, read_extract)
-from identifiable_zone.validate import (add_format_counts, check_quarantine_threshold, counted_format_counts,
-                                        log_findings, main_date_format, validate_source)
+from identifiable_zone.validate import (add_format_counts, check_identifier_loss, check_quarantine_threshold,
+                                        counted_format_counts, log_findings, main_date_format, validate_source)
 
 log = logging.getLogger(__name__)
 
@@ -311,5 +311,6 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
     if segmented:
         log_findings(spec.table, rel, summary)
         check_quarantine_threshold(spec.table, rel, summary["rows_in"], quarantine, threshold)
+        check_identifier_loss(spec, rel, summary["rows_in"], pd.read_parquet(out / "dq_flags.parquet"))
     return {"file": rel, "sha256": sha, "latest": latest, "max_date": max(max_dates) if max_dates else None,
             "summary": summary}

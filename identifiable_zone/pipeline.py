@@ -46,7 +46,7 @@ import pandas as pd
 
 from core import progress
 from core.contract import SEEDS
-from core.files import output_guard, read_json, sha256_file, write_json_atomic
+from core.files import output_guard, private_folder, read_json, sha256_file, write_json_atomic
 from core.periods import period_end
 from core.settings import LINKAGE_MODEL_ENV, Paths, env_value, validation_workers
 from identifiable_zone import link as lk
@@ -62,12 +62,15 @@ from identifiable_zone.validate import check_quarantine_threshold, parent_dates
 from identifiable_zone.validation_cache import ValidationCache, parent_digest
 
 log = logging.getLogger(__name__)
+# every step below writes identifiable data there: owner only (folders 0700, files 0600)
+_private_zone = private_folder(lambda paths, *args, **kwargs: paths.identifiable)
 
 
 def _accepted(paths: Paths, table: str, columns: list[str] | None = None) -> pd.DataFrame:
     return read_text_parquet(paths.identifiable / "accepted" / f"{table}.parquet", columns)
 
 
+@_private_zone
 def validate_all(paths: Paths, run_id: str | None = None, config_path: str | None = None) -> dict:
     """Read and validate every configured landing extract, file by file.
 
@@ -241,6 +244,7 @@ def resolve_model_option(cfg) -> str:
     return env_value(LINKAGE_MODEL_ENV) or str(cfg.linkage.get("model", "train"))
 
 
+@_private_zone
 def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.linkage,
              config_path: str | None = None, model: str | None = None) -> dict:
     """Link every person source to spine persons; save links and the (versioned) model.
@@ -314,6 +318,7 @@ def _link_upstream_pseudonymised(paths: Paths, cfg, at, imd: dict, links_file, e
     return res.summary, rates
 
 
+@_private_zone
 def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> dict:
     """Build the contract §3 tables with HMAC person ids and swap them into
     analytical/pseudonymised/ atomically. Returns row counts and the key fingerprint."""
@@ -334,6 +339,7 @@ def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> di
                        for t, s in summary["tables"].items()}}
 
 
+@_private_zone
 def write_ig_report(paths: Paths) -> dict:
     """Raw IG JSON in identifiable/, suppressed HTML + JSON in ``paths.reports`` (the DAG points
     that at the run's unpublished version folder). A write error names the folder."""

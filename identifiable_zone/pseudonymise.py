@@ -5,13 +5,17 @@ by ``LTCEVAL_PSEUDO_KEY_FILE``; the Airflow Variable ``ltceval_pseudo_key``; the
 the Airflow Connection ``ltceval_pseudo_key``. Airflow's ``Variable.get``/``Connection.get``
 go through the configured secrets backends (environment ``AIRFLOW_VAR_*``/``AIRFLOW_CONN_*``,
 HashiCorp Vault, AWS/GCP/Azure secret managers, ...) before the metadata database, so a
-secrets backend needs no code here. It must be at least 32 characters. Errors name where the key was looked for, never the key. Only a fingerprint
-(first 12 hex of SHA-256 of "fingerprint:" + key) is ever reported.
+secrets backend needs no code here. Whatever the channel, the key is normalised the same way
+(``core.keys.normalise_key``: surrounding whitespace stripped, then at least 32 characters, 16
+of them different), so one secret gives one set of pseudonyms. A key file readable by group or
+others is used with a warning. Errors name where the key was looked for, never the key. Only a
+fingerprint (first 12 hex of SHA-256 of "fingerprint:" + key) is ever reported.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import shutil
 import uuid
@@ -27,17 +31,16 @@ from core import progress
 from identifiable_zone.blocking import connection, sql_path
 from identifiable_zone.cross_file_rules import text_array
 from identifiable_zone.sources import SPINE
+from core.keys import (AIRFLOW_KEY_CONNECTION, AIRFLOW_KEY_VARIABLE, MIN_KEY_LENGTH, PseudoKeyError, key_file_exposure,
+                       normalise_key, read_key_file)
 from core.settings import KEY_ENV, KEY_FILE_ENV, env_value
 
-MIN_KEY_LENGTH = 32
-AIRFLOW_VARIABLE = "ltceval_pseudo_key"
+log = logging.getLogger(__name__)
+AIRFLOW_VARIABLE = AIRFLOW_KEY_VARIABLE
+__all__ = ["MIN_KEY_LENGTH", "PseudoKeyError"]  # the key's rules live in core.keys; named here as before
 
 
-class PseudoKeyError(RuntimeError):
-    """The pseudonymisation key is missing or too short (message never contains the key)."""
-
-
-AIRFLOW_CONNECTION = "ltceval_pseudo_key"
+AIRFLOW_CONNECTION = AIRFLOW_KEY_CONNECTION
 
 
 def _airflow_variable() -> str | None:
@@ -68,31 +71,29 @@ def load_key(use_airflow_variable: bool = True) -> bytes:
 
 
 def load_key_with_source(use_airflow: bool = True) -> tuple[bytes, str]:
-    """(key, where it came from). ``where`` names the source, never the key."""
-    key, where = None, None
-    if env_value(KEY_ENV):
-        key, where = env_value(KEY_ENV), f"environment variable {KEY_ENV}"
+    """(key, where it came from). ``where`` names the source, never the key. Every channel's
+    value goes through ``core.keys.normalise_key``."""
+    raw, where = None, None
+    if env_value(KEY_ENV) is not None:  # set, even to blanks: refused below, not passed over
+        raw, where = env_value(KEY_ENV), f"environment variable {KEY_ENV}"
     elif env_value(KEY_FILE_ENV):
         path = Path(env_value(KEY_FILE_ENV))
         where = f"key file named by {KEY_FILE_ENV}"
-        try:
-            key = path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise PseudoKeyError(f"cannot read the {where} ({type(e).__name__})") from None
+        raw = read_key_file(path, where)
+        exposed = key_file_exposure(path)
+        if exposed:
+            log.warning(exposed)
     elif use_airflow:
-        key, where = _airflow_variable(), f"Airflow Variable {AIRFLOW_VARIABLE}"
-        if not key:
-            key, where = _airflow_connection(), f"Airflow Connection {AIRFLOW_CONNECTION} (password)"
-    if not key:
+        raw, where = _airflow_variable(), f"Airflow Variable {AIRFLOW_VARIABLE}"
+        if raw is None or raw == "":
+            raw, where = _airflow_connection(), f"Airflow Connection {AIRFLOW_CONNECTION} (password)"
+    key = normalise_key(raw, where) if raw is not None else None
+    if key is None:
         raise PseudoKeyError(
             f"no pseudonymisation key: set {KEY_ENV}, or {KEY_FILE_ENV} to a file holding the key"
             f", or the Airflow Variable {AIRFLOW_VARIABLE} or Connection {AIRFLOW_CONNECTION} "
             f"(at least {MIN_KEY_LENGTH} characters)")
-    if len(key) < MIN_KEY_LENGTH:
-        raise PseudoKeyError(
-            f"the pseudonymisation key from the {where} is too short: it must be at least "
-            f"{MIN_KEY_LENGTH} characters")
-    return key.encode("utf-8"), where
+    return key, where
 
 
 def key_fingerprint(key: bytes) -> str:

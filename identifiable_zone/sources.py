@@ -11,13 +11,19 @@ rule; no row of it is accepted or quarantined): another delimiter than the confi
 trailing delimiter on every row, which pandas would otherwise read as an index and shift the
 columns), a file cut short (``file_complete``: it ends inside a quoted field, or its last
 line is short and has no line end). Each row keeps the line it starts on (quoted fields may
-span lines).
+span lines, and may be of any length). Parquet columns are read as text from their own type.
+
+A source's files are found inside the landing folder only (``resolve_files``: no absolute
+path, no ``..``, no link out of it, regular files only), and each contract column is read from
+one column of a file (``check_columns_unique``).
 """
 from __future__ import annotations
 
 import csv
 import glob
 import io
+import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from core.errors import LtcevalError
 from core.files import sha256_file
 from core.settings import REPO_ROOT, SOURCES_CONFIG_ENV, env_value
 
@@ -40,10 +47,35 @@ ACTIONS = ("quarantine", "nullify")
 SPINE = "gp_patients"
 
 
-class ExtractUnusable(RuntimeError):
+class ExtractUnusable(LtcevalError):
     """A whole extract is unusable (missing file or columns, too many failing rows).
 
     Messages name the file, the rule and counts, never a value from the data."""
+
+
+class SourceConfigError(LtcevalError, ValueError):
+    """A source config entry that cannot be used as it is (a file pattern leaving the landing
+    folder, a rename giving two columns one name). A ValueError, as the config's other errors."""
+
+
+def check_file_pattern(table: str, pattern: str) -> None:
+    """A source's ``file`` must name files inside the landing folder: relative, no ``..``.
+    (Links out of the folder are refused when the files are found: ``resolve_files``.)"""
+    if os.path.isabs(pattern):
+        raise SourceConfigError(f"config: {table}.file must be a path relative to the landing folder, "
+                                f"not an absolute path ({pattern})")
+    if ".." in re.split(r"[\\/]", pattern):
+        raise SourceConfigError(f"config: {table}.file must not leave the landing folder ('..' in {pattern})")
+
+
+def check_rename(table: str, rename: dict) -> None:
+    """No two site columns renamed to one contract name (which of the two would be read?)."""
+    seen: dict[str, str] = {}
+    for site, contract in rename.items():
+        if contract in seen:
+            raise SourceConfigError(f"config: {table}.rename: {seen[contract]} and {site} are both renamed "
+                                    f"to {contract}; one column per name")
+        seen[contract] = site
 
 
 @dataclass(frozen=True)
@@ -247,9 +279,12 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
         for c in list(dates) + list(numeric) + list(codes):
             if c not in columns:
                 raise ValueError(f"config: {table}: rule column {c} not in columns")
+        rename = {str(k): str(v) for k, v in (s.get("rename") or {}).items()}
+        check_file_pattern(str(table), str(s["file"]))
+        check_rename(str(table), rename)
         sources[str(table)] = SourceSpec(
             table=str(table), file=str(s["file"]), record_id=record_id, columns=columns,
-            rename={str(k): str(v) for k, v in (s.get("rename") or {}).items()},
+            rename=rename,
             identifiers=identifiers, dates=dates, codes=codes, numeric=numeric,
             nhs_number_action=_check_action(table, "nhs_number_action",
                                             s.get("nhs_number_action", "nullify")),
@@ -297,9 +332,30 @@ class ExtractRead:
 
 
 def resolve_files(landing: Path, spec: SourceSpec) -> list[Path]:
-    pattern = str(landing / spec.file)
-    files = sorted(Path(p) for p in glob.glob(pattern)
-                   if Path(p).suffix.lower() in (".csv", ".parquet"))
+    """The landing files of a source: its pattern's matches with a .csv or .parquet suffix.
+    Refuses (``ExtractUnusable``, naming the source) a pattern leaving the landing folder, a
+    match that is a link to something outside it, and a match that is not a regular file (a
+    folder, a pipe: reading it would fail with a traceback, or wait for ever)."""
+    try:
+        check_file_pattern(spec.table, spec.file)
+    except SourceConfigError as e:
+        raise ExtractUnusable(str(e).removeprefix("config: ")) from None
+    root = Path(os.path.realpath(landing))
+    files = []
+    for p in sorted(Path(p) for p in glob.glob(str(landing / spec.file))):
+        if p.suffix.lower() not in (".csv", ".parquet"):
+            continue
+        rel = p.relative_to(landing)
+        real = Path(os.path.realpath(p))
+        if not real.is_relative_to(root):
+            raise ExtractUnusable(f"{spec.table} ({rel}): rule file_in_landing failed: it is, or is reached "
+                                  "through, a link to a file outside the landing folder; copy the file into "
+                                  "the landing folder")
+        if not real.is_file():
+            what = "a folder" if real.is_dir() else "not a regular file"
+            raise ExtractUnusable(f"{spec.table} ({rel}): rule file_is_file failed: it matches the file "
+                                  f"pattern {spec.file} but is {what}")
+        files.append(p)
     return files
 
 
@@ -325,6 +381,21 @@ def _decode_csv(data: bytes, fname: str) -> tuple[str, list[dict]]:
     return "".join(lines), issues
 
 
+def check_columns_unique(table: str, fname: str, header, rename: dict) -> None:
+    """Each contract column read from one column of the file: a header naming a column twice,
+    or a rename giving two columns one name, is refused (rule columns_unique) rather than one
+    of the two being read (pandas renames the second copy; a frame with two columns of one
+    name failed later with an AttributeError)."""
+    seen: dict[str, str] = {}
+    for site in (str(h).strip() for h in header):
+        name = rename.get(site, site)
+        if name in seen:
+            what = (f"column {site} appears twice in the header" if seen[name] == site else
+                    f"columns {seen[name]} and {site} are both read as {name} (rename in the sources config)")
+            raise ExtractUnusable(f"{table} ({fname}): rule columns_unique failed: {what}")
+        seen[name] = site
+
+
 def read_one_file(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """One file as an all-string frame (values stripped, blank -> None). Raises ExtractUnusable
     for a file that cannot be read (empty, not a table, wrong delimiter, rows of the wrong
@@ -348,8 +419,8 @@ def _record_lines(text: str, delimiter: str, ncols: int, table: str, fname: str)
         refuse("csv_shape", line, f"{n} fields where the header has {ncols} (a delimiter inside an "
                                   "unquoted value, a missing or extra field, or a cut line)")
 
-    if '"' not in text:  # fast path: one record a line
-        lines, starts = text.split("\n"), []
+    if '"' not in text:  # fast path: one record a line (a line ends as for pandas: \n, \r\n or \r)
+        lines, starts = re.split(r"\r\n|\r|\n", text), []
         last = max((i for i, ln in enumerate(lines) if ln.strip()), default=0)
         header_seen = False
         for i, ln in enumerate(lines):
@@ -363,17 +434,31 @@ def _record_lines(text: str, delimiter: str, ncols: int, table: str, fname: str)
                 shape(i + 1, n, i == last)
             starts.append(i + 1)
         return starts
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    _allow_fields_of(len(text))
+    # newline="": line ends as for pandas (a lone \r too), inside quoted fields as well
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     starts, rows, prev = [], [], 0
-    for row in reader:
-        if row and not (len(row) == 1 and not row[0].strip()):
-            rows.append((prev + 1, len(row)))
-        prev = reader.line_num
+    try:
+        for row in reader:
+            if row and not (len(row) == 1 and not row[0].strip()):
+                rows.append((prev + 1, len(row)))
+            prev = reader.line_num
+    except csv.Error:  # the file's shape cannot be checked: refused, never read unchecked
+        refuse("csv_shape", prev + 1, "the record starting there cannot be split into fields")
     for j, (line, n) in enumerate(rows[1:], start=1):
         if n != ncols:
             shape(line, n, j == len(rows) - 1)
         starts.append(line)
     return starts
+
+
+def _allow_fields_of(chars: int) -> None:
+    """Let the csv module read a field as long as the whole text: its default limit (128 KiB)
+    made it fail on one long quoted field, and the shape check was then skipped. The limit is
+    process-wide, so it is only ever raised (a caller running at the same time keeps a limit
+    at least as high as it set)."""
+    if csv.field_size_limit() < chars + 1:
+        csv.field_size_limit(chars + 1)
 
 
 def _read_csv_arrow(text: str, delimiter: str, columns=None) -> tuple[pd.DataFrame, list[int]] | None:
@@ -451,24 +536,26 @@ def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFram
     if path.stat().st_size == 0:
         raise ExtractUnusable(f"{table} ({path.name}): rule file_not_empty failed: the file is empty "
                               "(0 bytes, not even a header row)")
+    rename = spec.rename if spec else {}
     if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
         try:
-            df = pd.read_parquet(path)
+            parquet = pq.read_table(path)
         except Exception as e:  # corrupt or not Parquet at all
             raise ExtractUnusable(f"{table} ({path.name}): rule file_readable failed: not a readable "
                                   f"Parquet file ({type(e).__name__})") from None
-        for c in df.columns:
-            s = df[c]
-            if pd.api.types.is_datetime64_any_dtype(s):
-                txt = s.dt.strftime("%Y-%m-%d")
-            else:
-                txt = s.astype(object).map(lambda v: None if v is None or (isinstance(v, float) and v != v)
-                                           else str(v))
-            df[c] = txt.astype(object).where(s.notna(), None)
-        return _blank_to_none(df), [], list(range(1, len(df) + 1))
+        check_columns_unique(table, path.name, parquet.column_names, rename)
+        df = pd.DataFrame({c: _text_column(_parquet_text(parquet.column(c), table, path.name, c))
+                           for c in parquet.column_names})
+        return df, [], list(range(1, len(df) + 1))
     text, issues = _decode_csv(path.read_bytes(), path.name)
     delimiter = spec.delimiter if spec else ","
     header = text.split("\n", 1)[0]
+    try:
+        check_columns_unique(table, path.name, _header_names(header.rstrip("\r"), delimiter), rename)
+    except (csv.Error, StopIteration):  # no header at all: the readers below say so
+        pass
     if delimiter not in header:
         others = [d for d in (",", ";", "\t", "|") if d != delimiter and d in header]
         if others:
@@ -506,13 +593,34 @@ def _read_table(path: Path, spec: SourceSpec | None = None) -> tuple[pd.DataFram
         where = f"line {m.group(1)}" if m else "a line"
         raise ExtractUnusable(f"{table} ({path.name}): rule csv_shape failed at {where}: wrong number "
                               "of fields (unquoted delimiter or wrong delimiter)") from None
-    try:
-        lines = _record_lines(text, delimiter, len(df.columns), table, path.name)
-    except csv.Error:  # e.g. a field over the csv module's size limit: pandas read it; plain numbering
-        lines = []
-    if len(lines) != len(df):  # the two readers disagree (should not happen): plain numbering
-        lines = list(range(2, len(df) + 2))
+    lines = _record_lines(text, delimiter, len(df.columns), table, path.name)
+    if len(lines) != len(df):  # the two readers disagree: refused, not numbered by guess
+        raise ExtractUnusable(f"{table} ({path.name}): rule csv_shape failed: {len(df)} records read but "
+                              f"{len(lines)} counted line by line (a stray quote or line end?); no row of "
+                              "the file was read")
     return _blank_to_none(df), issues, lines
+
+
+def _parquet_text(col: pa.ChunkedArray, table: str, fname: str, name: str) -> pa.ChunkedArray:
+    """A Parquet column as text, from its own type in Arrow: an integer as its digits (through
+    pandas, a nullable int64 column with one null became floats, and "9434765919.0" failed the
+    NHS-number format on every row), a date as ISO, a timestamp as its date (the contract's
+    dates are days), text as it is. A type that is not one value (list, struct, map) is refused."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        return _parquet_text(col.cast(t.value_type), table, fname, name)
+    if pa.types.is_timestamp(t):
+        return pc.strftime(col, format="%Y-%m-%d")
+    if pa.types.is_null(t):
+        return pa.chunked_array([pa.nulls(len(col), pa.string())])
+    if pa.types.is_nested(t):
+        raise ExtractUnusable(f"{table} ({fname}): rule file_readable failed: column {name} holds "
+                              f"{t} values, not one value a row")
+    try:
+        return col.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):  # e.g. bytes that are not UTF-8
+        raise ExtractUnusable(f"{table} ({fname}): rule file_readable failed: column {name} of type {t} "
+                              "cannot be read as text (UTF-8)") from None
 
 
 def _text_column(values) -> pd.Series:
@@ -616,6 +724,7 @@ def _site_columns(spec: SourceSpec, columns) -> set[str]:
 
 def _segment_read(path, spec, header, body, i, lines_before) -> ExtractRead:
     table, issues = _segment_arrow(path, spec, header, body, i, None)
+    check_columns_unique(spec.table, path.name, table.column_names, spec.rename)
     frame = pd.DataFrame({str(c).strip(): _text_column(table.column(c)) for c in table.column_names})
     frame = frame.rename(columns=spec.rename)
     issues = [{**e, "line": e["line"] + lines_before} for e in issues if i == 0 or e["line"] > 1]
@@ -689,6 +798,7 @@ def csv_value_counts(path: Path, spec: SourceSpec, segment_bytes: int, columns: 
 
 
 def _header_names(header_line: str, delimiter: str) -> list[str]:
+    _allow_fields_of(len(header_line))
     return next(csv.reader([header_line.rstrip("\r")], delimiter=delimiter))
 
 

@@ -409,6 +409,30 @@ def check_quarantine_threshold(table: str, files: str, n: int, quarantine: pd.Da
         f"{int(top['rows'])} rows (first at {first['file']} line {int(first['line'])})")
 
 
+IDENTIFIER_LOSS_LIMIT = 0.5  # "most of the column": more than half of the rows blanked
+
+
+def check_identifier_loss(spec: SourceSpec, files: str, n: int, flags: pd.DataFrame) -> None:
+    """ExtractUnusable when a rule blanked a person column (identifier, upstream key or
+    demographic) in more than half of the ``n`` rows (``flags``: record_id, rule, field, row,
+    file, line): the rows are kept, so the extract would otherwise be accepted with its records
+    left unlinked (e.g. NHS numbers written as decimals, "9434765919.0", or by a spreadsheet
+    as 9.43E+09). Names the field, the rule and the first line."""
+    if not n or not len(flags):
+        return
+    lost = flags[flags["field"].isin(spec.person_columns)]
+    for fld, grp in lost.groupby("field", sort=True):
+        rows = int(grp["row"].nunique())
+        if rows / n <= IDENTIFIER_LOSS_LIMIT:
+            continue
+        first = grp.sort_values("row", kind="stable").iloc[0]
+        rule = grp["rule"].value_counts().index[0]
+        raise ExtractUnusable(
+            f"{spec.table} ({files}): rule identifier_kept failed on {fld}: {rows} of {n} rows ({rows / n:.0%}) "
+            f"lost their value to rule {rule} (first at {first['file']} line {int(first['line'])}); check how "
+            "the file was written (e.g. numbers as decimals or in scientific notation)")
+
+
 def _index_list(result: dict) -> list:
     idx = result.get("unexpected_index_list") or []
     out = []
@@ -527,6 +551,7 @@ def validate_source(read: ExtractRead, spec: SourceSpec, threshold: float | None
     if threshold is not None:  # a whole file: its findings now (a segment's: when its file is done)
         log_findings(spec.table, files, summary)
         check_quarantine_threshold(spec.table, files, n, quarantine, threshold)
+        check_identifier_loss(spec, files, n, flags)
     return ValidationResult(spec.table, accepted, quarantine, flags, summary, reported, format_counts)
 
 

@@ -9,21 +9,25 @@ triggers the analytical and evaluation DAGs when the upstream Asset is updated.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from core.assets import CHAIN
+from core.assets import CHAIN, IDENTIFIABLE_ZONE
 from core.contract import SEEDS
 from core.errors import LtcevalError
+from core.keys import (AIRFLOW_KEY_CONNECTION_ENV, AIRFLOW_KEY_VARIABLE, AIRFLOW_KEY_VARIABLE_ENV, key_file_exposure,
+                       normalise_key, read_key_file, without_key)
 from core.periods import parse_period
 from core.progress import progress_message
-from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths
+from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths, env_value
 
 DAG_ORDER = tuple(link.dag_id for link in CHAIN)
 
@@ -63,11 +67,30 @@ def airflow_env(paths: Paths) -> dict[str, str]:
 
 
 def ensure_key(paths: Paths, env: dict[str, str]) -> None:
-    """Use the configured key, or make a random local one for a synthetic demo run.
+    """Check the configured key before anything starts (the rules of ``core.keys.normalise_key``,
+    as the identifiable zone applies them), or make a random local one for a synthetic demo run.
 
-    The generated key stays in a 0600 file under the output folder and is never printed.
+    A key given to Airflow through the environment (``AIRFLOW_VAR_LTCEVAL_PSEUDO_KEY``,
+    ``AIRFLOW_CONN_LTCEVAL_PSEUDO_KEY``) is the key: no local one is made (it would have taken
+    precedence, and pseudonymised under a random key). A key file readable by group or others
+    gets a warning. The generated key stays in a 0600 file under the output folder; no key is
+    ever printed.
     """
-    if env.get(KEY_ENV) or env.get(KEY_FILE_ENV):
+    if env_value(KEY_ENV, env) is not None:
+        normalise_key(env[KEY_ENV], f"environment variable {KEY_ENV}")
+        return
+    if env_value(KEY_FILE_ENV, env):
+        key_file, where = Path(env[KEY_FILE_ENV]), f"key file named by {KEY_FILE_ENV}"
+        normalise_key(read_key_file(key_file, where), where)
+        exposed = key_file_exposure(key_file)
+        if exposed:
+            print(f"ltceval: warning: {exposed}", file=sys.stderr)
+        return
+    if env.get(AIRFLOW_KEY_VARIABLE_ENV):
+        normalise_key(env[AIRFLOW_KEY_VARIABLE_ENV], f"Airflow Variable {AIRFLOW_KEY_VARIABLE} "
+                                                     f"({AIRFLOW_KEY_VARIABLE_ENV})")
+        return
+    if env.get(AIRFLOW_KEY_CONNECTION_ENV):  # a connection URI or JSON: its password is checked in the task
         return
     key_file = paths.out / "secrets" / "pseudonymisation.key"
     if not key_file.exists():
@@ -77,6 +100,49 @@ def ensure_key(paths: Paths, env: dict[str, str]) -> None:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     env[KEY_FILE_ENV] = str(key_file)
+
+
+def step_env(env: dict[str, str], dag_id: str | None = None) -> dict[str, str]:
+    """The environment of one child process: the key (or where it is) only for the DAG that
+    pseudonymises; the analytical and evaluation DAGs, the metadata database's migration and
+    the synthetic generator never need it, so they never hold it."""
+    return env if dag_id == IDENTIFIABLE_ZONE.dag_id else without_key(env)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _libc_prctl():
+    """Linux's prctl, looked up once in the parent (not between fork and exec), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _dies_with(parent: int):
+    """A ``preexec_fn`` making the child die (SIGKILL) when ``parent`` does: a ``kill -9`` of
+    ``ltceval run`` left its DAG process running to the end and publishing. The kernel sends
+    the signal (PR_SET_PDEATHSIG), so it works however the parent dies; a parent already gone
+    before the signal was set is seen by the changed parent id. The child's own workers (the
+    validation and linkage pools) end when their pipes to it close. Elsewhere than Linux:
+    nothing (there, stop the children by hand)."""
+    def in_child() -> None:
+        if _PRCTL is not None:
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+    return in_child
+
+
+def _start(cmd: list[str], **kw) -> subprocess.Popen:
+    """A child of ``ltceval run`` (a step or a DAG), stopped with it (``_dies_with``)."""
+    return subprocess.Popen(cmd, preexec_fn=_dies_with(os.getpid()), **kw)
 
 
 # the line of a traceback that names the exception: "pkg.mod.SomeError: message"
@@ -102,8 +168,8 @@ def _step(label: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     shown = 0
     env = {**env, "PYTHONUNBUFFERED": "1"}  # progress lines as they are logged, not per 8 KiB block
-    with log.open("w") as fh, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
+    with log.open("w") as fh, _start(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
         for line in proc.stdout:
             fh.write(line)
             message = progress_message(line)
@@ -137,7 +203,7 @@ class _Beside:
         log.parent.mkdir(parents=True, exist_ok=True)
         self._t0, self._took = time.perf_counter(), None
         with log.open("w") as fh:
-            self._proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._proc = _start(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         # its own time, not the time until finish() is called
         self._waiter = threading.Thread(target=self._wait, daemon=True)
         self._waiter.start()
@@ -173,14 +239,14 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
     logs = paths.out / "logs"
     print(f"ltceval: output folder {paths.out}")
     migrate = ("preparing the embedded Airflow metadata database (SQLite)",
-               [sys.executable, "-m", "airflow", "db", "migrate"], env, logs / "airflow-db-migrate.log")
+               [sys.executable, "-m", "airflow", "db", "migrate"], step_env(env), logs / "airflow-db-migrate.log")
     if config is None:
         # independent of each other: the metadata database is made on the other core
         beside = _Beside(*migrate)
         try:
             _step(f"generating synthetic extracts for {persons:,} people (seed {seed})",
                   [sys.executable, "-m", "ltceval.cli", "synth", "--persons", str(persons), "--seed", str(seed),
-                   "--out", str(paths.out)], env, logs / "synth.log")
+                   "--out", str(paths.out)], step_env(env), logs / "synth.log")
         finally:  # never return (or fail) with the migration still writing under the output folder
             beside.wait()
         beside.finish()
@@ -190,7 +256,8 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
         env[SOURCES_CONFIG_ENV] = str(config.resolve())
         _step(*migrate)
     for dag_id in DAG_ORDER:
-        _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id], env, logs / f"dag-{dag_id}.log")
+        _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id], step_env(env, dag_id),
+              logs / f"dag-{dag_id}.log")
     run = publish.current_run(paths)
     report = publish.period_dir(paths, run.period) / "business_case.html"
     if not report.exists() or publish.published_period(paths, run.period) != publish.version_dir(paths, run):

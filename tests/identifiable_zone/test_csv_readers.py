@@ -23,7 +23,7 @@ def _careful(path, monkeypatch):
         return sources._read_table(path)
 
 
-@pytest.mark.parametrize("case", list(BODIES))
+@pytest.mark.parametrize("case", [c for c in BODIES if c != "a repeated header name"])  # refused: below
 def test_fast_and_careful_readers_agree(tmp_path, monkeypatch, case):
     path = tmp_path / "x.csv"
     path.write_bytes(BODIES[case].encode("utf-8"))
@@ -43,6 +43,16 @@ def test_fast_reader_declines_what_it_cannot_number():
     df, _ = sources._read_csv_arrow(BODIES["quoted, doubled quotes, padding, accents"], ",")
     assert df["name"].tolist() == ['O\'Brien "Jr"', "Zoë", None]
     assert df["code"].tolist() == ["A", None, "B"]
+
+
+def test_repeated_header_name_is_refused_by_both_readers(tmp_path, monkeypatch):
+    """Which of two columns of one name would be read? Neither: the file is refused."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(BODIES["a repeated header name"].encode("utf-8"))
+    for read in (sources._read_table, lambda p: _careful(p, monkeypatch)):
+        with pytest.raises(sources.ExtractUnusable, match=r"^x \(x\.csv\): rule columns_unique failed: column name "
+                                                          r"appears twice in the header$"):
+            read(path)
 
 
 def test_short_row_still_refused_with_its_line(tmp_path):

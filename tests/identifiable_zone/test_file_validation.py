@@ -6,6 +6,8 @@ segments (exact duplicates, record ids, the spine's NHS numbers) can catch them.
 import csv
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -141,9 +143,8 @@ def test_a_file_with_a_quoted_line_break_is_read_whole(landing, tmp_path, monkey
     """Segments need one record a line; such a file is read whole, with the same rules."""
     src = landing[0]
     land = tmp_path / "landing_copy"
-    land.mkdir()
-    for f in src.iterdir():
-        (land / f.name).symlink_to(f)
+    # hard links: a symbolic link out of the landing folder is refused
+    shutil.copytree(src, land, copy_function=os.link)
     (land / "gp_appointments.csv").unlink()
     lines = (src / "gp_appointments.csv").read_text(encoding="utf-8").split("\n")
     cells = next(csv.reader([lines[-4]]))  # the last original row, before the two planted ones
@@ -350,9 +351,8 @@ def test_a_line_that_is_not_utf8_in_a_later_segment_is_reported_as_reading_whole
     summaries = []
     for segment_mib in (None, SEGMENT_MIB):
         land = tmp_path / f"landing_{segment_mib}"
-        land.mkdir()
-        for f in src.iterdir():
-            (land / f.name).symlink_to(f)
+        # hard links: a symbolic link out of the landing folder is refused
+        shutil.copytree(src, land, copy_function=os.link)
         (land / "gp_appointments.csv").unlink()
         (land / "gp_appointments.csv").write_bytes(b"\n".join(data))
         zone = _validate(land, tmp_path / f"run_{segment_mib}", monkeypatch, segment_mib)

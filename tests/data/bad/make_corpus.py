@@ -613,7 +613,7 @@ on purpose and re-check the test's line numbers.
 Conventions:
 - **line**: the line of the CSV file, header = line 1, so data row *n* is line *n* + 1. Every
   message, log line and quarantine/flag row names the file and the line, never a value.
-- File names are `<table>.<case>.csv`; the test points the source's `file` at one of them.
+- File names are `<table>.<case>.csv` (`.parquet` for a Parquet case); the test points the source's `file` at one of them.
 - The tests pass `latest_date={period_end}` (the synthetic reporting period end; in a run it
   is `reporting_period_end` of the sources config, else the run date), except where a case
   says "after today", and `threshold=1.0` so that every row's fate is visible (with the
@@ -652,11 +652,79 @@ def main(folder: Path = HERE) -> list[Path]:
         written.append(p)
     rows = [f"| `{c.file}` | {c.source} | {c.fault} | {c.expected} |" for c in all_cases]
     (folder / "README.md").write_text(
-        README_HEAD.format(persons=PERSONS, seed=SEED, period_end=PERIOD_END) + "\n".join(rows) + "\n",
-        encoding="utf-8")
+        README_HEAD.format(persons=PERSONS, seed=SEED, period_end=PERIOD_END) + "\n".join(rows) + "\n"
+        + LATER_README_ROWS, encoding="utf-8")
+    return written + later_cases(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# cases added later (issue 15), built from the checked-in files above rather than from a new
+# synthetic population (the generator has changed since; regenerating would move every line)
+
+LONG = 200 * 1024  # over the csv module's default field limit (128 KiB)
+
+
+def later_cases(folder: Path = HERE) -> list[Path]:
+    """Write the later cases (``LATER_README_ROWS``) into ``folder``, from the files of
+    ``main`` there."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def lines(name):
+        return (folder / name).read_text(encoding="utf-8").split("\n")
+
+    written = []
+
+    def write(name, data: bytes):
+        (folder / name).write_bytes(data)
+        written.append(folder / name)
+
+    long_value = '"' + "5" * (LONG // 2) + "\n" + "5" * (LONG // 2) + '"'  # one field, two lines
+    cc = lines("iapt_ids201_care_contact.duplicates.csv")[:6]  # header and five distinct rows
+    row = cc[1].split(",")
+    row[3] = long_value  # AttendOrDNACode of row 1: not a code
+    cc[1] = ",".join(row)
+    cc[4] = cc[4][:-1] + "X"  # IAPTLTCServiceInd of row 4 (line 6, after the long field's two lines)
+    write("iapt_ids201_care_contact.long_field.csv", "\n".join(cc + [""]).encode())
+    short = lines("iapt_ids201_care_contact.short_row.csv")  # line 4 has a field fewer
+    row = short[1].split(",")
+    row[4] = long_value  # APPTYPE of row 1 (no rule): the row is fine, the file is not
+    write("iapt_ids201_care_contact.long_field_short_row.csv",
+          "\n".join(short[:1] + [",".join(row)] + short[2:]).encode())
+
+    gp = pd.read_csv(folder / "gp_patients.clean.csv", dtype=str, keep_default_na=False)
+    nhs = pd.array([int(v) for v in gp["NHSNumber"]], dtype="Int64")
+    nhs[2] = pd.NA  # one missing NHS number: through pandas the column became floats
+    table = pa.table({c: (pa.array(nhs, type=pa.int64()) if c == "NHSNumber" else
+                          pa.array(pd.to_datetime(gp[c]).dt.date, type=pa.date32()) if c == "DateOfBirth" else
+                          pa.array([v or None for v in gp[c]], type=pa.string())) for c in gp.columns})
+    pq.write_table(table, folder / "gp_patients.nullable_int_nhs_number.parquet")
+    written.append(folder / "gp_patients.nullable_int_nhs_number.parquet")
+
+    ecds = lines("ecds.before_birth.csv")
+    f = ecds[3].split(",")
+    f[7] = "2021-07-25"  # row 3's arrival as in ecds.invalid_nhs_number.csv: not before birth here
+    ecds[3] = ",".join(f)
+    for i in (1, 2, 4, 5):  # a spreadsheet's scientific notation: 9.99E+09
+        f = ecds[i].split(",")
+        f[1] = f"{int(f[1]):.2E}"
+        ecds[i] = ",".join(f)
+    write("ecds.nhs_number_scientific.csv", "\n".join(ecds).encode())
     return written
 
 
+LATER_README_ROWS = """\
+| `iapt_ids201_care_contact.long_field.csv` | iapt_ids201_care_contact | row 1's AttendOrDNACode is a quoted field of 200 KiB holding a line break (over the csv module's field limit); row 4's IAPTLTCServiceInd not a code | line 2 code_allowed on AttendOrDNACode (quarantined); line 6 code_allowed on IAPTLTCServiceInd (value blanked): the rows after the long field keep their lines |
+| `iapt_ids201_care_contact.long_field_short_row.csv` | iapt_ids201_care_contact | row 1's APPTYPE a quoted field of 200 KiB holding a line break; row 3 (line 5) one field short | ExtractUnusable: rule csv_shape at line 5 (a long field does not switch the check off) |
+| `gp_patients.nullable_int_nhs_number.parquet` | gp_patients | Parquet: NHSNumber int64 with one null (row 3), DateOfBirth a date | all 5 rows accepted, NHS numbers as their digits (not floats), row 3's missing |
+| `ecds.nhs_number_scientific.csv` | ecds | NHS numbers of rows 1, 2, 4, 5 in scientific notation (9.99E+09, as a spreadsheet writes them) | ExtractUnusable: rule identifier_kept on NHS_Number (4 of 5 rows blanked by nhs_number_format; first at line 2) |
+"""
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--later"]:  # only the later cases, from the checked-in files
+        for p in later_cases():
+            print(p.relative_to(HERE))
+        sys.exit(0)
     for p in main():
         print(p.relative_to(HERE))
