@@ -28,6 +28,7 @@ from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, publish
                                    published_outcome_table, published_subgroups,
                                    rounded_percentage, suppress_count, too_few_to_publish)
 from core.contract import OUTCOME_LABELS, outcome_label
+from core.spreadsheets import write_csv, write_xlsx
 from evaluation.reporting.formatting import fmt_ci, gbp, num, signed_ci
 from evaluation.reporting.plots import (fig_to_data_uri, plot_attrition, plot_event_study,
                                         plot_love, plot_naive_vs_did, plot_tornado,
@@ -411,11 +412,11 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     tables = reports_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
+    frames: dict[str, pd.DataFrame] = {}
 
     def csv(name: str, df: pd.DataFrame) -> None:
-        path = tables / f"{name}.csv"
-        df.to_csv(path, index=False)
-        written[name] = str(path)
+        written[name] = str(write_csv(df, tables / f"{name}.csv"))
+        frames[name] = df
 
     path = reports_dir / "business_case.html"
     path.write_text(build_html(inp), encoding="utf-8")
@@ -443,7 +444,9 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     if inp.subgroups is not None:
         csv("savings_by_subgroup", published_subgroups(inp.subgroups))
     csv("business_case_template", business_case_template(inp))
-    written.update(write_xlsx(reports_dir, {k: v for k, v in written.items() if k != "html"}))
+    xlsx = write_xlsx(reports_dir / "business_case_tables.xlsx", frames)
+    if xlsx is not None:
+        written["xlsx"] = str(xlsx)
     return written
 
 
@@ -464,17 +467,3 @@ def business_case_template(inp: ReportInputs) -> pd.DataFrame:
     meta = [m for m in meta if m[0] != "reporting_period" or m[1] is not None]
     m = pd.DataFrame([{"quantity": k, "estimate": v, "lo95": None, "hi95": None} for k, v in meta])
     return pd.concat([t.drop(columns=["interval_method"], errors="ignore"), m], ignore_index=True)
-
-
-def write_xlsx(reports_dir: Path, csv_paths: dict[str, str]) -> dict[str, str]:
-    """All tables in one workbook, if openpyxl or xlsxwriter is installed (else nothing)."""
-    import importlib.util
-
-    engine = next((e for e in ("openpyxl", "xlsxwriter") if importlib.util.find_spec(e)), None)
-    if engine is None:
-        return {}
-    path = Path(reports_dir) / "business_case_tables.xlsx"
-    with pd.ExcelWriter(path, engine=engine) as xw:
-        for name, p in csv_paths.items():
-            pd.read_csv(p).to_excel(xw, sheet_name=name[:31], index=False)
-    return {"xlsx": str(path)}
