@@ -5,7 +5,8 @@ Rules (methods reference): 0 stays 0; counts 1-7 become "*"; other counts are ro
 nearest 5 (halves round up, so 8 -> 10, 12 -> 10, 13 -> 15); rates and means based on 1-7
 people are suppressed, and a cohort of 1-7 treated people gets only a notice (no rates, means
 or savings); percentages are computed from rounded figures; subgroups of fewer than
-MIN_SUBGROUP_TREATED treated people are not estimated.
+MIN_SUBGROUP_TREATED treated people are not estimated; practices with 1-7 treated people are
+not named (pooled in one row).
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ SUPPRESSED = "*"
 MAX_SUPPRESSED = 7
 MIN_SUBGROUP_TREATED = 30  # smaller subgroups are not estimated (unstable; disclosure)
 SET_COUNT_COLUMNS = ["n_treated", "n_controls", "n_matched_sets"]
+SMALL_SUBGROUP_SPLIT = "practice_code"  # the subgroup split whose values identify a site
+OTHER_PRACTICES = "other practices (1-7 treated people each)"
 
 
 def suppress_count(n) -> int | str:
@@ -123,4 +126,19 @@ def published_iapt_outcomes(iapt: pd.DataFrame) -> pd.DataFrame:
 
 
 def published_subgroups(subgroups: pd.DataFrame) -> pd.DataFrame:
-    return suppress_counts(subgroups, ["n_treated"])
+    """Savings by subgroup, counts suppressed. A practice code is a site's identifier: a row
+    naming a practice with 1-7 treated people would say that so few were treated there, so
+    those practices are pooled in one OTHER_PRACTICES row (never estimated: fewer than
+    MIN_SUBGROUP_TREATED people each) and their codes are not published."""
+    small = ((subgroups["subgroup"] == SMALL_SUBGROUP_SPLIT)
+             & subgroups["n_treated"].between(1, MAX_SUPPRESSED))
+    out = subgroups[~small]
+    if small.any():
+        pooled = {c: np.nan for c in subgroups.columns}
+        pooled.update(subgroup=SMALL_SUBGROUP_SPLIT, value=OTHER_PRACTICES,
+                      n_treated=int(subgroups.loc[small, "n_treated"].sum()), estimated=False)
+        # the pooled row last among the practices, the splits in their order
+        order = {g: i for i, g in enumerate(pd.unique(subgroups["subgroup"]))}
+        out = pd.concat([out, pd.DataFrame([pooled])], ignore_index=True)
+        out = out.sort_values("subgroup", key=lambda s: s.map(order), kind="stable")
+    return suppress_counts(out.reset_index(drop=True), ["n_treated"])

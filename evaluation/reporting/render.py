@@ -258,14 +258,13 @@ def _subgroup_rows(subgroups: pd.DataFrame | None) -> list[list]:
     if subgroups is None or not len(subgroups):
         return []
     rows = []
-    for r in subgroups.itertuples():
+    for r in published_subgroups(subgroups).itertuples():
         if r.estimated:
             est, ci = gbp(r.net_saving_per_person), fmt_ci(r.lo95, r.hi95, money=True)
         else:
             est, ci = ("not estimated",
                        f"fewer than {MIN_SUBGROUP_TREATED} treated people or too few events")
-        rows.append([SUBGROUP_NAMES.get(r.subgroup, r.subgroup), r.value,
-                     suppress_count(r.n_treated), est, ci])
+        rows.append([SUBGROUP_NAMES.get(r.subgroup, r.subgroup), r.value, r.n_treated, est, ci])
     return rows
 
 

@@ -143,3 +143,26 @@ def test_hostile_text_from_the_data_is_inert_in_every_written_table(inputs, tmp_
     assert values == ["'" + v.replace("\r", "\n") for v in HOSTILE]  # XML turns a bare CR into LF
     assert all(isinstance(r[rows[0].index("net_saving_per_person")], float) and r[rows[0].index("net_saving_per_person")] < 0
                for r in rows[1:])
+
+
+def test_practices_with_1_to_7_treated_people_are_not_named_anywhere(inputs, tmp_path):
+    """Per-practice rows: a practice with 1-7 treated people is pooled with the others like it
+    in the CSV, the workbook and the HTML; practices with more keep their row."""
+    small = {"P90001": 3, "P90002": 5, "P90003": 1}
+    rows = [{"subgroup": "ltc_group", "value": "diabetes", "n_treated": 4}]
+    rows += [{"subgroup": "practice_code", "value": code, "n_treated": n} for code, n in small.items()]
+    rows += [{"subgroup": "practice_code", "value": "P90004", "n_treated": 12}]
+    subgroups = pd.DataFrame([{**r, "net_saving_per_person": float("nan"), "lo95": float("nan"),
+                               "hi95": float("nan"), "gross_saving_per_person": float("nan"),
+                               "estimated": False} for r in rows])
+    written = write_report(replace(inputs, subgroups=subgroups), tmp_path)
+    texts = [Path(written["html"]).read_text(encoding="utf-8"),
+             Path(written["savings_by_subgroup"]).read_text(encoding="utf-8"),
+             "\n".join(str(v) for r in assert_xlsx_inert(Path(written["xlsx"]))["savings_by_subgroup"] for v in r)]
+    for text in texts:
+        assert not any(code in text for code in small)
+        assert "P90004" in text and "other practices" in text
+    table = pd.read_csv(written["savings_by_subgroup"], dtype=str)
+    practices = table[table["subgroup"] == "practice_code"]
+    assert list(practices["n_treated"]) == ["10", "10"]  # 12 and the pooled 3 + 5 + 1, rounded
+    assert table.loc[table["subgroup"] == "ltc_group", "n_treated"].tolist() == ["*"]  # not a site: kept, suppressed
