@@ -171,6 +171,14 @@ def published_iapt_outcomes(iapt: pd.DataFrame) -> pd.DataFrame:
     return suppress_counts(out, ["n", "denominator"])
 
 
+EVENT_STUDY_ESTIMATES = ["log_rr", "se", "rate_ratio", "lo95", "hi95", "pretrend_chi2", "pretrend_p"]
+
+
+def published_event_study(tidy: pd.DataFrame) -> pd.DataFrame:
+    """The event studies' coefficients and pre-trend tests, to three significant figures."""
+    return significant_columns(tidy, [c for c in EVENT_STUDY_ESTIMATES if c in tidy])
+
+
 SCENARIO_ESTIMATES = ["net_saving_per_person", "lo95", "hi95", "gross_saving_per_person",
                       "therapy_cost_per_person"]
 

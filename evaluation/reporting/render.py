@@ -26,6 +26,7 @@ from core.disclosure import published_mean
 from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, published_attrition,
                                    published_balance, published_cost_did,
                                    published_costing_lines, published_costing_table,
+                                   published_event_study,
                                    published_iapt_outcomes, published_outcome_table,
                                    published_scenarios, published_subgroups,
                                    rounded_percentage, suppress_count, too_few_to_publish)
@@ -434,7 +435,7 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
         return written
     csv("outcomes_naive_vs_did", published_outcome_table(inp.estimates))
     es = pd.concat([e.event_study.tidy() for e in inp.estimates.values()], ignore_index=True)
-    csv("event_study", es)
+    csv("event_study", published_event_study(es))
     csv("costing_summary", published_costing_table(inp.costing))
     csv("costing_by_activity", published_costing_lines(inp.costing))
     if inp.cost_did is not None:
