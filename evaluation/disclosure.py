@@ -159,7 +159,10 @@ def published_balance(balance: pd.DataFrame) -> pd.DataFrame:
     if "n_treated" in t and "n_control" in t:
         t["mean_treated"] = _means(t["mean_treated"], t["n_treated"])
         t["mean_control"] = _means(t["mean_control"], t["n_control"])
-    t = significant_columns(t, [c for c in ("smd", "variance_ratio", "sd_pooled") if c in t])
+        others = ["smd", "variance_ratio", "sd_pooled"]
+    else:  # without the counts only three figures can be applied
+        others = ["mean_treated", "mean_control", "smd", "variance_ratio", "sd_pooled"]
+    t = significant_columns(t, [c for c in others if c in t])
     counts = [c for c in balance.columns if c.startswith("n_")]
     return suppress_counts(t, counts)
 
