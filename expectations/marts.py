@@ -223,8 +223,8 @@ def _finish(marts, reports_dir: Path, outcomes, summary, balance_critical: bool)
     n_eligible = int(tc["eligible_for_matching"].fillna(False).astype(bool).sum())
     n_matched = int((marts["mart_matched_cohort"]["is_treated"] == 1).sum())
     share = n_matched / n_eligible if n_eligible else 0.0
-    # published (summary.json, publication.json): counts rounded, the share from the rounded
-    # counts (exact, the pair gave both counts away); the gate itself uses the exact share
+    # published in gx/summary.json: counts rounded and the share computed from them (the exact
+    # pair gave the matched cohort's size away); the gate itself uses the exact share
     summary["matched_share"] = {"n_eligible_treated": round_count(n_eligible), "n_matched_treated": round_count(n_matched),
                                 "share": share_of_rounded(n_matched, n_eligible, scale=1.0),
                                 "target": MIN_MATCHED_SHARE, "meets_target": share >= MIN_MATCHED_SHARE}
