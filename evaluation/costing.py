@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from core.contract import SEEDS
+from core.disclosure import round_count
 from core.settings import env_value
 from evaluation.did import CountDiDResult
 from evaluation.methods.common import Z95
@@ -429,7 +430,7 @@ def estimate_costs(
         n_bad = int((~np.isfinite(g_py_b)).sum())
         kind = "bootstrap"
         method = (f"95% intervals by cluster bootstrap: {bootstrap.reps} replicates resampling "
-                  f"the {bootstrap.n_sets} clusters of matched sets (sets that share a person are one "
+                  f"about {round_count(bootstrap.n_sets)} clusters of matched sets (sets that share a person are one "
                   f"cluster) with replacement, every costed outcome re-estimated on the same "
                   f"replicate ({_REFIT_TEXT.get(bootstrap.refit, bootstrap.refit)}; percentile intervals"
                   f"{f'; {n_bad} replicates not estimable, left out' if n_bad else ''}); unit "

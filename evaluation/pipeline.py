@@ -19,6 +19,7 @@ from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.methods.common import json_safe
 from core.contract import COUNT_OUTCOMES
+from core.disclosure import published_mean
 from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
                               data_period, load_design, load_panel, load_raw_panel, load_treated_panel, read_table,
                               table_names)
@@ -159,7 +160,10 @@ def sensitivity(paths: Paths) -> dict:
     if treated is not None and "n_treatment_contacts" in treated:
         ids = panel.loc[panel["is_treated"] == 1, "person_id"].unique()
         t = treated[treated["person_id"].isin(ids)]
-        contacts = float(t["n_treatment_contacts"].mean()) if len(t) else None
+        # the scenario prices therapy at the mean as its label publishes it (rounded so that it
+        # does not give away the number of people): a cost from the exact mean would
+        contacts = published_mean(float(t["n_treatment_contacts"].mean()), len(t)) if len(t) else None
+        contacts = contacts if isinstance(contacts, float) else None
     alt = {t[len("mart_evaluation_panel__"):]: read_table(paths.warehouse, t)
            for t in sorted(tables) if t.startswith("mart_evaluation_panel__")}
     seed_costs = read_table(paths.warehouse, "unit_costs")

@@ -219,7 +219,7 @@ def run_sensitivity(
         uc_t.loc[uc_t["activity"] == THERAPY_ACTIVITY, "unit_cost_gbp"] = \
             per_contact * mean_treatment_contacts
         rows.append(_scenario("Therapy cost",
-                              f"Per contact ({mean_treatment_contacts:.1f} contacts x "
+                              f"Per contact ({mean_treatment_contacts:g} contacts x "
                               f"£{per_contact:,.0f})", cost(results, uc_t)))
 
     # count model

@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 
 from core.contract import COUNT_OUTCOMES, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE
+from core.disclosure import round_count, share_of_rounded, significant
 from core.settings import BALANCE_CRITICAL_ENV, env_value
 
 MARTS = ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_treated_cohort", "mart_attrition")
@@ -222,11 +223,14 @@ def _finish(marts, reports_dir: Path, outcomes, summary, balance_critical: bool)
     n_eligible = int(tc["eligible_for_matching"].fillna(False).astype(bool).sum())
     n_matched = int((marts["mart_matched_cohort"]["is_treated"] == 1).sum())
     share = n_matched / n_eligible if n_eligible else 0.0
-    summary["matched_share"] = {"n_eligible_treated": n_eligible, "n_matched_treated": n_matched, "share": round(share, 4),
+    # published in gx/summary.json: counts rounded and the share computed from them (the exact
+    # pair gave the matched cohort's size away); the gate itself uses the exact share
+    summary["matched_share"] = {"n_eligible_treated": round_count(n_eligible), "n_matched_treated": round_count(n_matched),
+                                "share": share_of_rounded(n_matched, n_eligible, scale=1.0),
                                 "target": MIN_MATCHED_SHARE, "meets_target": share >= MIN_MATCHED_SHARE}
     bal = marts["mart_balance"]
     after = bal[(bal["stage"] == "after") & bal["matched_on"]]
-    summary["max_abs_smd_after"] = float(after["smd"].abs().max()) if len(after) else None
+    summary["max_abs_smd_after"] = significant(float(after["smd"].abs().max())) if len(after) else None
     (reports_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
     if not summary["matched_share"]["meets_target"]:

@@ -4,8 +4,10 @@ Two versions:
 - raw (exact counts), kept in the identifiable zone: identifiable/ig_reports/<run_id>.json;
 - published, with small-number suppression: reports/ig_report.json and .html.
 
-Suppression: 0 stays 0; 1-7 -> "*"; other counts rounded to the nearest 5. A rate is shown
-only when its numerator and the rest of its denominator are each 0 or more than 7.
+Suppression (core.disclosure): 0 stays 0; 1-7 -> "*"; other counts rounded to the nearest 5. A
+rate is shown only when its numerator and the rest of its denominator are each 0 or more than
+7, and is computed from the rounded counts, to three significant figures (from the raw counts
+at one decimal it gave the denominator away: records and linked counts could be solved for).
 Neither version holds any identifier: counts, rule names, file names, checksums, the key
 fingerprint and column names only.
 """
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
 
-SMALL = 7
+SMALL = MAX_SUPPRESSED
 PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
 PROB_LABELS = ["<0.5", "0.5-0.8", "0.8-0.9", "0.9-0.95", "0.95-0.99", "0.99-0.999", ">=0.999"]
 RULES = ["deterministic_nhs_dob", "probabilistic", "unlinked"]
@@ -39,22 +42,18 @@ def _counts_by_bin(values: pd.Series, bins, labels) -> dict[str, int]:
 
 def suppress_count(n):
     """0 -> 0; 1..7 -> '*'; else nearest multiple of 5 (halves round up)."""
-    n = int(n)
-    if n == 0:
-        return 0
-    if n <= SMALL:
-        return "*"
-    return int(5 * ((n + 2) // 5))
+    return round_count(int(n))
 
 
 def suppress_rate(num, den):
+    """A percentage of rounded counts; "*" when the numerator or the rest is 1-7."""
     num, den = int(num), int(den)
     if den == 0:
         return None
     rest = den - num
     if (0 < num <= SMALL) or (0 < rest <= SMALL):
         return "*"
-    return round(100.0 * num / den, 1)
+    return share_of_rounded(num, den)
 
 
 def _suppress(obj, key=None):
@@ -187,7 +186,7 @@ def build_raw(paths: Paths) -> dict:
 
 
 def build_published(raw: dict) -> dict:
-    """Suppressed copy of the raw report; rates recomputed from raw counts then suppressed."""
+    """Suppressed copy of the raw report; rates recomputed from the rounded counts."""
     pub = _suppress({k: v for k, v in raw.items() if k not in ("linkage", "manifest")})
     pub["manifest"] = raw["manifest"]  # no counts: identifiers of the run, code and config
     lk = raw["linkage"]
@@ -210,7 +209,8 @@ def build_published(raw: dict) -> dict:
                       "match_weight_distribution": _suppress(lk["match_weight_distribution"]),
                       "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking"))}
     pub["suppression"] = "0 shown as 0; 1-7 as *; other counts rounded to the nearest 5; rates * when " \
-                         "the numerator or its complement is 1-7"
+                         "the numerator or its complement is 1-7, otherwise computed from the rounded counts " \
+                         "(three significant figures)"
     return pub
 
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from core.errors import LtcevalError
+from core.spreadsheets import write_csv
 from core.tables import check_table_path, require_columns
 from identifiable_zone.link import FIELD_COLS, LinkageError, link_files
 from identifiable_zone.sources import ExtractUnusable, read_one_file
@@ -74,7 +75,7 @@ def link_two_files(left: Path, right: Path, id_column: str, field_map: str, comp
         raise LtcevalError(f"linkage failed ({type(e).__name__}: {first}); too few records or fields to "
                            "train a model?") from None
     out.mkdir(parents=True, exist_ok=True)
-    pairs.to_csv(out / "links.csv", index=False)
+    write_csv(pairs, out / "links.csv")  # record ids come from the user's files: no formulas
     summary = {"left": str(left), "right": str(right), **summary}
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

@@ -26,6 +26,17 @@ def num(x, digits: int = 2) -> str:
     return f"{x:,.{digits}f}"
 
 
+def published_num(x) -> str:
+    """A published number (already rounded by evaluation.disclosure) at its own precision, no
+    more digits than it has: 0.0361, 0.4, 51, 1,020; "*" passes through; NaN -> "". Padding
+    0.4 to "0.40" would claim a precision the figure was rounded away from."""
+    if isinstance(x, str):
+        return x
+    if _missing(x):
+        return ""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,}"
+
+
 def fmt_ci(lo, hi, digits: int = 2, money: bool = False) -> str:
     """An interval as "lo to hi", in pounds or as numbers."""
     if money:

@@ -22,13 +22,17 @@ import pandas as pd
 from evaluation.costing import CostingResult
 from evaluation.design import StudyDesign
 from evaluation.did import LinearDiDResult, OutcomeEstimates
+from core.disclosure import published_mean
 from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, published_attrition,
                                    published_balance, published_cost_did,
-                                   published_costing_table, published_iapt_outcomes,
-                                   published_outcome_table, published_subgroups,
+                                   published_costing_lines, published_costing_table,
+                                   published_event_study,
+                                   published_iapt_outcomes, published_outcome_table,
+                                   published_scenarios, published_subgroups,
                                    rounded_percentage, suppress_count, too_few_to_publish)
 from core.contract import OUTCOME_LABELS, outcome_label
-from evaluation.reporting.formatting import fmt_ci, gbp, num, signed_ci
+from core.spreadsheets import write_csv, write_xlsx
+from evaluation.reporting.formatting import fmt_ci, gbp, num, published_num, signed_ci
 from evaluation.reporting.plots import (fig_to_data_uri, plot_attrition, plot_event_study,
                                         plot_love, plot_naive_vs_did, plot_tornado,
                                         plot_waterfall)
@@ -202,7 +206,8 @@ def _costs(inp: ReportInputs, published_costs: pd.DataFrame) -> dict:
         "rows": rows,
         "bootstrap": c.interval_kind == "bootstrap",
         "interval_method": c.interval_method,
-        "mean_followup_years": f"{c.mean_followup_years:.2f}",
+        # person-months over 12 x the treated people: a mean over them, in steps of 1/12
+        "mean_followup_years": published_num(published_mean(c.mean_followup_years, c.n_treated, unit=1 / 12)),
         "persistence_years": c.persistence_years,
         "persistence_decay": f"{c.persistence_decay:g}",
         "caseload_basis": c.annual_caseload_basis if c.annual_caseload else None,
@@ -220,14 +225,21 @@ def _ci_or_star(estimate, lo, hi) -> str:
     return "*" if isinstance(lo, str) else f"{num(estimate)} ({fmt_ci(lo, hi)})"
 
 
+def _published_ci_or_star(estimate, lo, hi) -> str:
+    """As _ci_or_star, for means rounded to their own precision (printed as they are)."""
+    if isinstance(lo, str):
+        return "*"
+    return f"{published_num(estimate)} ({published_num(lo)} to {published_num(hi)})"
+
+
 def _outcome_rows(published: pd.DataFrame) -> list[list]:
     rows = []
     for r in published.itertuples():
         pct = "*" if isinstance(r.naive_pct_change, str) else f"{r.naive_pct_change:+.0%}"
         rows.append([
             r.label,
-            f"{num(r.naive_pre_per_person_year)} → {num(r.naive_post_per_person_year)} ({pct})",
-            _ci_or_star(r.naive_change_per_person_year, r.naive_change_lo95, r.naive_change_hi95),
+            f"{published_num(r.naive_pre_per_person_year)} → {published_num(r.naive_post_per_person_year)} ({pct})",
+            _published_ci_or_star(r.naive_change_per_person_year, r.naive_change_lo95, r.naive_change_hi95),
             _ci_or_star(r.did_rate_ratio, r.did_rate_ratio_lo95, r.did_rate_ratio_hi95),
             _ci_or_star(r.did_abs_change_per_person_year, r.did_abs_change_lo95,
                         r.did_abs_change_hi95),
@@ -257,14 +269,13 @@ def _subgroup_rows(subgroups: pd.DataFrame | None) -> list[list]:
     if subgroups is None or not len(subgroups):
         return []
     rows = []
-    for r in subgroups.itertuples():
+    for r in published_subgroups(subgroups).itertuples():
         if r.estimated:
             est, ci = gbp(r.net_saving_per_person), fmt_ci(r.lo95, r.hi95, money=True)
         else:
             est, ci = ("not estimated",
                        f"fewer than {MIN_SUBGROUP_TREATED} treated people or too few events")
-        rows.append([SUBGROUP_NAMES.get(r.subgroup, r.subgroup), r.value,
-                     suppress_count(r.n_treated), est, ci])
+        rows.append([SUBGROUP_NAMES.get(r.subgroup, r.subgroup), r.value, r.n_treated, est, ci])
     return rows
 
 
@@ -274,13 +285,13 @@ def _balance(balance: pd.DataFrame | None) -> dict | None:
     matched_on = (balance["matched_on"].astype(bool) if "matched_on" in balance
                   else pd.Series(True, index=balance.index))
     after = balance[(balance["stage"] == "after") & matched_on]
-    b = balance.assign(matched_on=matched_on)
+    b = published_balance(balance.assign(matched_on=matched_on))
     return {
         "worst_smd": f"{after['smd'].abs().max():.3f}" if len(after) else None,
         "n_imbalanced": int((after["smd"].abs() >= 0.1).sum()),
         "any_not_matched_on": bool((~matched_on).any()),
         "rows": [[r.covariate + ("" if r.matched_on else " (not matched on)"), r.stage,
-                  num(r.mean_treated, 3), num(r.mean_control, 3), num(r.smd, 3),
+                  published_num(r.mean_treated), published_num(r.mean_control), num(r.smd, 3),
                   num(r.variance_ratio, 2)] for r in b.itertuples()],
     }
 
@@ -379,7 +390,7 @@ def report_context(inp: ReportInputs) -> dict:
         "scenario_rows": [] if scenarios is None or len(scenarios) <= 1 else [
             [r.group, r.label, gbp(r.gross_saving_per_person), gbp(r.therapy_cost_per_person),
              gbp(r.net_saving_per_person), fmt_ci(r.lo95, r.hi95, money=True)]
-            for r in scenarios.itertuples()],
+            for r in published_scenarios(scenarios).itertuples()],
         "sensitivity_notes": list(inp.sensitivity_notes),
         "iapt_rows": _iapt_rows(inp.iapt),
         "subgroup_rows": _subgroup_rows(inp.subgroups),
@@ -411,11 +422,11 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     tables = reports_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
+    frames: dict[str, pd.DataFrame] = {}
 
     def csv(name: str, df: pd.DataFrame) -> None:
-        path = tables / f"{name}.csv"
-        df.to_csv(path, index=False)
-        written[name] = str(path)
+        written[name] = str(write_csv(df, tables / f"{name}.csv"))
+        frames[name] = df
 
     path = reports_dir / "business_case.html"
     path.write_text(build_html(inp), encoding="utf-8")
@@ -424,9 +435,9 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
         return written
     csv("outcomes_naive_vs_did", published_outcome_table(inp.estimates))
     es = pd.concat([e.event_study.tidy() for e in inp.estimates.values()], ignore_index=True)
-    csv("event_study", es)
+    csv("event_study", published_event_study(es))
     csv("costing_summary", published_costing_table(inp.costing))
-    csv("costing_by_activity", inp.costing.lines)
+    csv("costing_by_activity", published_costing_lines(inp.costing))
     if inp.cost_did is not None:
         csv("cost_linear_did", published_cost_did(inp.cost_did))
     if inp.balance is not None:
@@ -437,13 +448,15 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     if inp.price_index is not None:
         csv("price_index", inp.price_index)
     if inp.scenarios is not None:
-        csv("sensitivity", inp.scenarios)
+        csv("sensitivity", published_scenarios(inp.scenarios))
     if inp.iapt is not None:
         csv("iapt_outcomes", published_iapt_outcomes(inp.iapt))
     if inp.subgroups is not None:
         csv("savings_by_subgroup", published_subgroups(inp.subgroups))
     csv("business_case_template", business_case_template(inp))
-    written.update(write_xlsx(reports_dir, {k: v for k, v in written.items() if k != "html"}))
+    xlsx = write_xlsx(reports_dir / "business_case_tables.xlsx", frames)
+    if xlsx is not None:
+        written["xlsx"] = str(xlsx)
     return written
 
 
@@ -464,17 +477,3 @@ def business_case_template(inp: ReportInputs) -> pd.DataFrame:
     meta = [m for m in meta if m[0] != "reporting_period" or m[1] is not None]
     m = pd.DataFrame([{"quantity": k, "estimate": v, "lo95": None, "hi95": None} for k, v in meta])
     return pd.concat([t.drop(columns=["interval_method"], errors="ignore"), m], ignore_index=True)
-
-
-def write_xlsx(reports_dir: Path, csv_paths: dict[str, str]) -> dict[str, str]:
-    """All tables in one workbook, if openpyxl or xlsxwriter is installed (else nothing)."""
-    import importlib.util
-
-    engine = next((e for e in ("openpyxl", "xlsxwriter") if importlib.util.find_spec(e)), None)
-    if engine is None:
-        return {}
-    path = Path(reports_dir) / "business_case_tables.xlsx"
-    with pd.ExcelWriter(path, engine=engine) as xw:
-        for name, p in csv_paths.items():
-            pd.read_csv(p).to_excel(xw, sheet_name=name[:31], index=False)
-    return {"xlsx": str(path)}

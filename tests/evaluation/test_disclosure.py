@@ -42,3 +42,21 @@ def test_published_iapt_outcomes_percentages_come_from_rounded_counts():
     out = published_iapt_outcomes(iapt)
     assert list(out["n"]) == [50, "*"] and list(out["denominator"]) == [100, 100]
     assert list(out["percent"]) == [pytest.approx(50.0), "*"]
+
+
+def test_published_balance_means_do_not_give_the_count_away():
+    from disclosure_checks import pinned_count
+
+    from evaluation.disclosure import published_balance
+
+    bal = pd.DataFrame({"covariate": ["recent_emergency_admissions"] * 2, "stage": ["after", "after"],
+                        "mean_treated": [3 / 83, 3 / 83], "mean_control": [5 / 83, 0.0], "smd": [-0.1234567, 0.0],
+                        "n_treated": [83, 5], "n_control": [83, 83]})
+    pub = published_balance(bal)
+    assert pinned_count(repr(3 / 83), 85) == 83  # what the unrounded table gave away
+    assert pinned_count(str(float(pub.loc[0, "mean_treated"])), pub.loc[0, "n_treated"]) is None
+    assert pinned_count(str(float(pub.loc[0, "mean_control"])), pub.loc[0, "n_control"]) is None
+    assert pub.loc[1, "mean_treated"] == "*" and pub.loc[1, "n_treated"] == "*"  # 5 people
+    assert pub.loc[0, "smd"] == -0.123
+    # without the counts, three significant figures
+    assert published_balance(bal.drop(columns=["n_treated", "n_control"])).loc[0, "mean_treated"] == 0.0361

@@ -3,10 +3,12 @@ HTML is escaped, published (suppressed) and well-formed; the small-cohort notice
 from dataclasses import replace
 from html.parser import HTMLParser
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from simpanel import UNIT_COSTS, simulate_panel
+from spreadsheet_checks import HOSTILE, assert_csv_inert, assert_xlsx_inert
 
 from evaluation.costing import estimate_costs
 from evaluation.did import estimate_linear_did, estimate_outcome
@@ -121,3 +123,46 @@ def test_num_and_fmt_ci():
     assert num("*") == "*" and num(float("nan")) == ""
     assert fmt_ci(0.8, 1.25) == "0.80 to 1.25"
     assert fmt_ci(-1500, 20, money=True) == "-£1,500 to £20"
+
+
+def test_hostile_text_from_the_data_is_inert_in_every_written_table(inputs, tmp_path):
+    """A practice code (or any text from the data) that a spreadsheet would run as a formula is
+    quoted in the CSV tables and in the workbook; numbers are still numbers."""
+    subgroups = pd.DataFrame([{"subgroup": "practice_code", "value": code, "n_treated": 40 + i,
+                               "net_saving_per_person": -120.5 - i, "lo95": -300.0, "hi95": 60.0,
+                               "gross_saving_per_person": 500.0, "estimated": True}
+                              for i, code in enumerate(HOSTILE)])
+    written = write_report(replace(inputs, subgroups=subgroups), tmp_path)
+    assert "xlsx" in written and "savings_by_subgroup" in written
+    for name, path in written.items():
+        if name not in ("html", "xlsx"):
+            assert_csv_inert(Path(path))
+    sheets = assert_xlsx_inert(Path(written["xlsx"]))
+    rows = sheets["savings_by_subgroup"]
+    values = [r[rows[0].index("value")] for r in rows[1:]]
+    assert values == ["'" + v.replace("\r", "\n") for v in HOSTILE]  # XML turns a bare CR into LF
+    savings = [r[rows[0].index("net_saving_per_person")] for r in rows[1:]]
+    assert all(isinstance(v, (int, float)) and v < 0 for v in savings)  # numbers, not text
+
+
+def test_practices_with_1_to_7_treated_people_are_not_named_anywhere(inputs, tmp_path):
+    """Per-practice rows: a practice with 1-7 treated people is pooled with the others like it
+    in the CSV, the workbook and the HTML; practices with more keep their row."""
+    small = {"P90001": 3, "P90002": 5, "P90003": 1}
+    rows = [{"subgroup": "ltc_group", "value": "diabetes", "n_treated": 4}]
+    rows += [{"subgroup": "practice_code", "value": code, "n_treated": n} for code, n in small.items()]
+    rows += [{"subgroup": "practice_code", "value": "P90004", "n_treated": 12}]
+    subgroups = pd.DataFrame([{**r, "net_saving_per_person": float("nan"), "lo95": float("nan"),
+                               "hi95": float("nan"), "gross_saving_per_person": float("nan"),
+                               "estimated": False} for r in rows])
+    written = write_report(replace(inputs, subgroups=subgroups), tmp_path)
+    texts = [Path(written["html"]).read_text(encoding="utf-8"),
+             Path(written["savings_by_subgroup"]).read_text(encoding="utf-8"),
+             "\n".join(str(v) for r in assert_xlsx_inert(Path(written["xlsx"]))["savings_by_subgroup"] for v in r)]
+    for text in texts:
+        assert not any(code in text for code in small)
+        assert "P90004" in text and "other practices" in text
+    table = pd.read_csv(written["savings_by_subgroup"], dtype=str)
+    practices = table[table["subgroup"] == "practice_code"]
+    assert list(practices["n_treated"]) == ["10", "10"]  # 12 and the pooled 3 + 5 + 1, rounded
+    assert table.loc[table["subgroup"] == "ltc_group", "n_treated"].tolist() == ["*"]  # not a site: kept, suppressed

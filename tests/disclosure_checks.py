@@ -1,0 +1,89 @@
+"""An attacker's reading of a published mean, rate or share: which whole counts of people could
+be behind it, at the precision it is printed with. Shared by the disclosure tests.
+
+A mean printed as text t is read as lying within half a unit of t's last non-zero digit
+("0.0361" +/- 0.00005, "51.0" +/- 0.5, "1010.0" +/- 5): trailing zeros are not taken as
+significant, so a figure is never read as more precise than it was printed (a reading finer
+than the true precision could "find" a count the figure does not give). A count n fits the
+mean when some whole k >= 0 gives unit * k / n within that interval. The published count R of
+those people stands for R-2..R+2 (core.disclosure.possible_counts); a mean that fits only one
+of them gives the count away.
+"""
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from html.parser import HTMLParser
+
+from core.disclosure import possible_counts
+
+
+
+def half_width(text: str) -> Decimal:
+    """Half a unit of the last non-zero digit of a printed number."""
+    d = Decimal(text.replace(",", "").replace("£", "")).normalize()  # normalize drops trailing zeros
+    return Decimal(5) * Decimal(10) ** (d.as_tuple().exponent - 1)
+
+
+def counts_fitting(text: str, candidates, unit: float = 1.0) -> set[int]:
+    """The counts n among ``candidates`` for which some k / n (x ``unit``) prints as ``text``."""
+    v = Decimal(text.replace(",", "").replace("£", ""))
+    hw = half_width(text)
+    lo, hi = float(abs(v) - hw), float(abs(v) + hw)
+    fits = set()
+    for n in candidates:
+        k_lo = max(math.ceil(lo * n / unit - 1e-9), 0)
+        if k_lo <= math.floor(hi * n / unit + 1e-9):
+            fits.add(n)
+    return fits
+
+
+def pinned_count(text: str, published_count, unit: float = 1.0) -> int | None:
+    """The one count a printed mean leaves possible among those its published count stands
+    for, or None when it leaves more than one (or fits none: then it is not a mean of that
+    many people at this step)."""
+    if isinstance(text, str) and text.strip() in ("*", ""):
+        return None
+    text = str(text)
+    if Decimal(text.replace(",", "").replace("£", "")) == 0:
+        return None  # 0 = 0 / n for every n
+    fits = counts_fitting(text, possible_counts(published_count), unit)
+    return next(iter(fits)) if len(fits) == 1 else None
+
+
+class Tables(HTMLParser):
+    """Every <table> of a page as (header cells, body rows of cell texts)."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.tables: list[tuple[list[str], list[list[str]]]] = []
+        self._rows: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._rows = []
+        elif tag == "tr" and self._rows is not None:
+            self._rows.append([])
+        elif tag in ("td", "th") and self._rows is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._rows:
+            self._rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table" and self._rows is not None:
+            rows = [r for r in self._rows if r]
+            if rows:
+                self.tables.append((rows[0], rows[1:]))
+            self._rows = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def table(self, first_header: str) -> tuple[list[str], list[list[str]]]:
+        found = [t for t in self.tables if t[0] and t[0][0] == first_header]
+        assert found, f"no table headed {first_header!r}"
+        return found[0]
