@@ -14,7 +14,7 @@ in DuckDB, no pair is made), and:
   pairs that match (the prior) and the m and u probabilities unbiased; it only adds noise,
   which at millions of pairs is small.
 
-Linkage's DuckDB works within ``LTCEVAL_DUCKDB_MEMORY_LIMIT`` (default 4GB) and spills to a
+Linkage's DuckDB works within ``LTCEVAL_DUCKDB_MEMORY_LIMIT`` (default 2GB) and spills to a
 folder inside the identifiable zone: spilled pairs carry identifiers.
 """
 from __future__ import annotations
