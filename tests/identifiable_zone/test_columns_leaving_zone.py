@@ -146,3 +146,36 @@ def test_hostile_values_never_leave_the_zone_and_are_counted(hostile_run):
     labels = {r["ethnic_category"] for r in ig["linkage"]["rates_by_subgroup"]["ethnic_category"]}
     assert labels <= allowed | {"not recorded", "not in source"}
 
+
+def test_person_dates_leave_the_zone_at_month_grain(hostile_run):
+    """Registration start and end and date of death are published as the 15th of their month:
+    the month of the day-level date, never the day (a registration at birth gave the date of
+    birth, a death to the day identifies)."""
+    from identifiable_zone.pseudonymise import PERSON_DATES_DAY
+
+    paths, _, _ = hostile_run
+    person = pd.read_parquet(paths.pseudonymised / "person.parquet")
+    spine = pd.read_parquet(paths.identifiable / "accepted" / "gp_patients.parquet")
+    for published, accepted in (("registration_start", "RegistrationStartDate"),
+                                ("registration_end", "RegistrationEndDate"), ("date_of_death", "DateOfDeath")):
+        days = pd.to_datetime(person[published].dropna())
+        assert len(days) > 0 and (days.dt.day == PERSON_DATES_DAY).all(), published
+        months = set(pd.to_datetime(spine[accepted].dropna()).dt.to_period("M"))
+        assert set(days.dt.to_period("M")) <= months, published
+    assert (pd.to_datetime(spine["RegistrationStartDate"].dropna()).dt.day != PERSON_DATES_DAY).any()
+
+
+def test_the_ig_report_gives_the_share_of_people_unique_on_published_attributes(hostile_run):
+    """The quasi-identifier measure, computed independently in pandas from the published person
+    table; the published report shows the share (two decimals) and rounded counts."""
+    from identifiable_zone.ig_report import QUASI_IDENTIFIERS
+
+    paths, _, _ = hostile_run
+    person = pd.read_parquet(paths.pseudonymised / "person.parquet")
+    sizes = person[list(QUASI_IDENTIFIERS)].astype(str).value_counts(dropna=False)  # a missing value is a value
+    unique = int((sizes == 1).sum())
+    raw = json.loads(next((paths.identifiable / "ig_reports").glob("*.json")).read_text())["quasi_identifiers"]
+    assert raw == {"attributes": list(QUASI_IDENTIFIERS), "persons": len(person), "unique_persons": unique,
+                   "share_unique": round(unique / len(person), 2)}
+    published = json.loads((paths.reports / "ig_report.json").read_text())["quasi_identifiers"]
+    assert published["share_unique"] == raw["share_unique"] and published["persons"] % 5 == 0
