@@ -124,6 +124,31 @@ def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict,
     return link_rates, prob_dist, weight_dist, subgroups, {"records": int(spine_records)}
 
 
+# the person attributes published in the analytical zone that someone could know of a person
+QUASI_IDENTIFIERS = ("sex", "year_of_birth", "month_of_birth", "ethnic_category", "lsoa11", "practice_code",
+                     "registration_start", "registration_end", "date_of_death")
+
+
+def quasi_identifier_uniqueness(person_file: Path) -> dict | None:
+    """How many published persons are unique on the person attributes published with them (a
+    missing value counts as a value): who knows those facts about someone can single them out
+    in the analytical zone. The share is rounded to two decimals (it must not give the exact
+    count the published report rounds)."""
+    if not person_file.exists():
+        return None
+    import duckdb
+    import pyarrow.parquet as pq
+
+    cols = [c for c in QUASI_IDENTIFIERS if c in pq.read_schema(person_file).names]
+    group = ", ".join(f'"{c}"' for c in cols)
+    with duckdb.connect() as con:
+        persons, unique = con.execute(
+            f"SELECT coalesce(sum(n), 0), count(*) FILTER (WHERE n = 1) FROM "
+            f"(SELECT count(*) AS n FROM read_parquet(?) GROUP BY {group})", [str(person_file)]).fetchone()
+    return {"attributes": cols, "persons": int(persons), "unique_persons": int(unique),
+            "share_unique": round(unique / persons, 2) if persons else None}
+
+
 def build_raw(paths: Paths) -> dict:
     ident = paths.identifiable
     run = _read(ident / "run.json") or {}
@@ -194,6 +219,7 @@ def build_raw(paths: Paths) -> dict:
                              + ("" if identifiers_received else " (the upstream pseudonymised key, re-keyed)"),
                              "rows_without_person": no_person},
         "columns_leaving_zone": columns_out, "columns_withheld": withheld,
+        "quasi_identifiers": quasi_identifier_uniqueness(paths.pseudonymised / "person.parquet"),
     }
 
 

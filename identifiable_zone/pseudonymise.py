@@ -105,6 +105,41 @@ def pseudonym(canonical_id: str, key: bytes) -> str:
     return hmac.new(key, canonical_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+# A record id's pseudonym: 128 bits are ample for uniqueness (tens of millions of records) and
+# halve the warehouse's id columns against a whole SHA-256.
+RECORD_ID_HEX = 32
+
+
+def record_pseudonym(domain: str, record_id: str, key: bytes) -> str:
+    """Pseudonym of a source record id (EC_Ident, APCS_Ident, ServiceRequestId, ...): HMAC-SHA256
+    under the project key of "record_id:<domain>:<id>", first ``RECORD_ID_HEX`` hex characters.
+    ``domain`` is the record id column of the source the id belongs to, so one value under two
+    fields gives two unrelated pseudonyms (domain separation), a foreign key matches its target,
+    and a new key changes every pseudonym (joining old and new tables on record ids no longer
+    maps old person ids to new ones)."""
+    return hmac.new(key, f"record_id:{domain}:{record_id}".encode("utf-8"), hashlib.sha256).hexdigest()[:RECORD_ID_HEX]
+
+
+def _register_record_pseudonym(con, key: bytes) -> None:
+    """SQL function ``record_pseudonym(domain, id)`` = ``record_pseudonym`` above, run by DuckDB
+    on each vector of rows as it streams a table out (a table's ids never sit in memory at once);
+    the key stays in this closure and never enters SQL text."""
+    base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def udf(domains: pa.Array, ids: pa.Array) -> pa.Array:
+        out = []
+        for domain, rid in zip(domains.to_pylist(), ids.to_pylist()):
+            if rid is None:
+                out.append(None)
+                continue
+            h = base.copy()
+            h.update(f"record_id:{domain}:{rid}".encode("utf-8"))
+            out.append(h.hexdigest()[:RECORD_ID_HEX])
+        return pa.array(out, type=pa.string())
+
+    con.create_function("record_pseudonym", udf, ["VARCHAR", "VARCHAR"], "VARCHAR", type="arrow")
+
+
 def pseudonymise_keys(person_keys: pd.Series, key: bytes) -> pd.Series:
     """Map canonical person keys to pseudonyms, hashing each distinct key once; None stays None."""
     from identifiable_zone import normalise as nz
@@ -209,9 +244,12 @@ def _sql_date(column: str) -> str:
     return f"CAST(TRY_STRPTIME(a.{_q(column)}, '%Y-%m-%d') AS DATE)"
 
 
-def _typed_columns(con, accepted: Path, keep: list[str], dates: list[str], numeric: list[str]) -> list[str]:
+def _typed_columns(con, accepted: Path, keep: list[str], dates: list[str], numeric: list[str],
+                   pseudonymised: Mapping[str, str] | None = None) -> list[str]:
     """SQL select items: ISO dates become DATE, numbers BIGINT when every value is whole (else
-    DOUBLE), anything unparsable missing; other columns stay text. Same types as ``to_arrow``."""
+    DOUBLE), anything unparsable missing; record id columns (``pseudonymised``: column ->
+    domain) their keyed pseudonyms; other columns stay text. Same types as ``to_arrow``."""
+    pseudonymised = pseudonymised or {}
     whole = {}
     if numeric:
         probes = ", ".join(f"coalesce(bool_and(v{i} = floor(v{i})), true)" for i in range(len(numeric)))
@@ -220,7 +258,10 @@ def _typed_columns(con, accepted: Path, keep: list[str], dates: list[str], numer
         whole = dict(zip(numeric, row))
     items = []
     for c in keep:
-        if c in dates:
+        if c in pseudonymised:
+            domain = pseudonymised[c].replace("'", "''")
+            items.append(f"record_pseudonym('{domain}', a.{_q(c)}) AS {_q(c)}")
+        elif c in dates:
             items.append(f"{_sql_date(c)} AS {_q(c)}")
         elif c in numeric:
             cast = f"TRY_CAST(a.{_q(c)} AS DOUBLE)"
@@ -248,13 +289,28 @@ def _value_table(con, name: str, values: list, columns: dict[str, pa.Array]) -> 
     con.unregister(f"{name}_arrow")
 
 
+# Person dates leave the zone at month grain, written as the 15th of their month: a
+# registration at birth gave the full date of birth, a date of death published to the day is
+# itself identifying, and with sex, birth month, LSOA and practice they made everyone unique.
+# Mid-month keeps the panel's exposure in a partial month half a month on average and
+# eligibility ("registered before the baseline's first month", "alive at the index month") as
+# day-level dates give it; event dates (admissions, discharges: bed days) keep their day.
+PERSON_DATES_DAY = 15
+
+
+def _month_grain(column: str) -> str:
+    """SQL: the DATE in ``column`` as the ``PERSON_DATES_DAY`` of its month (missing stays missing)."""
+    return f"make_date(year({column}), month({column}), {PERSON_DATES_DAY})"
+
+
 def _write_person_table(con, spine_file: Path, spec, record_person: Path, target: Path) -> int:
     """One row per linked spine person (records of one person collapsed), in person-key order:
     sex, year and month of birth, ethnic category, LSOA and practice of the most recent
     registration (latest start; missing starts count as earliest; ties to the larger record
     id), the earliest start, the latest end unless some registration is still open, the
-    latest date of death. Written by DuckDB from the accepted spine (it was a pandas groupby
-    of every spine record: 74 s at 2,000,000 people). Returns the persons written."""
+    latest date of death, the three dates at month grain (``PERSON_DATES_DAY``). Written by
+    DuckDB from the accepted spine (it was a pandas groupby of every spine record: 74 s at
+    2,000,000 people). Returns the persons written."""
     from identifiable_zone import normalise as nz
 
     src = f"read_parquet({sql_path(spine_file)})"
@@ -302,7 +358,9 @@ def _write_person_table(con, spine_file: Path, spec, record_person: Path, target
                    max(death_date) AS date_of_death
             FROM s GROUP BY person_key)
         SELECT i.person_id, l.sex, l.yob AS year_of_birth, l.mob AS month_of_birth, l.ethnic_category,
-               l.lsoa11, l.practice_code, sp.registration_start, sp.registration_end, sp.date_of_death
+               l.lsoa11, l.practice_code, {_month_grain("sp.registration_start")} AS registration_start,
+               {_month_grain("sp.registration_end")} AS registration_end,
+               {_month_grain("sp.date_of_death")} AS date_of_death
         FROM latest l JOIN spans sp USING (person_key) JOIN person_ids i USING (person_key)
         WHERE l.recency = 1
         ORDER BY l.person_key"""
@@ -325,6 +383,7 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
     with connection(spill_dir) as con:
         con.execute("SET preserve_insertion_order = true")
         _register_person_ids(con, record_person, key)
+        _register_record_pseudonym(con, key)
 
         spine_spec = cfg[SPINE]
         persons = _write_person_table(con, accepted_dir / f"{SPINE}.parquet", spine_spec, record_person,
@@ -349,8 +408,9 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
                     drop.add(fk)  # PatientRecordId / LocalPatientId: local patient ids leave nothing
                 join = f"LEFT JOIN {_records_of(record_person, of)} m ON a.{_q(fk)} = m.record_id"
             keep = [c for c in spec.columns if c not in drop]
+            pseudonymised = {c: d for c, d in spec.pseudonymised_columns.items() if c in keep}
             items = _typed_columns(con, src_file, keep, [c for c in spec.dates if c in keep],
-                                   [c for c in spec.numeric if c in keep])
+                                   [c for c in spec.numeric if c in keep], pseudonymised)
             if join:
                 items.insert(0, "m.person_id")
             target = out / f"{name}.parquet"
@@ -367,6 +427,7 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
                 "rows_without_person": int(rows - with_person) if join else None,
                 "columns": (["person_id"] if join else []) + keep,
                 "withheld": sorted(drop & set(spec.columns)),
+                "pseudonymised": sorted(pseudonymised),
             }
             rows_done += rows
             progress.report("pseudonymise", "%s written, %d/%d tables, %s of %s rows", name, i, len(present),

@@ -85,6 +85,15 @@ class CodeRule:
 
 
 @dataclass(frozen=True)
+class PatternRule:
+    """A value must match ``regex`` whole (rule ``pattern``); for coded columns whose code list
+    is too large to list (SNOMED CT, ICD-10, organisation codes)."""
+
+    regex: str
+    action: str = "quarantine"
+
+
+@dataclass(frozen=True)
 class DateRef:
     """A date a record's event dates are checked against: a column of the record itself
     (``table`` empty) or of its parent record (``table``, reached through the record's
@@ -130,6 +139,12 @@ class SourceSpec:
     numeric_min: dict = field(default_factory=dict)  # column -> smallest allowed value (rule numeric_min)
     date_order: tuple = ()  # (earlier, later) date column pairs (rule date_order on the later one)
     life: LifeSpec | None = None  # event dates within the person's life (date_after_birth, ...)
+    numeric_max: dict = field(default_factory=dict)  # column -> largest allowed value (rule numeric_max)
+    patterns: dict = field(default_factory=dict)  # column -> PatternRule (rule pattern)
+    # columns holding a source's record ids besides its own record id -> the domain they are
+    # pseudonymised under (the record id column of the source they point at)
+    record_ids: dict = field(default_factory=dict)
+    reference: bool = False  # reference data (no person): its record id is a public code, published as is
 
     @property
     def parent_date_refs(self) -> list[DateRef]:
@@ -147,6 +162,15 @@ class SourceSpec:
     def links_persons(self) -> bool:
         """Records of this source are linked to persons (identifiers or an upstream key)."""
         return bool(self.identifiers) or bool(self.pseudo_key)
+
+    @property
+    def pseudonymised_columns(self) -> dict[str, str]:
+        """Column -> domain of the source record ids that leave the zone only as keyed pseudonyms
+        (``pseudonymise.record_pseudonym``): its own record id (unless reference data) and the
+        record ids of other sources it holds. A foreign key shares its target's domain, so joins
+        still work; different domains give one value different pseudonyms."""
+        own = {} if self.reference else {self.record_id: self.record_id}
+        return {**own, **self.record_ids}
 
     @property
     def person_columns(self) -> set:
@@ -215,6 +239,36 @@ def _life_spec(table: str, life: dict, sources: dict) -> LifeSpec:
                     death=_date_ref(table, "death", life.get("death"), sources), **lists)
 
 
+def _record_id_domains(table: str, given, sources: dict) -> dict[str, str]:
+    """``record_ids: {column: source}`` -> {column: that source's record id column (the domain)}."""
+    out = {}
+    for col, target in (given or {}).items():
+        col, target = str(col), str(target)
+        if col not in sources[table].columns:
+            raise ValueError(f"config: {table}.record_ids: {col} not in columns")
+        if target not in sources or sources[target].reference:
+            raise ValueError(f"config: {table}.record_ids.{col}: {target} is not a configured source with "
+                             "record ids")
+        out[col] = sources[target].record_id
+    return out
+
+
+def _check_every_column_constrained(spec: SourceSpec) -> None:
+    """Refuse a column that would leave the zone unchecked. A column leaves only as a keyed
+    pseudonym (record ids), a date, a value from a code list, a number within [min, max] or a
+    text matching a pattern; person identifiers and parent keys are withheld. Anything else
+    (free text such as an unlisted ethnic category, an unbounded number) could carry an
+    identifier out, so the config is refused before any extract is read."""
+    withheld = spec.person_columns | set(spec.parent)
+    constrained = set(spec.dates) | set(spec.codes) | set(spec.numeric) | set(spec.patterns)
+    for col in spec.columns:
+        if col in withheld or col in spec.pseudonymised_columns or col in constrained:
+            continue
+        raise ValueError(f"config: {spec.table}.{col}: leaves the identifiable zone without a check: "
+                         "give it a code list (codes), a numeric range (numeric with min and max) or a "
+                         "pattern (patterns), or list it in record_ids")
+
+
 def _check_action(table: str, what: str, action: str) -> str:
     if action not in ACTIONS:
         raise ValueError(f"config: {table}.{what}: action must be one of {ACTIONS}, got {action!r}")
@@ -251,19 +305,33 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
             if col not in columns:
                 raise ValueError(f"config: {table}: demographics column {col} not in columns")
         dates = {str(c): _check_action(table, f"dates.{c}", a) for c, a in (s.get("dates") or {}).items()}
-        numeric, numeric_min = {}, {}
-        for c, a in (s.get("numeric") or {}).items():  # action, or {action, min}
-            if isinstance(a, dict):
-                unknown = set(a) - {"action", "min"}
-                if unknown:
-                    raise ValueError(f"config: {table}.numeric.{c}: unknown key(s) {sorted(unknown)}")
-                if a.get("min") is not None:
-                    try:
-                        numeric_min[str(c)] = float(a["min"])
-                    except (TypeError, ValueError):
-                        raise ValueError(f"config: {table}.numeric.{c}.min must be a number") from None
-                a = a.get("action", "quarantine")
-            numeric[str(c)] = _check_action(table, f"numeric.{c}", a)
+        numeric, numeric_min, numeric_max = {}, {}, {}
+        for c, a in (s.get("numeric") or {}).items():  # {action, min, max}
+            # both bounds: a rule with no maximum passed an NHS number typed into an age column
+            if not isinstance(a, dict) or a.get("min") is None or a.get("max") is None:
+                raise ValueError(f"config: {table}.numeric.{c}: give {{action, min, max}}: a number "
+                                 "leaves the zone only within a bounded range")
+            unknown = set(a) - {"action", "min", "max"}
+            if unknown:
+                raise ValueError(f"config: {table}.numeric.{c}: unknown key(s) {sorted(unknown)}")
+            for bound, into in (("min", numeric_min), ("max", numeric_max)):
+                try:
+                    into[str(c)] = float(a[bound])
+                except (TypeError, ValueError):
+                    raise ValueError(f"config: {table}.numeric.{c}.{bound} must be a number") from None
+            if numeric_min[str(c)] > numeric_max[str(c)]:
+                raise ValueError(f"config: {table}.numeric.{c}: min is above max")
+            numeric[str(c)] = _check_action(table, f"numeric.{c}", a.get("action", "quarantine"))
+        patterns = {}
+        for c, rule in (s.get("patterns") or {}).items():
+            if not isinstance(rule, dict) or not rule.get("regex"):
+                raise ValueError(f"config: {table}.patterns.{c}: give {{regex, action}}")
+            try:
+                re.compile(str(rule["regex"]))
+            except re.error:
+                raise ValueError(f"config: {table}.patterns.{c}: the regex does not compile") from None
+            patterns[str(c)] = PatternRule(str(rule["regex"]),
+                                           _check_action(table, f"patterns.{c}", rule.get("action", "quarantine")))
         date_order = []
         for pair in s.get("date_order") or []:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -276,7 +344,7 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
         for c, rule in (s.get("codes") or {}).items():
             codes[str(c)] = CodeRule(tuple(str(v) for v in rule["values"]),
                                      _check_action(table, f"codes.{c}", rule.get("action", "quarantine")))
-        for c in list(dates) + list(numeric) + list(codes):
+        for c in list(dates) + list(numeric) + list(codes) + list(patterns):
             if c not in columns:
                 raise ValueError(f"config: {table}: rule column {c} not in columns")
         rename = {str(k): str(v) for k, v in (s.get("rename") or {}).items()}
@@ -292,6 +360,7 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
             pseudo_key=pseudo_key, demographics=demographics,
             delimiter=str(s.get("delimiter", ",")),
             numeric_min=numeric_min, date_order=tuple(date_order),
+            numeric_max=numeric_max, patterns=patterns, reference=bool(s.get("reference", False)),
         )
     if SPINE not in sources:
         raise ValueError(f"config: the spine table {SPINE} must be configured")
@@ -299,6 +368,11 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
         if s.get("life"):
             sources[str(table)] = replace(sources[str(table)],
                                           life=_life_spec(str(table), s["life"], sources))
+    for table, s in (raw.get("sources") or {}).items():  # after all sources: record_ids name other sources
+        sources[str(table)] = replace(sources[str(table)],
+                                      record_ids=_record_id_domains(str(table), s.get("record_ids"), sources))
+    for spec in sources.values():
+        _check_every_column_constrained(spec)
     modes = {bool(sp.pseudo_key) for sp in sources.values() if sp.links_persons}
     if len(modes) > 1:
         raise ValueError("config: person sources mix identifiers and pseudo_key; one delivery mode per run")

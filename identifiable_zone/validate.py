@@ -29,7 +29,11 @@ date column it names):
   pass the parent's accepted rows as ``parents``; without them the rule is listed under
   ``rules_not_run``). Only dates that pass their own rules are compared.
 
-``numeric_min``: a number below the configured ``min`` (e.g. a negative length of stay).
+``numeric_min`` / ``numeric_max``: a number outside the configured ``[min, max]`` (e.g. a negative
+length of stay, an NHS number typed into an age). ``pattern``: a value of a coded column that
+does not match its pattern whole; ``nhs_number_like``: a value of such a column that is ten
+digits passing the NHS number check (a pattern for SNOMED CT codes admits digit strings): both
+take the pattern's action. Messages and tables name the rule and field, never the value.
 Reported only: ``nhs_number_modulus11`` (ten digits failing the Modulus 11 check: kept, never
 used for deterministic links) and, on the spine, ``nhs_number_unique`` (one valid NHS number
 on several records: linkage collapses them into one person).
@@ -261,6 +265,14 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str, lookups: dic
         num = pd.to_numeric(df[col].where(df[col].astype("string").str.fullmatch(NUMBER).fillna(False)),
                             errors="coerce")
         _add_verdict(chk, f"{col}__min", num < low, num.notna(), "below")
+    for col, high in spec.numeric_max.items():
+        num = pd.to_numeric(df[col].where(df[col].astype("string").str.fullmatch(NUMBER).fillna(False)),
+                            errors="coerce")
+        _add_verdict(chk, f"{col}__max", num > high, num.notna(), "above")
+    for col in spec.patterns:  # per distinct value: a code column of millions of rows has few
+        codes, values = pd.factorize(df[col].to_numpy(dtype=object), use_na_sentinel=True)
+        _add_verdict(chk, f"{col}__not_nhs_number", nz.nhs_number_is_valid(pd.Series(values, dtype=object)),
+                     np.ones(len(values), dtype=bool), "nhs_number", codes)
     life = spec.life
     if life is not None:
         for what, ref, rule, cols in (("birth", life.birth, "date_after_birth", life.after_birth),
@@ -295,7 +307,8 @@ def build_suite(spec: SourceSpec, name: str, columns=None):
     """The GX suite for one source. Each expectation's meta carries rule, field and action.
     ``columns``: the columns of the frame to validate; the rules added with this change
     (date_unambiguous, date_format_consistent, date_order, date_after_birth,
-    date_not_after_death, numeric_min, nhs_number_modulus11, nhs_number_unique) are in the
+    date_not_after_death, numeric_min, numeric_max, nhs_number_like, nhs_number_modulus11,
+    nhs_number_unique) are in the
     suite when their helper column is (see _add_verdict), all of them when None."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -354,6 +367,20 @@ def build_suite(spec: SourceSpec, name: str, columns=None):
             suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
                 column=f"{col}__min", value_set=["ok"],
                 meta={"rule": "numeric_min", "field": col, "action": spec.numeric[col]}))
+    for col in spec.numeric_max:
+        if present(f"{col}__max"):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                column=f"{col}__max", value_set=["ok"],
+                meta={"rule": "numeric_max", "field": col, "action": spec.numeric[col]}))
+    for col, rule in spec.patterns.items():
+        # the whole value: GX searches the regex anywhere in the value
+        suite.add_expectation(gxe.ExpectColumnValuesToMatchRegex(
+            column=col, regex=rf"^(?:{rule.regex})\Z",
+            meta={"rule": "pattern", "field": col, "action": rule.action}))
+        if present(f"{col}__not_nhs_number"):
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                column=f"{col}__not_nhs_number", value_set=["ok"],
+                meta={"rule": "nhs_number_like", "field": col, "action": rule.action}))
     nhs_col = spec.identifiers.get("nhs_number")
     if nhs_col:
         suite.add_expectation(gxe.ExpectColumnValuesToMatchRegex(

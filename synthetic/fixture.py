@@ -24,6 +24,11 @@ DATE_COLUMNS = {
     "apc": ["Admission_Date", "Discharge_Date"],
     "opa": ["APPTDATE"],
 }
+# The source record ids the identifiable zone publishes as keyed pseudonyms, each under its own
+# domain (identifiable_zone.pseudonymise.record_pseudonym; foreign keys share their target's)
+RECORD_ID_COLUMNS = ("ConditionRecordId", "AppointmentId", "ServiceRequestId", "CareContactId", "CareActId",
+                     "LongTermConditionId", "CodedScoreId", "EC_Ident", "APCS_Ident", "ATTENDKEY")
+PERSON_DATES_DAY = 15  # person dates at month grain, as the 15th (identifiable_zone.pseudonymise)
 INT_COLUMNS = {"iapt_coded_scores": ["PersScore"], "ecds": ["Age_At_Arrival"],
                "apc": ["Der_Spell_LoS", "Age_At_Start_of_Spell_SUS"], "opa": ["APPTAGE"], "lsoa_imd": ["IMD_Decile"]}
 
@@ -34,6 +39,17 @@ def _read(landing: Path, name: str) -> pd.DataFrame:
         if path.exists():
             return pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     raise FileNotFoundError(landing / name)
+
+
+def _record_pseudonyms(values: pd.Series, domain: str, key: bytes) -> pd.Series:
+    """The zone's record pseudonym: HMAC-SHA256 of "record_id:<domain>:<id>", 32 hex characters."""
+    return values.map(lambda v: None if pd.isna(v) else hmac.new(
+        key, f"record_id:{domain}:{v}".encode(), hashlib.sha256).hexdigest()[:32])
+
+
+def _month_grain(dates: pd.Series):
+    d = pd.to_datetime(dates)
+    return pd.Series([None if pd.isna(x) else x.date().replace(day=PERSON_DATES_DAY) for x in d], dtype=object).to_numpy()
 
 
 def write_pseudonymised_fixture(out: Path, key: bytes) -> dict:
@@ -56,9 +72,9 @@ def write_pseudonymised_fixture(out: Path, key: bytes) -> dict:
         "year_of_birth": dob.dt.year.to_numpy(), "month_of_birth": dob.dt.month.to_numpy(),
         "ethnic_category": current["EthnicCategory"].to_numpy(), "lsoa11": current["LSOA11"].to_numpy(),
         "practice_code": current["PracticeCode"].to_numpy(),
-        "registration_start": pd.to_datetime(current["RegistrationStartDate"]).dt.date.to_numpy(),
-        "registration_end": pd.to_datetime(current["RegistrationEndDate"]).dt.date.to_numpy(),
-        "date_of_death": pd.to_datetime(current["DateOfDeath"]).dt.date.to_numpy(),
+        "registration_start": _month_grain(current["RegistrationStartDate"]),
+        "registration_end": _month_grain(current["RegistrationEndDate"]),
+        "date_of_death": _month_grain(current["DateOfDeath"]),
     })
     record_pseudo = gp.set_index("PatientRecordId")["person"].map(pseudo)
     for name in ("gp_conditions", "gp_appointments"):
@@ -85,6 +101,10 @@ def write_pseudonymised_fixture(out: Path, key: bytes) -> dict:
     for name, cols in INT_COLUMNS.items():
         for c in cols:
             tables[name][c] = pd.to_numeric(tables[name][c]).astype("Int64")
+    for df in tables.values():
+        for c in RECORD_ID_COLUMNS:
+            if c in df.columns:
+                df[c] = _record_pseudonyms(df[c], c, key)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)

@@ -143,7 +143,9 @@ CASES = {
     "iapt_ids602_ltc.missing_column.csv": Case("iapt_ids602_ltc", {"missing_columns"},
                                                unusable=("columns_present", None, "LongTermCondition")),
     "iapt_ids602_ltc.extra_columns.csv": Case("iapt_ids602_ltc", {"extra_columns"}, extra_columns=("Comment",)),
-    "iapt_ids602_ltc.non_utf8.csv": Case("iapt_ids602_ltc", {"non_utf8"}, encoding_lines=(3,)),
+    # the decoded value (an en dash in the local code) is not a code of the pattern: quarantined
+    "iapt_ids602_ltc.non_utf8.csv": Case("iapt_ids602_ltc", {"non_utf8"}, encoding_lines=(3,),
+                                         quarantined={(3, "pattern", "LongTermCondition")}),
     "iapt_ids602_ltc.trailing_delimiter.csv": Case("iapt_ids602_ltc", {"extra_columns"},
                                                    unusable=("csv_shape", 2, "4 fields where the header has 3")),
     # iapt_ids606_coded_scores
@@ -201,7 +203,7 @@ CASES = {
     # reference data
     "lsoa_imd.bad_decile.csv": Case("lsoa_imd", set(),
                                     quarantined={(3, "code_allowed", "IMD_Decile"), (5, "code_allowed", "IMD_Decile"),
-                                                 (5, "numeric", "IMD_Decile")}),
+                                                 (3, "numeric_max", "IMD_Decile"), (5, "numeric", "IMD_Decile")}),
 }
 
 

@@ -111,7 +111,8 @@ def test_typed_output_keeps_missing_values_missing_and_types_each_column():
 def _person_table_in_pandas(spine: pd.DataFrame, links: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """The person table's rules written independently, record by record in Python: the most
     recent registration's values (latest start, a missing start earliest, ties to the larger
-    record id), the earliest start, the latest end unless one is open, the latest death."""
+    record id), the earliest start, the latest end unless one is open, the latest death; the
+    dates at month grain (the 15th of their month)."""
     from identifiable_zone import normalise as nz
 
     rows = []
@@ -127,7 +128,7 @@ def _person_table_in_pandas(spine: pd.DataFrame, links: pd.DataFrame, key: bytes
         deaths = [r["DateOfDeath"] for r in recs if r["DateOfDeath"]]
 
         def day(v):
-            return None if v is None else pd.Timestamp(v).date()
+            return None if v is None else pd.Timestamp(v).date().replace(day=ps.PERSON_DATES_DAY)
         rows.append({"person_id": ps.pseudonym(person_key, key), "sex": sex if sex in ("M", "F") else "U",
                      "year_of_birth": None if pd.isna(dob) else dob.year,
                      "month_of_birth": None if pd.isna(dob) else dob.month,

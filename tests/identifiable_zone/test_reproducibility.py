@@ -79,11 +79,13 @@ def test_a_different_key_gives_unlinkable_pseudonyms(two_runs, tmp_path, monkeyp
     ids_a = set(pq.read_table(pa_.pseudonymised / "person.parquet").column("person_id").to_pylist())
     ids_c = set(pq.read_table(c / "analytical" / "pseudonymised" / "person.parquet").column("person_id").to_pylist())
     assert len(ids_a) == len(ids_c) > 500 and not (ids_a & ids_c)
-    # same structure: only the pseudonyms changed
+    # same structure: only the pseudonyms changed, the record ids' too (issue 15: a new key
+    # must not leave a column on which old and new tables join)
     ta = pq.read_table(pa_.pseudonymised / "ecds.parquet").to_pandas()
     tc = pq.read_table(c / "analytical" / "pseudonymised" / "ecds.parquet").to_pandas()
-    assert ta.drop(columns="person_id").equals(tc.drop(columns="person_id"))
+    assert ta.drop(columns=["person_id", "EC_Ident"]).equals(tc.drop(columns=["person_id", "EC_Ident"]))
     assert ta["person_id"].isna().equals(tc["person_id"].isna())
+    assert not set(ta["EC_Ident"]) & set(tc["EC_Ident"])
 
 
 def test_a_saved_model_is_reused_instead_of_retraining(two_runs, tmp_path, monkeypatch):
