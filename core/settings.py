@@ -175,6 +175,13 @@ class Paths:
         return self.out / "analytical" / ".staging" / "warehouse.duckdb"
 
     @property
+    def gx_results(self) -> Path:
+        """The latest run's full GX results and Data Docs: analytical zone, never published
+        (they print the marts' exact row counts and quote values; the report folder gets a
+        rounded summary, expectations.marts)."""
+        return self.out / "analytical" / "gx"
+
+    @property
     def reports(self) -> Path:
         """Where this step writes its reports (default: the top of the published folder)."""
         return self.reports_dir or self.reports_root

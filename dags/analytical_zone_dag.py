@@ -11,13 +11,15 @@ of one per model: at 20,000 people the DAG took 35 s, against 53 s with a `dbt b
 model (`benchmarks/scale.py --via-airflow`, quiet machine). dbt is the only writer of the DuckDB warehouse;
 tasks run one at a time (`max_active_tasks=1`). The thin GX task then reads the marts
 read-only and raises on a failed critical expectation (balance, uniqueness, windows), which
-fails the run before the `evaluation_panel` asset is published. Results: `<out>/reports/gx/*.json`, and GX Data Docs
-(HTML, naming each failed expectation and why it is critical) in `<out>/reports/gx/data_docs/`.
+fails the run before the `evaluation_panel` asset is published. Full results: `<out>/analytical/gx/*.json`,
+and GX Data Docs (HTML, naming each failed expectation and why it is critical) in
+`<out>/analytical/gx/data_docs/`, never published (exact counts, unexpected values); the run's
+report folder gets `gx/summary.json`, counts rounded (docs/disclosure-policy.md).
 
 Staging and publishing (``ltceval.publish``, called through ``ltceval.tasks``): dbt builds a fresh warehouse in
 ``analytical/.staging/warehouse.duckdb`` (``prepare_warehouse`` removes any earlier one first,
 so every table is rebuilt from the pseudonymised tables and a rerun can never duplicate rows).
-The GX gates read that file and write their results into the run's unpublished version
+The GX gates read that file and write their summary into the run's unpublished version
 folder; only when they pass does ``publish_warehouse`` swap the file in for
 ``analytical/warehouse.duckdb`` (one rename; readers keep the old file until then) and
 publish the `evaluation_panel` asset. A failed gate or a killed run leaves the published

@@ -2,14 +2,27 @@
 
 GX 1.x has no working DuckDB SQL datasource here, so the marts are read into pandas through a
 read-only DuckDB connection (dbt is the only writer) and validated with GX's pandas
-datasource in a file-backed context kept in a temporary project folder. The validation
-results are written as JSON under ``<out>/reports/gx/`` and rendered as GX Data Docs (HTML)
-in ``<out>/reports/gx/data_docs/`` (``index.html``; each expectation carries a note saying
-whether it is critical and what it means, so a failed run's page says why it stopped).
-A failed *critical* expectation raises :class:`CriticalExpectationError` (which stops the
-DAG) after the Data Docs are built; non-critical ones are reported only.
+datasource in a file-backed context kept in a temporary project folder.
 
-Run standalone: ``python -m expectations.marts --warehouse W --reports-dir R``.
+Two outputs, because GX's own results print the marts' exact row counts and quote values
+(unexpected values, observed values, value tallies), which would undo the rounding of every
+published count (docs/disclosure-policy.md):
+
+- **Full results** (GX stays the system of record): one JSON validation result per suite and
+  the GX Data Docs (HTML, ``data_docs/index.html``; each expectation carries a note saying
+  whether it is critical and what it means, so a failed run's page says why it stopped) in
+  ``results_dir``, a folder of the analytical zone that is never published
+  (``<out>/analytical/gx/``, ``core.settings.Paths.gx_results``).
+- **Published summary**: ``summary.json`` in ``reports_dir`` (``reports/<period>/gx/``): per
+  suite and expectation its type, column, whether it is critical and whether it passed, its
+  counts rounded by ``core.disclosure.round_count`` and the unexpected percentage computed from
+  the rounded counts; no value GX saw. It is built field by field from the results
+  (``published_expectation``), so nothing GX adds to a result can reach it.
+
+A failed *critical* expectation raises :class:`CriticalExpectationError` (which stops the
+DAG) after both are written; non-critical ones are reported only.
+
+Run standalone: ``python -m expectations.marts --warehouse W --reports-dir R --results-dir D``.
 """
 from __future__ import annotations
 
@@ -131,9 +144,12 @@ def release_in_process_dbt_handle() -> None:
             DuckDBConnectionManager._ENV = None
 
 
-def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | None = None) -> dict:
-    """Validate the marts, write one JSON result per suite plus ``summary.json``; raise on a
-    critical failure, else return the summary (suites, matched share, largest SMD after).
+def validate_marts(warehouse: Path, reports_dir: Path, results_dir: Path,
+                   balance_critical: bool | None = None) -> dict:
+    """Validate the marts: the full GX results (one JSON per suite) and Data Docs into
+    ``results_dir`` (not published), the published ``summary.json`` into ``reports_dir``;
+    raise on a critical failure, else return the summary (suites, matched share, largest SMD
+    after). ``results_dir`` must not be inside ``reports_dir``.
 
     balance_critical: whether SMD >= 0.1 after matching stops the run (default: env
     LTCEVAL_BALANCE_CRITICAL, else True).
@@ -145,15 +161,20 @@ def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | 
     if balance_critical is None:
         balance_critical = (env_value(BALANCE_CRITICAL_ENV) or "1").strip().lower() not in ("0", "false", "no")
 
+    reports_dir, results_dir = Path(reports_dir).resolve(), Path(results_dir).resolve()
+    if results_dir == reports_dir or reports_dir in results_dir.parents:
+        raise ValueError(f"the full GX results ({results_dir}) must not go into the published folder {reports_dir}")
     marts = read_marts(Path(warehouse))
-    reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for old in results_dir.glob("*.json"):  # this run's results only, as for the Data Docs
+        old.unlink()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     with tempfile.TemporaryDirectory(prefix="ltceval-gx-") as project_dir:
         context = gx.get_context(mode="file", project_root_dir=project_dir)
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        docs_dir = (reports_dir / "data_docs").resolve()
+        docs_dir = results_dir / "data_docs"
         shutil.rmtree(docs_dir, ignore_errors=True)  # this run's pages only
         for name in list(context.get_site_names()):
             context.delete_data_docs_site(name)  # the default site lives in the temporary folder
@@ -165,13 +186,31 @@ def validate_marts(warehouse: Path, reports_dir: Path, balance_critical: bool | 
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
             },
         )
-        outcomes, summary = _run_suites(context, marts, reports_dir, warehouse, balance_critical)
+        outcomes, summary = _run_suites(context, marts, results_dir, warehouse, balance_critical)
         context.build_data_docs(site_names=[DATA_DOCS_SITE])
     summary["data_docs"] = str(docs_dir / "index.html")
     return _finish(marts, reports_dir, outcomes, summary, balance_critical)
 
 
-def _run_suites(context, marts, reports_dir: Path, warehouse: Path, balance_critical: bool):
+def published_expectation(result, mart: str) -> dict:
+    """One expectation's outcome as published: what was checked and whether it passed, with
+    GX's row counts rounded (core.disclosure) and the unexpected percentage of the rounded
+    counts. Built from named fields only: GX's unexpected and observed values, value tallies
+    and exact percentages are left out by construction."""
+    cfg = result.expectation_config
+    details = result.result or {}
+    counts = {k: round_count(details.get(k)) for k in ("element_count", "missing_count", "unexpected_count")}
+    unexpected, rows = counts["unexpected_count"], counts["element_count"]
+    # None for expectations on the table or its distinct values: GX counts no rows for them
+    percent = None if None in (unexpected, rows) else share_of_rounded(details["unexpected_count"],
+                                                                       details["element_count"])
+    return {"suite": f"{mart}_suite", "expectation_type": cfg.type,
+            "column": cfg.kwargs.get("column", cfg.kwargs.get("column_list")),
+            "critical": bool((cfg.meta or {}).get("critical", True)), "meaning": (cfg.meta or {}).get("meaning", ""),
+            "success": bool(result.success), **counts, "unexpected_percent_total": percent}
+
+
+def _run_suites(context, marts, results_dir: Path, warehouse: Path, balance_critical: bool):
     import great_expectations as gx
 
     source = context.data_sources.add_pandas(name="ltceval_marts")
@@ -206,14 +245,20 @@ def _run_suites(context, marts, reports_dir: Path, warehouse: Path, balance_crit
             if mart == "mart_balance" and cfg.kwargs.get("column") == "smd":
                 bal = marts["mart_balance"]
                 over = bal[(bal["stage"] == "after") & bal["matched_on"] & (bal["smd"].abs() >= SMD_THRESHOLD)]
-                label += " [" + ", ".join(f"{c} {v:+.3f}" for c, v in zip(over["covariate"], over["smd"])) + "]"
-            elif "partial_unexpected_list" in details:
-                label += f" [unexpected e.g. {details['partial_unexpected_list'][:5]}]"
+                # statistics published in the balance table, at its precision (three figures)
+                label += " [" + ", ".join(f"{c} {significant(v):+}" for c, v in zip(over["covariate"], over["smd"]))
+                label += "]"
+            elif details.get("unexpected_count") is not None:
+                # the count rounded, and no unexpected values: this label is published (and
+                # the values are in the full results and Data Docs, for analysts with access)
+                label += f" [unexpected rows: {round_count(details['unexpected_count'])}]"
             (failed_critical if critical else failed_other).append(label)
-        path = reports_dir / f"{mart}.json"
+        path = results_dir / f"{mart}.json"
         path.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
         outcomes.append(SuiteOutcome(mart, result.success, failed_critical, failed_other, path))
-        summary["suites"][mart] = {"success": result.success, "failed_critical": failed_critical, "failed_other": failed_other}
+        summary["suites"][mart] = {"success": result.success, "failed_critical": failed_critical,
+                                   "failed_other": failed_other,
+                                   "expectations": [published_expectation(r, mart) for r in result.results]}
     return outcomes, summary
 
 
@@ -246,7 +291,7 @@ def _finish(marts, reports_dir: Path, outcomes, summary, balance_critical: bool)
     if critical:
         raise CriticalExpectationError(
             "Critical data-quality expectations failed on the analytical marts; the evaluation must not "
-            f"run on them (details in {reports_dir}, Data Docs {summary['data_docs']}):\n  - " + "\n  - ".join(critical)
+            f"run on them (summary in {reports_dir}, Data Docs {summary['data_docs']}):\n  - " + "\n  - ".join(critical)
         )
     return summary
 
@@ -254,10 +299,11 @@ def _finish(marts, reports_dir: Path, outcomes, summary, balance_critical: bool)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--warehouse", required=True)
-    p.add_argument("--reports-dir", required=True)
+    p.add_argument("--reports-dir", required=True, help="the published summary.json goes here")
+    p.add_argument("--results-dir", required=True, help="full GX results and Data Docs (not to be published)")
     a = p.parse_args(argv)
     try:
-        summary = validate_marts(Path(a.warehouse), Path(a.reports_dir))
+        summary = validate_marts(Path(a.warehouse), Path(a.reports_dir), Path(a.results_dir))
     except CriticalExpectationError as err:
         print(err, file=sys.stderr)
         return 1

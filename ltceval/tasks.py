@@ -100,8 +100,8 @@ def validate_marts() -> dict:
     release_in_process_dbt_handle()
     with airflow_retry_policy():
         publish.seal_staging_warehouse(paths)  # the file the gates read is the file published
-        with output_guard(staged.reports / "gx"):
-            summary = run_suites(staged.warehouse, staged.reports / "gx")
+        with output_guard(staged.reports / "gx"), output_guard(paths.gx_results):
+            summary = run_suites(staged.warehouse, staged.reports / "gx", paths.gx_results)
         gates = {"matched_share": summary["matched_share"], "max_abs_smd_after": summary["max_abs_smd_after"]}
         publish.record_gates_passed(paths, gates)
     return {**gates, **run.to_json()}

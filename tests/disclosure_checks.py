@@ -11,12 +11,13 @@ of them gives the count away.
 """
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from html.parser import HTMLParser
+from pathlib import Path
 
-from core.disclosure import possible_counts
-
+from core.disclosure import SUPPRESSED, possible_counts, round_count, significant
 
 
 def half_width(text: str) -> Decimal:
@@ -87,3 +88,78 @@ class Tables(HTMLParser):
         found = [t for t in self.tables if t[0] and t[0][0] == first_header]
         assert found, f"no table headed {first_header!r}"
         return found[0]
+
+
+# -- great-expectations outputs ------------------------------------------------------------------
+# GX result keys that hold counts of rows (published only as core.disclosure.round_count gives them),
+# that hold values of the data or exact tallies of them (never published), and percentages
+# (published only as shares of the published counts)
+GX_COUNT_KEYS = ("element_count", "unexpected_count", "missing_count")
+GX_VALUE_KEYS = ("partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list",
+                 "unexpected_list", "unexpected_index_list", "unexpected_index_query", "unexpected_rows",
+                 "observed_value", "details")
+GX_PERCENT_KEYS = {"unexpected_percent": "unexpected_count", "unexpected_percent_total": "unexpected_count",
+                   "unexpected_percent_nonmissing": "unexpected_count", "missing_percent": "missing_count"}
+# in a file other than JSON, any of these names is a GX result copied in
+GX_TEXT_MARKERS = ("partial_unexpected", "unexpected_list", "unexpected_index", "observed_value")
+# every GX Data Docs page carries one of these titles; the pages print exact counts and values
+GX_DATA_DOCS_MARKERS = ("created by Great Expectations", "compiled by Great Expectations")
+
+
+def _is_published_count(v) -> bool:
+    return v is None or v == SUPPRESSED or (isinstance(v, int) and not isinstance(v, bool)
+                                            and round_count(v) == v)
+
+
+def _gx_json_problems(where: str, node) -> list[str]:
+    problems: list[str] = []
+    if isinstance(node, list):
+        for i, x in enumerate(node):
+            problems += _gx_json_problems(f"{where}[{i}]", x)
+    elif isinstance(node, dict):
+        for k in GX_COUNT_KEYS:
+            if k in node and not _is_published_count(node[k]):
+                problems.append(f"{where}.{k} = {node[k]!r} is not a rounded count")
+        for k in GX_VALUE_KEYS:
+            if node.get(k) not in (None, [], {}, ""):
+                problems.append(f"{where}.{k} quotes the data: {str(node[k])[:80]}")
+        for k, count_key in GX_PERCENT_KEYS.items():
+            if k in node:
+                expected = share_of_rounded_published(node.get(count_key, "?"), node.get("element_count", "?"))
+                if node[k] != expected:
+                    problems.append(f"{where}.{k} = {node[k]!r} is not the share of the published counts")
+        for k, v in node.items():
+            problems += _gx_json_problems(f"{where}.{k}", v)
+    return problems
+
+
+def share_of_rounded_published(part, whole):
+    """A percentage computed from two published counts, as core.disclosure.share_of_rounded
+    computes it from the true ones ("?" when a count is not published: then nothing fits)."""
+    if "?" in (part, whole):
+        return "?"
+    if SUPPRESSED in (part, whole):
+        return SUPPRESSED
+    return None if not whole else significant(100 * part / whole)
+
+
+def gx_disclosure_problems(root: Path) -> list[str]:
+    """Every file under the published folder ``root`` that gives away what GX saw: a row count
+    not rounded per core.disclosure, a percentage not computed from the rounded counts, a
+    quoted value (unexpected values, observed values, value tallies), or a GX Data Docs page."""
+    problems: list[str] = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = str(p.relative_to(root))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # XLSX and images: written by the report code, not by GX
+        if any(m in text for m in GX_DATA_DOCS_MARKERS):
+            problems.append(f"{rel}: a GX Data Docs page (exact counts and values of the marts)")
+        elif p.suffix == ".json":
+            problems += _gx_json_problems(rel, json.loads(text))
+        elif any(k in text for k in GX_COUNT_KEYS + GX_TEXT_MARKERS):
+            problems.append(f"{rel}: holds GX result fields")
+    return problems

@@ -1,9 +1,12 @@
 """`dbt build` on a small synthetic population, then checks on the marts (real DuckDB, no mocks)."""
+import json
 import shutil
 
 import duckdb
 import pytest
+from disclosure_checks import gx_disclosure_problems
 
+from core.disclosure import round_count, share_of_rounded
 from expectations.marts import CriticalExpectationError, validate_marts
 
 pytestmark = pytest.mark.slow
@@ -162,12 +165,14 @@ def test_unit_costs_seed(con):
 
 
 def test_gx_suites_write_results_and_stop_on_a_critical_failure(built_warehouse, tmp_path):
-    reports = tmp_path / "gx"
+    reports, results = tmp_path / "gx", tmp_path / "gx-full"
     try:
-        validate_marts(built_warehouse.warehouse, reports)
+        validate_marts(built_warehouse.warehouse, reports, results)
     except CriticalExpectationError as err:  # allowed only for balance on a population this small
         assert "mart_balance" in str(err) and "mart_matched_cohort" not in str(err), str(err)
-    assert (reports / "summary.json").exists() and (reports / "mart_matched_cohort.json").exists()
+    # the published folder gets the summary only; GX's full results stay in the results folder
+    assert sorted(p.name for p in reports.iterdir()) == ["summary.json"]
+    assert (results / "mart_matched_cohort.json").exists()
 
     # a warehouse whose balance fails must raise, naming the failed expectation
     broken = tmp_path / "broken.duckdb"
@@ -177,11 +182,11 @@ def test_gx_suites_write_results_and_stop_on_a_critical_failure(built_warehouse,
     c.execute("""insert into mart_matched_cohort select * from mart_matched_cohort where is_treated = 1 limit 1""")
     c.close()
     with pytest.raises(CriticalExpectationError) as info:
-        validate_marts(broken, tmp_path / "gx-broken")
+        validate_marts(broken, tmp_path / "gx-broken", tmp_path / "gx-broken-full")
     msg = str(info.value)
     assert "standardised mean difference" in msg and "appears once" in msg
     # ... and the Data Docs (HTML) of that run say which expectations failed and why
-    docs = tmp_path / "gx-broken" / "data_docs"
+    docs = tmp_path / "gx-broken-full" / "data_docs"
     assert (docs / "index.html").is_file() and str(docs / "index.html") in msg
     index = (docs / "index.html").read_text()
     assert "Failed" in index
@@ -190,7 +195,48 @@ def test_gx_suites_write_results_and_stop_on_a_critical_failure(built_warehouse,
     assert "CRITICAL (stops the run): every standardised mean difference after matching is below 0.1" in pages["mart_balance_suite"]
     assert "Unsuccessful" in pages["mart_balance_suite"] and "0.5" in pages["mart_balance_suite"]
     assert "every treated person appears once in the matched cohort" in pages["mart_matched_cohort_suite"]
-    assert (tmp_path / "gx-broken" / "mart_balance.json").is_file()  # JSON results kept
+    assert (tmp_path / "gx-broken-full" / "mart_balance.json").is_file()  # JSON results kept
+    assert not (tmp_path / "gx-broken" / "data_docs").exists()
+
+
+def test_published_gx_summary_rounds_the_counts_of_the_full_results(built_warehouse, tmp_path):
+    """The published summary of a failed validation (real GX run on a broken copy of the marts)
+    gives each expectation's counts as core.disclosure rounds GX's exact ones, the percentage
+    of the rounded counts, and no unexpected value, in the labels of the failures too."""
+    broken = tmp_path / "broken.duckdb"
+    shutil.copy(built_warehouse.warehouse, broken)
+    c = duckdb.connect(str(broken))
+    # 3 rows out of window: a count that is suppressed when published, with its values -99
+    c.execute("update mart_evaluation_panel set rel_month = -99 where rowid in (select rowid from "
+              "mart_evaluation_panel limit 3)")
+    c.close()
+    with pytest.raises(CriticalExpectationError) as info:
+        validate_marts(broken, tmp_path / "gx", tmp_path / "gx-full")
+    full = json.loads((tmp_path / "gx-full" / "mart_evaluation_panel.json").read_text())
+    published = json.loads((tmp_path / "gx" / "summary.json").read_text())["suites"]["mart_evaluation_panel"]
+    assert len(published["expectations"]) == len(full["results"])
+    window = None
+    for pub, raw in zip(published["expectations"], full["results"]):
+        assert pub["expectation_type"] == raw["expectation_config"]["type"]
+        for k in ("element_count", "missing_count", "unexpected_count"):
+            assert pub[k] == round_count(raw["result"].get(k)), (pub, k)
+        if pub["unexpected_count"] is not None:
+            assert pub["unexpected_percent_total"] == share_of_rounded(raw["result"]["unexpected_count"],
+                                                                       raw["result"]["element_count"])
+        if pub["column"] == "rel_month" and pub["expectation_type"] == "expect_column_values_to_be_between":
+            window = (pub, raw)
+    pub, raw = window
+    assert not pub["success"] and raw["result"]["unexpected_count"] == 3
+    assert -99 in raw["result"]["partial_unexpected_list"]  # the full results keep the values
+    assert pub["unexpected_count"] == "*" and pub["unexpected_percent_total"] == "*"
+    summary_text = (tmp_path / "gx" / "summary.json").read_text()
+    assert "-99" not in summary_text and "-99" not in str(info.value) and "partial_unexpected" not in summary_text
+    assert gx_disclosure_problems(tmp_path / "gx") == []
+
+
+def test_full_gx_results_may_not_go_into_the_published_folder(built_warehouse, tmp_path):
+    with pytest.raises(ValueError, match="must not go into the published folder"):
+        validate_marts(built_warehouse.warehouse, tmp_path / "gx", tmp_path / "gx" / "full")
 
 
 def test_balance_can_be_made_report_only_and_says_so(built_warehouse, tmp_path):
@@ -200,6 +246,6 @@ def test_balance_can_be_made_report_only_and_says_so(built_warehouse, tmp_path):
     c.execute("update mart_balance set smd = 0.5 where stage = 'after' and covariate = 'age'")
     c.close()
     with pytest.warns(UserWarning, match="balance NOT achieved"):
-        summary = validate_marts(broken, tmp_path / "gx", balance_critical=False)
+        summary = validate_marts(broken, tmp_path / "gx", tmp_path / "gx-full", balance_critical=False)
     assert summary["balance_check"] == "report-only"
     assert summary["suites"]["mart_balance"]["failed_other"]

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 import pytest
-from disclosure_checks import Tables, pinned_count
+from disclosure_checks import Tables, gx_disclosure_problems, pinned_count
 
 from core.disclosure import significant
 from ltceval_runs import baseline, current_period
@@ -142,3 +142,21 @@ def test_published_means_rates_and_shares_give_no_count_away(tmp_path_factory):
     out = baseline(tmp_path_factory)
     problems = published_disclosure_problems(out / "reports" / current_period(out))
     assert not problems, f"{len(problems)} published figures give a count away:\n" + "\n".join(problems[:40])
+
+
+def test_published_gx_outputs_hold_no_exact_count_and_no_value(tmp_path_factory):
+    """What GX saw reaches the published folder only as the rounded summary: no element or
+    unexpected count that core.disclosure would not publish, no percentage finer than the
+    rounded counts, no unexpected or observed values, and no Data Docs page (which print both);
+    the full results and Data Docs stay in the analytical zone, for analysts with access."""
+    out = baseline(tmp_path_factory)
+    root = out / "reports" / current_period(out)
+    problems = gx_disclosure_problems(root)
+    assert not problems, f"{len(problems)} published GX figures or values:\n" + "\n".join(problems[:40])
+    suites = json.loads((root / "gx" / "summary.json").read_text())["suites"]
+    assert {"mart_matched_cohort", "mart_evaluation_panel", "mart_balance"} <= set(suites)
+    rows = suites["mart_matched_cohort"]["expectations"]
+    assert rows and all({"expectation_type", "column", "success"} <= set(r) for r in rows)
+    assert any(r["element_count"] not in (None, 0, "*") for r in rows)  # rounded counts, not none at all
+    full = out / "analytical" / "gx"
+    assert (full / "data_docs" / "index.html").is_file() and (full / "mart_matched_cohort.json").is_file()

@@ -267,7 +267,7 @@ def test_each_zone_is_its_own_volume_mounted_only_where_needed(resolved):
         # every place the tasks write lies on a zone volume (else it is lost with the container)
         written = [paths.landing, paths.identifiable, paths.pseudonymised]
         for attr in ("published_warehouse", "staging_warehouse", "run_handoff", "reports_root", "warehouse",
-                     "reports"):
+                     "reports", "gx_results"):
             if hasattr(paths, attr):
                 written.append(getattr(paths, attr))
         for p in written:
