@@ -55,7 +55,8 @@ class ExtractUnusable(LtcevalError):
 
 class SourceConfigError(LtcevalError, ValueError):
     """A source config entry that cannot be used as it is (a file pattern leaving the landing
-    folder, a rename giving two columns one name). A ValueError, as the config's other errors."""
+    folder, a rename giving two columns one name, a column leaving the zone unchecked, ...): one
+    line naming source and field, no traceback. A ValueError, as callers have long caught."""
 
 
 def check_file_pattern(table: str, pattern: str) -> None:
@@ -214,27 +215,27 @@ def _date_ref(table: str, what: str, ref, sources: dict) -> DateRef | None:
         ptable, col = ref.split(".", 1)
         keys = [k for k, t in spec.parent.items() if t == ptable]
         if not keys:
-            raise ValueError(f"config: {table}.life.{what}: {ptable} is not a parent of {table}")
+            raise SourceConfigError(f"config: {table}.life.{what}: {ptable} is not a parent of {table}")
         if ptable not in sources or col not in sources[ptable].dates:
-            raise ValueError(f"config: {table}.life.{what}: {col} is not one of {ptable}'s dates")
+            raise SourceConfigError(f"config: {table}.life.{what}: {col} is not one of {ptable}'s dates")
         return DateRef(column=col, table=ptable, key=keys[0], parent_id=sources[ptable].record_id)
     if ref not in spec.dates:
-        raise ValueError(f"config: {table}.life.{what}: {ref} is not one of its dates")
+        raise SourceConfigError(f"config: {table}.life.{what}: {ref} is not one of its dates")
     return DateRef(column=ref)
 
 
 def _life_spec(table: str, life: dict, sources: dict) -> LifeSpec:
     unknown = set(life) - {"birth", "death", "after_birth", "not_after_death"}
     if unknown:
-        raise ValueError(f"config: {table}.life: unknown key(s) {sorted(unknown)}")
+        raise SourceConfigError(f"config: {table}.life: unknown key(s) {sorted(unknown)}")
     lists = {}
     for key, ref in (("after_birth", "birth"), ("not_after_death", "death")):
         lists[key] = tuple(str(c) for c in life.get(key) or [])
         if lists[key] and not life.get(ref):
-            raise ValueError(f"config: {table}.life.{key} needs life.{ref}")
+            raise SourceConfigError(f"config: {table}.life.{key} needs life.{ref}")
         for c in lists[key]:
             if c not in sources[table].dates:
-                raise ValueError(f"config: {table}.life.{key}: {c} is not one of its dates")
+                raise SourceConfigError(f"config: {table}.life.{key}: {c} is not one of its dates")
     return LifeSpec(birth=_date_ref(table, "birth", life.get("birth"), sources),
                     death=_date_ref(table, "death", life.get("death"), sources), **lists)
 
@@ -245,9 +246,9 @@ def _record_id_domains(table: str, given, sources: dict) -> dict[str, str]:
     for col, target in (given or {}).items():
         col, target = str(col), str(target)
         if col not in sources[table].columns:
-            raise ValueError(f"config: {table}.record_ids: {col} not in columns")
+            raise SourceConfigError(f"config: {table}.record_ids: {col} not in columns")
         if target not in sources or sources[target].reference:
-            raise ValueError(f"config: {table}.record_ids.{col}: {target} is not a configured source with "
+            raise SourceConfigError(f"config: {table}.record_ids.{col}: {target} is not a configured source with "
                              "record ids")
         out[col] = sources[target].record_id
     return out
@@ -264,14 +265,14 @@ def _check_every_column_constrained(spec: SourceSpec) -> None:
     for col in spec.columns:
         if col in withheld or col in spec.pseudonymised_columns or col in constrained:
             continue
-        raise ValueError(f"config: {spec.table}.{col}: leaves the identifiable zone without a check: "
+        raise SourceConfigError(f"config: {spec.table}.{col}: leaves the identifiable zone without a check: "
                          "give it a code list (codes), a numeric range (numeric with min and max) or a "
                          "pattern (patterns), or list it in record_ids")
 
 
 def _check_action(table: str, what: str, action: str) -> str:
     if action not in ACTIONS:
-        raise ValueError(f"config: {table}.{what}: action must be one of {ACTIONS}, got {action!r}")
+        raise SourceConfigError(f"config: {table}.{what}: action must be one of {ACTIONS}, got {action!r}")
     return action
 
 
@@ -284,61 +285,61 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
         columns = tuple(str(c) for c in s["columns"])
         record_id = str(s["record_id"])
         if record_id not in columns:
-            raise ValueError(f"config: {table}: record_id {record_id} not in columns")
+            raise SourceConfigError(f"config: {table}: record_id {record_id} not in columns")
         identifiers = {str(k): str(v) for k, v in (s.get("identifiers") or {}).items()}
         for role, col in identifiers.items():
             if role not in IDENTIFIER_ROLES:
-                raise ValueError(f"config: {table}: unknown identifier role {role!r}")
+                raise SourceConfigError(f"config: {table}: unknown identifier role {role!r}")
             if col not in columns:
-                raise ValueError(f"config: {table}: identifier column {col} not in columns")
+                raise SourceConfigError(f"config: {table}: identifier column {col} not in columns")
         if identifiers and set(identifiers) != set(IDENTIFIER_ROLES):
-            raise ValueError(f"config: {table}: identifiers must name all of {IDENTIFIER_ROLES}")
+            raise SourceConfigError(f"config: {table}: identifiers must name all of {IDENTIFIER_ROLES}")
         pseudo_key = str(s.get("pseudo_key") or "")
         if pseudo_key and identifiers:
-            raise ValueError(f"config: {table}: give either identifiers or pseudo_key, not both")
+            raise SourceConfigError(f"config: {table}: give either identifiers or pseudo_key, not both")
         if pseudo_key and pseudo_key not in columns:
-            raise ValueError(f"config: {table}: pseudo_key column {pseudo_key} not in columns")
+            raise SourceConfigError(f"config: {table}: pseudo_key column {pseudo_key} not in columns")
         demographics = {str(k): str(v) for k, v in (s.get("demographics") or {}).items()}
         for role, col in demographics.items():
             if role not in DEMOGRAPHIC_ROLES:
-                raise ValueError(f"config: {table}: unknown demographics role {role!r}")
+                raise SourceConfigError(f"config: {table}: unknown demographics role {role!r}")
             if col not in columns:
-                raise ValueError(f"config: {table}: demographics column {col} not in columns")
+                raise SourceConfigError(f"config: {table}: demographics column {col} not in columns")
         dates = {str(c): _check_action(table, f"dates.{c}", a) for c, a in (s.get("dates") or {}).items()}
         numeric, numeric_min, numeric_max = {}, {}, {}
         for c, a in (s.get("numeric") or {}).items():  # {action, min, max}
             # both bounds: a rule with no maximum passed an NHS number typed into an age column
             if not isinstance(a, dict) or a.get("min") is None or a.get("max") is None:
-                raise ValueError(f"config: {table}.numeric.{c}: give {{action, min, max}}: a number "
+                raise SourceConfigError(f"config: {table}.numeric.{c}: give {{action, min, max}}: a number "
                                  "leaves the zone only within a bounded range")
             unknown = set(a) - {"action", "min", "max"}
             if unknown:
-                raise ValueError(f"config: {table}.numeric.{c}: unknown key(s) {sorted(unknown)}")
+                raise SourceConfigError(f"config: {table}.numeric.{c}: unknown key(s) {sorted(unknown)}")
             for bound, into in (("min", numeric_min), ("max", numeric_max)):
                 try:
                     into[str(c)] = float(a[bound])
                 except (TypeError, ValueError):
-                    raise ValueError(f"config: {table}.numeric.{c}.{bound} must be a number") from None
+                    raise SourceConfigError(f"config: {table}.numeric.{c}.{bound} must be a number") from None
             if numeric_min[str(c)] > numeric_max[str(c)]:
-                raise ValueError(f"config: {table}.numeric.{c}: min is above max")
+                raise SourceConfigError(f"config: {table}.numeric.{c}: min is above max")
             numeric[str(c)] = _check_action(table, f"numeric.{c}", a.get("action", "quarantine"))
         patterns = {}
         for c, rule in (s.get("patterns") or {}).items():
             if not isinstance(rule, dict) or not rule.get("regex"):
-                raise ValueError(f"config: {table}.patterns.{c}: give {{regex, action}}")
+                raise SourceConfigError(f"config: {table}.patterns.{c}: give {{regex, action}}")
             try:
                 re.compile(str(rule["regex"]))
             except re.error:
-                raise ValueError(f"config: {table}.patterns.{c}: the regex does not compile") from None
+                raise SourceConfigError(f"config: {table}.patterns.{c}: the regex does not compile") from None
             patterns[str(c)] = PatternRule(str(rule["regex"]),
                                            _check_action(table, f"patterns.{c}", rule.get("action", "quarantine")))
         date_order = []
         for pair in s.get("date_order") or []:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise ValueError(f"config: {table}.date_order: each entry is [earlier, later], got {pair!r}")
+                raise SourceConfigError(f"config: {table}.date_order: each entry is [earlier, later], got {pair!r}")
             for c in pair:
                 if str(c) not in dates:
-                    raise ValueError(f"config: {table}.date_order: {c} is not one of its dates")
+                    raise SourceConfigError(f"config: {table}.date_order: {c} is not one of its dates")
             date_order.append((str(pair[0]), str(pair[1])))
         codes = {}
         for c, rule in (s.get("codes") or {}).items():
@@ -346,7 +347,7 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
                                      _check_action(table, f"codes.{c}", rule.get("action", "quarantine")))
         for c in list(dates) + list(numeric) + list(codes) + list(patterns):
             if c not in columns:
-                raise ValueError(f"config: {table}: rule column {c} not in columns")
+                raise SourceConfigError(f"config: {table}: rule column {c} not in columns")
         rename = {str(k): str(v) for k, v in (s.get("rename") or {}).items()}
         check_file_pattern(str(table), str(s["file"]))
         check_rename(str(table), rename)
@@ -363,7 +364,7 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
             numeric_max=numeric_max, patterns=patterns, reference=bool(s.get("reference", False)),
         )
     if SPINE not in sources:
-        raise ValueError(f"config: the spine table {SPINE} must be configured")
+        raise SourceConfigError(f"config: the spine table {SPINE} must be configured")
     for table, s in (raw.get("sources") or {}).items():  # after all sources: life may name a parent's date
         if s.get("life"):
             sources[str(table)] = replace(sources[str(table)],
@@ -375,9 +376,9 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
         _check_every_column_constrained(spec)
     modes = {bool(sp.pseudo_key) for sp in sources.values() if sp.links_persons}
     if len(modes) > 1:
-        raise ValueError("config: person sources mix identifiers and pseudo_key; one delivery mode per run")
+        raise SourceConfigError("config: person sources mix identifiers and pseudo_key; one delivery mode per run")
     if not sources[SPINE].links_persons:
-        raise ValueError(f"config: the spine {SPINE} needs identifiers or a pseudo_key")
+        raise SourceConfigError(f"config: the spine {SPINE} needs identifiers or a pseudo_key")
     rpe = raw.get("reporting_period_end")
     if rpe is not None:
         rpe = str(rpe)
@@ -385,7 +386,7 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
         try:
             _dt.date.fromisoformat(rpe)
         except ValueError:
-            raise ValueError(f"config: reporting_period_end must be an ISO date, got {rpe!r}") from None
+            raise SourceConfigError(f"config: reporting_period_end must be an ISO date, got {rpe!r}") from None
     return SourcesConfig(sources=sources,
                          quarantine_threshold=float(raw.get("quarantine_threshold", 0.20)),
                          path=str(path), reporting_period_end=rpe,
