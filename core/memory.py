@@ -26,17 +26,17 @@ def release_memory() -> None:
 @contextmanager
 def duckdb_cache_held_down(con, limit: str = "512MB") -> Iterator[None]:
     """DuckDB's memory limit lowered to ``limit`` for the block, then set back to the run's
-    configured limit (``core.settings.duckdb_memory_limit``, which the dbt profile gives it).
+    configured dbt limit (``core.settings.dbt_memory_limit``, which the dbt profile gives it).
 
     DuckDB keeps the blocks of the tables it has read cached up to its limit (4 GB by
     default). A dbt Python model that holds a large frame of its own (the matching's pool of
     7 million rows at 2 million people) would add the two: DuckDB held 2.2 GiB of cached
     table blocks at the end of the match, the dbt build's peak. Lowering the limit evicts
     them at once; a query that runs meanwhile (dbt's other thread) spills beyond it."""
-    from core.settings import duckdb_memory_limit
+    from core.settings import dbt_memory_limit
 
     con.execute(f"SET memory_limit = '{limit}'")
     try:
         yield
     finally:
-        con.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
+        con.execute(f"SET memory_limit = '{dbt_memory_limit()}'")

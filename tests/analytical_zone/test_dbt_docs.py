@@ -30,15 +30,15 @@ def test_unit_tests_cover_the_rules(built_warehouse, dbt_cli):
         assert name in names, (name, names)
 
 
-@pytest.mark.parametrize("setting,expected", [(None, "1.8 GiB"), ("1GB", "953.6 MiB")])
+@pytest.mark.parametrize("setting,expected", [(None, "3.7 GiB"), ("1GB", "953.6 MiB")])
 def test_dbt_runs_duckdb_with_a_bounded_memory_limit(built_warehouse, monkeypatch, setting, expected):
     # DuckDB's own default (80% of RAM) would never spill on a machine without swap
     from core.dbt import run_dbt
 
     if setting is None:
-        monkeypatch.delenv("LTCEVAL_DUCKDB_MEMORY_LIMIT", raising=False)
+        monkeypatch.delenv("LTCEVAL_DBT_MEMORY_LIMIT", raising=False)
     else:
-        monkeypatch.setenv("LTCEVAL_DUCKDB_MEMORY_LIMIT", setting)
+        monkeypatch.setenv("LTCEVAL_DBT_MEMORY_LIMIT", setting)
     proc = run_dbt(built_warehouse, "show", "--inline", "select current_setting('memory_limit') as memory_limit",
                    "--output", "json")
     assert proc.returncode == 0, proc.stdout[-2000:]

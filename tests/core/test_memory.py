@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from core.memory import duckdb_cache_held_down, release_memory
-from core.settings import DUCKDB_MEMORY_LIMIT_ENV, duckdb_memory_limit
+from core.settings import DBT_MEMORY_LIMIT_ENV, dbt_memory_limit
 
 
 def _cached_mib(con) -> float:
@@ -15,11 +15,11 @@ def _cached_mib(con) -> float:
 
 
 def test_the_limit_is_lowered_for_the_block_and_set_back(tmp_path, monkeypatch):
-    monkeypatch.setenv(DUCKDB_MEMORY_LIMIT_ENV, "2GB")
+    monkeypatch.setenv(DBT_MEMORY_LIMIT_ENV, "2GB")
     path = tmp_path / "w.duckdb"
     with duckdb.connect(str(path)) as con:
         con.execute("CREATE TABLE t AS SELECT range AS i, range * 2.5 AS x, md5(range::VARCHAR) AS s FROM range(6000000)")
-    with duckdb.connect(str(path), config={"memory_limit": duckdb_memory_limit()}) as con:
+    with duckdb.connect(str(path), config={"memory_limit": dbt_memory_limit()}) as con:
         before = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
         con.sql("SELECT sum(i), sum(x), count(DISTINCT s) FROM t").fetchall()  # caches the table's blocks
         cached = _cached_mib(con)
@@ -33,8 +33,8 @@ def test_the_limit_is_lowered_for_the_block_and_set_back(tmp_path, monkeypatch):
 
 
 def test_the_limit_is_set_back_when_the_block_fails(tmp_path, monkeypatch):
-    monkeypatch.setenv(DUCKDB_MEMORY_LIMIT_ENV, "1GB")
-    with duckdb.connect(str(tmp_path / "w.duckdb"), config={"memory_limit": duckdb_memory_limit()}) as con:
+    monkeypatch.setenv(DBT_MEMORY_LIMIT_ENV, "1GB")
+    with duckdb.connect(str(tmp_path / "w.duckdb"), config={"memory_limit": dbt_memory_limit()}) as con:
         before = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
         with pytest.raises(ZeroDivisionError):
             with duckdb_cache_held_down(con):
