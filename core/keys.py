@@ -6,6 +6,7 @@ from, never the key."""
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -21,6 +22,12 @@ AIRFLOW_KEY_CONNECTION = "ltceval_pseudo_key"  # the Airflow Connection whose pa
 AIRFLOW_KEY_VARIABLE_ENV = f"AIRFLOW_VAR_{AIRFLOW_KEY_VARIABLE.upper()}"
 AIRFLOW_KEY_CONNECTION_ENV = f"AIRFLOW_CONN_{AIRFLOW_KEY_CONNECTION.upper()}"
 KEY_CHANNEL_ENVS = (KEY_ENV, KEY_FILE_ENV, AIRFLOW_KEY_VARIABLE_ENV, AIRFLOW_KEY_CONNECTION_ENV)
+
+
+def new_key() -> str:
+    """A new random key: 64 characters of a 64-symbol alphabet (384 bits). 64 random hex digits
+    miss one of their 16 symbols about one time in four, and would then fail the distinct-characters rule."""
+    return secrets.token_urlsafe(48)
 
 
 def without_key(env: dict[str, str]) -> dict[str, str]:
@@ -52,7 +59,7 @@ def normalise_key(raw: str | bytes | None, where: str) -> bytes | None:
                              f"{MIN_KEY_LENGTH} characters (surrounding whitespace does not count)")
     if len(set(key)) < MIN_KEY_DISTINCT:
         raise PseudoKeyError(f"the pseudonymisation key from the {where} is too weak: it must hold at least "
-                             f"{MIN_KEY_DISTINCT} different characters (e.g. 64 hex digits from a random generator)")
+                             f"{MIN_KEY_DISTINCT} different characters (e.g. python3 -c \"import secrets; print(secrets.token_urlsafe(48))\")")
     return key.encode("utf-8")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from core.assets import CHAIN, IDENTIFIABLE_ZONE
 from core.contract import SEEDS
 from core.errors import LtcevalError
 from core.keys import (AIRFLOW_KEY_CONNECTION_ENV, AIRFLOW_KEY_VARIABLE, AIRFLOW_KEY_VARIABLE_ENV, key_file_exposure,
-                       normalise_key, read_key_file, without_key)
+                       new_key, normalise_key, read_key_file, without_key)
 from core.periods import parse_period
 from core.progress import progress_message
 from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths, env_value
@@ -98,7 +97,7 @@ def ensure_key(paths: Paths, env: dict[str, str]) -> None:
         key_file.parent.chmod(0o700)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+            fh.write(new_key())
     env[KEY_FILE_ENV] = str(key_file)
 
 

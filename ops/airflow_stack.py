@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.assets import EVALUATION, IDENTIFIABLE_ZONE
+from core.keys import new_key
 from core.settings import BALANCE_CRITICAL_ENV
 from ops import StackError
 from ops.airflow_api import ApiClient
@@ -83,7 +84,7 @@ class AirflowStack:
         key_file.parent.chmod(0o700)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+            fh.write(new_key())
         # the simple auth manager keeps (and only adds to) this file: our admin password
         pw_file = self.home / "passwords.json"
         pw_file.write_text(json.dumps({self.username: self.password}) + "\n")
