@@ -25,12 +25,15 @@ def dbt_vars() -> dict[str, int]:
             "matching_seed": SEEDS.matching}
 
 
-def dbt_args(work_dir: Path) -> list[str]:
+def dbt_args(work_dir: Path, extra_vars: dict | None = None) -> list[str]:
     """The project, profile and contract options of a dbt command; dbt's target and logs go
-    under ``work_dir``."""
+    under ``work_dir``; ``extra_vars`` set further vars of dbt_project.yml (never the contract's)."""
+    clash = set(extra_vars or ()) & set(dbt_vars())
+    if clash:
+        raise ValueError(f"dbt vars {sorted(clash)} come from the contract (core/contract.py)")
     return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--target-path", str(Path(work_dir) / "target"), "--log-path", str(Path(work_dir) / "logs"),
-            "--vars", json.dumps(dbt_vars(), sort_keys=True)]
+            "--vars", json.dumps({**dbt_vars(), **(extra_vars or {})}, sort_keys=True)]
 
 
 def dbt_process_env(paths: Paths) -> dict[str, str]:
@@ -39,8 +42,8 @@ def dbt_process_env(paths: Paths) -> dict[str, str]:
     return dict(os.environ, **paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
 
 
-def run_dbt(paths: Paths, *args: str) -> subprocess.CompletedProcess:
+def run_dbt(paths: Paths, *args: str, extra_vars: dict | None = None) -> subprocess.CompletedProcess:
     """``dbt <args>`` in a child process against a run's warehouse (target and logs under
     ``<out>/dbt``); the caller checks the return code."""
-    cmd = [str(DBT_EXECUTABLE), *args, *dbt_args(paths.out / "dbt")]
+    cmd = [str(DBT_EXECUTABLE), *args, *dbt_args(paths.out / "dbt", extra_vars)]
     return subprocess.run(cmd, env=dbt_process_env(paths), capture_output=True, text=True)

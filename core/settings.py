@@ -26,8 +26,8 @@ UPSTREAM_KEY_ENV = "LTCEVAL_UPSTREAM_PSEUDO_KEY"
 DUCKDB_MEMORY_LIMIT_ENV = "LTCEVAL_DUCKDB_MEMORY_LIMIT"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"  # at 2 million people 4GB put every identifiable-zone DuckDB at 4.3 GiB, twice the 200,000-person peak
 DBT_MEMORY_LIMIT_ENV = "LTCEVAL_DBT_MEMORY_LIMIT"
-DEFAULT_DBT_MEMORY_LIMIT = "4GB"  # the same default as dbt_project/profiles.yml: the person-month panel's join
-# (120 million grid rows at 2 million people) ran out of memory within 3GB, DuckDB spilling or not
+DEFAULT_DBT_MEMORY_LIMIT = "2GB"  # the same default as dbt_project/profiles.yml; the person-month panel is
+# built in parts of var('panel_chunk_persons') people so that it fits (dbt build at 2 million people: peak 6.0 -> 4.4 GiB)
 VALIDATION_SEGMENT_MIB_ENV = "LTCEVAL_VALIDATION_SEGMENT_MIB"
 DEFAULT_VALIDATION_SEGMENT_MIB = 64  # about half a million GP appointments a segment (a worker holds one)
 VALIDATION_WORKERS_ENV = "LTCEVAL_VALIDATION_WORKERS"
@@ -47,7 +47,7 @@ ENVIRONMENT: dict[str, str] = {
     "LTCEVAL_WAREHOUSE": "set for dbt by the pipeline: the DuckDB warehouse it builds",
     "LTCEVAL_PSEUDONYMISED_DIR": "set for dbt by the pipeline: the pseudonymised tables it reads",
     DUCKDB_MEMORY_LIMIT_ENV: "DuckDB's memory limit in the identifiable zone: validation's cross-file rules, linkage, pseudonymisation, the IG report (default 2GB; it spills beyond)",
-    DBT_MEMORY_LIMIT_ENV: "DuckDB's memory limit in dbt (dbt_project/profiles.yml; default 4GB; it spills beyond)",
+    DBT_MEMORY_LIMIT_ENV: "DuckDB's memory limit in dbt (dbt_project/profiles.yml; default 2GB; it spills beyond)",
     VALIDATION_SEGMENT_MIB_ENV: "validation: a CSV file larger than this many MiB is validated in segments of "
                                 "about this size (default 128; smaller uses less memory, same result)",
     VALIDATION_WORKERS_ENV: "validation: processes validating the segments of a file at once (default: the "
@@ -85,7 +85,7 @@ def duckdb_memory_limit(environ: Mapping[str, str] | None = None) -> str:
 
 
 def dbt_memory_limit(environ: Mapping[str, str] | None = None) -> str:
-    """DuckDB's memory limit in dbt (e.g. '4GB'), which dbt_project/profiles.yml gives it."""
+    """DuckDB's memory limit in dbt (e.g. '2GB'), which dbt_project/profiles.yml gives it."""
     return env_value(DBT_MEMORY_LIMIT_ENV, environ) or DEFAULT_DBT_MEMORY_LIMIT
 
 

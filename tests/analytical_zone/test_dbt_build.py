@@ -249,3 +249,25 @@ def test_balance_can_be_made_report_only_and_says_so(built_warehouse, tmp_path):
         summary = validate_marts(broken, tmp_path / "gx", tmp_path / "gx-full", balance_critical=False)
     assert summary["balance_check"] == "report-only"
     assert summary["suites"]["mart_balance"]["failed_other"]
+
+
+def test_person_month_panel_built_in_parts_equals_the_panel_built_at_once(built_warehouse, dbt_cli, tmp_path):
+    # the dense panel is built var('panel_chunk_persons') people at a time (post-hook INSERTs);
+    # 6,000 people in parts of 1,000 (and an uneven last part of 2,500 .. 5,000 .. 6,000) must
+    # give the very rows of one part
+    table = "int_activity_aggregated_to_person_months"
+    whole = tmp_path / "whole.duckdb"  # a copy: the module's connection holds the built file
+    shutil.copy(built_warehouse.warehouse, whole)
+    for size in (1000, 2500):
+        copy = tmp_path / f"parts_{size}.duckdb"
+        shutil.copy(built_warehouse.warehouse, copy)
+        proc = dbt_cli(built_warehouse.with_warehouse(copy), "run", "--select", table,
+                       extra_vars={"panel_chunk_persons": size})
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        with duckdb.connect(str(copy), read_only=True) as c:
+            c.execute(f"ATTACH '{whole}' AS whole (READ_ONLY)")
+            rows = q(c, f"SELECT count(*), count(DISTINCT person_id) FROM {table}")[0]
+            assert rows == q(c, f"SELECT count(*), count(DISTINCT person_id) FROM whole.{table}")[0]
+            assert rows[1] > 2 * size  # really more than two parts
+            for a, b in ((table, f"whole.{table}"), (f"whole.{table}", table)):
+                assert q(c, f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})") == [(0,)]

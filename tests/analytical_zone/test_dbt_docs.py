@@ -30,7 +30,7 @@ def test_unit_tests_cover_the_rules(built_warehouse, dbt_cli):
         assert name in names, (name, names)
 
 
-@pytest.mark.parametrize("setting,expected", [(None, "3.7 GiB"), ("1GB", "953.6 MiB")])
+@pytest.mark.parametrize("setting,expected", [(None, "1.8 GiB"), ("1GB", "953.6 MiB")])
 def test_dbt_runs_duckdb_with_a_bounded_memory_limit(built_warehouse, monkeypatch, setting, expected):
     # DuckDB's own default (80% of RAM) would never spill on a machine without swap
     from core.dbt import run_dbt
