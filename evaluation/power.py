@@ -122,12 +122,13 @@ def mdrr(design: OutcomeDesign, alpha: float = ALPHA, power: float = POWER,
 
 
 def treated_needed(design: OutcomeDesign, rate_ratio: float = TARGET_RATE_RATIO, alpha: float = ALPHA,
-                   power: float = POWER) -> float:
+                   power: float = POWER, variance_at: str = "alternative") -> float:
     """Treated people needed for ``power`` at ``rate_ratio`` (same rates, matching ratio and
     dispersion): the variance is proportional to 1 / n. The other tail's probability (below
-    1e-5 at 80% power) is left out. NaN if the design has no events."""
+    1e-5 at 80% power) is left out. NaN if the design has no events. ``variance_at``: as
+    `power_at`."""
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    per_person = design.variance(rate_ratio, n_treated=1.0)
+    per_person = design.variance(rate_ratio if variance_at == "alternative" else 1.0, n_treated=1.0)
     if not np.isfinite(per_person):
         return float("nan")
     return float(math.ceil(per_person * (z / math.log(rate_ratio)) ** 2))
@@ -289,3 +290,63 @@ def mdrr_column(panel: pd.DataFrame, outcomes, alpha: float = ALPHA, power: floa
 
 def design_dict(d: OutcomeDesign) -> dict:
     return asdict(d)
+
+
+# --------------------------------------------------------------------------- site file
+
+
+SITE_KEYS = {"treated_per_year", "years", "matching_ratio", "pre_months", "post_months", "matched_share", "outcomes"}
+OUTCOME_KEYS = {"rate_per_person_year", "dispersion", "post_change"}
+
+
+def site_plan_from_mapping(doc: dict, known_outcomes) -> SitePlan:
+    """A `SitePlan` from a site file's contents (YAML or JSON)::
+
+        treated_per_year: 300
+        years: 2
+        matching_ratio: 1        # optional (1); pre_months (6), post_months (12), matched_share (1)
+        outcomes:
+          ae_attendances: 0.7    # events per person a year, or:
+          emergency_admissions: {rate_per_person_year: 0.3, dispersion: 1.1, post_change: 0.9}
+
+    Rates are per person a year (the planner works per month: / 12). ValueError naming the
+    first key or value at fault."""
+    if not isinstance(doc, dict):
+        raise ValueError("expected a mapping of keys (treated_per_year, years, outcomes, ...)")
+    unknown = set(doc) - SITE_KEYS
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)}; expected {sorted(SITE_KEYS)}")
+    outcomes = doc.get("outcomes") or {}
+    if not isinstance(outcomes, dict):
+        raise ValueError("outcomes must map each outcome to its rate per person a year")
+    rates, dispersion, post_change = {}, {}, {}
+    for o, v in outcomes.items():
+        if o not in known_outcomes:
+            raise ValueError(f"unknown outcome {o!r}; expected one of {', '.join(known_outcomes)}")
+        if isinstance(v, dict):
+            bad = set(v) - OUTCOME_KEYS
+            if bad:
+                raise ValueError(f"outcome {o}: unknown key(s) {sorted(bad)}; expected {sorted(OUTCOME_KEYS)}")
+            if "rate_per_person_year" not in v:
+                raise ValueError(f"outcome {o}: rate_per_person_year missing")
+            rate = v["rate_per_person_year"]
+            if "dispersion" in v:
+                dispersion[o] = _number(v["dispersion"], f"outcome {o}: dispersion")
+            if "post_change" in v:
+                post_change[o] = _number(v["post_change"], f"outcome {o}: post_change")
+        else:
+            rate = v
+        rates[o] = _number(rate, f"outcome {o}: rate_per_person_year") / 12
+    fields = {k: _number(doc[k], k) for k in SITE_KEYS - {"outcomes"} if k in doc}
+    for k in ("treated_per_year", "years"):
+        if k not in fields:
+            raise ValueError(f"{k} missing")
+    plan = SitePlan(rates=rates, dispersion=dispersion, post_change=post_change, **fields)
+    plan.check()
+    return plan
+
+
+def _number(v, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{what} must be a number, got {v!r}")
+    return float(v)
