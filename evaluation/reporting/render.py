@@ -482,11 +482,13 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
 
 
 def published_mdrr(mdrr: pd.DataFrame) -> pd.DataFrame:
-    """The MDRR table as published: ratios to three significant figures, people needed to two."""
+    """The MDRR table as published: the MDRR to two decimals as in the HTML, the dispersion to
+    two significant figures, people needed to two (coarse: the MDRR and the people needed
+    together give the cohort's size roughly; finer figures would give it closely)."""
     t = mdrr.copy()
     t.insert(1, "label", [outcome_label(o) for o in t["outcome"]])
-    for c in ("mdrr", "dispersion"):
-        t[c] = [significant(v) for v in t[c]]
+    t["mdrr"] = [round(v, 2) for v in t["mdrr"]]
+    t["dispersion"] = [significant(v, 2) for v in t["dispersion"]]
     t["treated_needed_for_target"] = [significant(v, 2) for v in t["treated_needed_for_target"]]
     return t.rename(columns={"treated_needed_for_target": "treated_needed_for_rate_ratio_0.85"})
 
