@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plan", help="could this evaluation detect the effect? minimum detectable rate ratio per outcome",
         description="Planning mode: per outcome, the minimum detectable rate ratio (MDRR: the smallest "
                     "reduction the matched difference-in-differences detects with the given power, two-sided) "
-                    "and the treated people needed to detect a 15%% reduction (--target-rr). Either a site's "
+                    "and the treated people needed to detect a 15% reduction (--target-rr). Either a site's "
                     "expected numbers (flags, or --site FILE in YAML or JSON; flags win) or --from-run OUT, "
                     "the output folder of `ltceval run` (its evaluation panel). Method and assumptions: "
                     "evaluation/power.py.")
