@@ -201,25 +201,25 @@ def design_from_panel(panel: pd.DataFrame, outcomes) -> list[OutcomeDesign]:
     the matched-set cluster-robust variance of their log post / comparison rate ratio over its
     Poisson variance (at least 1: fewer than Poisson would be chance). Treated people and
     controls are taken to share phi (matching makes them alike)."""
-    rows = panel["period"].isin(["pre", "post"]).to_numpy()
-    df = panel.loc[rows]
-    treated = df["is_treated"].to_numpy() == 1
-    post = (df["period"] == "post").to_numpy()
-    w = df["weight"].to_numpy(dtype=float)
-    e = df["exposure_months"].to_numpy(dtype=float)
-    n_treated = int(df.loc[treated, "unit_id"].nunique())
-    clusters = pd.factorize(df["cluster_id"])[0]
+    # masks over the panel's rows, no copy of it (at 2 million people it is gigabytes)
+    period = panel["period"].to_numpy()
+    post, pre = period == "post", period == "pre"
+    treated = panel["is_treated"].to_numpy() == 1
+    w = panel["weight"].to_numpy(dtype=float)
+    e = panel["exposure_months"].to_numpy(dtype=float)
+    n_treated = int(panel.loc[treated & (pre | post), "unit_id"].nunique())
+    clusters = pd.factorize(panel["cluster_id"])[0]
     n_c = int(clusters.max()) + 1 if len(clusters) else 0
     out = []
     for outcome in outcomes:
-        y = df[outcome].to_numpy(dtype=float)
+        y = panel[outcome].to_numpy(dtype=float)
 
         def total(mask, values):
             return float(values[mask].sum())
 
         cells = {}
-        for name, mask in (("tp", treated & post), ("t0", treated & ~post),
-                           ("cp", ~treated & post), ("c0", ~treated & ~post)):
+        for name, mask in (("tp", treated & post), ("t0", treated & pre),
+                           ("cp", ~treated & post), ("c0", ~treated & pre)):
             cells[name] = dict(y=total(mask, w * y), y2=total(mask, w * w * y), e=total(mask, w * e))
         t0, cp, c0, tp = cells["t0"], cells["cp"], cells["c0"], cells["tp"]
         if min(t0["y"], cp["y"], c0["y"]) <= 0 or n_treated == 0:
@@ -229,9 +229,9 @@ def design_from_panel(panel: pd.DataFrame, outcomes) -> list[OutcomeDesign]:
         expected_tp = tp["e"] * (t0["y"] / t0["e"]) * (cp["y"] / cp["e"]) / (c0["y"] / c0["e"])
         v_c = {k: cells[k]["y2"] / cells[k]["y"] ** 2 for k in ("cp", "c0")}
         # controls' log(post rate / comparison rate): influence value of each cluster
-        ctrl = ~treated
+        ctrl = ~treated & (pre | post)
         infl = np.zeros(n_c)
-        for mask, sign, cell in ((ctrl & post, 1.0, cp), (ctrl & ~post, -1.0, c0)):
+        for mask, sign, cell in ((ctrl & post, 1.0, cp), (ctrl & pre, -1.0, c0)):
             infl += sign * (np.bincount(clusters[mask], weights=(w * y)[mask], minlength=n_c) / cell["y"]
                             - np.bincount(clusters[mask], weights=(w * e)[mask], minlength=n_c) / cell["e"])
         g = int(np.count_nonzero(np.bincount(clusters[ctrl], minlength=n_c)))
