@@ -18,6 +18,7 @@ from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
                                 prepare_unit_costs, unit_costs_by_outcome)
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.methods.common import json_safe
+from evaluation.power import mdrr_column
 from core.contract import COUNT_OUTCOMES
 from core.disclosure import published_mean
 from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
@@ -58,6 +59,9 @@ def estimate(paths: Paths, outcome: str) -> dict:
     panel = load_panel(paths.warehouse)
     est = estimate_outcome(panel, outcome, load_treated_panel(paths.warehouse))
     _save(paths, f"outcome_{outcome}", est)
+    # the minimum detectable rate ratio of this cohort (blind to the treated people's post
+    # period; evaluation.power), shown beside the estimate in the report
+    _save(paths, f"mdrr_{outcome}", mdrr_column(panel, [outcome]))
     d, n, es = est.did, est.naive, est.event_study
     return json_safe({
         "outcome": outcome,
@@ -205,6 +209,8 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     balance = read_table(paths.warehouse, "mart_balance") if "mart_balance" in tables else None
     attrition = (read_table(paths.warehouse, "mart_attrition")
                  if "mart_attrition" in tables else None)
+    mdrr_files = [o for o in outcomes if (work_dir(paths) / f"mdrr_{o}.pkl").exists()]
+    mdrr = pd.concat([_load(paths, f"mdrr_{o}") for o in mdrr_files], ignore_index=True) if mdrr_files else None
     inputs = ReportInputs(
         estimates=estimates, costing=c["costing"], cost_did=c["cost_did"], cohort=c["cohort"],
         period={**c["period"], "reporting_period": period},
@@ -212,7 +218,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
         balance=balance, attrition=attrition, price_index=c.get("price_index"),
         config=c.get("config"), scenarios=sens.get("scenarios"),
         sensitivity_notes=tuple(sens.get("notes", ())), iapt=sens.get("iapt"),
-        subgroups=sens.get("subgroups"), design=load_design(paths.warehouse),
+        subgroups=sens.get("subgroups"), design=load_design(paths.warehouse), mdrr=mdrr,
     )
     with output_guard(paths.reports):
         written = write_report(inputs, paths.reports)

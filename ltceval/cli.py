@@ -31,6 +31,9 @@ def _number(convert, noun: str, wanted: str, ok):
 _positive_int = _number(int, "a whole number", "a positive number", lambda v: v > 0)
 _non_negative_int = _number(int, "a whole number", "zero or a positive number", lambda v: v >= 0)
 _probability = _number(float, "a probability", "a probability between 0 and 1", lambda v: 0 < v < 1)
+_positive_float = _number(float, "a number", "a positive number", lambda v: 0 < v < float("inf"))
+_probability_or_one = _number(float, "a share", "a share above 0 and at most 1", lambda v: 0 < v <= 1)
+_rate_ratio = _number(float, "a rate ratio", "a rate ratio between 0 and 1 (a reduction)", lambda v: 0 < v < 1)
 _non_negative_float = _number(float, "a number", "zero or a positive number", lambda v: 0 <= v < float("inf"))
 
 
@@ -154,6 +157,152 @@ def _cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outcome_values(pairs: list[str] | None, flag: str) -> dict[str, float]:
+    """``OUTCOME=NUMBER`` flags as a dict, with one-line errors naming the flag."""
+    from core.contract import COUNT_OUTCOMES
+
+    out = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or name not in COUNT_OUTCOMES:
+            raise LtcevalError(f"{flag} {pair!r}: expected OUTCOME=NUMBER with OUTCOME one of {', '.join(COUNT_OUTCOMES)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise LtcevalError(f"{flag} {pair!r}: {value!r} is not a number") from None
+    return out
+
+
+def _site_plan(args: argparse.Namespace):
+    """The site's numbers: the file (--site), then the flags over it."""
+    import json
+
+    from core.contract import COUNT_OUTCOMES
+    from evaluation.power import site_plan_from_mapping
+
+    doc: dict = {}
+    if args.site:
+        path = Path(args.site)
+        if not path.is_file():
+            raise LtcevalError(f"site file {path}: no such file")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".json":
+                doc = json.loads(text)
+            else:
+                import yaml
+                doc = yaml.safe_load(text)
+        except Exception as e:  # malformed YAML or JSON: one line
+            raise LtcevalError(f"site file {path}: cannot read ({str(e).strip().splitlines()[0][:200]})") from None
+        if doc is None or not isinstance(doc, dict):
+            raise LtcevalError(f"site file {path}: expected a mapping (treated_per_year, years, outcomes, ...)")
+    doc = dict(doc)
+    for key in ("treated_per_year", "years", "matching_ratio", "pre_months", "post_months", "matched_share"):
+        value = getattr(args, key)
+        if value is not None:
+            doc[key] = value
+    where = f"site file {args.site}" if args.site else "site numbers"
+    outcomes = doc.get("outcomes") or {}
+    if not isinstance(outcomes, dict):
+        raise LtcevalError(f"{where}: outcomes must map each outcome to its rate per person a year")
+    outcomes = dict(outcomes)
+    for key, values in (("rate_per_person_year", _outcome_values(args.rate, "--rate")),
+                        ("dispersion", _outcome_values(args.dispersion, "--dispersion")),
+                        ("post_change", _outcome_values(args.post_change, "--post-change"))):
+        for o, v in values.items():
+            entry = outcomes.get(o)
+            entry = dict(entry) if isinstance(entry, dict) else ({} if entry is None else {"rate_per_person_year": entry})
+            entry[key] = v
+            outcomes[o] = entry
+    doc["outcomes"] = outcomes
+    try:
+        return site_plan_from_mapping(doc, COUNT_OUTCOMES)
+    except ValueError as e:
+        raise LtcevalError(f"{where}: {e}; see ltceval plan --help") from None
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """Minimum detectable rate ratio per outcome and treated people needed (evaluation.power)."""
+    import json
+    import math
+
+    from core.contract import COUNT_OUTCOMES
+    from evaluation.disclosure import suppress_count
+    from evaluation.methods.common import json_safe
+    from evaluation.power import design_from_panel, plan_table, treated_per_year
+
+    site_flags = [f for f in ("site", "treated_per_year", "years", "rate", "dispersion", "post_change",
+                              "matching_ratio", "pre_months", "post_months", "matched_share")
+                  if getattr(args, f) not in (None, [])]
+    if args.from_run and site_flags:
+        raise LtcevalError(f"--from-run reads the site's numbers from the run; leave out --{site_flags[0].replace('_', '-')}")
+    if args.from_run:
+        from core.settings import Paths
+        from evaluation.panel import load_panel, table_names
+
+        warehouse = Paths(Path(args.from_run)).warehouse
+        if not warehouse.is_file():
+            raise LtcevalError(f"--from-run {args.from_run}: no warehouse at {warehouse} "
+                               "(the output folder of `ltceval run`, after its analytical zone)")
+        if "mart_evaluation_panel" not in table_names(warehouse):
+            raise LtcevalError(f"--from-run {args.from_run}: the warehouse has no mart_evaluation_panel")
+        panel = load_panel(warehouse)
+        if not len(panel):
+            raise LtcevalError(f"--from-run {args.from_run}: the evaluation panel has no matched sets")
+        designs = design_from_panel(panel, COUNT_OUTCOMES)
+        per_year = treated_per_year(panel)
+        n = designs[0].n_treated
+        basis = {"source": "run", "run": str(args.from_run), "treated_people_analysed": suppress_count(int(n)),
+                 "treated_per_year": per_year}
+        head = (f"From the run in {args.from_run}: about {suppress_count(int(n))} treated people analysed"
+                + (f" ({per_year:.0f} a year of index months)" if per_year else "")
+                + "; rates, matching and follow-up as observed, dispersion estimated from the controls.")
+    else:
+        if not site_flags:
+            raise LtcevalError("give a site's numbers (--treated-per-year, --years, --rate OUTCOME=RATE ..., "
+                               "or --site FILE) or --from-run OUT")
+        plan = _site_plan(args)
+        designs = plan.designs()
+        per_year = plan.treated_per_year * plan.matched_share
+        basis = {"source": "site numbers", "treated_per_year": plan.treated_per_year, "years": plan.years,
+                 "matched_share": plan.matched_share, "matching_ratio": plan.matching_ratio,
+                 "pre_months": plan.pre_months, "post_months": plan.post_months,
+                 "rates_per_person_year": {o: r * 12 for o, r in plan.rates.items()}}
+        head = (f"{plan.n_treated:,.0f} treated people analysed ({plan.treated_per_year:g} a year x {plan.years:g} "
+                f"year(s) x matched share {plan.matched_share:g}), {plan.matching_ratio:g} control(s) each, "
+                f"comparison period {plan.pre_months:g} months, follow-up {plan.post_months:g} months.")
+    table = plan_table(designs, alpha=args.alpha, power=args.power, target_rate_ratio=args.target_rr,
+                       per_year=per_year)
+    print(head)
+    print(f"{args.power:.0%} power, {args.alpha:g} two-sided; MDRR = the smallest reduction (rate ratio below 1) "
+          f"detected that often; needed = treated people for RR {args.target_rr:g}.")
+    rows = [("Outcome", "MDRR", f"Power at {args.target_rr:g}", f"Needed for {args.target_rr:g}", "Years",
+             "Dispersion")]
+    for r in table.itertuples():
+        rows.append((r.label,
+                     "none" if math.isnan(r.mdrr) else f"{r.mdrr:.3f}",
+                     "n/a" if math.isnan(r.power_at_target) else f"{r.power_at_target:.0%}",
+                     "n/a" if math.isnan(r.treated_needed_for_target) else f"{r.treated_needed_for_target:,.0f}",
+                     "n/a" if math.isnan(r.years_needed_for_target) else f"{r.years_needed_for_target:.1f}",
+                     "n/a" if math.isnan(r.dispersion) else
+                     f"{r.dispersion:.2f}{' (assumed)' if r.dispersion_source.startswith('assumed') else ''}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+    if any(d.dispersion_source.startswith("assumed") for d in designs):
+        print("Dispersion assumed 1 (Poisson) where not given: optimistic; --from-run estimates it, "
+              "or give --dispersion OUTCOME=PHI.")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"alpha": args.alpha, "power": args.power, "target_rate_ratio": args.target_rr, "basis": basis,
+               "outcomes": table.drop(columns=["n_treated"] if args.from_run else []).to_dict(orient="records")}
+        out.write_text(json.dumps(json_safe(doc), indent=2), encoding="utf-8")
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ltceval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -233,6 +382,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=SEEDS.matching, help="breaks ties in the order treated are served")
     p.add_argument("--json", required=True, help="output JSON: counts, balance before/after, ATT")
     p.set_defaults(func=_cmd_match)
+
+    p = sub.add_parser(
+        "plan", help="could this evaluation detect the effect? minimum detectable rate ratio per outcome",
+        description="Planning mode: per outcome, the minimum detectable rate ratio (MDRR: the smallest "
+                    "reduction the matched difference-in-differences detects with the given power, two-sided) "
+                    "and the treated people needed to detect a 15% reduction (--target-rr). Either a site's "
+                    "expected numbers (flags, or --site FILE in YAML or JSON; flags win) or --from-run OUT, "
+                    "the output folder of `ltceval run` (its evaluation panel). Method and assumptions: "
+                    "evaluation/power.py.")
+    p.add_argument("--from-run", metavar="OUT", help="output folder of a run: rates, matching, follow-up and "
+                                                     "dispersion estimated from its evaluation panel")
+    p.add_argument("--site", metavar="FILE", help="site numbers, YAML or JSON: treated_per_year, years, outcomes "
+                                                  "(outcome: rate per person a year, or {rate_per_person_year, "
+                                                  "dispersion, post_change}), optional matching_ratio, pre_months, "
+                                                  "post_months, matched_share")
+    p.add_argument("--treated-per-year", type=_positive_float, help="people treated (referred and eligible) a year")
+    p.add_argument("--years", type=_positive_float, help="years of index months in the data (each with a year "
+                                                          "before and a year after in the extracts)")
+    p.add_argument("--rate", action="append", metavar="OUTCOME=RATE",
+                   help="expected events per person a year in the comparison period, e.g. ae_attendances=0.7 "
+                        "(repeat per outcome)")
+    p.add_argument("--dispersion", action="append", metavar="OUTCOME=PHI",
+                   help="variance of a person's before/after contrast over Poisson, >= 1 (default 1, optimistic; "
+                        "`--from-run` estimates it; bed days: about the mean of stay^2 over the mean stay)")
+    p.add_argument("--post-change", action="append", metavar="OUTCOME=RATIO",
+                   help="controls' rate after the index over their comparison-period rate (default 1)")
+    p.add_argument("--matching-ratio", type=_positive_float, help="controls per treated person (default 1, "
+                                                                   "the pipeline's matching_ratio)")
+    p.add_argument("--pre-months", type=_positive_int, help="months of the comparison period (default 6: months "
+                                                            "-12 to -7, the default selection window left out)")
+    p.add_argument("--post-months", type=_positive_int, help="months of follow-up after the index month (default 12)")
+    p.add_argument("--matched-share", type=_probability_or_one, help="share of treated people who find a control "
+                                                                     "(default 1; 0.9 on the demo population)")
+    p.add_argument("--target-rr", type=_rate_ratio, default=0.85, help="reduction to plan for (default 0.85)")
+    p.add_argument("--alpha", type=_probability, default=0.05, help="two-sided significance level (default 0.05)")
+    p.add_argument("--power", type=_probability, default=0.8, help="power (default 0.8)")
+    p.add_argument("--json", help="also write the table and its basis as JSON here")
+    p.set_defaults(func=_cmd_plan)
     return parser
 
 

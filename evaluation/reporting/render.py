@@ -22,7 +22,7 @@ import pandas as pd
 from evaluation.costing import CostingResult
 from evaluation.design import StudyDesign
 from evaluation.did import LinearDiDResult, OutcomeEstimates
-from core.disclosure import published_mean
+from core.disclosure import published_mean, significant
 from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, published_attrition,
                                    published_balance, published_cost_did,
                                    published_costing_lines, published_costing_table,
@@ -63,6 +63,7 @@ class ReportInputs:
     subgroups: pd.DataFrame | None = None  # evaluation.sensitivity.subgroup_savings
     title: str = "IAPT-LTC business case: effect on healthcare use and costs"
     design: StudyDesign = StudyDesign()  # mart_design
+    mdrr: pd.DataFrame | None = None  # evaluation.power.mdrr_column: outcome, mdrr, treated_needed_for_target
 
 
 def _months_text(months: tuple[int, ...], none: str) -> str:
@@ -248,6 +249,23 @@ def _outcome_rows(published: pd.DataFrame) -> list[list]:
     return rows
 
 
+def mdrr_cells(mdrr: pd.DataFrame | None, outcomes) -> list[str]:
+    """The outcome table's column "Minimum detectable rate ratio": per outcome (in ``outcomes``
+    order) the MDRR of the matched cohort at 80% power, 5% two-sided (evaluation.power), with
+    the treated people needed to detect a 15% reduction; "n/a" where not computed or no
+    reduction is detectable with these events."""
+    by = {} if mdrr is None else {r.outcome: r for r in mdrr.itertuples()}
+    cells = []
+    for o in outcomes:
+        r = by.get(o)
+        if r is None or pd.isna(r.treated_needed_for_target):
+            cells.append("n/a")
+            continue
+        mdrr_text = "none" if pd.isna(r.mdrr) else f"{r.mdrr:.2f}"
+        cells.append(f"{mdrr_text} (RR 0.85 needs {significant(r.treated_needed_for_target, 2):,.0f} treated)")
+    return cells
+
+
 def _percent(v) -> str:
     return v if isinstance(v, str) else f"{v:.0f}%"
 
@@ -386,7 +404,8 @@ def report_context(inp: ReportInputs) -> dict:
                    "last_calendar": p.get("last_calendar_month")},
         "summary": _summary(inp, published_costs),
         "costs": _costs(inp, published_costs),
-        "outcome_rows": _outcome_rows(published_outcome_table(inp.estimates)),
+        "outcome_rows": [row + [cell] for row, cell in zip(
+            _outcome_rows(published_outcome_table(inp.estimates)), mdrr_cells(inp.mdrr, inp.estimates))],
         "scenario_rows": [] if scenarios is None or len(scenarios) <= 1 else [
             [r.group, r.label, gbp(r.gross_saving_per_person), gbp(r.therapy_cost_per_person),
              gbp(r.net_saving_per_person), fmt_ci(r.lo95, r.hi95, money=True)]
@@ -444,6 +463,8 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
         csv("balance", published_balance(inp.balance))
     if inp.attrition is not None:
         csv("attrition", published_attrition(inp.attrition))
+    if inp.mdrr is not None:
+        csv("minimum_detectable_rate_ratio", published_mdrr(inp.mdrr))
     csv("unit_costs", inp.unit_costs)
     if inp.price_index is not None:
         csv("price_index", inp.price_index)
@@ -458,6 +479,18 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     if xlsx is not None:
         written["xlsx"] = str(xlsx)
     return written
+
+
+def published_mdrr(mdrr: pd.DataFrame) -> pd.DataFrame:
+    """The MDRR table as published: the MDRR to two decimals as in the HTML, the dispersion to
+    two significant figures, people needed to two (coarse: the MDRR and the people needed
+    together give the cohort's size roughly; finer figures would give it closely)."""
+    t = mdrr.copy()
+    t.insert(1, "label", [outcome_label(o) for o in t["outcome"]])
+    t["mdrr"] = [round(v, 2) for v in t["mdrr"]]
+    t["dispersion"] = [significant(v, 2) for v in t["dispersion"]]
+    t["treated_needed_for_target"] = [significant(v, 2) for v in t["treated_needed_for_target"]]
+    return t.rename(columns={"treated_needed_for_target": "treated_needed_for_rate_ratio_0.85"})
 
 
 def business_case_template(inp: ReportInputs) -> pd.DataFrame:

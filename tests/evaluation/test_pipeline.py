@@ -143,3 +143,27 @@ def test_report_opens_in_a_headless_browser_without_errors(run, tmp_path):
     assert img.size == (1280, 900)
     lo, hi = img.getextrema()
     assert hi - lo > 100  # text and figures rendered, not a blank page
+
+
+def test_report_shows_the_minimum_detectable_rate_ratio_of_the_cohort_beside_each_estimate(run):
+    from core.contract import outcome_label
+    from evaluation.panel import load_panel
+    from evaluation.power import mdrr_column
+
+    paths, _, _, _, _ = run
+    expected = mdrr_column(load_panel(paths.warehouse), pipeline.OUTCOMES).set_index("outcome")
+    table = pd.read_csv(paths.reports / "tables" / "minimum_detectable_rate_ratio.csv").set_index("outcome")
+    assert list(table.index) == list(pipeline.OUTCOMES)
+    for o in pipeline.OUTCOMES:
+        m = expected.loc[o, "mdrr"]
+        assert 0 < m < 1  # 250 sets: every outcome has a detectable reduction
+        assert table.loc[o, "mdrr"] == pytest.approx(round(m, 2))
+    text = (paths.reports / "business_case.html").read_text(encoding="utf-8")
+    assert "Minimum detectable rate ratio (80% power)" in text
+    # in the outcome table, on each outcome's row, beside its estimate
+    section = text[text.index("id='outcomes'"):text.index("id='sensitivity'")]
+    rows = re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", section)
+    cells = {label: body for label, body in rows}
+    for o in pipeline.OUTCOMES:
+        body = cells[outcome_label(o).replace("&", "&amp;")]
+        assert f"<td>{expected.loc[o, 'mdrr']:.2f} (RR 0.85 needs" in body
