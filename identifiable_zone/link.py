@@ -132,26 +132,51 @@ def spine_persons(spine: pd.DataFrame, prefix: str = "gp") -> pd.DataFrame:
     return s[["record_id", "person_key"]]
 
 
+def deterministic_links_sql(con, tuples: str, spine_ids: str, persons: str, out: str, use_dob: bool = True) -> None:
+    """The deterministic rule, into temp table ``out`` (tuple_id, person_key): the valid NHS
+    number equal to a spine record's and the date of birth equal or day/month swapped (a day of
+    12 or less makes a real date swapped), exactly one spine person qualifying. Without dates of
+    birth (``use_dob`` false) the NHS number alone decides, still one person only.
+    ``tuples`` (tuple_id, nhs[, dob]), ``spine_ids`` (record_id, nhs[, dob]) and ``persons``
+    (record_id, person_key) name tables or views of ``con``; the one definition of the rule,
+    for the pipeline's out-of-core linkage and for whole frames (``deterministic_links``)."""
+    dob = "i.dob" if use_dob else "NULL::VARCHAR"
+    con.execute(f"""
+        CREATE TEMP TABLE {out} AS
+        WITH spine AS (
+            SELECT i.nhs, {dob} AS dob, p.person_key, try_cast({dob} AS DATE) AS d
+            FROM {spine_ids} i JOIN {persons} p USING (record_id)
+            WHERE i.nhs IS NOT NULL {"AND i.dob IS NOT NULL" if use_dob else ""}),
+        candidates AS (
+            SELECT nhs, dob, person_key,
+                   CASE WHEN day(d) <= 12 THEN printf('%04d-%02d-%02d', year(d), day(d), month(d)) END
+                       AS dob_swapped
+            FROM spine)
+        SELECT t.tuple_id, min(s.person_key) AS person_key
+        FROM {tuples} t JOIN candidates s ON t.nhs = s.nhs
+        {"WHERE t.dob IS NOT NULL AND (t.dob = s.dob OR t.dob = s.dob_swapped)" if use_dob else ""}
+        GROUP BY t.tuple_id
+        HAVING count(DISTINCT s.person_key) = 1""")
+
+
 def deterministic_links(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.DataFrame) -> pd.DataFrame:
-    """tuple_id -> person_key where the valid NHS number equals a spine record's and the date
-    of birth is equal or day/month swapped, and exactly one spine person qualifies. Without a
-    date of birth on both sides, the NHS number alone decides (still one person only)."""
+    """tuple_id -> person_key by the deterministic rule (``deterministic_links_sql``) on whole
+    frames, in an in-memory DuckDB; in the order of ``tuples``."""
     if "nhs" not in tuples or "nhs" not in spine_ids:
         return pd.DataFrame({"tuple_id": pd.Series(dtype=object), "person_key": pd.Series(dtype=object)})
+    import duckdb
+
     use_dob = "dob" in tuples and "dob" in spine_ids
-    cols = ["record_id", "nhs"] + (["dob"] if use_dob else [])
-    sp = spine_ids[cols].merge(persons, on="record_id")
-    sp = sp[sp["nhs"].notna() & (sp["dob"].notna() if use_dob else True)]
-    left = tuples[tuples["nhs"].notna() & (tuples["dob"].notna() if use_dob else True)]
-    left = left[["tuple_id", "nhs"] + (["dob"] if use_dob else [])]
-    if use_dob:
-        sp = sp.assign(dob_swapped=nz.date_to_iso(nz.swap_day_month(nz.parse_date(sp["dob"]))).to_numpy())
-    m = left.merge(sp, on="nhs", suffixes=("", "_spine"))
-    if use_dob:
-        m = m[(m["dob"] == m["dob_spine"]) | (m["dob"] == m["dob_swapped"])]
-    n_persons = m.groupby("tuple_id")["person_key"].nunique()
-    unique_ids = n_persons[n_persons == 1].index
-    return m[m["tuple_id"].isin(unique_ids)].drop_duplicates("tuple_id")[["tuple_id", "person_key"]]
+    cols = ["nhs"] + (["dob"] if use_dob else [])
+    with duckdb.connect() as con:
+        con.register("tuples_frame", tuples[["tuple_id", *cols]].astype(object))
+        con.register("spine_ids_frame", spine_ids[["record_id", *cols]].astype(object))
+        con.register("persons_frame", persons[["record_id", "person_key"]])
+        deterministic_links_sql(con, "tuples_frame", "spine_ids_frame", "persons_frame", "det", use_dob)
+        det = con.sql("SELECT tuple_id, person_key FROM det").df()
+    order = pd.Series(range(len(tuples)), index=tuples["tuple_id"].to_numpy())
+    det = det.iloc[np.argsort(order.loc[det["tuple_id"]].to_numpy(), kind="stable")]
+    return det.astype(object).reset_index(drop=True)
 
 
 # -- splink ----------------------------------------------------------------------------------

@@ -114,28 +114,6 @@ def link_accepted(accepted_dir: Path, cfg, at: pd.Timestamp, imd: dict, out_file
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def deterministic_links_sql(con, tuples: str, spine_ids: str, persons: str, out: str) -> None:
-    """``link.deterministic_links`` in SQL, into table ``out`` (tuple_id, person_key): the valid
-    NHS number equal to a spine record's and the date of birth equal or day/month swapped (a
-    day of 12 or less makes a real date swapped), exactly one spine person qualifying."""
-    con.execute(f"""
-        CREATE TEMP TABLE {out} AS
-        WITH spine AS (
-            SELECT i.nhs, i.dob, p.person_key, try_cast(i.dob AS DATE) AS d
-            FROM {spine_ids} i JOIN {persons} p USING (record_id)
-            WHERE i.nhs IS NOT NULL AND i.dob IS NOT NULL),
-        candidates AS (
-            SELECT nhs, dob, person_key,
-                   CASE WHEN day(d) <= 12 THEN printf('%04d-%02d-%02d', year(d), day(d), month(d)) END
-                       AS dob_swapped
-            FROM spine)
-        SELECT t.tuple_id, min(s.person_key) AS person_key
-        FROM {tuples} t JOIN candidates s ON t.nhs = s.nhs
-        WHERE t.dob IS NOT NULL AND (t.dob = s.dob OR t.dob = s.dob_swapped)
-        GROUP BY t.tuple_id
-        HAVING count(DISTINCT s.person_key) = 1""")
-
-
 def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed: int, model: dict | None,
                  spill_dir: Path) -> tuple[dict, dict | None, dict]:
     cols = ", ".join(f'"{c}"' for c in lk.ID_COLS)
@@ -168,7 +146,7 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
         else:
             con.register("spine_persons_frame", persons)
             con.register("spine_ids_frame", spine_ids[["record_id", "nhs", "dob"]])
-            deterministic_links_sql(con, "link_tuples", "spine_ids_frame", "spine_persons_frame", "det_links")
+            lk.deterministic_links_sql(con, "link_tuples", "spine_ids_frame", "spine_persons_frame", "det_links")
             con.unregister("spine_persons_frame")
             unmatched = text_frame(con.sql(f"""
                 SELECT t.tuple_id, t.source, {", ".join(f't."{c}"' for c in lk.ID_COLS)} FROM link_tuples t

@@ -31,6 +31,20 @@ def test_deterministic_needs_nhs_and_dob_equal_or_swapped():
                              "t_other_dob": "nhs:4010232137|dob:1950-01-01"}
 
 
+def test_deterministic_without_dates_of_birth_needs_one_spine_person_per_nhs_number():
+    spine = SPINE.drop(columns="dob")
+    persons = spine_persons(spine)
+    tuples = pd.DataFrame({"tuple_id": ["t_one", "t_none", "t_missing"],
+                           "nhs": ["9434765919", "1111111111", None]})
+    det = deterministic_links(tuples, spine, persons).set_index("tuple_id")["person_key"]
+    assert det.to_dict() == {"t_one": "nhs:9434765919"}
+    # two spine persons on one NHS number (4010232137 with two dates of birth): no link
+    two = spine_persons(SPINE)
+    det = deterministic_links(pd.DataFrame({"tuple_id": ["t"], "nhs": ["4010232137"]}), spine,
+                              two.assign(record_id=SPINE["record_id"]))
+    assert det.empty
+
+
 def test_best_match_threshold_and_ties():
     persons = spine_persons(SPINE)
     pairs = pd.DataFrame({
