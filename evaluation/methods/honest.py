@@ -264,7 +264,8 @@ def event_study_sensitivity(event_study, mbar_grid=MBAR_GRID, m_grid=M_GRID) -> 
     Returns {"first_post": HonestSensitivity | None, "post_average": ..., "notes": [...]}."""
     coefs = event_study.coefs.sort_values("first_month").reset_index(drop=True)
     cov = event_study.cov
-    out = {"first_post": None, "post_average": None, "notes": []}
+    out = {"first_post": None, "post_average": None, "notes": [],
+           "mbar_grid": [float(x) for x in mbar_grid], "m_grid": [float(x) for x in m_grid]}
     if cov is None or not coefs["reference"].any():
         out["notes"].append("no covariance of the event-study coefficients")
         return out
@@ -292,7 +293,12 @@ def event_study_sensitivity(event_study, mbar_grid=MBAR_GRID, m_grid=M_GRID) -> 
     return out
 
 
-def dynamic_sensitivity(result, mbar_grid=MBAR_GRID, m_grid=M_GRID) -> dict:
+# `ltceval did` outcomes come in any unit: its smoothness grid is in multiples of the standard
+# error of the first post-period estimate unless given
+DYNAMIC_M_MULTIPLES = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def dynamic_sensitivity(result, mbar_grid=MBAR_GRID, m_grid=None) -> dict:
     """Robust intervals for `ltceval did`'s dynamic aggregation (a
     `evaluation.methods.staggered.StaggeredDiDResult`): theta(0) and the mean of theta(e) over
     e >= 0 (the aggregation's overall figure). Its pre-period theta(e) use the varying base
@@ -321,6 +327,12 @@ def dynamic_sensitivity(result, mbar_grid=MBAR_GRID, m_grid=M_GRID) -> dict:
     for row, j in enumerate(pos):
         T[len(neg) + row, j] = 1.0
     b, S = T @ theta, T @ V @ T.T
+    if m_grid is None:
+        se_first = float(np.sqrt(S[len(neg), len(neg)]))
+        m_grid = tuple(k * se_first for k in DYNAMIC_M_MULTIPLES)
+        out["m_grid_basis"] = (f"multiples {', '.join(f'{k:g}' for k in DYNAMIC_M_MULTIPLES)} of the standard "
+                               f"error of theta({int(es[pos][0])}), {se_first:.4g}")
+    out["mbar_grid"], out["m_grid"] = [float(x) for x in mbar_grid], [float(x) for x in m_grid]
     # the coefficients handed to the method, against the reference e = -1
     out["coefficients"] = [{"event_time": int(e), "estimate": float(v), "se": float(np.sqrt(S[i, i]))}
                            for i, (e, v) in enumerate(zip([*(es[neg] - 1), *es[pos]], b))]
@@ -340,3 +352,24 @@ def sensitivity_to_dict(sens: dict, exponentiate: bool = False) -> dict:
     """`event_study_sensitivity` or `dynamic_sensitivity` as JSON-ready data."""
     return {k: (v.to_dict(exponentiate) if isinstance(v, HonestSensitivity) else v)
             for k, v in sens.items()}
+
+
+def honest_block(sens: dict, aggregation: str | None = None, exponentiate: bool = False) -> dict:
+    """The ``honest`` block of a JSON result: `sensitivity_to_dict` and what the figures mean."""
+    from importlib.metadata import version
+
+    d = sensitivity_to_dict(sens, exponentiate)
+    d["method"] = {
+        "reference": "Rambachan and Roth (2023), A More Credible Approach to Parallel Trends, Rev Econ Stud 90:2555-2591",
+        "library": f"moderndid {version('moderndid')} didhonest (a port of the R package HonestDiD)",
+        "scale": "log rate ratio (ratio_lb, ratio_ub: the same as rate ratios)" if exponentiate else "the estimate's own",
+        "aggregation": aggregation,
+        "alpha": 0.05,
+        "relative_magnitudes": "Delta^RM(Mbar): each post-period change in the difference in trends is at most "
+                               "Mbar times the largest pre-period change; conditional least-favourable hybrid (C-LF)",
+        "smoothness": "Delta^SD(M): the slope of the difference in trends changes by at most M between "
+                      "consecutive periods (M = 0: linear pre-trend extrapolated); fixed-length interval (FLCI)",
+        "breakdown": "the smallest bound on the grid whose robust 95% interval includes no effect; null: no "
+                     "bound on the grid does; 0: the interval under exact parallel trends already does",
+    }
+    return d

@@ -135,3 +135,27 @@ def test_smoothness_bound_zero_removes_a_linear_pre_trend():
     sd = first.smoothness.iloc[0]
     assert sd["lb"] <= 0 <= sd["ub"]
     assert first.breakdown_m == 0.0
+
+
+def test_ltceval_did_json_has_the_honest_block(tmp_path):
+    import subprocess
+    import sys
+
+    df = _single_cohort_panel(n=600, periods=6, g=4, effect=1.0)
+    panel = tmp_path / "panel.csv"
+    df.to_csv(panel, index=False)
+    out = tmp_path / "did.json"
+    proc = subprocess.run([sys.executable, "-m", "ltceval.cli", "did", str(panel), "--unit", "id", "--time", "t",
+                           "--cohort", "g", "--outcome", "y", "--bootstrap", "0", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    honest = json.loads(out.read_text())["honest"]
+    res = estimate_att_gt(df, unit="id", time="t", cohort="g", outcome="y", control="never")
+    dyn = res.aggregate("dynamic")
+    avg = honest["post_average"]
+    assert avg["estimate"] == pytest.approx(dyn.estimate, rel=1e-10)
+    assert [r["mbar"] for r in avg["relative_magnitudes"]] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert len(avg["smoothness"]) == 5 and "standard error" in honest["m_grid_basis"]
+    assert honest["first_post"]["target"] == "theta(e = 0)"
+    assert "breakdown_mbar" in avg and "Rambachan" in honest["method"]["reference"]
+    assert "breakdown of the dynamic ATT" in proc.stdout
