@@ -7,6 +7,7 @@ Only `<out>/reports/` is published, and only aggregate, suppressed figures go th
 """
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from pathlib import Path
@@ -18,6 +19,7 @@ from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
                                 prepare_unit_costs, unit_costs_by_outcome)
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.methods.common import json_safe
+from evaluation.robustness import outcome_robustness, robustness_json
 from core.contract import COUNT_OUTCOMES
 from core.disclosure import published_mean
 from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
@@ -58,7 +60,13 @@ def estimate(paths: Paths, outcome: str) -> dict:
     panel = load_panel(paths.warehouse)
     est = estimate_outcome(panel, outcome, load_treated_panel(paths.warehouse))
     _save(paths, f"outcome_{outcome}", est)
+    # E-values and parallel-trends sensitivity: saved apart from the estimates, which others read
+    rob = outcome_robustness(est)
+    _save(paths, f"robustness_{outcome}", rob)
+    rob_doc = robustness_json(rob)
+    (work_dir(paths) / f"robustness_{outcome}.json").write_text(json.dumps(rob_doc, indent=2), encoding="utf-8")
     d, n, es = est.did, est.naive, est.event_study
+    honest_avg = (rob_doc["honest"].get("post_average") or {})
     return json_safe({
         "outcome": outcome,
         "rate_ratio": round(d.rate_ratio, 4),
@@ -68,6 +76,10 @@ def estimate(paths: Paths, outcome: str) -> dict:
         "naive_pct_change": round(n.pct_change, 4),
         "pretrend_p": round(es.pretrend_p, 4),
         "n_matched_sets": d.n_sets,
+        "evalue": rob_doc["evalues"]["evalue_estimate"],
+        "evalue_ci": rob_doc["evalues"]["evalue_ci_limit"],
+        "honest_breakdown_mbar": honest_avg.get("breakdown_mbar"),
+        "honest_breakdown_m": honest_avg.get("breakdown_m"),
     }, digits=XCOM_DIGITS)
 
 
@@ -205,6 +217,8 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     balance = read_table(paths.warehouse, "mart_balance") if "mart_balance" in tables else None
     attrition = (read_table(paths.warehouse, "mart_attrition")
                  if "mart_attrition" in tables else None)
+    robustness = {o: _load(paths, f"robustness_{o}") for o in outcomes
+                  if (work_dir(paths) / f"robustness_{o}.pkl").exists()}
     inputs = ReportInputs(
         estimates=estimates, costing=c["costing"], cost_did=c["cost_did"], cohort=c["cohort"],
         period={**c["period"], "reporting_period": period},
@@ -213,6 +227,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
         config=c.get("config"), scenarios=sens.get("scenarios"),
         sensitivity_notes=tuple(sens.get("notes", ())), iapt=sens.get("iapt"),
         subgroups=sens.get("subgroups"), design=load_design(paths.warehouse),
+        robustness=robustness or None,
     )
     with output_guard(paths.reports):
         written = write_report(inputs, paths.reports)
