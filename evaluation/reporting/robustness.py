@@ -111,6 +111,7 @@ def _sensitivity_figure(series) -> str:
     """Robust 95% intervals of the post-referral average rate ratio against Mbar, one panel per
     outcome, the usual interval at the left (as the R package's sensitivity plot)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     n = len(series)
     cols = min(n, 3)
@@ -124,6 +125,8 @@ def _sensitivity_figure(series) -> str:
         ax.vlines(x, np.exp(rm["lb"].to_numpy(float)), np.exp(rm["ub"].to_numpy(float)), colors="#005eb8", lw=2)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
         ax.set_xticks([x[0] - step, *x], ["usual", *(f"{v:g}" for v in x)], fontsize=8)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("Mbar (x largest pre-referral difference)", fontsize=8)
