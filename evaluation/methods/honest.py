@@ -176,21 +176,76 @@ def _fast_max_program(s_t, gamma_tilde, sigma, w_t, c):
     return res
 
 
+_BIAS_PROGRAMS: dict = {}
+
+
+def _fast_maximize_bias(h, sigma, n_pre_periods, n_post_periods, post_period_weights, smoothness_bound=1.0):
+    """moderndid's FLCI ``maximize_bias`` (worst-case bias of the affine estimator whose standard
+    deviation is at most h: a small second-order cone programme), with the programme built once
+    per covariance and weights and h**2 a cvxpy parameter: the golden-section search over h
+    called it some thirty times per M, each time rebuilding and re-canonicalising the same
+    programme (most of a minute per M on a 24-coefficient event study)."""
+    import cvxpy as cp
+    from moderndid.didhonest.fixed_length_ci import _create_diff_matrix, _weights_to_l
+
+    w_post = np.asarray(post_period_weights, dtype=float)
+    key = (np.asarray(sigma, dtype=float).tobytes(), n_pre_periods, n_post_periods, w_post.tobytes())
+    built = _BIAS_PROGRAMS.get(key)
+    if built is None:
+        n = n_pre_periods
+        x = cp.Variable(2 * n)
+        bias_constant = sum(
+            abs(np.dot(np.arange(1, s + 1), w_post[(n_post_periods - s):n_post_periods]))
+            for s in range(1, n_post_periods + 1)
+        ) - np.dot(np.arange(1, n_post_periods + 1), w_post)
+        lower = np.tril(np.ones((n, n)))
+        to_levels = np.hstack([np.zeros((n, n)), _create_diff_matrix(n)])
+        sigma_pre, sigma_pre_post = sigma[:n, :n], sigma[:n, n:]
+        quad = to_levels.T @ sigma_pre @ to_levels
+        quad = (quad + quad.T) / 2
+        lin = 2 * to_levels.T @ sigma_pre_post @ w_post
+        const = float(w_post @ sigma[n:, n:] @ w_post)
+        h2 = cp.Parameter(nonneg=True)
+        problem = cp.Problem(
+            cp.Minimize(bias_constant + cp.sum(x[:n])),
+            [-x[:n] <= lower @ x[n:], lower @ x[n:] <= x[:n],
+             cp.sum(x[n:]) == np.dot(np.arange(1, n_post_periods + 1), w_post),
+             cp.quad_form(x, cp.psd_wrap(quad)) + lin @ x + const <= h2])
+        built = _BIAS_PROGRAMS[key] = (problem, x, h2)
+    problem, x, h2 = built
+    h2.value = float(h) ** 2
+    failed = {"value": np.inf, "optimal_x": None, "optimal_w": None, "optimal_l": None}
+    try:
+        problem.solve(solver=cp.CLARABEL, verbose=False)
+    except (ValueError, RuntimeError, cp.error.SolverError) as e:
+        return {"status": f"error: {e!s}", **failed}
+    if problem.status not in ("optimal", "optimal_inaccurate"):
+        return {"status": "failed", **failed}
+    w = x.value[n_pre_periods:]
+    return {"status": "optimal", "value": problem.value * smoothness_bound, "optimal_x": x.value,
+            "optimal_w": w, "optimal_l": _weights_to_l(w)}
+
+
 @contextlib.contextmanager
 def _fast_linear_programmes():
-    """Swap `_fast_lf_cv` and `_fast_max_program` into moderndid for our calls only."""
+    """Swap `_fast_lf_cv`, `_fast_max_program` and `_fast_maximize_bias` into moderndid for
+    our calls only."""
     global _ORIGINAL_LF_CV
-    from moderndid.didhonest import arp_nuisance
+    from moderndid.didhonest import arp_nuisance, fixed_length_ci
 
-    saved = arp_nuisance.compute_least_favorable_cv, arp_nuisance._solve_max_program
+    saved = (arp_nuisance.compute_least_favorable_cv, arp_nuisance._solve_max_program,
+             fixed_length_ci.maximize_bias)
     _ORIGINAL_LF_CV = saved[0]
     arp_nuisance.compute_least_favorable_cv = _fast_lf_cv
     arp_nuisance._solve_max_program = _fast_max_program
+    fixed_length_ci.maximize_bias = _fast_maximize_bias
     try:
         yield
     finally:
-        arp_nuisance.compute_least_favorable_cv, arp_nuisance._solve_max_program = saved
+        (arp_nuisance.compute_least_favorable_cv, arp_nuisance._solve_max_program,
+         fixed_length_ci.maximize_bias) = saved
         _MAX_PROGRAMS.clear()
+        _BIAS_PROGRAMS.clear()
 
 
 def _breakdown(grid: pd.DataFrame, key: str, includes_zero_at_start: bool) -> float | None:

@@ -57,7 +57,7 @@ def test_fast_linear_programmes_give_the_library_s_own_intervals():
     fast, slow = honest_sensitivity(**kw, fast=True), honest_sensitivity(**kw, fast=False)
     np.testing.assert_allclose(fast.relative_magnitudes[["lb", "ub"]], slow.relative_magnitudes[["lb", "ub"]],
                                atol=1e-6)
-    np.testing.assert_allclose(fast.smoothness[["lb", "ub"]], slow.smoothness[["lb", "ub"]], atol=1e-9)
+    np.testing.assert_allclose(fast.smoothness[["lb", "ub"]], slow.smoothness[["lb", "ub"]], atol=1e-6)
 
 
 def test_shape_errors_are_refused():
