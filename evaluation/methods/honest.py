@@ -227,6 +227,28 @@ def _fast_maximize_bias(h, sigma, n_pre_periods, n_post_periods, post_period_wei
 
 
 @contextlib.contextmanager
+def _flci_search_guard():
+    """moderndid's FLCI golden-section search over h never ends when its two ends coincide
+    (h_max - h_min <= 0, its tolerance then negative): so it is with one pre-period
+    coefficient, where the sum constraint fixes the weights and the minimum-variance and
+    minimum-bias h are equal up to rounding. Then the optimum is that h."""
+    from moderndid.didhonest import fixed_length_ci
+
+    search = fixed_length_ci._optimize_h_bisection
+
+    def guarded(h_min, h_max, *args, **kwargs):
+        if not h_max - h_min > 1e-9 * max(abs(h_max), abs(h_min)):
+            return (h_min + h_max) / 2
+        return search(h_min, h_max, *args, **kwargs)
+
+    fixed_length_ci._optimize_h_bisection = guarded
+    try:
+        yield
+    finally:
+        fixed_length_ci._optimize_h_bisection = search
+
+
+@contextlib.contextmanager
 def _fast_linear_programmes():
     """Swap `_fast_lf_cv`, `_fast_max_program` and `_fast_maximize_bias` into moderndid for
     our calls only."""
@@ -281,7 +303,8 @@ def honest_sensitivity(betahat, sigma, n_pre: int, n_post: int, l_vec, target: s
     empty = pd.DataFrame(columns=["lb", "ub", "method"])
     rm = empty.assign(mbar=pd.Series(dtype=float))
     sd = empty.assign(m=pd.Series(dtype=float))
-    with warnings.catch_warnings(), (_fast_linear_programmes() if fast else contextlib.nullcontext()):
+    with warnings.catch_warnings(), _flci_search_guard(), \
+            (_fast_linear_programmes() if fast else contextlib.nullcontext()):
         warnings.simplefilter("ignore")
         if n_pre >= 2:
             r = create_sensitivity_results_rm(betahat=b, sigma=S, num_pre_periods=n_pre, num_post_periods=n_post,

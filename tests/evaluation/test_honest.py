@@ -159,3 +159,17 @@ def test_ltceval_did_json_has_the_honest_block(tmp_path):
     assert honest["first_post"]["target"] == "theta(e = 0)"
     assert "breakdown_mbar" in avg and "Rambachan" in honest["method"]["reference"]
     assert "breakdown of the dynamic ATT" in proc.stdout
+
+
+def test_one_pre_period_coefficient_gives_smoothness_intervals_and_ends():
+    # 3-month bins leave one comparison-period coefficient: the library's FLCI search then has
+    # equal ends and, unguarded, never stops; relative magnitudes need two and are left out
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(4, 4))
+    S = (A @ A.T + 4 * np.eye(4)) * 1e-3
+    b = np.array([0.02, -0.1, -0.12, -0.08])
+    res = honest_sensitivity(b, S, 1, 3, [1 / 3] * 3, "average", m_grid=(0.0, 0.01))
+    assert res.relative_magnitudes.empty and "at least 2" in res.notes[0]
+    assert np.isfinite(res.smoothness[["lb", "ub"]].to_numpy()).all()
+    # M = 0 with one pre coefficient: the line through it and the reference, extrapolated
+    assert (res.smoothness["lb"] <= res.smoothness["ub"]).all()
