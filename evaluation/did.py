@@ -362,6 +362,10 @@ class EventStudyResult:
     bin_months: int  # 1 = monthly event study; 3 = quarterly bins
     n_sets: int
     method: str
+    # cluster-robust covariance of log_rr across the non-reference bins, indexed both ways by the
+    # bins' first month (NaN where not estimable): the parallel-trends sensitivity
+    # (evaluation.methods.honest) needs the joint covariance, not only the standard errors
+    cov: pd.DataFrame | None = field(repr=False, default=None)
 
     def tidy(self) -> pd.DataFrame:
         t = self.coefs.copy()
@@ -475,6 +479,7 @@ def estimate_event_study(panel: pd.DataFrame, outcome: str,
         not_estimable=tuple(bad),
         bin_months=width,
         n_sets=int(df["matched_set_id"].nunique()),
+        cov=_bin_covariance(V, [k[0] for k in levels], ok),
         method=(
             "Conditional Poisson (person FE), event-time effects by group, treated x event time "
             f"in {'monthly' if width == 1 else f'{width}-month'} bins (reference: the bin ending "
@@ -483,6 +488,14 @@ def estimate_event_study(panel: pd.DataFrame, outcome: str,
             "(selection-window coefficients shown, not tested: they hold the pre-referral peak)."
         ),
     )
+
+
+def _bin_covariance(V: np.ndarray, first_months: list[int], ok: np.ndarray) -> pd.DataFrame:
+    cov = np.array(V, dtype=float, copy=True)
+    cov[~ok, :] = np.nan
+    cov[:, ~ok] = np.nan
+    index = pd.Index(first_months, name="first_month")
+    return pd.DataFrame(cov, index=index, columns=index)
 
 
 # --------------------------------------------------------------------------- naive

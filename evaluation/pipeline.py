@@ -7,6 +7,7 @@ Only `<out>/reports/` is published, and only aggregate, suppressed figures go th
 """
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from pathlib import Path
@@ -19,6 +20,7 @@ from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.methods.common import json_safe
 from evaluation.power import mdrr_column
+from evaluation.robustness import outcome_robustness, robustness_json
 from core.contract import COUNT_OUTCOMES
 from core.disclosure import published_mean
 from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
@@ -62,7 +64,13 @@ def estimate(paths: Paths, outcome: str) -> dict:
     # the minimum detectable rate ratio of this cohort (blind to the treated people's post
     # period; evaluation.power), shown beside the estimate in the report
     _save(paths, f"mdrr_{outcome}", mdrr_column(panel, [outcome]))
+    # E-values and parallel-trends sensitivity: saved apart from the estimates, which others read
+    rob = outcome_robustness(est)
+    _save(paths, f"robustness_{outcome}", rob)
+    rob_doc = robustness_json(rob)
+    (work_dir(paths) / f"robustness_{outcome}.json").write_text(json.dumps(rob_doc, indent=2), encoding="utf-8")
     d, n, es = est.did, est.naive, est.event_study
+    honest_avg = (rob_doc["honest"].get("post_average") or {})
     return json_safe({
         "outcome": outcome,
         "rate_ratio": round(d.rate_ratio, 4),
@@ -72,6 +80,10 @@ def estimate(paths: Paths, outcome: str) -> dict:
         "naive_pct_change": round(n.pct_change, 4),
         "pretrend_p": round(es.pretrend_p, 4),
         "n_matched_sets": d.n_sets,
+        "evalue": rob_doc["evalues"]["evalue_estimate"],
+        "evalue_ci": rob_doc["evalues"]["evalue_ci_limit"],
+        "honest_breakdown_mbar": honest_avg.get("breakdown_mbar"),
+        "honest_breakdown_m": honest_avg.get("breakdown_m"),
     }, digits=XCOM_DIGITS)
 
 
@@ -211,6 +223,8 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
                  if "mart_attrition" in tables else None)
     mdrr_files = [o for o in outcomes if (work_dir(paths) / f"mdrr_{o}.pkl").exists()]
     mdrr = pd.concat([_load(paths, f"mdrr_{o}") for o in mdrr_files], ignore_index=True) if mdrr_files else None
+    robustness = {o: _load(paths, f"robustness_{o}") for o in outcomes
+                  if (work_dir(paths) / f"robustness_{o}.pkl").exists()}
     inputs = ReportInputs(
         estimates=estimates, costing=c["costing"], cost_did=c["cost_did"], cohort=c["cohort"],
         period={**c["period"], "reporting_period": period},
@@ -219,6 +233,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
         config=c.get("config"), scenarios=sens.get("scenarios"),
         sensitivity_notes=tuple(sens.get("notes", ())), iapt=sens.get("iapt"),
         subgroups=sens.get("subgroups"), design=load_design(paths.warehouse), mdrr=mdrr,
+        robustness=robustness or None,
     )
     with output_guard(paths.reports):
         written = write_report(inputs, paths.reports)

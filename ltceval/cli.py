@@ -105,6 +105,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_did(args: argparse.Namespace) -> int:
     """Group-time ATTs for staggered adoption (evaluation.methods.staggered) on a long panel file."""
+    import json
+
     from core.tables import read_table, require_columns
     from evaluation.methods.staggered import estimate_att_gt
 
@@ -121,12 +123,27 @@ def _cmd_did(args: argparse.Namespace) -> int:
     out = Path(args.json)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    res.to_json(out)
+    doc = res.to_dict()
+    honest_line = ""
+    if args.honest:
+        from evaluation.methods.common import json_safe
+        from evaluation.methods.honest import dynamic_sensitivity, honest_block
+
+        doc["honest"] = json_safe(honest_block(dynamic_sensitivity(res), aggregation="dynamic"))
+        avg = doc["honest"]["post_average"]
+        if avg:
+            honest_line = (f"; parallel-trends breakdown of the dynamic ATT: Mbar {_breakdown_text(avg['breakdown_mbar'])}, "
+                           f"M {_breakdown_text(avg['breakdown_m'])}")
+    out.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     simple = res.aggregate("simple")
     print(f"{len(res.cells)} group-time ATTs for {args.outcome} ({res.n_units:,} units, control "
           f"{args.control}); simple ATT {simple.estimate:+.4g} (95% CI {simple.ci[0]:.4g} to "
-          f"{simple.ci[1]:.4g}); pre-trend p = {res.pretrend.p_value:.3g}; wrote {out}")
+          f"{simple.ci[1]:.4g}); pre-trend p = {res.pretrend.p_value:.3g}{honest_line}; wrote {out}")
     return 0
+
+
+def _breakdown_text(value) -> str:
+    return "beyond the grid" if value is None else f"{value:g}"
 
 
 def _cmd_match(args: argparse.Namespace) -> int:
@@ -361,7 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=_non_negative_int, default=999,
                    help="multiplier-bootstrap draws for uniform bands (default 999; 0 = none)")
     p.add_argument("--seed", type=int, default=SEEDS.staggered_bootstrap, help="seed of the multiplier bootstrap")
-    p.add_argument("--json", required=True, help="output JSON: group-time estimates, aggregations, pre-trend test")
+    p.add_argument("--json", required=True, help="output JSON: group-time estimates, aggregations, pre-trend test, "
+                                                 "and the parallel-trends sensitivity (\"honest\")")
+    p.add_argument("--no-honest", dest="honest", action="store_false",
+                   help="skip the parallel-trends sensitivity of the dynamic aggregation (Rambachan and Roth "
+                        "robust intervals; about 20 s for six post periods)")
     p.set_defaults(func=_cmd_did)
 
     p = sub.add_parser("match", help="propensity-score matching on one table: balance, counts and matched ATT")

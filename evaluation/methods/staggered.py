@@ -121,6 +121,9 @@ class AggregatedATT:
     weights: str
     # unit-level influence function of `estimate` (full-sample scaling); not published
     influence: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    # n_units x rows of `table`: the influence functions of the table's estimates, for their
+    # joint covariance (parallel-trends sensitivity, evaluation.methods.honest); not published
+    table_influence: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
     def tidy(self) -> pd.DataFrame:
         head = pd.DataFrame([{"kind": self.kind, "level": "overall", "value": np.nan,
@@ -285,6 +288,7 @@ class StaggeredDiDResult:
             if not post.any():
                 raise ValueError("aggregate: no post-treatment cells")
             est, if_o = weighted(post)
+            infs = np.zeros((n, 0))
             table = pd.DataFrame()
             weights = ("post-treatment cells weighted by cohort size P(G=g); estimated weights' "
                        "influence included")
@@ -332,7 +336,13 @@ class StaggeredDiDResult:
         se = float(self._se(if_o)[0])
         return AggregatedATT(kind=kind, outcome=self.outcome, estimate=est, se=se,
                              ci=(est - Z95 * se, est + Z95 * se), table=table,
-                             weights=weights, influence=if_o)
+                             weights=weights, influence=if_o, table_influence=infs)
+
+    def covariance(self, influence: np.ndarray) -> np.ndarray:
+        """Joint analytic covariance of estimates with unit-level influence functions
+        ``influence`` (n_units x k), clustered as the standard errors are."""
+        psi = self._cluster_sum(influence)
+        return psi.T @ psi / self.n_units**2
 
 
 # --------------------------------------------------------------------------- estimation

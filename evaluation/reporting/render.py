@@ -36,6 +36,7 @@ from evaluation.reporting.formatting import fmt_ci, gbp, num, published_num, sig
 from evaluation.reporting.plots import (fig_to_data_uri, plot_attrition, plot_event_study,
                                         plot_love, plot_naive_vs_did, plot_tornado,
                                         plot_waterfall)
+from evaluation.reporting.robustness import robustness_section
 from evaluation.reporting.text import describe
 
 TEMPLATE = "business_case.html.j2"
@@ -64,6 +65,7 @@ class ReportInputs:
     title: str = "IAPT-LTC business case: effect on healthcare use and costs"
     design: StudyDesign = StudyDesign()  # mart_design
     mdrr: pd.DataFrame | None = None  # evaluation.power.mdrr_column: outcome, mdrr, treated_needed_for_target
+    robustness: dict | None = None  # outcome -> evaluation.robustness.outcome_robustness
 
 
 def _months_text(months: tuple[int, ...], none: str) -> str:
@@ -406,6 +408,7 @@ def report_context(inp: ReportInputs) -> dict:
         "costs": _costs(inp, published_costs),
         "outcome_rows": [row + [cell] for row, cell in zip(
             _outcome_rows(published_outcome_table(inp.estimates)), mdrr_cells(inp.mdrr, inp.estimates))],
+        "robustness": robustness_section(inp.robustness, inp.estimates),
         "scenario_rows": [] if scenarios is None or len(scenarios) <= 1 else [
             [r.group, r.label, gbp(r.gross_saving_per_person), gbp(r.therapy_cost_per_person),
              gbp(r.net_saving_per_person), fmt_ci(r.lo95, r.hi95, money=True)]

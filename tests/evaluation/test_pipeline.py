@@ -2,6 +2,7 @@ import hashlib
 import shutil
 import subprocess
 import json
+import math
 import re
 
 import pandas as pd
@@ -167,3 +168,32 @@ def test_report_shows_the_minimum_detectable_rate_ratio_of_the_cohort_beside_eac
     for o in pipeline.OUTCOMES:
         body = cells[outcome_label(o).replace("&", "&amp;")]
         assert f"<td>{expected.loc[o, 'mdrr']:.2f} (RR 0.85 needs" in body
+
+
+def test_each_outcome_saves_evalues_and_the_honest_block(run):
+    paths, _, summary, _, _ = run
+    from evaluation.evalues import evalues_rr
+
+    for est in summary["estimates"]:
+        doc = json.loads((pipeline.work_dir(paths) / f"robustness_{est['outcome']}.json").read_text())
+        saved = pipeline._load(paths, f"outcome_{est['outcome']}").did
+        ev = evalues_rr(saved.rate_ratio, *saved.rate_ratio_ci)
+        assert doc["evalues"]["evalue_estimate"] == pytest.approx(ev.evalue_estimate)
+        assert est["evalue"] == pytest.approx(ev.evalue_estimate, abs=1e-4)
+        honest = doc["honest"]
+        assert set(honest) >= {"first_post", "post_average", "method", "mbar_grid", "m_grid"}
+        avg = honest["post_average"]
+        assert avg is not None, honest["notes"]
+        # log-scale estimate and its rate ratio agree; the smoothness grid is always computable
+        assert avg["ratio"] == pytest.approx(math.exp(avg["estimate"]))
+        assert [r["m"] for r in avg["smoothness"]] == honest["m_grid"]
+        if avg["n_pre_coefficients"] >= 2:
+            assert [r["mbar"] for r in avg["relative_magnitudes"]] == honest["mbar_grid"]
+
+
+def test_report_shows_evalues_and_parallel_trends_sensitivity(run):
+    paths, _, _, _, _ = run
+    text = (paths.reports / "business_case.html").read_text(encoding="utf-8")
+    assert "id='robustness'" in text and "E-value" in text
+    assert "Breakdown Mbar" in text and "event-study average after referral" in text
+    assert "alt='parallel-trends sensitivity'" in text
