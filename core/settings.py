@@ -56,6 +56,8 @@ ENVIRONMENT: dict[str, str] = {
                          "machine's cores, at most 2, from a million records; 1: one at a time; same result)",
     GENERATOR_WORKERS_ENV: "synthetic generator: processes building chunks of people at once (default: the "
                            "machine's cores, at most 2; 1: one at a time, least memory; same files)",
+    "LTCEVAL_HONEST": "evaluation: 0 skips the parallel-trends sensitivity (Rambachan-Roth intervals, about "
+                      "13 s an outcome); the E-values are always computed",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
     "LTCEVAL_LOCAL_TARIFF": "costing: CSV of local unit costs overriding the unit_costs seed by activity",
     "LTCEVAL_THERAPY_COST_GBP": "costing: cost of a course of therapy (default: the iapt_course row)",

@@ -8,8 +8,7 @@ values); LTCEVAL_HONEST=0 skips it (the E-values are always computed).
 """
 from __future__ import annotations
 
-import os
-
+from core.settings import env_value
 from evaluation.did import OutcomeEstimates
 from evaluation.evalues import evalues_rr
 from evaluation.methods.common import json_safe
@@ -19,7 +18,7 @@ HONEST_ENV = "LTCEVAL_HONEST"
 
 
 def honest_enabled() -> bool:
-    return os.environ.get(HONEST_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return (env_value(HONEST_ENV) or "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def outcome_robustness(est: OutcomeEstimates, honest: bool | None = None) -> dict:

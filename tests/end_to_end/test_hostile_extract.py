@@ -92,7 +92,26 @@ def hostile(tmp_path_factory):
     finally:
         mp.undo()
     dbt = run_dbt(paths, "build")
+    # the evaluation's outputs too (estimates, MDRR, E-values and parallel-trends sensitivity,
+    # costing, report and its tables): everything a run writes outside the zone is scanned
+    from evaluation import pipeline as evaluation
+    results["evaluation"] = evaluation.run_all(paths)
     return paths, results, dbt, planted, identifiers
+
+
+def _texts_of(obj) -> list[str]:
+    """Every value inside a saved result, whole (a DataFrame's repr would elide rows)."""
+    import dataclasses
+
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        return [obj.astype(str).to_csv()]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [t for f in dataclasses.fields(obj) for t in _texts_of(getattr(obj, f.name))]
+    if isinstance(obj, dict):
+        return [t for k, v in obj.items() for t in [str(k), *_texts_of(v)]]
+    if isinstance(obj, (list, tuple, set)):
+        return [t for v in obj for t in _texts_of(v)]
+    return [str(obj)]
 
 
 def _outside_the_zone(paths: Paths, results: dict, dbt) -> str:
@@ -102,9 +121,11 @@ def _outside_the_zone(paths: Paths, results: dict, dbt) -> str:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         for (table,) in con.execute("select table_name from information_schema.tables").fetchall():
             texts.append(con.execute(f'select * from "{table}"').df().astype(str).to_csv(index=False))
-    for folder in (paths.reports, paths.out / "dbt"):
+    for folder in (paths.reports, paths.out / "dbt", paths.out / "analytical" / "evaluation"):
         for path in folder.rglob("*"):
-            if path.is_file() and path.suffix not in (".duckdb", ".wal", ".msgpack"):
+            if path.is_file() and path.suffix == ".pkl":  # the evaluation's saved results
+                texts.extend(_texts_of(pd.read_pickle(path)))
+            elif path.is_file() and path.suffix not in (".duckdb", ".wal", ".msgpack"):
                 texts.append(path.read_text(errors="replace"))
     return "\n".join(texts)
 
@@ -125,6 +146,9 @@ def test_nothing_identifying_leaves_the_identifiable_zone(hostile):
     paths, results, dbt, planted, identifiers = hostile
     blob = _outside_the_zone(paths, results, dbt)
     assert "mart_evaluation_panel" in blob  # the warehouse was read
+    # and the evaluation's outputs: the MDRR table, the saved robustness and estimates
+    assert (paths.reports / "tables" / "minimum_detectable_rate_ratio.csv").is_file()
+    assert "evalue_estimate" in blob  # robustness_<outcome>.json
     # no hex digests (pseudonyms, checksums) in the word scans: their letter runs spell words
     text = re.sub(r"(?<![0-9A-Za-z])(?=[a-fA-F]*\d)[0-9a-fA-F]{12,}(?![0-9A-Za-z])", "<hex>", blob)
     tokens = set(re.findall(r"[A-Za-z0-9]+", text))

@@ -162,7 +162,7 @@ def test_report_shows_the_minimum_detectable_rate_ratio_of_the_cohort_beside_eac
     text = (paths.reports / "business_case.html").read_text(encoding="utf-8")
     assert "Minimum detectable rate ratio (80% power)" in text
     # in the outcome table, on each outcome's row, beside its estimate
-    section = text[text.index("id='outcomes'"):text.index("id='sensitivity'")]
+    section = text[text.index("id='outcomes'"):text.index("<h2", text.index("id='outcomes'"))]
     rows = re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", section)
     cells = {label: body for label, body in rows}
     for o in pipeline.OUTCOMES:
