@@ -309,16 +309,14 @@ def honest_sensitivity(betahat, sigma, n_pre: int, n_post: int, l_vec, target: s
         if n_pre >= 2:
             r = create_sensitivity_results_rm(betahat=b, sigma=S, num_pre_periods=n_pre, num_post_periods=n_post,
                                               m_bar_vec=list(mbar_grid), l_vec=l_vec, alpha=alpha)
-            rm = pd.DataFrame({"mbar": r["Mbar"].to_numpy(), "lb": r["lb"].to_numpy(),
-                               "ub": r["ub"].to_numpy(), "method": r["method"].to_list()})
+            rm = _grid_results(r, "Mbar", "mbar")
         else:
             notes.append("relative magnitudes need at least 2 pre-period coefficients; "
                          f"the event study has {n_pre}")
         if n_pre >= 1:
             r = create_sensitivity_results_sm(betahat=b, sigma=S, num_pre_periods=n_pre, num_post_periods=n_post,
                                               m_vec=list(m_grid), l_vec=l_vec, alpha=alpha)
-            sd = pd.DataFrame({"m": r["m"].to_numpy(), "lb": r["lb"].to_numpy(),
-                               "ub": r["ub"].to_numpy(), "method": r["method"].to_list()})
+            sd = _grid_results(r, "m", "m")
         else:
             notes.append("smoothness bounds need at least 1 pre-period coefficient")
     null_in_ci = ci[0] <= 0 <= ci[1]
@@ -327,6 +325,12 @@ def honest_sensitivity(betahat, sigma, n_pre: int, n_post: int, l_vec, target: s
         breakdown_mbar=_breakdown(rm, "mbar", null_in_ci) if len(rm) else None,
         breakdown_m=_breakdown(sd, "m", null_in_ci) if len(sd) else None,
         n_pre=n_pre, n_post=n_post, notes=tuple(notes))
+
+
+def _grid_results(results, bound_column: str, name: str) -> pd.DataFrame:
+    """moderndid's sensitivity results as our frame: the bound (renamed ``name``), lb, ub, method."""
+    return pd.DataFrame({name: results[bound_column].to_numpy(), "lb": results["lb"].to_numpy(),
+                         "ub": results["ub"].to_numpy(), "method": results["method"].to_list()})
 
 
 # --------------------------------------------------------------------------- adapters
