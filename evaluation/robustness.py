@@ -3,7 +3,7 @@
 parallel trends (`evaluation.methods.honest`). Saved per outcome beside the estimates and shown
 in the report (`evaluation.reporting.robustness`).
 
-The parallel-trends part takes about 10-20 s per outcome (two targets, five Mbar and five M
+The parallel-trends part takes about 4-5 s per outcome with monthly bins (two targets, five Mbar and five M
 values); LTCEVAL_HONEST=0 skips it (the E-values are always computed).
 """
 from __future__ import annotations

@@ -22,13 +22,15 @@ Breakdown value
 
 Library: moderndid's ``didhonest`` (a Python port of the R package, pinned to 0.2 for Python
 3.11), validated against the R package's published example to 1e-3
-(tests/evaluation/methods/test_honest.py). One speed change: moderndid computes the
-least-favourable critical value with 1,000 linear programmes through ``scipy.optimize.linprog``
-per polyhedron, and hundreds more for the conditional test's truncation bounds, which took
-20 s per Mbar on this project's machines; `_fast_lf_cv` and `_fast_max_program` solve the same
-programmes (same seed, same draws) by re-solving one HiGHS model with new bounds or costs: the
-same optima to solver tolerance, about four times faster overall. They are swapped in only for
-our calls (`_fast_linear_programmes`).
+(tests/evaluation/test_honest.py). Speed: moderndid solves every linear programme through
+``scipy.optimize.linprog`` (1,000 for each polyhedron's least-favourable critical value, tens
+of thousands for the conditional test's truncation bounds), 20 s per Mbar on this project's
+machines. `_fast_lf_cv`, `_fast_test_delta_lp` and `_fast_max_program` solve the same
+programmes (same seed, same draws) by keeping one HiGHS model per constraint matrix and reusing
+an optimal basis while it stays optimal; `_fast_maximize_bias` builds the FLCI's cone programme
+once. The same intervals (identical on this project's event studies; tests compare each with
+the library's own), about 3 s per target. They are swapped in only for our calls
+(`_fast_linear_programmes`).
 """
 from __future__ import annotations
 
@@ -97,9 +99,13 @@ def _num(x) -> float | None:
 
 
 def _fast_lf_cv(x_t=None, sigma=None, hybrid_kappa=0.05, sims=1000, rows_for_arp=None, seed=0):
-    """moderndid's ``compute_least_favorable_cv`` (the (1 - kappa) quantile of
-    eta* = min_{eta, tau} eta s.t. xi - X tau <= sd * eta over normal draws xi), with the
-    programmes solved by one warm-started HiGHS model instead of one linprog call each."""
+    """moderndid's ``compute_least_favorable_cv``: the (1 - kappa) quantile of
+    eta*(xi) = min_{eta, tau} eta s.t. sd * eta + X tau >= xi over normal draws xi (the same
+    draws, from the same seed). Only the right-hand side changes between draws, so an optimal
+    basis found for one draw (its active rows B) is optimal for every draw whose basic solution
+    z = A_B^-1 xi_B is feasible (A z >= xi): its dual is feasible whatever xi, and
+    then eta* = z[0] exactly. One HiGHS solve per new basis, checked against all remaining
+    draws at once: a few dozen solves instead of a thousand."""
     import highspy
 
     if x_t is None:
@@ -113,25 +119,50 @@ def _fast_lf_cv(x_t=None, sigma=None, hybrid_kappa=0.05, sims=1000, rows_for_arp
     sd = np.sqrt(np.diag(sigma))
     n_rows, k = x_t.shape
     xi_draws = rng.multivariate_normal(mean=np.zeros(sigma.shape[0]), cov=sigma, size=sims)
+    A = np.column_stack([sd, x_t])  # A [eta, tau] >= xi
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", "simplex")
     inf = highspy.kHighsInf
     h.addVars(k + 1, np.full(k + 1, -inf), np.full(k + 1, inf))
     h.changeColCost(0, 1.0)
-    C = -np.column_stack([sd, x_t])  # C [eta, tau] <= -xi
     for i in range(n_rows):
-        nz = np.flatnonzero(C[i])
-        h.addRow(-inf, 0.0, len(nz), nz.astype(np.int32), C[i, nz])
+        nz = np.flatnonzero(A[i])
+        h.addRow(-inf, 0.0, len(nz), nz.astype(np.int32), -A[i, nz])  # -A z <= -xi
     rows = np.arange(n_rows, dtype=np.int32)
     lower = np.full(n_rows, -inf)
-    eta = []
-    for xi in xi_draws:
-        h.changeRowsBounds(n_rows, rows, lower, -xi)
+    eta = np.full(sims, np.nan)
+    todo = np.ones(sims, dtype=bool)
+    while todo.any():
+        i = int(np.flatnonzero(todo)[0])
+        todo[i] = False
+        h.changeRowsBounds(n_rows, rows, lower, -xi_draws[i])
         h.run()
-        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-            eta.append(h.getSolution().col_value[0])
-    if not eta:
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            continue  # the original drops a draw whose programme fails
+        eta[i] = h.getSolution().col_value[0]
+        basis = h.getBasis()
+        active = np.array([s != highspy.HighsBasisStatus.kBasic for s in basis.row_status])
+        if active.sum() != k + 1 or any(s != highspy.HighsBasisStatus.kBasic for s in basis.col_status):
+            continue
+        A_B = A[active]
+        try:
+            y_B = np.linalg.solve(A_B.T, np.eye(k + 1)[0])
+        except np.linalg.LinAlgError:
+            continue
+        if y_B.min() < -1e-9:
+            continue
+        rest = np.flatnonzero(todo)
+        if not len(rest):
+            break
+        xi = xi_draws[rest]
+        z = np.linalg.solve(A_B, xi[:, active].T)  # (k + 1) x draws
+        slack = A @ z - xi.T
+        ok = slack.min(axis=0) >= -1e-9 * (1.0 + np.abs(xi).max(axis=1))
+        eta[rest[ok]] = z[0, ok]
+        todo[rest[ok]] = False
+    eta = eta[np.isfinite(eta)]
+    if not len(eta):
         raise RuntimeError("Failed to compute any valid eta values")
     return float(np.quantile(eta, 1 - hybrid_kappa))
 
@@ -144,19 +175,22 @@ def _fast_max_program(s_t, gamma_tilde, sigma, w_t, c):
     """moderndid's ``_solve_max_program`` (max f'x s.t. W_T'x = e_1, x >= 0, with
     f = s_t + Sigma gamma c / gamma' Sigma gamma), solved by one HiGHS model per constraint matrix
     whose objective alone changes: the bisections for the conditional test's truncation bounds
-    call it hundreds of times with the same W_T."""
+    call it hundreds of times with the same W_T. Nine calls in ten the last optimal basis is
+    still optimal for the new objective (every reduced cost f_j - W_j' u <= 0, u = B^-T f_B,
+    checked here to 1e-9, stricter than the solver's 1e-7); then its vertex is the answer, as
+    the warm-started solver would return without a pivot, and the solver is not called."""
     import highspy
     from scipy.optimize import OptimizeResult
 
     sigma_gamma = float(gamma_tilde.T @ sigma @ gamma_tilde)
     if sigma_gamma <= 0:
         raise ValueError("gamma'*sigma*gamma must be positive")
-    f = s_t + (sigma @ gamma_tilde) * c / sigma_gamma
+    f = np.asarray(s_t + (sigma @ gamma_tilde) * c / sigma_gamma, dtype=float)
     a_eq = np.ascontiguousarray(w_t.T, dtype=float)
     key = (a_eq.shape, a_eq.tobytes())
-    h = _MAX_PROGRAMS.get(key)
+    program = _MAX_PROGRAMS.get(key)
     n_rows, n = a_eq.shape
-    if h is None:
+    if program is None:
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.addVars(n, np.zeros(n), np.full(n, highspy.kHighsInf))
@@ -165,15 +199,76 @@ def _fast_max_program(s_t, gamma_tilde, sigma, w_t, c):
         for i in range(n_rows):
             nz = np.flatnonzero(a_eq[i])
             h.addRow(b_eq[i], b_eq[i], len(nz), nz.astype(np.int32), a_eq[i, nz])
-        _MAX_PROGRAMS[key] = h
-    h.changeColsCost(n, np.arange(n, dtype=np.int32), -np.asarray(f, dtype=float))
+        program = _MAX_PROGRAMS[key] = {"highs": h, "basis": None}
+    last = program["basis"]
+    if last is not None:
+        basic, B_inv_T, x = last
+        u = B_inv_T @ f[basic]
+        if np.max(f - a_eq.T @ u) <= 1e-9:
+            obj = float(f @ x)
+            res = OptimizeResult(x=x.copy(), fun=-obj, success=True, status=0)
+            res.objective_value = obj
+            return res
+    h = program["highs"]
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), -f)
     h.run()
     ok = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
     x = np.asarray(h.getSolution().col_value) if ok else np.full(n, np.nan)
+    program["basis"] = None
+    if ok:
+        basis = h.getBasis()
+        basic = np.array([st == highspy.HighsBasisStatus.kBasic for st in basis.col_status])
+        if basic.sum() == n_rows and not any(st == highspy.HighsBasisStatus.kBasic for st in basis.row_status):
+            try:
+                program["basis"] = (np.flatnonzero(basic), np.linalg.inv(a_eq[:, basic]).T, x)
+            except np.linalg.LinAlgError:
+                pass
     res = OptimizeResult(x=x, fun=float(h.getInfo().objective_function_value) if ok else np.nan,
                          success=ok, status=0 if ok else 2)
     res.objective_value = -res.fun if ok else np.nan
     return res
+
+
+_DELTA_PROGRAMS: dict = {}
+
+
+def _fast_test_delta_lp(y_t, x_t, sigma):
+    """moderndid's ``_test_delta_lp`` (min eta s.t. y - X tau <= sd * eta, with its duals), as a
+    HiGHS model kept per constraint matrix whose right-hand side alone changes: the conditional
+    test calls it for each theta of its bisection with the same X. Solved from scratch each time
+    (the solver's state is cleared), as through ``scipy.optimize.linprog``, so a degenerate
+    programme gives the same multipliers; only scipy's per-call set-up is saved."""
+    import highspy
+
+    if x_t.ndim == 1:
+        x_t = x_t.reshape(-1, 1)
+    sd = np.sqrt(np.diag(sigma))
+    C = np.ascontiguousarray(-np.column_stack([sd, x_t]))
+    n_rows, n = C.shape
+    key = (C.shape, C.tobytes())
+    h = _DELTA_PROGRAMS.get(key)
+    if h is None:
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("solver", "simplex")
+        h.setOptionValue("simplex_strategy", 1)  # dual simplex, as linprog's "highs-ds"
+        inf = highspy.kHighsInf
+        h.addVars(n, np.full(n, -inf), np.full(n, inf))
+        h.changeColCost(0, 1.0)
+        for i in range(n_rows):
+            nz = np.flatnonzero(C[i])
+            h.addRow(-inf, 0.0, len(nz), nz.astype(np.int32), C[i, nz])
+        _DELTA_PROGRAMS[key] = h
+    h.clearSolver()
+    h.changeRowsBounds(n_rows, np.arange(n_rows, dtype=np.int32), np.full(n_rows, -highspy.kHighsInf),
+                       -np.asarray(y_t, dtype=float))
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return {"eta_star": np.nan, "delta_star": np.full(n - 1, np.nan), "lambda": np.zeros(n_rows),
+                "success": False}
+    sol = h.getSolution()
+    x = np.asarray(sol.col_value)
+    return {"eta_star": x[0], "delta_star": x[1:], "lambda": -np.asarray(sol.row_dual), "success": True}
 
 
 _BIAS_PROGRAMS: dict = {}
@@ -256,17 +351,19 @@ def _fast_linear_programmes():
     from moderndid.didhonest import arp_nuisance, fixed_length_ci
 
     saved = (arp_nuisance.compute_least_favorable_cv, arp_nuisance._solve_max_program,
-             fixed_length_ci.maximize_bias)
+             arp_nuisance._test_delta_lp, fixed_length_ci.maximize_bias)
     _ORIGINAL_LF_CV = saved[0]
     arp_nuisance.compute_least_favorable_cv = _fast_lf_cv
     arp_nuisance._solve_max_program = _fast_max_program
+    arp_nuisance._test_delta_lp = _fast_test_delta_lp
     fixed_length_ci.maximize_bias = _fast_maximize_bias
     try:
         yield
     finally:
         (arp_nuisance.compute_least_favorable_cv, arp_nuisance._solve_max_program,
-         fixed_length_ci.maximize_bias) = saved
+         arp_nuisance._test_delta_lp, fixed_length_ci.maximize_bias) = saved
         _MAX_PROGRAMS.clear()
+        _DELTA_PROGRAMS.clear()
         _BIAS_PROGRAMS.clear()
 
 

@@ -60,6 +60,49 @@ def test_fast_linear_programmes_give_the_library_s_own_intervals():
     np.testing.assert_allclose(fast.smoothness[["lb", "ub"]], slow.smoothness[["lb", "ub"]], atol=1e-6)
 
 
+def _moment_inequalities(seed=3, n_rows=40, k=10):
+    """A least-favourable/conditional-test programme the size of the project's monthly event
+    studies: 40 moments, 10 nuisance directions, correlated moments."""
+    rng = np.random.default_rng(seed)
+    x_t = rng.normal(size=(n_rows, k))
+    root = rng.normal(size=(n_rows, n_rows)) / np.sqrt(n_rows)
+    return x_t, root @ root.T + 0.1 * np.eye(n_rows), rng
+
+
+def test_fast_least_favourable_critical_value_is_the_library_s():
+    from moderndid.didhonest import arp_nuisance
+
+    from evaluation.methods.honest import _fast_lf_cv
+    x_t, sigma, _ = _moment_inequalities()
+    for seed in (0, 1):
+        want = arp_nuisance.compute_least_favorable_cv(x_t, sigma, 0.05, sims=1000, seed=seed)
+        assert _fast_lf_cv(x_t, sigma, 0.05, sims=1000, seed=seed) == pytest.approx(want, abs=1e-7)
+
+
+def test_fast_conditional_test_programmes_are_the_library_s():
+    from moderndid.didhonest import arp_nuisance
+
+    from evaluation.methods.honest import _fast_max_program, _fast_test_delta_lp
+    x_t, sigma, rng = _moment_inequalities()
+    for _ in range(5):
+        y_t = rng.multivariate_normal(np.zeros(len(sigma)), sigma)
+        want, got = arp_nuisance._test_delta_lp(y_t, x_t, sigma), _fast_test_delta_lp(y_t, x_t, sigma)
+        assert got["success"] and got["eta_star"] == pytest.approx(want["eta_star"], abs=1e-8)
+        np.testing.assert_allclose(got["lambda"], want["lambda"], atol=1e-8)
+    gamma = want["lambda"] / want["lambda"].sum()
+    w_t = np.column_stack([np.sqrt(np.diag(sigma)), x_t])
+    s_t = y_t - sigma @ gamma * float(gamma @ y_t) / float(gamma @ sigma @ gamma)
+    solved = 0
+    for c in np.linspace(-5, 5, 41):  # a bisection's path: the last basis mostly stays optimal
+        want = arp_nuisance._solve_max_program(s_t, gamma, sigma, w_t, c)
+        got = _fast_max_program(s_t, gamma, sigma, w_t, c)
+        assert got.success == want.success
+        if want.success:
+            solved += 1
+            assert got.objective_value == pytest.approx(want.objective_value, abs=1e-8)
+    assert solved > 30
+
+
 def test_shape_errors_are_refused():
     with pytest.raises(ValueError):
         honest_sensitivity([0.0, 1.0], np.eye(3), 1, 1, [1.0], "x")
