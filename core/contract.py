@@ -40,8 +40,20 @@ OUTCOMES: dict[str, str] = {
     "gp_appointments": "GP appointments",
 }
 COUNT_OUTCOMES: tuple[str, ...] = tuple(OUTCOMES)
+# Negative-control outcomes: activity the therapy should not change (why each: docs/negative-
+# controls.md). Estimated exactly as the outcomes, their rate ratios measure the design's
+# systematic error (empirical calibration, EASE); in the panels after the outcomes, in this order.
+NEGATIVE_CONTROL_OUTCOMES: dict[str, str] = {
+    "ophthalmology_attendances": "Ophthalmology outpatient attendances",
+    "ent_attendances": "ENT outpatient attendances",
+    "oral_surgery_attendances": "Oral surgery and dental outpatient attendances",
+    "cataract_admissions": "Planned cataract admissions",
+    "hernia_repair_admissions": "Planned hernia repair admissions",
+}
+NEGATIVE_CONTROLS: tuple[str, ...] = tuple(NEGATIVE_CONTROL_OUTCOMES)
+PANEL_COUNTS: tuple[str, ...] = COUNT_OUTCOMES + NEGATIVE_CONTROLS
 COST_OUTCOME = "cost_gbp"
-OUTCOME_LABELS: dict[str, str] = {**OUTCOMES, COST_OUTCOME: "Costed utilisation (GBP)"}
+OUTCOME_LABELS: dict[str, str] = {**OUTCOMES, **NEGATIVE_CONTROL_OUTCOMES, COST_OUTCOME: "Costed utilisation (GBP)"}
 
 
 def outcome_label(outcome: str) -> str:

@@ -3,7 +3,8 @@
 Scheduled on the `evaluation_panel` asset (published after dbt builds mart_evaluation_panel
 and the mart gates pass). Each task calls one function of ``ltceval.tasks`` (which calls
 ``evaluation.pipeline``) and returns its small JSON summary (XCom). One estimate task per
-outcome (they run in parallel), then costing (unit costs re-based, bootstrap intervals,
+outcome (they run in parallel), then the negative controls (estimated as the outcomes; the
+empirical null they give calibrates each outcome's interval), then costing (unit costs re-based, bootstrap intervals,
 caseload projection), then sensitivity and secondary analyses, then the report, written into
 the run's unpublished version folder (`reports/.versions/<run key>/`, opened by the
 identifiable-zone DAG and holding its IG report and the GX results). `publish` then checks
@@ -36,7 +37,11 @@ def evaluation():
         return tasks.estimate_outcome(outcome)
 
     @task(**NO_RETRIES)
-    def cost(_estimates: list[dict]) -> dict:
+    def negative_controls(_estimates: list[dict]) -> dict:
+        return tasks.calibrate_with_negative_controls()
+
+    @task(**NO_RETRIES)
+    def cost(_calibration: dict) -> dict:
         return tasks.cost_outcomes()
 
     @task(**NO_RETRIES)
@@ -52,7 +57,7 @@ def evaluation():
         return tasks.publish_reports(written)
 
     estimates = [estimate.override(task_id=f"estimate_{o}")(o) for o in COUNT_OUTCOMES]
-    publish(report(sensitivity(cost(estimates))))
+    publish(report(sensitivity(cost(negative_controls(estimates)))))
 
 
 evaluation_dag = evaluation()

@@ -28,7 +28,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from core.contract import COUNT_OUTCOMES, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE, PERIODS, PRE_MONTHS
+from core.contract import (COUNT_OUTCOMES, NEGATIVE_CONTROLS, PANEL_COUNTS, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE,
+                           PERIODS, PRE_MONTHS)
 from evaluation.design import StudyDesign
 from evaluation.methods.poisson_fe import SortedCodes
 
@@ -36,7 +37,7 @@ REFERENCE_MONTH = -1  # of a panel without a selection window; see reference_mon
 
 PANEL_COLUMNS = (
     "matched_set_id", "person_id", "is_treated", "index_month", "rel_month",
-    "calendar_month", "exposure_months", *COUNT_OUTCOMES, "ltc_group", "practice_code",
+    "calendar_month", "exposure_months", *COUNT_OUTCOMES, "ltc_group", "practice_code", *NEGATIVE_CONTROLS,
 )
 REQUIRED_COLUMNS = ("matched_set_id", "person_id", "is_treated", "rel_month", "exposure_months")
 
@@ -125,8 +126,9 @@ def prepare_treated_panel(df: pd.DataFrame) -> pd.DataFrame:
     df["person_id"] = df["person_id"].astype(str)
     df["is_treated"] = 1
     df["exposure_months"] = df["exposure_months"].astype(float)
-    for c in COUNT_OUTCOMES:
-        df[c] = df[c].fillna(0).astype(float)
+    for c in PANEL_COUNTS:
+        if c in df.columns:
+            df[c] = df[c].fillna(0).astype(float)
     df = df.sort_values(["person_id", "rel_month"], kind="stable")  # see prepare_panel
     return df[df["exposure_months"] > 0].reset_index(drop=True)
 
@@ -172,7 +174,7 @@ def prepare_panel(panel: pd.DataFrame, selection_window_months: int = 0) -> pd.D
     df["exposure_months"] = df["exposure_months"].astype(float)
     df["matched_set_id"] = df["matched_set_id"].astype(str)
     df["person_id"] = df["person_id"].astype(str)
-    for c in COUNT_OUTCOMES:
+    for c in PANEL_COUNTS:
         if c in df.columns:
             df[c] = df[c].fillna(0).astype(float)
     at_risk = (df["rel_month"].between(-PANEL_MONTHS_BEFORE, PANEL_MONTHS_AFTER) & (df["exposure_months"] > 0)).to_numpy()

@@ -21,7 +21,7 @@ from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outco
 from evaluation.methods.common import json_safe
 from evaluation.power import mdrr_column
 from evaluation.robustness import outcome_robustness, robustness_json
-from core.contract import COUNT_OUTCOMES
+from core.contract import COUNT_OUTCOMES, NEGATIVE_CONTROLS
 from core.disclosure import published_mean
 from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
                               data_period, load_design, load_panel, load_raw_panel, load_treated_panel, read_table,
@@ -85,6 +85,24 @@ def estimate(paths: Paths, outcome: str) -> dict:
         "honest_breakdown_mbar": honest_avg.get("breakdown_mbar"),
         "honest_breakdown_m": honest_avg.get("breakdown_m"),
     }, digits=XCOM_DIGITS)
+
+
+def negative_controls(paths: Paths, outcomes=OUTCOMES, controls=NEGATIVE_CONTROLS) -> dict:
+    """Estimate every negative-control outcome exactly as the outcomes (`estimate_outcome`), fit
+    the empirical null of the design's systematic error from their rate ratios, and calibrate
+    each outcome's interval and p-value against it (`evaluation.calibration`). Saved as
+    `negative_controls.pkl` (estimates) and `calibration.pkl`; the summary for XCom."""
+    from evaluation.calibration import calibrate_outcomes
+
+    panel = load_panel(paths.warehouse)
+    treated = load_treated_panel(paths.warehouse)
+    estimates = {c: estimate_outcome(panel, c, treated) for c in controls if c in panel.columns}
+    _save(paths, "negative_controls", estimates)
+    outcome_estimates = {o: _load(paths, f"outcome_{o}") for o in outcomes
+                         if (work_dir(paths) / f"outcome_{o}.pkl").exists()}
+    calibration = calibrate_outcomes(estimates, outcome_estimates)
+    _save(paths, "calibration", calibration)
+    return json_safe(calibration.summary(), digits=XCOM_DIGITS)
 
 
 def _cohort(paths: Paths, panel) -> dict:

@@ -122,6 +122,12 @@ def estimate_outcome(outcome: str) -> dict:
     return pipeline.estimate(Paths.from_env(), outcome)
 
 
+def calibrate_with_negative_controls() -> dict:
+    from evaluation import pipeline
+
+    return pipeline.negative_controls(Paths.from_env())
+
+
 def cost_outcomes() -> dict:
     from evaluation import pipeline
 

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from core.parallel import ordered_map
 from core.settings import GENERATOR_WORKERS_ENV, generator_workers
 
-from .params import OUTCOMES, SynthParams
+from .params import NEGATIVE_CONTROLS, STREAMS, SynthParams
 from .population import build_persons, build_setup, month_start
 from .simulate import simulate
 from .streams import RNG_BLOCK, BlockRNG, ChunkRecordIds, RecordIds, label_chunk_ids
@@ -195,7 +195,7 @@ class _Counts:
         self.tmp = folder / ".monthly_counts"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.files = {}
-        for name, dtype in [("exposure", np.float32)] + [(o, np.int16) for o in OUTCOMES]:
+        for name, dtype in [("exposure", np.float32)] + [(o, np.int16) for o in STREAMS]:
             f = open(self.tmp / f"{name}.npy", "wb")
             np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
                                                      "fortran_order": False, "shape": (n, months)})
@@ -323,7 +323,7 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
             truth_sinks[s].write(chunk.truth[s])
         persons_sink.write(chunk.persons)
         counts.write("exposure", chunk.exposure)
-        for o in OUTCOMES:
+        for o in STREAMS:
             counts.write(o, chunk.counts[o])
 
     firsts = list(range(0, n, chunk_persons))
@@ -377,6 +377,12 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     effects["bed_days"] = params.planted_rate_ratio["emergency_admissions"]  # length of stay is unaffected
     planted = {
         "rate_ratio": effects,
+        # what the therapy does not change: the negative controls' true rate ratio is 1
+        "negative_controls": {o: 1.0 for o in NEGATIVE_CONTROLS},
+        # systematic error planted on purpose (SynthParams.residual_confounding_rate_ratio): every
+        # treated person's rates, negative controls too, times this from the index month; an
+        # estimator blind to it estimates rate_ratio x this, and 1 x this for a negative control
+        "residual_confounding_rate_ratio": params.residual_confounding_rate_ratio,
         "applies_from": "the month of the first IAPT-LTC treatment contact (zero to two months after referral) onwards",
         "treated_definition": "IAPT-LTC pathway referral (IAPTLTCServiceInd = Y) with >= 2 attended treatment contacts",
         "params": params.to_json(),
@@ -405,7 +411,7 @@ def _truth_persons(pop, sim) -> pd.DataFrame:
         v[who] = ref[col].to_numpy()
         persons[col] = v
     persons["treated_ltc_pathway"] = (pathway == "Y") & (persons["n_treatment"].to_numpy() >= 2)
-    for o in OUTCOMES:
+    for o in STREAMS:
         persons[f"total_{o}"] = sim.counts[o].sum(axis=1, dtype=np.int64)
     return persons
 

@@ -8,9 +8,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
-from core.contract import SEEDS
+from core.contract import NEGATIVE_CONTROLS, SEEDS
 
 OUTCOMES = ("ae_attendances", "emergency_admissions", "outpatient_attendances", "gp_appointments")
+# simulated count streams: the outcomes, then the negative controls (core.contract), which
+# share the outcomes' frailty, conditions, deprivation, season and spells of poor health (so
+# the same selection at a peak) but never the planted effect
+STREAMS = OUTCOMES + NEGATIVE_CONTROLS
+# random substream of the negative controls' draws (streams.BlockRNG.substream): adding them
+# left every draw of the population, its outcomes and referrals as it was
+NEGATIVE_CONTROL_STREAM = 1
 
 # SNOMED codes of the long-term-condition groups (GP register and IAPT IDS602).
 # MUS has no single national SNOMED concept in the IAPT guidance: a local code stands in
@@ -103,6 +110,24 @@ class SynthParams:
         "ae_attendances": 0.85, "emergency_admissions": 0.85,
         "outpatient_attendances": 1.0, "gp_appointments": 1.0,
     })
+
+    # Negative-control outcomes (core.contract.NEGATIVE_CONTROL_OUTCOMES): monthly base rates
+    # per person (adult aged 50, no LTC, middle deprivation; same multipliers as the outcomes)
+    # and the change in log rate per year of age. Orders of magnitude from HES: ophthalmology is
+    # about 8% of outpatient attendances, cataract surgery about 400,000 spells a year in England,
+    # mostly over 65s; inguinal hernia repair about 70,000.
+    negative_control_base_rates: dict = field(default_factory=lambda: {
+        "ophthalmology_attendances": 0.010, "ent_attendances": 0.005, "oral_surgery_attendances": 0.004,
+        "cataract_admissions": 0.0004, "hernia_repair_admissions": 0.0003,
+    })
+    negative_control_age_slope: dict = field(default_factory=lambda: {
+        "ophthalmology_attendances": 0.03, "ent_attendances": 0.01, "oral_surgery_attendances": 0.0,
+        "cataract_admissions": 0.08, "hernia_repair_admissions": 0.02,
+    })
+    # Residual confounding (systematic error, not an effect of therapy): from the index month,
+    # every rate of a treated person (outcomes and negative controls alike) is multiplied by
+    # this, as if they got better or worse for a reason the matching cannot see. 1.0 = none.
+    residual_confounding_rate_ratio: float = 1.0
 
     # People in A&E who are not on any GP list of the footprint (visitors, students, the
     # unregistered): this share of the people attending A&E, with their own identities (a

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .params import OUTCOMES, SynthParams
+from .params import NEGATIVE_CONTROL_STREAM, NEGATIVE_CONTROLS, OUTCOMES, SynthParams
 from .population import Population, month_start
 from .streams import BlockRNG
 
@@ -22,7 +22,7 @@ REFERRAL_UTIL_WEIGHTS = {"ae_attendances": 1.0, "emergency_admissions": 2.0,
 
 @dataclass
 class Simulation:
-    counts: dict  # outcome -> (persons, months) int16 counts
+    counts: dict  # outcome or negative control (params.STREAMS) -> (persons, months) int16 counts
     exposure: np.ndarray  # (persons, months) float32 share of the month registered and alive
     referrals: pd.DataFrame  # one row per referral
 
@@ -54,7 +54,7 @@ def simulate(params: SynthParams, pop: Population, rng: BlockRNG) -> Simulation:
     age_slope = {"ae_attendances": 0.012, "emergency_admissions": 0.03,
                  "outpatient_attendances": 0.02, "gp_appointments": 0.015}
 
-    counts = {o: np.zeros((n, T), dtype=np.int16) for o in OUTCOMES}
+    counts = {o: np.zeros((n, T), dtype=np.int16) for o in (*OUTCOMES, *NEGATIVE_CONTROLS)}
     exposure = np.zeros((n, T), dtype=np.float32)
     spell_left = np.zeros(n, dtype=np.int8)
     referred = np.zeros(n, dtype=bool)
@@ -63,6 +63,8 @@ def simulate(params: SynthParams, pop: Population, rng: BlockRNG) -> Simulation:
     ref_rows = []
     month_days = _days(month_start(params, np.arange(T + 1)))
     every = rng.per_person()
+    every_control = rng.substream(NEGATIVE_CONTROL_STREAM).per_person()
+    confounding = params.residual_confounding_rate_ratio
 
     for t in range(T):
         ms, me = month_days[t], month_days[t + 1]
@@ -78,11 +80,17 @@ def simulate(params: SynthParams, pop: Population, rng: BlockRNG) -> Simulation:
         age_t = age0 + t / 12
         common = person_mult * season * np.where(in_spell, params.spell_multiplier, 1.0) * exp_t
         treated_now = t >= effect_start
+        if confounding != 1.0:
+            common = np.where(treated_now, common * confounding, common)
         for o in OUTCOMES:
             rate = params.base_rates[o] * common * np.exp(age_slope[o] * np.clip(age_t - 50, -35, 40))
             if rr[o] != 1.0:
                 rate = np.where(treated_now, rate * rr[o], rate)
             counts[o][:, t] = every.poisson(rate)
+        for o in NEGATIVE_CONTROLS:  # never the planted effect
+            slope = params.negative_control_age_slope[o]
+            rate = params.negative_control_base_rates[o] * common * np.exp(slope * np.clip(age_t - 50, -35, 40))
+            counts[o][:, t] = every_control.poisson(rate)
         spell_left = np.maximum(spell_left - 1, 0).astype(np.int8)
 
         # Referral this month depends on what the last six months looked like.

@@ -81,13 +81,22 @@ class Draws:
 class BlockRNG:
     """The Generators of the blocks of one chunk (persons ``first`` to ``first + n - 1``)."""
 
-    def __init__(self, seed: int, first: int, n: int):
+    def __init__(self, seed: int, first: int, n: int, stream: int = 0):
         if first % RNG_BLOCK:
             raise ValueError(f"a chunk starts on a block boundary (a multiple of {RNG_BLOCK}), not at {first}")
-        self.first, self.n = first, n
+        self.seed, self.first, self.n = seed, first, n
         b0, b1 = first // RNG_BLOCK, -(-(first + n) // RNG_BLOCK)
-        self.gens = [np.random.default_rng([seed, 0xB10C, b]) for b in range(b0, b1)]
+        # stream 0 is the population's; another stream is independent of it, so what it draws
+        # (e.g. the negative-control outcomes) leaves every draw of stream 0 as it was
+        self.gens = [np.random.default_rng([seed, 0xB10C, b] + ([stream] if stream else []))
+                     for b in range(b0, b1)]
         self.person_block = np.arange(n) // RNG_BLOCK  # block (within the chunk) of each local person
+
+    def substream(self, stream: int) -> "BlockRNG":
+        """The same blocks' independent stream number ``stream`` (> 0)."""
+        if stream < 1:
+            raise ValueError("substreams are numbered from 1 (0 is the population's own)")
+        return BlockRNG(self.seed, self.first, self.n, stream)
 
     def block_of(self, person: np.ndarray) -> np.ndarray:
         """Block (within the chunk) of local person indices."""

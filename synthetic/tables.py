@@ -22,7 +22,8 @@ from .streams import BlockRNG, ChunkRecordIds, RecordIds
 
 PROVIDERS = np.array(["RXG", "RWY", "RAE"])
 ICD10_EMERGENCY = np.array(["J440", "J441", "I500", "I209", "R074", "E119", "R101", "J189", "N390", "K590", "M545", "R55X"])
-ICD10_ELECTIVE = np.array(["H251", "M170", "K802", "N200", "C509", "K409"])
+# no cataract (H25-H26) or hernia (K40-K46) here: those spells are negative controls, made below
+ICD10_ELECTIVE = np.array(["N40X", "M170", "K802", "N200", "C509", "D259"])
 HRG = np.array(["DZ65K", "EB03E", "FD10M", "WD11Z", "LA04S", "HD26G", "KB02K"])
 CHIEF_COMPLAINTS = np.array(["29857009", "21522001", "267036007", "25064002", "22253000", "271807003"])
 TRETSPEF = np.array(["100", "101", "110", "300", "320", "330", "340", "410", "502"])
@@ -139,6 +140,54 @@ def _with_identity(df: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
         df[target] = variants[source].to_numpy()[pos]
     df["Sex"] = df["Sex"].map({"M": "1", "F": "2"})
     return df
+
+
+# Negative-control outcomes as the extracts record them (dbt's int_negative_control_events
+# selects them by these codes): outpatient treatment function codes, and planned spells by
+# primary diagnosis (ICD-10) with their HRG.
+NEGATIVE_CONTROL_SPECIALTIES = {
+    "ophthalmology_attendances": np.array(["130"]),
+    "ent_attendances": np.array(["120"]),
+    "oral_surgery_attendances": np.array(["140", "143", "144"]),
+}
+NEGATIVE_CONTROL_SPELLS = {
+    "cataract_admissions": (np.array(["H251", "H259", "H268"]), "BZ34B"),
+    "hernia_repair_admissions": (np.array(["K409", "K429", "K439"]), "FF62B"),
+}
+# substream of the negative-control events' rows (the counts are drawn on params'
+# NEGATIVE_CONTROL_STREAM): every draw for the other rows is as it was before they existed
+NEGATIVE_CONTROL_ROWS_STREAM = 2
+
+
+def _control_events(sim: Simulation, P: pd.DataFrame, params: SynthParams, crng: BlockRNG,
+                    streams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(person, day, stream) of the negative-control events of ``streams``, in block order."""
+    parts = [(*_events_from_counts(sim.counts[o], P, params, crng), o) for o in streams]
+    person = np.concatenate([p for p, _, _, _ in parts]) if parts else np.zeros(0, np.int64)
+    day = np.concatenate([d for _, _, d, _ in parts]) if parts else np.zeros(0)
+    kind = np.concatenate([np.full(len(p), o, dtype=object) for p, _, _, o in parts]) if parts else np.zeros(0, object)
+    return _block_sorted(crng, person, day, kind)
+
+
+def _identities_with(variants: pd.DataFrame, person: np.ndarray, P: pd.DataFrame, source: str,
+                     params: SynthParams, crng: BlockRNG, setup: Setup) -> pd.DataFrame:
+    """``variants`` plus the source's record of the people in ``person`` it does not hold yet
+    (drawn from the negative controls' stream)."""
+    new = np.setdiff1d(np.unique(person), variants["person"].to_numpy())
+    if not len(new):
+        return variants
+    return pd.concat([variants, identity_variants(P, new, source, params, crng, setup)], ignore_index=True)
+
+
+def _with_control_rows(df: pd.DataFrame, controls: pd.DataFrame, rng: BlockRNG, id_column: str,
+                       id_prefix: str, ids) -> pd.DataFrame:
+    """A source's rows and its negative-control rows in one table, in block order (the source's
+    rows first within a block), record ids taken in that order: the table is the same whatever
+    the chunk size."""
+    both = pd.concat([df, controls], ignore_index=True)
+    both = both.iloc[rng.order(both["person"].to_numpy())].reset_index(drop=True)
+    both[id_column] = ids.take(id_prefix, len(both), 12)
+    return both
 
 
 def _block_sorted(rng: BlockRNG, person: np.ndarray, *cols: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -304,7 +353,7 @@ def build_tables(params: SynthParams, setup: Setup, pop: Population, sim: Simula
     k = len(person)
     apv = identity_variants(P, np.unique(person), "apc", params, rng, setup)
     rows = rng.for_rows(person)
-    apc = pd.DataFrame({"APCS_Ident": ids.take("S", k, 12), "person": person})
+    apc = pd.DataFrame({"APCS_Ident": np.zeros(k, dtype=object), "person": person})
     apc = _with_identity(apc, apv)
     apc["Admission_Date"] = _iso(day)
     apc["Discharge_Date"] = _iso(day + los)
@@ -319,6 +368,33 @@ def build_tables(params: SynthParams, setup: Setup, pop: Population, sim: Simula
     apc["Age_At_Start_of_Spell_SUS"] = _age_at(P, person, day)
     apc["GP_Practice_Code"] = P["practice_code"].to_numpy()[person]
     apc["Der_Provider_Code"] = rows.choice(PROVIDERS, k)
+    # planned cataract and hernia spells (negative controls), from their own stream
+    crng = rng.substream(NEGATIVE_CONTROL_ROWS_STREAM)
+    cp, cday, ckind = _control_events(sim, P, params, crng, NEGATIVE_CONTROL_SPELLS)
+    kc = len(cp)
+    apv = _identities_with(apv, cp, P, "apc", params, crng, setup)
+    crows = crng.for_rows(cp)
+    los_c = np.where(crows.random(kc) < 0.85, 0, crows.integers(1, 4, size=kc))
+    diagnosis = np.empty(kc, dtype=object)
+    hrg = np.empty(kc, dtype=object)
+    for o, (codes, group) in NEGATIVE_CONTROL_SPELLS.items():
+        at = ckind == o
+        diagnosis[at] = codes[crng.for_rows(cp[at]).integers(0, len(codes), size=int(at.sum()))]
+        hrg[at] = group
+    controls = _with_identity(pd.DataFrame({"person": cp}), apv)
+    controls["Admission_Date"] = _iso(cday)
+    controls["Discharge_Date"] = _iso(cday + los_c)
+    controls["Admission_Method"] = crows.choice(np.array(["11", "12", "13"]), kc, p=[0.6, 0.1, 0.3])
+    controls["Patient_Classification"] = np.where(los_c == 0, "2", "1")
+    controls["Discharge_Method"] = "1"
+    controls["Der_Spell_LoS"] = los_c
+    controls["Der_Diagnosis_All"] = diagnosis
+    controls["Spell_Core_HRG_SUS"] = hrg
+    controls["Age_At_Start_of_Spell_SUS"] = _age_at(P, cp, cday)
+    controls["GP_Practice_Code"] = P["practice_code"].to_numpy()[cp]
+    controls["Der_Provider_Code"] = crows.choice(PROVIDERS, kc)
+    apc = _with_control_rows(apc, controls, rng, "APCS_Ident", "S", ids)
+    person = apc["person"].to_numpy()
     tables["apc"] = apc.drop(columns="person")
     truth["apc"] = pd.DataFrame({"source": "apc", "record_id": apc["APCS_Ident"], "true_person_id": person + first})
 
@@ -334,7 +410,7 @@ def build_tables(params: SynthParams, setup: Setup, pop: Population, sim: Simula
     k = len(person)
     opv = identity_variants(P, np.unique(person), "opa", params, rng, setup)
     rows = rng.for_rows(person)
-    opa = pd.DataFrame({"ATTENDKEY": ids.take("O", k, 12), "person": person})
+    opa = pd.DataFrame({"ATTENDKEY": np.zeros(k, dtype=object), "person": person})
     opa = _with_identity(opa, opv)
     opa["APPTDATE"] = _iso(day)
     opa["ATTENDED"] = attended
@@ -344,6 +420,26 @@ def build_tables(params: SynthParams, setup: Setup, pop: Population, sim: Simula
     opa["APPTAGE"] = _age_at(P, person, day)
     opa["LSOA11"] = P["lsoa11"].to_numpy()[person]
     opa["GPPRAC"] = P["practice_code"].to_numpy()[person]
+    # attendances in the negative-control specialties, from their own stream
+    cp, cday, ckind = _control_events(sim, P, params, crng, NEGATIVE_CONTROL_SPECIALTIES)
+    kc = len(cp)
+    opv = _identities_with(opv, cp, P, "opa", params, crng, setup)
+    crows = crng.for_rows(cp)
+    specialty = np.empty(kc, dtype=object)
+    for o, codes in NEGATIVE_CONTROL_SPECIALTIES.items():
+        at = ckind == o
+        specialty[at] = codes[crng.for_rows(cp[at]).integers(0, len(codes), size=int(at.sum()))]
+    controls = _with_identity(pd.DataFrame({"person": cp}), opv)
+    controls["APPTDATE"] = _iso(cday)
+    controls["ATTENDED"] = crows.choice(np.array(["5", "6"]), kc, p=[0.9, 0.1])
+    controls["FIRSTATT"] = np.where(crows.random(kc) < 0.3, "1", "2")
+    controls["TRETSPEF"] = specialty
+    controls["PROCODE3"] = crows.choice(PROVIDERS, kc)
+    controls["APPTAGE"] = _age_at(P, cp, cday)
+    controls["LSOA11"] = P["lsoa11"].to_numpy()[cp]
+    controls["GPPRAC"] = P["practice_code"].to_numpy()[cp]
+    opa = _with_control_rows(opa, controls, rng, "ATTENDKEY", "O", ids)
+    person = opa["person"].to_numpy()
     tables["opa"] = opa.drop(columns="person")
     truth["opa"] = pd.DataFrame({"source": "opa", "record_id": opa["ATTENDKEY"], "true_person_id": person + first})
 

@@ -45,7 +45,7 @@
     end
 {%- endmacro %}
 
-{#- Exposure and the five counts of a person-month (alias of
+{#- Exposure, the five outcome counts and the negative controls' counts of a person-month (alias of
     int_activity_aggregated_to_person_months, left joined), zero-filled and typed: counts
     nothing was recorded for are 0, months outside the study data get exposure 0. -#}
 {% macro panel_activity_columns(pm) -%}
@@ -55,4 +55,7 @@
     cast(coalesce({{ pm }}.bed_days, 0) as integer)                as bed_days,
     cast(coalesce({{ pm }}.outpatient_attendances, 0) as integer)  as outpatient_attendances,
     cast(coalesce({{ pm }}.gp_appointments, 0) as integer)         as gp_appointments
+    {%- for nc in negative_controls() %},
+    cast(coalesce({{ pm }}.{{ nc }}, 0) as integer)                 as {{ nc }}
+    {%- endfor %}
 {%- endmacro %}

@@ -21,27 +21,39 @@ with persons as materialized (
     where person_num between {{ first_person_num }} and {{ last_person_num }}
 ),
 activity as (
-    select person_id, activity_month, 1 as ae, null as em, null as bed_days, null as op, null as gp, null as iapt
+    -- columns: ae, em, bed_days, op, gp, iapt, then one per negative control (nc_*)
+    select person_id, activity_month, 1 as ae, null as em, null as bed_days, null as op, null as gp, null as iapt,
+           {{ _negative_control_nulls() }}
     from {{ ref('int_ae_attendances_filtered_to_type_01') }}
     union all
-    select person_id, activity_month, null, 1, bed_days, null, null, null
+    select person_id, activity_month, null, 1, bed_days, null, null, null, {{ _negative_control_nulls() }}
     from {{ ref('int_apc_spells_filtered_to_emergency') }}
     union all
-    select person_id, activity_month, null, null, null, 1, null, null
+    select person_id, activity_month, null, null, null, 1, null, null, {{ _negative_control_nulls() }}
     from {{ ref('int_outpatient_appointments_filtered_to_attended') }}
     union all
-    select person_id, activity_month, null, null, null, null, 1, null
+    select person_id, activity_month, null, null, null, null, 1, null, {{ _negative_control_nulls() }}
     from {{ ref('int_gp_appointments_filtered_to_attended') }}
     union all
-    select person_id, date_trunc('month', care_contact_date), null, null, null, null, null, 1
+    select person_id, date_trunc('month', care_contact_date), null, null, null, null, null, 1,
+           {{ _negative_control_nulls() }}
     from {{ ref('int_iapt_care_contacts_flagged') }}
     where is_treatment_contact and person_id is not null
+    union all
+    select person_id, activity_month, null, null, null, null, null, null
+           {%- for nc in negative_controls() %},
+           case when negative_control = '{{ nc }}' then 1 end
+           {%- endfor %}
+    from {{ ref('int_negative_control_events') }}
 ),
 counts as (
     -- count(x) counts the rows of x's source; sum(bed_days) is null where no spell has them
     select p.person_num, a.activity_month,
            count(a.ae) as ae, count(a.em) as em, sum(a.bed_days) as bed_days,
            count(a.op) as op, count(a.gp) as gp, count(a.iapt) as iapt
+           {%- for nc in negative_controls() %},
+           count(a.nc_{{ nc }}) as nc_{{ nc }}
+           {%- endfor %}
     from activity a
     join persons p on p.person_id = a.person_id
     group by all
@@ -73,6 +85,9 @@ select
     nullif(c.op, 0)                                                as outpatient_attendances,
     nullif(c.gp, 0)                                                as gp_appointments,
     nullif(c.iapt, 0)                                              as iapt_treatment_contacts
+    {%- for nc in negative_controls() %},
+    nullif(c.nc_{{ nc }}, 0)                                       as {{ nc }}
+    {%- endfor %}
 from grid g
 left join counts c on c.person_num = g.person_num and c.activity_month = g.calendar_month
 {%- endmacro %}
@@ -92,4 +107,16 @@ insert into {{ this }}
 {{ person_months_of_persons(first, first + size - 1) }};
 {%- endfor -%}
 {%- endif -%}
+{%- endmacro %}
+
+
+{% macro negative_controls() -%}
+{#- The negative-control outcome columns, in the contract's order (core/contract.py
+    NEGATIVE_CONTROLS; tests/core/test_contract.py holds them equal). -#}
+{{ return(['ophthalmology_attendances', 'ent_attendances', 'oral_surgery_attendances',
+           'cataract_admissions', 'hernia_repair_admissions']) }}
+{%- endmacro %}
+
+{% macro _negative_control_nulls() -%}
+{%- for nc in negative_controls() %}null as nc_{{ nc }}{{ ", " if not loop.last }}{% endfor -%}
 {%- endmacro %}

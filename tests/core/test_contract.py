@@ -23,9 +23,20 @@ def test_the_panel_macro_writes_the_contract_outcomes_in_order():
     assert columns == ["exposure_months", *contract.COUNT_OUTCOMES]
 
 
+def test_the_negative_controls_are_the_contract_s_in_order():
+    macros = (DBT_PROJECT_DIR / "macros" / "person_month_panel.sql").read_text()
+    body = macros[macros.index("macro negative_controls()"):]
+    listed = re.findall(r"'(\w+)'", body[:body.index("endmacro")])
+    assert tuple(listed) == contract.NEGATIVE_CONTROLS
+    seed = (DBT_PROJECT_DIR / "seeds" / "negative_control_codes.csv").read_text().splitlines()[1:]
+    assert {line.split(",")[0] for line in seed} == set(contract.NEGATIVE_CONTROLS)
+    assert set(contract.NEGATIVE_CONTROLS).isdisjoint(contract.COUNT_OUTCOMES)
+
+
 def test_python_consumers_read_the_contract():
     from evaluation import panel, pipeline
 
     assert panel.COUNT_OUTCOMES is contract.COUNT_OUTCOMES and pipeline.OUTCOMES is contract.COUNT_OUTCOMES
     assert panel.PANEL_COLUMNS[7:12] == contract.COUNT_OUTCOMES
+    assert panel.PANEL_COLUMNS[-5:] == contract.NEGATIVE_CONTROLS
     assert set(contract.OUTCOMES) < set(contract.OUTCOME_LABELS)

@@ -1,0 +1,109 @@
+"""Empirical calibration of the outcomes' rate ratios against the negative controls.
+
+The negative-control outcomes (`core.contract.NEGATIVE_CONTROL_OUTCOMES`; why each:
+docs/negative-controls.md) are estimated exactly as the outcomes (the matched Poisson DiD).
+The therapy does not change them, so their log rate ratios scatter around 0 only by chance and
+by the design's systematic error (residual confounding, regression to the mean the matching
+missed). `evaluation.methods.calibration` (OHDSI EmpiricalCalibration's methods) fits that
+error's distribution (the empirical null) and gives, for each outcome, an interval and a
+p-value that allow for it, and the expected absolute systematic error (EASE) of the design.
+
+With fewer usable negative controls than the method needs, nothing is calibrated and the
+reason is kept (`Calibration.notes`); the report then says so instead of showing calibrated
+figures.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.contract import outcome_label
+from evaluation.did import OutcomeEstimates
+from evaluation.methods import calibration as ec
+
+CI_WIDTH = 0.95
+
+
+@dataclass(frozen=True)
+class CalibratedOutcome:
+    outcome: str
+    rate_ratio: float
+    ci: tuple[float, float]  # uncalibrated (the matched DiD's)
+    p_value: float
+    calibrated_rate_ratio: float
+    calibrated_ci: tuple[float, float]
+    calibrated_p_value: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    controls: dict[str, dict]  # negative control -> rate ratio, CI, log rate ratio, its SE
+    null: "ec.EmpiricalNull | None"
+    model: "ec.SystematicErrorModel | None"
+    ease: float | None
+    outcomes: dict[str, CalibratedOutcome]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def available(self) -> bool:
+        return self.null is not None
+
+    def summary(self) -> dict:
+        """JSON-ready: the null, EASE, each control's and each outcome's figures."""
+        return {
+            "negative_controls": self.controls,
+            "null": None if self.null is None else {"mean": self.null.mean, "sd": self.null.sd},
+            "ease": self.ease,
+            "outcomes": {o: {"rate_ratio": c.rate_ratio, "ci95": list(c.ci), "p_value": c.p_value,
+                             "calibrated_rate_ratio": c.calibrated_rate_ratio,
+                             "calibrated_ci95": list(c.calibrated_ci),
+                             "calibrated_p_value": c.calibrated_p_value}
+                         for o, c in self.outcomes.items()},
+            "notes": list(self.notes),
+        }
+
+
+def _first(x) -> float:
+    """The one value of a scalar or length-1 result."""
+    return float(np.atleast_1d(x)[0])
+
+
+def _usable(est: OutcomeEstimates) -> bool:
+    d = est.did
+    return math.isfinite(d.log_rate_ratio) and math.isfinite(d.se_log_rate_ratio) and d.se_log_rate_ratio > 0
+
+
+def calibrate_outcomes(controls: dict[str, OutcomeEstimates],
+                       outcomes: dict[str, OutcomeEstimates]) -> Calibration:
+    """Fit the empirical null on the usable negative controls and calibrate every outcome."""
+    rows = {c: {"label": outcome_label(c), "rate_ratio": e.did.rate_ratio, "ci95": list(e.did.rate_ratio_ci),
+                "log_rate_ratio": e.did.log_rate_ratio, "se_log_rate_ratio": e.did.se_log_rate_ratio,
+                "usable": _usable(e)}
+            for c, e in controls.items()}
+    usable = [c for c in controls if rows[c]["usable"]]
+    notes = [f"{outcome_label(c)}: no finite rate ratio (too few events), left out of the null"
+             for c in controls if not rows[c]["usable"]]
+    log_rr = [controls[c].did.log_rate_ratio for c in usable]
+    se = [controls[c].did.se_log_rate_ratio for c in usable]
+    try:
+        null = ec.fit_null(log_rr, se)
+        model = ec.fit_systematic_error_model(log_rr, se, [0.0] * len(log_rr))
+    except ValueError as e:  # too few usable controls
+        notes.append(f"not calibrated: {e}")
+        return Calibration(rows, None, None, None, {}, tuple(notes))
+    calibrated = {}
+    for o, est in outcomes.items():
+        d = est.did
+        if not _usable(est):
+            notes.append(f"{outcome_label(o)}: no finite rate ratio to calibrate")
+            continue
+        ci = ec.calibrate_confidence_interval(d.log_rate_ratio, d.se_log_rate_ratio, model, ci_width=CI_WIDTH)
+        p = ec.calibrate_p(null, d.log_rate_ratio, d.se_log_rate_ratio)
+        calibrated[o] = CalibratedOutcome(
+            outcome=o, rate_ratio=d.rate_ratio, ci=tuple(d.rate_ratio_ci), p_value=d.p_value,
+            calibrated_rate_ratio=math.exp(_first(ci.log_rr)),
+            calibrated_ci=(math.exp(_first(ci.log_lb)), math.exp(_first(ci.log_ub))),
+            calibrated_p_value=_first(p))
+    return Calibration(rows, null, model, float(ec.expected_absolute_systematic_error(null)), calibrated, tuple(notes))
