@@ -51,10 +51,9 @@ would be artefacts of the optimiser; the OHDSI studies that introduced the metho
 `min_controls` can lower the floor (to 2, never below the number of parameters) only to
 reproduce R's own tiny test cases.
 
-Validated against: EmpiricalCalibration 3.1.4 (github.com/OHDSI/EmpiricalCalibration, commit
-03d4747fd805e92744d0bcaf603f4c2d0b13370b) - vignette, README and testthat figures on its sccs
-and southworthReplication data (tests/evaluation/test_calibration.py,
-tests/evaluation/data/empirical_calibration_reference.json).
+Validated against: R EmpiricalCalibration 3.1.4, commit 03d4747fd805e92744d0bcaf603f4c2d0b13370b.
+(Its vignette, README and testthat figures on its sccs and southworthReplication data, to 1e-6
+where R prints 7 digits: tests/evaluation/test_calibration.py.)
 """
 from __future__ import annotations
 
