@@ -47,6 +47,7 @@ NEGATIVE_CONTROL_OUTCOMES: dict[str, str] = {
     "ophthalmology_attendances": "Ophthalmology outpatient attendances",
     "ent_attendances": "ENT outpatient attendances",
     "oral_surgery_attendances": "Oral surgery and dental outpatient attendances",
+    "audiology_attendances": "Audiology outpatient attendances",
     "cataract_admissions": "Planned cataract admissions",
     "hernia_repair_admissions": "Planned hernia repair admissions",
 }

@@ -243,6 +243,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     mdrr = pd.concat([_load(paths, f"mdrr_{o}") for o in mdrr_files], ignore_index=True) if mdrr_files else None
     robustness = {o: _load(paths, f"robustness_{o}") for o in outcomes
                   if (work_dir(paths) / f"robustness_{o}.pkl").exists()}
+    has_controls = (work_dir(paths) / "calibration.pkl").exists()
     inputs = ReportInputs(
         estimates=estimates, costing=c["costing"], cost_did=c["cost_did"], cohort=c["cohort"],
         period={**c["period"], "reporting_period": period},
@@ -252,6 +253,8 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
         sensitivity_notes=tuple(sens.get("notes", ())), iapt=sens.get("iapt"),
         subgroups=sens.get("subgroups"), design=load_design(paths.warehouse), mdrr=mdrr,
         robustness=robustness or None,
+        negative_controls=_load(paths, "negative_controls") if has_controls else None,
+        calibration=_load(paths, "calibration") if has_controls else None,
     )
     with output_guard(paths.reports):
         written = write_report(inputs, paths.reports)
@@ -261,6 +264,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
 def run_all(paths: Paths, config: CostingConfig | None = None) -> dict:
     """The whole evaluation in one process (CLI and tests); the DAG runs the same steps."""
     out = {"estimates": [estimate(paths, o) for o in OUTCOMES]}
+    out["negative_controls"] = negative_controls(paths)
     out["cost"] = cost(paths, config)
     out["sensitivity"] = sensitivity(paths)
     out["report"] = report(paths)

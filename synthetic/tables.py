@@ -149,6 +149,7 @@ NEGATIVE_CONTROL_SPECIALTIES = {
     "ophthalmology_attendances": np.array(["130"]),
     "ent_attendances": np.array(["120"]),
     "oral_surgery_attendances": np.array(["140", "143", "144"]),
+    "audiology_attendances": np.array(["840"]),
 }
 NEGATIVE_CONTROL_SPELLS = {
     "cataract_admissions": (np.array(["H251", "H259", "H268"]), "BZ34B"),

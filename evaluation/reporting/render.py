@@ -36,6 +36,7 @@ from evaluation.reporting.formatting import fmt_ci, gbp, num, published_num, sig
 from evaluation.reporting.plots import (fig_to_data_uri, plot_attrition, plot_event_study,
                                         plot_love, plot_naive_vs_did, plot_tornado,
                                         plot_waterfall)
+from evaluation.reporting.calibration import calibration_section, published_calibration
 from evaluation.reporting.robustness import robustness_section
 from evaluation.reporting.text import describe
 
@@ -66,6 +67,8 @@ class ReportInputs:
     design: StudyDesign = StudyDesign()  # mart_design
     mdrr: pd.DataFrame | None = None  # evaluation.power.mdrr_column: outcome, mdrr, treated_needed_for_target
     robustness: dict | None = None  # outcome -> evaluation.robustness.outcome_robustness
+    negative_controls: dict | None = None  # negative control -> evaluation.did.OutcomeEstimates
+    calibration: object | None = None  # evaluation.calibration.Calibration
 
 
 def _months_text(months: tuple[int, ...], none: str) -> str:
@@ -409,6 +412,7 @@ def report_context(inp: ReportInputs) -> dict:
         "outcome_rows": [row + [cell] for row, cell in zip(
             _outcome_rows(published_outcome_table(inp.estimates)), mdrr_cells(inp.mdrr, inp.estimates))],
         "robustness": robustness_section(inp.robustness, inp.estimates),
+        "calibration": calibration_section(inp.calibration, inp.negative_controls, inp.estimates),
         "scenario_rows": [] if scenarios is None or len(scenarios) <= 1 else [
             [r.group, r.label, gbp(r.gross_saving_per_person), gbp(r.therapy_cost_per_person),
              gbp(r.net_saving_per_person), fmt_ci(r.lo95, r.hi95, money=True)]
@@ -468,6 +472,9 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
         csv("attrition", published_attrition(inp.attrition))
     if inp.mdrr is not None:
         csv("minimum_detectable_rate_ratio", published_mdrr(inp.mdrr))
+    if inp.calibration is not None and inp.negative_controls:
+        csv("negative_controls_and_calibration",
+            published_calibration(inp.calibration, inp.negative_controls, inp.estimates))
     csv("unit_costs", inp.unit_costs)
     if inp.price_index is not None:
         csv("price_index", inp.price_index)
