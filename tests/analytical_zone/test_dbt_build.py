@@ -271,3 +271,24 @@ def test_person_month_panel_built_in_parts_equals_the_panel_built_at_once(built_
             assert rows[1] > 2 * size  # really more than two parts
             for a, b in ((table, f"whole.{table}"), (f"whole.{table}", table)):
                 assert q(c, f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})") == [(0,)]
+
+
+def test_negative_controls_counted_in_the_panel_as_generated(built_warehouse, con):
+    """Each negative control's monthly totals in the person-month panel are the generator's
+    (ground_truth/monthly_counts.npz): the seed's codes select exactly its events, in their month."""
+    import numpy as np
+
+    from core.contract import NEGATIVE_CONTROLS
+
+    truth = np.load(built_warehouse.ground_truth / "monthly_counts.npz")
+    months = [r[0] for r in q(con, "select distinct calendar_month from mart_person_month_panel order by 1")]
+    assert len(months) == truth["exposure"].shape[1]
+    for nc in NEGATIVE_CONTROLS:
+        by_month = dict(q(con, f"select calendar_month, sum({nc}) from mart_person_month_panel group by 1"))
+        got = np.array([by_month[m] for m in months])
+        want = truth[nc].sum(axis=0)
+        assert want.sum() > 0, nc
+        np.testing.assert_array_equal(got, want, err_msg=nc)
+    # and the outcomes hold none of the planned spells the negative controls count
+    planned = q(con, "select count(*) from int_negative_control_events where negative_control like '%admissions'")[0][0]
+    assert planned == sum(int(truth[nc].sum()) for nc in NEGATIVE_CONTROLS if nc.endswith("admissions"))

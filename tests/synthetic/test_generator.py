@@ -226,3 +226,46 @@ def test_generator_workers_come_from_the_environment_and_must_be_a_positive_whol
         generator_workers({GENERATOR_WORKERS_ENV: "0"})
     assert generator_workers({GENERATOR_WORKERS_ENV: "3"}) == 3
     assert 1 <= generator_workers({}) <= 2
+
+
+def _simulated(params):
+    from synthetic.population import build_persons, build_setup
+    from synthetic.simulate import simulate
+    from synthetic.streams import BlockRNG
+
+    rng = BlockRNG(params.seed, 0, params.persons)
+    pop = build_persons(params, build_setup(params), rng)
+    return simulate(params, pop, rng)
+
+
+def _treated_rate_after_index(sim, streams) -> float:
+    """Events per exposed person-month of treated people from their index month on."""
+    ref = sim.referrals
+    treated = ref[(ref["pathway"] == "Y") & (ref["n_treatment"] >= 2)]
+    after = np.zeros(sim.exposure.shape, dtype=bool)
+    for person, index in zip(treated["person"], treated["index_month"]):
+        after[person, index:] = True
+    events = sum(int(sim.counts[s][after].sum()) for s in streams)
+    return events / float(sim.exposure[after].sum())
+
+
+def test_negative_controls_never_get_the_planted_effect_and_confounding_moves_them_all():
+    """The planted effect lowers treated people's A&E use after their index month and leaves
+    the negative controls alone; residual confounding lowers both alike. (Poisson draws take
+    more or fewer random numbers as their rates change, so the runs differ person by person
+    after any change: the check is on rates.)"""
+    from dataclasses import replace
+
+    from core.contract import NEGATIVE_CONTROLS
+    from synthetic.params import SynthParams
+
+    base = SynthParams(persons=40_000, seed=5)
+    null = _simulated(base.with_null_effect())
+    effect = _simulated(base)
+    confounded = _simulated(replace(base.with_null_effect(), residual_confounding_rate_ratio=0.5))
+    ae = ("ae_attendances",)
+    assert _treated_rate_after_index(effect, ae) / _treated_rate_after_index(null, ae) < 0.93
+    assert 0.9 < _treated_rate_after_index(effect, NEGATIVE_CONTROLS) / _treated_rate_after_index(null, NEGATIVE_CONTROLS) < 1.1
+    for streams in (NEGATIVE_CONTROLS, ae):
+        ratio = _treated_rate_after_index(confounded, streams) / _treated_rate_after_index(null, streams)
+        assert 0.4 < ratio < 0.6, (streams, ratio)
