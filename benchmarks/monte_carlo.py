@@ -1,8 +1,8 @@
 """Monte Carlo benchmark of the matched DiD: bias and 95% interval coverage per outcome.
 
     uv run --frozen python benchmarks/monte_carlo.py [--draws 30] [--persons 20000]
-        [--first-seed 101] [--null-effect] [--workdir /tmp/mc] [--csv draws.csv]
-        [--save-draws DIR | --from-draws DIR]
+        [--first-seed 101] [--null-effect] [--confounding 0.9] [--workdir /tmp/mc]
+        [--csv draws.csv] [--save-draws DIR | --from-draws DIR]
 
 Each draw is the whole analytical path on a fresh synthetic population: generator (seed =
 first_seed + draw) -> perfect-linkage pseudonymised fixture -> dbt seeds and models (the
@@ -12,6 +12,14 @@ Poisson DiD per outcome (`evaluation.did.estimate_poisson_did`) and the NAIVE be
 (every eligible treated person, `mart_treated_panel`), with the share of matched controls
 referred during their follow-up (not-yet-referred design: they stay controls).
 The truth is the generator's `ground_truth/planted_effects.json` (rate ratio per outcome).
+
+Negative controls and empirical calibration (issue 16): each draw also estimates the negative-
+control outcomes (core.contract.NEGATIVE_CONTROLS) the same way, fits the empirical null
+(evaluation.methods.calibration, as R's EmpiricalCalibration) and calibrates each outcome's
+interval; its coverage of the planted (causal) rate ratio is printed beside the uncalibrated
+one. --confounding RR plants residual confounding (SynthParams.residual_confounding_rate_ratio:
+treated people's rates, negative controls too, times RR from the index month), which the
+uncalibrated intervals cannot see and the calibrated ones should allow for.
 
 Printed per outcome: mean estimated rate ratio, bias of the log rate ratio (mean estimate minus
 log truth) with its Monte Carlo standard error, empirical SD of the log rate ratio against the
@@ -45,7 +53,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.did import estimate_naive, estimate_poisson_did  # noqa: E402
-from core.contract import COUNT_OUTCOMES  # noqa: E402
+from evaluation.methods import calibration as ec  # noqa: E402
+from core.contract import COUNT_OUTCOMES, NEGATIVE_CONTROLS  # noqa: E402
 from evaluation.design import StudyDesign  # noqa: E402
 from evaluation.panel import prepare_panel, prepare_treated_panel, read_table  # noqa: E402
 from core.dbt import dbt_args  # noqa: E402
@@ -80,9 +89,9 @@ def _dbt_build(paths: Paths, dbt_dir: Path) -> None:
 
 
 def build_warehouse(out: Path, persons: int, seed: int, null_effect: bool,
-                    dbt_dir: Path) -> Paths:
+                    dbt_dir: Path, confounding: float = 1.0) -> Paths:
     """Generator -> fixture -> dbt: the same path as the slow evaluation tests."""
-    params = SynthParams(persons=persons, seed=seed)
+    params = SynthParams(persons=persons, seed=seed, residual_confounding_rate_ratio=confounding)
     if null_effect:
         params = params.with_null_effect()
     paths = Paths(out)
@@ -92,8 +101,8 @@ def build_warehouse(out: Path, persons: int, seed: int, null_effect: bool,
     return paths
 
 
-def _world(null_effect: bool) -> str:
-    return "null" if null_effect else "planted"
+def _world(null_effect: bool, confounding: float = 1.0) -> str:
+    return ("null" if null_effect else "planted") + ("" if confounding == 1.0 else f"-confounded{confounding:g}")
 
 
 def save_draw(directory: Path, world: str, seed: int, tables: dict[str, pd.DataFrame],
@@ -124,34 +133,86 @@ def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, f
     cohort = tables["mart_matched_cohort"]
     controls = cohort[cohort["is_treated"] == 0]
     referred_share = float(controls["referred_in_followup"].mean()) if len(controls) else np.nan
+    null, model, ease = _empirical_null(panel)
     rows = []
     for o in COUNT_OUTCOMES:
         d = estimate_poisson_did(panel, o)
         n = estimate_naive(treated_panel, o)
         rr0 = float(truth.get(o, 1.0))
         lo, hi = d.rate_ratio_ci
-        rows.append({
+        row = {
             "seed": seed, "outcome": o, "true_rate_ratio": rr0, "rate_ratio": d.rate_ratio,
             "lo95": lo, "hi95": hi, "log_rr": d.log_rate_ratio, "se_log_rr": d.se_log_rate_ratio,
             "covered": bool(lo <= rr0 <= hi) if np.isfinite(lo) else np.nan,
             "naive_pct_change": n.pct_change, "n_sets": d.n_sets,
             "share_controls_referred_in_followup": referred_share,
-        })
+            "null_mean": np.nan, "null_sd": np.nan, "ease": np.nan, "null_controls": 0,
+            "calibrated_log_rr": np.nan, "calibrated_lo95": np.nan, "calibrated_hi95": np.nan,
+            "calibrated_covered": np.nan,
+        }
+        if null is not None and np.isfinite(d.log_rate_ratio):
+            ci = ec.calibrate_confidence_interval(d.log_rate_ratio, d.se_log_rate_ratio, model)
+            clo, chi = float(np.exp(ci.log_lb[0])), float(np.exp(ci.log_ub[0]))
+            # the same allowing for the error of the null's fitted mean (what the report shows)
+            wide = ec.calibrate_confidence_interval(
+                d.log_rate_ratio, ec.allowing_for_the_null_s_error(d.se_log_rate_ratio, null), model)
+            wlo, whi = float(np.exp(wide.log_lb[0])), float(np.exp(wide.log_ub[0]))
+            row.update(null_mean=null.mean, null_sd=null.sd, null_mean_se=null.mean_se, ease=ease,
+                       null_controls=null.n_controls,
+                       calibrated_log_rr=float(ci.log_rr[0]), calibrated_lo95=clo, calibrated_hi95=chi,
+                       calibrated_covered=_covers(clo, chi, rr0),
+                       calibrated_null_error_lo95=wlo, calibrated_null_error_hi95=whi,
+                       calibrated_null_error_covered=_covers(wlo, whi, rr0))
+        rows.append(row)
+    # the negative controls themselves (true rate ratio 1; with planted confounding their
+    # estimates should sit at the confounding ratio): are their own intervals honest?
+    for c in NEGATIVE_CONTROLS:
+        if c not in panel.columns:
+            continue
+        d = estimate_poisson_did(panel, c)
+        lo, hi = d.rate_ratio_ci
+        rows.append({"seed": seed, "outcome": c, "true_rate_ratio": 1.0, "rate_ratio": d.rate_ratio,
+                     "lo95": lo, "hi95": hi, "log_rr": d.log_rate_ratio, "se_log_rr": d.se_log_rate_ratio,
+                     "covered": _covers(lo, hi, 1.0), "naive_pct_change": np.nan, "n_sets": d.n_sets,
+                     "share_controls_referred_in_followup": referred_share, "negative_control": True})
     return rows
 
 
+def _covers(lo: float, hi: float, truth: float):
+    return bool(lo <= truth <= hi) if np.isfinite(lo) and np.isfinite(hi) else np.nan
+
+
+def _empirical_null(panel: pd.DataFrame):
+    """(null, systematic error model, EASE) from the draw's negative controls, or Nones when the
+    panel has none (draws saved before they existed) or too few are estimable."""
+    log_rr, se = [], []
+    for c in NEGATIVE_CONTROLS:
+        if c not in panel.columns:
+            return None, None, None
+        d = estimate_poisson_did(panel, c)
+        if np.isfinite(d.log_rate_ratio) and np.isfinite(d.se_log_rate_ratio) and d.se_log_rate_ratio > 0:
+            log_rr.append(d.log_rate_ratio)
+            se.append(d.se_log_rate_ratio)
+    try:
+        null = ec.fit_null(log_rr, se)
+        model = ec.fit_systematic_error_model(log_rr, se, [0.0] * len(log_rr))
+    except ValueError:
+        return None, None, None
+    return null, model, ec.expected_absolute_systematic_error(null)
+
+
 def one_draw(workdir: Path, persons: int, seed: int, null_effect: bool,
-             save_dir: Path | None = None) -> list[dict]:
+             save_dir: Path | None = None, confounding: float = 1.0) -> list[dict]:
     out = workdir / "draw"  # one path for every draw: dbt's parse of the project stays valid
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    paths = build_warehouse(out, persons, seed, null_effect, workdir / "dbt")
+    paths = build_warehouse(out, persons, seed, null_effect, workdir / "dbt", confounding)
     truth = json.loads((paths.ground_truth / "planted_effects.json").read_text())["rate_ratio"]
     tables = {t: read_table(paths.warehouse, t) for t in DRAW_TABLES}
     t_build = time.perf_counter() - t0
     if save_dir is not None:
-        save_draw(save_dir, _world(null_effect), seed, tables, truth)
+        save_draw(save_dir, _world(null_effect, confounding), seed, tables, truth)
     rows = estimate_draw(seed, tables, truth)
     for r in rows:
         r["seconds_build"] = round(t_build, 1)
@@ -168,12 +229,21 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         log_truth = np.log(g["true_rate_ratio"].iloc[0])
         bias = g["log_rr"].mean() - log_truth
         cov = g["covered"].astype(float).mean()
+        cal = g["calibrated_covered"].dropna().astype(float) if "calibrated_covered" in g else pd.Series(dtype=float)
+        cal_cov = cal.mean() if len(cal) else np.nan
+        wide = (g["calibrated_null_error_covered"].dropna().astype(float)
+                if "calibrated_null_error_covered" in g else pd.Series(dtype=float))
         rows.append({
             "outcome": o, "draws": D, "true_rr": g["true_rate_ratio"].iloc[0],
             "mean_rr": float(np.exp(g["log_rr"].mean())),
             "bias_log_rr": bias, "mc_se_bias": g["log_rr"].std(ddof=1) / math.sqrt(D),
             "empirical_sd": g["log_rr"].std(ddof=1), "mean_se": g["se_log_rr"].mean(),
             "coverage": cov, "mc_se_coverage": math.sqrt(max(cov * (1 - cov), 1e-12) / D),
+            "calibrated_draws": len(cal), "calibrated_coverage": cal_cov,
+            "mc_se_calibrated": math.sqrt(max(cal_cov * (1 - cal_cov), 1e-12) / len(cal)) if len(cal) else np.nan,
+            "coverage_calibrated_with_null_error": wide.mean() if len(wide) else np.nan,
+            "mean_null_mean": g["null_mean"].mean() if "null_mean" in g else np.nan,
+            "mean_ease": g["ease"].mean() if "ease" in g else np.nan,
             "mean_naive_pct_change": g["naive_pct_change"].mean(),
             "mean_sets": g["n_sets"].mean(),
             "controls_referred": g["share_controls_referred_in_followup"].mean()
@@ -188,6 +258,8 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=20_000)
     ap.add_argument("--first-seed", type=int, default=101)
     ap.add_argument("--null-effect", action="store_true")
+    ap.add_argument("--confounding", type=float, default=1.0,
+                    help="plant residual confounding: treated people's rates x this from the index month")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--csv", type=Path, default=None, help="append per-draw rows here")
     where = ap.add_mutually_exclusive_group()
@@ -198,7 +270,7 @@ def main() -> None:
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ltceval-mc-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    world = _world(args.null_effect)
+    world = _world(args.null_effect, args.confounding)
     all_rows: list[dict] = []
     t0 = time.perf_counter()
     for i in range(args.draws):
@@ -210,20 +282,21 @@ def main() -> None:
                 continue
             rows = estimate_draw(seed, *saved)
         else:
-            rows = one_draw(workdir, args.persons, seed, args.null_effect, args.save_draws)
+            rows = one_draw(workdir, args.persons, seed, args.null_effect, args.save_draws, args.confounding)
         all_rows += rows
         if args.csv:
             pd.DataFrame(rows).to_csv(args.csv, mode="a", header=not args.csv.exists(),
                                       index=False)
         est = ", ".join(f"{r['outcome'][:12]} {r['rate_ratio']:.3f}{'' if r['covered'] else '!'}"
-                        for r in rows)
+                        for r in rows if not r.get("negative_control"))
         took = f" ({rows[0]['seconds_total']:.0f}s)" if "seconds_total" in rows[0] else ""
         print(f"draw {i + 1}/{args.draws} seed {seed}{took}: {est}", flush=True)
     if not all_rows:
         raise SystemExit("no draws")
     df = pd.DataFrame(all_rows)
     s = summarise(df)
-    print(f"\n{'NULL effect' if args.null_effect else 'Planted effects'}: {len(df['seed'].unique())} "
+    print(f"\n{'NULL effect' if args.null_effect else 'Planted effects'}"
+          f"{'' if args.confounding == 1.0 else f', residual confounding x{args.confounding:g}'}: {len(df['seed'].unique())} "
           f"draws{'' if args.from_draws else f' of {args.persons:,} persons'}, seeds "
           f"{args.first_seed}..{args.first_seed + args.draws - 1}, "
           f"{time.perf_counter() - t0:.0f}s")

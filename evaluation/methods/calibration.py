@@ -84,6 +84,10 @@ class EmpiricalNull:
     log_likelihood: float = float("nan")
     converged: bool = True
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # standard error of the fitted mean, 1 / sqrt(sum 1 / (se_i^2 + sd^2)) over the controls used
+    # (the inverse Fisher information of the mean at the fit); not part of R's result: see
+    # `allowing_for_the_null_s_error`
+    mean_se: float = float("nan")
 
     @property
     def precision(self) -> float:
@@ -495,9 +499,25 @@ def fit_null(log_rr, se_log_rr, *, min_controls: int = MIN_CONTROLS) -> Empirica
     theta, fmin, converged = _nelder_mead(lambda th: _minus_ll_null(th, xs, ss), [0.0, 1.0])
     if not converged:
         notes.append("Nelder-Mead did not converge within 500 evaluations (as R's optim would)")
-    return EmpiricalNull(mean=theta[0], sd=1 / math.sqrt(theta[1]), n_controls=log_rr.size,
+    sd = 1 / math.sqrt(theta[1])
+    return EmpiricalNull(mean=theta[0], sd=sd, n_controls=log_rr.size,
                          n_dropped=n_in - log_rr.size, log_likelihood=-fmin,
-                         converged=converged, notes=tuple(notes))
+                         converged=converged, notes=tuple(notes),
+                         mean_se=float(1 / math.sqrt(np.sum(1 / (se**2 + sd**2)))))
+
+
+def allowing_for_the_null_s_error(se_log_rr, null: EmpiricalNull):
+    """The standard error to calibrate with so that the interval and p-value also allow for the
+    error in the null's fitted mean: sqrt(se^2 + mean_se^2). An extension of R's asymptotic
+    calibration, which treats the fitted null as known (the package's MCMC null is its way to
+    carry that uncertainty). With a handful of negative controls the mean's own error is as
+    large as an outcome's standard error, and intervals calibrated as if the null were known
+    under-cover (benchmarks/monte_carlo.py); with the mean slope 1 and sd slope 0 of a null
+    converted to an error model, the calibrated interval is then
+    log_rr - mean -/+ z sqrt(se^2 + sd^2 + mean_se^2)."""
+    se = np.asarray(se_log_rr, dtype=float)
+    out = np.sqrt(se**2 + null.mean_se**2)
+    return float(out) if out.ndim == 0 else out
 
 
 def calibrate_p(null: EmpiricalNull, log_rr, se_log_rr, two_sided: bool = True, *,
