@@ -7,6 +7,9 @@ by the design's systematic error (residual confounding, regression to the mean t
 missed). `evaluation.methods.calibration` (OHDSI EmpiricalCalibration's methods) fits that
 error's distribution (the empirical null) and gives, for each outcome, an interval and a
 p-value that allow for it, and the expected absolute systematic error (EASE) of the design.
+The calibrated intervals and p-values here also allow for the error of the null's fitted mean
+(`evaluation.methods.calibration.allowing_for_the_null_s_error`): R's asymptotic calibration
+treats the fitted null as known, which with six controls it is not.
 
 With fewer usable negative controls than the method needs, nothing is calibrated and the
 reason is kept (`Calibration.notes`); the report then says so instead of showing calibrated
@@ -54,7 +57,9 @@ class Calibration:
         """JSON-ready: the null, EASE, each control's and each outcome's figures."""
         return {
             "negative_controls": self.controls,
-            "null": None if self.null is None else {"mean": self.null.mean, "sd": self.null.sd},
+            "null": None if self.null is None else {"mean": self.null.mean, "sd": self.null.sd,
+                                                    "mean_se": self.null.mean_se,
+                                                    "controls_used": self.null.n_controls},
             "ease": self.ease,
             "outcomes": {o: {"rate_ratio": c.rate_ratio, "ci95": list(c.ci), "p_value": c.p_value,
                              "calibrated_rate_ratio": c.calibrated_rate_ratio,
@@ -99,8 +104,11 @@ def calibrate_outcomes(controls: dict[str, OutcomeEstimates],
         if not _usable(est):
             notes.append(f"{outcome_label(o)}: no finite rate ratio to calibrate")
             continue
-        ci = ec.calibrate_confidence_interval(d.log_rate_ratio, d.se_log_rate_ratio, model, ci_width=CI_WIDTH)
-        p = ec.calibrate_p(null, d.log_rate_ratio, d.se_log_rate_ratio)
+        # the interval and p-value also allow for the error of the null's fitted mean, which
+        # with a handful of controls is as large as an outcome's own standard error
+        se = ec.allowing_for_the_null_s_error(d.se_log_rate_ratio, null)
+        ci = ec.calibrate_confidence_interval(d.log_rate_ratio, se, model, ci_width=CI_WIDTH)
+        p = ec.calibrate_p(null, d.log_rate_ratio, se)
         calibrated[o] = CalibratedOutcome(
             outcome=o, rate_ratio=d.rate_ratio, ci=tuple(d.rate_ratio_ci), p_value=d.p_value,
             calibrated_rate_ratio=math.exp(_first(ci.log_rr)),

@@ -72,6 +72,9 @@ def calibration_section(cal: Calibration | None, controls: dict | None, outcomes
         null_text = (f"Systematic error estimated from {cal.null.n_controls} negative controls: mean "
                      f"{num(significant(cal.null.mean), 3)} and standard deviation {num(significant(cal.null.sd), 3)} "
                      f"on the log rate-ratio scale (a bias of about {num(significant(math.exp(cal.null.mean)))} "
-                     f"as a ratio); expected absolute systematic error (EASE) {num(significant(cal.ease), 3)}.")
+                     f"as a ratio), the mean itself uncertain by a standard error of {num(significant(cal.null.mean_se), 3)}; "
+                     f"expected absolute systematic error (EASE) {num(significant(cal.ease), 3)}. The calibrated "
+                     f"intervals and p-values allow for both the systematic error and the uncertainty of its "
+                     f"estimate, so with few or imprecise negative controls they are wide.")
     return {"control_rows": control_rows, "outcome_rows": outcome_rows, "null_text": null_text,
             "notes": list(cal.notes)}

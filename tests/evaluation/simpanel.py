@@ -29,11 +29,16 @@ def simulate_panel(
     seed: int = 1,
     pre_trend: float = 0.0,
     share_one_control: float = 0.15,
+    negative_controls: float | None = None,
 ) -> pd.DataFrame:
     """Return a panel with the columns of `mart_evaluation_panel`.
 
     `pre_trend` adds a differential log-linear trend for treated people over all months
     (violating parallel trends) for tests that the pre-trend test can reject.
+    `negative_controls`: add the contract's negative-control columns, with no effect of
+    therapy but treated people's rates (theirs and every outcome's) times this ratio from
+    rel_month 1 (residual confounding; 1.0 = none). Drawn from their own stream, so the other
+    columns are those of the same call without them.
     """
     rng = np.random.default_rng(seed)
     if not isinstance(rate_ratio, dict):
@@ -82,7 +87,29 @@ def simulate_panel(
     cols = ["matched_set_id", "person_id", "is_treated", "index_month", "rel_month",
             "calendar_month", "exposure_months", "ae_attendances", "emergency_admissions",
             "bed_days", "outpatient_attendances", "gp_appointments", "ltc_group", "practice_code"]
-    return pd.DataFrame(rows, columns=cols)
+    panel = pd.DataFrame(rows, columns=cols)
+    if negative_controls is not None:
+        panel = _with_negative_controls(panel, float(negative_controls), seed)
+    return panel
+
+
+NEGATIVE_CONTROL_BASE_RATE = 0.06
+
+
+def _with_negative_controls(panel: pd.DataFrame, confounding: float, seed: int) -> pd.DataFrame:
+    from core.contract import COUNT_OUTCOMES, NEGATIVE_CONTROLS
+
+    rng = np.random.default_rng([seed, 7])
+    panel = panel.copy()
+    after = (panel["is_treated"] == 1) & (panel["rel_month"] >= 1)
+    frailty = panel.groupby("person_id")["person_id"].transform(lambda s: rng.gamma(2.0, 0.5)).astype(float)
+    for c in COUNT_OUTCOMES:  # the confounding moves the outcomes too
+        if confounding != 1.0 and c in panel:
+            panel.loc[after, c] = rng.binomial(panel.loc[after, c].to_numpy(), min(confounding, 1.0))
+    for c in NEGATIVE_CONTROLS:
+        mu = NEGATIVE_CONTROL_BASE_RATE * frailty * panel["exposure_months"] * np.where(after, confounding, 1.0)
+        panel[c] = rng.poisson(mu.to_numpy() * rng.gamma(5.0, 0.2, size=len(panel)))
+    return panel
 
 
 UNIT_COSTS = pd.DataFrame(
