@@ -100,7 +100,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = run_pipeline(out=Path(args.out), persons=args.persons, seed=args.seed,
                           config=Path(args.config) if args.config else None, period=args.period)
     print(f"business-case report: {report}")
+    note = blinded_note(report)
+    if note:
+        print(note)
     return 0
+
+
+def blinded_note(report: Path) -> str | None:
+    """What to say when the run's report is blinded (a diagnostic gate failed): which gates,
+    and where the reason to show the estimates anyway goes (evaluation/diagnostics.py)."""
+    import json
+
+    path = Path(report).parent / "diagnostics.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("blinded"):
+        return ("the report is BLINDED (diagnostics only, no estimates): failed gate(s): "
+                + "; ".join(doc["failed_gates"]) + ". What to change is in its diagnostics table; "
+                "LTCEVAL_UNBLIND_REASON=\"<why>\" shows the estimates anyway, printing the reason.")
+    if doc.get("override"):
+        return (f"the report shows estimates although gate(s) failed ({'; '.join(doc['failed_gates'])}): "
+                f"override reason printed in it: {doc['override']['reason']}")
+    return None
 
 
 def _cmd_did(args: argparse.Namespace) -> int:

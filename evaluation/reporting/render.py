@@ -25,7 +25,7 @@ import pandas as pd
 
 from evaluation.costing import CostingResult
 from evaluation.design import StudyDesign
-from evaluation.diagnostics import Diagnostics
+from evaluation.diagnostics import THRESHOLDS, Diagnostics
 from evaluation.did import LinearDiDResult, OutcomeEstimates
 from core.disclosure import published_mean, significant
 from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, published_attrition,
@@ -318,7 +318,7 @@ def _balance(balance: pd.DataFrame | None) -> dict | None:
     b = published_balance(balance.assign(matched_on=matched_on))
     return {
         "worst_smd": f"{after['smd'].abs().max():.3f}" if len(after) else None,
-        "n_imbalanced": int((after["smd"].abs() >= 0.1).sum()),
+        "n_imbalanced": int((after["smd"].abs() >= THRESHOLDS.max_abs_smd).sum()),
         "any_not_matched_on": bool((~matched_on).any()),
         "rows": [[r.covariate + ("" if r.matched_on else " (not matched on)"), r.stage,
                   published_num(r.mean_treated), published_num(r.mean_control), num(r.smd, 3),

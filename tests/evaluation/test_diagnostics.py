@@ -208,6 +208,15 @@ def test_a_blinded_run_publishes_no_estimate_saving_or_costing_anywhere(unbalanc
         assert not leaked, f"{f} carries {leaked}"
 
 
+def test_ltceval_run_says_when_its_report_is_blinded(unbalanced):
+    from ltceval.cli import blinded_note
+
+    paths, shown, _, _ = unbalanced
+    note = blinded_note(paths.reports / "business_case.html")
+    assert "BLINDED" in note and "Balance: largest |SMD| after matching" in note and "LTCEVAL_UNBLIND_REASON" in note
+    assert REASON in blinded_note(shown.reports / "business_case.html")
+
+
 def test_the_override_shows_the_estimates_and_prints_its_reason(unbalanced):
     paths, shown, _, shown_summary = unbalanced
     assert shown_summary["blinded"] is False
