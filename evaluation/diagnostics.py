@@ -123,10 +123,6 @@ class Diagnostics:
         }
 
 
-def _fmt(x, digits: int = 2) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
-
-
 def _row(diagnostic, value, threshold, status, gate, action, outcome="") -> DiagnosticRow:
     blocks = gate and status in (FAIL, NOT_AVAILABLE)
     return DiagnosticRow(diagnostic, outcome, value, threshold, status, gate, blocks,
