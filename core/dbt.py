@@ -25,6 +25,16 @@ def dbt_vars() -> dict[str, int]:
             "matching_seed": SEEDS.matching}
 
 
+def matching_defaults() -> dict:
+    """The pipeline's matching design (vars of dbt_project.yml): ``ltceval match`` defaults to it."""
+    import yaml
+
+    v = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]
+    return {"ratio": int(v["matching_ratio"]), "caliper": float(v["matching_caliper_sd"]),
+            "refine": str(v["matching_refine"]).strip().lower() in ("true", "1", "yes"),
+            "refine_target_smd": float(v["matching_refine_target_smd"])}
+
+
 def dbt_args(work_dir: Path, extra_vars: dict | None = None) -> list[str]:
     """The project, profile and contract options of a dbt command; dbt's target and logs go
     under ``work_dir``; ``extra_vars`` set further vars of dbt_project.yml (never the contract's)."""

@@ -21,7 +21,7 @@ KEY_FILE_ENV = "LTCEVAL_PSEUDO_KEY_FILE"
 SOURCES_CONFIG_ENV = "LTCEVAL_SOURCES_CONFIG"
 LINKAGE_MODEL_ENV = "LTCEVAL_LINKAGE_MODEL"
 PERIOD_ENV = "LTCEVAL_PERIOD"
-BALANCE_CRITICAL_ENV = "LTCEVAL_BALANCE_CRITICAL"
+UNBLIND_REASON_ENV = "LTCEVAL_UNBLIND_REASON"
 UPSTREAM_KEY_ENV = "LTCEVAL_UPSTREAM_PSEUDO_KEY"
 DUCKDB_MEMORY_LIMIT_ENV = "LTCEVAL_DUCKDB_MEMORY_LIMIT"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"  # at 2 million people 4GB put every identifiable-zone DuckDB at 4.3 GiB, twice the 200,000-person peak
@@ -42,7 +42,8 @@ ENVIRONMENT: dict[str, str] = {
     SOURCES_CONFIG_ENV: "the sources config naming the extracts (default config/sources.yml)",
     LINKAGE_MODEL_ENV: "'train' (default), 'current' or a saved splink model file",
     PERIOD_ENV: "the data period YYYY-MM the run is for; the extracts must end in it",
-    BALANCE_CRITICAL_ENV: "0: the balance gate reports instead of stopping (small test cohorts only)",
+    UNBLIND_REASON_ENV: "evaluation: why the report shows effect estimates although a diagnostic gate (balance, "
+                        "variance ratios, equipoise, EASE) failed; printed in the report (evaluation/diagnostics.py)",
     UPSTREAM_KEY_ENV: "synthetic generator only: the key of extracts pseudonymised upstream",
     "LTCEVAL_WAREHOUSE": "set for dbt by the pipeline: the DuckDB warehouse it builds",
     "LTCEVAL_PSEUDONYMISED_DIR": "set for dbt by the pipeline: the pseudonymised tables it reads",

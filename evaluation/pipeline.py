@@ -3,7 +3,9 @@ the warehouse read-only, and returns a small JSON-able summary for XCom.
 
 Intermediate results (fitted estimates, with set-level influence values needed for joint
 intervals) are pickled under `<out>/analytical/evaluation/`: analytical zone, not published.
-Only `<out>/reports/` is published, and only aggregate, suppressed figures go there.
+Only `<out>/reports/` is published, and only aggregate, suppressed figures go there. The
+report opens with the diagnostics (`evaluation.diagnostics`): while a gate fails it is blinded
+(no estimate, saving or costing in it or beside it) unless LTCEVAL_UNBLIND_REASON says why not.
 """
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ import pandas as pd
 from evaluation.bootstrap import cluster_bootstrap
 from evaluation.costing import (CostingConfig, estimate_costs, load_price_index,
                                 prepare_unit_costs, unit_costs_by_outcome)
+from evaluation.diagnostics import Diagnostics, build_diagnostics, unblind_reason
 from evaluation.did import OutcomeEstimates, estimate_linear_did, estimate_outcome
 from evaluation.methods.common import json_safe
 from evaluation.power import mdrr_column
 from evaluation.robustness import outcome_robustness, robustness_json
 from core.contract import COUNT_OUTCOMES, NEGATIVE_CONTROLS
 from core.disclosure import published_mean
-from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts,
+from evaluation.panel import (PanelCodes, add_cost_column, cohort_counts, connect,
                               data_period, load_design, load_panel, load_raw_panel, load_treated_panel, read_table,
                               table_names)
 from evaluation.sensitivity import (default_annual_caseload, iapt_outcomes, run_sensitivity,
@@ -222,10 +225,48 @@ def sensitivity(paths: Paths) -> dict:
                      digits=XCOM_DIGITS)
 
 
+def pool_equipoise(paths: Paths, tables: set[str]) -> dict | None:
+    """The equipoise counts of the matching pool (int_controls_matched_to_treated carries them
+    on every row: evaluation.methods.matching.equipoise), or None for a warehouse without them."""
+    if "int_controls_matched_to_treated" not in tables:
+        return None
+    con = connect(paths.warehouse)
+    try:
+        cols = {r[0] for r in con.execute("select column_name from information_schema.columns where table_name = "
+                                          "'int_controls_matched_to_treated'").fetchall()}
+        if not {"pool_rows_scored", "pool_rows_in_equipoise"} <= cols:
+            return None
+        row = con.execute("select pool_rows_scored, pool_rows_in_equipoise from main.int_controls_matched_to_treated "
+                          "limit 1").fetchone()
+    finally:
+        con.close()
+    return None if row is None else {"n_rows": int(row[0]), "n_in_range": int(row[1])}
+
+
+def saved_ease(paths: Paths) -> float | None:
+    """The expected absolute systematic error from the negative controls (`negative_controls`
+    saves it with the calibration); None when they were not estimated or too few were
+    estimable, which the diagnostics show as not available (not a gate failure)."""
+    if not (work_dir(paths) / "calibration.pkl").exists():
+        return None
+    ease = _load(paths, "calibration").ease
+    return None if ease is None else float(ease)
+
+
+def diagnostics(paths: Paths, estimates: dict[str, OutcomeEstimates], balance: pd.DataFrame | None,
+                mdrr: pd.DataFrame | None, tables: set[str]) -> Diagnostics:
+    """The diagnostics of this run (evaluation.diagnostics), with the override's reason; a value
+    of LTCEVAL_UNBLIND_REASON that is not a reason is refused here, before anything is written."""
+    return build_diagnostics(balance, pool_equipoise(paths, tables), mdrr,
+                             {o: e.event_study.pretrend_p for o, e in estimates.items()},
+                             ease=saved_ease(paths), unblind_reason=unblind_reason())
+
+
 def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
-    """Write `business_case.html` and `tables/*.csv` in `paths.reports` (the DAG points that at
-    the run's unpublished version folder). ``period``: the run's data period (YYYY-MM), shown
-    in the report. A write error names the folder (``core.errors.PublishError``)."""
+    """Write `business_case.html`, `diagnostics.json` and `tables/*.csv` in `paths.reports` (the
+    DAG points that at the run's unpublished version folder). ``period``: the run's data period
+    (YYYY-MM), shown in the report. A write error names the folder (``core.errors.PublishError``).
+    While a diagnostic gate fails (and LTCEVAL_UNBLIND_REASON is unset) the report is blinded."""
     from core.files import output_guard
     # here, not at the top: rendering imports matplotlib and Jinja2, about 1.5 s that each
     # estimate, costing and sensitivity task (each its own process under a scheduler) spent
@@ -244,6 +285,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     robustness = {o: _load(paths, f"robustness_{o}") for o in outcomes
                   if (work_dir(paths) / f"robustness_{o}.pkl").exists()}
     has_controls = (work_dir(paths) / "calibration.pkl").exists()
+    diag = diagnostics(paths, estimates, balance, mdrr, tables)
     inputs = ReportInputs(
         estimates=estimates, costing=c["costing"], cost_did=c["cost_did"], cohort=c["cohort"],
         period={**c["period"], "reporting_period": period},
@@ -252,13 +294,16 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
         config=c.get("config"), scenarios=sens.get("scenarios"),
         sensitivity_notes=tuple(sens.get("notes", ())), iapt=sens.get("iapt"),
         subgroups=sens.get("subgroups"), design=load_design(paths.warehouse), mdrr=mdrr,
-        robustness=robustness or None,
+        robustness=robustness or None, diagnostics=diag,
         negative_controls=_load(paths, "negative_controls") if has_controls else None,
         calibration=_load(paths, "calibration") if has_controls else None,
     )
     with output_guard(paths.reports):
         written = write_report(inputs, paths.reports)
-    return {"report": written["html"], "tables": sorted(k for k in written if k != "html")}
+    # no estimate in the summary either: it reaches the run's log
+    return {"report": written["html"], "tables": sorted(k for k in written if k not in ("html", "diagnostics_json")),
+            "diagnostics": written.get("diagnostics_json"), "blinded": diag.blinded,
+            "failed_gates": [r.diagnostic for r in diag.failed_gates]}
 
 
 def run_all(paths: Paths, config: CostingConfig | None = None) -> dict:

@@ -1,6 +1,12 @@
 """Propensity-score matching of a user's table (``ltceval match``): the table's columns checked
 and coerced, ``evaluation.methods.matching.match`` run on it, and the JSON document of counts,
 balance before and after, and the matched ATT. Errors are one line naming the file and column.
+
+Its defaults are the pipeline's matching (``dbt_project/dbt_project.yml`` vars: ratio,
+caliper, refinement and its target |SMD|), read from that file so they cannot drift apart; and
+it judges balance by the pipeline's diagnostics thresholds (``evaluation.diagnostics``):
+``balance_warnings`` in the JSON (and a warning on standard error) name the covariates whose
+|SMD| after matching is at or above 0.1 or whose variance ratio is outside 0.5-2.
 """
 from __future__ import annotations
 
@@ -11,9 +17,14 @@ import pandas as pd
 
 from core.contract import SEEDS
 from core.errors import LtcevalError
+from core.dbt import matching_defaults
+from evaluation.diagnostics import THRESHOLDS
 from core.tables import read_table, require_columns
 from evaluation.methods.common import json_safe
 from evaluation.methods.matching import match, matched_att
+
+
+_DEFAULTS = matching_defaults()
 
 
 @dataclass(frozen=True)
@@ -23,9 +34,10 @@ class MatchSettings:
     exact: tuple[str, ...] = ()
     group: str | None = None
     id: str | None = None
-    ratio: int = 1
-    caliper: float = 0.2  # SDs of the logit of the propensity score; 0 = none
-    refine: bool = False
+    ratio: int = _DEFAULTS["ratio"]
+    caliper: float = _DEFAULTS["caliper"]  # SDs of the logit of the score; 0 = none
+    refine: bool = _DEFAULTS["refine"]
+    refine_target_smd: float = _DEFAULTS["refine_target_smd"]  # 0: until no swap helps
     outcome: str | None = None
     seed: int = SEEDS.matching
 
@@ -78,7 +90,7 @@ def match_table(path: Path, s: MatchSettings) -> TableMatch:
     caliper = s.caliper if s.caliper > 0 else None
     try:
         res = match(df, s.treatment, covariates, exact=exact or None, ratio=s.ratio, caliper=caliper,
-                    group=group, id_col=unit, seed=s.seed, refine=s.refine)
+                    group=group, id_col=unit, seed=s.seed, refine=s.refine, refine_target_smd=s.refine_target_smd)
     except (ValueError, KeyError, ArithmeticError) as e:
         raise LtcevalError(f"data file {path}: matching failed ({str(e).strip().splitlines()[0][:200]})") from None
     except Exception as e:  # the propensity model failing on these data: one line
@@ -102,13 +114,49 @@ def match_table(path: Path, s: MatchSettings) -> TableMatch:
         "rows_without_outcome_dropped": n_rows - len(df),
         "settings": {"treatment": s.treatment, "covariates": covariates, "exact": exact, "group": group,
                      "id": unit, "ratio": s.ratio, "caliper_sd_logit": caliper,
-                     "refine": s.refine, "seed": s.seed, "outcome": s.outcome},
+                     "refine": s.refine, "refine_target_smd": s.refine_target_smd if s.refine else None,
+                     "seed": s.seed, "outcome": s.outcome},
         "smd_denominator": "pooled SD before matching, sqrt((var_treated + var_control) / 2), for both stages",
         "caliper_width_logit": json_safe(res.info["caliper_width_logit"]),
         "propensity_coefficients": json_safe(res.info["coefficients"]),
         "counts": json_safe(res.counts.to_dict("records")),
         "balance": balance,
         "max_abs_smd_after": json_safe(float(after["smd"].abs().max())) if len(after) else None,
+        "balance_thresholds": {"max_abs_smd": THRESHOLDS.max_abs_smd,
+                               "variance_ratio": [THRESHOLDS.variance_ratio_low, THRESHOLDS.variance_ratio_high],
+                               "reasons": {k: THRESHOLDS.reasons[k] for k in ("max_abs_smd", "variance_ratio")}},
+        "balance_warnings": balance_warnings(bal),
+        "equipoise": json_safe(res.info["equipoise"]),
         "att": json_safe(att) if att else None,
     }
     return TableMatch(doc, n_treated, int((res.matched[s.treatment] == 1).sum()), att)
+
+
+def balance_warnings(balance: pd.DataFrame) -> list[dict]:
+    """Balance after matching judged by the pipeline's gates (evaluation.diagnostics): one entry
+    per failed check, naming the covariates (the propensity logit included, as in mart_balance)."""
+    after = balance[balance["stage"] == "after"]
+    out = []
+    smd = after[after["smd"].abs() >= THRESHOLDS.max_abs_smd]
+    if len(smd):
+        out.append({"check": "max_abs_smd", "threshold": f"|SMD| below {THRESHOLDS.max_abs_smd:g}",
+                    "covariates": [{"covariate": c, "smd": json_safe(v)} for c, v in zip(smd["covariate"], smd["smd"])]})
+    vr = after["variance_ratio"]
+    bad = after[vr.notna() & ((vr < THRESHOLDS.variance_ratio_low) | (vr > THRESHOLDS.variance_ratio_high))]
+    if len(bad):
+        out.append({"check": "variance_ratio",
+                    "threshold": f"within {THRESHOLDS.variance_ratio_low:g}-{THRESHOLDS.variance_ratio_high:g}",
+                    "covariates": [{"covariate": c, "variance_ratio": json_safe(v)}
+                                   for c, v in zip(bad["covariate"], bad["variance_ratio"])]})
+    return out
+
+
+def warning_text(warnings: list[dict]) -> str:
+    """One line per failed balance check, for standard error."""
+    lines = []
+    for w in warnings:
+        key = "smd" if w["check"] == "max_abs_smd" else "variance_ratio"
+        named = ", ".join(f"{c['covariate']} {c[key]:.3g}" for c in w["covariates"])
+        what = "|SMD| after matching" if key == "smd" else "variance ratio after matching"
+        lines.append(f"balance not achieved: {what} fails the threshold ({w['threshold']}) for {named}")
+    return "\n".join(lines)

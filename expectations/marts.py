@@ -20,7 +20,12 @@ published count (docs/disclosure-policy.md):
   (``published_expectation``), so nothing GX adds to a result can reach it.
 
 A failed *critical* expectation raises :class:`CriticalExpectationError` (which stops the
-DAG) after both are written; non-critical ones are reported only.
+DAG) after both are written; non-critical ones are reported only. Balance (SMD and variance
+ratios after matching) is reported, never critical: its gate is the evaluation's
+(``evaluation/diagnostics.py``), where a failure publishes a blinded report (diagnostics, no
+estimates) instead of stopping the run. The expectations stay here so that GX remains the
+system of record and its Data Docs show the failure; both use the thresholds of
+``evaluation.diagnostics.THRESHOLDS``.
 
 Run standalone: ``python -m expectations.marts --warehouse W --reports-dir R --results-dir D``.
 """
@@ -40,13 +45,12 @@ import pandas as pd
 
 from core.contract import COUNT_OUTCOMES, PANEL_MONTHS_AFTER, PANEL_MONTHS_BEFORE
 from core.disclosure import round_count, share_of_rounded, significant
-from core.settings import BALANCE_CRITICAL_ENV, env_value
+from evaluation.diagnostics import THRESHOLDS
 
 MARTS = ("mart_matched_cohort", "mart_evaluation_panel", "mart_balance", "mart_treated_cohort", "mart_attrition")
-SMD_THRESHOLD = 0.1
+SMD_THRESHOLD = THRESHOLDS.max_abs_smd
 MIN_MATCHED_SHARE = 0.95
-# "0" makes the balance (SMD) expectation report-only, e.g. for demo runs on populations too
-# small for SMD < 0.1 to be attainable; the choice is written to summary.json. Default: critical.
+BALANCE_CHECK = "reported; the evaluation's diagnostics gate blinds the report when it fails"
 DATA_DOCS_SITE = "ltceval_marts"
 
 
@@ -72,13 +76,14 @@ def read_marts(warehouse: Path) -> dict[str, pd.DataFrame]:
         con.close()
 
 
-def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True) -> dict[str, list[tuple[object, bool, str]]]:
+def _expectations(marts: dict[str, pd.DataFrame]) -> dict[str, list[tuple[object, bool, str]]]:
     """Per mart: (expectation, critical, plain-English meaning)."""
     import great_expectations as gx
     from great_expectations.expectations.row_conditions import Column
 
     e = gx.expectations
     treated_ids = sorted(marts["mart_treated_cohort"]["person_id"].dropna().unique().tolist())
+    after_matched_on = (Column("stage") == "after") & (Column("matched_on") == True)  # noqa: E712
     treated = Column("is_treated") == 1
     control = Column("is_treated") == 0
     return {
@@ -116,13 +121,15 @@ def _expectations(marts: dict[str, pd.DataFrame], balance_critical: bool = True)
         ],
         "mart_balance": [
             (e.ExpectColumnValuesToBeBetween(column="smd", min_value=-SMD_THRESHOLD, max_value=SMD_THRESHOLD,
-                                             strict_min=True, strict_max=True,
-                                             row_condition=(Column("stage") == "after") & (Column("matched_on") == True)),  # noqa: E712
-             balance_critical,
-             f"every standardised mean difference after matching is below {SMD_THRESHOLD} (covariates matched on)"),
-            (e.ExpectColumnValuesToBeBetween(column="variance_ratio", min_value=0.5, max_value=2.0,
-                                             row_condition=Column("stage") == "after"), False,
-             "variance ratios after matching within 0.5-2 (reported, not critical)"),
+                                             strict_min=True, strict_max=True, row_condition=after_matched_on),
+             False,
+             f"every standardised mean difference after matching is below {SMD_THRESHOLD} (covariates matched on; "
+             "a failure blinds the evaluation report)"),
+            (e.ExpectColumnValuesToBeBetween(column="variance_ratio", min_value=THRESHOLDS.variance_ratio_low,
+                                             max_value=THRESHOLDS.variance_ratio_high, row_condition=after_matched_on),
+             False,
+             f"variance ratios after matching within {THRESHOLDS.variance_ratio_low:g}-"
+             f"{THRESHOLDS.variance_ratio_high:g} (covariates matched on; a failure blinds the evaluation report)"),
         ],
     }
 
@@ -144,22 +151,16 @@ def release_in_process_dbt_handle() -> None:
             DuckDBConnectionManager._ENV = None
 
 
-def validate_marts(warehouse: Path, reports_dir: Path, results_dir: Path,
-                   balance_critical: bool | None = None) -> dict:
+def validate_marts(warehouse: Path, reports_dir: Path, results_dir: Path) -> dict:
     """Validate the marts: the full GX results (one JSON per suite) and Data Docs into
     ``results_dir`` (not published), the published ``summary.json`` into ``reports_dir``;
     raise on a critical failure, else return the summary (suites, matched share, largest SMD
-    after). ``results_dir`` must not be inside ``reports_dir``.
-
-    balance_critical: whether SMD >= 0.1 after matching stops the run (default: env
-    LTCEVAL_BALANCE_CRITICAL, else True).
+    after). ``results_dir`` must not be inside ``reports_dir``. Balance is reported (with a
+    warning when it fails), not raised: the evaluation blinds its report instead.
     """
     import tempfile
 
     import great_expectations as gx
-
-    if balance_critical is None:
-        balance_critical = (env_value(BALANCE_CRITICAL_ENV) or "1").strip().lower() not in ("0", "false", "no")
 
     reports_dir, results_dir = Path(reports_dir).resolve(), Path(results_dir).resolve()
     if results_dir == reports_dir or reports_dir in results_dir.parents:
@@ -186,10 +187,10 @@ def validate_marts(warehouse: Path, reports_dir: Path, results_dir: Path,
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
             },
         )
-        outcomes, summary = _run_suites(context, marts, results_dir, warehouse, balance_critical)
+        outcomes, summary = _run_suites(context, marts, results_dir, warehouse)
         context.build_data_docs(site_names=[DATA_DOCS_SITE])
     summary["data_docs"] = str(docs_dir / "index.html")
-    return _finish(marts, reports_dir, outcomes, summary, balance_critical)
+    return _finish(marts, reports_dir, outcomes, summary)
 
 
 def published_expectation(result, mart: str) -> dict:
@@ -210,15 +211,15 @@ def published_expectation(result, mart: str) -> dict:
             "success": bool(result.success), **counts, "unexpected_percent_total": percent}
 
 
-def _run_suites(context, marts, results_dir: Path, warehouse: Path, balance_critical: bool):
+def _run_suites(context, marts, results_dir: Path, warehouse: Path):
     import great_expectations as gx
 
     source = context.data_sources.add_pandas(name="ltceval_marts")
     outcomes: list[SuiteOutcome] = []
     summary: dict[str, object] = {"warehouse": str(warehouse), "validated_at": datetime.now(timezone.utc).isoformat(),
-                                  "balance_check": "critical" if balance_critical else "report-only", "suites": {}}
+                                  "balance_check": BALANCE_CHECK, "suites": {}}
 
-    for mart, items in _expectations(marts, balance_critical).items():
+    for mart, items in _expectations(marts).items():
         suite = context.suites.add(gx.ExpectationSuite(name=f"{mart}_suite"))
         meaning: dict[str, tuple[bool, str]] = {}
         for exp, critical, text in items:
@@ -262,7 +263,7 @@ def _run_suites(context, marts, results_dir: Path, warehouse: Path, balance_crit
     return outcomes, summary
 
 
-def _finish(marts, reports_dir: Path, outcomes, summary, balance_critical: bool) -> dict:
+def _finish(marts, reports_dir: Path, outcomes, summary) -> dict:
     # matched share of eligible treated people (reported; critical only through balance above)
     tc = marts["mart_treated_cohort"]
     n_eligible = int(tc["eligible_for_matching"].fillna(False).astype(bool).sum())
@@ -284,9 +285,12 @@ def _finish(marts, reports_dir: Path, outcomes, summary, balance_critical: bool)
             f"{MIN_MATCHED_SHARE:.0%}): check overlap with the comparison pool (mart_attrition)",
             stacklevel=3,
         )
-    if not balance_critical and summary["max_abs_smd_after"] is not None and summary["max_abs_smd_after"] >= SMD_THRESHOLD:
-        warnings.warn(f"balance NOT achieved (max |SMD| after matching {summary['max_abs_smd_after']:.3f}); "
-                      f"{BALANCE_CRITICAL_ENV}=0 made this report-only", stacklevel=3)
+    balance_failures = summary["suites"]["mart_balance"]["failed_other"]
+    if balance_failures:
+        # the run goes on: the evaluation publishes a blinded report (evaluation/diagnostics.py)
+        warnings.warn("balance NOT achieved after matching; the evaluation report will be blinded (diagnostics "
+                      "only) unless LTCEVAL_UNBLIND_REASON is set:\n  - " + "\n  - ".join(balance_failures),
+                      stacklevel=3)
     critical = [f"{o.suite}: {msg}" for o in outcomes for msg in o.failed_critical]
     if critical:
         raise CriticalExpectationError(

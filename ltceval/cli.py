@@ -100,7 +100,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = run_pipeline(out=Path(args.out), persons=args.persons, seed=args.seed,
                           config=Path(args.config) if args.config else None, period=args.period)
     print(f"business-case report: {report}")
+    note = blinded_note(report)
+    if note:
+        print(note)
     return 0
+
+
+def blinded_note(report: Path) -> str | None:
+    """What to say when the run's report is blinded (a diagnostic gate failed): which gates,
+    and where the reason to show the estimates anyway goes (evaluation/diagnostics.py)."""
+    import json
+
+    path = Path(report).parent / "diagnostics.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("blinded"):
+        return ("the report is BLINDED (diagnostics only, no estimates): failed gate(s): "
+                + "; ".join(doc["failed_gates"]) + ". What to change is in its diagnostics table; "
+                "LTCEVAL_UNBLIND_REASON=\"<why>\" shows the estimates anyway, printing the reason.")
+    if doc.get("override"):
+        return (f"the report shows estimates although gate(s) failed ({'; '.join(doc['failed_gates'])}): "
+                f"override reason printed in it: {doc['override']['reason']}")
+    return None
 
 
 def _cmd_did(args: argparse.Namespace) -> int:
@@ -150,15 +172,15 @@ def _cmd_match(args: argparse.Namespace) -> int:
     """Propensity-score matching on one table (evaluation.table_matching): balance and matched ATT."""
     import json
 
-    from evaluation.table_matching import MatchSettings, match_table
+    from evaluation.table_matching import MatchSettings, match_table, warning_text
 
     def cols(text: str | None) -> tuple[str, ...]:
         return tuple(c.strip() for c in (text or "").split(",") if c.strip())
 
     res = match_table(Path(args.data), MatchSettings(
         treatment=args.treatment, covariates=cols(args.covariates), exact=cols(args.exact), group=args.group,
-        id=args.id, ratio=args.ratio, caliper=args.caliper, refine=args.refine, outcome=args.outcome,
-        seed=args.seed))
+        id=args.id, ratio=args.ratio, caliper=args.caliper, refine=args.refine,
+        refine_target_smd=args.refine_target_smd, outcome=args.outcome, seed=args.seed))
     doc = res.document
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +193,14 @@ def _cmd_match(args: argparse.Namespace) -> int:
         msg += (f"; ATT on {args.outcome} {att['estimate']:+.4g} (95% CI {att['ci_low']:.4g} to "
                 f"{att['ci_high']:.4g}, set-clustered SE {att['se']:.3g})")
     print(f"{msg}; wrote {out}")
+    if doc["balance_warnings"]:
+        advice = ("try --refine (the pipeline's default), a narrower --caliper, more --exact columns or propensity "
+                  "terms (e.g. squares) of the covariates named" if not args.refine else
+                  "try a narrower --caliper, a lower --refine-target-smd, more --exact columns or propensity terms "
+                  "(e.g. squares) of the covariates named")
+        for line in warning_text(doc["balance_warnings"]).splitlines():
+            print(f"ltceval: warning: {line}", file=sys.stderr)
+        print(f"ltceval: warning: {advice} (balance_warnings in {out})", file=sys.stderr)
     return 0
 
 
@@ -385,7 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "robust intervals; about 20 s for six post periods)")
     p.set_defaults(func=_cmd_did)
 
-    p = sub.add_parser("match", help="propensity-score matching on one table: balance, counts and matched ATT")
+    from core.dbt import matching_defaults
+
+    md = matching_defaults()
+    p = sub.add_parser(
+        "match", help="propensity-score matching on one table: balance, counts and matched ATT",
+        description="Propensity-score matching of one table, with the pipeline's defaults (the matching vars of "
+                    "dbt_project/dbt_project.yml: 1:%d, caliper %g, refinement %s to |SMD| <= %g). Balance is "
+                    "judged as the pipeline's diagnostics gate judges it (evaluation/diagnostics.py): a warning on "
+                    "standard error and balance_warnings in the JSON name the covariates whose |SMD| after "
+                    "matching is 0.1 or more or whose variance ratio is outside 0.5-2."
+                    % (md["ratio"], md["caliper"], "on" if md["refine"] else "off", md["refine_target_smd"]))
     p.add_argument("data", help="table (.csv or .parquet): one row per unit (treated or candidate control)")
     p.add_argument("--treatment", required=True, help="treatment column (0/1)")
     p.add_argument("--covariates", help="a,b,...: propensity model and balance (default: every numeric column "
@@ -393,12 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", help="c,d,...: columns that must be equal within a matched set")
     p.add_argument("--group", help="a further exact column, e.g. index month in a stacked design")
     p.add_argument("--id", help="unit id column: a control unit is used at most once; ever-treated units never control")
-    p.add_argument("--ratio", type=_positive_int, default=1, help="controls per treated unit, 1:k (default 1)")
-    p.add_argument("--caliper", type=_non_negative_float, default=0.2,
-                   help="caliper in SDs of the logit of the propensity score (default 0.2; 0 = none)")
-    p.add_argument("--refine", action="store_true",
+    p.add_argument("--ratio", type=_positive_int, default=md["ratio"],
+                   help="controls per treated unit, 1:k (default %(default)s, the pipeline's matching_ratio)")
+    p.add_argument("--caliper", type=_non_negative_float, default=md["caliper"],
+                   help="caliper in SDs of the logit of the propensity score (default %(default)s, the pipeline's "
+                        "matching_caliper_sd; 0 = none)")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=md["refine"],
                    help="after greedy matching: rescue unmatched treated and make balance-improving swaps "
-                        "within the caliper")
+                        "within the caliper (default: %(default)s, the pipeline's matching_refine; --no-refine: "
+                        "plain greedy matching)")
+    p.add_argument("--refine-target-smd", type=_non_negative_float, default=md["refine_target_smd"],
+                   help="refinement stops once the largest |SMD| is at or below this (default %(default)s, the "
+                        "pipeline's matching_refine_target_smd; 0: until no swap helps)")
     p.add_argument("--outcome", help="outcome column: matched ATT with a set-clustered SE and 95%% CI")
     p.add_argument("--seed", type=int, default=SEEDS.matching, help="breaks ties in the order treated are served")
     p.add_argument("--json", required=True, help="output JSON: counts, balance before/after, ATT")

@@ -235,6 +235,8 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
     if period is not None:
         env[PERIOD_ENV] = parse_period(period)
     ensure_key(paths, env)
+    from evaluation.diagnostics import unblind_reason
+    unblind_reason(env)  # a value that is not a reason is refused now, not after the run
     logs = paths.out / "logs"
     print(f"ltceval: output folder {paths.out}")
     migrate = ("preparing the embedded Airflow metadata database (SQLite)",

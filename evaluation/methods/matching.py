@@ -30,7 +30,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["MatchResult", "columns_used", "row_order_columns", "match", "matched_att", "balance_table", "fit_propensity", "as_column_list"]
+__all__ = ["MatchResult", "columns_used", "row_order_columns", "match", "matched_att", "balance_table", "fit_propensity",
+           "as_column_list", "equipoise"]
 
 LOGIT_COLUMN = "propensity_logit"
 # balance swaps score this many (treated, slot, candidate) pairs at a time: memory stays
@@ -129,6 +130,28 @@ def fit_propensity(
     logit = (design @ np.asarray(params, dtype=float))[pattern]
     coefs = {str(k): float(v) for k, v in params.items()}
     return logit, coefs
+
+
+def equipoise(logit: np.ndarray, is_treated: np.ndarray, low: float | None = None,
+              high: float | None = None) -> dict[str, Any]:
+    """Clinical equipoise (Walker et al. 2013) of the rows a propensity model scored: the
+    preference score takes the treated share P out of the score, logit(F) = logit(PS) - logit(P),
+    so that 0.5 means "as likely as the average person to be treated"; equipoise is the share
+    of all rows, treated and comparator together (as OHDSI CohortMethod's computeEquipoise),
+    with F in [low, high] (default: evaluation.diagnostics.THRESHOLDS). Returns the rows counted and those in the range (the share is
+    published from the rounded counts)."""
+    from evaluation.diagnostics import THRESHOLDS  # the one definition of the range
+
+    low = THRESHOLDS.preference_low if low is None else low
+    high = THRESHOLDS.preference_high if high is None else high
+    is_t = np.asarray(is_treated, dtype=bool)
+    n = int(len(is_t))
+    p = float(is_t.mean()) if n else float("nan")
+    if not n or p in (0.0, 1.0):
+        return {"n_rows": n, "n_in_range": 0, "share": float("nan"), "low": low, "high": high}
+    pref = 1.0 / (1.0 + np.exp(-(np.asarray(logit, dtype=float) - np.log(p / (1.0 - p)))))
+    inside = int(((pref >= low) & (pref <= high)).sum())
+    return {"n_rows": n, "n_in_range": inside, "share": inside / n, "low": low, "high": high}
 
 
 def _sorted_pattern_codes(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -652,6 +675,8 @@ def match(
         "ps_covariates": model_covs,
         "refine": refine_info or False,
         "distance_covariates": dist_covs or None,
+        # of every row the propensity model scored (the pool before matching, as CohortMethod)
+        "equipoise": equipoise(logit, is_t),
     }
     return MatchResult(matched=matched, balance=balance, counts=pd.DataFrame(counts), info=info)
 

@@ -1,9 +1,12 @@
 """The business-case report: one self-contained HTML file (inline CSS, inline PNG plots) and
 CSV tables, all aggregate and with small counts suppressed. No person or set identifiers.
 
-Commissioners first: a one-paragraph summary with the headline net saving per treated person
-and its interval; then per-outcome NAIVE vs matched DiD; event studies; balance; attrition;
-design, assumptions, limitations and data period.
+Diagnostics first (evaluation/diagnostics.py): the report opens with the diagnostics table.
+While a gate fails (and no override reason is set) the report is *blinded*: diagnostics,
+balance, attrition and design only, in the HTML and in every table written beside it.
+Otherwise, for commissioners: a one-paragraph summary with the headline net saving per treated
+person and its interval; then per-outcome NAIVE vs matched DiD; event studies; balance;
+attrition; design, assumptions, limitations and data period.
 
 The HTML comes from the Jinja2 template `templates/business_case.html.j2`; this module turns
 the estimators' results into the template's plain values: published (suppressed) figures from
@@ -11,6 +14,7 @@ the estimators' results into the template's plain values: published (suppressed)
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +25,7 @@ import pandas as pd
 
 from evaluation.costing import CostingResult
 from evaluation.design import StudyDesign
+from evaluation.diagnostics import THRESHOLDS, Diagnostics
 from evaluation.did import LinearDiDResult, OutcomeEstimates
 from core.disclosure import published_mean, significant
 from evaluation.disclosure import (MAX_SUPPRESSED, MIN_SUBGROUP_TREATED, published_attrition,
@@ -69,6 +74,11 @@ class ReportInputs:
     robustness: dict | None = None  # outcome -> evaluation.robustness.outcome_robustness
     negative_controls: dict | None = None  # negative control -> evaluation.did.OutcomeEstimates
     calibration: object | None = None  # evaluation.calibration.Calibration
+    diagnostics: Diagnostics | None = None  # evaluation.diagnostics.build_diagnostics
+
+    @property
+    def blinded(self) -> bool:
+        return self.diagnostics is not None and self.diagnostics.blinded
 
 
 def _months_text(months: tuple[int, ...], none: str) -> str:
@@ -311,7 +321,7 @@ def _balance(balance: pd.DataFrame | None) -> dict | None:
     b = published_balance(balance.assign(matched_on=matched_on))
     return {
         "worst_smd": f"{after['smd'].abs().max():.3f}" if len(after) else None,
-        "n_imbalanced": int((after["smd"].abs() >= 0.1).sum()),
+        "n_imbalanced": int((after["smd"].abs() >= THRESHOLDS.max_abs_smd).sum()),
         "any_not_matched_on": bool((~matched_on).any()),
         "rows": [[r.covariate + ("" if r.matched_on else " (not matched on)"), r.stage,
                   published_num(r.mean_treated), published_num(r.mean_control), num(r.smd, 3),
@@ -364,14 +374,14 @@ def _price_index(pi: pd.DataFrame | None) -> dict | None:
 
 def _figures(inp: ReportInputs, published_attrition_table: pd.DataFrame | None) -> dict:
     c = inp.costing
-    figs = {
+    figs = {} if inp.blinded else {
         "waterfall": _figure(lambda ax: plot_waterfall(
             c.lines, c.mean_followup_years, c.therapy_cost_per_person, c.persistence_factor,
             ax=ax), (7.0, 3.6)),
         "naive_vs_did": _figure(lambda ax: plot_naive_vs_did(pd.concat(
             [e.tidy() for e in inp.estimates.values()], ignore_index=True), ax=ax), (7.0, 3.6)),
     }
-    if inp.scenarios is not None and len(inp.scenarios) > 1:
+    if not inp.blinded and inp.scenarios is not None and len(inp.scenarios) > 1:
         figs["tornado"] = _figure(lambda ax: plot_tornado(inp.scenarios, ax=ax),
                                   (7.6, 0.38 * (len(inp.scenarios) - 1) + 1.3))
     if inp.balance is not None and len(inp.balance):
@@ -383,20 +393,24 @@ def _figures(inp: ReportInputs, published_attrition_table: pd.DataFrame | None) 
     return figs
 
 
-def report_context(inp: ReportInputs) -> dict:
-    """Everything the template shows, as plain values (published, formatted)."""
-    rules = {"min_published": MAX_SUPPRESSED + 1, "min_subgroup": MIN_SUBGROUP_TREATED}
-    if _too_few(inp):
-        return {"title": inp.title, "too_few": True, "rules": rules}
-    published_costs = published_costing_table(inp.costing).set_index("quantity")
-    attrition = (published_attrition(inp.attrition)
-                 if inp.attrition is not None and len(inp.attrition) else None)
-    # the figures are drawn in the order the old single-pass builder drew them
-    figures = _figures(inp, attrition)
-    event_figures = [(e.outcome, _figure(lambda ax, e=e: plot_event_study(e.event_study, ax=ax),
-                                         (6.4, 3.6))) for e in inp.estimates.values()]
+def _diagnostics(d: Diagnostics | None) -> dict | None:
+    """The diagnostics table and, when a gate failed, what the report does about it."""
+    if d is None:
+        return None
+    return {
+        "rows": [[r.diagnostic, r.outcome, r.value, r.threshold,
+                  r.status.upper() + (" (gate)" if r.gate and r.status != "pass" and r.blocks else ""), r.action]
+                 for r in d.rows],
+        "blinded": d.blinded,
+        "failed": [{"name": r.diagnostic, "value": r.value, "threshold": r.threshold, "action": r.action}
+                   for r in d.failed_gates],
+        "override_reason": d.unblind_reason if d.overridden else None,
+    }
+
+
+def _common_context(inp: ReportInputs, rules: dict, attrition: pd.DataFrame | None, figures: dict) -> dict:
+    """What the blinded and the full report share: no effect estimate in any of it."""
     p = inp.period
-    scenarios = inp.scenarios
     return {
         "title": inp.title,
         "too_few": False,
@@ -407,6 +421,39 @@ def report_context(inp: ReportInputs) -> dict:
                    "last_index": p.get("last_index_month"),
                    "first_calendar": p.get("first_calendar_month"),
                    "last_calendar": p.get("last_calendar_month")},
+        "diagnostics": _diagnostics(inp.diagnostics),
+        "blinded": inp.blinded,
+        "balance": _balance(inp.balance),
+        "attrition": _attrition(attrition),
+        "panel_rows": _panel_rows(inp.cohort),
+        "design": {"comparison_group": _comparison_group(inp),
+                   "selection_window": _selection_window_text(inp),
+                   "comparison_period": _comparison_text(inp)},
+        "unit_costs": _unit_costs(inp.unit_costs),
+        "price_index": _price_index(inp.price_index),
+        "figures": figures,
+    }
+
+
+def report_context(inp: ReportInputs) -> dict:
+    """Everything the template shows, as plain values (published, formatted)."""
+    rules = {"min_published": MAX_SUPPRESSED + 1, "min_subgroup": MIN_SUBGROUP_TREATED}
+    if _too_few(inp):
+        return {"title": inp.title, "too_few": True, "rules": rules}
+    if inp.blinded:  # nothing derived from an estimate is even computed
+        attrition = (published_attrition(inp.attrition)
+                     if inp.attrition is not None and len(inp.attrition) else None)
+        return _common_context(inp, rules, attrition, _figures(inp, attrition))
+    published_costs = published_costing_table(inp.costing).set_index("quantity")
+    attrition = (published_attrition(inp.attrition)
+                 if inp.attrition is not None and len(inp.attrition) else None)
+    # the figures are drawn in the order the old single-pass builder drew them
+    figures = _figures(inp, attrition)
+    event_figures = [(e.outcome, _figure(lambda ax, e=e: plot_event_study(e.event_study, ax=ax),
+                                         (6.4, 3.6))) for e in inp.estimates.values()]
+    scenarios = inp.scenarios
+    return {
+        **_common_context(inp, rules, attrition, figures),
         "summary": _summary(inp, published_costs),
         "costs": _costs(inp, published_costs),
         "outcome_rows": [row + [cell] for row, cell in zip(
@@ -422,15 +469,6 @@ def report_context(inp: ReportInputs) -> dict:
         "subgroup_rows": _subgroup_rows(inp.subgroups),
         "event_studies": {"summaries": [describe(e.event_study) for e in inp.estimates.values()],
                           "figures": event_figures},
-        "balance": _balance(inp.balance),
-        "attrition": _attrition(attrition),
-        "panel_rows": _panel_rows(inp.cohort),
-        "design": {"comparison_group": _comparison_group(inp),
-                   "selection_window": _selection_window_text(inp),
-                   "comparison_period": _comparison_text(inp)},
-        "unit_costs": _unit_costs(inp.unit_costs),
-        "price_index": _price_index(inp.price_index),
-        "figures": figures,
     }
 
 
@@ -459,6 +497,19 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     written["html"] = str(path)
     if _too_few(inp):
         return written
+    if inp.diagnostics is not None:
+        diag_json = reports_dir / "diagnostics.json"
+        diag_json.write_text(json.dumps(inp.diagnostics.as_json(), indent=2), encoding="utf-8")
+        written["diagnostics_json"] = str(diag_json)
+        csv("diagnostics", inp.diagnostics.frame())
+    if inp.blinded:
+        # the blinded report's tables: diagnostics and design only, no estimate (the MDRR is
+        # computed without the treated people's use after the index: evaluation.power)
+        _design_tables(inp, csv)
+        xlsx = write_xlsx(reports_dir / "business_case_tables.xlsx", frames)
+        if xlsx is not None:
+            written["xlsx"] = str(xlsx)
+        return written
     csv("outcomes_naive_vs_did", published_outcome_table(inp.estimates))
     es = pd.concat([e.event_study.tidy() for e in inp.estimates.values()], ignore_index=True)
     csv("event_study", published_event_study(es))
@@ -466,18 +517,10 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     csv("costing_by_activity", published_costing_lines(inp.costing))
     if inp.cost_did is not None:
         csv("cost_linear_did", published_cost_did(inp.cost_did))
-    if inp.balance is not None:
-        csv("balance", published_balance(inp.balance))
-    if inp.attrition is not None:
-        csv("attrition", published_attrition(inp.attrition))
-    if inp.mdrr is not None:
-        csv("minimum_detectable_rate_ratio", published_mdrr(inp.mdrr))
+    _design_tables(inp, csv)
     if inp.calibration is not None and inp.negative_controls:
         csv("negative_controls_and_calibration",
             published_calibration(inp.calibration, inp.negative_controls, inp.estimates))
-    csv("unit_costs", inp.unit_costs)
-    if inp.price_index is not None:
-        csv("price_index", inp.price_index)
     if inp.scenarios is not None:
         csv("sensitivity", published_scenarios(inp.scenarios))
     if inp.iapt is not None:
@@ -489,6 +532,19 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
     if xlsx is not None:
         written["xlsx"] = str(xlsx)
     return written
+
+
+def _design_tables(inp: ReportInputs, csv) -> None:
+    """The tables of the design, written blinded or not: no effect estimate in them."""
+    if inp.balance is not None:
+        csv("balance", published_balance(inp.balance))
+    if inp.attrition is not None:
+        csv("attrition", published_attrition(inp.attrition))
+    if inp.mdrr is not None:
+        csv("minimum_detectable_rate_ratio", published_mdrr(inp.mdrr))
+    csv("unit_costs", inp.unit_costs)
+    if inp.price_index is not None:
+        csv("price_index", inp.price_index)
 
 
 def published_mdrr(mdrr: pd.DataFrame) -> pd.DataFrame:

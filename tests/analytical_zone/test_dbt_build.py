@@ -1,6 +1,7 @@
 """`dbt build` on a small synthetic population, then checks on the marts (real DuckDB, no mocks)."""
 import json
 import shutil
+import warnings
 
 import duckdb
 import pytest
@@ -166,25 +167,25 @@ def test_unit_costs_seed(con):
 
 def test_gx_suites_write_results_and_stop_on_a_critical_failure(built_warehouse, tmp_path):
     reports, results = tmp_path / "gx", tmp_path / "gx-full"
-    try:
+    with warnings.catch_warnings():  # balance may fail on a population this small: reported, not raised
+        warnings.simplefilter("ignore")
         validate_marts(built_warehouse.warehouse, reports, results)
-    except CriticalExpectationError as err:  # allowed only for balance on a population this small
-        assert "mart_balance" in str(err) and "mart_matched_cohort" not in str(err), str(err)
     # the published folder gets the summary only; GX's full results stay in the results folder
     assert sorted(p.name for p in reports.iterdir()) == ["summary.json"]
     assert (results / "mart_matched_cohort.json").exists()
 
-    # a warehouse whose balance fails must raise, naming the failed expectation
+    # a warehouse with a critical failure must raise, naming the failed expectation; its balance
+    # failure is reported beside it (the evaluation blinds its report: evaluation/diagnostics.py)
     broken = tmp_path / "broken.duckdb"
     shutil.copy(built_warehouse.warehouse, broken)
     c = duckdb.connect(str(broken))
     c.execute("update mart_balance set smd = 0.5 where stage = 'after' and covariate = 'age'")
     c.execute("""insert into mart_matched_cohort select * from mart_matched_cohort where is_treated = 1 limit 1""")
     c.close()
-    with pytest.raises(CriticalExpectationError) as info:
+    with pytest.raises(CriticalExpectationError) as info, pytest.warns(UserWarning, match="balance NOT achieved"):
         validate_marts(broken, tmp_path / "gx-broken", tmp_path / "gx-broken-full")
     msg = str(info.value)
-    assert "standardised mean difference" in msg and "appears once" in msg
+    assert "standardised mean difference" not in msg and "appears once" in msg
     # ... and the Data Docs (HTML) of that run say which expectations failed and why
     docs = tmp_path / "gx-broken-full" / "data_docs"
     assert (docs / "index.html").is_file() and str(docs / "index.html") in msg
@@ -192,7 +193,7 @@ def test_gx_suites_write_results_and_stop_on_a_critical_failure(built_warehouse,
     assert "Failed" in index
     pages = {p.parent.parent.parent.name: p.read_text() for p in (docs / "validations").rglob("*.html")}
     assert {"mart_balance_suite", "mart_matched_cohort_suite", "mart_evaluation_panel_suite"} <= set(pages)
-    assert "CRITICAL (stops the run): every standardised mean difference after matching is below 0.1" in pages["mart_balance_suite"]
+    assert "reported only: every standardised mean difference after matching is below 0.1" in pages["mart_balance_suite"]
     assert "Unsuccessful" in pages["mart_balance_suite"] and "0.5" in pages["mart_balance_suite"]
     assert "every treated person appears once in the matched cohort" in pages["mart_matched_cohort_suite"]
     assert (tmp_path / "gx-broken-full" / "mart_balance.json").is_file()  # JSON results kept
@@ -239,16 +240,36 @@ def test_full_gx_results_may_not_go_into_the_published_folder(built_warehouse, t
         validate_marts(built_warehouse.warehouse, tmp_path / "gx", tmp_path / "gx" / "full")
 
 
-def test_balance_can_be_made_report_only_and_says_so(built_warehouse, tmp_path):
+def test_a_balance_failure_is_reported_and_the_run_goes_on(built_warehouse, tmp_path):
+    """Balance is the evaluation's gate (a blinded report), not GX's: the expectation fails in
+    the results and Data Docs, the run is not stopped, and the warning names the covariate."""
     broken = tmp_path / "unbalanced.duckdb"
     shutil.copy(built_warehouse.warehouse, broken)
     c = duckdb.connect(str(broken))
     c.execute("update mart_balance set smd = 0.5 where stage = 'after' and covariate = 'age'")
+    c.execute("update mart_balance set variance_ratio = 2.5 where stage = 'after' and covariate = 'imd_decile'")
     c.close()
-    with pytest.warns(UserWarning, match="balance NOT achieved"):
-        summary = validate_marts(broken, tmp_path / "gx", tmp_path / "gx-full", balance_critical=False)
-    assert summary["balance_check"] == "report-only"
-    assert summary["suites"]["mart_balance"]["failed_other"]
+    with pytest.warns(UserWarning, match="balance NOT achieved") as caught:
+        summary = validate_marts(broken, tmp_path / "gx", tmp_path / "gx-full")
+    assert "blinds" in summary["balance_check"]
+    failed = summary["suites"]["mart_balance"]["failed_other"]
+    assert any("standardised mean difference" in f and "age +0.5" in f for f in failed)
+    assert any("variance ratios" in f for f in failed)
+    assert not summary["suites"]["mart_balance"]["failed_critical"]
+    assert any("balance NOT achieved" in str(w.message) and "age +0.5" in str(w.message) for w in caught)
+    full = json.loads((tmp_path / "gx-full" / "mart_balance.json").read_text())
+    assert full["success"] is False
+
+
+def test_the_pools_equipoise_is_kept_beside_the_matched_rows(con):
+    """int_controls_matched_to_treated carries the equipoise counts of the whole pool the
+    propensity model scored (evaluation.methods.matching.equipoise), the same on every row."""
+    rows = q(con, "select distinct pool_rows_scored, pool_rows_in_equipoise from int_controls_matched_to_treated")
+    assert len(rows) == 1
+    scored, inside = rows[0]
+    pool = q(con, "select count(*) from int_match_pool_filtered_to_eligible")[0][0]
+    assert 0 < inside <= scored <= pool
+    assert scored > q(con, "select count(*) from int_controls_matched_to_treated")[0][0]
 
 
 def test_person_month_panel_built_in_parts_equals_the_panel_built_at_once(built_warehouse, dbt_cli, tmp_path):

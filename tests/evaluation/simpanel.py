@@ -125,11 +125,17 @@ UNIT_COSTS = pd.DataFrame(
 )
 
 
-def write_warehouse(path, panel: pd.DataFrame, with_marts: bool = True) -> None:
-    """Write a DuckDB file with the marts the evaluation reads (as dbt would)."""
+# the matching pool's equipoise counts (int_controls_matched_to_treated): 0.85 of 40,000 rows
+POOL_EQUIPOISE = {"pool_rows_scored": 40_000, "pool_rows_in_equipoise": 34_000}
+
+
+def write_warehouse(path, panel: pd.DataFrame, with_marts: bool = True, balance: pd.DataFrame | None = None,
+                    equipoise: dict | None = None) -> None:
+    """Write a DuckDB file with the marts the evaluation reads (as dbt would). ``balance``
+    replaces the (balanced) mart_balance; ``equipoise`` the pool's equipoise counts."""
     import duckdb
 
-    balance = pd.DataFrame({
+    balance = balance if balance is not None else pd.DataFrame({
         "covariate": ["age", "female", "imd_decile", "prior_ae_12m", "prior_admissions_12m"] * 2,
         "stage": ["before"] * 5 + ["after"] * 5,
         "mean_treated": [55.0, 0.6, 4.2, 1.1, 0.4] * 2,
@@ -154,5 +160,8 @@ def write_warehouse(path, panel: pd.DataFrame, with_marts: bool = True) -> None:
             con.execute("create table mart_balance as select * from b")
             con.register("a", attrition)
             con.execute("create table mart_attrition as select * from a")
+            eq = {**POOL_EQUIPOISE, **(equipoise or {})}
+            con.execute("create table int_controls_matched_to_treated as select ?::bigint as pool_rows_scored, "
+                        "?::bigint as pool_rows_in_equipoise", [eq["pool_rows_scored"], eq["pool_rows_in_equipoise"]])
     finally:
         con.close()

@@ -76,6 +76,19 @@ def test_report_written_self_contained_and_without_ids(run):
         assert not leaked, f"{f.name} contains identifiers {leaked[:3]}"
 
 
+def test_report_opens_with_the_diagnostics_and_its_gates_pass(run):
+    paths, _, summary, _, _ = run
+    assert summary["report"]["blinded"] is False and summary["report"]["failed_gates"] == []
+    html = (paths.reports / "business_case.html").read_text(encoding="utf-8")
+    assert html.index("<h1>") < html.index("id='diagnostics'") < html.index("class='kfs'")
+    assert "Shown although" not in html and "Results withheld" not in html
+    doc = json.loads((paths.reports / "diagnostics.json").read_text())
+    status = {(r["diagnostic"].split(":")[0], r["outcome"]): r["status"] for r in doc["rows"]}
+    assert status[("Balance", "")] == status[("Equipoise", "")] == "pass"
+    assert status[("Expected absolute systematic error (negative controls)", "")] == "not available"
+    assert (paths.reports / "tables" / "diagnostics.csv").exists()
+
+
 def test_published_counts_are_suppressed(run):
     paths, panel, _, _, _ = run
     att = pd.read_csv(paths.reports / "tables" / "attrition.csv", dtype=str)

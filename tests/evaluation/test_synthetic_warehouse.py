@@ -106,6 +106,12 @@ def test_business_case_on_the_real_warehouse(effect, null):
         assert lo < c["net_saving_per_treated_person"] < hi
         assert math.isfinite(c["caseload_net_saving"]) and c["annual_caseload"] >= 5
         html = (paths.reports / "business_case.html").read_text(encoding="utf-8")
+        # 20,000 people pass the diagnostics gates (balance, variance ratios, the pool's
+        # equipoise from the dbt matching model; EASE not available yet): not blinded
+        diagnostics = json.loads((paths.reports / "diagnostics.json").read_text())
+        assert not diagnostics["blinded"] and diagnostics["failed_gates"] == [], diagnostics
+        equipoise = next(r for r in diagnostics["rows"] if r["diagnostic"].startswith("Equipoise"))
+        assert equipoise["status"] == "pass", equipoise
         for section in ("id='sensitivity'", "id='secondary'", "Recovered (of those at caseness)",
                         "Long-term condition group", "Site (practice of the treated person)"):
             assert section in html

@@ -113,3 +113,66 @@ def test_missing_file_and_bad_option_through_the_installed_command(tmp_path):
     ):
         proc = subprocess.run([str(exe), "match", *argv], capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def lalonde_like(seed=0, n_treated=185, n_control=430) -> pd.DataFrame:
+    """A table shaped like the LaLonde NSW / PSID comparison (about 185 treated, a few hundred
+    controls, treated younger, mostly black, rarely married, with low earnings): greedy
+    nearest-neighbour matching leaves an |SMD| above 0.1, which refinement removes."""
+    rng = np.random.default_rng(seed)
+    n = n_treated + n_control
+    t = np.r_[np.ones(n_treated, int), np.zeros(n_control, int)]
+    return pd.DataFrame({
+        "treat": t,
+        "age": np.where(t == 1, rng.normal(26, 7, n), rng.normal(33, 11, n)),
+        "educ": np.where(t == 1, rng.normal(10.3, 2, n), rng.normal(10.2, 3, n)),
+        "black": np.where(t == 1, rng.random(n) < 0.84, rng.random(n) < 0.2).astype(int),
+        "married": np.where(t == 1, rng.random(n) < 0.19, rng.random(n) < 0.5).astype(int),
+        "re74": np.where(t == 1, rng.exponential(2000, n) * (rng.random(n) < 0.3),
+                         rng.exponential(5000, n) * (rng.random(n) < 0.6)),
+    })
+
+
+def test_imbalance_after_matching_is_warned_naming_the_covariates(tmp_path, capsys):
+    from evaluation.diagnostics import THRESHOLDS
+
+    data = tmp_path / "lalonde_like.csv"
+    lalonde_like().to_csv(data, index=False)
+    greedy, refined = tmp_path / "greedy.json", tmp_path / "refined.json"
+    code, _, err = run(["match", data, "--treatment", "treat", "--no-refine", "--json", greedy], capsys)
+    assert code == 0, err
+    doc = json.loads(greedy.read_text())
+    assert doc["settings"]["refine"] is False and doc["max_abs_smd_after"] > THRESHOLDS.max_abs_smd
+    smd = next(w for w in doc["balance_warnings"] if w["check"] == "max_abs_smd")
+    after = {b["covariate"]: b["after"] for b in doc["balance"]}
+    over = {c for c, a in after.items() if abs(a["smd"]) >= THRESHOLDS.max_abs_smd}
+    assert over and {c["covariate"] for c in smd["covariates"]} == over
+    assert "ltceval: warning: balance not achieved" in err and "try --refine" in err
+    assert all(c in err for c in over)
+    # every variance ratio outside 0.5-2 is named too, and only those
+    outside = {c for c, a in after.items() if not 0.5 <= a["variance_ratio"] <= 2}
+    named = {c["covariate"] for w in doc["balance_warnings"] if w["check"] == "variance_ratio" for c in w["covariates"]}
+    assert named == outside
+    # the defaults are the pipeline's (dbt_project.yml: 1:1, caliper 0.2, refined to |SMD| <= 0.05):
+    # no |SMD| warning left
+    code, _, err = run(["match", data, "--treatment", "treat", "--json", refined], capsys)
+    assert code == 0, err
+    doc = json.loads(refined.read_text())
+    assert doc["settings"]["refine"] is True and doc["settings"]["refine_target_smd"] == 0.05
+    assert doc["settings"]["ratio"] == 1 and doc["settings"]["caliper_sd_logit"] == 0.2
+    assert doc["max_abs_smd_after"] < THRESHOLDS.max_abs_smd
+    assert not [w for w in doc["balance_warnings"] if w["check"] == "max_abs_smd"]
+    assert ("|SMD|" in err) is False
+    assert 0 <= doc["equipoise"]["n_in_range"] <= doc["equipoise"]["n_rows"] == 185 + 430
+
+
+def test_match_help_gives_the_pipelines_defaults():
+    from core.dbt import matching_defaults
+
+    proc = subprocess.run([sys.executable, "-m", "ltceval.cli", "match", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    d = matching_defaults()
+    assert f"default {d['ratio']}, the pipeline's matching_ratio" in text
+    assert f"default {d['caliper']}, the pipeline's matching_caliper_sd" in text
+    assert "balance_warnings" in text

@@ -61,7 +61,12 @@ def model(dbt, session):
             controls_may_be_treated_later=not_yet_referred,
         )
         sets = result.matched[["matched_set_id", "person_id", "index_month", LOGIT_COLUMN, "propensity_score", "match_weight"]]
-        sets = sets.assign(caliper_width_logit=result.info["caliper_width_logit"], row_order=range(len(sets)))
+        # equipoise of the whole pool the propensity model scored (CohortMethod computes it before
+        # matching; only the matched rows' scores are kept), as two counts on every row like the
+        # caliper: the evaluation's diagnostics gate reads them (evaluation/diagnostics.py)
+        eq = result.info["equipoise"]
+        sets = sets.assign(caliper_width_logit=result.info["caliper_width_logit"], pool_rows_scored=eq["n_rows"],
+                           pool_rows_in_equipoise=eq["n_in_range"], row_order=range(len(sets)))
         # the pool and the match's working copies go back to the system before DuckDB joins the
         # sets to the pool (2 million people: 5.9 GiB resident before, 4.2 after)
         del candidates, result
@@ -78,7 +83,8 @@ def model(dbt, session):
     return session.sql(
         f"""
         select s.matched_set_id, {pool_columns},
-               s.{LOGIT_COLUMN}, s.propensity_score, s.match_weight, s.caliper_width_logit
+               s.{LOGIT_COLUMN}, s.propensity_score, s.match_weight, s.caliper_width_logit,
+               s.pool_rows_scored, s.pool_rows_in_equipoise
         from matched_set_persons s
         join ({pool.sql_query()}) p on p.person_id = s.person_id and p.index_month = cast(s.index_month as date)
         order by s.row_order
