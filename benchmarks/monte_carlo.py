@@ -53,6 +53,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.did import estimate_naive, estimate_poisson_did  # noqa: E402
+from evaluation.calibration import MIN_EVENTS  # noqa: E402
 from evaluation.methods import calibration as ec  # noqa: E402
 from core.contract import COUNT_OUTCOMES, NEGATIVE_CONTROLS  # noqa: E402
 from evaluation.design import StudyDesign  # noqa: E402
@@ -174,6 +175,7 @@ def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, f
         rows.append({"seed": seed, "outcome": c, "true_rate_ratio": 1.0, "rate_ratio": d.rate_ratio,
                      "lo95": lo, "hi95": hi, "log_rr": d.log_rate_ratio, "se_log_rr": d.se_log_rate_ratio,
                      "covered": _covers(lo, hi, 1.0), "naive_pct_change": np.nan, "n_sets": d.n_sets,
+                     "events": float(panel[c].sum()),
                      "share_controls_referred_in_followup": referred_share, "negative_control": True})
     return rows
 
@@ -190,6 +192,8 @@ def _empirical_null(panel: pd.DataFrame):
         if c not in panel.columns:
             return None, None, None
         d = estimate_poisson_did(panel, c)
+        if panel[c].sum() < MIN_EVENTS:  # as evaluation.calibration: too rare to trust its SE
+            continue
         if np.isfinite(d.log_rate_ratio) and np.isfinite(d.se_log_rate_ratio) and d.se_log_rate_ratio > 0:
             log_rr.append(d.log_rate_ratio)
             se.append(d.se_log_rate_ratio)

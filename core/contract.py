@@ -48,6 +48,7 @@ NEGATIVE_CONTROL_OUTCOMES: dict[str, str] = {
     "ent_attendances": "ENT outpatient attendances",
     "oral_surgery_attendances": "Oral surgery and dental outpatient attendances",
     "audiology_attendances": "Audiology outpatient attendances",
+    "plastic_surgery_attendances": "Plastic surgery outpatient attendances",
     "cataract_admissions": "Planned cataract admissions",
     "hernia_repair_admissions": "Planned hernia repair admissions",
 }

@@ -103,7 +103,8 @@ def negative_controls(paths: Paths, outcomes=OUTCOMES, controls=NEGATIVE_CONTROL
     _save(paths, "negative_controls", estimates)
     outcome_estimates = {o: _load(paths, f"outcome_{o}") for o in outcomes
                          if (work_dir(paths) / f"outcome_{o}.pkl").exists()}
-    calibration = calibrate_outcomes(estimates, outcome_estimates)
+    events = {c: float(panel[c].sum()) for c in estimates}  # the analysed (at-risk) person-months
+    calibration = calibrate_outcomes(estimates, outcome_estimates, events)
     _save(paths, "calibration", calibration)
     return json_safe(calibration.summary(), digits=XCOM_DIGITS)
 

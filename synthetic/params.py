@@ -118,12 +118,12 @@ class SynthParams:
     # mostly over 65s; inguinal hernia repair about 70,000.
     negative_control_base_rates: dict = field(default_factory=lambda: {
         "ophthalmology_attendances": 0.010, "ent_attendances": 0.005, "oral_surgery_attendances": 0.004,
-        "audiology_attendances": 0.004,
+        "audiology_attendances": 0.004, "plastic_surgery_attendances": 0.004,
         "cataract_admissions": 0.0004, "hernia_repair_admissions": 0.0003,
     })
     negative_control_age_slope: dict = field(default_factory=lambda: {
         "ophthalmology_attendances": 0.03, "ent_attendances": 0.01, "oral_surgery_attendances": 0.0,
-        "audiology_attendances": 0.04,
+        "audiology_attendances": 0.04, "plastic_surgery_attendances": 0.01,
         "cataract_admissions": 0.08, "hernia_repair_admissions": 0.02,
     })
     # Residual confounding (systematic error, not an effect of therapy): from the index month,

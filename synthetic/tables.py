@@ -150,6 +150,7 @@ NEGATIVE_CONTROL_SPECIALTIES = {
     "ent_attendances": np.array(["120"]),
     "oral_surgery_attendances": np.array(["140", "143", "144"]),
     "audiology_attendances": np.array(["840"]),
+    "plastic_surgery_attendances": np.array(["160"]),
 }
 NEGATIVE_CONTROL_SPELLS = {
     "cataract_admissions": (np.array(["H251", "H259", "H268"]), "BZ34B"),

@@ -114,7 +114,8 @@ insert into {{ this }}
 {#- The negative-control outcome columns, in the contract's order (core/contract.py
     NEGATIVE_CONTROLS; tests/core/test_contract.py holds them equal). -#}
 {{ return(['ophthalmology_attendances', 'ent_attendances', 'oral_surgery_attendances',
-           'audiology_attendances', 'cataract_admissions', 'hernia_repair_admissions']) }}
+           'audiology_attendances', 'plastic_surgery_attendances', 'cataract_admissions',
+           'hernia_repair_admissions']) }}
 {%- endmacro %}
 
 {% macro _negative_control_nulls() -%}
