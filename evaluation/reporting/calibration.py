@@ -78,3 +78,20 @@ def calibration_section(cal: Calibration | None, controls: dict | None, outcomes
                      f"estimate, so with few or imprecise negative controls they are wide.")
     return {"control_rows": control_rows, "outcome_rows": outcome_rows, "null_text": null_text,
             "notes": list(cal.notes)}
+
+
+def calibrated_cells(cal: Calibration | None, controls: dict | None, outcomes: dict) -> list[str]:
+    """The outcome table's calibrated column, in the outcomes' order: "rr (lo to hi)", or why
+    there is none."""
+    if cal is None or not controls:
+        return ["not estimated (no negative controls)"] * len(outcomes)
+    if not cal.outcomes:
+        return ["not calibrated (see Negative controls)"] * len(outcomes)
+    t = published_calibration(cal, controls, outcomes)
+    by = {r.name: r for r in t[t["kind"] == "outcome"].itertuples()}
+    cells = []
+    for o in outcomes:
+        r = by.get(o)
+        cells.append("n/a" if r is None else
+                     f"{num(r.calibrated_rate_ratio)} ({_ci_text(r.calibrated_lo95, r.calibrated_hi95)})")
+    return cells

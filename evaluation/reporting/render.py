@@ -41,7 +41,7 @@ from evaluation.reporting.formatting import fmt_ci, gbp, num, published_num, sig
 from evaluation.reporting.plots import (fig_to_data_uri, plot_attrition, plot_event_study,
                                         plot_love, plot_naive_vs_did, plot_tornado,
                                         plot_waterfall)
-from evaluation.reporting.calibration import calibration_section, published_calibration
+from evaluation.reporting.calibration import calibrated_cells, calibration_section, published_calibration
 from evaluation.reporting.robustness import robustness_section
 from evaluation.reporting.text import describe
 
@@ -456,8 +456,9 @@ def report_context(inp: ReportInputs) -> dict:
         **_common_context(inp, rules, attrition, figures),
         "summary": _summary(inp, published_costs),
         "costs": _costs(inp, published_costs),
-        "outcome_rows": [row + [cell] for row, cell in zip(
-            _outcome_rows(published_outcome_table(inp.estimates)), mdrr_cells(inp.mdrr, inp.estimates))],
+        "outcome_rows": [row + [cell, cal] for row, cell, cal in zip(
+            _outcome_rows(published_outcome_table(inp.estimates)), mdrr_cells(inp.mdrr, inp.estimates),
+            calibrated_cells(inp.calibration, inp.negative_controls, inp.estimates))],
         "robustness": robustness_section(inp.robustness, inp.estimates),
         "calibration": calibration_section(inp.calibration, inp.negative_controls, inp.estimates),
         "scenario_rows": [] if scenarios is None or len(scenarios) <= 1 else [

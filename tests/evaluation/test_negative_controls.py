@@ -72,3 +72,17 @@ def test_too_few_estimable_negative_controls_are_said_not_calibrated(tmp_path):
     summary = pipeline.negative_controls(paths)
     assert summary["null"] is None and summary["outcomes"] == {}
     assert any("not calibrated" in n and "at least 5" in n for n in summary["notes"])
+
+
+def test_the_calibrated_interval_stands_beside_each_headline_estimate(run):
+    import re
+
+    paths, _ = run
+    text = (paths.reports / "business_case.html").read_text(encoding="utf-8")
+    section = text[text.index("id='outcomes'"):text.index("<h2", text.index("id='outcomes'"))]
+    assert "Calibrated rate ratio (95% CI; negative controls)" in section
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", section))
+    t = pd.read_csv(paths.reports / "tables" / "negative_controls_and_calibration.csv")
+    for r in t[t["kind"] == "outcome"].itertuples():
+        body = rows[outcome_label(r.name).replace("&", "&amp;")]
+        assert body.endswith(f"<td>{r.calibrated_rate_ratio:.2f} ({r.calibrated_lo95:.2f} to {r.calibrated_hi95:.2f})</td>")
