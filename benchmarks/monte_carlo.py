@@ -271,7 +271,12 @@ def main() -> None:
                        help="keep each draw's marts here for re-estimation")
     where.add_argument("--from-draws", type=Path, default=None,
                        help="re-estimate draws saved here instead of building them")
+    where.add_argument("--summary-of", type=Path, nargs="+", default=None,
+                       help="print the summary of the draws already in these --csv files (no new draws)")
     args = ap.parse_args()
+    if args.summary_of:
+        print_summary(pd.concat([pd.read_csv(f) for f in args.summary_of], ignore_index=True))
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ltceval-mc-"))
     workdir.mkdir(parents=True, exist_ok=True)
     world = _world(args.null_effect, args.confounding)
@@ -298,15 +303,27 @@ def main() -> None:
     if not all_rows:
         raise SystemExit("no draws")
     df = pd.DataFrame(all_rows)
-    s = summarise(df)
     print(f"\n{'NULL effect' if args.null_effect else 'Planted effects'}"
           f"{'' if args.confounding == 1.0 else f', residual confounding x{args.confounding:g}'}: {len(df['seed'].unique())} "
           f"draws{'' if args.from_draws else f' of {args.persons:,} persons'}, seeds "
           f"{args.first_seed}..{args.first_seed + args.draws - 1}, "
           f"{time.perf_counter() - t0:.0f}s")
+    print_summary(df)
+
+
+def print_summary(df: pd.DataFrame) -> None:
+    """The per-outcome table, then the negative controls' null and EASE over the draws."""
+    s = summarise(df)
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.3f}".format):
         print(s.to_string(index=False))
+    first = df.drop_duplicates("seed")
+    if "ease" in first and first["ease"].notna().any():
+        e = first["ease"].dropna()
+        print(f"\nEmpirical null over {len(e)} draws with one: mean of its mean {first['null_mean'].mean():+.3f}, "
+              f"median sd {first['null_sd'].median():.3f}, mean SE of its mean {first['null_mean_se'].mean():.3f}; "
+              f"EASE median {e.median():.3f}, 90th centile {e.quantile(0.9):.3f}, above 0.25 in {(e > 0.25).mean():.1%}; "
+              f"controls used: median {first['null_controls'].median():.0f}")
     bad = s[(s["coverage"] < 0.93) | (s["coverage"] > 0.97)]
     if len(bad):
         print("\nCoverage outside 0.93-0.97 for: " + ", ".join(
