@@ -244,23 +244,26 @@ def pool_equipoise(paths: Paths, tables: set[str]) -> dict | None:
     return None if row is None else {"n_rows": int(row[0]), "n_in_range": int(row[1])}
 
 
-def saved_ease(paths: Paths) -> float | None:
-    """The expected absolute systematic error from the negative controls (`negative_controls`
-    saves it with the calibration); None when they were not estimated or too few were
+def saved_ease(paths: Paths) -> tuple[float | None, float | None]:
+    """(EASE, standard error of the null's mean) from the negative controls (`negative_controls`
+    saves them with the calibration); Nones when they were not estimated or too few were
     estimable, which the diagnostics show as not available (not a gate failure)."""
     if not (work_dir(paths) / "calibration.pkl").exists():
-        return None
-    ease = _load(paths, "calibration").ease
-    return None if ease is None else float(ease)
+        return None, None
+    cal = _load(paths, "calibration")
+    if cal.ease is None or cal.null is None:
+        return None, None
+    return float(cal.ease), float(cal.null.mean_se)
 
 
 def diagnostics(paths: Paths, estimates: dict[str, OutcomeEstimates], balance: pd.DataFrame | None,
                 mdrr: pd.DataFrame | None, tables: set[str]) -> Diagnostics:
     """The diagnostics of this run (evaluation.diagnostics), with the override's reason; a value
     of LTCEVAL_UNBLIND_REASON that is not a reason is refused here, before anything is written."""
+    ease, null_mean_se = saved_ease(paths)
     return build_diagnostics(balance, pool_equipoise(paths, tables), mdrr,
                              {o: e.event_study.pretrend_p for o, e in estimates.items()},
-                             ease=saved_ease(paths), unblind_reason=unblind_reason())
+                             ease=ease, unblind_reason=unblind_reason(), null_mean_se=null_mean_se)
 
 
 def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:

@@ -48,7 +48,8 @@ def test_thresholds_are_cohortmethods_and_each_has_its_reason():
     assert (t.max_abs_smd, t.variance_ratio_low, t.variance_ratio_high) == (0.1, 0.5, 2.0)
     assert (t.preference_low, t.preference_high, t.min_equipoise, t.max_ease) == (0.3, 0.7, 0.2, 0.25)
     assert t.mdrr_warn_below == 0.85 and t.pretrend_alpha == 0.05
-    assert set(t.reasons) == {"max_abs_smd", "variance_ratio", "equipoise", "ease", "mdrr", "pretrend"}
+    assert set(t.reasons) == {"max_abs_smd", "variance_ratio", "equipoise", "ease", "ease_gate_max_null_mean_se",
+                              "mdrr", "pretrend"}
     assert all(len(v) > 40 for v in t.reasons.values())
 
 
@@ -85,6 +86,18 @@ def test_each_gate_fails_and_blinds_naming_what_failed():
     # an override shows the estimates and keeps its reason
     o = build_diagnostics(_balance(smd_age=0.21), EQ, MDRR, PRE, unblind_reason=REASON)
     assert not o.blinded and o.overridden and o.as_json()["override"]["reason"] == REASON
+
+
+def test_ease_of_imprecise_negative_controls_warns_instead_of_blinding():
+    """EASE gates only when the null's mean is pinned down (standard error at most 0.1)."""
+    imprecise = build_diagnostics(_balance(), EQ, MDRR, PRE, ease=0.31, null_mean_se=0.13)
+    row = by_name(imprecise, "systematic error")
+    assert not imprecise.blinded and row.status == WARN and not row.gate and "imprecise" in row.value
+    assert "too few or too rare" in row.action
+    precise = build_diagnostics(_balance(), EQ, MDRR, PRE, ease=0.31, null_mean_se=0.04)
+    assert precise.blinded and by_name(precise, "systematic error").status == FAIL
+    calm = build_diagnostics(_balance(), EQ, MDRR, PRE, ease=0.05, null_mean_se=0.13)
+    assert not calm.blinded and by_name(calm, "systematic error").status == PASS
 
 
 def test_a_gate_that_cannot_be_checked_blinds():
