@@ -30,9 +30,14 @@ def published_calibration(cal: Calibration, controls: dict, outcomes: dict) -> p
     ease = None if cal.ease is None else significant(cal.ease)
     for name, est in controls.items():
         d = est.did
+        why = cal.controls[name].get("not_used_because")
+        if why:  # too rare to trust: its estimate (often degenerate) is not published
+            rows.append({"kind": "negative_control", "name": name, "rate_ratio": math.nan, "lo95": math.nan,
+                         "hi95": math.nan, "p_value": math.nan, "used_in_null": False, "not_used_because": why})
+            continue
         rows.append({"kind": "negative_control", "name": name, "rate_ratio": _ratio(d.rate_ratio, d.n_treated),
                      "lo95": _ratio(d.rate_ratio_ci[0], d.n_treated), "hi95": _ratio(d.rate_ratio_ci[1], d.n_treated),
-                     "p_value": _ratio(d.p_value, d.n_treated), "used_in_null": bool(cal.controls[name]["usable"])})
+                     "p_value": _ratio(d.p_value, d.n_treated), "used_in_null": True, "not_used_because": ""})
     for name, c in cal.outcomes.items():
         n = outcomes[name].did.n_treated
         rows.append({"kind": "outcome", "name": name, "rate_ratio": _ratio(c.rate_ratio, n),
@@ -61,7 +66,7 @@ def calibration_section(cal: Calibration | None, controls: dict | None, outcomes
     nc = t[t["kind"] == "negative_control"]
     control_rows = [[outcome_label(r.name), "*" if isinstance(r.rate_ratio, str) else
                      ("n/a" if not math.isfinite(r.rate_ratio) else num(r.rate_ratio)),
-                     _ci_text(r.lo95, r.hi95), "yes" if r.used_in_null else "no (too few events)"]
+                     _ci_text(r.lo95, r.hi95), "yes" if r.used_in_null else f"no ({r.not_used_because})"]
                     for r in nc.itertuples()]
     oc = t[t["kind"] == "outcome"]
     outcome_rows = [[outcome_label(r.name), f"{num(r.rate_ratio)} ({_ci_text(r.lo95, r.hi95)})",

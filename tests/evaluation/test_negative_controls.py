@@ -86,3 +86,20 @@ def test_the_calibrated_interval_stands_beside_each_headline_estimate(run):
     for r in t[t["kind"] == "outcome"].itertuples():
         body = rows[outcome_label(r.name).replace("&", "&amp;")]
         assert body.endswith(f"<td>{r.calibrated_rate_ratio:.2f} ({r.calibrated_lo95:.2f} to {r.calibrated_hi95:.2f})</td>")
+
+
+def test_a_negative_control_too_rare_to_trust_is_named_and_its_estimate_not_published(tmp_path):
+    paths = Paths(tmp_path)
+    paths.warehouse.parent.mkdir(parents=True)
+    panel = simulate_panel(n_sets=300, seed=33, negative_controls=1.0)
+    rare = NEGATIVE_CONTROLS[-1]
+    panel[rare] = 0
+    panel.loc[panel.index[:40], rare] = 1  # 40 events: below the 100 the null needs
+    write_warehouse(paths.warehouse, panel)
+    pipeline.run_all(paths, CostingConfig(bootstrap_reps=99))
+    t = pd.read_csv(paths.reports / "tables" / "negative_controls_and_calibration.csv")
+    row = t[t["name"] == rare].iloc[0]
+    assert not row["used_in_null"] and "fewer than 100 events" in row["not_used_because"]
+    assert pd.isna(row["rate_ratio"]) and pd.isna(row["lo95"])
+    text = (paths.reports / "business_case.html").read_text(encoding="utf-8")
+    assert "no (fewer than 100 events in the matched cohort)" in text
