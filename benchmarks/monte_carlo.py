@@ -134,7 +134,8 @@ def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, f
     cohort = tables["mart_matched_cohort"]
     controls = cohort[cohort["is_treated"] == 0]
     referred_share = float(controls["referred_in_followup"].mean()) if len(controls) else np.nan
-    null, model, ease = _empirical_null(panel)
+    controls = {c: estimate_poisson_did(panel, c) for c in NEGATIVE_CONTROLS if c in panel.columns}
+    null, model, ease = _empirical_null(panel, controls)
     rows = []
     for o in COUNT_OUTCOMES:
         d = estimate_poisson_did(panel, o)
@@ -167,10 +168,7 @@ def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, f
         rows.append(row)
     # the negative controls themselves (true rate ratio 1; with planted confounding their
     # estimates should sit at the confounding ratio): are their own intervals honest?
-    for c in NEGATIVE_CONTROLS:
-        if c not in panel.columns:
-            continue
-        d = estimate_poisson_did(panel, c)
+    for c, d in controls.items():
         lo, hi = d.rate_ratio_ci
         rows.append({"seed": seed, "outcome": c, "true_rate_ratio": 1.0, "rate_ratio": d.rate_ratio,
                      "lo95": lo, "hi95": hi, "log_rr": d.log_rate_ratio, "se_log_rr": d.se_log_rate_ratio,
@@ -184,14 +182,14 @@ def _covers(lo: float, hi: float, truth: float):
     return bool(lo <= truth <= hi) if np.isfinite(lo) and np.isfinite(hi) else np.nan
 
 
-def _empirical_null(panel: pd.DataFrame):
-    """(null, systematic error model, EASE) from the draw's negative controls, or Nones when the
-    panel has none (draws saved before they existed) or too few are estimable."""
+def _empirical_null(panel: pd.DataFrame, controls: dict):
+    """(null, systematic error model, EASE) from the draw's negative-control estimates
+    (``controls``: name -> its Poisson DiD), or Nones when the panel has none (draws saved before
+    they existed) or too few are estimable."""
+    if len(controls) < len(NEGATIVE_CONTROLS):
+        return None, None, None
     log_rr, se = [], []
-    for c in NEGATIVE_CONTROLS:
-        if c not in panel.columns:
-            return None, None, None
-        d = estimate_poisson_did(panel, c)
+    for c, d in controls.items():
         if panel[c].sum() < MIN_EVENTS:  # as evaluation.calibration: too rare to trust its SE
             continue
         if np.isfinite(d.log_rate_ratio) and np.isfinite(d.se_log_rate_ratio) and d.se_log_rate_ratio > 0:
