@@ -132,10 +132,10 @@ def _fast_lf_cv(x_t=None, sigma=None, hybrid_kappa=0.05, sims=1000, rows_for_arp
     rows = np.arange(n_rows, dtype=np.int32)
     lower = np.full(n_rows, -inf)
     eta = np.full(sims, np.nan)
-    todo = np.ones(sims, dtype=bool)
-    while todo.any():
-        i = int(np.flatnonzero(todo)[0])
-        todo[i] = False
+    pending = np.ones(sims, dtype=bool)
+    while pending.any():
+        i = int(np.flatnonzero(pending)[0])
+        pending[i] = False
         h.changeRowsBounds(n_rows, rows, lower, -xi_draws[i])
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
@@ -152,7 +152,7 @@ def _fast_lf_cv(x_t=None, sigma=None, hybrid_kappa=0.05, sims=1000, rows_for_arp
             continue
         if y_B.min() < -1e-9:
             continue
-        rest = np.flatnonzero(todo)
+        rest = np.flatnonzero(pending)
         if not len(rest):
             break
         xi = xi_draws[rest]
@@ -160,7 +160,7 @@ def _fast_lf_cv(x_t=None, sigma=None, hybrid_kappa=0.05, sims=1000, rows_for_arp
         slack = A @ z - xi.T
         ok = slack.min(axis=0) >= -1e-9 * (1.0 + np.abs(xi).max(axis=1))
         eta[rest[ok]] = z[0, ok]
-        todo[rest[ok]] = False
+        pending[rest[ok]] = False
     eta = eta[np.isfinite(eta)]
     if not len(eta):
         raise RuntimeError("Failed to compute any valid eta values")
