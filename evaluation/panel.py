@@ -37,7 +37,7 @@ REFERENCE_MONTH = -1  # of a panel without a selection window; see reference_mon
 
 PANEL_COLUMNS = (
     "matched_set_id", "person_id", "is_treated", "index_month", "rel_month",
-    "calendar_month", "exposure_months", *COUNT_OUTCOMES, "ltc_group", "practice_code", *NEGATIVE_CONTROLS,
+    "calendar_month", "exposure_months", *COUNT_OUTCOMES, *NEGATIVE_CONTROLS, "ltc_group", "practice_code",
 )
 REQUIRED_COLUMNS = ("matched_set_id", "person_id", "is_treated", "rel_month", "exposure_months")
 

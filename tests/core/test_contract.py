@@ -38,5 +38,5 @@ def test_python_consumers_read_the_contract():
 
     assert panel.COUNT_OUTCOMES is contract.COUNT_OUTCOMES and pipeline.OUTCOMES is contract.COUNT_OUTCOMES
     assert panel.PANEL_COLUMNS[7:12] == contract.COUNT_OUTCOMES
-    assert panel.PANEL_COLUMNS[-len(contract.NEGATIVE_CONTROLS):] == contract.NEGATIVE_CONTROLS
+    assert panel.PANEL_COLUMNS[12:12 + len(contract.NEGATIVE_CONTROLS)] == contract.NEGATIVE_CONTROLS
     assert set(contract.OUTCOMES) < set(contract.OUTCOME_LABELS)
