@@ -168,6 +168,9 @@ def test_no_identifier_or_secret_leaves_the_identifiable_zone(run_out):
     # A-F (seen in CI: FAAFAD)
     text, digests = re.subn(r"(?<![0-9A-Za-z])(?=[a-fA-F]*\d)[0-9a-fA-F]{12,}(?![0-9A-Za-z])", "<hex>", text)
     assert digests >= 1000  # the pseudonyms were found and skipped
+    # the project's own prose names its Monte Carlo benchmark (monte_carlo.py), and CARLO is also
+    # a surname in the extracts (seen in CI): that phrase is removed, CARLO elsewhere still counts
+    text = re.sub(r"monte[ _-]carlo", "<mc>", text, flags=re.IGNORECASE)
     words = set(re.findall(r"[A-Z][A-Z']{4,}", text.upper()))
     # a surname that is also an ordinary word (GREEN, or MARGIN: a typo of MARTIN) cannot be told
     # from the project's own prose, so the scan looks for the others
