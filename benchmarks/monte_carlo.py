@@ -19,7 +19,12 @@ control outcomes (core.contract.NEGATIVE_CONTROLS) the same way, fits the empiri
 interval; its coverage of the planted (causal) rate ratio is printed beside the uncalibrated
 one. --confounding RR plants residual confounding (SynthParams.residual_confounding_rate_ratio:
 treated people's rates, negative controls too, times RR from the index month), which the
-uncalibrated intervals cannot see and the calibrated ones should allow for.
+uncalibrated intervals cannot see and the calibrated ones should allow for. The calibrated
+interval "with null error" (what the report shows) uses the correlation-aware standard error of
+(estimate - null mean), `evaluation.calibration.null_error_se`; the columns
+calibrated_independent_* keep the earlier independent formula sqrt(se^2 + mean_se^2) on the same
+draw, and cov_null_mean / corr_null_mean the cluster-level covariance and correlation of the
+outcome's estimate with the null's mean.
 
 Printed per outcome: mean estimated rate ratio, bias of the log rate ratio (mean estimate minus
 log truth) with its Monte Carlo standard error, empirical SD of the log rate ratio against the
