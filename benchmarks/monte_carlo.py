@@ -19,7 +19,12 @@ control outcomes (core.contract.NEGATIVE_CONTROLS) the same way, fits the empiri
 interval; its coverage of the planted (causal) rate ratio is printed beside the uncalibrated
 one. --confounding RR plants residual confounding (SynthParams.residual_confounding_rate_ratio:
 treated people's rates, negative controls too, times RR from the index month), which the
-uncalibrated intervals cannot see and the calibrated ones should allow for.
+uncalibrated intervals cannot see and the calibrated ones should allow for. The calibrated
+interval "with null error" (what the report shows) uses the correlation-aware standard error of
+(estimate - null mean), `evaluation.calibration.null_error_se`; the columns
+calibrated_independent_* keep the earlier independent formula sqrt(se^2 + mean_se^2) on the same
+draw, and cov_null_mean / corr_null_mean the cluster-level covariance and correlation of the
+outcome's estimate with the null's mean.
 
 Printed per outcome: mean estimated rate ratio, bias of the log rate ratio (mean estimate minus
 log truth) with its Monte Carlo standard error, empirical SD of the log rate ratio against the
@@ -53,7 +58,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation.did import estimate_naive, estimate_poisson_did  # noqa: E402
-from evaluation.calibration import MIN_EVENTS  # noqa: E402
+from evaluation.calibration import MIN_EVENTS, influence_covariance, null_error_se  # noqa: E402
 from evaluation.methods import calibration as ec  # noqa: E402
 from core.contract import COUNT_OUTCOMES, NEGATIVE_CONTROLS  # noqa: E402
 from evaluation.design import StudyDesign  # noqa: E402
@@ -135,7 +140,7 @@ def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, f
     controls = cohort[cohort["is_treated"] == 0]
     referred_share = float(controls["referred_in_followup"].mean()) if len(controls) else np.nan
     controls = {c: estimate_poisson_did(panel, c) for c in NEGATIVE_CONTROLS if c in panel.columns}
-    null, model, ease = _empirical_null(panel, controls)
+    null, model, ease, used = _empirical_null(panel, controls)
     rows = []
     for o in COUNT_OUTCOMES:
         d = estimate_poisson_did(panel, o)
@@ -155,16 +160,26 @@ def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, f
         if null is not None and np.isfinite(d.log_rate_ratio):
             ci = ec.calibrate_confidence_interval(d.log_rate_ratio, d.se_log_rate_ratio, model)
             clo, chi = float(np.exp(ci.log_lb[0])), float(np.exp(ci.log_ub[0]))
-            # the same allowing for the error of the null's fitted mean (what the report shows)
-            wide = ec.calibrate_confidence_interval(
-                d.log_rate_ratio, ec.allowing_for_the_null_s_error(d.se_log_rate_ratio, null), model)
+            # the same allowing for the error of the null's fitted mean, less its covariance with
+            # the outcome (what the report shows: evaluation.calibration.null_error_se)
+            se_w, correlated = null_error_se(d, [controls[c] for c in used], null)
+            wide = ec.calibrate_confidence_interval(d.log_rate_ratio, se_w, model)
             wlo, whi = float(np.exp(wide.log_lb[0])), float(np.exp(wide.log_ub[0]))
+            # and as before the covariance was allowed for (outcome and null mean independent)
+            se_i = float(ec.allowing_for_the_null_s_error(d.se_log_rate_ratio, null))
+            ind = ec.calibrate_confidence_interval(d.log_rate_ratio, se_i, model)
+            ilo, ihi = float(np.exp(ind.log_lb[0])), float(np.exp(ind.log_ub[0]))
             row.update(null_mean=null.mean, null_sd=null.sd, null_mean_se=null.mean_se, ease=ease,
                        null_controls=null.n_controls,
                        calibrated_log_rr=float(ci.log_rr[0]), calibrated_lo95=clo, calibrated_hi95=chi,
                        calibrated_covered=_covers(clo, chi, rr0),
                        calibrated_null_error_lo95=wlo, calibrated_null_error_hi95=whi,
-                       calibrated_null_error_covered=_covers(wlo, whi, rr0))
+                       calibrated_null_error_covered=_covers(wlo, whi, rr0),
+                       null_error_se=se_w, null_error_correlated=correlated,
+                       calibrated_independent_lo95=ilo, calibrated_independent_hi95=ihi,
+                       calibrated_independent_covered=_covers(ilo, ihi, rr0),
+                       null_error_se_independent=se_i,
+                       **_null_mean_covariance(d, [controls[c] for c in used], null))
         rows.append(row)
     # the negative controls themselves (true rate ratio 1; with planted confounding their
     # estimates should sit at the confounding ratio): are their own intervals honest?
@@ -182,25 +197,43 @@ def _covers(lo: float, hi: float, truth: float):
     return bool(lo <= truth <= hi) if np.isfinite(lo) and np.isfinite(hi) else np.nan
 
 
+def _null_mean_covariance(d, used: list, null) -> dict:
+    """The cluster-level (influence-value) covariance of the outcome's log rate ratio with the
+    null's fitted mean, to first order the weighted mean of the controls used (weights
+    1 / (se_j^2 + sd^2)), its correlation, and the mean's SE allowing for the controls' own
+    correlation; NaN without influence values."""
+    V = influence_covariance([d, *used])
+    if V is None:
+        return {"cov_null_mean": np.nan, "corr_null_mean": np.nan, "null_mean_se_joint": np.nan}
+    se = np.array([c.se_log_rate_ratio for c in used])
+    w = 1 / (se**2 + null.sd**2)
+    a = w / w.sum()
+    cov = float(a @ V[0, 1:])
+    var_mu = float(a @ (V[1:, 1:] + null.sd**2 * np.eye(len(a))) @ a)
+    return {"cov_null_mean": cov, "corr_null_mean": cov / math.sqrt(V[0, 0] * var_mu),
+            "null_mean_se_joint": math.sqrt(var_mu)}
+
+
 def _empirical_null(panel: pd.DataFrame, controls: dict):
-    """(null, systematic error model, EASE) from the draw's negative-control estimates
-    (``controls``: name -> its Poisson DiD), or Nones when the panel has none (draws saved before
-    they existed) or too few are estimable."""
+    """(null, systematic error model, EASE, the names of the controls it was fitted on) from the
+    draw's negative-control estimates (``controls``: name -> its Poisson DiD), or Nones when the
+    panel has none (draws saved before they existed) or too few are estimable."""
     if len(controls) < len(NEGATIVE_CONTROLS):
-        return None, None, None
-    log_rr, se = [], []
+        return None, None, None, []
+    log_rr, se, used = [], [], []
     for c, d in controls.items():
         if panel[c].sum() < MIN_EVENTS:  # as evaluation.calibration: too rare to trust its SE
             continue
         if np.isfinite(d.log_rate_ratio) and np.isfinite(d.se_log_rate_ratio) and d.se_log_rate_ratio > 0:
             log_rr.append(d.log_rate_ratio)
             se.append(d.se_log_rate_ratio)
+            used.append(c)
     try:
         null = ec.fit_null(log_rr, se)
         model = ec.fit_systematic_error_model(log_rr, se, [0.0] * len(log_rr))
     except ValueError:
-        return None, None, None
-    return null, model, ec.expected_absolute_systematic_error(null)
+        return None, None, None, []
+    return null, model, ec.expected_absolute_systematic_error(null), used
 
 
 def one_draw(workdir: Path, persons: int, seed: int, null_effect: bool,
@@ -235,6 +268,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         cal_cov = cal.mean() if len(cal) else np.nan
         wide = (g["calibrated_null_error_covered"].dropna().astype(float)
                 if "calibrated_null_error_covered" in g else pd.Series(dtype=float))
+        ind = (g["calibrated_independent_covered"].dropna().astype(float)
+               if "calibrated_independent_covered" in g else pd.Series(dtype=float))
+        w_cov = wide.mean() if len(wide) else np.nan
         rows.append({
             "outcome": o, "draws": D, "true_rr": g["true_rate_ratio"].iloc[0],
             "mean_rr": float(np.exp(g["log_rr"].mean())),
@@ -243,7 +279,10 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             "coverage": cov, "mc_se_coverage": math.sqrt(max(cov * (1 - cov), 1e-12) / D),
             "calibrated_draws": len(cal), "calibrated_coverage": cal_cov,
             "mc_se_calibrated": math.sqrt(max(cal_cov * (1 - cal_cov), 1e-12) / len(cal)) if len(cal) else np.nan,
-            "coverage_calibrated_with_null_error": wide.mean() if len(wide) else np.nan,
+            "coverage_calibrated_with_null_error": w_cov,
+            "mc_se_with_null_error": math.sqrt(max(w_cov * (1 - w_cov), 1e-12) / len(wide)) if len(wide) else np.nan,
+            "coverage_calibrated_independent_null_error": ind.mean() if len(ind) else np.nan,
+            "mean_corr_null_mean": g["corr_null_mean"].mean() if "corr_null_mean" in g else np.nan,
             "mean_null_mean": g["null_mean"].mean() if "null_mean" in g else np.nan,
             "mean_ease": g["ease"].mean() if "ease" in g else np.nan,
             "mean_naive_pct_change": g["naive_pct_change"].mean(),
@@ -312,7 +351,7 @@ def main() -> None:
 def print_summary(df: pd.DataFrame) -> None:
     """The per-outcome table, then the negative controls' null and EASE over the draws."""
     s = summarise(df)
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
+    with pd.option_context("display.width", 200, "display.max_columns", None,
                            "display.float_format", "{:.3f}".format):
         print(s.to_string(index=False))
     first = df.drop_duplicates("seed")

@@ -83,6 +83,12 @@ class CountDiDResult:
     # cluster (matched_set_id) influence values of abs_change_per_py, for joint delta-method
     # intervals of sums across outcomes (costing); not published
     abs_change_influence: pd.Series = field(repr=False, default_factory=pd.Series)
+    # cluster (matched_set_id) influence values of log_rate_ratio, scaled by the square root of
+    # the small-sample factor G/(G-1) of se_log_rate_ratio, so that sum(v**2) == se**2 and, for
+    # two outcomes of the same panel, sum(v_i * v_j) (over the union of their clusters, missing =
+    # 0) is the cluster-robust covariance of their log rate ratios (the empirical calibration's
+    # correlation-aware SE, `evaluation.calibration`); empty when not estimable; not published
+    log_rate_ratio_influence: pd.Series = field(repr=False, default_factory=pd.Series)
     fit: PoissonFEFit | None = field(repr=False, default=None)
 
     def tidy(self) -> pd.DataFrame:
@@ -157,6 +163,7 @@ def _not_estimable_did(outcome: str, n_treated: int, n_controls: int, n_sets: in
         n_treated=n_treated, n_controls=n_controls, n_sets=n_sets, n_person_months=n_person_months,
         treated_post_person_years=float(treated_post_months / 12),
         method=reason, abs_change_influence=pd.Series(dtype=float, name=outcome),
+        log_rate_ratio_influence=pd.Series(dtype=float, name=outcome),
     )
 
 
@@ -252,6 +259,7 @@ def _did_result(outcome: str, fit: PoissonFEFit, by_cluster: pd.DataFrame, n_c: 
             "ATT weights, cluster-robust SEs on matched set (sets sharing a person: one cluster); absolute change by delta method."
         ),
         abs_change_influence=if_abs.rename(outcome),
+        log_rate_ratio_influence=(if_b * np.sqrt(_small_sample(n_c))).rename(outcome),
         fit=fit,
     )
 

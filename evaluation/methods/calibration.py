@@ -520,6 +520,64 @@ def allowing_for_the_null_s_error(se_log_rr, null: EmpiricalNull):
     return float(out) if out.ndim == 0 else out
 
 
+# the correlation-aware variance of (log_rr - fitted null mean) is never taken below this share
+# of the outcome's own variance se^2 (see `allowing_for_the_correlated_null_s_error`)
+MIN_VARIANCE_SHARE = 0.01
+
+
+def allowing_for_the_correlated_null_s_error(se_log_rr: float, null: EmpiricalNull, control_log_rr,
+                                             control_se, cov_with_controls, control_cov=None) -> float:
+    """As `allowing_for_the_null_s_error`, but allowing for the correlation between the
+    outcome's estimate b and the estimates b_j of the negative controls the null was fitted on:
+    the standard error of (b - mu_hat), where mu_hat is the null's fitted mean.
+
+    To first order (the sd of the null, sigma, held at its fit) the ML mean is the weighted mean
+    mu_hat = sum_j a_j b_j, a_j = w_j / sum_k w_k, w_j = 1 / (se_j^2 + sigma^2), over the controls
+    `fit_null` used. Each control is b_j = mu + e_j + s_j: sampling error e_j (covariance C,
+    shared with the outcome's sampling error) and its own systematic error s_j ~ N(0, sigma^2),
+    independent of the others' and of the outcome's. Then
+
+        var(b - mu_hat) = se^2 + var(mu_hat) - 2 cov(b, mu_hat),
+        var(mu_hat)     = a' (C + sigma^2 I) a,
+        cov(b, mu_hat)  = sum_j a_j cov(b, b_j).
+
+    With C diagonal (diag se_j^2) and cov(b, b_j) = 0 this is sqrt(se^2 + mean_se^2), the
+    formula of `allowing_for_the_null_s_error`, since a' (diag(se^2) + sigma^2 I) a = 1 / sum w.
+    Why: outcomes and controls are estimated on the same matched people (five controls are
+    outpatient sub-specialties, a part of the outpatient outcome, and frailty drives all), so
+    b and mu_hat err together; adding their variances counts the shared error twice and the
+    calibrated interval over-covers (Monte Carlo: outpatient attendances 0.985 and 1.000).
+
+    `control_log_rr`, `control_se`: the controls passed to `fit_null` (the same filter is applied
+    here: non-finite and |log_rr| > log(100) dropped); `cov_with_controls`: cov(b, b_j) per
+    control; `control_cov`: their covariance matrix C (None: diag(se_j^2), the controls taken
+    as independent of one another). Covariances from the cluster influence values of the same
+    panel (`evaluation.did.CountDiDResult.log_rate_ratio_influence`). The variance is clipped
+    at MIN_VARIANCE_SHARE * se^2: the joint covariance of one panel's influence values is
+    positive semi-definite, so a variance below that (or negative) can only come from rounding
+    or from covariances of mismatched sources, and an interval narrower than the outcome's own
+    sampling error allows would be an artefact, not information."""
+    se = float(se_log_rr)
+    x, s, c = _as_vectors(control_log_rr, control_se, cov_with_controls)
+    keep = np.isfinite(x) & np.isfinite(s) & (np.abs(x) <= _EXTREME_LOG_RR)
+    if int(keep.sum()) != null.n_controls:
+        raise ValueError(f"{int(keep.sum())} usable control estimate(s) given, the null was fitted "
+                         f"on {null.n_controls}")
+    s, c = s[keep], c[keep]
+    if control_cov is None:
+        C = np.diag(s**2)
+    else:
+        C = np.asarray(control_cov, dtype=float)
+        if C.shape != (x.size, x.size):
+            raise ValueError(f"control_cov must be {x.size} x {x.size}, got {C.shape}")
+        C = C[np.ix_(keep, keep)]
+    w = 1.0 / (s**2 + null.sd**2)
+    a = w / w.sum()
+    var_mu = float(a @ (C + null.sd**2 * np.eye(a.size)) @ a)
+    var = se**2 + var_mu - 2.0 * float(a @ c)
+    return math.sqrt(max(var, MIN_VARIANCE_SHARE * se**2))
+
+
 def calibrate_p(null: EmpiricalNull, log_rr, se_log_rr, two_sided: bool = True, *,
                 upper: bool = True):
     """Calibrated p-value(s) of estimates against the empirical null, as R's ``calibrateP``

@@ -258,7 +258,8 @@ def _previous_poisson_did(panel, outcome):
         n_treated=int((persons["is_treated"] == 1).sum()), n_controls=int((persons["is_treated"] == 0).sum()),
         n_sets=int(df["matched_set_id"].nunique()), n_person_months=int(len(df)),
         treated_post_person_years=float(tp["exposure_months"].sum() / 12),
-        method=estimate_poisson_did(panel, outcome).method, abs_change_influence=if_abs.rename(outcome), fit=fit)
+        method=estimate_poisson_did(panel, outcome).method, abs_change_influence=if_abs.rename(outcome),
+        log_rate_ratio_influence=(if_b * np.sqrt(_small_sample(n_c))).rename(outcome), fit=fit)
 
 
 def test_poisson_dids_give_the_previous_formulation_to_the_last_bit(effect_panel):

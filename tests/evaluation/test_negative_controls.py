@@ -49,6 +49,26 @@ def test_calibrated_interval_covers_the_effect_the_confounded_one_misses(run):
     assert chi - clo > hi - lo  # it allows for the systematic error and its uncertainty
 
 
+def test_the_pipeline_calibrates_with_the_correlation_aware_error(run):
+    """The calibrated intervals the run saved allow for the covariance of each outcome with the
+    null's mean (evaluation.calibration.null_error_se on the saved estimates' influence values),
+    not the independent sqrt(se^2 + mean_se^2)."""
+    from evaluation.calibration import null_error_se
+    from evaluation.methods import calibration as ec
+
+    paths, _ = run
+    cal = pipeline._load(paths, "calibration")
+    controls = pipeline._load(paths, "negative_controls")
+    assert not any("influence" in n for n in cal.notes)
+    used = [controls[c].did for c in NEGATIVE_CONTROLS if cal.controls[c]["usable"]]
+    for o, c in cal.outcomes.items():
+        d = pipeline._load(paths, f"outcome_{o}").did
+        se, correlated = null_error_se(d, used, cal.null)
+        assert correlated
+        ci = ec.calibrate_confidence_interval(d.log_rate_ratio, se, cal.model)
+        assert c.calibrated_ci == pytest.approx((math.exp(ci.log_lb[0]), math.exp(ci.log_ub[0])), rel=1e-12)
+
+
 def test_report_and_table_show_the_negative_controls(run):
     paths, _ = run
     text = (paths.reports / "business_case.html").read_text(encoding="utf-8")
