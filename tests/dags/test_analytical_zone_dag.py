@@ -74,6 +74,15 @@ def test_one_dbt_build_then_a_sensor_per_node(dag):
     assert dag.get_task(PRODUCER_DONE).trigger_rule == "none_failed"
 
 
+def test_production_builds_leave_dbt_unit_tests_to_the_test_suite(dag):
+    """dbt's unit tests check code on fixed rows, not data: the producer's `dbt build` excludes
+    them and no task waits for one (tests/analytical_zone builds with them: `dbt build`)."""
+    producer = dag.get_task(PRODUCER)
+    assert "resource_type:unit_test" in producer.exclude
+    assert not [t for t in dag.task_ids if "unit_test" in t]
+    assert [t for t in dag.task_ids if t.endswith(".test")]  # the data tests still are tasks
+
+
 def test_dbt_gets_the_run_paths(dag):
     # the producer builds; a sensor runs its node itself only on a cleared run (cosmos fallback)
     for task in _dbt_tasks(dag):
