@@ -53,6 +53,7 @@ from core.contract import SEEDS  # noqa: E402
 from core.progress import LOGGER as PROGRESS_LOGGER  # noqa: E402
 from core.progress import progress_message  # noqa: E402
 from core.settings import UNBLIND_REASON_ENV, Paths  # noqa: E402
+from ltceval.embedded import LIST_DBT_PROJECT  # noqa: E402
 
 STOPPED_EXIT = 3  # the guard stopped a stage
 FAILED_EXIT = 1  # a stage failed on its own
@@ -357,9 +358,12 @@ def airflow_step(processes: list[psutil.Process]) -> str | None:
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
         if m:
-            step = f"dag {m.group(1)}" if m.group(1) else ("generate" if "synth" in m.group(0) else "airflow db")
+            step = (("dbt ls" if m.group(1) == LIST_DBT_PROJECT else f"dag {m.group(1)}") if m.group(1)
+                    else ("generate" if "synth" in m.group(0) else "airflow db"))
             if step not in steps:
                 steps.append(step)
+    if any(s.startswith("dag ") for s in steps):  # the dbt listing beside a DAG: in its row (and its peak)
+        steps = [s for s in steps if s != "dbt ls"]
     return " + ".join(sorted(steps)) if steps else None
 
 

@@ -62,7 +62,7 @@ from datetime import datetime
 # (`ltceval run`, the ops stack and docker-compose turn it on: they have a metadata DB)
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS", "False")
 
-from airflow.sdk import dag, task  # noqa: E402
+from airflow.sdk import dag, get_parsing_context, task  # noqa: E402
 from airflow.task.trigger_rule import TriggerRule  # noqa: E402
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig  # noqa: E402
 from cosmos.constants import (  # noqa: E402
@@ -157,4 +157,9 @@ def analytical_zone():
     publish_warehouse(gates)
 
 
-analytical_zone()
+# Airflow's parsing context names the DAG a process parses this folder for (a task's process; each
+# DAG's process of `ltceval run`): only this DAG's own processes render the dbt project into
+# tasks (cosmos: a `dbt ls`, or its cache, and 100-odd tasks), as Airflow's docs advise for
+# DAG files that are slow to build (the dynamic-DAG parsing optimisation)
+if get_parsing_context().dag_id in (None, ANALYTICAL_ZONE.dag_id):
+    analytical_zone()

@@ -1,17 +1,49 @@
 """Run one DAG with `dag.test()` on the embedded Airflow configured by `ltceval.run`.
 
 Started as a child process (`python -m ltceval.embedded DAG_ID`) so that Airflow reads the
-environment prepared for it and each DAG run gets a clean interpreter.
+environment prepared for it and each DAG run gets a clean interpreter. `python -m ltceval.embedded
+--list-dbt-project` only parses the analytical DAG file (cosmos' `dbt ls` into the run's cache).
 """
 from __future__ import annotations
 
+import os
 import sys
+
+LIST_DBT_PROJECT = "--list-dbt-project"
+
+
+def _parsing_for(dag_id: str) -> None:
+    """Tell the DAG files which DAG this process parses them for (Airflow's parsing context, as a
+    task's process has): the analytical DAG file renders its dbt project only for its own DAG."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    os.environ[_AIRFLOW_PARSING_CONTEXT_DAG_ID] = dag_id
+
+
+def list_dbt_project() -> int:
+    """Parse the analytical DAG file as its own DAG's process would: cosmos lists the dbt project
+    (`dbt ls`) into its cache in the run's metadata DB. `ltceval run` does this beside the
+    identifiable-zone DAG, so that the analytical DAG's process finds the list made."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from core.assets import ANALYTICAL_ZONE
+    from core.settings import DAGS_DIR
+
+    _parsing_for(ANALYTICAL_ZONE.dag_id)
+    bag = DagBag(dag_folder=str(DAGS_DIR / f"{ANALYTICAL_ZONE.dag_id}_dag.py"))
+    dag = bag.dags.get(ANALYTICAL_ZONE.dag_id)
+    if bag.import_errors or dag is None:
+        print(f"the analytical DAG file did not parse: {', '.join(sorted(bag.import_errors)) or 'no DAG'}")
+        return 1
+    print(f"dag {dag.dag_id}: {len(dag.tasks)} tasks from the dbt project")
+    return 0
 
 
 def run_dag(dag_id: str) -> str:
     from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
 
+    _parsing_for(dag_id)
     bag = DagBag(dag_folder=conf.get("core", "dags_folder"))
     if bag.import_errors:
         files = ", ".join(sorted(bag.import_errors))
@@ -31,6 +63,8 @@ def run_dag(dag_id: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv == [LIST_DBT_PROJECT]:
+        return list_dbt_project()
     state = run_dag(argv[0])
     print(f"dag {argv[0]} finished: {state}")
     return 0 if state == "success" else 1

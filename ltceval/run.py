@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from core.assets import CHAIN, IDENTIFIABLE_ZONE
+from core.assets import ANALYTICAL_ZONE, CHAIN, IDENTIFIABLE_ZONE
 from core.contract import SEEDS
 from core.errors import LtcevalError
 from core.keys import (AIRFLOW_KEY_CONNECTION_ENV, AIRFLOW_KEY_VARIABLE, AIRFLOW_KEY_VARIABLE_ENV, key_file_exposure,
@@ -27,6 +27,7 @@ from core.keys import (AIRFLOW_KEY_CONNECTION_ENV, AIRFLOW_KEY_VARIABLE, AIRFLOW
 from core.periods import parse_period
 from core.progress import progress_message
 from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths, env_value
+from ltceval.embedded import LIST_DBT_PROJECT
 
 DAG_ORDER = tuple(link.dag_id for link in CHAIN)
 
@@ -50,10 +51,11 @@ def airflow_env(paths: Paths) -> dict[str, str]:
         # the analytical DAG's dbt producer task never retries: no Airflow Variable write per
         # dbt node for a retry to restore (a failure still writes it once; cosmos watcher mode)
         "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
-        # each DAG process parses the analytical DAG file twice (its DagBag, then dag.test()'s):
-        # cosmos keeps its `dbt ls` in an Airflow Variable of this run's metadata DB, so dbt ls
-        # runs once per run, not six times; the key hashes the dbt project's files, the vars and
-        # the dbt env, so a changed project is listed again
+        # the analytical DAG's process parses its file twice (its DagBag, then dag.test()'s; the
+        # other DAGs' processes skip its render: dags/analytical_zone_dag.py): cosmos keeps its
+        # `dbt ls` in an Airflow Variable of this run's metadata DB, listed once per run beside
+        # the identifiable-zone DAG (`ltceval.embedded --list-dbt-project`); the key hashes the
+        # dbt project's files, the vars and the dbt env, so a changed project is listed again
         "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS": "True",
         # cosmos' dbt partial-parse file: this run's own, not /tmp/cosmos shared by every run
         # on the machine (as ops/airflow_environment.py)
@@ -194,28 +196,50 @@ def _ended(label: str, returncode: int, took: float, log: Path) -> None:
 
 
 class _Beside:
-    """A quiet step (no progress lines) run beside the next one, its output into ``log``;
-    ``finish()`` waits for it and shows its line as ``_step`` would have."""
+    """A quiet step (no progress lines) run beside the next ones, its output into ``log``;
+    ``finish()`` waits for it and shows its line as ``_step`` would have. ``after``: a step
+    beside that must end well first (it starts then, or never)."""
 
-    def __init__(self, label: str, cmd: list[str], env: dict[str, str], log: Path):
-        self.label, self.log = label, log
+    def __init__(self, label: str, cmd: list[str], env: dict[str, str], log: Path,
+                 after: "_Beside | None" = None):
+        self.label, self.log, self._cmd, self._env, self._after = label, log, cmd, env, after
         log.parent.mkdir(parents=True, exist_ok=True)
-        self._t0, self._took = time.perf_counter(), None
-        with log.open("w") as fh:
-            self._proc = _start(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._proc: subprocess.Popen | None = None
+        self._took: float | None = None
+        self._started = threading.Event()
+        if after is None:
+            self._start()
         # its own time, not the time until finish() is called
         self._waiter = threading.Thread(target=self._wait, daemon=True)
         self._waiter.start()
 
+    def _start(self) -> None:
+        self._t0 = time.perf_counter()
+        with self.log.open("w") as fh:
+            self._proc = _start(self._cmd, env=self._env, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        self._started.set()
+
     def _wait(self) -> None:
+        if self._after is not None:
+            self._after.wait()
+            if self._after.returncode != 0:
+                return  # the step before failed: it says so; this one never ran
+            self._start()
         self._proc.wait()
         self._took = time.perf_counter() - self._t0
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.returncode
 
     def wait(self) -> None:
         self._waiter.join()
 
     def finish(self) -> None:
         self.wait()
+        if self._proc is None:
+            return
         print(f"  {self.label} ...", end="", flush=True)
         _ended(self.label, self._proc.returncode, self._took, self.log)
 
@@ -241,24 +265,39 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
     print(f"ltceval: output folder {paths.out}")
     migrate = ("preparing the embedded Airflow metadata database (SQLite)",
                [sys.executable, "-m", "airflow", "db", "migrate"], step_env(env), logs / "airflow-db-migrate.log")
+    # cosmos lists the dbt project (`dbt ls`, into the metadata DB) for the analytical DAG on
+    # the other core, once the database exists, while the extracts are made and validated
+    listing = ("listing the dbt project for the analytical DAG (cosmos)",
+               [sys.executable, "-m", "ltceval.embedded", LIST_DBT_PROJECT], step_env(env, ANALYTICAL_ZONE.dag_id),
+               logs / "dbt-project-listing.log")
     if config is None:
         # independent of each other: the metadata database is made on the other core
         beside = _Beside(*migrate)
+        besides = [beside, _Beside(*listing, after=beside)]
         try:
             _step(f"generating synthetic extracts for {persons:,} people (seed {seed})",
                   [sys.executable, "-m", "ltceval.cli", "synth", "--persons", str(persons), "--seed", str(seed),
                    "--out", str(paths.out)], step_env(env), logs / "synth.log")
-        finally:  # never return (or fail) with the migration still writing under the output folder
-            beside.wait()
+        except BaseException:  # never fail with the migration or the listing still writing under the output folder
+            for b in besides:
+                b.wait()
+            raise
+        beside.wait()
         beside.finish()
     else:
         if not config.is_file():
             raise LtcevalError(f"sources config not found: {config}")
         env[SOURCES_CONFIG_ENV] = str(config.resolve())
         _step(*migrate)
-    for dag_id in DAG_ORDER:
-        _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id], step_env(env, dag_id),
-              logs / f"dag-{dag_id}.log")
+        besides = [_Beside(*listing)]
+    try:
+        for dag_id in DAG_ORDER:
+            if dag_id == ANALYTICAL_ZONE.dag_id:
+                besides[-1].finish()
+            _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id],
+                  step_env(env, dag_id), logs / f"dag-{dag_id}.log")
+    finally:  # never return (or fail) with the listing still writing under the output folder
+        besides[-1].wait()
     run = publish.current_run(paths)
     report = publish.period_dir(paths, run.period) / "business_case.html"
     if not report.exists() or publish.published_period(paths, run.period) != publish.version_dir(paths, run):

@@ -95,6 +95,17 @@ def test_two_steps_at_once_are_one_label():
     assert "airflow db + generate" in g.by_label and set(g.by_label) <= {"airflow db + generate", "generate", "airflow db"}
 
 
+def test_the_dbt_listing_beside_a_dag_counts_in_the_dag_s_row():
+    # `ltceval run` lists the dbt project (cosmos) beside the identifiable-zone DAG: those samples
+    # are the DAG's (its memory in the DAG's peak), not a step of their own
+    runner = ("import subprocess, sys; sleep = [sys.executable, '-c', 'import time; time.sleep(1.0)']; "
+              "a = subprocess.Popen(sleep + ['ltceval.embedded', '--list-dbt-project']); "
+              "b = subprocess.Popen(sleep + ['ltceval.embedded', 'identifiable_zone']); a.wait(); b.wait()")
+    g = run_guarded([sys.executable, "-c", runner], _own() + 1000 * MIB, label=airflow_step)
+    assert g.ok
+    assert "dag identifiable_zone" in g.by_label and set(g.by_label) <= {"dag identifiable_zone", "dbt ls"}
+
+
 @pytest.mark.parametrize("limit, interval", [(0, 0.2), (-1, 0.2), (100 * MIB, 0)])
 def test_bad_settings_are_refused(limit, interval):
     with pytest.raises(ValueError, match="must be positive"):

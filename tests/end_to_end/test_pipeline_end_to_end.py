@@ -57,14 +57,17 @@ def test_every_dbt_node_was_a_task_of_the_analytical_run(run_out):
 
 @pytest.mark.slow
 def test_the_run_lists_the_dbt_project_once(run_out):
-    """Each DAG's process parses the analytical DAG file twice (its DagBag and dag.test()'s);
-    cosmos' dbt ls cache, in the run's own metadata DB, lists the project on the first parse
-    only; the partial-parse file is the run's own (not /tmp/cosmos)."""
+    """The project is listed once, beside the identifiable-zone DAG, into cosmos' dbt ls cache
+    in the run's own metadata DB; the analytical DAG's process parses its file twice (its DagBag
+    and dag.test()'s) from that cache; the other DAGs' processes never render it; the
+    partial-parse file is the run's own (not /tmp/cosmos)."""
     out, _ = run_out
-    logs = [(out / "logs" / f"dag-{d}.log").read_text() for d in ("identifiable_zone", "analytical_zone", "evaluation")]
-    assert [log.count("using LoadMode.DBT_LS_CACHE") for log in logs] == [1, 2, 2]
-    assert [log.count("using LoadMode.DBT_LS ") for log in logs] == [1, 0, 0]
-    assert "/tmp/cosmos" not in logs[1]
+    logs = [(out / "logs" / f"{name}.log").read_text() for name in (
+        "dbt-project-listing", "dag-identifiable_zone", "dag-analytical_zone", "dag-evaluation")]
+    assert [log.count("using LoadMode.DBT_LS_CACHE") for log in logs] == [0, 0, 2, 0]
+    assert [log.count("using LoadMode.DBT_LS ") for log in logs] == [1, 0, 0, 0]
+    assert "tasks from the dbt project" in logs[0]
+    assert "/tmp/cosmos" not in logs[0] + logs[2]
     assert (out / "airflow" / "cosmos-cache" / "analytical_zone__dbt" / "target" / "partial_parse.msgpack").is_file()
 
 
