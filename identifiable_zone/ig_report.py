@@ -24,6 +24,10 @@ import pandas as pd
 
 from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
+from identifiable_zone.guild_reporting import (THRESHOLD_GRID, UNDER_LINKED_SMD, expected_errors,
+                                               linked_unlinked_differences, model_charts, model_levels,
+                                               published_error_rates, published_precision_curve,
+                                               under_linked_groups)
 
 SMALL = MAX_SUPPRESSED
 PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
@@ -74,9 +78,11 @@ def _read(p: Path):
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
 
 
-def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict, dict, dict]:
+def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict, dict, dict, dict, dict]:
     """Link rates, match probability and weight distributions and rates by subgroup of the
-    records of every source but the spine, and the spine's record count, from record_person.
+    records of every source but the spine, the spine's record count, and each source's
+    model-expected linkage errors and expected precision by threshold
+    (``identifiable_zone.guild_reporting``), from record_person.
 
     Counted by DuckDB over the Parquet within its memory limit (at 2 million people 21 million
     records: whole frames and their per-group copies in pandas took 4.3 GiB); only the scored
@@ -121,7 +127,27 @@ def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict,
                     SELECT source, "{dim}", count(*), count(*) FILTER (WHERE rule <> 'unlinked')
                     FROM {rp} WHERE {others} AND "{dim}" IS NOT NULL GROUP BY ALL ORDER BY 1, 2""").fetchall()]
         spine_records = con.execute(f"SELECT count(*) FROM {rp} WHERE source = 'gp_patients'").fetchall()[0][0]
-    return link_rates, prob_dist, weight_dist, subgroups, {"records": int(spine_records)}
+        errors = {}
+        for src, links, false_links, unlinked, missed, unscored in con.execute(f"""
+                SELECT source, count(*) FILTER (WHERE rule <> 'unlinked'),
+                       coalesce(sum(1 - match_probability) FILTER (WHERE rule = 'probabilistic'), 0),
+                       count(*) FILTER (WHERE rule = 'unlinked'),
+                       coalesce(sum(match_probability) FILTER (WHERE rule = 'unlinked'), 0),
+                       count(*) FILTER (WHERE rule = 'unlinked' AND match_probability IS NULL)
+                FROM {rp} WHERE {others} GROUP BY ALL ORDER BY 1""").fetchall():
+            errors[src] = expected_errors(int(links), float(false_links), int(unlinked), float(missed),
+                                          int(unscored))
+        curve = {src: [] for src in link_rates}
+        if "match_probability" in names:
+            grid = ", ".join(repr(t) for t in THRESHOLD_GRID)
+            for src, t, n, mean_p in con.execute(f"""
+                    SELECT source, t, count(*), avg(match_probability)
+                    FROM {rp}, (SELECT unnest([{grid}]) AS t)
+                    WHERE {others} AND rule IN ('probabilistic', 'unlinked') AND match_probability >= t
+                    GROUP BY ALL ORDER BY 1, 2""").fetchall():
+                curve.setdefault(src, []).append({"threshold": float(t), "records": int(n),
+                                                  "expected_precision": float(mean_p)})
+    return link_rates, prob_dist, weight_dist, subgroups, {"records": int(spine_records)}, errors, curve
 
 
 # the person attributes published in the analytical zone that someone could know of a person
@@ -172,10 +198,14 @@ def build_raw(paths: Paths) -> dict:
         if s["encoding_issues"]:
             encoding.append({"table": table, "lines": s["encoding_issues"]})
 
-    link_rates, prob_dist, weight_dist, subgroups, spine_info = {}, {}, {}, {}, {}
+    link_rates, prob_dist, weight_dist, subgroups, spine_info, errors, curve = {}, {}, {}, {}, {}, {}, {}
     if rp_path.exists():
         with tempfile.TemporaryDirectory(prefix=".ig-report-spill-", dir=ident) as spill:
-            link_rates, prob_dist, weight_dist, subgroups, spine_info = _link_figures(rp_path, rules, Path(spill))
+            link_rates, prob_dist, weight_dist, subgroups, spine_info, errors, curve = _link_figures(
+                rp_path, rules, Path(spill))
+    model_file = ident / "linkage_model" / str((lnk.get("model") or {}).get("file"))
+    levels = model_levels(json.loads(model_file.read_text(encoding="utf-8"))) if model_file.is_file() else []
+    differences = [d for dim, rows in subgroups.items() for d in linked_unlinked_differences(rows, dim, rounded=False)]
 
     columns_out = {t: s["columns"] for t, s in (pub.get("tables") or {}).items()}
     withheld = {t: s["withheld"] for t, s in (pub.get("tables") or {}).items()}
@@ -212,6 +242,9 @@ def build_raw(paths: Paths) -> dict:
                     "spine_persons": lnk.get("spine_persons"), "rates_by_source": link_rates,
                     "match_probability_distribution": prob_dist,
                     "match_weight_distribution": weight_dist, "rates_by_subgroup": subgroups,
+                    "linked_vs_unlinked": differences, "under_linked": under_linked_groups(differences),
+                    "expected_errors": errors if identifiers_received else {},
+                    "precision_by_threshold": curve if identifiers_received else {}, "model_levels": levels,
                     "blocking": lnk.get("blocking")},
         "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),
                              "key_source": pub.get("key_source"),
@@ -246,6 +279,16 @@ def build_published(raw: dict) -> dict:
                       "match_probability_distribution": _suppress(lk["match_probability_distribution"]),
                       "match_weight_distribution": _suppress(lk["match_weight_distribution"]),
                       "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking"))}
+    # GUILD: from the rounded counts (as every published share), and the model's error rates
+    differences = [d for dim, rows in lk["rates_by_subgroup"].items()
+                   for d in linked_unlinked_differences(rows, dim, rounded=True)]
+    pub["linkage"]["linked_vs_unlinked"] = differences
+    pub["linkage"]["under_linked"] = under_linked_groups(differences)
+    pub["linkage"]["expected_error_rates"] = {src: published_error_rates(e)
+                                              for src, e in lk.get("expected_errors", {}).items()}
+    pub["linkage"]["precision_by_threshold"] = {src: published_precision_curve(rows)
+                                                for src, rows in lk.get("precision_by_threshold", {}).items()}
+    pub["linkage"]["model_levels"] = lk.get("model_levels", [])  # the model's parameters: no counts
     pub["suppression"] = "0 shown as 0; 1-7 as *; other counts rounded to the nearest 5; rates * when " \
                          "the numerator or its complement is 1-7, otherwise computed from the rounded counts " \
                          "(three significant figures)"
@@ -304,12 +347,54 @@ def render_html(pub: dict) -> str:
                                                          for r in training.get("em_rules", [])])]
     for dim, rows in lk["rates_by_subgroup"].items():
         parts += [f"<h2>Linkage by {html.escape(dim)}</h2>", _table(rows)]
+    parts += _guild_sections(lk)
     parts += ["<h2>Records without a linked person in published tables</h2>",
               _table([{"table": t, "rows": n} for t, n in pub["pseudonymisation"]["rows_without_person"].items()]),
               "<h2>Columns that left the identifiable zone</h2>",
               _table([{"table": t, "columns": ", ".join(c)} for t, c in pub["columns_leaving_zone"].items()]),
               "</body></html>"]
     return "\n".join(parts)
+
+
+def _guild_sections(lk: dict) -> list[str]:
+    """Linked versus unlinked records, and the model's expected error rates (GUILD)."""
+    under = lk.get("under_linked") or []
+    said = ("; ".join(f"{d['source']}: {d['characteristic']} {d['group']} (standardised difference "
+                      f"{d['std_difference']:+.2f})" for d in under)
+            if under else f"no group's share of the unlinked records exceeds its share of the linked by more "
+                          f"than {UNDER_LINKED_SMD} (standardised difference)")
+    parts = ["<h2>Linked versus unlinked records (GUILD)</h2>",
+             "<p>Each group's share of a source's linked and of its unlinked records (from the rounded "
+             "counts), and their standardised difference; below -0.1 the group is under-linked: its "
+             f"records are missed more often, which biases estimates for it. <b>Under-linked: "
+             f"{html.escape(said)}.</b></p>",
+             _table(lk.get("linked_vs_unlinked") or [])]
+    rates = lk.get("expected_error_rates") or {}
+    if rates:
+        parts += ["<h2>Expected linkage errors (from the linkage model)</h2>",
+                  "<p>Without ground truth: false matches expected among the probabilistic links (the sum "
+                  "of 1 - match probability) as a share of all links; missed matches expected among the "
+                  "unlinked records whose best candidate was scored (the sum of its match probability) as a "
+                  "share of the true matches; the upper bound adds 0.01 for each unlinked record with no "
+                  "candidate scored. Deterministic links (NHS number and date of birth) count as correct. "
+                  "Observed rates need ground truth or a clerical review.</p>",
+                  _table([{"source": src, **r} for src, r in rates.items()])]
+    levels = lk.get("model_levels") or []
+    if levels:
+        charts = model_charts(levels, lk.get("match_weight_distribution") or {},
+                              lk.get("precision_by_threshold") or {}, lk.get("threshold"))
+        captions = {"match_weights": "What each comparison level adds to a pair's match weight: log2(m / u), "
+                                     "m and u as the model estimated them (EM)",
+                    "weight_distribution": "Match weight of each scored record's best candidate, by source "
+                                           "(shares of the rounded counts), and the threshold",
+                    "precision_by_threshold": "Expected precision of the probabilistic links each threshold "
+                                              "would accept (mean match probability; points over 7 records)"}
+        parts += ["<h2>The linkage model (splink)</h2>",
+                  "<p>Its parameters and what they imply; no record values.</p>"]
+        parts += [f"<figure><img alt='{html.escape(captions[k])}' src='{uri}'><figcaption>"
+                  f"{html.escape(captions[k])}</figcaption></figure>" for k, uri in charts.items()]
+        parts += [_table(levels)]
+    return parts
 
 
 def write(paths: Paths) -> dict:

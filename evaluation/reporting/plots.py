@@ -1,9 +1,6 @@
 """Matplotlib figures for the report (Agg backend; no display needed)."""
 from __future__ import annotations
 
-import base64
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,6 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from core.contract import outcome_label  # noqa: E402
+from core.figures import fig_to_data_uri  # noqa: E402,F401  (the report's figures: one definition)
 from evaluation.reporting.formatting import gbp  # noqa: E402
 
 
@@ -79,14 +77,6 @@ def plot_love(balance: pd.DataFrame, threshold: float = 0.1, ax=None):
     ax.legend(fontsize=8, loc="lower right")
     ax.figure.tight_layout()
     return ax
-
-
-def fig_to_data_uri(fig) -> str:
-    """Encode a figure as an inline PNG data URI (and close it)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _gbp_axis(ax, axis="x"):
