@@ -80,7 +80,7 @@ def _dbt_build(paths: Paths, dbt_dir: Path) -> None:
     path kept across draws so that dbt parses the project once (the draw path never changes)."""
     from dbt.cli.main import dbtRunner
 
-    from expectations.marts import release_in_process_dbt_handle
+    from core.dbt import release_in_process_dbt_handle
 
     os.environ.update(paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
     args = ["build", "--select", *(f"+{t}" for t in DRAW_TABLES), "+mart_balance",

@@ -57,3 +57,23 @@ def run_dbt(paths: Paths, *args: str, extra_vars: dict | None = None) -> subproc
     ``<out>/dbt``); the caller checks the return code."""
     cmd = [str(DBT_EXECUTABLE), *args, *dbt_args(paths.out / "dbt", extra_vars)]
     return subprocess.run(cmd, env=dbt_process_env(paths), capture_output=True, text=True)
+
+
+def release_in_process_dbt_handle() -> None:
+    """Close the DuckDB database that an in-process dbt run (cosmos DBT_RUNNER) left open.
+
+    dbt-duckdb keeps one database handle per process in a class attribute, and DuckDB refuses
+    a second, read-only handle on the same file from that process. Nothing to do when dbt has
+    not run in this process (its adapter not even imported: a task that only needs to know
+    that does not pay for importing dbt).
+    """
+    import sys
+
+    connections = sys.modules.get("dbt.adapters.duckdb.connections")
+    if connections is None:
+        return
+    manager = connections.DuckDBConnectionManager
+    with manager._LOCK:
+        if manager._ENV is not None:
+            manager._ENV.close()
+            manager._ENV = None

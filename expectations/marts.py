@@ -134,23 +134,6 @@ def _expectations(marts: dict[str, pd.DataFrame]) -> dict[str, list[tuple[object
     }
 
 
-def release_in_process_dbt_handle() -> None:
-    """Close the DuckDB database that an in-process dbt run (cosmos DBT_RUNNER) left open.
-
-    dbt-duckdb keeps one database handle per process in a class attribute, and DuckDB refuses
-    a second, read-only handle on the same file from that process. Nothing to do when dbt has
-    not run in this process.
-    """
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:
-        return
-    with DuckDBConnectionManager._LOCK:
-        if DuckDBConnectionManager._ENV is not None:
-            DuckDBConnectionManager._ENV.close()
-            DuckDBConnectionManager._ENV = None
-
-
 def validate_marts(warehouse: Path, reports_dir: Path, results_dir: Path) -> dict:
     """Validate the marts: the full GX results (one JSON per suite) and Data Docs into
     ``results_dir`` (not published), the published ``summary.json`` into ``reports_dir``;

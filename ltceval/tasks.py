@@ -80,7 +80,7 @@ def dbt_environment() -> dict[str, str]:
 
 def prepare_warehouse() -> dict:
     """Remove any staged warehouse: dbt builds the next one from scratch."""
-    from expectations.marts import release_in_process_dbt_handle
+    from core.dbt import release_in_process_dbt_handle
 
     release_in_process_dbt_handle()
     with airflow_retry_policy():
@@ -91,7 +91,7 @@ def prepare_warehouse() -> dict:
 def validate_marts() -> dict:
     """GX suites on the staged marts; raises CriticalExpectationError when a critical one fails
     (the staged warehouse is then not published)."""
-    from expectations.marts import release_in_process_dbt_handle
+    from core.dbt import release_in_process_dbt_handle
     from expectations.marts import validate_marts as run_suites
 
     paths = Paths.from_env()
