@@ -251,6 +251,7 @@ def splink_settings(cols: list[str] | None = None, extra: list[str] = ()):
     )
 
 
+FILE_U_PAIRS = 1e6  # random pairs estimating u in ``link_files`` (splink's quick-start's number)
 UK_POSTCODE_SHARE = 0.9  # postcodes compared as UK ones when at least this share is UK-shaped
 _UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
 # pairs of fields that block candidate pairs in ``link_files`` (each rule's pairs are counted
@@ -279,8 +280,8 @@ def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = Tru
     - postcode: UK postcodes (``postcodes_are_uk``) by PostcodeComparison (full, sector,
       district, area); others (any country) exact (term-frequency adjusted), then
       Damerau-Levenshtein <= 1 and <= 2;
-    - extra free-text columns (street, locality, ...): exact (term-frequency adjusted),
-      spaces ignored, then Jaro-Winkler >= 0.92 and >= 0.8."""
+    - extra free-text columns (street, locality, ...): exact (term-frequency adjusted: a
+      match on a rare street is stronger evidence), then Jaro-Winkler >= 0.92 and >= 0.8."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
@@ -305,13 +306,10 @@ def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = Tru
             comparisons.append(cl.DamerauLevenshteinAtThresholds("postcode", [1, 2])
                                .configure(term_frequency_adjustments=True))
     for e in extra:
-        squashed = cll.CustomLevel(f"""replace("{e}_l", ' ', '') = replace("{e}_r", ' ', '')""",
-                                   label_for_charts="Exact match, spaces ignored")
         comparisons.append(cl.CustomComparison(
             output_column_name=e, comparison_description="free text",
             comparison_levels=[cll.NullLevel(e), cll.ExactMatchLevel(e).configure(tf_adjustment_column=e),
-                               squashed, cll.JaroWinklerLevel(e, 0.92),
-                               cll.JaroWinklerLevel(e, 0.8), cll.ElseLevel()]))
+                               cll.JaroWinklerLevel(e, 0.92), cll.JaroWinklerLevel(e, 0.8), cll.ElseLevel()]))
     return comparisons
 
 
@@ -381,7 +379,7 @@ def em_rules_for(cols: list[str], extra: list[str] = ()) -> list[tuple[str, ...]
 def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, seed: int = SEEDS.linkage,
                 cols: list[str] | None = None, extra: list[str] = (), spill_dir: Path | None = None,
                 training: dict | None = None, em_pair_budget: int = blocking.EM_PAIR_BUDGET,
-                settings=None) -> dict:
+                settings=None, u_max_pairs: float = 2e6, u_chunks: int = 10) -> dict:
     """Train the splink model on the source tuples against the spine; return its settings
     dict (parameters only: no record values). EM trains on a uniform sample of the tuples when
     an EM rule would block more than ``blocking.EM_PAIR_BUDGET`` pairs; ``training`` (a dict,
@@ -421,7 +419,7 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
         linker = Linker([left, right], settings, log_level=logging.WARNING)
         linker.training.estimate_probability_two_random_records_match([block_on(*prior_rule(cols, use))],
                                                                       recall=PRIOR_RULE_RECALL)
-        linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+        linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed, num_chunks=u_chunks)
         for i, r in enumerate(em_rules, 1):
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(block_on(*r))
@@ -901,7 +899,8 @@ def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: 
         progress.report("link", "model training on %s left records against %s right records",
                         f"{len(tuples):,}", f"{len(spine_ids):,}")
         model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(compare),
-                            training=blocking_info["training"], settings=file_settings(cols, extra, uk))
+                            training=blocking_info["training"], settings=file_settings(cols, extra, uk),
+                            u_max_pairs=FILE_U_PAIRS)
         model = recalibrate_prior(model, cols, cols + extra)
         pairs = predict_links(unmatched, spine_ids, model, None, blocking_info)
     if one_to_one:
