@@ -267,7 +267,11 @@ def postcodes_are_uk(*columns: pd.Series) -> bool:
     return bool(len(v)) and float(v.str.match(_UK_POSTCODE).mean()) >= UK_POSTCODE_SHARE
 
 
-def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = True) -> list:
+CATEGORY_VALUES = 50  # an extra column with at most this many distinct values is a category (e.g. a state)
+
+
+def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = True,
+                     categories: frozenset[str] = frozenset()) -> list:
     """splink comparisons for ``link_files``, chosen by what each field is (all from splink's
     comparison library):
 
@@ -281,7 +285,9 @@ def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = Tru
       district, area); others (any country) exact (term-frequency adjusted), then
       Damerau-Levenshtein <= 1 and <= 2;
     - extra free-text columns (street, locality, ...): exact (term-frequency adjusted: a
-      match on a rare street is stronger evidence), then Jaro-Winkler >= 0.92 and >= 0.8."""
+      match on a rare street is stronger evidence), then Jaro-Winkler >= 0.92 and >= 0.8;
+      extra columns in ``categories`` (few distinct values, e.g. a state or region code:
+      ``CATEGORY_VALUES``) exact match only, term-frequency adjusted."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
@@ -306,6 +312,9 @@ def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = Tru
             comparisons.append(cl.DamerauLevenshteinAtThresholds("postcode", [1, 2])
                                .configure(term_frequency_adjustments=True))
     for e in extra:
+        if e in categories:
+            comparisons.append(cl.ExactMatch(e).configure(term_frequency_adjustments=True))
+            continue
         comparisons.append(cl.CustomComparison(
             output_column_name=e, comparison_description="free text",
             comparison_levels=[cll.NullLevel(e), cll.ExactMatchLevel(e).configure(tf_adjustment_column=e),
@@ -313,12 +322,13 @@ def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = Tru
     return comparisons
 
 
-def file_settings(cols: list[str], extra: list[str], uk_postcodes: bool = True):
+def file_settings(cols: list[str], extra: list[str], uk_postcodes: bool = True,
+                  categories: frozenset[str] = frozenset()):
     """splink settings of ``link_files``: ``file_comparisons`` and the ``FILE_BLOCKING`` rules
     of the fields present (each extra column on its own too when fewer than two apply)."""
     from splink import SettingsCreator, block_on
 
-    comparisons = file_comparisons(cols, extra, uk_postcodes)
+    comparisons = file_comparisons(cols, extra, uk_postcodes, categories)
     if not comparisons:
         raise LinkageError("probabilistic linkage needs at least one field besides the NHS number")
     rules = [r for r in FILE_BLOCKING if set(r) <= set(cols)]
@@ -880,6 +890,7 @@ def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: 
     extra = [EXTRA_PREFIX + n for n in compare]
     all_cols = cols + extra
     uk = postcodes_are_uk(lstd["postcode"], rstd["postcode"]) if "postcode" in cols else True
+    categories = frozenset(e for e in extra if pd.concat([lstd[e], rstd[e]]).nunique() <= CATEGORY_VALUES)
     persons = spine_persons(rstd, prefix="right")
     tuples = lstd.rename(columns={"record_id": "tuple_id"})[["tuple_id"] + all_cols]
     tuples["tuple_id"] = tuples["tuple_id"].astype(str)
@@ -899,7 +910,7 @@ def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: 
         progress.report("link", "model training on %s left records against %s right records",
                         f"{len(tuples):,}", f"{len(spine_ids):,}")
         model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(compare),
-                            training=blocking_info["training"], settings=file_settings(cols, extra, uk),
+                            training=blocking_info["training"], settings=file_settings(cols, extra, uk, categories),
                             u_max_pairs=FILE_U_PAIRS)
         model = recalibrate_prior(model, cols, cols + extra)
         pairs = predict_links(unmatched, spine_ids, model, None, blocking_info)
@@ -942,7 +953,8 @@ def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: 
                        "deterministic": "valid NHS number (Modulus 11) equal"
                                         + (" and date of birth equal or day/month swapped" if "dob" in cols else "")},
         "model": {"comparisons": _model_columns(model),
-                  "postcodes": ("UK" if uk else "any country") if "postcode" in cols else None} if model else None,
+                  "postcodes": ("UK" if uk else "any country") if "postcode" in cols else None,
+                  "categories": sorted(categories)} if model else None,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     return pairs_out, summary
