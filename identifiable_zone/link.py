@@ -389,12 +389,14 @@ def em_rules_for(cols: list[str], extra: list[str] = ()) -> list[tuple[str, ...]
 def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, seed: int = SEEDS.linkage,
                 cols: list[str] | None = None, extra: list[str] = (), spill_dir: Path | None = None,
                 training: dict | None = None, em_pair_budget: int = blocking.EM_PAIR_BUDGET,
-                settings=None, u_max_pairs: float = 2e6, u_chunks: int = 10) -> dict:
+                settings=None, u_max_pairs: float = 2e6) -> dict:
     """Train the splink model on the source tuples against the spine; return its settings
     dict (parameters only: no record values). EM trains on a uniform sample of the tuples when
     an EM rule would block more than ``blocking.EM_PAIR_BUDGET`` pairs; ``training`` (a dict,
     optional) receives the EM rules' pair counts and the sample taken. ``all_tuples`` held in
-    DuckDB (a TupleTable) gives the same model as the same tuples in a frame."""
+    DuckDB (a TupleTable) gives the same model as the same tuples in a frame. ``settings``
+    (default: ``splink_settings``, the pipeline's) and ``u_max_pairs`` (random pairs for u) are
+    what ``link_files`` changes."""
     from splink import DuckDBAPI, Linker, block_on
 
     cols = [c for c in (ID_COLS if cols is None else cols)]
@@ -429,7 +431,7 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
         linker = Linker([left, right], settings, log_level=logging.WARNING)
         linker.training.estimate_probability_two_random_records_match([block_on(*prior_rule(cols, use))],
                                                                       recall=PRIOR_RULE_RECALL)
-        linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed, num_chunks=u_chunks)
+        linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed)
         for i, r in enumerate(em_rules, 1):
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(block_on(*r))

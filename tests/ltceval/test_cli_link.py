@@ -27,6 +27,7 @@ def test_links_two_files_and_writes_pairs_and_summary(small_landing, tmp_path, c
     assert th["chosen_by"] == "model" and 0 < th["match_probability"] <= 1
     assert th["expected_precision"] >= 0.999 and 0 < th["expected_recall"] <= 1
     assert (pairs["match_probability"] >= th["match_probability"]).all()
+    assert summary["model"]["postcodes"] == "UK"  # UK-shaped postcodes: sector, district, area levels
     assert summary["records"] == {"left": len(pd.read_csv(land / "ecds.csv")), "right": len(gp)}
     assert summary["candidate_pairs"] > 0 and summary["seconds"] > 0
     assert {r["rule"] for r in summary["blocking"]["prediction_rules"]} >= {"dob"}  # counted before scoring
