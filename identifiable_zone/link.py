@@ -32,8 +32,11 @@ The trained model is saved as a versioned artefact (``splink_model_<sha>.json``,
 canonical JSON, and ``current.json`` naming the latest); a run can reuse a saved model
 instead of training (``save_model`` / ``load_model``).
 
-``link_files`` links any two tables on any subset of the standard fields plus extra fuzzy
-comparisons; it is the same implementation (``ltceval link``).
+``link_files`` (``ltceval link``) links any two tables on any subset of the standard fields
+plus extra free-text columns with the same deterministic rule and splink machinery, but its
+own comparisons (chosen by what each field is: postcodes of any country, typo-aware dates of
+birth, free text), blocking rules, a threshold chosen from the trained model (expected
+precision >= 0.999 unless one is given) and optional one-to-one assignment; docs/linkage.md.
 """
 from __future__ import annotations
 
