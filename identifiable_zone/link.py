@@ -952,8 +952,9 @@ def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: 
         "thresholds": {"match_probability": float(threshold), "chosen_by": chosen_by,
                        "target_expected_precision": float(target_precision) if chosen_by == "model" else None,
                        **expected,
-                       "expected_from": "the model's match probabilities of the best candidate of each left "
-                                        "record not linked deterministically (scored from 0.01)",
+                       "expected_from": "the model's match probabilities of the "
+                                        + ("one-to-one assigned pair" if one_to_one else "best candidate")
+                                        + " of each left record not linked deterministically (scored from 0.01)",
                        "candidate_pairs_scored_from": 0.01,
                        "deterministic": "valid NHS number (Modulus 11) equal"
                                         + (" and date of birth equal or day/month swapped" if "dob" in cols else "")},
