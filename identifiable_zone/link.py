@@ -32,8 +32,11 @@ The trained model is saved as a versioned artefact (``splink_model_<sha>.json``,
 canonical JSON, and ``current.json`` naming the latest); a run can reuse a saved model
 instead of training (``save_model`` / ``load_model``).
 
-``link_files`` links any two tables on any subset of the standard fields plus extra fuzzy
-comparisons; it is the same implementation (``ltceval link``).
+``link_files`` (``ltceval link``) links any two tables on any subset of the standard fields
+plus extra free-text columns with the same deterministic rule and splink machinery, but its
+own comparisons (chosen by what each field is: postcodes of any country, typo-aware dates of
+birth, free text), blocking rules, a threshold chosen from the trained model (expected
+precision >= 0.999 unless one is given) and optional one-to-one assignment; docs/linkage.md.
 """
 from __future__ import annotations
 
@@ -82,10 +85,15 @@ class LinkResult:
 # -- standardisation -------------------------------------------------------------------------
 
 def standardise_fields(df: pd.DataFrame, id_col: str, field_map: dict[str, str],
-                       extra: dict[str, str] | None = None) -> pd.DataFrame:
+                       extra: dict[str, str] | None = None, any_country: bool = False) -> pd.DataFrame:
     """record_id + normalised standard fields (internal names: nhs, forename, surname, dob,
     sex, postcode; only those mapped) + extra comparison columns (prefixed x_, upper-cased,
-    trimmed). ``field_map``: standard field -> column of df."""
+    trimmed). ``field_map``: standard field -> column of df.
+
+    ``any_country`` (``link_files``): a postcode that is not UK-shaped is kept (upper case,
+    letters and digits only) instead of dropped, and a date of birth that is not a real date
+    but is written as eight digits (e.g. a typo 1987-13-02) is kept as YYYY-MM-DD text, so
+    that typo-aware comparisons can still score it."""
     out = pd.DataFrame({"record_id": df[id_col].astype(object)}, index=df.index)
     for fld, col in field_map.items():
         c = FIELD_COLS[fld]
@@ -95,15 +103,33 @@ def standardise_fields(df: pd.DataFrame, id_col: str, field_map: dict[str, str],
             out[c] = nz.normalise_name(df[col])
         elif c == "dob":
             out[c] = nz.date_to_iso(nz.parse_date(df[col]))
+            if any_country:
+                out[c] = out[c].where(out[c].notna(), _date_digits(df[col]))
         elif c == "sex":
             sex = nz.normalise_sex(df[col])
             out[c] = sex.where(sex.isin(["M", "F"]), None)  # unknown sex carries no evidence
+        elif any_country:
+            uk = nz.normalise_postcode(df[col])
+            other = nz._map(df[col], lambda v: re.sub(r"[^A-Z0-9]", "", v.upper()) or None)
+            out[c] = uk.where(uk.notna(), other)
         else:
             out[c] = nz.normalise_postcode(df[col])
     for name, col in (extra or {}).items():
         v = nz._map(df[col], lambda x: " ".join(x.upper().split()) or None)
         out[EXTRA_PREFIX + name] = v
     return out.reset_index(drop=True)
+
+
+_DATE_DIGITS = re.compile(r"^(\d{4})[-/.]?(\d{2})[-/.]?(\d{2})$")
+
+
+def _date_digits(s: pd.Series) -> pd.Series:
+    """Dates written YYYYMMDD or YYYY-MM-DD, as 'YYYY-MM-DD' text even when no real date (a
+    typo); anything else None."""
+    def one(v):
+        m = _DATE_DIGITS.match(v.strip())
+        return "-".join(m.groups()) if m else None
+    return nz._map(s, one)
 
 
 def standardise_identifiers(df: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
@@ -228,6 +254,97 @@ def splink_settings(cols: list[str] | None = None, extra: list[str] = ()):
     )
 
 
+FILE_U_PAIRS = 1e6  # random pairs estimating u in ``link_files`` (splink's quick-start's number)
+UK_POSTCODE_SHARE = 0.9  # postcodes compared as UK ones when at least this share is UK-shaped
+_UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
+# pairs of fields that block candidate pairs in ``link_files`` (each rule's pairs are counted
+# first and a rule over the budget is skipped, as in the pipeline)
+FILE_BLOCKING = [("dob",), ("forename", "surname"), ("surname", "postcode"), ("nhs",), ("forename", "dob"),
+                 ("surname", "dob"), ("forename", "postcode"), ("postcode", "dob")]
+
+
+def postcodes_are_uk(*columns: pd.Series) -> bool:
+    """Whether the (normalised) postcodes are UK ones: at least ``UK_POSTCODE_SHARE`` of the
+    non-missing values have the UK shape."""
+    v = pd.concat([c.dropna().astype(str) for c in columns], ignore_index=True)
+    return bool(len(v)) and float(v.str.match(_UK_POSTCODE).mean()) >= UK_POSTCODE_SHARE
+
+
+CATEGORY_VALUES = 50  # an extra column with at most this many distinct values is a category (e.g. a state)
+
+
+def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = True,
+                     categories: frozenset[str] = frozenset()) -> list:
+    """splink comparisons for ``link_files``, chosen by what each field is (all from splink's
+    comparison library):
+
+    - forename, surname: NameComparison (exact, Jaro-Winkler 0.92/0.88/0.7), term-frequency
+      adjusted;
+    - date of birth: null, exact, Damerau-Levenshtein <= 1 on the YYYY-MM-DD text (a typed
+      digit wrong or two digits transposed, even when that makes no real date), within 1
+      month, 1 year, 10 years, else;
+    - sex: exact;
+    - postcode: UK postcodes (``postcodes_are_uk``) by PostcodeComparison (full, sector,
+      district, area); others (any country) exact (term-frequency adjusted), then
+      Damerau-Levenshtein <= 1 and <= 2;
+    - extra free-text columns (street, locality, ...): exact (term-frequency adjusted: a
+      match on a rare street is stronger evidence), then Jaro-Winkler >= 0.92 and >= 0.8;
+      extra columns in ``categories`` (few distinct values, e.g. a state or region code:
+      ``CATEGORY_VALUES``) exact match only, term-frequency adjusted."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    comparisons = []
+    for c in ("forename", "surname"):
+        if c in cols:
+            comparisons.append(cl.NameComparison(c).configure(term_frequency_adjustments=True))
+    if "dob" in cols:
+        dates = [cll.AbsoluteDateDifferenceLevel("dob", input_is_string=True, threshold=t, metric=m,
+                                                 datetime_format="%Y-%m-%d")
+                 for t, m in ((1, "month"), (1, "year"), (10, "year"))]
+        comparisons.append(cl.CustomComparison(
+            output_column_name="dob", comparison_description="date of birth, typo-aware",
+            comparison_levels=[cll.NullLevel("dob"), cll.ExactMatchLevel("dob"),
+                               cll.DamerauLevenshteinLevel("dob", 1), *dates, cll.ElseLevel()]))
+    if "sex" in cols:
+        comparisons.append(cl.ExactMatch("sex"))
+    if "postcode" in cols:
+        if uk_postcodes:
+            comparisons.append(cl.PostcodeComparison("postcode"))
+        else:
+            comparisons.append(cl.DamerauLevenshteinAtThresholds("postcode", [1, 2])
+                               .configure(term_frequency_adjustments=True))
+    for e in extra:
+        if e in categories:
+            comparisons.append(cl.ExactMatch(e).configure(term_frequency_adjustments=True))
+            continue
+        comparisons.append(cl.CustomComparison(
+            output_column_name=e, comparison_description="free text",
+            comparison_levels=[cll.NullLevel(e), cll.ExactMatchLevel(e).configure(tf_adjustment_column=e),
+                               cll.JaroWinklerLevel(e, 0.92), cll.JaroWinklerLevel(e, 0.8), cll.ElseLevel()]))
+    return comparisons
+
+
+def file_settings(cols: list[str], extra: list[str], uk_postcodes: bool = True,
+                  categories: frozenset[str] = frozenset()):
+    """splink settings of ``link_files``: ``file_comparisons`` and the ``FILE_BLOCKING`` rules
+    of the fields present (each extra column on its own too when fewer than two apply)."""
+    from splink import SettingsCreator, block_on
+
+    comparisons = file_comparisons(cols, extra, uk_postcodes, categories)
+    if not comparisons:
+        raise LinkageError("probabilistic linkage needs at least one field besides the NHS number")
+    rules = [r for r in FILE_BLOCKING if set(r) <= set(cols)]
+    if len(rules) < 2:
+        rules += [(e,) for e in extra]
+    if not rules:
+        raise LinkageError("no blocking rule possible: map date_of_birth, or forename and surname, "
+                           "or surname and postcode, or nhs_number")
+    return SettingsCreator(link_type="link_only", unique_id_column_name="unique_id", comparisons=comparisons,
+                           blocking_rules_to_generate_predictions=[block_on(*r) for r in dict.fromkeys(rules)],
+                           retain_intermediate_calculation_columns=False, retain_matching_columns=False)
+
+
 def _splink_frame(df: pd.DataFrame, id_col: str, cols: list[str]) -> pd.DataFrame:
     out = df[[id_col] + cols].rename(columns={id_col: "unique_id"}).copy()
     for c in out.columns:
@@ -274,17 +391,21 @@ def em_rules_for(cols: list[str], extra: list[str] = ()) -> list[tuple[str, ...]
 
 def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, seed: int = SEEDS.linkage,
                 cols: list[str] | None = None, extra: list[str] = (), spill_dir: Path | None = None,
-                training: dict | None = None, em_pair_budget: int = blocking.EM_PAIR_BUDGET) -> dict:
+                training: dict | None = None, em_pair_budget: int = blocking.EM_PAIR_BUDGET,
+                settings=None, u_max_pairs: float = 2e6) -> dict:
     """Train the splink model on the source tuples against the spine; return its settings
     dict (parameters only: no record values). EM trains on a uniform sample of the tuples when
     an EM rule would block more than ``blocking.EM_PAIR_BUDGET`` pairs; ``training`` (a dict,
     optional) receives the EM rules' pair counts and the sample taken. ``all_tuples`` held in
-    DuckDB (a TupleTable) gives the same model as the same tuples in a frame."""
+    DuckDB (a TupleTable) gives the same model as the same tuples in a frame. ``settings``
+    (default: ``splink_settings``, the pipeline's) and ``u_max_pairs`` (random pairs for u) are
+    what ``link_files`` changes."""
     from splink import DuckDBAPI, Linker, block_on
 
     cols = [c for c in (ID_COLS if cols is None else cols)]
     use = cols + [EXTRA_PREFIX + e for e in extra]
-    settings = splink_settings(cols, [EXTRA_PREFIX + e for e in extra])
+    if settings is None:  # the pipeline's own (``link_files`` gives ``file_settings``)
+        settings = splink_settings(cols, [EXTRA_PREFIX + e for e in extra])
     em_rules = em_rules_for(cols, extra)
     in_duckdb = isinstance(all_tuples, TupleTable)
     n_all = all_tuples.n if in_duckdb else len(all_tuples)
@@ -311,10 +432,9 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
         left = db.register(_splink_frame(sample, "tuple_id", use), table_name="source_tuples")
         right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
         linker = Linker([left, right], settings, log_level=logging.WARNING)
-        strict = [c for c in ("forename", "surname", "dob") if c in cols] or \
-            [c for c in use if c != "nhs"][:2]
-        linker.training.estimate_probability_two_random_records_match([block_on(*strict)], recall=0.8)
-        linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+        linker.training.estimate_probability_two_random_records_match([block_on(*prior_rule(cols, use))],
+                                                                      recall=PRIOR_RULE_RECALL)
+        linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed)
         for i, r in enumerate(em_rules, 1):
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(block_on(*r))
@@ -323,6 +443,37 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
                 log.warning("EM round blocked on %s stopped early: %s", ", ".join(r), str(e).splitlines()[0][:120])
             progress.report("link", "model training: EM round %d/%d (blocked on %s) done", i, len(em_rules), "+".join(r))
         return _round_model(linker.misc.save_model_to_json())
+
+
+PRIOR_RULE_RECALL = 0.8  # share of true matches assumed to agree exactly on ``prior_rule``
+
+
+def prior_rule(cols: list[str], use: list[str]) -> list[str]:
+    """Fields of the exact-agreement rule that estimates the prior (probability that two random
+    records match): forename, surname and date of birth where mapped."""
+    return [c for c in ("forename", "surname", "dob") if c in cols] or [c for c in use if c != "nhs"][:2]
+
+
+def recalibrate_prior(model: dict, cols: list[str], use: list[str]) -> dict:
+    """The model with its prior re-estimated from its own m probabilities: the prior was
+    estimated assuming ``PRIOR_RULE_RECALL`` of true matches agree exactly on ``prior_rule``;
+    the trained model says that share is the product of the exact-match m probabilities of
+    those fields (conditional independence, as the model assumes). On data with many typos
+    (FEBRL: a third of matches) the assumption halves the prior and so understates every
+    match probability. Used by ``link_files`` (the pipeline keeps its model as it is)."""
+    m_exact = {}
+    for c in model.get("comparisons", []):
+        levels = [lv for lv in c.get("comparison_levels", []) if not lv.get("is_null_level")]
+        if levels and isinstance(levels[0].get("m_probability"), float):
+            m_exact[c["output_column_name"]] = levels[0]["m_probability"]
+    rule = prior_rule(cols, use)
+    if not all(f in m_exact for f in rule):
+        return model
+    recall = float(np.prod([m_exact[f] for f in rule]))
+    if not 0.0 < recall <= 1.0:
+        return model
+    lam = model["probability_two_random_records_match"] * PRIOR_RULE_RECALL / recall
+    return {**model, "probability_two_random_records_match": float(f"{min(lam, 0.5):.10g}")}
 
 
 def _round_model(model: dict, digits: int = 10) -> dict:
@@ -636,15 +787,88 @@ def link_pseudonymised(key_frames: dict[str, pd.DataFrame]) -> LinkResult:
     return LinkResult(rp, persons, None, summary)
 
 
+TARGET_PRECISION = 0.999
+
+
+def choose_threshold(probabilities, target: float = TARGET_PRECISION) -> float:
+    """The lowest match probability t at which the model's expected precision of the links it
+    would accept (the mean match probability of the candidates scoring >= t) is at least
+    ``target``; 1.0 when no t reaches it (nothing but certain links accepted)."""
+    p = np.sort(np.asarray(probabilities, dtype=float))[::-1]
+    if not len(p):
+        return 1.0
+    mean = np.cumsum(p) / np.arange(1, len(p) + 1)
+    last_of_value = np.r_[p[1:] != p[:-1], True]  # ties: a threshold accepts all of them
+    ok = np.nonzero(last_of_value & (mean >= target))[0]
+    return float(p[ok[-1]]) if ok.size else 1.0
+
+
+def expected_quality(probabilities, threshold: float) -> dict:
+    """The model's own expectation of its links at ``threshold``: precision is the mean match
+    probability of the accepted candidates, recall their summed probability over that of all
+    scored candidates (true matches that no blocking rule brought together are not counted)."""
+    p = np.asarray(probabilities, dtype=float)
+    acc = p[p >= threshold]
+    return {"expected_precision": float(acc.mean()) if acc.size else 1.0,
+            "expected_recall": float(acc.sum() / p.sum()) if p.sum() > 0 else 1.0}
+
+
+def one_to_one_matches(pairs: pd.DataFrame, persons: pd.DataFrame, taken_persons=()) -> pd.DataFrame:
+    """Greedy one-to-one assignment: pairs (tuple_id, record_id, match_probability,
+    match_weight) taken best weight first, each tuple and each right person at most once
+    (``taken_persons`` are already linked, deterministically). A tuple whose best free
+    candidates tie between persons stays unassigned. Returns tuple_id, person_key,
+    match_probability, match_weight."""
+    cols = ["tuple_id", "person_key", "match_probability", "match_weight"]
+    if pairs.empty:
+        return pd.DataFrame({c: [] for c in cols})
+    p = pairs.merge(persons, on="record_id")
+    p = p.sort_values(["match_weight", "tuple_id", "person_key"], ascending=[False, True, True])
+    p = p.drop_duplicates(["tuple_id", "person_key"])
+    used_t, used_p, out = set(), set(taken_persons), []
+    rows = list(zip(p["tuple_id"], p["person_key"], p["match_probability"], p["match_weight"]))
+    i = 0
+    while i < len(rows):
+        j = i  # rows of equal weight are decided together: a tuple with two free persons at it ties
+        while j < len(rows) and rows[j][3] == rows[i][3]:
+            j += 1
+        group = [r for r in rows[i:j] if r[0] not in used_t and r[1] not in used_p]
+        by_tuple: dict = {}
+        for r in group:
+            by_tuple.setdefault(r[0], []).append(r)
+        by_person: dict = {}
+        for r in group:
+            by_person.setdefault(r[1], []).append(r)
+        for t, rs in by_tuple.items():
+            if len(rs) == 1 and len(by_person[rs[0][1]]) == 1:
+                out.append(rs[0])
+                used_p.add(rs[0][1])
+            used_t.add(t)  # tied tuples and persons stay unlinked at this weight and below
+        for pk, rs in by_person.items():
+            if len(rs) > 1:
+                used_p.add(pk)
+        i = j
+    return pd.DataFrame(out, columns=cols) if out else pd.DataFrame({c: [] for c in cols})
+
+
 # -- any two files (ltceval link) ------------------------------------------------------------
 
 def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: str,
                field_map: dict[str, tuple[str, str]], compare: dict[str, tuple[str, str]] | None = None,
-               threshold: float = DEFAULT_THRESHOLD, seed: int = SEEDS.linkage) -> tuple[pd.DataFrame, dict]:
-    """Link the records of ``left`` to those of ``right`` with the same rules as
+               threshold: float | None = None, seed: int = SEEDS.linkage, one_to_one: bool = False,
+               target_precision: float = TARGET_PRECISION) -> tuple[pd.DataFrame, dict]:
+    """Link the records of ``left`` to those of ``right``: the deterministic rule of
     link_sources (right plays the spine: its records sharing a valid NHS number and date of
-    birth are one person). ``field_map``: standard field -> (left column, right column);
-    ``compare``: name -> (left column, right column), extra Jaro-Winkler comparisons.
+    birth are one person), then a splink model with ``file_comparisons`` (fields compared by
+    what they are: postcodes of any country, typo-aware dates of birth, free-text columns),
+    EM-trained on these files. ``field_map``: standard field -> (left column, right column);
+    ``compare``: name -> (left column, right column), extra free-text comparisons.
+
+    A left record links to its best-scoring right person (ties between persons stay
+    unlinked) at match probability >= ``threshold``; without one, the threshold is chosen from
+    the model (``choose_threshold``: the lowest at which the expected precision of the links
+    accepted is >= ``target_precision``). ``one_to_one`` (both files deduplicated): each left
+    record and each right person links at most once, best match weights first.
 
     Returns (pairs, summary): one row per (left record, right record of the linked person)
     with match_probability, match_weight and rule; unlinked left records are not listed."""
@@ -655,47 +879,91 @@ def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: 
         raise LinkageError(f"unknown field(s) {', '.join(unknown)}: use {', '.join(FIELD_COLS)}")
     if not field_map and not compare:
         raise LinkageError("nothing to compare: map at least one field")
+    if not 0.0 < target_precision < 1.0:
+        raise LinkageError("target precision must be between 0 and 1")
     cols = [FIELD_COLS[f] for f in FIELD_COLS if f in field_map]
     lstd = standardise_fields(left, left_id, {f: c[0] for f, c in field_map.items()},
-                              {n: c[0] for n, c in compare.items()})
+                              {n: c[0] for n, c in compare.items()}, any_country=True)
     rstd = standardise_fields(right, right_id, {f: c[1] for f, c in field_map.items()},
-                              {n: c[1] for n, c in compare.items()})
+                              {n: c[1] for n, c in compare.items()}, any_country=True)
     for side, std, name in (("left", lstd, left_id), ("right", rstd, right_id)):
         if std["record_id"].isna().any():
             raise LinkageError(f"{side} id column {name}: {int(std['record_id'].isna().sum())} empty id(s)")
         if std["record_id"].duplicated().any():
             raise LinkageError(f"{side} id column {name}: {int(std['record_id'].duplicated().sum())} "
                                "duplicated id(s); ids must be unique")
-    all_cols = cols + [EXTRA_PREFIX + n for n in compare]
+    extra = [EXTRA_PREFIX + n for n in compare]
+    all_cols = cols + extra
+    uk = postcodes_are_uk(lstd["postcode"], rstd["postcode"]) if "postcode" in cols else True
+    categories = frozenset(e for e in extra if pd.concat([lstd[e], rstd[e]]).nunique() <= CATEGORY_VALUES)
     persons = spine_persons(rstd, prefix="right")
-    tuples = lstd.rename(columns={"record_id": "tuple_id"})
+    tuples = lstd.rename(columns={"record_id": "tuple_id"})[["tuple_id"] + all_cols]
     tuples["tuple_id"] = tuples["tuple_id"].astype(str)
     rstd["record_id"] = rstd["record_id"].astype(str)
     persons["record_id"] = persons["record_id"].astype(str)
-    links, model, counts = _link_tuples(tuples[["tuple_id"] + all_cols], rstd[["record_id"] + all_cols],
-                                        persons, threshold, seed, None, cols, list(compare))
-    linked = links[links["person_key"].notna()]
-    pairs = linked.merge(persons, on="person_key").rename(
+    spine_ids = rstd[["record_id"] + all_cols]
+
+    det = deterministic_links(tuples, spine_ids, persons)
+    if one_to_one:  # a right person linked deterministically to two left records: neither stays
+        dup = det["person_key"].duplicated(keep=False)
+        det = det[~dup]
+    unmatched = tuples[~tuples["tuple_id"].isin(det["tuple_id"])]
+    prob_cols = [c for c in cols if c != "nhs"]
+    model, blocking_info = None, {"prediction_rules": [], "training": {}}
+    pairs = pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
+    if (prob_cols or extra) and not unmatched.empty:
+        progress.report("link", "model training on %s left records against %s right records",
+                        f"{len(tuples):,}", f"{len(spine_ids):,}")
+        model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(compare),
+                            training=blocking_info["training"], settings=file_settings(cols, extra, uk, categories),
+                            u_max_pairs=FILE_U_PAIRS)
+        model = recalibrate_prior(model, cols, cols + extra)
+        pairs = predict_links(unmatched, spine_ids, model, None, blocking_info)
+    if one_to_one:
+        cand = one_to_one_matches(pairs, persons, set(det["person_key"]))
+    else:
+        best = best_matches(pairs, persons, 0.0)
+        cand = best[best["linked"].astype(bool)]  # ties between persons never link
+    chosen_by = "given" if threshold is not None else "model"
+    if threshold is None:
+        threshold = choose_threshold(cand["match_probability"], target_precision)
+    expected = expected_quality(cand["match_probability"], threshold)
+    prob = cand[cand["match_probability"].astype(float) >= threshold]
+    links = pd.concat([
+        pd.DataFrame({"tuple_id": det["tuple_id"].to_numpy(), "person_key": det["person_key"].to_numpy(),
+                      "rule": deterministic_rule(cols), "match_probability": 1.0, "match_weight": np.nan}),
+        pd.DataFrame({"tuple_id": prob["tuple_id"].to_numpy(), "person_key": prob["person_key"].to_numpy(),
+                      "rule": "probabilistic", "match_probability": prob["match_probability"].to_numpy(dtype=float),
+                      "match_weight": prob["match_weight"].to_numpy(dtype=float)})], ignore_index=True)
+    pairs_out = links.merge(persons, on="person_key").rename(
         columns={"tuple_id": "left_id", "record_id": "right_id"})
-    pairs = pairs[["left_id", "right_id", "match_probability", "match_weight", "rule"]] \
+    pairs_out = pairs_out[["left_id", "right_id", "match_probability", "match_weight", "rule"]] \
         .sort_values(["left_id", "right_id"]).reset_index(drop=True)
+    n_linked = int(links["tuple_id"].nunique())
     summary = {
         "records": {"left": int(len(lstd)), "right": int(len(rstd))},
         "fields": {f: {"left": c[0], "right": c[1]} for f, c in field_map.items()},
         "compare": {n: {"left": c[0], "right": c[1]} for n, c in compare.items()},
-        "candidate_pairs": counts["scored_pairs"],
-        "blocking": counts["blocking"],  # pairs per rule, counted before scoring; rules over budget skipped
-        "links": {"left_records_linked": int(len(linked)), "pairs": int(len(pairs)),
-                  "deterministic": int(counts["deterministic_tuples"]),
-                  "probabilistic": int(counts["probabilistic_tuples"]),
-                  "unlinked": int(counts["unlinked_tuples"])},
-        "thresholds": {"match_probability": threshold, "candidate_pairs_scored_from": 0.01,
+        "candidate_pairs": int(len(pairs)),
+        "blocking": blocking_info,  # pairs per rule, counted before scoring; rules over budget skipped
+        "links": {"left_records_linked": n_linked, "pairs": int(len(pairs_out)),
+                  "deterministic": int(len(det)), "probabilistic": int(len(prob)),
+                  "unlinked": int(len(lstd) - n_linked), "one_to_one": bool(one_to_one)},
+        "thresholds": {"match_probability": float(threshold), "chosen_by": chosen_by,
+                       "target_expected_precision": float(target_precision) if chosen_by == "model" else None,
+                       **expected,
+                       "expected_from": "the model's match probabilities of the "
+                                        + ("one-to-one assigned pair" if one_to_one else "best candidate")
+                                        + " of each left record not linked deterministically (scored from 0.01)",
+                       "candidate_pairs_scored_from": 0.01,
                        "deterministic": "valid NHS number (Modulus 11) equal"
                                         + (" and date of birth equal or day/month swapped" if "dob" in cols else "")},
-        "model": {"comparisons": _model_columns(model)} if model else None,
+        "model": {"comparisons": _model_columns(model),
+                  "postcodes": ("UK" if uk else "any country") if "postcode" in cols else None,
+                  "categories": sorted(categories)} if model else None,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    return pairs, summary
+    return pairs_out, summary
 
 
 # -- quality against ground truth ------------------------------------------------------------

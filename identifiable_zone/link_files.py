@@ -12,7 +12,7 @@ from pathlib import Path
 from core.errors import LtcevalError
 from core.spreadsheets import write_csv
 from core.tables import check_table_path, require_columns
-from identifiable_zone.link import FIELD_COLS, LinkageError, link_files
+from identifiable_zone.link import FIELD_COLS, TARGET_PRECISION, LinkageError, link_files
 from identifiable_zone.sources import ExtractUnusable, read_one_file
 
 
@@ -59,15 +59,19 @@ def _read_side(side: str, path: Path, needed: list[str]):
 
 
 def link_two_files(left: Path, right: Path, id_column: str, field_map: str, compare: str | None,
-                   threshold: float, out: Path) -> dict:
+                   threshold: float | None, out: Path, one_to_one: bool = False,
+                   target_precision: float = TARGET_PRECISION) -> dict:
     """Link ``left``'s records to ``right``'s; write ``out/links.csv`` and ``out/summary.json``;
-    return the summary."""
+    return the summary. ``threshold`` None: chosen from the trained model (the lowest match
+    probability with expected precision >= ``target_precision``); ``one_to_one``: each record
+    links at most once on each side (both files deduplicated)."""
     fields, extra = parse_field_map(field_map), parse_compare(compare)
     left_id, right_id = column_pair(id_column, "--id-column")
     frames = [_read_side(side, Path(path), [idc] + [c[k] for c in fields.values()] + [c[k] for c in extra.values()])
               for k, (side, path, idc) in enumerate((("left", left, left_id), ("right", right, right_id)))]
     try:
-        pairs, summary = link_files(frames[0], frames[1], left_id, right_id, fields, extra, threshold=threshold)
+        pairs, summary = link_files(frames[0], frames[1], left_id, right_id, fields, extra, threshold=threshold,
+                                    one_to_one=one_to_one, target_precision=target_precision)
     except LinkageError as e:
         raise LtcevalError(f"{e} (left {left}, right {right})") from None
     except Exception as e:  # splink/duckdb failing on these data: one line, no traceback

@@ -68,10 +68,12 @@ def _cmd_link(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     summary = link_two_files(Path(args.left), Path(args.right), args.id_column, args.map, args.compare,
-                             args.threshold, out)
+                             args.threshold, out, one_to_one=args.one_to_one, target_precision=args.target_precision)
+    th = summary["thresholds"]
     print(f"linked {summary['links']['left_records_linked']:,} of {summary['records']['left']:,} left records "
-          f"({summary['links']['pairs']:,} pairs) in {summary['seconds']} s; wrote {out / 'links.csv'} "
-          f"and {out / 'summary.json'}")
+          f"({summary['links']['pairs']:,} pairs) in {summary['seconds']} s at match probability "
+          f">= {th['match_probability']:.6g} ({th['chosen_by']}; expected precision {th['expected_precision']:.4f}, "
+          f"recall {th['expected_recall']:.4f}); wrote {out / 'links.csv'} and {out / 'summary.json'}")
     return 0
 
 
@@ -381,8 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", required=True,
                    help="FIELD=COL,... with FIELD in nhs_number, forename, surname, date_of_birth, sex, "
                         "postcode; COL or LEFTCOL:RIGHTCOL")
-    p.add_argument("--compare", help="other columns compared with Jaro-Winkler levels: COL or LEFTCOL:RIGHTCOL, ...")
-    p.add_argument("--threshold", type=_probability, default=0.95, help="match probability for a link (default 0.95)")
+    p.add_argument("--compare", help="other free-text columns (street, locality, ...) compared by exact match "
+                   "(term-frequency adjusted), spaces ignored and Jaro-Winkler levels: COL or LEFTCOL:RIGHTCOL, ...")
+    p.add_argument("--threshold", type=_probability,
+                   help="match probability for a link (default: chosen from the trained model, the lowest at which "
+                        "the expected precision of the links is at least --target-precision)")
+    p.add_argument("--target-precision", type=_probability, default=0.999,
+                   help="expected precision the model-chosen threshold keeps (default 0.999)")
+    p.add_argument("--one-to-one", action="store_true",
+                   help="both files are deduplicated: each record links to at most one on the other side, "
+                        "best match weights first")
     p.add_argument("--out", required=True, help="output folder: links.csv and summary.json")
     p.set_defaults(func=_cmd_link)
 

@@ -23,12 +23,15 @@ def test_links_two_files_and_writes_pairs_and_summary(small_landing, tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert list(pairs.columns) == ["left_id", "right_id", "match_probability", "match_weight", "rule"]
     assert set(pairs["rule"]) <= {"deterministic_nhs_dob", "probabilistic"} and "probabilistic" in set(pairs["rule"])
-    assert (pairs["match_probability"] >= 0.95).all()
+    th = summary["thresholds"]  # chosen from the trained model: expected precision >= 0.999
+    assert th["chosen_by"] == "model" and 0 < th["match_probability"] <= 1
+    assert th["expected_precision"] >= 0.999 and 0 < th["expected_recall"] <= 1
+    assert (pairs["match_probability"] >= th["match_probability"]).all()
+    assert summary["model"]["postcodes"] == "UK"  # UK-shaped postcodes: sector, district, area levels
     assert summary["records"] == {"left": len(pd.read_csv(land / "ecds.csv")), "right": len(gp)}
     assert summary["candidate_pairs"] > 0 and summary["seconds"] > 0
     assert {r["rule"] for r in summary["blocking"]["prediction_rules"]} >= {"dob"}  # counted before scoring
     assert all(r["used"] and r["pairs"] >= 0 for r in summary["blocking"]["prediction_rules"])
-    assert summary["thresholds"]["match_probability"] == 0.95
     assert summary["links"]["pairs"] == len(pairs) and summary["compare"] == {
         "GP_Practice_Code": {"left": "GP_Practice_Code", "right": "PracticeCode"}}
     # quality against ground truth: the same implementation as the pipeline
@@ -39,6 +42,21 @@ def test_links_two_files_and_writes_pairs_and_summary(small_landing, tmp_path, c
     assert (left_true == right_true).mean() >= 0.999
     linkable = truth.loc["ecds"].isin(set(truth.loc["gp_patients"]))
     assert pairs["left_id"].nunique() / linkable.sum() >= 0.99
+
+
+def test_threshold_override_and_one_to_one_are_written_to_the_summary(small_landing, tmp_path, capsys):
+    land = small_landing / "landing"
+    out = tmp_path / "out"
+    rc = main(["link", str(land / "ecds.csv"), str(land / "gp_patients.csv"), "--id-column", "EC_Ident:PatientRecordId",
+               "--map", MAP, "--threshold", "0.97", "--one-to-one", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert "at match probability >= 0.97 (given;" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    pairs = pd.read_csv(out / "links.csv", dtype={"left_id": str, "right_id": str})
+    assert summary["thresholds"]["match_probability"] == 0.97 and summary["thresholds"]["chosen_by"] == "given"
+    assert summary["links"]["one_to_one"] is True
+    assert pairs["left_id"].is_unique and pairs["right_id"].is_unique
+    assert (pairs.loc[pairs["rule"] == "probabilistic", "match_probability"] >= 0.97).all()
 
 
 def test_fields_subset_nhs_number_only_is_deterministic(small_landing, tmp_path):
