@@ -122,6 +122,7 @@ def _fast_lf_cv(x_t=None, sigma=None, hybrid_kappa=0.05, sims=1000, rows_for_arp
     A = np.column_stack([sd, x_t])  # A [eta, tau] >= xi
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)  # one core: its worker threads spin beside a problem this small
     h.setOptionValue("solver", "simplex")
     inf = highspy.kHighsInf
     h.addVars(k + 1, np.full(k + 1, -inf), np.full(k + 1, inf))
@@ -193,6 +194,7 @@ def _fast_max_program(s_t, gamma_tilde, sigma, w_t, c):
     if program is None:
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", 1)  # one core: its worker threads spin beside a problem this small
         h.addVars(n, np.zeros(n), np.full(n, highspy.kHighsInf))
         b_eq = np.zeros(n_rows)
         b_eq[0] = 1.0
@@ -250,6 +252,7 @@ def _fast_test_delta_lp(y_t, x_t, sigma):
     if h is None:
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", 1)  # one core: its worker threads spin beside a problem this small
         h.setOptionValue("solver", "simplex")
         h.setOptionValue("simplex_strategy", 1)  # dual simplex, as linprog's "highs-ds"
         inf = highspy.kHighsInf
