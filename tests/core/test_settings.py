@@ -49,6 +49,7 @@ def test_modules_read_the_environment_only_through_env_value():
         "ltceval/run.py",  # copies the whole environment for the child processes it starts
         "core/dbt.py",  # likewise for a dbt child process
         "dags/analytical_zone_dag.py",  # sets a cosmos option before cosmos is imported
+        "ltceval/embedded.py",  # sets Airflow's parsing context: the DAG its process parses the folder for
         "ops/airflow_environment.py",  # the stack's processes start from this environment
         "ops/postgres_cluster.py",  # PATH for PostgreSQL's own tools
         "ops/airflow_preloaded.py",  # the scheduler's entry point imports nothing of ours before Airflow
