@@ -27,10 +27,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from core.contract import outcome_label
 import pandas as pd
 
+from core.contract import outcome_label
 from evaluation.did import CountDiDResult, OutcomeEstimates
 from evaluation.methods import calibration as ec
 

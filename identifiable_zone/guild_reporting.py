@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from core.disclosure import SUPPRESSED, round_count, significant
+from core.disclosure import MAX_SUPPRESSED, SUPPRESSED, round_count, significant
 
 UNDER_LINKED_SMD = 0.1  # as the balance threshold of matching (evaluation.diagnostics): a small difference
 
@@ -100,7 +100,9 @@ def published_error_rates(errors: dict) -> dict:
 # -- the linkage model as a reviewer reads it: no record values, only its parameters and curves
 
 THRESHOLD_GRID = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)
-WEIGHT_EDGES = (0.0, 5.0, 10.0, 15.0, 20.0)  # the IG report's match-weight bins (ig_report.WEIGHT_BINS)
+# the IG report's match-weight bins: their inner edges, and a label for each bin
+WEIGHT_EDGES = (0.0, 5.0, 10.0, 15.0, 20.0)
+WEIGHT_LABELS = ("<0", *(f"{lo:g}-{hi:g}" for lo, hi in zip(WEIGHT_EDGES, WEIGHT_EDGES[1:])), f">={WEIGHT_EDGES[-1]:g}")
 
 
 def model_levels(model: dict) -> list[dict]:
@@ -124,8 +126,6 @@ def published_precision_curve(rows: list[dict]) -> list[dict]:
     """Expected precision of the probabilistic links a threshold would accept (the mean match
     probability of the records whose best candidate reaches it), shown only where more than
     ``MAX_SUPPRESSED`` records would be accepted; no counts."""
-    from core.disclosure import MAX_SUPPRESSED
-
     return [{"threshold": r["threshold"], "expected_precision": significant(r["expected_precision"], 4)}
             for r in rows if r["records"] > MAX_SUPPRESSED]
 
@@ -170,7 +170,7 @@ def model_charts(levels: list[dict], weight_dist: dict, curve: dict, threshold: 
             total = sum(counts)
             if total:
                 ax.plot(range(len(counts)), [c / total for c in counts], marker="o", label=src)
-        ax.set_xticks(range(len(WEIGHT_EDGES) + 1), ["<0", "0-5", "5-10", "10-15", "15-20", ">=20"])
+        ax.set_xticks(range(len(WEIGHT_LABELS)), WEIGHT_LABELS)
         w = math.log2(threshold / (1 - threshold))
         ax.axvline(_weight_position(w) - 0.5, color="black", ls="--", lw=1)
         ax.text(_weight_position(w) - 0.45, ax.get_ylim()[1] * 0.9, f"threshold {threshold:g}", fontsize=8)

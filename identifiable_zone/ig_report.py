@@ -24,7 +24,8 @@ import pandas as pd
 
 from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
-from identifiable_zone.guild_reporting import (THRESHOLD_GRID, UNDER_LINKED_SMD, expected_errors,
+from identifiable_zone.guild_reporting import (THRESHOLD_GRID, UNDER_LINKED_SMD, WEIGHT_EDGES, WEIGHT_LABELS,
+                                               expected_errors,
                                                linked_unlinked_differences, model_charts, model_levels,
                                                published_error_rates, published_precision_curve,
                                                under_linked_groups)
@@ -34,8 +35,7 @@ PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
 PROB_LABELS = ["<0.5", "0.5-0.8", "0.8-0.9", "0.9-0.95", "0.95-0.99", "0.99-0.999", ">=0.999"]
 RULES = ["deterministic_nhs_dob", "probabilistic", "unlinked"]
 RULES_PSEUDONYMISED = ["deterministic_pseudo_key", "unlinked"]
-WEIGHT_BINS = [-1e9, 0.0, 5.0, 10.0, 15.0, 20.0, 1e9]
-WEIGHT_LABELS = ["<0", "0-5", "5-10", "10-15", "15-20", ">=20"]
+WEIGHT_BINS = [-1e9, *WEIGHT_EDGES, 1e9]  # labels: guild_reporting.WEIGHT_LABELS (its charts read them)
 SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile")
 
 
@@ -116,8 +116,8 @@ def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict,
                 w = grp.loc[grp["rule"] == "probabilistic", "match_weight"].dropna()
                 wu = grp.loc[grp["rule"] == "unlinked", "match_weight"].dropna()
                 weight_dist[src] = {
-                    "probabilistic_links": _counts_by_bin(w, WEIGHT_BINS, WEIGHT_LABELS),
-                    "unlinked_best_candidate": _counts_by_bin(wu, WEIGHT_BINS, WEIGHT_LABELS),
+                    "probabilistic_links": _counts_by_bin(w, WEIGHT_BINS, list(WEIGHT_LABELS)),
+                    "unlinked_best_candidate": _counts_by_bin(wu, WEIGHT_BINS, list(WEIGHT_LABELS)),
                     "unlinked_not_scored": int(grp.loc[grp["rule"] == "unlinked", "match_weight"].isna().sum()),
                 }
         for dim in [d for d in SUBGROUP_DIMS if d in names]:

@@ -84,13 +84,18 @@ def test_samples_are_labelled_by_the_step_the_tree_is_in():
     assert g.by_label["dag identifiable_zone"]["peak_bytes"] > 0
 
 
+def _two_steps_at_once(a: list[str], b: list[str]):
+    """The guard over a runner with two children at once, whose command lines end with ``a``
+    and ``b`` (as the steps `ltceval run` starts look to ``airflow_step``)."""
+    runner = ("import subprocess, sys; sleep = [sys.executable, '-c', 'import time; time.sleep(1.0)']; "
+              f"a = subprocess.Popen(sleep + {a!r}); b = subprocess.Popen(sleep + {b!r}); a.wait(); b.wait()")
+    return run_guarded([sys.executable, "-c", runner], _own() + 1000 * MIB, label=airflow_step)
+
+
 def test_two_steps_at_once_are_one_label():
     # `ltceval run` makes the metadata database beside the generator: the samples of both at
     # once are neither step's alone
-    runner = ("import subprocess, sys; sleep = [sys.executable, '-c', 'import time; time.sleep(1.0)']; "
-              "a = subprocess.Popen(sleep + ['ltceval.cli', 'synth']); "
-              "b = subprocess.Popen(sleep + ['airflow', 'db', 'migrate']); a.wait(); b.wait()")
-    g = run_guarded([sys.executable, "-c", runner], _own() + 1000 * MIB, label=airflow_step)
+    g = _two_steps_at_once(["ltceval.cli", "synth"], ["airflow", "db", "migrate"])
     assert g.ok
     assert "airflow db + generate" in g.by_label and set(g.by_label) <= {"airflow db + generate", "generate", "airflow db"}
 
@@ -98,10 +103,7 @@ def test_two_steps_at_once_are_one_label():
 def test_the_dbt_listing_beside_a_dag_counts_in_the_dag_s_row():
     # `ltceval run` lists the dbt project (cosmos) beside the identifiable-zone DAG: those samples
     # are the DAG's (its memory in the DAG's peak), not a step of their own
-    runner = ("import subprocess, sys; sleep = [sys.executable, '-c', 'import time; time.sleep(1.0)']; "
-              "a = subprocess.Popen(sleep + ['ltceval.embedded', '--list-dbt-project']); "
-              "b = subprocess.Popen(sleep + ['ltceval.embedded', 'identifiable_zone']); a.wait(); b.wait()")
-    g = run_guarded([sys.executable, "-c", runner], _own() + 1000 * MIB, label=airflow_step)
+    g = _two_steps_at_once(["ltceval.embedded", "--list-dbt-project"], ["ltceval.embedded", "identifiable_zone"])
     assert g.ok
     assert "dag identifiable_zone" in g.by_label and set(g.by_label) <= {"dag identifiable_zone", "dbt ls"}
 
