@@ -67,6 +67,10 @@ FIELD_COLS = {"nhs_number": "nhs", "forename": "forename", "surname": "surname",
 ROLE_FIELDS = {"nhs_number": "nhs_number", "forename": "forename", "surname": "surname",
                "dob": "date_of_birth", "sex": "sex", "postcode": "postcode"}
 DEFAULT_THRESHOLD = 0.95
+# a record's link (record_person): its person, how, with what probability and weight, and for a
+# scored record its best candidate's spine record and (unless tied) person, linked or not
+RECORD_PERSON_COLUMNS = ["source", "record_id", "person_key", "rule", "match_probability", "match_weight",
+                         "candidate_person_key", "candidate_record_id"]
 EXTRA_PREFIX = "x_"
 
 
@@ -556,12 +560,15 @@ def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict,
                          "match_weight": pred["match_weight"].astype(float)})
 
 
+BEST_COLUMNS = ["tuple_id", "person_key", "record_id", "match_probability", "match_weight", "tied", "linked"]
+
+
 def best_matches(pairs: pd.DataFrame, persons: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Per tuple: best person, its probability and weight; 'linked' when >= threshold and no
-    other person scores the same."""
+    """Per tuple: best person, the spine record that scored it (``record_id``: what a clerical
+    reviewer compares), its probability and weight; ``tied`` when another person scores the
+    same; 'linked' when >= threshold and not tied."""
     if pairs.empty:
-        return pd.DataFrame({"tuple_id": [], "person_key": [], "match_probability": [],
-                             "match_weight": [], "linked": []})
+        return pd.DataFrame({c: [] for c in BEST_COLUMNS})
     if "match_weight" not in pairs:
         p = pairs["match_probability"].clip(1e-12, 1 - 1e-12)
         pairs = pairs.assign(match_weight=np.log2(p / (1 - p)))
@@ -574,9 +581,9 @@ def best_matches(pairs: pd.DataFrame, persons: pd.DataFrame, threshold: float) -
     first = top[top["rank"] == 0].set_index("tuple_id")
     second = top[top["rank"] == 1].set_index("tuple_id")["match_probability"]
     first["second"] = second.reindex(first.index)
-    tie = first["second"].notna() & (first["second"] >= first["match_probability"])
-    first["linked"] = (first["match_probability"] >= threshold) & ~tie
-    return first.reset_index()[["tuple_id", "person_key", "match_probability", "match_weight", "linked"]]
+    first["tied"] = first["second"].notna() & (first["second"] >= first["match_probability"])
+    first["linked"] = (first["match_probability"] >= threshold) & ~first["tied"]
+    return first.reset_index()[BEST_COLUMNS]
 
 
 # -- model artefacts -------------------------------------------------------------------------
@@ -703,11 +710,17 @@ def link_unmatched(unmatched: pd.DataFrame, all_tuples: pd.DataFrame | TupleTabl
     prob_col[unl] = tid[unl].map(cand["match_probability"]).astype(float).fillna(0.0).to_numpy(dtype=float)
     weight[unl] = tid[unl].map(cand["match_weight"]).astype(float).to_numpy(dtype=float)
     rule = np.where(is_prob, "probabilistic", "unlinked")
+    # every scored tuple keeps its best candidate: the spine record (for clerical review) and,
+    # unless another person ties with it, the person (for links at a looser threshold)
+    untied = cand[~cand["tied"].astype(bool)]
     links = pd.DataFrame({"tuple_id": tid.to_numpy(), "person_key": person_key, "rule": rule,
-                          "match_probability": prob_col, "match_weight": weight})
+                          "match_probability": prob_col, "match_weight": weight,
+                          "candidate_person_key": tid.map(untied["person_key"]).to_numpy(dtype=object),
+                          "candidate_record_id": tid.map(cand["record_id"]).to_numpy(dtype=object)})
     counts = {"deterministic_tuples": int(n_all - len(unmatched)), "probabilistic_tuples": int(is_prob.sum()),
               "unlinked_tuples": int(unl.sum()), "scored_pairs": int(len(pairs)), "model_trained": trained,
-              "blocking": blocking_info}
+              "blocking": blocking_info,
+              "threshold_scenarios": threshold_scenarios(untied["match_probability"], threshold)}
     return links, model, counts
 
 
@@ -739,8 +752,9 @@ def link_sources(identifier_frames: dict[str, pd.DataFrame], threshold: float = 
                                         spill_dir=spill_dir)
     rp = record_tuple.merge(links, on="tuple_id", how="left").drop(columns="tuple_id")
     out.append(rp)
-    record_person = pd.concat(out, ignore_index=True)[
-        ["source", "record_id", "person_key", "rule", "match_probability", "match_weight"]]
+    record_person = pd.concat(out, ignore_index=True).reindex(columns=RECORD_PERSON_COLUMNS)
+    for c in ("candidate_person_key", "candidate_record_id"):  # spine and deterministic rows have none
+        record_person[c] = record_person[c].astype(object).where(record_person[c].notna(), None)
     record_person["match_probability"] = record_person["match_probability"].astype(float)
     record_person["match_weight"] = record_person["match_weight"].astype(float)
     summary = {
@@ -776,8 +790,8 @@ def link_pseudonymised(key_frames: dict[str, pd.DataFrame]) -> LinkResult:
             "person_key": np.where(hit, "upstream:" + fr["pseudo_key"].fillna(""), None).astype(object),
             "rule": np.where(hit, "deterministic_pseudo_key", "unlinked"),
             "match_probability": np.where(hit, 1.0, 0.0), "match_weight": np.nan}))
-    rp = pd.concat(out, ignore_index=True)[["source", "record_id", "person_key", "rule",
-                                            "match_probability", "match_weight"]]
+    rp = pd.concat(out, ignore_index=True).reindex(columns=RECORD_PERSON_COLUMNS)
+    rp[["candidate_person_key", "candidate_record_id"]] = rp[["candidate_person_key", "candidate_record_id"]].astype(object)
     summary = {"mode": "upstream_pseudonymised", "spine_records": int(len(persons)),
                "spine_persons": int(persons["person_key"].nunique()),
                "source_records": int(len(rp) - len(persons)), "deterministic_records": n_det,
@@ -801,6 +815,28 @@ def choose_threshold(probabilities, target: float = TARGET_PRECISION) -> float:
     last_of_value = np.r_[p[1:] != p[:-1], True]  # ties: a threshold accepts all of them
     ok = np.nonzero(last_of_value & (mean >= target))[0]
     return float(p[ok[-1]]) if ok.size else 1.0
+
+
+# the business case's linkage sensitivity (issue 17): links made where the model expects this
+# precision of what it accepts, one stricter and one looser than the configured threshold
+SCENARIO_TARGETS = {"stricter": 0.9999, "looser": 0.99}
+
+
+def threshold_scenarios(probabilities, threshold: float) -> dict:
+    """The configured threshold ('main') and the stricter and looser ones: the threshold at
+    which the model's expected precision of the untied best candidates (``probabilities``)
+    reaches the scenario's target (``choose_threshold``), never looser than the main one for
+    'stricter' nor stricter for 'looser' (then that scenario is the main links). Each with the
+    expected precision of the probabilistic links it accepts. No counts."""
+    p = np.asarray(probabilities, dtype=float)
+    bounds = {"stricter": max, "looser": min}
+    out = {"main": {"target_expected_precision": None, "threshold": float(threshold)}}
+    for name, target in SCENARIO_TARGETS.items():
+        out[name] = {"target_expected_precision": target,
+                     "threshold": float(bounds[name](threshold, choose_threshold(p, target)))}
+    for sc in out.values():
+        sc["expected_precision"] = expected_quality(p, sc["threshold"])["expected_precision"]
+    return out
 
 
 def expected_quality(probabilities, threshold: float) -> dict:

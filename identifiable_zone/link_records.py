@@ -37,8 +37,7 @@ BATCH_ROWS = 500_000  # rows standardised at a time (whole row groups of the acc
 WORKERS_FROM_ROWS = 1_000_000  # records from which staging is shared among worker processes
 SUBGROUPS = ["age_band", "sex", "ethnic_category", "imd_decile"]
 RECORD_PERSON_SCHEMA = pa.schema(
-    [("source", pa.string()), ("record_id", pa.string()), ("person_key", pa.string()), ("rule", pa.string()),
-     ("match_probability", pa.float64()), ("match_weight", pa.float64())]
+    [(c, pa.float64() if c in ("match_probability", "match_weight") else pa.string()) for c in lk.RECORD_PERSON_COLUMNS]
     + [(c, pa.string()) for c in SUBGROUPS])
 # staging: record id, the standardised identifiers, the subgroups (sg_ prefixed: "sex" is both)
 STAGING_SCHEMA = pa.schema([("record_id", pa.string())] + [(c, pa.string()) for c in lk.ID_COLS]
@@ -142,7 +141,8 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
         if not n_tuples:
             summary, counts = {"tuples": 0}, {}
             con.execute("CREATE TEMP TABLE tuple_links AS SELECT *, NULL::VARCHAR AS person_key, NULL::VARCHAR AS rule, "
-                        "NULL::DOUBLE AS match_probability, NULL::DOUBLE AS match_weight FROM link_tuples")
+                        "NULL::DOUBLE AS match_probability, NULL::DOUBLE AS match_weight, "
+                        "NULL::VARCHAR AS candidate_person_key, NULL::VARCHAR AS candidate_record_id FROM link_tuples")
         else:
             con.register("spine_persons_frame", persons)
             con.register("spine_ids_frame", spine_ids[["record_id", "nhs", "dob"]])
@@ -164,16 +164,20 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
                 "rule": text_array(prob_links["rule"]),
                 "match_probability": pa.array(prob_links["match_probability"].to_numpy(dtype=float), type=pa.float64()),
                 "match_weight": pa.array(prob_links["match_weight"].to_numpy(dtype=float), from_pandas=True,
-                                         type=pa.float64())}))
+                                         type=pa.float64()),
+                "candidate_person_key": text_array(prob_links["candidate_person_key"]),
+                "candidate_record_id": text_array(prob_links["candidate_record_id"])}))
             del prob_links
             det_rule = lk.deterministic_rule(lk.ID_COLS)
             con.execute(f"""
                 CREATE TEMP TABLE tuple_links AS
                 SELECT t.*, d.person_key, '{det_rule}' AS rule, 1.0::DOUBLE AS match_probability,
-                       NULL::DOUBLE AS match_weight
+                       NULL::DOUBLE AS match_weight, NULL::VARCHAR AS candidate_person_key,
+                       NULL::VARCHAR AS candidate_record_id
                 FROM link_tuples t JOIN det_links d USING (tuple_id)
                 UNION ALL
-                SELECT t.*, p.person_key, p.rule, p.match_probability, p.match_weight
+                SELECT t.*, p.person_key, p.rule, p.match_probability, p.match_weight, p.candidate_person_key,
+                       p.candidate_record_id
                 FROM link_tuples t JOIN prob_links_arrow p USING (tuple_id)""")
             con.unregister("prob_links_arrow")
             con.unregister("spine_ids_frame")
@@ -193,7 +197,8 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
             del spine_ids, persons
             reader = con.sql(f"""
                 SELECT '{SPINE}' AS source, r.record_id, k.person_key, 'spine' AS rule, 1.0::DOUBLE AS match_probability,
-                       NULL::DOUBLE AS match_weight, {sg_select}
+                       NULL::DOUBLE AS match_weight, NULL::VARCHAR AS candidate_person_key,
+                       NULL::VARCHAR AS candidate_record_id, {sg_select}
                 FROM read_parquet({sql_path(staged[SPINE])}, file_row_number = true) r
                 JOIN spine_person_keys k ON k.spine_row = r.file_row_number
                 ORDER BY r.file_row_number""").to_arrow_reader(256_000)
@@ -205,7 +210,7 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
                 src = source.replace("'", "''")
                 reader = con.sql(f"""
                     SELECT '{src}' AS source, r.record_id, t.person_key, t.rule, t.match_probability,
-                           t.match_weight, {sg_select}
+                           t.match_weight, t.candidate_person_key, t.candidate_record_id, {sg_select}
                     FROM read_parquet({sql_path(staged[source])}, file_row_number = true) r
                     JOIN (SELECT * FROM tuple_links WHERE source = '{src}') t ON {same}
                     ORDER BY r.file_row_number""").to_arrow_reader(256_000)

@@ -12,7 +12,8 @@ XComs and logs. State between steps lives on disk in the identifiable zone:
     identifiable/dq_flags/<table>.parquet      record id, rule, field, row of blanked values
     identifiable/validation_summary.json
     identifiable/links/record_person.parquet   source, record_id, person_key, rule, probability,
-                                               match weight, subgroup columns
+                                               match weight, best candidate (person, spine
+                                               record), subgroup columns
     identifiable/linkage_model/splink_model_<sha>.json, current.json (pointer to the latest)
     identifiable/link_summary.json, identifiable/publish_summary.json
     identifiable/linkage_spill/, pseudonymise_spill/   where DuckDB spills (it removes its files)
@@ -327,10 +328,12 @@ def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> di
     key, key_source = ps.load_key_with_source()
     cfg = load_sources_config(config_path)
     counts = _accepted_counts(paths)
+    scenarios = read_json(paths.identifiable / "link_summary.json").get("threshold_scenarios")
     with ps.publish_folder_atomically(paths.pseudonymised) as folder:
         summary = ps.build_tables(paths.identifiable / "accepted", cfg,
                                   paths.identifiable / "links" / "record_person.parquet", key, folder,
-                                  spill_dir=paths.identifiable / "pseudonymise_spill", row_counts=counts)
+                                  spill_dir=paths.identifiable / "pseudonymise_spill", row_counts=counts,
+                                  threshold_scenarios=scenarios)
     out = {"run_id": run["run_id"], "seconds": round(time.time() - t0, 1),
            "key_fingerprint": ps.key_fingerprint(key), "key_source": key_source, **summary}
     write_json_atomic(paths.identifiable / "publish_summary.json", out)

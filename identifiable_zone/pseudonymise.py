@@ -368,16 +368,60 @@ def _write_person_table(con, spine_file: Path, spec, record_person: Path, target
     return pq.ParquetFile(target).metadata.num_rows
 
 
+ALTERNATIVES = "linkage_alternatives"  # contract §3: records whose person moves with the threshold
+SCENARIOS = "linkage_scenarios"  # contract §3: the thresholds of the main, stricter and looser links
+
+
+def _scenario_records_of(record_person: Path, source: str, scenarios: dict) -> str:
+    """SQL: (record_id, person_key, key_stricter, key_looser) of ``source``'s records: at the
+    stricter threshold a probabilistic link below it is dropped; at the looser one an unlinked
+    record whose untied best candidate scores at least it links to that candidate."""
+    src = source.replace("'", "''")
+    strict, loose = float(scenarios["stricter"]["threshold"]), float(scenarios["looser"]["threshold"])
+    return (f"(SELECT record_id, person_key, "
+            f"CASE WHEN rule = 'probabilistic' AND match_probability < {strict!r} THEN NULL ELSE person_key END "
+            f"AS key_stricter, "
+            f"CASE WHEN rule = 'unlinked' AND match_probability >= {loose!r} THEN candidate_person_key "
+            f"ELSE person_key END AS key_looser "
+            f"FROM read_parquet({sql_path(record_person)}) WHERE source = '{src}')")
+
+
+def _write_scenarios(con, out: Path, scenarios: dict, parts: list[str]) -> dict:
+    """``linkage_scenarios`` (main, stricter, looser: target, threshold, expected precision; no
+    counts) and ``linkage_alternatives`` (the union of ``parts``: each published record whose
+    person differs under a scenario). Returns their summary entries."""
+    names = ["main", "stricter", "looser"]
+    table = pa.table({
+        "scenario": pa.array(names, type=pa.string()),
+        "target_expected_precision": pa.array([scenarios[n]["target_expected_precision"] for n in names], type=pa.float64()),
+        "threshold": pa.array([float(scenarios[n]["threshold"]) for n in names], type=pa.float64()),
+        "expected_precision": pa.array([scenarios[n]["expected_precision"] for n in names], type=pa.float64())})
+    pq.write_table(table, out / f"{SCENARIOS}.parquet")
+    empty = ("SELECT NULL::VARCHAR AS table_name, NULL::VARCHAR AS record_id, NULL::VARCHAR AS person_id_stricter, "
+             "NULL::VARCHAR AS person_id_looser WHERE false")
+    _write_query(con, " UNION ALL ".join(parts) if parts else empty, out / f"{ALTERNATIVES}.parquet")
+    rows = pq.ParquetFile(out / f"{ALTERNATIVES}.parquet").metadata.num_rows
+    return {SCENARIOS: {"rows": len(names), "rows_without_person": None,
+                        "columns": table.column_names, "withheld": [], "pseudonymised": []},
+            ALTERNATIVES: {"rows": int(rows), "rows_without_person": None,
+                           "columns": ["table_name", "record_id", "person_id_stricter", "person_id_looser"],
+                           "withheld": [], "pseudonymised": ["record_id"]}}
+
+
 def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: Path,
                  spill_dir: Path | None = None,
-                 row_counts: Mapping[str, int] | None = None) -> dict:
+                 row_counts: Mapping[str, int] | None = None,
+                 threshold_scenarios: dict | None = None) -> dict:
     """Write the pseudonymised tables of contract §3 into ``out`` and return a summary (row
     counts, rows without a person, columns that left the zone per table, columns withheld).
 
     Each source is copied from its accepted Parquet by DuckDB (bounded by its memory limit,
     spilling to ``spill_dir``), in its own row order, with the person id joined on from the
     links, and the person table (one row per spine person) from the accepted spine; ``row_counts``
-    (accepted rows per source) gives the progress lines their total."""
+    (accepted rows per source) gives the progress lines their total. With ``threshold_scenarios``
+    (``link.threshold_scenarios``) also ``linkage_scenarios`` and ``linkage_alternatives``: the
+    records of each person-linked table whose person differs at the stricter or looser threshold
+    (the business case's linkage sensitivity)."""
     summary: dict = {"tables": {}}
     present = [s for s in PUBLISH_AS if s in cfg.sources and (accepted_dir / f"{s}.parquet").exists()]
     with connection(spill_dir) as con:
@@ -395,6 +439,7 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
 
         rows_total = sum(row_counts.get(s, 0) for s in present) if row_counts else 0
         rows_done = 0
+        alternatives = []
         for i, source in enumerate(present, 1):
             name, spec = PUBLISH_AS[source], cfg[source]
             src_file = accepted_dir / f"{source}.parquet"
@@ -407,6 +452,16 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
                     (fk, of), = spec.parent.items()
                     drop.add(fk)  # PatientRecordId / LocalPatientId: local patient ids leave nothing
                 join = f"LEFT JOIN {_records_of(record_person, of)} m ON a.{_q(fk)} = m.record_id"
+                if threshold_scenarios:
+                    domain = spec.pseudonymised_columns[spec.record_id].replace("'", "''")
+                    alternatives.append(
+                        f"SELECT '{name}' AS table_name, record_pseudonym('{domain}', a.{_q(spec.record_id)}) AS record_id, "
+                        f"ps.person_id AS person_id_stricter, pl.person_id AS person_id_looser "
+                        f"FROM read_parquet({sql_path(src_file)}) a "
+                        f"JOIN {_scenario_records_of(record_person, of, threshold_scenarios)} r ON a.{_q(fk)} = r.record_id "
+                        f"LEFT JOIN person_ids ps ON ps.person_key = r.key_stricter "
+                        f"LEFT JOIN person_ids pl ON pl.person_key = r.key_looser "
+                        f"WHERE r.key_stricter IS DISTINCT FROM r.person_key OR r.key_looser IS DISTINCT FROM r.person_key")
             keep = [c for c in spec.columns if c not in drop]
             pseudonymised = {c: d for c, d in spec.pseudonymised_columns.items() if c in keep}
             items = _typed_columns(con, src_file, keep, [c for c in spec.dates if c in keep],
@@ -432,4 +487,6 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
             rows_done += rows
             progress.report("pseudonymise", "%s written, %d/%d tables, %s of %s rows", name, i, len(present),
                             f"{rows_done:,}", f"{max(rows_total, rows_done):,}")
+        if threshold_scenarios:
+            summary["tables"].update(_write_scenarios(con, out, threshold_scenarios, alternatives))
     return summary

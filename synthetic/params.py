@@ -5,7 +5,7 @@ them through `SynthParams(...)` or `ltceval synth` options.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 
 from core.contract import NEGATIVE_CONTROLS, SEEDS
@@ -55,6 +55,16 @@ DEFAULT_ERROR_RATES = {
     "apc": IdentifierErrorRates(0.015, 0.005, 0.001, 0.02, 0.03, 0.005, 0.08, 0.0),
     "opa": IdentifierErrorRates(0.02, 0.005, 0.001, 0.02, 0.03, 0.005, 0.08, 0.0),
 }
+
+
+# An opt-in harder profile (tests of the linkage sensitivity, docs/linkage.md): NHS numbers
+# missing eight times as often (at most half), names mistyped and day/month swapped five times
+# as often, addresses changed four times as often (at most half). More records fall to splink,
+# and some land between the stricter and looser thresholds.
+HARD_ERROR_RATES = {
+    source: replace(e, nhs_missing=min(0.5, e.nhs_missing * 8), name_typo=e.name_typo * 5,
+                    dob_day_month_swap=e.dob_day_month_swap * 5, postcode_changed=min(0.5, e.postcode_changed * 4))
+    for source, e in DEFAULT_ERROR_RATES.items()}
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,6 @@ def test_best_match_threshold_and_ties():
     assert best.loc["a", "linked"] and best.loc["a", "person_key"] == "nhs:9434765919"
     assert not best.loc["b", "linked"]  # below threshold
     assert not best.loc["c", "linked"]  # two different persons tie
+    # the spine record behind each best candidate (a clerical reviewer compares it) and the tie
+    assert best.loc["a", "record_id"] == "G1" and best.loc["b", "record_id"] == "G3"
+    assert best["tied"].to_dict() == {"a": False, "b": False, "c": True}
