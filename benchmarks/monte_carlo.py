@@ -158,20 +158,17 @@ def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, f
             "calibrated_covered": np.nan,
         }
         if null is not None and np.isfinite(d.log_rate_ratio):
-            ci = ec.calibrate_confidence_interval(d.log_rate_ratio, d.se_log_rate_ratio, model)
-            clo, chi = float(np.exp(ci.log_lb[0])), float(np.exp(ci.log_ub[0]))
+            calibrated_log_rr, clo, chi = _calibrated(d.log_rate_ratio, d.se_log_rate_ratio, model)
             # the same allowing for the error of the null's fitted mean, less its covariance with
             # the outcome (what the report shows: evaluation.calibration.null_error_se)
             se_w, correlated = null_error_se(d, [controls[c] for c in used], null)
-            wide = ec.calibrate_confidence_interval(d.log_rate_ratio, se_w, model)
-            wlo, whi = float(np.exp(wide.log_lb[0])), float(np.exp(wide.log_ub[0]))
+            _, wlo, whi = _calibrated(d.log_rate_ratio, se_w, model)
             # and as before the covariance was allowed for (outcome and null mean independent)
             se_i = float(ec.allowing_for_the_null_s_error(d.se_log_rate_ratio, null))
-            ind = ec.calibrate_confidence_interval(d.log_rate_ratio, se_i, model)
-            ilo, ihi = float(np.exp(ind.log_lb[0])), float(np.exp(ind.log_ub[0]))
+            _, ilo, ihi = _calibrated(d.log_rate_ratio, se_i, model)
             row.update(null_mean=null.mean, null_sd=null.sd, null_mean_se=null.mean_se, ease=ease,
                        null_controls=null.n_controls,
-                       calibrated_log_rr=float(ci.log_rr[0]), calibrated_lo95=clo, calibrated_hi95=chi,
+                       calibrated_log_rr=calibrated_log_rr, calibrated_lo95=clo, calibrated_hi95=chi,
                        calibrated_covered=_covers(clo, chi, rr0),
                        calibrated_null_error_lo95=wlo, calibrated_null_error_hi95=whi,
                        calibrated_null_error_covered=_covers(wlo, whi, rr0),
@@ -191,6 +188,12 @@ def estimate_draw(seed: int, tables: dict[str, pd.DataFrame], truth: dict[str, f
                      "events": float(panel[c].sum()),
                      "share_controls_referred_in_followup": referred_share, "negative_control": True})
     return rows
+
+
+def _calibrated(log_rr: float, se: float, model) -> tuple[float, float, float]:
+    """The calibrated log rate ratio and 95% interval (as rate ratios) of one estimate."""
+    ci = ec.calibrate_confidence_interval(log_rr, se, model)
+    return float(ci.log_rr[0]), float(np.exp(ci.log_lb[0])), float(np.exp(ci.log_ub[0]))
 
 
 def _covers(lo: float, hi: float, truth: float):
@@ -261,6 +264,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     for o, g in df.groupby("outcome", sort=False):
         g = g[np.isfinite(g["log_rr"])]
         D = len(g)
+        if not D:  # too few events in every draw (a small population's rare control)
+            continue
         log_truth = np.log(g["true_rate_ratio"].iloc[0])
         bias = g["log_rr"].mean() - log_truth
         cov = g["covered"].astype(float).mean()

@@ -20,20 +20,33 @@ def _parsing_for(dag_id: str) -> None:
     os.environ[_AIRFLOW_PARSING_CONTEXT_DAG_ID] = dag_id
 
 
+def _parsed_dag(dag_id: str, dag_folder: str):
+    """``dag_id`` from the DAG files in ``dag_folder`` (a folder or one file), parsed for it;
+    RuntimeError naming the files that failed to import, or the missing DAG."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    _parsing_for(dag_id)
+    bag = DagBag(dag_folder=dag_folder)
+    if bag.import_errors:
+        files = ", ".join(sorted(bag.import_errors))
+        raise RuntimeError(f"DAG files failed to import: {files} (see the log above)")
+    dag = bag.dags.get(dag_id)
+    if dag is None:
+        raise RuntimeError(f"no DAG called {dag_id!r} in {dag_folder}")
+    return dag
+
+
 def list_dbt_project() -> int:
     """Parse the analytical DAG file as its own DAG's process would: cosmos lists the dbt project
     (`dbt ls`) into its cache in the run's metadata DB. `ltceval run` does this beside the
     identifiable-zone DAG, so that the analytical DAG's process finds the list made."""
-    from airflow.dag_processing.dagbag import DagBag
-
     from core.assets import ANALYTICAL_ZONE
     from core.settings import DAGS_DIR
 
-    _parsing_for(ANALYTICAL_ZONE.dag_id)
-    bag = DagBag(dag_folder=str(DAGS_DIR / f"{ANALYTICAL_ZONE.dag_id}_dag.py"))
-    dag = bag.dags.get(ANALYTICAL_ZONE.dag_id)
-    if bag.import_errors or dag is None:
-        print(f"the analytical DAG file did not parse: {', '.join(sorted(bag.import_errors)) or 'no DAG'}")
+    try:
+        dag = _parsed_dag(ANALYTICAL_ZONE.dag_id, str(DAGS_DIR / f"{ANALYTICAL_ZONE.dag_id}_dag.py"))
+    except RuntimeError as e:
+        print(f"the analytical DAG file did not parse: {e}")
         return 1
     print(f"dag {dag.dag_id}: {len(dag.tasks)} tasks from the dbt project")
     return 0
@@ -41,17 +54,8 @@ def list_dbt_project() -> int:
 
 def run_dag(dag_id: str) -> str:
     from airflow.configuration import conf
-    from airflow.dag_processing.dagbag import DagBag
 
-    _parsing_for(dag_id)
-    bag = DagBag(dag_folder=conf.get("core", "dags_folder"))
-    if bag.import_errors:
-        files = ", ".join(sorted(bag.import_errors))
-        raise RuntimeError(f"DAG files failed to import: {files} (see the log above)")
-    dag = bag.dags.get(dag_id)
-    if dag is None:
-        raise RuntimeError(f"no DAG called {dag_id!r} in {conf.get('core', 'dags_folder')}")
-    dag_run = dag.test()
+    dag_run = _parsed_dag(dag_id, conf.get("core", "dags_folder")).test()
     try:  # name the failed tasks on the last line of the log (the runner shows the tail)
         failed = sorted(ti.task_id for ti in dag_run.get_task_instances()
                         if str(getattr(ti.state, "value", ti.state)) in ("failed", "upstream_failed"))

@@ -206,7 +206,6 @@ class _Beside:
         log.parent.mkdir(parents=True, exist_ok=True)
         self._proc: subprocess.Popen | None = None
         self._took: float | None = None
-        self._started = threading.Event()
         if after is None:
             self._start()
         # its own time, not the time until finish() is called
@@ -218,7 +217,6 @@ class _Beside:
         with self.log.open("w") as fh:
             self._proc = _start(self._cmd, env=self._env, stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
-        self._started.set()
 
     def _wait(self) -> None:
         if self._after is not None:
@@ -282,7 +280,6 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
             for b in besides:
                 b.wait()
             raise
-        beside.wait()
         beside.finish()
     else:
         if not config.is_file():

@@ -93,6 +93,16 @@ class HonestSensitivity:
         return d
 
 
+
+def _quiet_highs():
+    """A silent HiGHS model on one thread: its worker threads spin beside a problem this small."""
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    return h
+
 def _num(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
@@ -120,9 +130,7 @@ def _fast_lf_cv(x_t=None, sigma=None, hybrid_kappa=0.05, sims=1000, rows_for_arp
     n_rows, k = x_t.shape
     xi_draws = rng.multivariate_normal(mean=np.zeros(sigma.shape[0]), cov=sigma, size=sims)
     A = np.column_stack([sd, x_t])  # A [eta, tau] >= xi
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)  # one core: its worker threads spin beside a problem this small
+    h = _quiet_highs()
     h.setOptionValue("solver", "simplex")
     inf = highspy.kHighsInf
     h.addVars(k + 1, np.full(k + 1, -inf), np.full(k + 1, inf))
@@ -192,9 +200,7 @@ def _fast_max_program(s_t, gamma_tilde, sigma, w_t, c):
     program = _MAX_PROGRAMS.get(key)
     n_rows, n = a_eq.shape
     if program is None:
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)  # one core: its worker threads spin beside a problem this small
+        h = _quiet_highs()
         h.addVars(n, np.zeros(n), np.full(n, highspy.kHighsInf))
         b_eq = np.zeros(n_rows)
         b_eq[0] = 1.0
@@ -250,9 +256,7 @@ def _fast_test_delta_lp(y_t, x_t, sigma):
     key = (C.shape, C.tobytes())
     h = _DELTA_PROGRAMS.get(key)
     if h is None:
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)  # one core: its worker threads spin beside a problem this small
+        h = _quiet_highs()
         h.setOptionValue("solver", "simplex")
         h.setOptionValue("simplex_strategy", 1)  # dual simplex, as linprog's "highs-ds"
         inf = highspy.kHighsInf
