@@ -45,6 +45,9 @@ class IdentifierErrorRates:
     dob_day_month_swap: float
     postcode_changed: float  # an old or new address
     duplicate_record: float  # the same person held twice in the source
+    # faults of the harder profile only (0 in the default one, whose data they leave unchanged)
+    surname_changed: float = 0.0  # a woman's record under another surname (marriage or divorce)
+    names_swapped: float = 0.0  # forename and surname transposed
 
 
 # Rates as reported for local extracts: ECDS worst for missing numbers, GP lists nearly complete.
@@ -59,11 +62,13 @@ DEFAULT_ERROR_RATES = {
 
 # An opt-in harder profile (tests of the linkage sensitivity, docs/linkage.md): NHS numbers
 # missing eight times as often (at most half), names mistyped and day/month swapped five times
-# as often, addresses changed four times as often (at most half). More records fall to splink,
-# and some land between the stricter and looser thresholds.
+# as often, addresses changed four times as often (at most half), and, in every source, 5% of
+# women's records under another surname and 1% of records with the names transposed. More
+# records fall to splink, and some land between the stricter and looser thresholds.
 HARD_ERROR_RATES = {
     source: replace(e, nhs_missing=min(0.5, e.nhs_missing * 8), name_typo=e.name_typo * 5,
-                    dob_day_month_swap=e.dob_day_month_swap * 5, postcode_changed=min(0.5, e.postcode_changed * 4))
+                    dob_day_month_swap=e.dob_day_month_swap * 5, postcode_changed=min(0.5, e.postcode_changed * 4),
+                    surname_changed=0.05, names_swapped=0.01)
     for source, e in DEFAULT_ERROR_RATES.items()}
 
 

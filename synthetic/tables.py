@@ -100,6 +100,14 @@ def identity_variants(persons: pd.DataFrame, idx: np.ndarray, source: str, param
         unit = mv.choice(POSTCODE_LETTERS, size=km).astype(object) + mv.choice(POSTCODE_LETTERS, size=km).astype(object)
         area = np.array([pc[:2] for pc in postcode[moved]], dtype=object)
         postcode[moved] = area + district + " " + sector + unit
+    # the harder profile's faults, drawn last and only when asked for: the default data keep
+    # their random streams
+    if e.surname_changed > 0:
+        married = (rows.random(k) < e.surname_changed) & (p["sex"].to_numpy() == "F")
+        sur[married] = pick(surname_universe(), sub(married).random(int(married.sum())))
+    if e.names_swapped > 0:
+        swapped = rows.random(k) < e.names_swapped
+        fore[swapped], sur[swapped] = sur[swapped], fore[swapped].copy()
     return pd.DataFrame({"person": idx, "nhs": nhs, "forename": fore, "surname": sur, "dob": dob_s,
                          "sex": p["sex"].to_numpy(), "postcode": postcode})
 

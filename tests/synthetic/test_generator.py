@@ -269,3 +269,44 @@ def test_negative_controls_never_get_the_planted_effect_and_confounding_moves_th
     for streams in (NEGATIVE_CONTROLS, ae):
         ratio = _treated_rate_after_index(confounded, streams) / _treated_rate_after_index(null, streams)
         assert 0.4 < ratio < 0.6, (streams, ratio)
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _names_against_truth(out) -> pd.DataFrame:
+    """ECDS rows with their true person's names and sex."""
+    ecds = read(out, "ecds")
+    truth = pd.read_parquet(out / "ground_truth" / "record_person.parquet")
+    persons = pd.read_parquet(out / "ground_truth" / "persons.parquet")
+    rows = ecds.merge(truth[truth["source"] == "ecds"], left_on="EC_Ident", right_on="record_id")
+    return rows.merge(persons[["person", "forename", "surname", "sex"]], left_on="true_person_id", right_on="person")
+
+
+def test_the_harder_identifier_profile_adds_married_names_and_transposed_names(tmp_path, synth):
+    from synthetic.params import HARD_ERROR_RATES
+
+    generate(SynthParams(persons=3000, seed=11, error_rates=HARD_ERROR_RATES), tmp_path)
+    for out, hard in ((tmp_path, True), (synth[0], False)):
+        rows = _names_against_truth(out)
+        # a keying error is one edit (two for letters swapped): within 2 is the same name
+        def near(a, b):
+            return pd.Series([_edits(x, y) <= 2 for x, y in zip(rows[a].fillna(""), rows[b])], index=rows.index)
+
+        swapped = near("Patient_Forename", "surname") & near("Patient_Surname", "forename") & \
+            ~near("Patient_Forename", "forename")
+        other = ~near("Patient_Surname", "surname") & ~swapped  # another surname altogether: women only
+        if hard:
+            assert swapped.any()
+            assert other[rows["sex"] == "F"].mean() > 0.02
+        else:
+            assert not swapped.any()
+        assert other[rows["sex"] == "M"].mean() < 0.01
