@@ -82,6 +82,14 @@ def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None
     return None if value in (None, "") else value
 
 
+def configured_env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of a variable the sources config names (a database source's URL,
+    ``database.url_env``): the user chooses its name, so it is not in ``ENVIRONMENT``; None
+    when unset or empty."""
+    value = (os.environ if environ is None else environ).get(name)
+    return None if value in (None, "") else value
+
+
 def duckdb_memory_limit(environ: Mapping[str, str] | None = None) -> str:
     """DuckDB's memory limit (e.g. '4GB'); beyond it DuckDB spills to disk instead of growing."""
     return env_value(DUCKDB_MEMORY_LIMIT_ENV, environ) or DEFAULT_DUCKDB_MEMORY_LIMIT

@@ -229,7 +229,8 @@ def build_raw(paths: Paths) -> dict:
             "key_fingerprint": pub.get("key_fingerprint"), "key_source": pub.get("key_source"),
             "linkage_model": lnk.get("model"),
         },
-        "inputs": inputs, "validation": quarantine, "dq_flags": flags, "encoding_fallbacks": encoding,
+        "inputs": inputs, "database_reads": _database_reads(ident),
+        "validation": quarantine, "dq_flags": flags, "encoding_fallbacks": encoding,
         "linkage": {"mode": mode, "identifiers_received": identifiers_received,
                     "method": ("deterministic on valid NHS number + date of birth, then probabilistic "
                                "(splink Fellegi-Sunter, term-frequency adjusted names) above the threshold")
@@ -254,6 +255,14 @@ def build_raw(paths: Paths) -> dict:
         "columns_leaving_zone": columns_out, "columns_withheld": withheld,
         "quasi_identifiers": quasi_identifier_uniqueness(paths.pseudonymised / "person.parquet"),
     }
+
+
+def _database_reads(ident: Path) -> list[dict]:
+    """Sources read from a database this run: the connection's name, the SHA-256 of the
+    statement run and the rows read (never a URL or a credential)."""
+    manifest = _read(ident / "input_manifest.json") or {}
+    return [{"table": f["table"], "from": f["database"]["from"], "statement_sha256": f["database"]["statement_sha256"],
+             "rows": f["database"]["rows"]} for f in manifest.get("files", []) if f.get("database")]
 
 
 def build_published(raw: dict) -> dict:
@@ -323,6 +332,10 @@ def render_html(pub: dict) -> str:
         f"<p><b>Delivery mode: {html.escape(lk['mode'])}.</b> {html.escape(lk['method'])}.</p>",
         f"<p>Pseudonymisation key fingerprint: <code>{html.escape(str(pub['pseudonymisation']['key_fingerprint']))}</code></p>",
         "<h2>Input files</h2>", _table(pub["inputs"]),
+        *(["<h2>Sources read from a database</h2>",
+           "<p>Each was read into the identifiable zone as text and validated as a file; the statement "
+           "is identified by its SHA-256 (the sources config holds its text).</p>",
+           _table(pub["database_reads"])] if pub.get("database_reads") else []),
         "<h2>Validation and quarantine</h2>",
         _table([{k: v for k, v in r.items()} for r in pub["validation"]]),
         "<h2>Values blanked (identifier fields kept row, value unusable)</h2>", _table(pub["dq_flags"]),

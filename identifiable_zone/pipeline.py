@@ -6,6 +6,9 @@ XComs and logs. State between steps lives on disk in the identifiable zone:
 
     identifiable/run.json                      run id, start time, data period
     identifiable/input_manifest.json           every input file: checksum, rows, validated or cached
+                                               (and, for a database source, where it was read
+                                               from and the SHA-256 of the statement run)
+    identifiable/extracted/database/<table>.parquet   a database source's rows, as text
     identifiable/validation_cache/<table>/     each file's validation result, keyed by its SHA-256
     identifiable/accepted/<table>.parquet      validated rows (text; dates ISO; NHS numbers cleaned)
     identifiable/quarantine/<table>.parquet    record id, rule, field, row of removed rows
@@ -50,6 +53,7 @@ from core.contract import SEEDS
 from core.files import output_guard, private_folder, read_json, sha256_file, write_json_atomic
 from core.periods import period_end
 from core.settings import LINKAGE_MODEL_ENV, Paths, env_value, validation_workers
+from identifiable_zone import database_extracts
 from identifiable_zone import link as lk
 from identifiable_zone import link_records
 from identifiable_zone import pseudonymise as ps
@@ -184,7 +188,13 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict, 
     the files combined into ``identifiable/{accepted,quarantine,dq_flags}/<table>.parquet``
     (``cross_file_rules``). ``position``: which source of how many this is (progress lines).
     Returns the source's summary and the manifest rows of its files."""
-    files = resolve_files(paths.landing, spec)
+    root, read = paths.landing, None
+    if spec.database is not None:  # read into the zone first, then validated as a landing file is
+        root = database_extracts.extracted_root(paths.identifiable)
+        read = database_extracts.read_to_parquet(spec, root)
+        progress.report("validate", "%s read from %s: %s rows in %.0f s", spec.table, read["from"],
+                        f"{read['rows']:,}", read["seconds"])
+    files = resolve_files(root, spec)
     if not files:
         raise ExtractUnusable(f"{spec.table}: no file matches landing/{spec.file} (rule: file_present)")
     parts, infos = [], []
@@ -193,14 +203,14 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict, 
     # source: the cache check, the validation and the digest all read them
     lookups = parent_dates(spec, parents)
     for n_done, f in enumerate(files, 1):
-        rel = str(f.relative_to(paths.landing))
+        rel = str(f.relative_to(root))
         sha = sha256_file(f)
         key = cache.key(spec, cfg, rel, sha)
         found = cache.get(spec.table, key, latest, spec, lookups)
         status = "cached"
         if found is None:
             with cache.new_entry(spec.table, key) as tmp:
-                meta = validate_file(paths.landing, spec, rel, latest, lookups, cfg.quarantine_threshold, tmp,
+                meta = validate_file(root, spec, rel, latest, lookups, cfg.quarantine_threshold, tmp,
                                      sha256=sha, pool=pool)
                 meta["parents"] = parent_digest(spec, lookups, tmp)
                 write_json_atomic(tmp / "entry.json", meta)
@@ -213,7 +223,8 @@ def _validate_source_files(paths: Paths, cfg, spec, latest: str, parents: dict, 
         info = meta["summary"]["files"][0]
         parts.append(Part(entry_dir, int(meta["summary"]["rows_in"]), meta["summary"], rel))
         infos.append({"file": info["file"], "sha256": info["sha256"], "rows": info["rows"],
-                      "bytes": info["bytes"], "validation": status})
+                      "bytes": info["bytes"], "validation": status,
+                      **({"database": {k: v for k, v in read.items() if k != "table"}} if read else {})})
         mib_done, rows_done = mib_done + info["bytes"] / 2**20, rows_done + info["rows"]
         progress.report("validate", "%s %d/%d files, %s rows, %.1f of %.1f MiB (source %d of %d)", spec.table,
                         n_done, len(files), f"{rows_done:,}", mib_done, mib_total, *position)

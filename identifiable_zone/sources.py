@@ -59,6 +59,49 @@ class SourceConfigError(LtcevalError, ValueError):
     line naming source and field, no traceback. A ValueError, as callers have long caught."""
 
 
+DATABASE_FOLDER = "database"  # a database source's rows are validated from <zone>/extracted/database/<table>.parquet
+DATABASE_KEYS = ("connection", "url_env", "table", "query")
+
+
+@dataclass(frozen=True)
+class DatabaseSource:
+    """Where a source's rows are read from when it is not a file: an Airflow Connection id
+    (``connection``) or an environment variable holding a SQLAlchemy URL (``url_env``), and a
+    ``table`` (optionally schema-qualified, schema.table) or a ``query``. Credentials never sit
+    in the config: it names where they are."""
+
+    connection: str = ""
+    url_env: str = ""
+    table: str = ""
+    query: str = ""
+
+    @property
+    def where(self) -> str:
+        """The connection as reports name it (never its URL or credentials)."""
+        return f"Airflow Connection {self.connection}" if self.connection else f"the URL in ${self.url_env}"
+
+
+def _database_source(table: str, given) -> DatabaseSource:
+    if not isinstance(given, dict):
+        raise SourceConfigError(f"config: {table}.database: give {{connection or url_env, table or query}}")
+    unknown = sorted(set(map(str, given)) - set(DATABASE_KEYS))
+    if unknown:
+        raise SourceConfigError(f"config: {table}.database: unknown key(s) {unknown}; use {', '.join(DATABASE_KEYS)}")
+    db = DatabaseSource(**{k: str(v).strip() for k, v in given.items() if v is not None})
+    if bool(db.connection) == bool(db.url_env):
+        raise SourceConfigError(f"config: {table}.database: give one of connection (an Airflow Connection id) "
+                                "or url_env (an environment variable holding a SQLAlchemy URL)")
+    if bool(db.table) == bool(db.query):
+        raise SourceConfigError(f"config: {table}.database: give one of table or query")
+    if db.url_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", db.url_env):
+        raise SourceConfigError(f"config: {table}.database.url_env must be an environment variable name, "
+                                "not a URL (credentials stay out of the config)")
+    if db.table and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?", db.table):
+        raise SourceConfigError(f"config: {table}.database.table must be a table name (schema.table at most); "
+                                "use query for anything else")
+    return db
+
+
 def check_file_pattern(table: str, pattern: str) -> None:
     """A source's ``file`` must name files inside the landing folder: relative, no ``..``.
     (Links out of the folder are refused when the files are found: ``resolve_files``.)"""
@@ -146,6 +189,7 @@ class SourceSpec:
     # pseudonymised under (the record id column of the source they point at)
     record_ids: dict = field(default_factory=dict)
     reference: bool = False  # reference data (no person): its record id is a public code, published as is
+    database: DatabaseSource | None = None  # rows read from a database, not from landing files
 
     @property
     def parent_date_refs(self) -> list[DateRef]:
@@ -349,10 +393,20 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
             if c not in columns:
                 raise SourceConfigError(f"config: {table}: rule column {c} not in columns")
         rename = {str(k): str(v) for k, v in (s.get("rename") or {}).items()}
-        check_file_pattern(str(table), str(s["file"]))
+        database = None
+        if s.get("database") is not None:
+            if s.get("file"):
+                raise SourceConfigError(f"config: {table}: give file or database, not both")
+            database = _database_source(str(table), s["database"])
+            file = f"{DATABASE_FOLDER}/{table}.parquet"
+        elif s.get("file"):
+            file = str(s["file"])
+        else:
+            raise SourceConfigError(f"config: {table}: give file (landing files) or database")
+        check_file_pattern(str(table), file)
         check_rename(str(table), rename)
         sources[str(table)] = SourceSpec(
-            table=str(table), file=str(s["file"]), record_id=record_id, columns=columns,
+            table=str(table), file=file, database=database, record_id=record_id, columns=columns,
             rename=rename,
             identifiers=identifiers, dates=dates, codes=codes, numeric=numeric,
             nhs_number_action=_check_action(table, "nhs_number_action",
