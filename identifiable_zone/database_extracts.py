@@ -64,6 +64,18 @@ def _engine(db: DatabaseSource, table: str):
                               f"SQLAlchemy engine ({type(e).__name__}); install its provider package") from None
 
 
+def credential_variables(cfg) -> tuple[str, ...]:
+    """The environment variables that hold the database sources' credentials (``url_env``
+    names, and ``AIRFLOW_CONN_<ID>`` for a connection Airflow reads from the environment):
+    only the identifiable zone's process is given them."""
+    names = []
+    for spec in cfg.sources.values():
+        db = spec.database
+        if db is not None:
+            names.append(db.url_env if db.url_env else f"AIRFLOW_CONN_{db.connection.upper()}")
+    return tuple(dict.fromkeys(names))
+
+
 def statement(db: DatabaseSource, dialect) -> str:
     """The SQL run: the query as given, or every column of the table (names quoted by the dialect)."""
     if db.query:

@@ -103,11 +103,14 @@ def ensure_key(paths: Paths, env: dict[str, str]) -> None:
     env[KEY_FILE_ENV] = str(key_file)
 
 
-def step_env(env: dict[str, str], dag_id: str | None = None) -> dict[str, str]:
-    """The environment of one child process: the key (or where it is) only for the DAG that
-    pseudonymises; the analytical and evaluation DAGs, the metadata database's migration and
-    the synthetic generator never need it, so they never hold it."""
-    return env if dag_id == IDENTIFIABLE_ZONE.dag_id else without_key(env)
+def step_env(env: dict[str, str], dag_id: str | None = None, zone_only: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment of one child process: the key (or where it is), and ``zone_only`` (the
+    variables holding database sources' credentials), only for the DAG that reads the
+    extracts and pseudonymises; the analytical and evaluation DAGs, the metadata database's
+    migration and the synthetic generator never need them, so they never hold them."""
+    if dag_id == IDENTIFIABLE_ZONE.dag_id:
+        return env
+    return {k: v for k, v in without_key(env).items() if k not in zone_only}
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -260,14 +263,23 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
     from evaluation.diagnostics import unblind_reason
     unblind_reason(env)  # a value that is not a reason is refused now, not after the run
     logs = paths.out / "logs"
+    zone_only: tuple[str, ...] = ()
+    if config is not None:
+        if not config.is_file():
+            raise LtcevalError(f"sources config not found: {config}")
+        from identifiable_zone.database_extracts import credential_variables
+        from identifiable_zone.sources import load_sources_config
+
+        zone_only = credential_variables(load_sources_config(config))  # a bad config stops here, before anything runs
     print(f"ltceval: output folder {paths.out}")
     migrate = ("preparing the embedded Airflow metadata database (SQLite)",
-               [sys.executable, "-m", "airflow", "db", "migrate"], step_env(env), logs / "airflow-db-migrate.log")
+               [sys.executable, "-m", "airflow", "db", "migrate"], step_env(env, zone_only=zone_only),
+               logs / "airflow-db-migrate.log")
     # cosmos lists the dbt project (`dbt ls`, into the metadata DB) for the analytical DAG on
     # the other core, once the database exists, while the extracts are made and validated
     listing = ("listing the dbt project for the analytical DAG (cosmos)",
-               [sys.executable, "-m", "ltceval.embedded", LIST_DBT_PROJECT], step_env(env, ANALYTICAL_ZONE.dag_id),
-               logs / "dbt-project-listing.log")
+               [sys.executable, "-m", "ltceval.embedded", LIST_DBT_PROJECT],
+               step_env(env, ANALYTICAL_ZONE.dag_id, zone_only), logs / "dbt-project-listing.log")
     if config is None:
         # independent of each other: the metadata database is made on the other core
         beside = _Beside(*migrate)
@@ -282,8 +294,6 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
             raise
         beside.finish()
     else:
-        if not config.is_file():
-            raise LtcevalError(f"sources config not found: {config}")
         env[SOURCES_CONFIG_ENV] = str(config.resolve())
         _step(*migrate)
         besides = [_Beside(*listing)]
@@ -292,7 +302,7 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
             if dag_id == ANALYTICAL_ZONE.dag_id:
                 besides[-1].finish()
             _step(f"running DAG {dag_id}", [sys.executable, "-m", "ltceval.embedded", dag_id],
-                  step_env(env, dag_id), logs / f"dag-{dag_id}.log")
+                  step_env(env, dag_id, zone_only), logs / f"dag-{dag_id}.log")
     finally:  # never return (or fail) with the listing still writing under the output folder
         besides[-1].wait()
     run = publish.current_run(paths)

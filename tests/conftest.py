@@ -44,6 +44,7 @@ SHARED_RUNS = {
     "tests/operations/test_faults.py": "operations-baseline",
     "tests/operations/test_reruns.py": "operations-baseline",
     "tests/operations/test_published_disclosure.py": "operations-baseline",
+    "tests/operations/test_database_run.py": "operations-baseline",
 }
 
 

@@ -80,3 +80,27 @@ def test_only_the_identifiable_zone_dag_gets_the_key(base):
         stepped = step_env(env, dag_id)
         assert not set(KEY_CHANNEL_ENVS) & set(stepped), dag_id
         assert stepped["LTCEVAL_OUT"] == env["LTCEVAL_OUT"] and stepped["AIRFLOW_HOME"] == env["AIRFLOW_HOME"]
+
+
+def test_only_the_identifiable_zone_dag_gets_the_database_sources_credentials(base, tmp_path):
+    """A database source's URL variable (or the Airflow Connection in the environment) goes
+    where the extracts are read, and nowhere else."""
+    import yaml
+
+    from identifiable_zone.database_extracts import credential_variables
+    from identifiable_zone.sources import DEFAULT_SOURCES_CONFIG, load_sources_config
+
+    raw = yaml.safe_load(DEFAULT_SOURCES_CONFIG.read_text())
+    for table, how in {"ecds": {"url_env": "SUS_WAREHOUSE_URL", "table": "ecds"},
+                       "apc": {"url_env": "SUS_WAREHOUSE_URL", "table": "apc"},
+                       "gp_patients": {"connection": "gp_store", "query": "SELECT * FROM patients"}}.items():
+        raw["sources"][table].pop("file")
+        raw["sources"][table]["database"] = how
+    (tmp_path / "db.yml").write_text(yaml.safe_dump(raw))
+    zone_only = credential_variables(load_sources_config(tmp_path / "db.yml"))
+    assert sorted(zone_only) == ["AIRFLOW_CONN_GP_STORE", "SUS_WAREHOUSE_URL"]
+    paths, env = base
+    env.update(dict.fromkeys(zone_only, "postgresql://u:p@h/db"))
+    assert set(zone_only) <= set(step_env(env, IDENTIFIABLE_ZONE.dag_id, zone_only))
+    for dag_id in [link.dag_id for link in CHAIN if link is not IDENTIFIABLE_ZONE] + [None]:
+        assert not set(zone_only) & set(step_env(env, dag_id, zone_only)), dag_id
