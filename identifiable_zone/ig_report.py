@@ -24,11 +24,11 @@ import pandas as pd
 
 from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
-from identifiable_zone.guild_reporting import (THRESHOLD_GRID, UNDER_LINKED_SMD, WEIGHT_EDGES, WEIGHT_LABELS,
-                                               expected_errors,
+from identifiable_zone.guild_reporting import (PRACTICE, PRACTICES_SHOWN, THRESHOLD_GRID, UNDER_LINKED_SMD,
+                                               WEIGHT_EDGES, WEIGHT_LABELS, expected_errors,
                                                linked_unlinked_differences, model_charts, model_levels,
-                                               published_error_rates, published_precision_curve,
-                                               under_linked_groups)
+                                               practice_rows_to_publish, published_error_rates,
+                                               published_precision_curve, under_linked_groups)
 
 SMALL = MAX_SUPPRESSED
 PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
@@ -36,7 +36,7 @@ PROB_LABELS = ["<0.5", "0.5-0.8", "0.8-0.9", "0.9-0.95", "0.95-0.99", "0.99-0.99
 RULES = ["deterministic_nhs_dob", "probabilistic", "unlinked"]
 RULES_PSEUDONYMISED = ["deterministic_pseudo_key", "unlinked"]
 WEIGHT_BINS = [-1e9, *WEIGHT_EDGES, 1e9]  # labels: guild_reporting.WEIGHT_LABELS (its charts read them)
-SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile")
+SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile", PRACTICE)
 
 
 def _counts_by_bin(values: pd.Series, bins, labels) -> dict[str, int]:
@@ -267,8 +267,11 @@ def build_published(raw: dict) -> dict:
         rates[src] = {"records": suppress_count(r["records"]),
                       **{rule: suppress_count(r[rule]) for rule in rules},
                       **{f"{rule}_pct": suppress_rate(r[rule], r["records"]) for rule in rules}}
+    # practice: hundreds of groups; the published report names a few per source and pools the rest
+    by_dim = {dim: practice_rows_to_publish(rows) if dim == PRACTICE else rows
+              for dim, rows in lk["rates_by_subgroup"].items()}
     sub = {}
-    for dim, rows in lk["rates_by_subgroup"].items():
+    for dim, rows in by_dim.items():
         sub[dim] = [{"source": x["source"], dim: x[dim], "records": suppress_count(x["records"]),
                      "linked_pct": suppress_rate(x["linked"], x["records"])} for x in rows]
     pub["linkage"] = {"mode": lk["mode"], "identifiers_received": lk["identifiers_received"],
@@ -280,8 +283,7 @@ def build_published(raw: dict) -> dict:
                       "match_weight_distribution": _suppress(lk["match_weight_distribution"]),
                       "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking"))}
     # GUILD: from the rounded counts (as every published share), and the model's error rates
-    differences = [d for dim, rows in lk["rates_by_subgroup"].items()
-                   for d in linked_unlinked_differences(rows, dim, rounded=True)]
+    differences = [d for dim, rows in by_dim.items() for d in linked_unlinked_differences(rows, dim, rounded=True)]
     pub["linkage"]["linked_vs_unlinked"] = differences
     pub["linkage"]["under_linked"] = under_linked_groups(differences)
     pub["linkage"]["expected_error_rates"] = {src: published_error_rates(e)
@@ -359,8 +361,9 @@ def render_html(pub: dict) -> str:
 def _guild_sections(lk: dict) -> list[str]:
     """Linked versus unlinked records, and the model's expected error rates (GUILD)."""
     under = lk.get("under_linked") or []
-    said = ("; ".join(f"{d['source']}: {d['characteristic']} {d['group']} (standardised difference "
-                      f"{d['std_difference']:+.2f})" for d in under)
+    said = ("; ".join(f"{d['source']}: {d['characteristic']} {d['group']} (" + (
+                          f"standardised difference {d['std_difference']:+.2f})" if d["std_difference"] is not None
+                          else "none of its records linked)") for d in under)
             if under else f"no group's share of the unlinked records exceeds its share of the linked by more "
                           f"than {UNDER_LINKED_SMD} (standardised difference)")
     parts = ["<h2>Linked versus unlinked records (GUILD)</h2>",
@@ -368,6 +371,10 @@ def _guild_sections(lk: dict) -> list[str]:
              "counts), and their standardised difference; below -0.1 the group is under-linked: its "
              f"records are missed more often, which biases estimates for it. <b>Under-linked: "
              f"{html.escape(said)}.</b></p>",
+             f"<p>Practice is the record's own GP practice code (an unlinked record has no linked person "
+             f"whose practice could be used): per source the {PRACTICES_SHOWN} practices whose shares differ "
+             f"most, the records with none ('not recorded', or 'not in source' where the extract has no "
+             f"practice field), and all other practices pooled in one row.</p>",
              _table(lk.get("linked_vs_unlinked") or [])]
     rates = lk.get("expected_error_rates") or {}
     if rates:

@@ -35,7 +35,7 @@ from identifiable_zone.subgroups import subgroup_columns, subgroup_input_columns
 
 BATCH_ROWS = 500_000  # rows standardised at a time (whole row groups of the accepted Parquet)
 WORKERS_FROM_ROWS = 1_000_000  # records from which staging is shared among worker processes
-SUBGROUPS = ["age_band", "sex", "ethnic_category", "imd_decile"]
+SUBGROUPS = ["age_band", "sex", "ethnic_category", "imd_decile", "practice"]
 RECORD_PERSON_SCHEMA = pa.schema(
     [("source", pa.string()), ("record_id", pa.string()), ("person_key", pa.string()), ("rule", pa.string()),
      ("match_probability", pa.float64()), ("match_weight", pa.float64())]
