@@ -24,6 +24,7 @@ import pandas as pd
 
 from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
+from identifiable_zone.mps import MPS_RULE, WAYS
 from identifiable_zone.guild_reporting import (PRACTICE, PRACTICES_SHOWN, THRESHOLD_GRID, UNDER_LINKED_SMD,
                                                WEIGHT_EDGES, WEIGHT_LABELS, expected_errors,
                                                linked_unlinked_differences, model_charts, model_levels,
@@ -184,6 +185,9 @@ def build_raw(paths: Paths) -> dict:
     rp_path = ident / "links" / "record_person.parquet"
     mode = lnk.get("mode") or run.get("mode") or "identifiable"
     rules = RULES_PSEUDONYMISED if mode == "upstream_pseudonymised" else RULES
+    mps = lnk.get("mps_person_id")  # sources carrying NHS England's MPS Person_ID
+    if mps:
+        rules = [RULES[0], MPS_RULE, *RULES[1:]]
 
     inputs, quarantine, flags, encoding = [], [], [], []
     for table, s in val["tables"].items():
@@ -232,7 +236,11 @@ def build_raw(paths: Paths) -> dict:
         "inputs": inputs, "validation": quarantine, "dq_flags": flags, "encoding_fallbacks": encoding,
         "linkage": {"mode": mode, "identifiers_received": identifiers_received,
                     "method": ("deterministic on valid NHS number + date of birth, then probabilistic "
-                               "(splink Fellegi-Sunter, term-frequency adjusted names) above the threshold")
+                               "(splink Fellegi-Sunter, term-frequency adjusted names) above the threshold"
+                               + ("; NHS England's MPS Person_ID where a source carries it: a traced NHS number "
+                                  "is the record's NHS number, a shared MPS_ID links the records left unlinked "
+                                  "to the spine person its other records linked to, a one-time-use id never "
+                                  "links" if mps else ""))
                     if identifiers_received else
                     ("extracts were pseudonymised upstream: no direct identifiers (NHS number, name, date "
                      "of birth, postcode) were received or processed; linkage is deterministic on the "
@@ -245,7 +253,7 @@ def build_raw(paths: Paths) -> dict:
                     "linked_vs_unlinked": differences, "under_linked": under_linked_groups(differences),
                     "expected_errors": errors if identifiers_received else {},
                     "precision_by_threshold": curve if identifiers_received else {}, "model_levels": levels,
-                    "blocking": lnk.get("blocking")},
+                    "blocking": lnk.get("blocking"), "mps_person_id": mps},
         "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),
                              "key_source": pub.get("key_source"),
                              "method": "HMAC-SHA256 of the person's canonical identifier"
@@ -281,7 +289,8 @@ def build_published(raw: dict) -> dict:
                       "rates_by_source": rates,
                       "match_probability_distribution": _suppress(lk["match_probability_distribution"]),
                       "match_weight_distribution": _suppress(lk["match_weight_distribution"]),
-                      "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking"))}
+                      "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking")),
+                      "mps_person_id": _suppress(lk.get("mps_person_id"))}
     # GUILD: from the rounded counts (as every published share), and the model's error rates
     differences = [d for dim, rows in by_dim.items() for d in linked_unlinked_differences(rows, dim, rounded=True)]
     pub["linkage"]["linked_vs_unlinked"] = differences
@@ -347,6 +356,18 @@ def render_html(pub: dict) -> str:
                   f"{training.get('training_tuples', 'no')} of {training.get('tuples', '-')} identifier tuples.</p>",
                   _table(blocking["prediction_rules"] + [{**r, "rule": f"EM: {r['rule']}", "used": True}
                                                          for r in training.get("em_rules", [])])]
+    mps = lk.get("mps_person_id")
+    if mps:
+        parts += ["<h2>How records came in: NHS England's MPS Person_ID</h2>",
+                  "<p>Records of the sources carrying a Person_ID of the Master Person Service, by what it is: "
+                  "an NHS number traced in PDS (used as the record's NHS number), a persistent MPS_ID (links "
+                  "the records of those sources to each other and to the spine person any of them linked to: "
+                  f"rule {MPS_RULE}), a one-time-use id (never used to link), a traced NHS number below the "
+                  "configured match confidence (not used), or none. Records linked through an MPS_ID are "
+                  "counted by source.</p>",
+                  _table([{"source": src, **{w: r.get(w) for w in WAYS},
+                           "linked_by_mps_id": (mps.get("linked_by_mps_id") or {}).get(src)}
+                          for src, r in (mps.get("records_by_way") or {}).items()])]
     for dim, rows in lk["rates_by_subgroup"].items():
         parts += [f"<h2>Linkage by {html.escape(dim)}</h2>", _table(rows)]
     parts += _guild_sections(lk)
