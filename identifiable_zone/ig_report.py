@@ -24,11 +24,12 @@ import pandas as pd
 
 from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
-from identifiable_zone.guild_reporting import (THRESHOLD_GRID, UNDER_LINKED_SMD, WEIGHT_EDGES, WEIGHT_LABELS,
-                                               expected_errors,
+from identifiable_zone.mps import MPS_RULE, WAYS
+from identifiable_zone.guild_reporting import (PRACTICE, PRACTICES_SHOWN, THRESHOLD_GRID, UNDER_LINKED_SMD,
+                                               WEIGHT_EDGES, WEIGHT_LABELS, expected_errors,
                                                linked_unlinked_differences, model_charts, model_levels,
-                                               published_error_rates, published_precision_curve,
-                                               under_linked_groups)
+                                               practice_rows_to_publish, published_error_rates,
+                                               published_precision_curve, under_linked_groups)
 
 SMALL = MAX_SUPPRESSED
 PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
@@ -36,7 +37,7 @@ PROB_LABELS = ["<0.5", "0.5-0.8", "0.8-0.9", "0.9-0.95", "0.95-0.99", "0.99-0.99
 RULES = ["deterministic_nhs_dob", "probabilistic", "unlinked"]
 RULES_PSEUDONYMISED = ["deterministic_pseudo_key", "unlinked"]
 WEIGHT_BINS = [-1e9, *WEIGHT_EDGES, 1e9]  # labels: guild_reporting.WEIGHT_LABELS (its charts read them)
-SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile")
+SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile", PRACTICE)
 
 
 def _counts_by_bin(values: pd.Series, bins, labels) -> dict[str, int]:
@@ -184,6 +185,9 @@ def build_raw(paths: Paths) -> dict:
     rp_path = ident / "links" / "record_person.parquet"
     mode = lnk.get("mode") or run.get("mode") or "identifiable"
     rules = RULES_PSEUDONYMISED if mode == "upstream_pseudonymised" else RULES
+    mps = lnk.get("mps_person_id")  # sources carrying NHS England's MPS Person_ID
+    if mps:
+        rules = [RULES[0], MPS_RULE, *RULES[1:]]
 
     inputs, quarantine, flags, encoding = [], [], [], []
     for table, s in val["tables"].items():
@@ -233,7 +237,11 @@ def build_raw(paths: Paths) -> dict:
         "validation": quarantine, "dq_flags": flags, "encoding_fallbacks": encoding,
         "linkage": {"mode": mode, "identifiers_received": identifiers_received,
                     "method": ("deterministic on valid NHS number + date of birth, then probabilistic "
-                               "(splink Fellegi-Sunter, term-frequency adjusted names) above the threshold")
+                               "(splink Fellegi-Sunter, term-frequency adjusted names) above the threshold"
+                               + ("; NHS England's MPS Person_ID where a source carries it: a traced NHS number "
+                                  "is the record's NHS number, a shared MPS_ID links the records left unlinked "
+                                  "to the spine person its other records linked to, a one-time-use id never "
+                                  "links" if mps else ""))
                     if identifiers_received else
                     ("extracts were pseudonymised upstream: no direct identifiers (NHS number, name, date "
                      "of birth, postcode) were received or processed; linkage is deterministic on the "
@@ -246,7 +254,7 @@ def build_raw(paths: Paths) -> dict:
                     "linked_vs_unlinked": differences, "under_linked": under_linked_groups(differences),
                     "expected_errors": errors if identifiers_received else {},
                     "precision_by_threshold": curve if identifiers_received else {}, "model_levels": levels,
-                    "blocking": lnk.get("blocking")},
+                    "blocking": lnk.get("blocking"), "mps_person_id": mps},
         "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),
                              "key_source": pub.get("key_source"),
                              "method": "HMAC-SHA256 of the person's canonical identifier"
@@ -276,8 +284,11 @@ def build_published(raw: dict) -> dict:
         rates[src] = {"records": suppress_count(r["records"]),
                       **{rule: suppress_count(r[rule]) for rule in rules},
                       **{f"{rule}_pct": suppress_rate(r[rule], r["records"]) for rule in rules}}
+    # practice: hundreds of groups; the published report names a few per source and pools the rest
+    by_dim = {dim: practice_rows_to_publish(rows) if dim == PRACTICE else rows
+              for dim, rows in lk["rates_by_subgroup"].items()}
     sub = {}
-    for dim, rows in lk["rates_by_subgroup"].items():
+    for dim, rows in by_dim.items():
         sub[dim] = [{"source": x["source"], dim: x[dim], "records": suppress_count(x["records"]),
                      "linked_pct": suppress_rate(x["linked"], x["records"])} for x in rows]
     pub["linkage"] = {"mode": lk["mode"], "identifiers_received": lk["identifiers_received"],
@@ -287,10 +298,10 @@ def build_published(raw: dict) -> dict:
                       "rates_by_source": rates,
                       "match_probability_distribution": _suppress(lk["match_probability_distribution"]),
                       "match_weight_distribution": _suppress(lk["match_weight_distribution"]),
-                      "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking"))}
+                      "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking")),
+                      "mps_person_id": _suppress(lk.get("mps_person_id"))}
     # GUILD: from the rounded counts (as every published share), and the model's error rates
-    differences = [d for dim, rows in lk["rates_by_subgroup"].items()
-                   for d in linked_unlinked_differences(rows, dim, rounded=True)]
+    differences = [d for dim, rows in by_dim.items() for d in linked_unlinked_differences(rows, dim, rounded=True)]
     pub["linkage"]["linked_vs_unlinked"] = differences
     pub["linkage"]["under_linked"] = under_linked_groups(differences)
     pub["linkage"]["expected_error_rates"] = {src: published_error_rates(e)
@@ -358,6 +369,18 @@ def render_html(pub: dict) -> str:
                   f"{training.get('training_tuples', 'no')} of {training.get('tuples', '-')} identifier tuples.</p>",
                   _table(blocking["prediction_rules"] + [{**r, "rule": f"EM: {r['rule']}", "used": True}
                                                          for r in training.get("em_rules", [])])]
+    mps = lk.get("mps_person_id")
+    if mps:
+        parts += ["<h2>How records came in: NHS England's MPS Person_ID</h2>",
+                  "<p>Records of the sources carrying a Person_ID of the Master Person Service, by what it is: "
+                  "an NHS number traced in PDS (used as the record's NHS number), a persistent MPS_ID (links "
+                  "the records of those sources to each other and to the spine person any of them linked to: "
+                  f"rule {MPS_RULE}), a one-time-use id (never used to link), a traced NHS number below the "
+                  "configured match confidence (not used), or none. Records linked through an MPS_ID are "
+                  "counted by source.</p>",
+                  _table([{"source": src, **{w: r.get(w) for w in WAYS},
+                           "linked_by_mps_id": (mps.get("linked_by_mps_id") or {}).get(src)}
+                          for src, r in (mps.get("records_by_way") or {}).items()])]
     for dim, rows in lk["rates_by_subgroup"].items():
         parts += [f"<h2>Linkage by {html.escape(dim)}</h2>", _table(rows)]
     parts += _guild_sections(lk)
@@ -372,8 +395,9 @@ def render_html(pub: dict) -> str:
 def _guild_sections(lk: dict) -> list[str]:
     """Linked versus unlinked records, and the model's expected error rates (GUILD)."""
     under = lk.get("under_linked") or []
-    said = ("; ".join(f"{d['source']}: {d['characteristic']} {d['group']} (standardised difference "
-                      f"{d['std_difference']:+.2f})" for d in under)
+    said = ("; ".join(f"{d['source']}: {d['characteristic']} {d['group']} (" + (
+                          f"standardised difference {d['std_difference']:+.2f})" if d["std_difference"] is not None
+                          else "none of its records linked)") for d in under)
             if under else f"no group's share of the unlinked records exceeds its share of the linked by more "
                           f"than {UNDER_LINKED_SMD} (standardised difference)")
     parts = ["<h2>Linked versus unlinked records (GUILD)</h2>",
@@ -381,6 +405,10 @@ def _guild_sections(lk: dict) -> list[str]:
              "counts), and their standardised difference; below -0.1 the group is under-linked: its "
              f"records are missed more often, which biases estimates for it. <b>Under-linked: "
              f"{html.escape(said)}.</b></p>",
+             f"<p>Practice is the record's own GP practice code (an unlinked record has no linked person "
+             f"whose practice could be used): per source the {PRACTICES_SHOWN} practices whose shares differ "
+             f"most, the records with none ('not recorded', or 'not in source' where the extract has no "
+             f"practice field), and all other practices pooled in one row.</p>",
              _table(lk.get("linked_vs_unlinked") or [])]
     rates = lk.get("expected_error_rates") or {}
     if rates:

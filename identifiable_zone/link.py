@@ -139,7 +139,13 @@ def _date_digits(s: pd.Series) -> pd.Series:
 def standardise_identifiers(df: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
     """record_id + normalised identifiers of an accepted extract (dates already ISO)."""
     fmap = {ROLE_FIELDS[role]: col for role, col in spec.identifiers.items()}
-    return standardise_fields(df, spec.record_id, fmap)[["record_id"] + ID_COLS]
+    out = standardise_fields(df, spec.record_id, fmap)[["record_id"] + ID_COLS]
+    if spec.mps is not None:  # a Person_ID MPS traced to an NHS number is the NHS number
+        from identifiable_zone.mps import traced_nhs_numbers
+
+        traced = traced_nhs_numbers(df, spec.mps)
+        out["nhs"] = traced.where(traced.notna(), out["nhs"])
+    return out
 
 
 # -- spine and deterministic rule ------------------------------------------------------------

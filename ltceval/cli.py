@@ -44,8 +44,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     params = SynthParams(persons=args.persons, seed=args.seed)
     if args.null_effect:
         params = params.with_null_effect()
+    mps = None
+    if args.mps:
+        from synthetic.mps import MpsOptions
+
+        if args.upstream_pseudonymised:
+            raise LtcevalError("synth: --mps writes the MPS fields on identifiable extracts, not with "
+                               "--upstream-pseudonymised")
+        mps = MpsOptions()
     summary = generate(params, Path(args.out), fmt=args.format, upstream_pseudonymised=args.upstream_pseudonymised,
-                       monthly_from=args.monthly_from,
+                       monthly_from=args.monthly_from, mps=mps,
                        **({"chunk_persons": args.chunk_persons} if args.chunk_persons else {}))
     if args.pseudonymised_fixture:
         import os
@@ -56,6 +64,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         key = env_value(KEY_ENV) or os.urandom(32).hex()
         write_pseudonymised_fixture(Path(args.out), key.encode())
         print(f"wrote perfect-linkage pseudonymised fixture to {Path(args.out) / 'analytical' / 'pseudonymised'} (tests only)")
+    if args.mps:
+        from identifiable_zone.sources import DEFAULT_SOURCES_CONFIG
+        from synthetic.mps import sources_config
+
+        cfg = sources_config(str(DEFAULT_SOURCES_CONFIG), str(Path(args.out) / "sources_mps.yml"))
+        print(f"wrote NHS England MPS Person_ID fields on ecds, apc and opa; read them with the sources config {cfg}")
     total = sum(summary["rows"].values())
     print(f"wrote {total:,} rows in {len(summary['rows'])} extracts to {Path(args.out) / 'landing'} "
           f"({summary['seconds']} s); ground truth in {Path(args.out) / 'ground_truth'}")
@@ -368,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-pseudonymised", action="store_true",
                    help="write person extracts as pseudonymised upstream: identifiers replaced by a "
                         "Der_Pseudo_NHS_Number keyed hash (read with config/sources_pseudonymised_upstream.yml)")
+    p.add_argument("--mps", action="store_true",
+                   help="also write NHS England's MPS Person_ID fields (Person_ID, Person_ID_Type, MPS_Confidence) "
+                        "on the SUS and ECDS extracts, and <out>/sources_mps.yml, a sources config that reads them")
     p.add_argument("--monthly-from", type=_period, metavar="YYYY-MM",
                    help="write activity extracts as monthly deliveries: one file a month from this month "
                         "(e.g. ecds.2024-01.csv) and one file for everything before it")
