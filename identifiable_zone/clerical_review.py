@@ -18,11 +18,14 @@ that no blocking rule proposed are not estimated.
 **Estimator.** Within a stratum the share of records that are true matches is the ratio
 estimator sum(records x match) / sum(records) over the decided pairs (a simple random sample
 of the stratum's pairs); strata are combined weighted by their population of records. Its
-variance is the linearised variance of a ratio with the finite-population correction. The 95%
-interval is a stratified Wilson interval (Korn and Graubard 1998): Wilson's score interval at the
-effective sample size p(1 - p) / variance; when the variance is 0 (every decided pair agrees, so
-an all-correct sample still gives an interval below 1) at the number of decided pairs over the
-mean unsampled fraction (a census of every stratum gives the exact share).
+variance is the linearised variance of a ratio with the finite-population correction; a
+stratum whose decided pairs all agree (all matches, or none) has none in its sample, so its
+variance is the ratio's at half a pair more of the other kind (Jeffreys: p = (x + 0.5) / (n + 1),
+variance p(1 - p) mean(records^2) / (n mean(records)^2) with the correction; pairs sharing many
+records widen it, as they should: a few pairs then hold most of the records). The 95%
+interval is a stratified Wilson interval (after Korn and Graubard 1998): Wilson's score interval
+for the estimate at the effective sample size p(1 - p) / variance, p with those half pairs; a
+census of every stratum gives the exact share.
 tests/identifiable_zone/test_clerical_review.py checks its coverage by simulation.
 'unsure' decisions and pairs left blank are left out, as if missing at random within their
 stratum. Deterministic links (valid NHS number and date of birth) are taken as correct: recall
@@ -64,8 +67,9 @@ KINDS = ("link", "rejected")  # probabilistic links; unlinked records' best scor
 DECISIONS = ("match", "non-match", "unsure")
 DEFAULT_PER_STRATUM = 30
 Z95 = 1.959963984540054
-INTERVAL_METHOD = ("stratified Wilson: Wilson score interval at the effective sample size "
-                   "p(1-p)/variance of the stratified ratio estimator (finite-population corrected)")
+INTERVAL_METHOD = ("stratified Wilson: Wilson score interval at the effective sample size p(1-p)/variance of "
+                   "the stratified ratio estimator (finite-population corrected; a stratum whose decisions all "
+                   "agree gets the variance at (x + 0.5) / (n + 1))")
 _PAIR_ID = re.compile(r"^([0-9a-f]{8})-(\d{4,})$")
 MAX_ERRORS_SHOWN = 20
 
@@ -301,10 +305,8 @@ def read_decisions(path: Path, export_id: str, pair_ids: set[str]) -> dict[str, 
                 continue
             seen[pid] = line
             if decision not in DECISIONS:
-                what = "is empty" if not decision else "is not one of"
-                errors.append(f"{path}: line {line}: field decision of {pid} {what} "
-                              f"{', '.join(DECISIONS) if decision else ''}".rstrip() +
-                              ("" if decision else f" (give one of {', '.join(DECISIONS)})"))
+                what = "is not one of" if decision else "is empty: give one of"
+                errors.append(f"{path}: line {line}: field decision of {pid} {what} {', '.join(DECISIONS)}")
                 continue
             out[pid] = decision
     if errors:
@@ -329,14 +331,11 @@ def stratified_share(decided: pd.DataFrame, population: dict[str, tuple[int, int
     (pairs, records) in it; strata without records are left out), from ``decided`` (stratum,
     records, match: one row per decided sampled pair, a simple random sample of the stratum's
     pairs): the stratified ratio estimate, its variance (finite-population corrected) and the
-    stratified Wilson 95% interval (module docstring). When the variance is 0 (every decided
-    pair of every stratum agrees) the effective size is the number of decided pairs over the
-    strata's mean (1 - sampling fraction): a census gives the exact share. None when no stratum
-    has records."""
+    stratified Wilson 95% interval (module docstring). None when no stratum has records."""
     total = sum(records for _, records in population.values() if records > 0)
     if not total:
         return None
-    share, var, n, unsampled = 0.0, 0.0, 0, 0.0
+    share, smoothed, var, n = 0.0, 0.0, 0.0, 0
     for stratum, (pairs, records) in population.items():
         if records <= 0:
             continue
@@ -346,21 +345,24 @@ def stratified_share(decided: pd.DataFrame, population: dict[str, tuple[int, int
                                       "one of its pairs")
         m = grp["records"].to_numpy(dtype=float)
         y = grp["match"].to_numpy(dtype=float)
-        k = len(m)
-        fraction = k / pairs
-        w_h = records / total
+        k, w_h = len(m), records / total
         r_h = float((m * y).sum() / m.sum())
+        fpc = 1 - k / pairs
+        if 0 < y.sum() < k:
+            p_h = r_h
+            v_h = fpc * (m * (y - r_h)).var(ddof=1) / (k * m.mean() ** 2) if k > 1 else 0.0
+        else:  # every decided pair agrees: the ratio's variance at half a pair more of the other kind
+            p_h = (y.sum() + 0.5) / (k + 1)  # (Jeffreys), pairs of unequal size widening it as above
+            v_h = fpc * p_h * (1 - p_h) * (m ** 2).mean() / (k * m.mean() ** 2)
         share += w_h * r_h
-        if k > 1:
-            d = m * (y - r_h)
-            var += w_h ** 2 * (1 - fraction) * d.var(ddof=1) / (k * m.mean() ** 2)
+        smoothed += w_h * p_h
+        var += w_h ** 2 * v_h
         n += k
-        unsampled += w_h * (1 - fraction)
-    if var > 0 and 0 < share < 1:
-        n_eff = share * (1 - share) / var
-    else:
-        n_eff = n / unsampled if unsampled > 1e-12 else math.inf
-    lo, hi = wilson(share, n_eff) if math.isfinite(n_eff) else (share, share)
+    if var > 0:
+        n_eff = smoothed * (1 - smoothed) / var
+        lo, hi = wilson(share, n_eff)
+    else:  # a census of every stratum: the exact share
+        n_eff, lo, hi = math.inf, share, share
     return {"estimate": float(share), "ci95": [float(lo), float(hi)], "variance": float(var),
             "effective_n": float(n_eff) if math.isfinite(n_eff) else None, "decided_pairs": int(n)}
 
