@@ -179,13 +179,16 @@ def _export_id(run_id: str, record_person_sha: str, seed: int, per_stratum: int)
     return hashlib.sha256(f"{run_id}|{record_person_sha}|{seed}|{per_stratum}".encode()).hexdigest()[:8]
 
 
-@_private_zone
 def export_sample(paths: Paths, per_stratum: int = DEFAULT_PER_STRATUM, seed: int = 1) -> dict:
     """Draw the stratified sample of pairs and write it for the reviewers (module docstring).
     Returns where it went and the counts per stratum (no identifiers)."""
     if per_stratum < 1:
         raise ClericalReviewError(f"--per-stratum must be 1 or more, got {per_stratum}")
-    run = _run_record(paths)
+    return _export(paths, _run_record(paths), per_stratum, seed)  # no zone folder made for a wrong --out
+
+
+@_private_zone
+def _export(paths: Paths, run: dict, per_stratum: int, seed: int) -> dict:
     run_id = str(run.get("run_id"))
     summary_file = paths.identifiable / "link_summary.json"
     if not summary_file.is_file():
@@ -422,10 +425,13 @@ def estimate(manifest: dict, samples: pd.DataFrame, decisions: dict[str, str]) -
     }
 
 
-@_private_zone
 def import_decisions(paths: Paths, decisions_file: Path) -> dict:
     """Read the reviewers' decisions for this run's export and write ``estimate.json``."""
-    run_id = str(_run_record(paths).get("run_id"))
+    return _import(paths, str(_run_record(paths).get("run_id")), Path(decisions_file))
+
+
+@_private_zone
+def _import(paths: Paths, run_id: str, decisions_file: Path) -> dict:
     folder = review_dir(paths, run_id)
     if not (folder / MANIFEST_FILE).is_file():
         raise ClericalReviewError(f"no clerical-review export for run {run_id} at {folder}: run "

@@ -13,6 +13,8 @@ Information about Linking Data sets", J Public Health 40(1):191-198), without gr
   was scored (probability 0.01 or more), sum(p) missed matches. Deterministic links (valid NHS
   number and date of birth agreeing) count as correct; records with no candidate scored at 0.01
   could hide at most 0.01 missed matches each, given as an upper bound.
+- Observed rates from a clerical review (``identifiable_zone.clerical_review``) beside the
+  model's expected ones over all sources, or "no clerical review recorded".
 
 Counts come in; the published figures are computed from counts rounded as every published count
 is (``core.disclosure``), so that no figure gives a small count away.

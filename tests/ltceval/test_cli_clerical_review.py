@@ -102,3 +102,4 @@ def test_bad_decisions_and_options_exit_2_naming_file_line_and_field(published_r
     assert "expected a positive number, got 0" in capsys.readouterr().err
     assert main(["clerical-review", "import", "--out", str(tmp_path / "nowhere"), str(bad)]) == 2
     assert "no identifiable-zone run" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()  # a wrong --out makes no zone folder
