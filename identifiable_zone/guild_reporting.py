@@ -13,6 +13,8 @@ Information about Linking Data sets", J Public Health 40(1):191-198), without gr
   was scored (probability 0.01 or more), sum(p) missed matches. Deterministic links (valid NHS
   number and date of birth agreeing) count as correct; records with no candidate scored at 0.01
   could hide at most 0.01 missed matches each, given as an upper bound.
+- Observed rates from a clerical review (``identifiable_zone.clerical_review``) beside the
+  model's expected ones over all sources, or "no clerical review recorded".
 
 Practice is a many-valued characteristic (hundreds of practices in an ICB): published, each
 source shows the ``PRACTICES_SHOWN`` practices whose shares differ most (largest absolute
@@ -137,6 +139,48 @@ def published_error_rates(errors: dict) -> dict:
     return {"false_match_pct": pct(errors["false_match_rate"]),
             "missed_match_pct": pct(errors["missed_match_rate"]),
             "missed_match_pct_upper": pct(errors["missed_match_rate_upper"])}
+
+
+# -- observed rates from a clerical review (identifiable_zone.clerical_review) beside the model's
+
+NO_CLERICAL_REVIEW = "no clerical review recorded"
+# (measure shown, the estimate's key, the model's expected rate's key)
+CLERICAL_MEASURES = (("precision of the probabilistic links", "precision_probabilistic", "precision_probabilistic"),
+                     ("false-match rate (share of all links)", "false_match_rate", "false_match_rate"),
+                     ("missed-match rate (among scored candidates)", "missed_match_rate", "missed_match_rate"),
+                     ("recall (deterministic links taken as right)", "recall", "recall"))
+
+
+def pooled_expected_errors(prob_links: int, false_links: float, det_links: int, unlinked: int,
+                           missed_scored: float, unscored: int) -> dict:
+    """The model's expected rates over all sources together (``expected_errors``), with the
+    expected precision of the probabilistic links and recall, to sit beside a clerical review's."""
+    e = expected_errors(prob_links + det_links, false_links, unlinked, missed_scored, unscored)
+    return {**e, "precision_probabilistic": 1 - false_links / prob_links if prob_links else None,
+            "recall": None if e["missed_match_rate"] is None else 1 - e["missed_match_rate"]}
+
+
+def published_clerical_review(estimate: dict | None, model: dict | None) -> dict:
+    """The clerical review's rates with their 95% intervals and the model's expected rates, as
+    percentages to three significant figures, and the number of decided pairs rounded as every
+    published count ("*" for 1-7: then no rates either). No counts of records."""
+    if not estimate:
+        return {"recorded": False, "note": NO_CLERICAL_REVIEW}
+    n = round_count(estimate["decided_pairs"])
+
+    def pct(x):
+        return None if x is None else (SUPPRESSED if n == SUPPRESSED else significant(100 * x))
+
+    rows = []
+    for label, key, model_key in CLERICAL_MEASURES:
+        fig = estimate.get(key) or {}
+        lo, hi = fig.get("ci95") or (None, None)
+        rows.append({"measure": label, "clerical_pct": pct(fig.get("estimate")),
+                     "clerical_ci95_pct": [pct(lo), pct(hi)],
+                     "model_expected_pct": pct((model or {}).get(model_key))})
+    return {"recorded": True, "export_id": estimate.get("export_id"), "estimated_at": estimate.get("estimated_at"),
+            "decided_pairs": n, "interval": estimate.get("interval"), "assumptions": estimate.get("assumptions"),
+            "rates": rows}
 
 
 # -- the linkage model as a reviewer reads it: no record values, only its parameters and curves

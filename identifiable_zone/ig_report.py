@@ -24,9 +24,11 @@ import pandas as pd
 
 from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
+from identifiable_zone.clerical_review import load_estimate
 from identifiable_zone.mps import MPS_RULE, WAYS
-from identifiable_zone.guild_reporting import (PRACTICE, PRACTICES_SHOWN, THRESHOLD_GRID, UNDER_LINKED_SMD,
-                                               WEIGHT_EDGES, WEIGHT_LABELS, expected_errors,
+from identifiable_zone.guild_reporting import (NO_CLERICAL_REVIEW, PRACTICE, PRACTICES_SHOWN, THRESHOLD_GRID,
+                                               UNDER_LINKED_SMD, WEIGHT_EDGES, WEIGHT_LABELS, expected_errors,
+                                               pooled_expected_errors, published_clerical_review,
                                                linked_unlinked_differences, model_charts, model_levels,
                                                practice_rows_to_publish, published_error_rates,
                                                published_precision_curve, under_linked_groups)
@@ -151,6 +153,23 @@ def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict,
     return link_rates, prob_dist, weight_dist, subgroups, {"records": int(spine_records)}, errors, curve
 
 
+def _pooled_expected(path: Path, spill_dir: Path) -> dict:
+    """The model's expected error rates over all sources together (beside a clerical review)."""
+    from identifiable_zone.blocking import connection, sql_path
+
+    with connection(spill_dir) as con:
+        prob, false_links, det, unlinked, missed, unscored = con.execute(f"""
+            SELECT count(*) FILTER (WHERE rule = 'probabilistic'),
+                   coalesce(sum(1 - match_probability) FILTER (WHERE rule = 'probabilistic'), 0),
+                   count(*) FILTER (WHERE rule NOT IN ('probabilistic', 'unlinked')),
+                   count(*) FILTER (WHERE rule = 'unlinked'),
+                   coalesce(sum(match_probability) FILTER (WHERE rule = 'unlinked'), 0),
+                   count(*) FILTER (WHERE rule = 'unlinked' AND match_probability IS NULL)
+            FROM read_parquet({sql_path(path)}) WHERE source <> 'gp_patients'""").fetchone()
+    return pooled_expected_errors(int(prob), float(false_links), int(det), int(unlinked), float(missed),
+                                  int(unscored))
+
+
 # the person attributes published in the analytical zone that someone could know of a person
 QUASI_IDENTIFIERS = ("sex", "year_of_birth", "month_of_birth", "ethnic_category", "lsoa11", "practice_code",
                      "registration_start", "registration_end", "date_of_death")
@@ -203,10 +222,14 @@ def build_raw(paths: Paths) -> dict:
             encoding.append({"table": table, "lines": s["encoding_issues"]})
 
     link_rates, prob_dist, weight_dist, subgroups, spine_info, errors, curve = {}, {}, {}, {}, {}, {}, {}
+    clerical = load_estimate(paths, run["run_id"]) if run.get("run_id") else None
+    pooled = None
     if rp_path.exists():
         with tempfile.TemporaryDirectory(prefix=".ig-report-spill-", dir=ident) as spill:
             link_rates, prob_dist, weight_dist, subgroups, spine_info, errors, curve = _link_figures(
                 rp_path, rules, Path(spill))
+            if clerical:
+                pooled = _pooled_expected(rp_path, Path(spill))
     model_file = ident / "linkage_model" / str((lnk.get("model") or {}).get("file"))
     levels = model_levels(json.loads(model_file.read_text(encoding="utf-8"))) if model_file.is_file() else []
     differences = [d for dim, rows in subgroups.items() for d in linked_unlinked_differences(rows, dim, rounded=False)]
@@ -254,6 +277,7 @@ def build_raw(paths: Paths) -> dict:
                     "linked_vs_unlinked": differences, "under_linked": under_linked_groups(differences),
                     "expected_errors": errors if identifiers_received else {},
                     "precision_by_threshold": curve if identifiers_received else {}, "model_levels": levels,
+                    "clerical_review": {"estimate": clerical, "model_expected_all_sources": pooled},
                     "blocking": lnk.get("blocking"), "mps_person_id": mps},
         "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),
                              "key_source": pub.get("key_source"),
@@ -309,6 +333,9 @@ def build_published(raw: dict) -> dict:
     pub["linkage"]["precision_by_threshold"] = {src: published_precision_curve(rows)
                                                 for src, rows in lk.get("precision_by_threshold", {}).items()}
     pub["linkage"]["model_levels"] = lk.get("model_levels", [])  # the model's parameters: no counts
+    review = lk.get("clerical_review") or {}
+    pub["linkage"]["clerical_review"] = published_clerical_review(review.get("estimate"),
+                                                                  review.get("model_expected_all_sources"))
     pub["suppression"] = "0 shown as 0; 1-7 as *; other counts rounded to the nearest 5; rates * when " \
                          "the numerator or its complement is 1-7, otherwise computed from the rounded counts " \
                          "(three significant figures)"
@@ -418,8 +445,9 @@ def _guild_sections(lk: dict) -> list[str]:
                   "unlinked records whose best candidate was scored (the sum of its match probability) as a "
                   "share of the true matches; the upper bound adds 0.01 for each unlinked record with no "
                   "candidate scored. Deterministic links (NHS number and date of birth) count as correct. "
-                  "Observed rates need ground truth or a clerical review.</p>",
+                  "Observed rates need ground truth or a clerical review (below).</p>",
                   _table([{"source": src, **r} for src, r in rates.items()])]
+    parts += _clerical_section(lk.get("clerical_review") or {"recorded": False})
     levels = lk.get("model_levels") or []
     if levels:
         charts = model_charts(levels, lk.get("match_weight_distribution") or {},
@@ -436,6 +464,23 @@ def _guild_sections(lk: dict) -> list[str]:
                   f"{html.escape(captions[k])}</figcaption></figure>" for k, uri in charts.items()]
         parts += [_table(levels)]
     return parts
+
+
+def _clerical_section(review: dict) -> list[str]:
+    """Observed rates from the clerical review beside the model's expected ones (all sources)."""
+    parts = ["<h2>Clerical review of the linkage</h2>"]
+    if not review.get("recorded"):
+        return parts + [f"<p><b>{html.escape(NO_CLERICAL_REVIEW.capitalize())}</b> for this run: the rates above "
+                        "are the model's own expectation (`ltceval clerical-review export`, then `import`; "
+                        "docs/linkage.md).</p>"]
+    rows = [{"measure": r["measure"], "clerical review %": r["clerical_pct"],
+             "95% interval %": "-".join(str(x) for x in r["clerical_ci95_pct"]),
+             "model expected %": r["model_expected_pct"]} for r in review["rates"]]
+    return parts + [f"<p>Reviewers' decisions on a stratified random sample of candidate pairs around the "
+                     f"threshold (export {html.escape(str(review['export_id']))}; decided pairs: "
+                     f"{html.escape(str(review['decided_pairs']))}), all sources together, weighted by each "
+                     f"stratum's population. Interval: {html.escape(str(review['interval']))}. Assumptions: "
+                     f"{html.escape('; '.join(review.get('assumptions') or []))}.</p>", _table(rows)]
 
 
 def write(paths: Paths) -> dict:
