@@ -25,13 +25,13 @@ import pandas as pd
 from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
 from identifiable_zone.clerical_review import load_estimate
-from identifiable_zone.mps import MPS_RULE, WAYS
 from identifiable_zone.guild_reporting import (NO_CLERICAL_REVIEW, PRACTICE, PRACTICES_SHOWN, THRESHOLD_GRID,
                                                UNDER_LINKED_SMD, WEIGHT_EDGES, WEIGHT_LABELS, expected_errors,
                                                pooled_expected_errors, published_clerical_review,
                                                linked_unlinked_differences, model_charts, model_levels,
                                                practice_rows_to_publish, published_error_rates,
                                                published_precision_curve, under_linked_groups)
+from identifiable_zone.mps import MPS_RULE, WAYS
 
 SMALL = MAX_SUPPRESSED
 PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
