@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 
 from core.dbt import run_dbt
-from core.settings import LINKAGE_SENSITIVITY_ENV, UNBLIND_REASON_ENV, Paths
+from core.settings import (LINKAGE_SENSITIVITY_AUTO_MAX_PERSONS, LINKAGE_SENSITIVITY_ENV, UNBLIND_REASON_ENV,
+                           Paths, linkage_sensitivity_mode)
 from evaluation import pipeline
 from evaluation.costing import CostingConfig
-from evaluation.linkage_sensitivity import UNAVAILABLE, checked_scenarios
+from evaluation.linkage_sensitivity import UNAVAILABLE, checked_scenarios, should_run
 from evaluation.panel import connect, read_table
 
 PERSONS = 6000
@@ -171,3 +172,15 @@ def test_a_scenarios_table_without_its_three_rows_is_refused():
     missing = SCENARIO_ROWS.assign(threshold=[0.95, math.nan, 0.8])
     with pytest.raises(ValueError, match="row 2 \\(scenario stricter\\): field threshold"):
         checked_scenarios(missing)
+
+
+def test_auto_runs_up_to_the_demo_size_and_an_ics_run_turns_it_on():
+    assert should_run("auto", LINKAGE_SENSITIVITY_AUTO_MAX_PERSONS) == (True, "")
+    ran, why = should_run("auto", LINKAGE_SENSITIVITY_AUTO_MAX_PERSONS + 1)
+    assert not ran and f"{LINKAGE_SENSITIVITY_ENV}=on" in why
+    assert should_run("on", 2_000_000) == (True, "")
+    assert should_run("off", 100)[0] is False
+    assert linkage_sensitivity_mode({}) == "auto"
+    assert linkage_sensitivity_mode({LINKAGE_SENSITIVITY_ENV: " ON "}) == "on"
+    with pytest.raises(ValueError, match=f"{LINKAGE_SENSITIVITY_ENV}='yes': expected one of auto, on, off"):
+        linkage_sensitivity_mode({LINKAGE_SENSITIVITY_ENV: "yes"})
