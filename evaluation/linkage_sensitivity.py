@@ -128,8 +128,9 @@ def panel_under_scenario(panel: pd.DataFrame, deltas: pd.DataFrame, scenario: st
     for j, o in enumerate(cols):
         values = panel[o].to_numpy(dtype=float) + change[:, j]
         if (values < 0).any():
-            raise ValueError(f"{DELTAS_TABLE}: scenario {scenario} takes more {o} from a person-month than "
-                             "the main panel counts in it")
+            month = keys["calendar_month"].to_numpy()[values < 0][0]
+            raise ValueError(f"{DELTAS_TABLE}: scenario {scenario}, field {o}: takes more from a person-month "
+                             f"({pd.Timestamp(month):%Y-%m}) than the main panel counts in it")
         out[o] = values
     return out
 

@@ -184,3 +184,27 @@ def test_auto_runs_up_to_the_demo_size_and_an_ics_run_turns_it_on():
     assert linkage_sensitivity_mode({LINKAGE_SENSITIVITY_ENV: " ON "}) == "on"
     with pytest.raises(ValueError, match=f"{LINKAGE_SENSITIVITY_ENV}='yes': expected one of auto, on, off"):
         linkage_sensitivity_mode({LINKAGE_SENSITIVITY_ENV: "yes"})
+
+
+def test_deltas_change_only_their_person_months_and_cannot_take_more_than_was_counted():
+    from simpanel import simulate_panel
+
+    from evaluation.linkage_sensitivity import panel_under_scenario
+    from evaluation.panel import prepare_panel
+
+    panel = prepare_panel(simulate_panel(n_sets=40, rate_ratio=1.0, seed=5))
+    row = panel[panel["ae_attendances"] > 0].iloc[0]
+    deltas = pd.DataFrame({"scenario": ["stricter", "looser"], "person_id": [row["person_id"]] * 2,
+                           "calendar_month": [row["calendar_month"]] * 2, "ae_attendances": [-1, 2],
+                           "emergency_admissions": [0, 0], "bed_days": [0, 3], "outpatient_attendances": [0, 0],
+                           "gp_appointments": [0, 0]})
+    hit = ((panel["person_id"] == row["person_id"]) & (panel["calendar_month"] == row["calendar_month"])).to_numpy()
+    stricter = panel_under_scenario(panel, deltas, "stricter")
+    assert (stricter.loc[hit, "ae_attendances"] == row["ae_attendances"] - 1).all()
+    assert stricter.loc[~hit, "ae_attendances"].equals(panel.loc[~hit, "ae_attendances"])
+    looser = panel_under_scenario(panel, deltas, "looser")
+    assert (looser.loc[hit, "bed_days"] == panel.loc[hit, "bed_days"] + 3).all()
+    assert looser.drop(columns=["ae_attendances", "bed_days"]).equals(panel.drop(columns=["ae_attendances", "bed_days"]))
+    too_many = deltas.assign(ae_attendances=[-(row["ae_attendances"] + 1), 0])
+    with pytest.raises(ValueError, match="mart_linkage_sensitivity_deltas: scenario stricter, field ae_attendances"):
+        panel_under_scenario(panel, too_many, "stricter")
