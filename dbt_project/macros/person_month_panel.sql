@@ -66,11 +66,8 @@ grid as (
         m.days_in_month,
         greatest(
             0,
-            datediff(
-                'day',
-                greatest(coalesce(p.registration_start, m.calendar_month), m.calendar_month),
-                least(coalesce(p.censor_date, m.month_end), m.month_end)
-            ) + 1
+            {{ days_between('greatest(coalesce(p.registration_start, m.calendar_month), m.calendar_month)',
+                            'least(coalesce(p.censor_date, m.month_end), m.month_end)') }} + 1
         ) as days_exposed
     from persons p
     cross join {{ ref('int_calendar_months_spanned_by_activity') }} m
