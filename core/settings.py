@@ -33,6 +33,11 @@ DEFAULT_VALIDATION_SEGMENT_MIB = 64  # about half a million GP appointments a se
 VALIDATION_WORKERS_ENV = "LTCEVAL_VALIDATION_WORKERS"
 GENERATOR_WORKERS_ENV = "LTCEVAL_GENERATOR_WORKERS"
 LINKAGE_WORKERS_ENV = "LTCEVAL_LINKAGE_WORKERS"
+LINKAGE_SENSITIVITY_ENV = "LTCEVAL_LINKAGE_SENSITIVITY"
+LINKAGE_SENSITIVITY_MODES = ("auto", "on", "off")
+# auto runs the linkage sensitivity up to this many people: it re-fits every headline outcome and
+# re-draws the saving's bootstrap twice; an ICS-size run turns it on explicitly
+LINKAGE_SENSITIVITY_AUTO_MAX_PERSONS = 100_000
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -58,6 +63,9 @@ ENVIRONMENT: dict[str, str] = {
                          "machine's cores, at most 2, from a million records; 1: one at a time; same result)",
     GENERATOR_WORKERS_ENV: "synthetic generator: processes building chunks of people at once (default: the "
                            "machine's cores, at most 2; 1: one at a time, least memory; same files)",
+    LINKAGE_SENSITIVITY_ENV: "evaluation: 'auto' (default: on up to 100,000 people), 'on' or 'off': the headline "
+                             "rate ratios and net saving re-estimated with links at the stricter and looser "
+                             "thresholds (evaluation/linkage_sensitivity.py)",
     "LTCEVAL_HONEST": "evaluation: 0 skips the parallel-trends sensitivity (Rambachan-Roth intervals, about "
                       "13 s an outcome); the E-values are always computed",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
@@ -131,6 +139,15 @@ def linkage_workers(environ: Mapping[str, str] | None = None) -> int:
     """Processes standardising linkage's records at once (``LTCEVAL_LINKAGE_WORKERS``); the
     default is the cores, at most 2 (each holds a piece of about half a million records)."""
     return _process_count(LINKAGE_WORKERS_ENV, "standardises", environ)
+
+
+def linkage_sensitivity_mode(environ: Mapping[str, str] | None = None) -> str:
+    """``LTCEVAL_LINKAGE_SENSITIVITY``: 'auto' (default), 'on' or 'off'."""
+    raw = env_value(LINKAGE_SENSITIVITY_ENV, environ)
+    mode = "auto" if raw is None else raw.strip().lower()
+    if mode not in LINKAGE_SENSITIVITY_MODES:
+        raise ValueError(f"{LINKAGE_SENSITIVITY_ENV}={raw!r}: expected one of {', '.join(LINKAGE_SENSITIVITY_MODES)}")
+    return mode
 
 
 def validation_segment_bytes(environ: Mapping[str, str] | None = None) -> int:

@@ -5,7 +5,9 @@ and the mart gates pass). Each task calls one function of ``ltceval.tasks`` (whi
 ``evaluation.pipeline``) and returns its small JSON summary (XCom). One estimate task per
 outcome (they run in parallel), then the negative controls (estimated as the outcomes; the
 empirical null they give calibrates each outcome's interval), then costing (unit costs re-based, bootstrap intervals,
-caseload projection), then sensitivity and secondary analyses, then the report, written into
+caseload projection), then sensitivity and secondary analyses and, beside them, the linkage
+sensitivity (the headline results with links at a stricter and a looser threshold;
+LTCEVAL_LINKAGE_SENSITIVITY), then the report, written into
 the run's unpublished version folder (`reports/.versions/<run key>/`, opened by the
 identifiable-zone DAG and holding its IG report and the GX results). `publish` then checks
 that folder is complete and atomically repoints `reports/<period>` (and `reports/latest`) at
@@ -13,7 +15,7 @@ it (``ltceval.publish.publish_reports``), and publishes the `business_case_repor
 failed or killed run leaves the previously published reports as they were.
 Costing choices come from LTCEVAL_* environment variables (`evaluation.costing.CostingConfig`).
 
-Retries: none for the statistics (estimates, costing, sensitivity: same data, same result);
+Retries: none for the statistics (estimates, costing, sensitivities: same data, same result);
 `report` and `publish` write files and retry on transient I/O errors
 (``ltceval.retries.IO_RETRIES``; a full disk or a permission error fails at once).
 """
@@ -48,8 +50,12 @@ def evaluation():
     def sensitivity(_costing: dict) -> dict:
         return tasks.run_sensitivity()
 
+    @task(**NO_RETRIES)
+    def linkage_sensitivity(_costing: dict) -> dict:
+        return tasks.run_linkage_sensitivity()
+
     @task(**IO_RETRIES)
-    def report(_sensitivity: dict) -> dict:
+    def report(_sensitivities: list[dict]) -> dict:
         return tasks.write_business_case()
 
     @task(outlets=[airflow_asset(EVALUATION)], **IO_RETRIES)
@@ -57,7 +63,8 @@ def evaluation():
         return tasks.publish_reports(written)
 
     estimates = [estimate.override(task_id=f"estimate_{o}")(o) for o in COUNT_OUTCOMES]
-    publish(report(sensitivity(cost(negative_controls(estimates)))))
+    costing = cost(negative_controls(estimates))
+    publish(report([sensitivity(costing), linkage_sensitivity(costing)]))
 
 
 evaluation_dag = evaluation()

@@ -138,19 +138,7 @@ def cost(paths: Paths, config: CostingConfig | None = None) -> dict:
     unit_costs = prepare_unit_costs(seed_costs, config, price_index)
     results = {o: _load(paths, f"outcome_{o}").did for o in co}
     panel = load_panel(paths.warehouse)
-    boot = None
-    estimable = all(math.isfinite(r.abs_change_per_py) for r in results.values())
-    if config.interval_method == "bootstrap" and estimable:
-        boot = cluster_bootstrap(panel, list(co), reps=config.bootstrap_reps,
-                                 seed=config.bootstrap_seed)
-    caseload, basis = config.annual_caseload, "set for this evaluation"
-    if caseload is None and len(panel):
-        caseload, basis = default_annual_caseload(panel)
-    costing = estimate_costs(results, unit_costs, co, bootstrap=boot, annual_caseload=caseload,
-                             annual_caseload_basis=basis,
-                             persistence_years=config.persistence_years,
-                             persistence_decay=config.persistence_decay,
-                             discount_rate=config.discount_rate)
+    costing = price_outcomes(panel, results, unit_costs, config)
     cost_did = estimate_linear_did(add_cost_column(panel, unit_costs_by_outcome(unit_costs, co)),
                                    "cost_gbp")
     _save(paths, "costing", {"costing": costing, "cost_did": cost_did, "config": config,
@@ -170,6 +158,27 @@ def cost(paths: Paths, config: CostingConfig | None = None) -> dict:
         "price_year": config.price_year,
         "cost_did_per_person_year": round(cost_did.estimate_per_py, 2),
     }, digits=XCOM_DIGITS)
+
+
+def price_outcomes(panel, results: dict, unit_costs: pd.DataFrame, config: CostingConfig,
+                   bootstrap_reps: int | None = None):
+    """The costing of a panel's DiD results (`estimate_costs`): the costed outcomes' bootstrap
+    (``bootstrap_reps`` replicates, default the config's) or delta intervals, the caseload
+    projection. The main result's costing, and the linkage scenarios' (the same steps)."""
+    co = tuple(config.costed_outcomes)
+    boot = None
+    estimable = all(math.isfinite(results[o].abs_change_per_py) for o in co)
+    if config.interval_method == "bootstrap" and estimable:
+        boot = cluster_bootstrap(panel, list(co), reps=bootstrap_reps or config.bootstrap_reps,
+                                 seed=config.bootstrap_seed)
+    caseload, basis = config.annual_caseload, "set for this evaluation"
+    if caseload is None and len(panel):
+        caseload, basis = default_annual_caseload(panel)
+    return estimate_costs({o: results[o] for o in co}, unit_costs, co, bootstrap=boot, annual_caseload=caseload,
+                          annual_caseload_basis=basis,
+                          persistence_years=config.persistence_years,
+                          persistence_decay=config.persistence_decay,
+                          discount_rate=config.discount_rate)
 
 
 def sensitivity(paths: Paths) -> dict:
@@ -224,6 +233,46 @@ def sensitivity(paths: Paths) -> dict:
     return json_safe({"scenarios": int(len(scen)), "notes": notes,
                       "subgroups": 0 if out["subgroups"] is None else int(len(out["subgroups"]))},
                      digits=XCOM_DIGITS)
+
+
+def linkage_sensitivity(paths: Paths, bootstrap_reps: int | None = None) -> dict:
+    """The headline rate ratios and net saving re-estimated with links at the stricter and the
+    looser threshold (`evaluation.linkage_sensitivity`), when LTCEVAL_LINKAGE_SENSITIVITY lets
+    it run and the warehouse has the scenarios. Saved as `linkage_sensitivity.pkl`; the report
+    shows the table, or one line saying why there is none. ``bootstrap_reps``: the scenarios'
+    bootstrap replicates (default: the main costing's)."""
+    from core.settings import linkage_sensitivity_mode
+    from evaluation import linkage_sensitivity as ls
+
+    c = _load(paths, "costing")
+    config: CostingConfig = c["config"]
+    tables = table_names(paths.warehouse)
+    persons = None
+    if "int_persons_joined_to_imd" in tables:
+        con = connect(paths.warehouse)
+        try:
+            persons = int(con.execute("select count(*) from main.int_persons_joined_to_imd").fetchone()[0])
+        finally:
+            con.close()
+    run, why_not = ls.should_run(linkage_sensitivity_mode(), persons)
+    thresholds = (ls.checked_scenarios(read_table(paths.warehouse, ls.SCENARIOS_TABLE))
+                  if ls.SCENARIOS_TABLE in tables and ls.DELTAS_TABLE in tables else None)
+    if not run:
+        result = ls.LinkageSensitivity("off", why_not)
+    elif thresholds is None:
+        result = ls.LinkageSensitivity("unavailable", ls.UNAVAILABLE)
+    elif not math.isfinite(c["costing"].net_saving_per_person):
+        result = ls.LinkageSensitivity("not estimable", "The linkage sensitivity was not run: the main result "
+                                                        "is not estimable.")
+    else:
+        main = {o: _load(paths, f"outcome_{o}").did for o in OUTCOMES}
+        reps = bootstrap_reps or config.bootstrap_reps
+        result = ls.run_linkage_sensitivity(
+            load_panel(paths.warehouse), read_table(paths.warehouse, ls.DELTAS_TABLE), thresholds, main, c["costing"],
+            lambda panel, results: price_outcomes(panel, results, c["unit_costs"], config, reps),
+            OUTCOMES, bootstrap_reps=reps if config.interval_method == "bootstrap" else None)
+    _save(paths, "linkage_sensitivity", result)
+    return {"status": result.status, "note": result.note}
 
 
 def pool_equipoise(paths: Paths, tables: set[str]) -> dict | None:
@@ -289,6 +338,8 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
     robustness = {o: _load(paths, f"robustness_{o}") for o in outcomes
                   if (work_dir(paths) / f"robustness_{o}.pkl").exists()}
     has_controls = (work_dir(paths) / "calibration.pkl").exists()
+    linkage = (_load(paths, "linkage_sensitivity") if (work_dir(paths) / "linkage_sensitivity.pkl").exists()
+               else None)
     diag = diagnostics(paths, estimates, balance, mdrr, tables)
     inputs = ReportInputs(
         estimates=estimates, costing=c["costing"], cost_did=c["cost_did"], cohort=c["cohort"],
@@ -301,6 +352,7 @@ def report(paths: Paths, outcomes=OUTCOMES, period: str | None = None) -> dict:
         robustness=robustness or None, diagnostics=diag,
         negative_controls=_load(paths, "negative_controls") if has_controls else None,
         calibration=_load(paths, "calibration") if has_controls else None,
+        linkage=linkage,
     )
     with output_guard(paths.reports):
         written = write_report(inputs, paths.reports)
@@ -316,6 +368,7 @@ def run_all(paths: Paths, config: CostingConfig | None = None) -> dict:
     out["negative_controls"] = negative_controls(paths)
     out["cost"] = cost(paths, config)
     out["sensitivity"] = sensitivity(paths)
+    out["linkage_sensitivity"] = linkage_sensitivity(paths)
     out["report"] = report(paths)
     return out
 

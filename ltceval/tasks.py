@@ -140,6 +140,12 @@ def run_sensitivity() -> dict:
     return pipeline.sensitivity(Paths.from_env())
 
 
+def run_linkage_sensitivity() -> dict:
+    from evaluation import pipeline
+
+    return pipeline.linkage_sensitivity(Paths.from_env())
+
+
 def write_business_case() -> dict:
     """The business case into the run's (unpublished) version folder."""
     from evaluation import pipeline

@@ -42,6 +42,7 @@ from evaluation.reporting.plots import (fig_to_data_uri, plot_attrition, plot_ev
                                         plot_love, plot_naive_vs_did, plot_tornado,
                                         plot_waterfall)
 from evaluation.reporting.calibration import calibrated_cells, calibration_section, published_calibration
+from evaluation.reporting.linkage import linkage_section, published_linkage_sensitivity
 from evaluation.reporting.robustness import robustness_section
 from evaluation.reporting.text import describe
 
@@ -75,6 +76,7 @@ class ReportInputs:
     negative_controls: dict | None = None  # negative control -> evaluation.did.OutcomeEstimates
     calibration: object | None = None  # evaluation.calibration.Calibration
     diagnostics: Diagnostics | None = None  # evaluation.diagnostics.build_diagnostics
+    linkage: object | None = None  # evaluation.linkage_sensitivity.LinkageSensitivity
 
     @property
     def blinded(self) -> bool:
@@ -466,6 +468,7 @@ def report_context(inp: ReportInputs) -> dict:
              gbp(r.net_saving_per_person), fmt_ci(r.lo95, r.hi95, money=True)]
             for r in published_scenarios(scenarios).itertuples()],
         "sensitivity_notes": list(inp.sensitivity_notes),
+        "linkage": linkage_section(inp.linkage),
         "iapt_rows": _iapt_rows(inp.iapt),
         "subgroup_rows": _subgroup_rows(inp.subgroups),
         "event_studies": {"summaries": [describe(e.event_study) for e in inp.estimates.values()],
@@ -524,6 +527,8 @@ def write_report(inp: ReportInputs, reports_dir: Path) -> dict[str, str]:
             published_calibration(inp.calibration, inp.negative_controls, inp.estimates))
     if inp.scenarios is not None:
         csv("sensitivity", published_scenarios(inp.scenarios))
+    if inp.linkage is not None and inp.linkage.estimated:
+        csv("linkage_sensitivity", published_linkage_sensitivity(inp.linkage))
     if inp.iapt is not None:
         csv("iapt_outcomes", published_iapt_outcomes(inp.iapt))
     if inp.subgroups is not None:

@@ -1,5 +1,7 @@
 -- Emergency admissions (spells whose Admission_Method starts with 2). Bed days = length of
 -- stay (Der_Spell_LoS, else discharge - admission), counted in the month of admission.
+-- Unlinked spells (person_id null) are kept for the linkage sensitivity, as in
+-- int_ae_attendances_filtered_to_type_01.
 select
     apcs_ident,
     person_id,
@@ -9,6 +11,5 @@ select
     coalesce(length_of_stay, datediff('day', admission_date, discharge_date), 0) as bed_days,
     date_trunc('month', admission_date) as activity_month
 from {{ ref('stg_sus__apc_spells') }}
-where person_id is not null
-  and admission_method like '2%'
+where admission_method like '2%'
   and admission_date is not null

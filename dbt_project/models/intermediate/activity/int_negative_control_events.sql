@@ -10,6 +10,7 @@ outpatient as (
     select o.person_id, o.activity_month, c.negative_control
     from {{ ref('int_outpatient_appointments_filtered_to_attended') }} o
     join codes c on c.source = 'opa' and c.code = upper(trim(o.treatment_specialty))
+    where o.person_id is not null  -- the outpatient model keeps unlinked records
 ),
 planned_spells as (
     select person_id, date_trunc('month', admission_date) as activity_month,
