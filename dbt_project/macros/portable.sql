@@ -27,3 +27,17 @@
     {{ source }} lateral view explode(sequence(cast(date_trunc('month', {{ first }}) as date),
                                                cast(date_trunc('month', {{ last }}) as date), interval 1 month)) {{ alias }} as {{ name }}
 {%- endmacro %}
+
+{#- A CTE computed once (DuckDB's hint; Spark decides for itself). -#}
+{% macro materialized_cte() -%}{{ return(adapter.dispatch('materialized_cte')()) }}{%- endmacro %}
+{% macro default__materialized_cte() -%}{%- endmacro %}
+{% macro duckdb__materialized_cte() -%}materialized{%- endmacro %}
+
+{#- Every column of `relation` but `excluded`, quoted (DuckDB's `* exclude (...)`; Spark names
+    them as its `* except` does not on every version). -#}
+{% macro star_except(relation, excluded) -%}
+    {%- if not execute -%}*{%- else -%}
+    {%- set cols = adapter.get_columns_in_relation(relation) | map(attribute='name') | reject('in', excluded) | list -%}
+    {{ cols | map('lower') | join(', ') if target.type == 'spark' else cols | join(', ') }}
+    {%- endif -%}
+{%- endmacro %}

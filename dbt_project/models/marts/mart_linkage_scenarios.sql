@@ -5,14 +5,14 @@
 {%- set scenarios = source('linkage', 'linkage_scenarios') %}
 {%- if linkage_alternatives_published() %}
 select
-    cast(scenario as varchar)                  as scenario,
+    cast(scenario as {{ dbt.type_string() }})                  as scenario,
     cast(target_expected_precision as double)  as target_expected_precision,
     cast(threshold as double)                  as threshold,
     cast(expected_precision as double)         as expected_precision
 from {{ scenarios }}
 {%- else %}
 select
-    cast(null as varchar) as scenario,
+    cast(null as {{ dbt.type_string() }}) as scenario,
     cast(null as double)  as target_expected_precision,
     cast(null as double)  as threshold,
     cast(null as double)  as expected_precision
