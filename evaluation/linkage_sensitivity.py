@@ -15,8 +15,8 @@ scenario is left for later). The rate ratios of all three columns are before the
 negative-control calibration, so that they compare like with like.
 
 Estimates only: no count of persons or records is published, so the three cohorts cannot be
-differenced. Off, or unavailable (no linkage alternatives published: upstream-pseudonymised
-extracts, older outputs), the report says so in one line.
+differenced. Off, or unavailable (no linkage scenarios published: upstream-pseudonymised
+extracts), the report says so in one line.
 """
 from __future__ import annotations
 

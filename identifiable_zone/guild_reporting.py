@@ -13,6 +13,17 @@ Information about Linking Data sets", J Public Health 40(1):191-198), without gr
   was scored (probability 0.01 or more), sum(p) missed matches. Deterministic links (valid NHS
   number and date of birth agreeing) count as correct; records with no candidate scored at 0.01
   could hide at most 0.01 missed matches each, given as an upper bound.
+- Observed rates from a clerical review (``identifiable_zone.clerical_review``) beside the
+  model's expected ones over all sources, or "no clerical review recorded".
+
+Practice is a many-valued characteristic (hundreds of practices in an ICB): published, each
+source shows the ``PRACTICES_SHOWN`` practices whose shares differ most (largest absolute
+standardised difference, from the rounded counts; then the largest where a source has no unlinked
+records to compare with), the records with no practice ("not
+recorded", "not in source"), and every other practice pooled in one row ("other practices (k)")
+whose counts are the pooled exact counts rounded; each practice's own counts are still rounded
+and 1-7 suppressed. The practice is the record's own GP practice field: the practice of the
+linked person is unknown for an unlinked record.
 
 Counts come in; the published figures are computed from counts rounded as every published count
 is (``core.disclosure``), so that no figure gives a small count away.
@@ -24,6 +35,9 @@ import math
 from core.disclosure import MAX_SUPPRESSED, SUPPRESSED, round_count, significant
 
 UNDER_LINKED_SMD = 0.1  # as the balance threshold of matching (evaluation.diagnostics): a small difference
+PRACTICE = "practice"
+PRACTICES_SHOWN = 10  # practices shown by name per source in the published report
+NO_PRACTICE = ("not recorded", "not in source")
 
 
 def standardised_difference(p_linked: float, p_unlinked: float) -> float | None:
@@ -63,9 +77,39 @@ def linked_unlinked_differences(rows: list[dict], dim: str, rounded: bool) -> li
     return out
 
 
+def practice_rows_to_publish(rows: list[dict], shown: int = PRACTICES_SHOWN) -> list[dict]:
+    """The published practice rows ({source, practice, records, linked}, exact counts) of each
+    source: the ``shown`` practices with the largest absolute standardised difference of the
+    rounded counts (then the largest, then by code), the rows without a practice, and the rest pooled into one row
+    "other practices (k)" (exact sums: rounded where published, like any count)."""
+    out = []
+    for src in dict.fromkeys(r["source"] for r in rows):
+        groups = [r for r in rows if r["source"] == src]
+        diffs = {d["group"]: d["std_difference"]
+                 for d in linked_unlinked_differences(groups, PRACTICE, rounded=True)}
+        practices = [r for r in groups if r[PRACTICE] not in NO_PRACTICE]
+        # without a difference (no unlinked records, or counts suppressed): after those with one, largest first
+        ranked = sorted(practices, key=lambda r: (diffs[r[PRACTICE]] is None, -abs(diffs[r[PRACTICE]] or 0),
+                                                  -r["records"], r[PRACTICE]))
+        named = {r[PRACTICE] for r in ranked[:shown]}
+        rest = [r for r in practices if r[PRACTICE] not in named]
+        out += [r for r in groups if r[PRACTICE] in named]
+        if rest:
+            out.append({"source": src, PRACTICE: f"other practices ({len(rest)})",
+                        "records": sum(r["records"] for r in rest), "linked": sum(r["linked"] for r in rest)})
+        out += [r for r in groups if r[PRACTICE] in NO_PRACTICE]
+    return out
+
+
 def under_linked_groups(differences: list[dict], limit: float = UNDER_LINKED_SMD) -> list[dict]:
-    """The groups more common among the unlinked than the linked records by more than ``limit``."""
-    return [d for d in differences if d["std_difference"] is not None and d["std_difference"] < -limit]
+    """The groups more common among the unlinked than the linked records by more than ``limit``,
+    and those with unlinked records but no linked one (no finite difference: e.g. A&E attenders
+    on no GP list, the only records without a practice, none of them linked)."""
+    def never_linked(d):
+        return (d["std_difference"] is None and d["linked_pct"] == 0
+                and isinstance(d["unlinked_pct"], (int, float)) and d["unlinked_pct"] > 0)
+    return [d for d in differences
+            if (d["std_difference"] is not None and d["std_difference"] < -limit) or never_linked(d)]
 
 
 def expected_errors(links: int, false_links: float, unlinked: int, missed_scored: float,
@@ -95,6 +139,48 @@ def published_error_rates(errors: dict) -> dict:
     return {"false_match_pct": pct(errors["false_match_rate"]),
             "missed_match_pct": pct(errors["missed_match_rate"]),
             "missed_match_pct_upper": pct(errors["missed_match_rate_upper"])}
+
+
+# -- observed rates from a clerical review (identifiable_zone.clerical_review) beside the model's
+
+NO_CLERICAL_REVIEW = "no clerical review recorded"
+# (measure shown, the estimate's key, the model's expected rate's key)
+CLERICAL_MEASURES = (("precision of the probabilistic links", "precision_probabilistic", "precision_probabilistic"),
+                     ("false-match rate (share of all links)", "false_match_rate", "false_match_rate"),
+                     ("missed-match rate (among scored candidates)", "missed_match_rate", "missed_match_rate"),
+                     ("recall (deterministic links taken as right)", "recall", "recall"))
+
+
+def pooled_expected_errors(prob_links: int, false_links: float, det_links: int, unlinked: int,
+                           missed_scored: float, unscored: int) -> dict:
+    """The model's expected rates over all sources together (``expected_errors``), with the
+    expected precision of the probabilistic links and recall, to sit beside a clerical review's."""
+    e = expected_errors(prob_links + det_links, false_links, unlinked, missed_scored, unscored)
+    return {**e, "precision_probabilistic": 1 - false_links / prob_links if prob_links else None,
+            "recall": None if e["missed_match_rate"] is None else 1 - e["missed_match_rate"]}
+
+
+def published_clerical_review(estimate: dict | None, model: dict | None) -> dict:
+    """The clerical review's rates with their 95% intervals and the model's expected rates, as
+    percentages to three significant figures, and the number of decided pairs rounded as every
+    published count ("*" for 1-7: then no rates either). No counts of records."""
+    if not estimate:
+        return {"recorded": False, "note": NO_CLERICAL_REVIEW}
+    n = round_count(estimate["decided_pairs"])
+
+    def pct(x):
+        return None if x is None else (SUPPRESSED if n == SUPPRESSED else significant(100 * x))
+
+    rows = []
+    for label, key, model_key in CLERICAL_MEASURES:
+        fig = estimate.get(key) or {}
+        lo, hi = fig.get("ci95") or (None, None)
+        rows.append({"measure": label, "clerical_pct": pct(fig.get("estimate")),
+                     "clerical_ci95_pct": [pct(lo), pct(hi)],
+                     "model_expected_pct": pct((model or {}).get(model_key))})
+    return {"recorded": True, "export_id": estimate.get("export_id"), "estimated_at": estimate.get("estimated_at"),
+            "decided_pairs": n, "interval": estimate.get("interval"), "assumptions": estimate.get("assumptions"),
+            "rates": rows}
 
 
 # -- the linkage model as a reviewer reads it: no record values, only its parameters and curves

@@ -24,11 +24,14 @@ import pandas as pd
 
 from core.disclosure import MAX_SUPPRESSED, round_count, share_of_rounded
 from core.settings import Paths
-from identifiable_zone.guild_reporting import (THRESHOLD_GRID, UNDER_LINKED_SMD, WEIGHT_EDGES, WEIGHT_LABELS,
-                                               expected_errors,
+from identifiable_zone.clerical_review import load_estimate
+from identifiable_zone.guild_reporting import (NO_CLERICAL_REVIEW, PRACTICE, PRACTICES_SHOWN, THRESHOLD_GRID,
+                                               UNDER_LINKED_SMD, WEIGHT_EDGES, WEIGHT_LABELS, expected_errors,
+                                               pooled_expected_errors, published_clerical_review,
                                                linked_unlinked_differences, model_charts, model_levels,
-                                               published_error_rates, published_precision_curve,
-                                               under_linked_groups)
+                                               practice_rows_to_publish, published_error_rates,
+                                               published_precision_curve, under_linked_groups)
+from identifiable_zone.mps import MPS_RULE, WAYS
 
 SMALL = MAX_SUPPRESSED
 PROB_BINS = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0000001]
@@ -36,7 +39,7 @@ PROB_LABELS = ["<0.5", "0.5-0.8", "0.8-0.9", "0.9-0.95", "0.95-0.99", "0.99-0.99
 RULES = ["deterministic_nhs_dob", "probabilistic", "unlinked"]
 RULES_PSEUDONYMISED = ["deterministic_pseudo_key", "unlinked"]
 WEIGHT_BINS = [-1e9, *WEIGHT_EDGES, 1e9]  # labels: guild_reporting.WEIGHT_LABELS (its charts read them)
-SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile")
+SUBGROUP_DIMS = ("age_band", "sex", "ethnic_category", "imd_decile", PRACTICE)
 
 
 def _counts_by_bin(values: pd.Series, bins, labels) -> dict[str, int]:
@@ -150,6 +153,23 @@ def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict,
     return link_rates, prob_dist, weight_dist, subgroups, {"records": int(spine_records)}, errors, curve
 
 
+def _pooled_expected(path: Path, spill_dir: Path) -> dict:
+    """The model's expected error rates over all sources together (beside a clerical review)."""
+    from identifiable_zone.blocking import connection, sql_path
+
+    with connection(spill_dir) as con:
+        prob, false_links, det, unlinked, missed, unscored = con.execute(f"""
+            SELECT count(*) FILTER (WHERE rule = 'probabilistic'),
+                   coalesce(sum(1 - match_probability) FILTER (WHERE rule = 'probabilistic'), 0),
+                   count(*) FILTER (WHERE rule NOT IN ('probabilistic', 'unlinked')),
+                   count(*) FILTER (WHERE rule = 'unlinked'),
+                   coalesce(sum(match_probability) FILTER (WHERE rule = 'unlinked'), 0),
+                   count(*) FILTER (WHERE rule = 'unlinked' AND match_probability IS NULL)
+            FROM read_parquet({sql_path(path)}) WHERE source <> 'gp_patients'""").fetchone()
+    return pooled_expected_errors(int(prob), float(false_links), int(det), int(unlinked), float(missed),
+                                  int(unscored))
+
+
 # the person attributes published in the analytical zone that someone could know of a person
 QUASI_IDENTIFIERS = ("sex", "year_of_birth", "month_of_birth", "ethnic_category", "lsoa11", "practice_code",
                      "registration_start", "registration_end", "date_of_death")
@@ -184,6 +204,9 @@ def build_raw(paths: Paths) -> dict:
     rp_path = ident / "links" / "record_person.parquet"
     mode = lnk.get("mode") or run.get("mode") or "identifiable"
     rules = RULES_PSEUDONYMISED if mode == "upstream_pseudonymised" else RULES
+    mps = lnk.get("mps_person_id")  # sources carrying NHS England's MPS Person_ID
+    if mps:
+        rules = [RULES[0], MPS_RULE, *RULES[1:]]
 
     inputs, quarantine, flags, encoding = [], [], [], []
     for table, s in val["tables"].items():
@@ -199,10 +222,14 @@ def build_raw(paths: Paths) -> dict:
             encoding.append({"table": table, "lines": s["encoding_issues"]})
 
     link_rates, prob_dist, weight_dist, subgroups, spine_info, errors, curve = {}, {}, {}, {}, {}, {}, {}
+    clerical = load_estimate(paths, run["run_id"]) if run.get("run_id") else None
+    pooled = None
     if rp_path.exists():
         with tempfile.TemporaryDirectory(prefix=".ig-report-spill-", dir=ident) as spill:
             link_rates, prob_dist, weight_dist, subgroups, spine_info, errors, curve = _link_figures(
                 rp_path, rules, Path(spill))
+            if clerical:
+                pooled = _pooled_expected(rp_path, Path(spill))
     model_file = ident / "linkage_model" / str((lnk.get("model") or {}).get("file"))
     levels = model_levels(json.loads(model_file.read_text(encoding="utf-8"))) if model_file.is_file() else []
     differences = [d for dim, rows in subgroups.items() for d in linked_unlinked_differences(rows, dim, rounded=False)]
@@ -233,7 +260,11 @@ def build_raw(paths: Paths) -> dict:
         "validation": quarantine, "dq_flags": flags, "encoding_fallbacks": encoding,
         "linkage": {"mode": mode, "identifiers_received": identifiers_received,
                     "method": ("deterministic on valid NHS number + date of birth, then probabilistic "
-                               "(splink Fellegi-Sunter, term-frequency adjusted names) above the threshold")
+                               "(splink Fellegi-Sunter, term-frequency adjusted names) above the threshold"
+                               + ("; NHS England's MPS Person_ID where a source carries it: a traced NHS number "
+                                  "is the record's NHS number, a shared MPS_ID links the records left unlinked "
+                                  "to the spine person its other records linked to, a one-time-use id never "
+                                  "links" if mps else ""))
                     if identifiers_received else
                     ("extracts were pseudonymised upstream: no direct identifiers (NHS number, name, date "
                      "of birth, postcode) were received or processed; linkage is deterministic on the "
@@ -246,7 +277,8 @@ def build_raw(paths: Paths) -> dict:
                     "linked_vs_unlinked": differences, "under_linked": under_linked_groups(differences),
                     "expected_errors": errors if identifiers_received else {},
                     "precision_by_threshold": curve if identifiers_received else {}, "model_levels": levels,
-                    "blocking": lnk.get("blocking")},
+                    "clerical_review": {"estimate": clerical, "model_expected_all_sources": pooled},
+                    "blocking": lnk.get("blocking"), "mps_person_id": mps},
         "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),
                              "key_source": pub.get("key_source"),
                              "method": "HMAC-SHA256 of the person's canonical identifier"
@@ -276,8 +308,11 @@ def build_published(raw: dict) -> dict:
         rates[src] = {"records": suppress_count(r["records"]),
                       **{rule: suppress_count(r[rule]) for rule in rules},
                       **{f"{rule}_pct": suppress_rate(r[rule], r["records"]) for rule in rules}}
+    # practice: hundreds of groups; the published report names a few per source and pools the rest
+    by_dim = {dim: practice_rows_to_publish(rows) if dim == PRACTICE else rows
+              for dim, rows in lk["rates_by_subgroup"].items()}
     sub = {}
-    for dim, rows in lk["rates_by_subgroup"].items():
+    for dim, rows in by_dim.items():
         sub[dim] = [{"source": x["source"], dim: x[dim], "records": suppress_count(x["records"]),
                      "linked_pct": suppress_rate(x["linked"], x["records"])} for x in rows]
     pub["linkage"] = {"mode": lk["mode"], "identifiers_received": lk["identifiers_received"],
@@ -287,10 +322,10 @@ def build_published(raw: dict) -> dict:
                       "rates_by_source": rates,
                       "match_probability_distribution": _suppress(lk["match_probability_distribution"]),
                       "match_weight_distribution": _suppress(lk["match_weight_distribution"]),
-                      "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking"))}
+                      "rates_by_subgroup": sub, "blocking": _suppress(lk.get("blocking")),
+                      "mps_person_id": _suppress(lk.get("mps_person_id"))}
     # GUILD: from the rounded counts (as every published share), and the model's error rates
-    differences = [d for dim, rows in lk["rates_by_subgroup"].items()
-                   for d in linked_unlinked_differences(rows, dim, rounded=True)]
+    differences = [d for dim, rows in by_dim.items() for d in linked_unlinked_differences(rows, dim, rounded=True)]
     pub["linkage"]["linked_vs_unlinked"] = differences
     pub["linkage"]["under_linked"] = under_linked_groups(differences)
     pub["linkage"]["expected_error_rates"] = {src: published_error_rates(e)
@@ -298,6 +333,9 @@ def build_published(raw: dict) -> dict:
     pub["linkage"]["precision_by_threshold"] = {src: published_precision_curve(rows)
                                                 for src, rows in lk.get("precision_by_threshold", {}).items()}
     pub["linkage"]["model_levels"] = lk.get("model_levels", [])  # the model's parameters: no counts
+    review = lk.get("clerical_review") or {}
+    pub["linkage"]["clerical_review"] = published_clerical_review(review.get("estimate"),
+                                                                  review.get("model_expected_all_sources"))
     pub["suppression"] = "0 shown as 0; 1-7 as *; other counts rounded to the nearest 5; rates * when " \
                          "the numerator or its complement is 1-7, otherwise computed from the rounded counts " \
                          "(three significant figures)"
@@ -358,6 +396,18 @@ def render_html(pub: dict) -> str:
                   f"{training.get('training_tuples', 'no')} of {training.get('tuples', '-')} identifier tuples.</p>",
                   _table(blocking["prediction_rules"] + [{**r, "rule": f"EM: {r['rule']}", "used": True}
                                                          for r in training.get("em_rules", [])])]
+    mps = lk.get("mps_person_id")
+    if mps:
+        parts += ["<h2>How records came in: NHS England's MPS Person_ID</h2>",
+                  "<p>Records of the sources carrying a Person_ID of the Master Person Service, by what it is: "
+                  "an NHS number traced in PDS (used as the record's NHS number), a persistent MPS_ID (links "
+                  "the records of those sources to each other and to the spine person any of them linked to: "
+                  f"rule {MPS_RULE}), a one-time-use id (never used to link), a traced NHS number below the "
+                  "configured match confidence (not used), or none. Records linked through an MPS_ID are "
+                  "counted by source.</p>",
+                  _table([{"source": src, **{w: r.get(w) for w in WAYS},
+                           "linked_by_mps_id": (mps.get("linked_by_mps_id") or {}).get(src)}
+                          for src, r in (mps.get("records_by_way") or {}).items()])]
     for dim, rows in lk["rates_by_subgroup"].items():
         parts += [f"<h2>Linkage by {html.escape(dim)}</h2>", _table(rows)]
     parts += _guild_sections(lk)
@@ -372,8 +422,9 @@ def render_html(pub: dict) -> str:
 def _guild_sections(lk: dict) -> list[str]:
     """Linked versus unlinked records, and the model's expected error rates (GUILD)."""
     under = lk.get("under_linked") or []
-    said = ("; ".join(f"{d['source']}: {d['characteristic']} {d['group']} (standardised difference "
-                      f"{d['std_difference']:+.2f})" for d in under)
+    said = ("; ".join(f"{d['source']}: {d['characteristic']} {d['group']} (" + (
+                          f"standardised difference {d['std_difference']:+.2f})" if d["std_difference"] is not None
+                          else "none of its records linked)") for d in under)
             if under else f"no group's share of the unlinked records exceeds its share of the linked by more "
                           f"than {UNDER_LINKED_SMD} (standardised difference)")
     parts = ["<h2>Linked versus unlinked records (GUILD)</h2>",
@@ -381,6 +432,10 @@ def _guild_sections(lk: dict) -> list[str]:
              "counts), and their standardised difference; below -0.1 the group is under-linked: its "
              f"records are missed more often, which biases estimates for it. <b>Under-linked: "
              f"{html.escape(said)}.</b></p>",
+             f"<p>Practice is the record's own GP practice code (an unlinked record has no linked person "
+             f"whose practice could be used): per source the {PRACTICES_SHOWN} practices whose shares differ "
+             f"most, the records with none ('not recorded', or 'not in source' where the extract has no "
+             f"practice field), and all other practices pooled in one row.</p>",
              _table(lk.get("linked_vs_unlinked") or [])]
     rates = lk.get("expected_error_rates") or {}
     if rates:
@@ -390,8 +445,9 @@ def _guild_sections(lk: dict) -> list[str]:
                   "unlinked records whose best candidate was scored (the sum of its match probability) as a "
                   "share of the true matches; the upper bound adds 0.01 for each unlinked record with no "
                   "candidate scored. Deterministic links (NHS number and date of birth) count as correct. "
-                  "Observed rates need ground truth or a clerical review.</p>",
+                  "Observed rates need ground truth or a clerical review (below).</p>",
                   _table([{"source": src, **r} for src, r in rates.items()])]
+    parts += _clerical_section(lk.get("clerical_review") or {"recorded": False})
     levels = lk.get("model_levels") or []
     if levels:
         charts = model_charts(levels, lk.get("match_weight_distribution") or {},
@@ -408,6 +464,23 @@ def _guild_sections(lk: dict) -> list[str]:
                   f"{html.escape(captions[k])}</figcaption></figure>" for k, uri in charts.items()]
         parts += [_table(levels)]
     return parts
+
+
+def _clerical_section(review: dict) -> list[str]:
+    """Observed rates from the clerical review beside the model's expected ones (all sources)."""
+    parts = ["<h2>Clerical review of the linkage</h2>"]
+    if not review.get("recorded"):
+        return parts + [f"<p><b>{html.escape(NO_CLERICAL_REVIEW.capitalize())}</b> for this run: the rates above "
+                        "are the model's own expectation (`ltceval clerical-review export`, then `import`; "
+                        "docs/linkage.md).</p>"]
+    rows = [{"measure": r["measure"], "clerical review %": r["clerical_pct"],
+             "95% interval %": "-".join(str(x) for x in r["clerical_ci95_pct"]),
+             "model expected %": r["model_expected_pct"]} for r in review["rates"]]
+    return parts + [f"<p>Reviewers' decisions on a stratified random sample of candidate pairs around the "
+                     f"threshold (export {html.escape(str(review['export_id']))}; decided pairs: "
+                     f"{html.escape(str(review['decided_pairs']))}), all sources together, weighted by each "
+                     f"stratum's population. Interval: {html.escape(str(review['interval']))}. Assumptions: "
+                     f"{html.escape('; '.join(review.get('assumptions') or []))}.</p>", _table(rows)]
 
 
 def write(paths: Paths) -> dict:

@@ -139,7 +139,13 @@ def _date_digits(s: pd.Series) -> pd.Series:
 def standardise_identifiers(df: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
     """record_id + normalised identifiers of an accepted extract (dates already ISO)."""
     fmap = {ROLE_FIELDS[role]: col for role, col in spec.identifiers.items()}
-    return standardise_fields(df, spec.record_id, fmap)[["record_id"] + ID_COLS]
+    out = standardise_fields(df, spec.record_id, fmap)[["record_id"] + ID_COLS]
+    if spec.mps is not None:  # a Person_ID MPS traced to an NHS number is the NHS number
+        from identifiable_zone.mps import traced_nhs_numbers
+
+        traced = traced_nhs_numbers(df, spec.mps)
+        out["nhs"] = traced.where(traced.notna(), out["nhs"])
+    return out
 
 
 # -- spine and deterministic rule ------------------------------------------------------------
@@ -259,6 +265,10 @@ def splink_settings(cols: list[str] | None = None, extra: list[str] = ()):
 
 
 FILE_U_PAIRS = 1e6  # random pairs estimating u in ``link_files`` (splink's quick-start's number)
+# EM in ``link_files`` stops when no parameter moves by more than this (splink's default 1e-4
+# costs one or two more rounds that move no link on FEBRL 1-3), and iterates on agreement-
+# pattern counts without term frequencies (as splink's FEBRL examples do; same links there)
+FILE_EM_CONVERGENCE = 1e-3
 UK_POSTCODE_SHARE = 0.9  # postcodes compared as UK ones when at least this share is UK-shaped
 _UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
 # pairs of fields that block candidate pairs in ``link_files`` (each rule's pairs are counted
@@ -309,15 +319,19 @@ def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = Tru
         comparisons.append(cl.CustomComparison(
             output_column_name="dob", comparison_description="date of birth, typo-aware",
             comparison_levels=[cll.NullLevel("dob"), cll.ExactMatchLevel("dob"),
-                               cll.DamerauLevenshteinLevel("dob", 1), *dates, cll.ElseLevel()]))
+                               damerau_levenshtein_level("dob", 1), *dates, cll.ElseLevel()]))
     if "sex" in cols:
         comparisons.append(cl.ExactMatch("sex"))
     if "postcode" in cols:
         if uk_postcodes:
             comparisons.append(cl.PostcodeComparison("postcode"))
         else:
-            comparisons.append(cl.DamerauLevenshteinAtThresholds("postcode", [1, 2])
-                               .configure(term_frequency_adjustments=True))
+            comparisons.append(cl.CustomComparison(
+                output_column_name="postcode", comparison_description="postcode, any country",
+                comparison_levels=[cll.NullLevel("postcode"),
+                                   cll.ExactMatchLevel("postcode").configure(tf_adjustment_column="postcode"),
+                                   damerau_levenshtein_level("postcode", 1), damerau_levenshtein_level("postcode", 2),
+                                   cll.ElseLevel()]))
     for e in extra:
         if e in categories:
             comparisons.append(cl.ExactMatch(e).configure(term_frequency_adjustments=True))
@@ -327,6 +341,25 @@ def file_comparisons(cols: list[str], extra: list[str], uk_postcodes: bool = Tru
             comparison_levels=[cll.NullLevel(e), cll.ExactMatchLevel(e).configure(tf_adjustment_column=e),
                                cll.JaroWinklerLevel(e, 0.92), cll.JaroWinklerLevel(e, 0.8), cll.ElseLevel()]))
     return comparisons
+
+
+def damerau_levenshtein_level(col: str, distance: int):
+    """splink's ``DamerauLevenshteinLevel`` (same truth, same label), with DuckDB's
+    damerau_levenshtein (about 10 microseconds a pair, most of ``ltceval link``'s time when
+    u is estimated on a million random pairs) computed only where a cheap bound leaves it
+    possible: the lengths differ by at most ``distance``, and for distance 1 between equal
+    lengths at most two positions differ (one substitution or one transposition). Only for
+    ASCII columns (dates and postcodes as ``standardise_fields`` writes them): hamming counts
+    bytes. The CASE short-circuits, an AND would not."""
+    import splink.comparison_level_library as cll
+
+    left, right = f'"{col}_l"', f'"{col}_r"'
+    within = f"damerau_levenshtein({left}, {right}) <= {distance}"
+    same_length = (f"WHEN length({left}) = length({right}) AND length({left}) > 0 THEN "  # hamming refuses ''
+                   f"CASE WHEN hamming({left}, {right}) > 2 THEN false ELSE {within} END " if distance == 1 else "")
+    sql = (f"CASE WHEN abs(length({left}) - length({right})) > {distance} THEN false "
+           f"{same_length}ELSE {within} END")
+    return cll.CustomLevel(sql, label_for_charts=f"Damerau-Levenshtein distance of {col} <= {distance}")
 
 
 def file_settings(cols: list[str], extra: list[str], uk_postcodes: bool = True,
@@ -346,7 +379,8 @@ def file_settings(cols: list[str], extra: list[str], uk_postcodes: bool = True,
                            "or surname and postcode, or nhs_number")
     return SettingsCreator(link_type="link_only", unique_id_column_name="unique_id", comparisons=comparisons,
                            blocking_rules_to_generate_predictions=[block_on(*r) for r in dict.fromkeys(rules)],
-                           retain_intermediate_calculation_columns=False, retain_matching_columns=False)
+                           retain_intermediate_calculation_columns=False, retain_matching_columns=False,
+                           em_convergence=FILE_EM_CONVERGENCE)
 
 
 def _splink_frame(df: pd.DataFrame, id_col: str, cols: list[str]) -> pd.DataFrame:
@@ -396,14 +430,20 @@ def em_rules_for(cols: list[str], extra: list[str] = ()) -> list[tuple[str, ...]
 def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, seed: int = SEEDS.linkage,
                 cols: list[str] | None = None, extra: list[str] = (), spill_dir: Path | None = None,
                 training: dict | None = None, em_pair_budget: int = blocking.EM_PAIR_BUDGET,
-                settings=None, u_max_pairs: float = 2e6) -> dict:
+                settings=None, u_max_pairs: float = 2e6, validate_settings: bool = True,
+                em_without_tf: bool = False, count_prior: bool = False) -> dict:
     """Train the splink model on the source tuples against the spine; return its settings
     dict (parameters only: no record values). EM trains on a uniform sample of the tuples when
     an EM rule would block more than ``blocking.EM_PAIR_BUDGET`` pairs; ``training`` (a dict,
     optional) receives the EM rules' pair counts and the sample taken. ``all_tuples`` held in
     DuckDB (a TupleTable) gives the same model as the same tuples in a frame. ``settings``
     (default: ``splink_settings``, the pipeline's) and ``u_max_pairs`` (random pairs for u) are
-    what ``link_files`` changes."""
+    what ``link_files`` changes. ``link_files`` also skips splink's validation of its own
+    settings (``validate_settings``: checks that only log; Python time), runs EM on agreement-
+    pattern counts without term frequencies (``em_without_tf``, as splink's FEBRL examples do:
+    a round scores the distinct patterns, not every pair) and counts the prior rule's pairs
+    with a GROUP BY a side (``count_prior``: splink's estimate, same value, without its
+    blocking analysis). The pipeline keeps the defaults."""
     from splink import DuckDBAPI, Linker, block_on
 
     cols = [c for c in (ID_COLS if cols is None else cols)]
@@ -435,13 +475,22 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
         db = DuckDBAPI(connection=con)
         left = db.register(_splink_frame(sample, "tuple_id", use), table_name="source_tuples")
         right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
-        linker = Linker([left, right], settings, log_level=logging.WARNING)
-        linker.training.estimate_probability_two_random_records_match([block_on(*prior_rule(cols, use))],
-                                                                      recall=PRIOR_RULE_RECALL)
+        linker = Linker([left, right], settings, log_level=logging.WARNING, validate_settings=validate_settings)
+        rule = tuple(prior_rule(cols, use))
+        prior = None
+        if count_prior:  # splink's estimate: pairs agreeing exactly on the rule / recall / all pairs
+            agreeing = blocking.pair_counts(sample, spine_ids, [rule], con)[0].pairs
+            prior = agreeing / PRIOR_RULE_RECALL / (len(sample) * len(spine_ids))
+        if prior is not None and 0.0 < prior < 1.0:
+            linker._settings_obj._probability_two_random_records_match = prior  # what splink's method sets
+        else:  # splink's own estimate (and its errors when no pair agrees)
+            linker.training.estimate_probability_two_random_records_match([block_on(*rule)],
+                                                                          recall=PRIOR_RULE_RECALL)
         linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed)
         for i, r in enumerate(em_rules, 1):
             try:
-                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*r))
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    block_on(*r), estimate_without_term_frequencies=em_without_tf)
             except ValueError as e:  # splink: an m probability underflowed (a level never seen among
                 # matches, e.g. disagreement on a column that always agrees); keep the other rounds
                 log.warning("EM round blocked on %s stopped early: %s", ", ".join(r), str(e).splitlines()[0][:120])
@@ -509,7 +558,8 @@ def _rule_fields(rule_sql: str) -> tuple[str, ...] | None:
 
 
 def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict, spill_dir: Path | None = None,
-                  blocking_info: dict | None = None, pair_budget: int | None = None) -> pd.DataFrame:
+                  blocking_info: dict | None = None, pair_budget: int | None = None,
+                  validate_settings: bool = True) -> pd.DataFrame:
     """Scored pairs (tuple_id, spine record_id, match_probability, match_weight) for
     unmatched tuples, at match probability >= 0.01. Each prediction rule's pairs are counted
     first; a rule over ``pair_budget`` (default ``blocking.prediction_budget``) is skipped.
@@ -547,7 +597,7 @@ def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict,
         left = db.register(_splink_frame(unmatched, "tuple_id", use), table_name="unmatched_tuples")
         right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
         linker = Linker([left, right], {**model, "blocking_rules_to_generate_predictions": kept},
-                        log_level=logging.WARNING)
+                        log_level=logging.WARNING, validate_settings=validate_settings)
         pred = linker.inference.predict(threshold_match_probability=0.01).as_pandas_dataframe()
     if pred.empty:
         return empty
@@ -952,9 +1002,10 @@ def link_files(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: 
                         f"{len(tuples):,}", f"{len(spine_ids):,}")
         model = train_model(tuples, spine_ids, seed=seed, cols=cols, extra=list(compare),
                             training=blocking_info["training"], settings=file_settings(cols, extra, uk, categories),
-                            u_max_pairs=FILE_U_PAIRS)
+                            u_max_pairs=FILE_U_PAIRS, validate_settings=False,
+                            em_without_tf=True, count_prior=True)
         model = recalibrate_prior(model, cols, cols + extra)
-        pairs = predict_links(unmatched, spine_ids, model, None, blocking_info)
+        pairs = predict_links(unmatched, spine_ids, model, None, blocking_info, validate_settings=False)
     if one_to_one:
         cand = one_to_one_matches(pairs, persons, set(det["person_key"]))
     else:

@@ -35,7 +35,7 @@ from identifiable_zone.subgroups import subgroup_columns, subgroup_input_columns
 
 BATCH_ROWS = 500_000  # rows standardised at a time (whole row groups of the accepted Parquet)
 WORKERS_FROM_ROWS = 1_000_000  # records from which staging is shared among worker processes
-SUBGROUPS = ["age_band", "sex", "ethnic_category", "imd_decile"]
+SUBGROUPS = ["age_band", "sex", "ethnic_category", "imd_decile", "practice"]
 RECORD_PERSON_SCHEMA = pa.schema(
     [(c, pa.float64() if c in ("match_probability", "match_weight") else pa.string()) for c in lk.RECORD_PERSON_COLUMNS]
     + [(c, pa.string()) for c in SUBGROUPS])

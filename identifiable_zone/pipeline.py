@@ -56,6 +56,7 @@ from core.settings import LINKAGE_MODEL_ENV, Paths, env_value, validation_worker
 from identifiable_zone import database_extracts
 from identifiable_zone import link as lk
 from identifiable_zone import link_records
+from identifiable_zone import mps
 from identifiable_zone import pseudonymise as ps
 from identifiable_zone.cross_file_rules import Part, combine_parts, read_text_parquet
 from identifiable_zone.data_period import ACTIVITY_DATES, derive_data_period
@@ -287,6 +288,15 @@ def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.lin
         link_summary, trained, rates = link_records.link_accepted(
             paths.identifiable / "accepted", cfg, at, imd, links_file, paths.identifiable / "linkage_staging",
             threshold=threshold, seed=seed, model=given, spill_dir=paths.identifiable / "linkage_spill")
+        by_way = mps.kind_counts(paths.identifiable / "accepted", cfg)
+        by_mps_id = mps.link_by_mps_id(paths.identifiable / "accepted", cfg, links_file,
+                                       paths.identifiable / "linkage_spill")
+        if by_mps_id is not None:
+            for src, n in by_mps_id.items():
+                if n:
+                    rates[src]["unlinked"] -= n
+                    rates[src][mps.MPS_RULE] = n
+            link_summary["mps_person_id"] = {"records_by_way": by_way, "linked_by_mps_id": by_mps_id}
         if trained is not None:
             pointer = lk.save_model(trained, model_dir, run["run_id"]) if given is None else None
             model_info = {"option": option, "trained": given is None,

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import progress
+from core.linkage_tables import ALTERNATIVES, ALTERNATIVES_SCHEMA, SCENARIOS, scenarios_table
 from identifiable_zone.blocking import connection, sql_path
 from identifiable_zone.cross_file_rules import text_array
 from identifiable_zone.sources import SPINE
@@ -368,10 +369,6 @@ def _write_person_table(con, spine_file: Path, spec, record_person: Path, target
     return pq.ParquetFile(target).metadata.num_rows
 
 
-ALTERNATIVES = "linkage_alternatives"  # contract §3: records whose person moves with the threshold
-SCENARIOS = "linkage_scenarios"  # contract §3: the thresholds of the main, stricter and looser links
-
-
 def _scenario_records_of(record_person: Path, source: str, scenarios: dict) -> str:
     """SQL: (record_id, person_key, key_stricter, key_looser) of ``source``'s records: at the
     stricter threshold a probabilistic link below it is dropped; at the looser one an unlinked
@@ -386,26 +383,22 @@ def _scenario_records_of(record_person: Path, source: str, scenarios: dict) -> s
             f"FROM read_parquet({sql_path(record_person)}) WHERE source = '{src}')")
 
 
-def _write_scenarios(con, out: Path, scenarios: dict, parts: list[str]) -> dict:
+def _write_scenarios(con, out: Path, scenarios: dict | None, parts: list[str]) -> dict:
     """``linkage_scenarios`` (main, stricter, looser: target, threshold, expected precision; no
     counts) and ``linkage_alternatives`` (the union of ``parts``: each published record whose
-    person differs under a scenario). Returns their summary entries."""
-    names = ["main", "stricter", "looser"]
-    table = pa.table({
-        "scenario": pa.array(names, type=pa.string()),
-        "target_expected_precision": pa.array([scenarios[n]["target_expected_precision"] for n in names], type=pa.float64()),
-        "threshold": pa.array([float(scenarios[n]["threshold"]) for n in names], type=pa.float64()),
-        "expected_precision": pa.array([scenarios[n]["expected_precision"] for n in names], type=pa.float64())})
+    person differs under a scenario); both with no rows when there are no ``scenarios``.
+    Returns their summary entries."""
+    table = scenarios_table(scenarios)
     pq.write_table(table, out / f"{SCENARIOS}.parquet")
-    empty = ("SELECT NULL::VARCHAR AS table_name, NULL::VARCHAR AS record_id, NULL::VARCHAR AS person_id_stricter, "
-             "NULL::VARCHAR AS person_id_looser WHERE false")
-    _write_query(con, " UNION ALL ".join(parts) if parts else empty, out / f"{ALTERNATIVES}.parquet")
+    if parts:
+        _write_query(con, " UNION ALL ".join(parts), out / f"{ALTERNATIVES}.parquet")
+    else:
+        pq.write_table(ALTERNATIVES_SCHEMA.empty_table(), out / f"{ALTERNATIVES}.parquet")
     rows = pq.ParquetFile(out / f"{ALTERNATIVES}.parquet").metadata.num_rows
-    return {SCENARIOS: {"rows": len(names), "rows_without_person": None,
+    return {SCENARIOS: {"rows": table.num_rows, "rows_without_person": None,
                         "columns": table.column_names, "withheld": [], "pseudonymised": []},
             ALTERNATIVES: {"rows": int(rows), "rows_without_person": None,
-                           "columns": ["table_name", "record_id", "person_id_stricter", "person_id_looser"],
-                           "withheld": [], "pseudonymised": ["record_id"]}}
+                           "columns": ALTERNATIVES_SCHEMA.names, "withheld": [], "pseudonymised": ["record_id"]}}
 
 
 def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: Path,
@@ -418,10 +411,10 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
     Each source is copied from its accepted Parquet by DuckDB (bounded by its memory limit,
     spilling to ``spill_dir``), in its own row order, with the person id joined on from the
     links, and the person table (one row per spine person) from the accepted spine; ``row_counts``
-    (accepted rows per source) gives the progress lines their total. With ``threshold_scenarios``
-    (``link.threshold_scenarios``) also ``linkage_scenarios`` and ``linkage_alternatives``: the
-    records of each person-linked table whose person differs at the stricter or looser threshold
-    (the business case's linkage sensitivity)."""
+    (accepted rows per source) gives the progress lines their total. Also ``linkage_scenarios``
+    and ``linkage_alternatives`` (``core.linkage_tables``): with ``threshold_scenarios``
+    (``link.threshold_scenarios``) the records of each person-linked table whose person differs
+    at the stricter or looser threshold (the business case's linkage sensitivity), else none."""
     summary: dict = {"tables": {}}
     present = [s for s in PUBLISH_AS if s in cfg.sources and (accepted_dir / f"{s}.parquet").exists()]
     with connection(spill_dir) as con:
@@ -487,6 +480,5 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
             rows_done += rows
             progress.report("pseudonymise", "%s written, %d/%d tables, %s of %s rows", name, i, len(present),
                             f"{rows_done:,}", f"{max(rows_total, rows_done):,}")
-        if threshold_scenarios:
-            summary["tables"].update(_write_scenarios(con, out, threshold_scenarios, alternatives))
+        summary["tables"].update(_write_scenarios(con, out, threshold_scenarios, alternatives))
     return summary

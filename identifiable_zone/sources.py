@@ -42,6 +42,9 @@ IDENTIFIER_ROLES = ("nhs_number", "forename", "surname", "dob", "sex", "postcode
 # Demographic roles of a source delivered pseudonymised upstream (no direct identifiers):
 # used for the person table and for linkage-rate subgroups, never for linkage.
 DEMOGRAPHIC_ROLES = ("sex", "birth_month")
+# what NHS England's Master Person Service made a record's Person_ID (docs/linkage.md): the NHS
+# number PDS traced, a persistent MPS_ID of unmatched records ("UPRI 1"), or a one-time-use id ("UPRI 2")
+MPS_KINDS = ("nhs_number", "mps_id", "one_time")
 ACTIONS = ("quarantine", "nullify")
 # Sources whose records carry person identifiers; gp_patients is the spine.
 SPINE = "gp_patients"
@@ -165,6 +168,24 @@ class LifeSpec:
 
 
 @dataclass(frozen=True)
+class MpsSpec:
+    """NHS England's Master Person Service output carried by a source (SUS, ECDS): the Person_ID
+    column, the column saying which kind it is (``kinds``: kind -> the extract's codes for it),
+    and the match confidence (0-100; optional). A traced NHS number below ``min_confidence`` is
+    not used."""
+    person_id: str
+    id_type: str
+    kinds: dict  # "nhs_number" | "mps_id" | "one_time" -> tuple of codes
+    confidence: str = ""
+    min_confidence: float = 0.0
+    action: str = "nullify"
+
+    @property
+    def columns(self) -> set:
+        return {c for c in (self.person_id, self.id_type, self.confidence) if c}
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     table: str
     file: str
@@ -190,6 +211,7 @@ class SourceSpec:
     record_ids: dict = field(default_factory=dict)
     reference: bool = False  # reference data (no person): its record id is a public code, published as is
     database: DatabaseSource | None = None  # rows read from a database, not from landing files
+    mps: MpsSpec | None = None  # NHS England's MPS Person_ID and its fields, where the extract has them
 
     @property
     def parent_date_refs(self) -> list[DateRef]:
@@ -221,6 +243,8 @@ class SourceSpec:
     def person_columns(self) -> set:
         """Columns that identify a person and never leave the zone as they are."""
         cols = set(self.identifiers.values()) | set(self.demographics.values())
+        if self.mps is not None:  # a Person_ID is an NHS number or a national person id
+            cols |= self.mps.columns
         if self.pseudo_key:
             cols.add(self.pseudo_key)
         return cols
@@ -314,6 +338,44 @@ def _check_every_column_constrained(spec: SourceSpec) -> None:
                          "pattern (patterns), or list it in record_ids")
 
 
+def _mps_spec(table: str, given, columns: tuple, identifiers: dict) -> MpsSpec | None:
+    """``mps: {person_id, id_type, kinds: {nhs_number, mps_id, one_time}, confidence,
+    min_confidence, action}`` of one source, checked."""
+    if not given:
+        return None
+    if not isinstance(given, dict):
+        raise SourceConfigError(f"config: {table}.mps: give {{person_id, id_type, kinds, confidence, min_confidence}}")
+    unknown = set(given) - {"person_id", "id_type", "kinds", "confidence", "min_confidence", "action"}
+    if unknown:
+        raise SourceConfigError(f"config: {table}.mps: unknown key(s) {sorted(unknown)}")
+    if not identifiers:
+        raise SourceConfigError(f"config: {table}.mps: only for a source with identifiers (linked here)")
+    for key in ("person_id", "id_type", "confidence"):
+        col = given.get(key)
+        if key != "confidence" and not col:
+            raise SourceConfigError(f"config: {table}.mps.{key} is required")
+        if col and str(col) not in columns:
+            raise SourceConfigError(f"config: {table}.mps.{key}: column {col} not in columns")
+    kinds_given = given.get("kinds")
+    if not isinstance(kinds_given, dict) or set(kinds_given) != set(MPS_KINDS):
+        raise SourceConfigError(f"config: {table}.mps.kinds: give the extract's code(s) for each of {MPS_KINDS}")
+    kinds = {k: tuple(str(c) for c in (v if isinstance(v, list) else [v])) for k, v in kinds_given.items()}
+    codes = [c for v in kinds.values() for c in v]
+    if not all(codes) or len(set(codes)) != len(codes):
+        raise SourceConfigError(f"config: {table}.mps.kinds: each code names one kind (no blank, no repeat)")
+    try:
+        low = float(given.get("min_confidence", 0))
+    except (TypeError, ValueError):
+        raise SourceConfigError(f"config: {table}.mps.min_confidence must be a number from 0 to 100") from None
+    if not 0 <= low <= 100:
+        raise SourceConfigError(f"config: {table}.mps.min_confidence must be a number from 0 to 100")
+    if low and not given.get("confidence"):
+        raise SourceConfigError(f"config: {table}.mps.min_confidence needs mps.confidence")
+    return MpsSpec(person_id=str(given["person_id"]), id_type=str(given["id_type"]), kinds=kinds,
+                   confidence=str(given.get("confidence") or ""), min_confidence=low,
+                   action=_check_action(table, "mps.action", str(given.get("action", "nullify"))))
+
+
 def _check_action(table: str, what: str, action: str) -> str:
     if action not in ACTIONS:
         raise SourceConfigError(f"config: {table}.{what}: action must be one of {ACTIONS}, got {action!r}")
@@ -392,6 +454,15 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
         for c in list(dates) + list(numeric) + list(codes) + list(patterns):
             if c not in columns:
                 raise SourceConfigError(f"config: {table}: rule column {c} not in columns")
+        mps = _mps_spec(str(table), s.get("mps"), columns, identifiers)
+        if mps is not None:  # the kind's codes and the confidence range, checked as any code and number
+            if mps.id_type in codes or (mps.confidence and mps.confidence in numeric):
+                raise SourceConfigError(f"config: {table}.mps: the rules of its columns come from mps; "
+                                        "do not list them under codes or numeric")
+            codes[mps.id_type] = CodeRule(tuple(c for v in mps.kinds.values() for c in v), mps.action)
+            if mps.confidence:
+                numeric[mps.confidence] = mps.action
+                numeric_min[mps.confidence], numeric_max[mps.confidence] = 0.0, 100.0
         rename = {str(k): str(v) for k, v in (s.get("rename") or {}).items()}
         database = None
         if s.get("database") is not None:
@@ -416,6 +487,7 @@ def load_sources_config(path: str | Path | None = None) -> SourcesConfig:
             delimiter=str(s.get("delimiter", ",")),
             numeric_min=numeric_min, date_order=tuple(date_order),
             numeric_max=numeric_max, patterns=patterns, reference=bool(s.get("reference", False)),
+            mps=mps,
         )
     if SPINE not in sources:
         raise SourceConfigError(f"config: the spine table {SPINE} must be configured")

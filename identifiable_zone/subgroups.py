@@ -1,5 +1,6 @@
-"""Subgroup columns of each linked record (age band, sex, ethnic category, IMD decile), so the
-IG report can show linkage rates by group: differential linkage biases an evaluation."""
+"""Subgroup columns of each linked record (age band, sex, ethnic category, IMD decile, GP
+practice), so the IG report can show linkage rates by group: differential linkage biases an
+evaluation."""
 from __future__ import annotations
 
 import pandas as pd
@@ -9,6 +10,9 @@ from identifiable_zone import normalise as nz
 # columns of a source read when it has them (besides its identifier and demographic columns)
 LSOA_COLUMNS = ("LSOA11", "Der_Postcode_LSOA_2011_Code")
 ETHNICITY_COLUMN = "EthnicCategory"
+# the record's own GP practice (ODS code): the spine's PracticeCode, SUS/ECDS's GP practice of the
+# patient, HES-style GPPRAC. An unlinked record has no linked person whose practice could be used.
+PRACTICE_COLUMNS = ("PracticeCode", "GP_Practice_Code", "GPPRAC")
 
 
 def _age_band(dob_iso: pd.Series, at: pd.Timestamp) -> pd.Series:
@@ -34,11 +38,13 @@ def _birth_iso(acc: pd.DataFrame, spec) -> pd.Series:
 
 
 def subgroup_columns(acc: pd.DataFrame, spec, at: pd.Timestamp, imd: dict) -> pd.DataFrame:
-    """Per record of one source: age band at ``at``, sex, ethnic category and IMD decile."""
+    """Per record of one source: age band at ``at``, sex, ethnic category, IMD decile and GP
+    practice ("not recorded" when blank, "not in source" when the source has no practice column)."""
     sex_col = spec.identifiers.get("sex") or spec.demographics.get("sex")
     sex = nz.normalise_sex(acc[sex_col]) if sex_col else pd.Series(None, index=acc.index, dtype=object)
     lsoa_col = next((c for c in LSOA_COLUMNS if c in acc.columns), None)
     dec = acc[lsoa_col].map(imd) if lsoa_col else pd.Series(None, index=acc.index, dtype=object)
+    practice_col = next((c for c in PRACTICE_COLUMNS if c in acc.columns), None)
     return pd.DataFrame({
         "source": spec.table, "record_id": acc[spec.record_id].to_numpy(),
         "age_band": _age_band(_birth_iso(acc, spec), at).to_numpy(),
@@ -46,13 +52,15 @@ def subgroup_columns(acc: pd.DataFrame, spec, at: pd.Timestamp, imd: dict) -> pd
         "ethnic_category": acc[ETHNICITY_COLUMN].fillna("not recorded").to_numpy(dtype=object)
         if ETHNICITY_COLUMN in acc.columns else "not in source",
         "imd_decile": dec.fillna("unknown").astype(str).to_numpy(dtype=object)
-        if lsoa_col else "not in source"})
+        if lsoa_col else "not in source",
+        "practice": acc[practice_col].fillna("not recorded").to_numpy(dtype=object)
+        if practice_col else "not in source"})
 
 
 def subgroup_input_columns(spec, available) -> list[str]:
     """The columns of a source (of those ``available``) that its record id, its identifiers'
-    standardisation and ``subgroup_columns`` read."""
+    standardisation (with its MPS Person_ID fields) and ``subgroup_columns`` read."""
     wanted = [spec.record_id, *spec.identifiers.values(), *spec.demographics.values(), *LSOA_COLUMNS,
-              ETHNICITY_COLUMN]
+              ETHNICITY_COLUMN, *PRACTICE_COLUMNS, *(sorted(spec.mps.columns) if spec.mps is not None else [])]
     present = set(available)
     return [c for c in dict.fromkeys(wanted) if c in present]

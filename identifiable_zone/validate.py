@@ -34,6 +34,10 @@ length of stay, an NHS number typed into an age). ``pattern``: a value of a code
 does not match its pattern whole; ``nhs_number_like``: a value of such a column that is ten
 digits passing the NHS number check (a pattern for SNOMED CT codes admits digit strings): both
 take the pattern's action. Messages and tables name the rule and field, never the value.
+``mps_person_id_present`` / ``mps_person_id_nhs_number`` (sources with NHS England's MPS fields,
+``mps`` config): the Person_ID is blank where its type says NHS number or MPS_ID, or is not a valid
+NHS number where its type says traced NHS number (action of ``mps``); the type's codes and the
+confidence's 0-100 range are checked as ``code_allowed`` and ``numeric``.
 Reported only: ``nhs_number_modulus11`` (ten digits failing the Modulus 11 check: kept, never
 used for deterministic links) and, on the spine, ``nhs_number_unique`` (one valid NHS number
 on several records: linkage collapses them into one person).
@@ -58,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from identifiable_zone import normalise as nz
+from identifiable_zone.mps import person_id_kinds
 from identifiable_zone.sources import ExtractRead, ExtractUnusable, SourceSpec, SPINE
 
 log = logging.getLogger(__name__)
@@ -288,6 +293,14 @@ def _derived_frame(df: pd.DataFrame, spec: SourceSpec, latest: str, lookups: dic
                 ev = usable[col]
                 fails = _before(ev, ref_iso) if what == "birth" else _before(ref_iso, ev)
                 _add_verdict(chk, f"{col}__{what}", fails, ev.notna() & ref_iso.notna(), "outside_life")
+    mps = spec.mps
+    if mps is not None:  # the Person_ID its type claims: present, and a valid NHS number if traced
+        kind = person_id_kinds(df, mps)
+        pid = df[mps.person_id]
+        _add_verdict(chk, f"{mps.person_id}__present", pid.isna().to_numpy(),
+                     kind.isin(["nhs_number", "mps_id"]).to_numpy(), "missing")
+        _add_verdict(chk, f"{mps.person_id}__nhs_number", ~nz.nhs_number_is_valid(pid).to_numpy(),
+                     ((kind == "nhs_number") & pid.notna()).to_numpy(), "invalid")
     nhs_col = spec.identifiers.get("nhs_number")
     if nhs_col:
         cleaned = nz.clean_nhs_number(df[nhs_col])
@@ -381,6 +394,13 @@ def build_suite(spec: SourceSpec, name: str, columns=None):
             suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
                 column=f"{col}__not_nhs_number", value_set=["ok"],
                 meta={"rule": "nhs_number_like", "field": col, "action": rule.action}))
+    if spec.mps is not None:
+        pid = spec.mps.person_id
+        for helper, rule in (("present", "mps_person_id_present"), ("nhs_number", "mps_person_id_nhs_number")):
+            if present(f"{pid}__{helper}"):
+                suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+                    column=f"{pid}__{helper}", value_set=["ok"],
+                    meta={"rule": rule, "field": pid, "action": spec.mps.action}))
     nhs_col = spec.identifiers.get("nhs_number")
     if nhs_col:
         suite.add_expectation(gxe.ExpectColumnValuesToMatchRegex(

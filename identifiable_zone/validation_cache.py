@@ -27,7 +27,7 @@ from core.files import read_json
 
 # the modules whose code decides a file's validation result (and the layout of an entry)
 _CODE_FILES = ("validate.py", "normalise.py", "sources.py", "file_validation.py", "cross_file_rules.py",
-               "validation_cache.py")
+               "validation_cache.py", "mps.py")
 
 
 def digest(obj) -> str:

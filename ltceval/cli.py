@@ -44,8 +44,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     params = SynthParams(persons=args.persons, seed=args.seed)
     if args.null_effect:
         params = params.with_null_effect()
+    mps = None
+    if args.mps:
+        from synthetic.mps import MpsOptions
+
+        if args.upstream_pseudonymised:
+            raise LtcevalError("synth: --mps writes the MPS fields on identifiable extracts, not with "
+                               "--upstream-pseudonymised")
+        mps = MpsOptions()
     summary = generate(params, Path(args.out), fmt=args.format, upstream_pseudonymised=args.upstream_pseudonymised,
-                       monthly_from=args.monthly_from,
+                       monthly_from=args.monthly_from, mps=mps,
                        **({"chunk_persons": args.chunk_persons} if args.chunk_persons else {}))
     if args.pseudonymised_fixture:
         import os
@@ -56,6 +64,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         key = env_value(KEY_ENV) or os.urandom(32).hex()
         write_pseudonymised_fixture(Path(args.out), key.encode())
         print(f"wrote perfect-linkage pseudonymised fixture to {Path(args.out) / 'analytical' / 'pseudonymised'} (tests only)")
+    if args.mps:
+        from identifiable_zone.sources import DEFAULT_SOURCES_CONFIG
+        from synthetic.mps import sources_config
+
+        cfg = sources_config(str(DEFAULT_SOURCES_CONFIG), str(Path(args.out) / "sources_mps.yml"))
+        print(f"wrote NHS England MPS Person_ID fields on ecds, apc and opa; read them with the sources config {cfg}")
     total = sum(summary["rows"].values())
     print(f"wrote {total:,} rows in {len(summary['rows'])} extracts to {Path(args.out) / 'landing'} "
           f"({summary['seconds']} s); ground truth in {Path(args.out) / 'ground_truth'}")
@@ -352,6 +366,69 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_clerical_review(args: argparse.Namespace) -> int:
+    """Export a stratified sample of candidate pairs for clerical review, or read the decisions
+    back into estimates (identifiable_zone.clerical_review); prints counts and paths only."""
+    from core.settings import Paths
+    from identifiable_zone import clerical_review as cr
+
+    paths = Paths(Path(args.out).resolve())
+    if args.action == "export":
+        done = cr.export_sample(paths, seed=args.seed,
+                                **({"per_stratum": args.per_stratum} if args.per_stratum else {}))
+        print(f"wrote the clerical-review sample (export {done['export_id']}) to {done['sample']} "
+              "(identifiable zone: reviewers with access only)")
+        for s in done["strata"]:
+            print(f"  {s['stratum']:<22} {s['sample_pairs']:>5} of {s['population_pairs']:>7} pairs")
+        print("fill its decision column (match, non-match or unsure), then run "
+              f"`ltceval clerical-review import --out {args.out} <decisions.csv>`")
+        return 0
+    done = cr.import_decisions(paths, Path(args.decisions))
+    print(f"read {done['decided_pairs']} decided pairs ({done['unsure_pairs']} unsure and "
+          f"{done['not_reviewed_pairs']} not reviewed, left out) of export {done['export_id']}")
+
+    def show(name: str, figure: dict | None, scale: float = 100.0, unit: str = "%") -> None:
+        if figure is None or figure.get("estimate") is None:
+            print(f"  {name}: no pairs to estimate it from")
+            return
+        lo, hi = figure["ci95"]
+        print(f"  {name}: {scale * figure['estimate']:.3g}{unit} (95% interval {scale * lo:.3g}-{scale * hi:.3g}{unit})")
+
+    show("precision of the probabilistic links", done["precision_probabilistic"])
+    show("false-match rate (all links)", done["false_match_rate"])
+    show("missed-match rate (scored candidates)", done["missed_match_rate"])
+    show("recall (deterministic links taken as right)", done["recall"])
+    report = _refresh_ig_report(paths)
+    print(f"wrote {done['estimate_file']}" + (f"; IG report updated: {report}" if report else
+                                              "; the IG report shows it when it is next written"))
+    return 0
+
+
+def _refresh_ig_report(paths) -> str | None:
+    """Write the run's IG report again (it reads the clerical estimate): as a new published
+    version of the run's period when the pipeline published it (ltceval.publish), else in place
+    where the zone wrote it. None when no report of this run was found."""
+    import json
+
+    from identifiable_zone import pipeline
+    from ltceval import publish
+
+    run = json.loads((paths.identifiable / "run.json").read_text(encoding="utf-8"))
+
+    def report_of_run(folder: Path) -> bool:
+        f = folder / "ig_report.json"
+        return f.is_file() and json.loads(f.read_text(encoding="utf-8")).get("run_id") == run.get("run_id")
+
+    published = publish.published_period(paths, run["period"]) if run.get("period") else None
+    if published is not None and report_of_run(published):
+        return str(publish.republish_with(paths, run["period"], published,
+                                          lambda staged: pipeline.write_ig_report(staged)))
+    if report_of_run(paths.reports_root):
+        pipeline.write_ig_report(paths)
+        return str(paths.reports_root / "ig_report.html")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ltceval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -368,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-pseudonymised", action="store_true",
                    help="write person extracts as pseudonymised upstream: identifiers replaced by a "
                         "Der_Pseudo_NHS_Number keyed hash (read with config/sources_pseudonymised_upstream.yml)")
+    p.add_argument("--mps", action="store_true",
+                   help="also write NHS England's MPS Person_ID fields (Person_ID, Person_ID_Type, MPS_Confidence) "
+                        "on the SUS and ECDS extracts, and <out>/sources_mps.yml, a sources config that reads them")
     p.add_argument("--monthly-from", type=_period, metavar="YYYY-MM",
                    help="write activity extracts as monthly deliveries: one file a month from this month "
                         "(e.g. ecds.2024-01.csv) and one file for everything before it")
@@ -395,6 +475,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "best match weights first")
     p.add_argument("--out", required=True, help="output folder: links.csv and summary.json")
     p.set_defaults(func=_cmd_link)
+
+    p = sub.add_parser("clerical-review", help="clerical review of the linkage: export a stratified sample of "
+                                               "candidate pairs, import the reviewers' decisions")
+    review = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    q = review.add_parser("export", help="write a stratified sample of candidate pairs around the threshold into "
+                                         "identifiable/clerical_review/<run id>/ (for reviewers with access)")
+    q.add_argument("--out", required=True, help="output folder of the run (its identifiable/ zone is read)")
+    q.add_argument("--per-stratum", type=_positive_int,
+                   help="pairs drawn at random from each stratum (default: clerical_review.DEFAULT_PER_STRATUM, "
+                        "30; all when fewer)")
+    q.add_argument("--seed", type=int, default=1, help="seed of the random sample (default %(default)s)")
+    q.set_defaults(func=_cmd_clerical_review)
+    q = review.add_parser("import", help="read the reviewers' decisions: precision, false-match and missed-match "
+                                         "rates with 95%% intervals into estimate.json and the IG report")
+    q.add_argument("--out", required=True, help="output folder of the run")
+    q.add_argument("decisions", help="the sample CSV with its decision column filled (match, non-match, unsure)")
+    q.set_defaults(func=_cmd_clerical_review)
 
     p = sub.add_parser("run", help="run the three DAGs end to end on an embedded Airflow")
     p.add_argument("--persons", type=_positive_int, default=20_000)

@@ -229,6 +229,24 @@ def publish_reports(paths: Paths, run: Run, required: tuple[str, ...] = REQUIRED
     return link
 
 
+def republish_with(paths: Paths, period: str, published: Path, rewrite) -> Path:
+    """Publish a new version of ``period``: a copy of its published version folder
+    ``published`` in which ``rewrite(staged paths)`` rewrites some reports (e.g. the IG report
+    after a clerical review), published as any run's (checksums, symlink swap). Returns the
+    period folder."""
+    run = new_run(period)
+    vdir = version_dir(paths, run)
+    with output_guard(paths.reports_root):  # not open_version: a run building its version may be under way
+        vdir.mkdir(parents=True)
+        write_json_atomic(vdir / ".run.json", run.to_json())
+        for p in published.iterdir():
+            if p.name in (PUBLICATION, ".run.json"):
+                continue
+            (shutil.copytree if p.is_dir() else shutil.copy2)(p, vdir / p.name)
+    rewrite(staged(paths, run))
+    return publish_reports(paths, run)
+
+
 def _prune_period(paths: Paths, run: Run, keep: set) -> None:
     """Remove the period's earlier published versions except the one just replaced. Versions
     never published are left alone (a newer run may be building one; the next run's

@@ -12,6 +12,9 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
+
+from core.linkage_tables import ALTERNATIVES, ALTERNATIVES_SCHEMA, SCENARIOS, scenarios_table
 
 IDENTIFIER_COLUMNS = {"NHS_Number", "Patient_Forename", "Patient_Surname", "Date_Of_Birth", "Postcode"}
 DATE_COLUMNS = {
@@ -110,4 +113,7 @@ def write_pseudonymised_fixture(out: Path, key: bytes) -> dict:
     target.mkdir(parents=True)
     for name, df in tables.items():
         df.to_parquet(target / f"{name}.parquet", index=False)
+    # perfect links: no threshold moves any record (the linkage sensitivity's tables, empty)
+    pq.write_table(ALTERNATIVES_SCHEMA.empty_table(), target / f"{ALTERNATIVES}.parquet")
+    pq.write_table(scenarios_table(None), target / f"{SCENARIOS}.parquet")
     return {name: len(df) for name, df in tables.items()}

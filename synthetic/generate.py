@@ -236,8 +236,8 @@ class _Chunk:
 _WORKER: dict = {}  # a builder process's params, setup and upstream key (set once, by _start_worker)
 
 
-def _start_worker(params: SynthParams, setup, upstream: bytes | None) -> None:
-    _WORKER.update(params=params, setup=setup, upstream=upstream)
+def _start_worker(params: SynthParams, setup, upstream: bytes | None, mps=None) -> None:
+    _WORKER.update(params=params, setup=setup, upstream=upstream, mps=mps)
 
 
 def _build_chunk(first: int, size: int) -> _Chunk:
@@ -251,6 +251,10 @@ def _build_chunk(first: int, size: int) -> _Chunk:
     tables, truth = build_tables(params, setup, pop, sim, rng, record_ids)
     ecds_persons = truth.pop("ecds_persons")
     ecds_columns = list(tables["ecds"].columns)
+    if _WORKER.get("mps") is not None:
+        from .mps import add_to_tables
+
+        tables = add_to_tables(tables, truth, setup.nhs_number, params.seed, _WORKER["mps"])
     if upstream is not None:
         from .upstream import pseudonymise_landing_upstream
 
@@ -262,7 +266,7 @@ def _build_chunk(first: int, size: int) -> _Chunk:
 
 def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudonymised: bool = False,
              monthly_from: str | None = None, chunk_persons: int = DEFAULT_CHUNK_PERSONS,
-             row_group: int = ROW_GROUP, workers: int | None = None) -> dict:
+             row_group: int = ROW_GROUP, workers: int | None = None, mps=None) -> dict:
     """Write landing extracts to out/landing and ground truth to out/ground_truth.
 
     ``upstream_pseudonymised``: write the person sources as pseudonymised upstream
@@ -271,6 +275,10 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
 
     ``monthly_from`` (YYYY-MM): write the activity extracts as monthly deliveries from that
     month on (see ``_Landing``; the sources config's globs read them all). The rows are the
+    same as without it.
+
+    ``mps`` (a ``synthetic.mps.MpsOptions``): add NHS England's MPS Person_ID fields to the SUS
+    and ECDS extracts (read with ``synthetic.mps.sources_config``); every other value is the
     same as without it.
 
     ``chunk_persons``: people made and written at a time (a multiple of
@@ -293,6 +301,8 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
         raise ValueError(f"row_group must be a positive whole number, not {row_group!r}")
     if isinstance(params.persons, bool) or not isinstance(params.persons, (int, np.integer)) or params.persons <= 0:
         raise ValueError(f"persons must be a positive whole number, not {params.persons!r}")
+    if mps is not None and upstream_pseudonymised:
+        raise ValueError("mps: the MPS fields are written on identifiable extracts, not upstream-pseudonymised ones")
     t0 = time.perf_counter()
     if upstream_pseudonymised:
         from .upstream import pseudonymise_landing_upstream, upstream_key
@@ -332,7 +342,7 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
     # record ids labelled, then written (Arrow and zlib release the GIL) while the next is taken.
     jobs = [(f, min(chunk_persons, n - f)) for f in firsts]
     chunks = ordered_map(_build_chunk, jobs, workers, initializer=_start_worker,
-                         initargs=(params, setup, key if upstream_pseudonymised else None),
+                         initargs=(params, setup, key if upstream_pseudonymised else None, mps),
                          what="a generator worker", workers_env=GENERATOR_WORKERS_ENV)
     try:
         with ThreadPoolExecutor(max_workers=1) as writer:
@@ -357,6 +367,10 @@ def generate(params: SynthParams, out: Path, fmt: str = "csv", upstream_pseudony
 
     # People on no GP list who attend A&E (true_person_id >= persons); see SynthParams.
     visitors, visitor_persons = unregistered_ecds(params, spine, setup, ecds_columns, ecds_persons, ids)
+    if len(visitors) and mps is not None:
+        from .mps import add_to_visitors
+
+        visitors = add_to_visitors(visitors, params.seed, mps)
     if len(visitors):
         truth_sinks["ecds"].write(pd.DataFrame({"source": "ecds", "record_id": visitors["EC_Ident"],
                                                 "true_person_id": visitors["person"].to_numpy()}))

@@ -37,6 +37,7 @@ SHARED_RUNS = {
     "tests/identifiable_zone/test_end_to_end.py": "identifiable-zone-run",
     "tests/identifiable_zone/test_linkage_quality.py": "identifiable-zone-run",
     "tests/ltceval/test_cli_link.py": "small-landing",
+    "tests/ltceval/test_cli_clerical_review.py": "small-landing",
     "tests/identifiable_zone/test_reproducibility.py": "small-landing",
     "tests/identifiable_zone/test_progress_lines.py": "small-landing",
     "tests/analytical_zone/test_dbt_build.py": "analytical-warehouse",

@@ -158,7 +158,7 @@ def test_ig_report_manifest_and_sections(run):
         assert {"records", "deterministic_nhs_dob", "probabilistic", "unlinked", "unlinked_pct"} <= set(r)
         assert set(lk_["match_weight_distribution"][src]["probabilistic_links"]) == {
             "<0", "0-5", "5-10", "10-15", "15-20", ">=20"}
-    assert set(lk_["rates_by_subgroup"]) == {"age_band", "sex", "ethnic_category", "imd_decile"}
+    assert set(lk_["rates_by_subgroup"]) == {"age_band", "sex", "ethnic_category", "imd_decile", "practice"}
     assert any(x["imd_decile"] not in ("unknown", "not in source") for x in lk_["rates_by_subgroup"]["imd_decile"])
     # every prediction rule with its (rounded) pair count; at 3,000 people all are within budget
     rules = {r["rule"]: r for r in lk_["blocking"]["prediction_rules"]}

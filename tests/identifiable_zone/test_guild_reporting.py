@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from core.disclosure import SUPPRESSED
-from identifiable_zone.guild_reporting import (expected_errors, linked_unlinked_differences,
-                                               under_linked_groups)
+from identifiable_zone.guild_reporting import (PRACTICES_SHOWN, expected_errors, linked_unlinked_differences,
+                                               practice_rows_to_publish, under_linked_groups)
 
 
 def _records(groups: dict[str, tuple[int, int]]) -> pd.DataFrame:
@@ -44,6 +44,39 @@ def test_published_differences_come_from_rounded_counts_and_hide_small_groups():
     assert pub["18-34"]["unlinked_pct"] == pytest.approx(100 * 105 / 120, abs=0.05)
 
 
+def test_published_practices_are_the_most_different_ones_and_the_rest_pooled():
+    rows = [{"source": "apc", "practice": f"Y{10000 + i:05d}", "records": 200, "linked": 190} for i in range(30)]
+    rows[7]["linked"] = 120  # 40% unlinked against 5%: far the most different
+    rows[25]["linked"] = 160  # 20% unlinked: named although its code sorts late
+    rows[12] = {**rows[12], "records": 5, "linked": 5}  # a small practice: its counts are suppressed
+    rows.append({"source": "apc", "practice": "not recorded", "records": 60, "linked": 10})
+    pub = practice_rows_to_publish(rows)
+    named = [r["practice"] for r in pub if r["practice"].startswith("Y")]
+    assert len(named) == PRACTICES_SHOWN and {"Y10007", "Y10025"} <= set(named)
+    assert "Y10012" not in named  # no figures of its own to rank it by: pooled
+    other = [r for r in pub if r["practice"].startswith("other practices")]
+    assert [r["practice"] for r in other] == [f"other practices ({30 - PRACTICES_SHOWN})"]
+    pooled = [r for r in rows[:30] if r["practice"] not in named]
+    assert other[0]["records"] == sum(r["records"] for r in pooled)
+    assert other[0]["linked"] == sum(r["linked"] for r in pooled)
+    assert pub[-1]["practice"] == "not recorded"
+    # every record is in exactly one published row
+    assert sum(r["records"] for r in pub) == sum(r["records"] for r in rows)
+    diffs = linked_unlinked_differences(pub, "practice", rounded=True)
+    assert {d["group"] for d in under_linked_groups(diffs)} >= {"Y10007", "Y10025", "not recorded"}
+
+
+def test_a_group_none_of_whose_records_linked_is_under_linked():
+    # every unlinked record is in the group and none of its records linked: no finite difference
+    rows = [{"source": "ecds", "practice": "Y10000", "records": 400, "linked": 400},
+            {"source": "ecds", "practice": "not recorded", "records": 30, "linked": 0}]
+    diffs = linked_unlinked_differences(rows, "practice", rounded=True)
+    assert [d["group"] for d in under_linked_groups(diffs)] == ["not recorded"]
+    rows[1]["linked"] = 20  # two thirds linked, against all of the others: a finite difference
+    assert [d["group"] for d in under_linked_groups(linked_unlinked_differences(rows, "practice", rounded=True))] \
+        == ["not recorded"]
+
+
 def test_expected_errors_of_a_model_whose_probabilities_are_right_match_the_errors_made():
     # links accepted at probabilities p are false with probability 1 - p; rejected best candidates
     # are true with probability p: the expected rates are the observed ones, up to chance
@@ -74,7 +107,8 @@ def test_the_ig_report_compares_linked_and_unlinked_records_of_every_source(repo
     for report in (raw, pub):
         diffs = report["linkage"]["linked_vs_unlinked"]
         assert {d["source"] for d in diffs} == {"iapt_ids001_mpi", "ecds", "apc", "opa"}
-        assert {d["characteristic"] for d in diffs} == {"age_band", "sex", "ethnic_category", "imd_decile"}
+        assert {d["characteristic"] for d in diffs} == {"age_band", "sex", "ethnic_category", "imd_decile",
+                                                        "practice"}
         assert any(isinstance(d["std_difference"], float) for d in diffs)
     html = (paths.reports / "ig_report.html").read_text()
     assert "Linked versus unlinked records (GUILD)" in html and "Under-linked:" in html
@@ -121,3 +155,35 @@ def test_the_ig_report_shows_the_linkage_model_without_record_values(reports):
         assert all(set(r) == {"threshold", "expected_precision"} for r in rows)  # no counts
     html = (paths.reports / "ig_report.html").read_text()
     assert "The linkage model (splink)" in html and html.count("<img alt=") == 3
+
+
+def test_practice_is_compared_on_the_record_s_own_practice_field(reports):
+    paths, raw, pub = reports
+    rp = pd.read_parquet(paths.identifiable / "links" / "record_person.parquet", columns=["source", "record_id", "rule"])
+    ecds = pd.read_parquet(paths.identifiable / "accepted" / "ecds.parquet", columns=["EC_Ident", "GP_Practice_Code"])
+    ecds = ecds.merge(rp[rp["source"] == "ecds"], left_on="EC_Ident", right_on="record_id")
+    ecds["practice"] = ecds["GP_Practice_Code"].fillna("not recorded")
+    want = {p: (len(g), int((g["rule"] != "unlinked").sum())) for p, g in ecds.groupby("practice")}
+    raw_rows = {r["practice"]: (r["records"], r["linked"]) for r in raw["linkage"]["rates_by_subgroup"]["practice"]
+                if r["source"] == "ecds"}
+    assert raw_rows == want and len(want) > PRACTICES_SHOWN + 1
+    # unregistered A&E attenders carry no practice and cannot link: "not recorded" is under-linked
+    assert want["not recorded"][1] < want["not recorded"][0] / 2
+    assert [d for d in raw["linkage"]["under_linked"]
+            if (d["source"], d["characteristic"], d["group"]) == ("ecds", "practice", "not recorded")]
+    assert [d for d in pub["linkage"]["linked_vs_unlinked"]
+            if (d["source"], d["characteristic"], d["group"]) == ("ecds", "practice", "not recorded")]
+    # IAPT's MPI has no practice field; nothing is made up for it
+    assert {r["practice"] for r in raw["linkage"]["rates_by_subgroup"]["practice"]
+            if r["source"] == "iapt_ids001_mpi"} == {"not in source"}
+    for src in ("ecds", "apc", "opa"):
+        shown = [r for r in pub["linkage"]["rates_by_subgroup"]["practice"] if r["source"] == src]
+        named = [r["practice"] for r in shown if r["practice"][:1] == "Y"]
+        assert len(named) == PRACTICES_SHOWN, src
+        pooled = [r for r in shown if r["practice"].startswith("other practices (")]
+        assert len(pooled) == 1 and all(r["records"] in (0, SUPPRESSED) or r["records"] % 5 == 0 for r in shown)
+        raw_src = [r for r in raw["linkage"]["rates_by_subgroup"]["practice"] if r["source"] == src]
+        n_other = len([r for r in raw_src if r["practice"][:1] == "Y"]) - PRACTICES_SHOWN
+        assert pooled[0]["practice"] == f"other practices ({n_other})"
+    html = (paths.reports / "ig_report.html").read_text()
+    assert "Linkage by practice" in html and "own GP practice code" in html

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from identifiable_zone import link as lk
-from identifiable_zone import pseudonymise as ps
+from core.linkage_tables import ALTERNATIVES, SCENARIOS
 from idz_helpers import run_zone
 
 PERSONS = 3000
@@ -76,11 +76,11 @@ def _scenario_record_person(rp: pd.DataFrame, scenarios: dict, name: str) -> pd.
 def test_published_alternatives_are_the_records_whose_person_moves(hard_run):
     paths, scenarios, rp = hard_run
     pub = paths.pseudonymised
-    table = pd.read_parquet(pub / f"{ps.SCENARIOS}.parquet").set_index("scenario")
+    table = pd.read_parquet(pub / f"{SCENARIOS}.parquet").set_index("scenario")
     assert list(table.index) == ["main", "stricter", "looser"]
     for name, sc in scenarios.items():
         assert table.loc[name, "threshold"] == pytest.approx(sc["threshold"])
-    alt = pd.read_parquet(pub / f"{ps.ALTERNATIVES}.parquet")
+    alt = pd.read_parquet(pub / f"{ALTERNATIVES}.parquet")
     assert set(alt.columns) == {"table_name", "record_id", "person_id_stricter", "person_id_looser"}
     assert len(alt) > 0 and not alt.duplicated(["table_name", "record_id"]).any()
     # every row is a published record; its main person differs from a scenario's
