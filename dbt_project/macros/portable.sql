@@ -41,3 +41,8 @@
     {{ cols | map('lower') | join(', ') if target.type == 'spark' else cols | join(', ') }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- The date `d` moved by `n` whole months (an expression): a DATE on every engine. -#}
+{% macro add_months(d, n) -%}{{ return(adapter.dispatch('add_months')(d, n)) }}{%- endmacro %}
+{% macro default__add_months(d, n) -%}cast({{ d }} + to_months({{ n }}) as date){%- endmacro %}
+{% macro spark__add_months(d, n) -%}add_months({{ d }}, {{ n }}){%- endmacro %}

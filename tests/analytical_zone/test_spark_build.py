@@ -13,7 +13,7 @@ import pytest
 
 from core.dbt import run_dbt
 
-NOT_YET_ON_SPARK = ["int_controls_matched_to_treated+", "int_covariate_balance_measured+", "int_linkage_alternatives+", "mart_linkage_scenarios"]
+NOT_YET_ON_SPARK = ["int_controls_matched_to_treated+", "int_covariate_balance_measured+"]
 
 
 @pytest.fixture(scope="module")

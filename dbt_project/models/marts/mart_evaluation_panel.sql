@@ -26,7 +26,7 @@ cohort_months as (
         c.is_treated,
         c.index_month,
         r.rel_month,
-        cast(c.index_month + to_months(r.rel_month) as date) as calendar_month,
+        {{ add_months('c.index_month', 'r.rel_month') }} as calendar_month,
         c.ltc_group,
         c.practice_code
     from matched c

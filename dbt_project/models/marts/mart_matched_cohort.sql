@@ -7,7 +7,7 @@ with followup_referrals as (
     from {{ ref('int_controls_matched_to_treated') }} m
     join {{ ref('int_iapt_referrals_flagged_with_outcomes') }} r on r.person_id = m.person_id
     where r.referral_received_date >= m.index_month + interval 1 month
-      and r.referral_received_date < m.index_month + to_months({{ var('panel_months_after') }} + 1)
+      and r.referral_received_date < {{ add_months('m.index_month', var('panel_months_after') ~ ' + 1') }}
 )
 select
     cast(matched_set_id as bigint)                  as matched_set_id,
