@@ -12,12 +12,16 @@ import pandas as pd
 import pytest
 
 from core.dbt import run_dbt
+from required_tools import require
 
 NOT_YET_ON_SPARK = ["int_controls_matched_to_treated+", "int_covariate_balance_measured+"]
 
 
 @pytest.fixture(scope="module")
 def spark_build(built_warehouse):
+    import shutil
+
+    require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
     paths = built_warehouse
     seeded = run_dbt(paths, "seed", "--target", "spark")
     assert seeded.returncode == 0, seeded.stdout[-5000:]
