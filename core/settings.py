@@ -52,6 +52,7 @@ ENVIRONMENT: dict[str, str] = {
     UPSTREAM_KEY_ENV: "synthetic generator only: the key of extracts pseudonymised upstream",
     "LTCEVAL_WAREHOUSE": "set for dbt by the pipeline: the DuckDB warehouse it builds",
     "LTCEVAL_PSEUDONYMISED_DIR": "set for dbt by the pipeline: the pseudonymised tables it reads",
+    "LTCEVAL_SPARK_DIR": "set for dbt by the pipeline: where its Spark target (--target spark) keeps its tables and metastore",
     DUCKDB_MEMORY_LIMIT_ENV: "DuckDB's memory limit in the identifiable zone: validation's cross-file rules, linkage, pseudonymisation, the IG report (default 2GB; it spills beyond)",
     DBT_MEMORY_LIMIT_ENV: "DuckDB's memory limit in dbt (dbt_project/profiles.yml; default 2GB; it spills beyond)",
     VALIDATION_SEGMENT_MIB_ENV: "validation: a CSV file larger than this many MiB is validated in segments of "
@@ -244,7 +245,13 @@ class Paths:
         """The environment `dbt_project/profiles.yml` and the sources read: the warehouse dbt
         writes and the pseudonymised tables it reads."""
         return {"LTCEVAL_WAREHOUSE": str(self.warehouse),
-                "LTCEVAL_PSEUDONYMISED_DIR": str(self.pseudonymised)}
+                "LTCEVAL_PSEUDONYMISED_DIR": str(self.pseudonymised),
+                "LTCEVAL_SPARK_DIR": str(self.spark)}
+
+    @property
+    def spark(self) -> Path:
+        """dbt's Spark target (``--target spark``): its tables and their metastore."""
+        return self.out / "analytical" / "spark"
 
     @property
     def airflow_home(self) -> Path:

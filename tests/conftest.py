@@ -42,6 +42,7 @@ SHARED_RUNS = {
     "tests/identifiable_zone/test_progress_lines.py": "small-landing",
     "tests/analytical_zone/test_dbt_build.py": "analytical-warehouse",
     "tests/analytical_zone/test_dbt_docs.py": "analytical-warehouse",
+    "tests/analytical_zone/test_spark_build.py": "analytical-warehouse",
     "tests/operations/test_faults.py": "operations-baseline",
     "tests/operations/test_reruns.py": "operations-baseline",
     "tests/operations/test_published_disclosure.py": "operations-baseline",

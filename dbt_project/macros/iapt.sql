@@ -6,12 +6,12 @@
 
 {#- Months from the index month to a calendar month (both truncated to the month). -#}
 {% macro rel_month(calendar_date, index_month) -%}
-    datediff('month', date_trunc('month', {{ index_month }}), date_trunc('month', {{ calendar_date }}))
+    {{ months_between(index_month, calendar_date) }}
 {%- endmacro %}
 
 {#- Whole years of age in a month, from the month of birth. -#}
 {% macro age_at(birth_month, at_date) -%}
-    cast(floor(datediff('month', {{ birth_month }}, date_trunc('month', {{ at_date }})) / 12) as integer)
+    cast(floor({{ months_between(birth_month, at_date) }} / 12) as integer)
 {%- endmacro %}
 
 {#- Integer banding: band(expr, [65], 18) gives '18-64', '65+'; band(x, [1], 0) gives '0', '1+'. -#}
@@ -29,7 +29,7 @@
 {#- The evaluation panels' relative months: -panel_months_before..panel_months_after. -#}
 {% macro panel_rel_months() -%}
     select cast(r as integer) as rel_month
-    from generate_series(-{{ var('panel_months_before') }}, {{ var('panel_months_after') }}) as t(r)
+    from {{ integer_series(-(var('panel_months_before') | int), var('panel_months_after'), 't', 'r') }}
 {%- endmacro %}
 
 {#- Period of a relative month (evaluation/panel.py): 'pre' = the DiD comparison period,

@@ -71,7 +71,7 @@ steps as (
     union all select 22, 'control', 'matched controls', (select n_control from matched)
 )
 select cast(step_order as integer) as step_order,
-       cast(step as varchar)       as step,
+       cast(step as {{ dbt.type_string() }})       as step,
        cast(n_persons as bigint)   as n_persons,
-       cast(cohort as varchar)     as cohort
+       cast(cohort as {{ dbt.type_string() }})     as cohort
 from steps

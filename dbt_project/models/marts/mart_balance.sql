@@ -2,8 +2,8 @@
 -- denominator; variance ratio treated/control; controls weighted within matched sets);
 -- matched_on = false for covariates shown but deliberately not matched on.
 select
-    cast(covariate as varchar)        as covariate,
-    cast(stage as varchar)            as stage,
+    cast(covariate as {{ dbt.type_string() }})        as covariate,
+    cast(stage as {{ dbt.type_string() }})            as stage,
     cast(matched_on as boolean)       as matched_on,
     cast(mean_treated as double)      as mean_treated,
     cast(mean_control as double)      as mean_control,

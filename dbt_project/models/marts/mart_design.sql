@@ -3,8 +3,8 @@
 -- window from here (evaluation.design.load_design) rather than re-deriving it from the panel;
 -- the window and matching seed arrive as vars from Python (core.dbt.dbt_vars).
 select
-    cast('{{ var("comparison_design") }}' as varchar)            as comparison_design,
-    cast('{{ var("index_date_rule") }}' as varchar)              as index_date_rule,
+    cast('{{ var("comparison_design") }}' as {{ dbt.type_string() }})            as comparison_design,
+    cast('{{ var("index_date_rule") }}' as {{ dbt.type_string() }})              as index_date_rule,
     cast({{ var('adult_age') }} as integer)                      as adult_age,
     cast({{ var('min_treatment_contacts') }} as integer)         as min_treatment_contacts,
     cast({{ var('baseline_months') }} as integer)                as baseline_months,
@@ -15,5 +15,5 @@ select
     cast({{ var('matching_caliper_sd') }} as double)             as matching_caliper_sd,
     cast({{ var('matching_seed') }} as bigint)                   as matching_seed,
     cast({{ var('matching_refine') }} as boolean)                as matching_refine,
-    cast('{{ var("matching_covariates") | join(",") }}' as varchar) as matching_covariates,
-    cast('{{ var("matching_exact") | join(",") }}' as varchar)   as matching_exact
+    cast('{{ var("matching_covariates") | join(",") }}' as {{ dbt.type_string() }}) as matching_covariates,
+    cast('{{ var("matching_exact") | join(",") }}' as {{ dbt.type_string() }})   as matching_exact

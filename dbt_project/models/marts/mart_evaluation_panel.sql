@@ -12,11 +12,11 @@ matched as (
     -- has wider types, e.g. a timestamp index month)
     select
         cast(matched_set_id as bigint) as matched_set_id,
-        cast(person_id as varchar)     as person_id,
+        cast(person_id as {{ dbt.type_string() }})     as person_id,
         cast(is_treated as integer)    as is_treated,
         cast(index_month as date)      as index_month,
-        cast(ltc_group as varchar)     as ltc_group,
-        cast(practice_code as varchar) as practice_code
+        cast(ltc_group as {{ dbt.type_string() }})     as ltc_group,
+        cast(practice_code as {{ dbt.type_string() }}) as practice_code
     from {{ ref('int_controls_matched_to_treated') }}
 ),
 cohort_months as (
@@ -26,7 +26,7 @@ cohort_months as (
         c.is_treated,
         c.index_month,
         r.rel_month,
-        cast(c.index_month + to_months(r.rel_month) as date) as calendar_month,
+        {{ add_months('c.index_month', 'r.rel_month') }} as calendar_month,
         c.ltc_group,
         c.practice_code
     from matched c

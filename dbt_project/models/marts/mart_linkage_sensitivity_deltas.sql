@@ -51,7 +51,7 @@ signed as (
       and alternative_person_id is distinct from main_person_id
 ),
 cohort as (
-    select distinct cast(person_id as varchar) as person_id
+    select distinct cast(person_id as {{ dbt.type_string() }}) as person_id
     from {{ ref('int_controls_matched_to_treated') }}
 )
 select

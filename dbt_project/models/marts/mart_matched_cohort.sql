@@ -7,21 +7,21 @@ with followup_referrals as (
     from {{ ref('int_controls_matched_to_treated') }} m
     join {{ ref('int_iapt_referrals_flagged_with_outcomes') }} r on r.person_id = m.person_id
     where r.referral_received_date >= m.index_month + interval 1 month
-      and r.referral_received_date < m.index_month + to_months({{ var('panel_months_after') }} + 1)
+      and r.referral_received_date < {{ add_months('m.index_month', var('panel_months_after') ~ ' + 1') }}
 )
 select
     cast(matched_set_id as bigint)                  as matched_set_id,
-    cast(person_id as varchar)                      as person_id,
+    cast(person_id as {{ dbt.type_string() }})                      as person_id,
     cast(is_treated as integer)                     as is_treated,
     cast(index_month as date)                       as index_month,
     cast(propensity_score as double)                as propensity_score,
     cast(propensity_logit as double)                as propensity_logit,
     cast(match_weight as double)                    as match_weight,
-    cast(sex as varchar)                            as sex,
-    cast(ltc_group as varchar)                      as ltc_group,
-    cast(age_band as varchar)                       as age_band,
-    cast(baseline_util_band as varchar)             as baseline_util_band,
-    cast(practice_code as varchar)                  as practice_code,
+    cast(sex as {{ dbt.type_string() }})                            as sex,
+    cast(ltc_group as {{ dbt.type_string() }})                      as ltc_group,
+    cast(age_band as {{ dbt.type_string() }})                       as age_band,
+    cast(baseline_util_band as {{ dbt.type_string() }})             as baseline_util_band,
+    cast(practice_code as {{ dbt.type_string() }})                  as practice_code,
     cast(age as integer)                            as age,
     cast(imd_decile as integer)                     as imd_decile,
     cast(n_ltcs as integer)                         as n_ltcs,

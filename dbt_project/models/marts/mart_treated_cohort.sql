@@ -3,7 +3,7 @@
 -- referral). eligible_for_matching / exclusion_reason say whether they can enter matching.
 select
     t.person_id,
-    t.service_request_id                      as "ServiceRequestId",
+    t.service_request_id                      as {{ adapter.quote('ServiceRequestId') }},
     t.index_date,
     t.index_month,
     p.ltc_group,

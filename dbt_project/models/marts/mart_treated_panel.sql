@@ -10,7 +10,7 @@ treated_months as (
         t.person_id,
         t.index_month,
         r.rel_month,
-        cast(t.index_month + to_months(r.rel_month) as date) as calendar_month
+        {{ add_months('t.index_month', 'r.rel_month') }} as calendar_month
     from {{ ref('int_match_pool_filtered_to_eligible') }} t   -- eligible rows; the treated at their index month
     cross join rel r
     where t.is_treated = 1

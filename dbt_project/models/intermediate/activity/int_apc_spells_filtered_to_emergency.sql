@@ -8,7 +8,7 @@ select
     admission_date,
     discharge_date,
     admission_method,
-    coalesce(length_of_stay, datediff('day', admission_date, discharge_date), 0) as bed_days,
+    coalesce(length_of_stay, {{ days_between('admission_date', 'discharge_date') }}, 0) as bed_days,
     date_trunc('month', admission_date) as activity_month
 from {{ ref('stg_sus__apc_spells') }}
 where admission_method like '2%'

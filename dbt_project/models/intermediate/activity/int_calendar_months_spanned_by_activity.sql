@@ -17,6 +17,5 @@ with bounds as (
 select
     cast(m as date)                                   as calendar_month,
     cast(m + interval 1 month - interval 1 day as date) as month_end,
-    datediff('day', m, m + interval 1 month)          as days_in_month
-from bounds,
-     generate_series(date_trunc('month', first_date), date_trunc('month', last_date), interval 1 month) as t(m)
+    {{ days_between('m', 'cast(m + interval 1 month as date)') }} as days_in_month
+from {{ from_month_series('bounds', 'first_date', 'last_date', 't', 'm') }}

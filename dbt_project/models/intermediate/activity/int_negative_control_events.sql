@@ -15,7 +15,7 @@ outpatient as (
 planned_spells as (
     select person_id, date_trunc('month', admission_date) as activity_month,
            -- the ICD-10 category (letter and two digits) of the first code listed
-           regexp_extract(upper(diagnosis_all), '[A-Z][0-9]{2}') as diagnosis_category
+           regexp_extract(upper(diagnosis_all), '([A-Z][0-9]{2})', 1) as diagnosis_category
     from {{ ref('stg_sus__apc_spells') }}
     where person_id is not null
       and admission_method in ('11', '12', '13')

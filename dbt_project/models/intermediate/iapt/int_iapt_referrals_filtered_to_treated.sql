@@ -14,6 +14,10 @@ with qualifying as (
     where r.is_ltc_pathway
       and (r.finished_course or r.n_treatment_contacts >= {{ var('min_treatment_contacts') }})
       and r.person_id is not null
+),
+ranked as (  -- the earliest qualifying referral (no QUALIFY: Spark has none)
+    select *, row_number() over (partition by person_id order by index_date, service_request_id) as referral_rank
+    from qualifying
 )
 select
     person_id,
@@ -28,5 +32,5 @@ select
     recovered,
     reliable_improvement,
     reliable_deterioration
-from qualifying
-qualify row_number() over (partition by person_id order by index_date, service_request_id) = 1
+from ranked
+where referral_rank = 1

@@ -3,7 +3,7 @@
 -- log(1 + baseline count) for the skewed counts, log(1 + count in the selection window, the
 -- last selection_window_months months) because referral follows recent use, and squared centred age and IMD decile.
 select
-    * exclude (exclusion_reason),
+    {{ star_except(ref('int_match_pool_stacked_by_index_month'), ['exclusion_reason']) }},
     ln(1 + baseline_ae_attendances)         as ps_log_baseline_ae_attendances,
     ln(1 + baseline_emergency_admissions)   as ps_log_baseline_emergency_admissions,
     ln(1 + baseline_bed_days)               as ps_log_baseline_bed_days,
