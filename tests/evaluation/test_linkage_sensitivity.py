@@ -134,6 +134,26 @@ def test_empty_alternatives_give_the_main_estimates(run, monkeypatch):
             assert col.rate_ratios[o] == pytest.approx(main.rate_ratios[o], abs=1e-9), (scenario, o)
         # the same bootstrap (replicates and seed) as the main costing: the same interval
         assert col.net_saving == pytest.approx(main.net_saving, abs=1e-9), scenario
+    # a scenario with a delta row that moves nothing is fitted again (no delta at all reuses the
+    # main result): the estimator and the costing give the main figures again
+    from evaluation import linkage_sensitivity as ls
+    from evaluation.panel import load_panel
+
+    panel = load_panel(run.warehouse)
+    first = panel.iloc[0]
+    zero = pd.DataFrame([{"scenario": sc, "person_id": first["person_id"], "calendar_month": first["calendar_month"],
+                          **{o: 0 for o in pipeline.OUTCOMES}} for sc in ("stricter", "looser")])
+    c = pipeline._load(run, "costing")
+    refit = ls.run_linkage_sensitivity(
+        panel, zero, ls.checked_scenarios(read_table(run.warehouse, ls.SCENARIOS_TABLE)),
+        {o: pipeline._load(run, f"outcome_{o}").did for o in pipeline.OUTCOMES}, c["costing"],
+        lambda pnl, results: pipeline.price_outcomes(pnl, results, c["unit_costs"], c["config"], REPS),
+        pipeline.OUTCOMES)
+    for scenario in ("stricter", "looser"):
+        col = _column(refit, scenario)
+        for o in pipeline.OUTCOMES:
+            assert col.rate_ratios[o] == pytest.approx(main.rate_ratios[o], rel=1e-9), (scenario, o)
+        assert col.net_saving == pytest.approx(main.net_saving, rel=1e-9, abs=1e-9), scenario
 
 
 @pytest.mark.slow
