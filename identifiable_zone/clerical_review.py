@@ -55,6 +55,7 @@ import pyarrow.parquet as pq
 from core.errors import LtcevalError
 from core.files import private_folder, read_json, sha256_file, write_json_atomic
 from core.settings import Paths
+from core.spreadsheets import write_csv
 from identifiable_zone import link as lk
 from identifiable_zone.sources import SPINE, load_sources_config
 
@@ -268,7 +269,7 @@ def _write_sample_csv(path: Path, sample: pd.DataFrame, spine: pd.DataFrame | No
         out[f"record_{col}"] = sample[col].to_numpy() if col in sample else None
         out[f"candidate_{col}"] = c_ids.map(cand[col]).to_numpy() if col in cand else None
     out["decision"] = ""
-    out.to_csv(path, index=False)
+    write_csv(out, path)  # a name a spreadsheet would take for a formula is written as text
 
 
 # -- import --------------------------------------------------------------------------------------

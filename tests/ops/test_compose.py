@@ -28,6 +28,7 @@ NOT_FOR_COMPOSE = {
     "LTCEVAL_GENERATOR_WORKERS": "synthetic generator only (ltceval synth, benchmarks; no DAG task generates)",
     "LTCEVAL_WAREHOUSE": "set by the analytical DAG for dbt (from LTCEVAL_OUT)",
     "LTCEVAL_PSEUDONYMISED_DIR": "set by the analytical DAG for dbt (from LTCEVAL_OUT)",
+    "LTCEVAL_SPARK_DIR": "set for dbt from LTCEVAL_OUT (Paths.dbt_env); read only by dbt's spark target",
     "LTCEVAL_PG_BINDIR": "ops/postgres_cluster.py, the stack's own throwaway cluster; compose runs a postgres service",
 }
 # folders whose code runs inside DAG tasks or DAG parsing
