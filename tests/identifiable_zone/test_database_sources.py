@@ -16,6 +16,7 @@ from identifiable_zone.database_extracts import read_to_parquet, statement
 from identifiable_zone.sources import DEFAULT_SOURCES_CONFIG, ExtractUnusable, SourceConfigError, load_sources_config
 from idz_helpers import KEY, copy_landing, run_zone
 from ops.postgres_cluster import PostgresCluster, postgres_bindir
+from postgres_tables import load_csv_as_text
 from required_tools import require
 
 PERSONS = 1500
@@ -28,24 +29,6 @@ FROM_DATABASE = {
     "apc": {"url_env": URL_ENV, "query": "SELECT * FROM apc WHERE true"},
 }
 TYPED_DATES = {"ecds": ["Arrival_Date", "Date_Of_Birth"]}  # held as DATE: read back as ISO text
-
-
-def _load(engine, table: str, csv_path) -> None:
-    """A landing CSV into a table of text columns (COPY), some date columns then typed."""
-    header = pd.read_csv(csv_path, nrows=0).columns
-    with engine.begin() as con:
-        con.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
-        con.execute(sa.text(f'CREATE TABLE "{table}" (' + ", ".join(f'"{c}" text' for c in header) + ")"))
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur, open(csv_path, encoding="utf-8") as fh:
-            cur.copy_expert(f'COPY "{table}" FROM STDIN WITH (FORMAT csv, HEADER true)', fh)
-        raw.commit()
-    finally:
-        raw.close()
-    with engine.begin() as con:
-        for c in TYPED_DATES.get(table, []):
-            con.execute(sa.text(f'ALTER TABLE "{table}" ALTER COLUMN "{c}" TYPE date USING "{c}"::date'))
 
 
 def _config(tmp_path, database: dict) -> str:
@@ -75,7 +58,7 @@ def runs(cluster, tmp_path_factory):
     generate(SynthParams(persons=PERSONS, seed=5), files)
     engine = sa.create_engine(cluster.url)
     for table in FROM_DATABASE:
-        _load(engine, table, files / "landing" / f"{table}.csv")
+        load_csv_as_text(engine, table, files / "landing" / f"{table}.csv", TYPED_DATES.get(table, ()))
     engine.dispose()
     db = copy_landing(files, tmp_path_factory.mktemp("from_database"))
     for table in FROM_DATABASE:  # only the database holds them now

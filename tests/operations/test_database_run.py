@@ -13,6 +13,7 @@ import yaml
 from identifiable_zone.sources import DEFAULT_SOURCES_CONFIG
 from ltceval_runs import baseline, comparable, current_period, key_file, ltceval, run_env
 from ops.postgres_cluster import PostgresCluster, postgres_bindir
+from postgres_tables import load_csv_as_text
 from required_tools import require
 
 pytestmark = pytest.mark.slow
@@ -21,19 +22,6 @@ URL_ENV = "LTCEVAL_TEST_WAREHOUSE_URL"
 FROM_DATABASE = {"gp_patients": {"connection": "ltceval_test_gp", "table": "gp_patients"},
                  "ecds": {"url_env": URL_ENV, "table": "ecds"},
                  "opa": {"url_env": URL_ENV, "query": "SELECT * FROM opa"}}
-
-
-def _load(engine, table: str, csv_path) -> None:
-    header = pd.read_csv(csv_path, nrows=0).columns
-    with engine.begin() as con:
-        con.execute(sa.text(f'CREATE TABLE "{table}" (' + ", ".join(f'"{c}" text' for c in header) + ")"))
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur, open(csv_path, encoding="utf-8") as fh:
-            cur.copy_expert(f'COPY "{table}" FROM STDIN WITH (FORMAT csv, HEADER true)', fh)
-        raw.commit()
-    finally:
-        raw.close()
 
 
 # The linkage thresholds of the sensitivity table come from the model's match probabilities,
@@ -68,7 +56,7 @@ def test_a_run_reading_sources_from_a_database_gives_the_same_business_case(tmp_
     try:
         engine = sa.create_engine(cluster.url)
         for table in FROM_DATABASE:
-            _load(engine, table, base / "landing" / f"{table}.csv")
+            load_csv_as_text(engine, table, base / "landing" / f"{table}.csv")
         engine.dispose()
         out = tmp_path_factory.mktemp("from_database") / "out"
         shutil.copytree(base / "landing", out / "landing")
