@@ -19,6 +19,7 @@ from identifiable_zone.pipeline import validate_all
 from identifiable_zone.sources import csv_segments, load_sources_config
 
 SEGMENT_MIB = "0.03"  # about 31 KiB: the GP files of 800 people fall into several segments
+KEEP_LINES = 2001  # the header and 2,000 rows of each large file
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -48,6 +49,11 @@ def landing(tmp_path_factory):
     out = tmp_path_factory.mktemp("segments")
     generate(SynthParams(persons=800, seed=3), out)
     land = out / "landing"
+    for big in ("gp_appointments.csv", "opa.csv", "ecds.csv"):
+        # each segment costs its own GX run: the first rows (about 8 segments) show what the
+        # whole file would, at a third of the test time
+        lines = (land / big).read_text(encoding="utf-8").split("\n")
+        (land / big).write_text("\n".join(lines[:KEEP_LINES]) + "\n", encoding="utf-8")
     pat = _rows(land / "gp_patients.csv")
     header = pat[0]
     rid, nhs = header.index("PatientRecordId"), header.index("NHSNumber")
@@ -186,7 +192,9 @@ def test_each_segment_gives_a_progress_line(landing, tmp_path, monkeypatch, capl
                           r"([\d,]+) rows, \d+ of \d+ MiB", m) for m in lines]
     assert len(found) >= 3 and all(found)
     assert [int(m.group(1)) for m in found] == list(range(1, len(found) + 1))
-    assert int(found[-1].group(2)) == len(found)  # "about" is exact when lines are short
+    # "about": the file's size over the segment size; a segment runs on to its line's end, so
+    # the count can be one fewer
+    assert len(found) <= int(found[-1].group(2)) <= len(found) + 1
     rows = pd.read_parquet(zone / "accepted" / "gp_appointments.parquet", columns=[]).shape[0]
     quarantined = pd.read_parquet(zone / "quarantine" / "gp_appointments.parquet", columns=[]).shape[0]
     assert int(found[-1].group(3).replace(",", "")) == rows + quarantined
