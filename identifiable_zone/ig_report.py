@@ -17,6 +17,7 @@ import html
 import json
 import re
 import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -81,7 +82,19 @@ def _read(p: Path):
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
 
 
-def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict, dict, dict, dict, dict]:
+@dataclass
+class LinkFigures:
+    """What the IG report counts from record_person (``_link_figures``)."""
+    rates: dict = field(default_factory=dict)
+    probabilities: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    subgroups: dict = field(default_factory=dict)
+    spine: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)
+    precision_by_threshold: dict = field(default_factory=dict)
+
+
+def _link_figures(path: Path, rules, spill_dir: Path) -> LinkFigures:
     """Link rates, match probability and weight distributions and rates by subgroup of the
     records of every source but the spine, the spine's record count, and each source's
     model-expected linkage errors and expected precision by threshold
@@ -150,7 +163,7 @@ def _link_figures(path: Path, rules, spill_dir: Path) -> tuple[dict, dict, dict,
                     GROUP BY ALL ORDER BY 1, 2""").fetchall():
                 curve.setdefault(src, []).append({"threshold": float(t), "records": int(n),
                                                   "expected_precision": float(mean_p)})
-    return link_rates, prob_dist, weight_dist, subgroups, {"records": int(spine_records)}, errors, curve
+    return LinkFigures(link_rates, prob_dist, weight_dist, subgroups, {"records": int(spine_records)}, errors, curve)
 
 
 def _pooled_expected(path: Path, spill_dir: Path) -> dict:
@@ -221,18 +234,17 @@ def build_raw(paths: Paths) -> dict:
         if s["encoding_issues"]:
             encoding.append({"table": table, "lines": s["encoding_issues"]})
 
-    link_rates, prob_dist, weight_dist, subgroups, spine_info, errors, curve = {}, {}, {}, {}, {}, {}, {}
+    figures = LinkFigures()
     clerical = load_estimate(paths, run["run_id"]) if run.get("run_id") else None
     pooled = None
     if rp_path.exists():
         with tempfile.TemporaryDirectory(prefix=".ig-report-spill-", dir=ident) as spill:
-            link_rates, prob_dist, weight_dist, subgroups, spine_info, errors, curve = _link_figures(
-                rp_path, rules, Path(spill))
+            figures = _link_figures(rp_path, rules, Path(spill))
             if clerical:
                 pooled = _pooled_expected(rp_path, Path(spill))
     model_file = ident / "linkage_model" / str((lnk.get("model") or {}).get("file"))
     levels = model_levels(json.loads(model_file.read_text(encoding="utf-8"))) if model_file.is_file() else []
-    differences = [d for dim, rows in subgroups.items() for d in linked_unlinked_differences(rows, dim, rounded=False)]
+    differences = [d for dim, rows in figures.subgroups.items() for d in linked_unlinked_differences(rows, dim, rounded=False)]
 
     columns_out = {t: s["columns"] for t, s in (pub.get("tables") or {}).items()}
     withheld = {t: s["withheld"] for t, s in (pub.get("tables") or {}).items()}
@@ -270,13 +282,13 @@ def build_raw(paths: Paths) -> dict:
                      "of birth, postcode) were received or processed; linkage is deterministic on the "
                      "common pseudonymised key only, no probabilistic linkage"),
                     "rules": rules,
-                    "threshold": lnk.get("threshold"), "spine": spine_info,
-                    "spine_persons": lnk.get("spine_persons"), "rates_by_source": link_rates,
-                    "match_probability_distribution": prob_dist,
-                    "match_weight_distribution": weight_dist, "rates_by_subgroup": subgroups,
+                    "threshold": lnk.get("threshold"), "spine": figures.spine,
+                    "spine_persons": lnk.get("spine_persons"), "rates_by_source": figures.rates,
+                    "match_probability_distribution": figures.probabilities,
+                    "match_weight_distribution": figures.weights, "rates_by_subgroup": figures.subgroups,
                     "linked_vs_unlinked": differences, "under_linked": under_linked_groups(differences),
-                    "expected_errors": errors if identifiers_received else {},
-                    "precision_by_threshold": curve if identifiers_received else {}, "model_levels": levels,
+                    "expected_errors": figures.errors if identifiers_received else {},
+                    "precision_by_threshold": figures.precision_by_threshold if identifiers_received else {}, "model_levels": levels,
                     "clerical_review": {"estimate": clerical, "model_expected_all_sources": pooled},
                     "blocking": lnk.get("blocking"), "mps_person_id": mps},
         "pseudonymisation": {"key_fingerprint": pub.get("key_fingerprint"),

@@ -1,11 +1,12 @@
 """Shared by the operations tests: real `ltceval run`s in child processes, and comparisons of
 what a run published ("byte-identical apart from the run timestamp").
 
-One baseline run per test session (a module-level cache: this module is imported once);
-tests copy it before changing anything.
+One baseline run per test session, shared by the pytest-xdist workers (``baseline``); tests copy
+it before changing anything.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,24 +64,51 @@ def run_args(out: Path, *extra: str) -> list[str]:
     return ["run", "--persons", str(PERSONS), "--seed", str(SEED), "--out", str(out), *extra]
 
 
+def _shared_folder(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this session shares: the parent of the workers'
+    own base folders (the base folder itself without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "operations-shared"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@contextmanager
+def _session_lock(tmp_path_factory, name: str):
+    """One worker at a time in the block (an flock on a file of the shared folder)."""
+    with open(_shared_folder(tmp_path_factory) / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def key_file(tmp_path_factory) -> Path:
-    if "key" not in _cache:
-        p = tmp_path_factory.mktemp("key") / "pseudonymisation.key"
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("ops-test-key-" + "0123456789abcdef" * 3)
-        _cache["key"] = p
-    return _cache["key"]
+    """The session's key file, one for all workers (runs are compared across workers)."""
+    p = _shared_folder(tmp_path_factory) / "pseudonymisation.key"
+    with _session_lock(tmp_path_factory, "key"):
+        if not p.exists():
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("ops-test-key-" + "0123456789abcdef" * 3)
+    return p
 
 
 def baseline(tmp_path_factory) -> Path:
-    """One clean `ltceval run` (synthetic extracts) per session; copy it before use."""
-    if "baseline" not in _cache:
-        out = tmp_path_factory.mktemp("baseline") / "out"
-        proc = ltceval(*run_args(out), env=run_env(key_file(tmp_path_factory)))
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        _cache["baseline"] = out
-    return _cache["baseline"]
+    """One clean `ltceval run` (synthetic extracts) per session, made by the first worker that
+    needs it (the others wait for it), so that the modules comparing against it need not share
+    a worker; copy it before use."""
+    out = _shared_folder(tmp_path_factory) / "baseline" / "out"
+    done = out.parent / "finished"
+    with _session_lock(tmp_path_factory, "baseline"):
+        if not done.exists():
+            shutil.rmtree(out.parent, ignore_errors=True)  # a failed attempt's leftovers
+            out.parent.mkdir()
+            proc = ltceval(*run_args(out), env=run_env(key_file(tmp_path_factory)))
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            done.write_text("")
+    return out
 
 
 def _wait_for(pred, proc: subprocess.Popen, what: str, limit: float = 1500.0) -> None:
