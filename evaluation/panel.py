@@ -42,6 +42,19 @@ PANEL_COLUMNS = (
 REQUIRED_COLUMNS = ("matched_set_id", "person_id", "is_treated", "rel_month", "exposure_months")
 
 
+# Every warehouse table the evaluation reads (a table whose name starts with a prefix too): the
+# Spark engine hands only these to it (ltceval/spark_warehouse.py); tests/evaluation/test_panel_loading.py
+# holds the list to the names the evaluation's code reads
+WAREHOUSE_TABLES = ("mart_design", "mart_evaluation_panel", "mart_treated_panel", "mart_treated_cohort",
+                    "mart_matched_cohort", "mart_balance", "mart_attrition", "mart_linkage_scenarios",
+                    "mart_linkage_sensitivity_deltas", "int_controls_matched_to_treated", "int_persons_joined_to_imd")
+WAREHOUSE_TABLE_PREFIXES = ("mart_evaluation_panel__",)
+
+
+def read_by_evaluation(table: str) -> bool:
+    return table in WAREHOUSE_TABLES or table.startswith(WAREHOUSE_TABLE_PREFIXES)
+
+
 def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     """Open the warehouse read-only (dbt is its only writer)."""
     return duckdb.connect(str(warehouse), read_only=True)

@@ -49,3 +49,18 @@ def test_read_table_reads_the_columns_and_rows_asked_for(tmp_path):
     expected = whole.loc[whole["ltc_group"].notna(), ["person_id", "ltc_group"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(part, expected, check_exact=True)
     assert 0 < len(part) < len(whole)
+
+
+def test_the_list_of_warehouse_tables_names_every_table_the_evaluation_reads():
+    """The Spark engine hands the evaluation only evaluation.panel.WAREHOUSE_TABLES: a table read
+    but not listed would be missing there."""
+    import re
+
+    from core.settings import REPO_ROOT
+    from evaluation.panel import WAREHOUSE_TABLE_PREFIXES, WAREHOUSE_TABLES, read_by_evaluation
+
+    name = re.compile(r"[\"'](?:main\.)?((?:mart|int)_[a-z_]+)[\"']|from main\.((?:mart|int)_[a-z_]+)")
+    named = {a or b for f in (REPO_ROOT / "evaluation").rglob("*.py")
+             for a, b in name.findall(f.read_text(encoding="utf-8"))}
+    assert named and all(read_by_evaluation(t) for t in named), sorted(t for t in named if not read_by_evaluation(t))
+    assert set(WAREHOUSE_TABLES) | set(WAREHOUSE_TABLE_PREFIXES) <= named
