@@ -1,7 +1,7 @@
 """The business case's table "How the estimates move with the linkage threshold"
 (evaluation.linkage_sensitivity): per outcome the rate ratio (95% CI) and the net saving per
 treated person (interval) with links at the stricter threshold, the main one and the looser one,
-with each threshold and its expected precision. Estimates only, at three significant figures:
+with each threshold and its expected precision (six significant figures). Estimates only, at three significant figures:
 no count of persons or records, so the three cohorts cannot be differenced."""
 from __future__ import annotations
 
@@ -22,10 +22,13 @@ SAVING = "net_saving_per_treated_person"
 
 
 def published_linkage_sensitivity(result: LinkageSensitivity) -> pd.DataFrame:
-    """The long table (`LinkageSensitivity.frame`) with every estimate to three significant figures."""
+    """The long table (`LinkageSensitivity.frame`) with every estimate to three significant
+    figures, and the thresholds and expected precisions to the six the report shows."""
     t = result.frame()
     for c in ("estimate", "lo95", "hi95"):
         t[c] = [significant(v) for v in t[c]]
+    for c in ("threshold", "expected_precision"):
+        t[c] = [significant(v, 6) for v in t[c]]
     return t
 
 
