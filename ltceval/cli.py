@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.contract import SEEDS
 from core.errors import LtcevalError
+from core.settings import ENGINE_ENV, ENGINES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,7 +115,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .run import run_pipeline
 
     report = run_pipeline(out=Path(args.out), persons=args.persons, seed=args.seed,
-                          config=Path(args.config) if args.config else None, period=args.period)
+                          config=Path(args.config) if args.config else None, period=args.period,
+                          engine=args.engine)
     print(f"business-case report: {report}")
     note = blinded_note(report)
     if note:
@@ -502,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=_period,
                    help="data period YYYY-MM the run is for (default: the last month with activity in the "
                         "extracts); the run fails if the extracts do not end in it")
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help=f"duckdb (one machine) or spark (a local Spark here; README, Scaling out); default: "
+                        f"${ENGINE_ENV}, else duckdb")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("did", help="group-time ATTs for staggered adoption (Callaway & Sant'Anna 2021) on a long panel")
     p.add_argument("panel", help="long panel file (.csv or .parquet): one row per unit and integer period")

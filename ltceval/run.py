@@ -26,7 +26,9 @@ from core.keys import (AIRFLOW_KEY_CONNECTION_ENV, AIRFLOW_KEY_VARIABLE, AIRFLOW
                        new_key, normalise_key, read_key_file, without_key)
 from core.periods import parse_period
 from core.progress import progress_message
-from core.settings import DAGS_DIR, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths, env_value
+from core.settings import (DAGS_DIR, ENGINE_ENV, KEY_ENV, KEY_FILE_ENV, OUT_ENV, PERIOD_ENV, SOURCES_CONFIG_ENV, Paths,
+                           env_value)
+from core.settings import engine as engine_setting
 from ltceval.embedded import LIST_DBT_PROJECT
 
 DAG_ORDER = tuple(link.dag_id for link in CHAIN)
@@ -246,12 +248,13 @@ class _Beside:
 
 
 def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, config: Path | None = None,
-                 period: str | None = None) -> Path:
+                 period: str | None = None, engine: str | None = None) -> Path:
     """Synthetic extracts (unless ``config`` names real ones), then the three DAGs; returns the
     published business case of the run's data period (``reports/<period>/business_case.html``).
 
     ``period`` (YYYY-MM): the data period the run is for; the extracts must end in it. Rerunning
-    a period replaces its published outputs as a whole (``ltceval.publish``)."""
+    a period replaces its published outputs as a whole (``ltceval.publish``). ``engine``: 'duckdb' or
+    'spark' for every step (default: ``$LTCEVAL_ENGINE``, else duckdb)."""
     from . import publish
 
     paths = Paths(Path(out).resolve())
@@ -259,6 +262,10 @@ def run_pipeline(out: Path, persons: int = 20_000, seed: int = SEEDS.synthetic, 
     env = airflow_env(paths)
     if period is not None:
         env[PERIOD_ENV] = parse_period(period)
+    try:  # a bad value is refused now, not in a DAG
+        env[ENGINE_ENV] = engine_setting({ENGINE_ENV: engine} if engine else env)
+    except ValueError as e:
+        raise LtcevalError(str(e)) from None
     ensure_key(paths, env)
     from evaluation.diagnostics import unblind_reason
     unblind_reason(env)  # a value that is not a reason is refused now, not after the run
