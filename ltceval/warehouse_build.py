@@ -64,3 +64,22 @@ def build_warehouse(paths: Paths, *dbt_args: str, engine: str = "duckdb", extra_
     matching = run_matching(paths, engine=engine, extra_vars=extra_vars)
     second_output = run(paths, ["build", *second, *target, *dbt_args], extra_vars)
     return {"matching": matching, "dbt_output": [first_output, second_output]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ltceval.warehouse_build --out DIR [--engine spark]``: the whole build of a
+    run folder's warehouse from its pseudonymised tables (what a bare ``dbt build`` no longer does)."""
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="python -m ltceval.warehouse_build", description=main.__doc__)
+    ap.add_argument("--out", type=Path, required=True, help="the run's output folder (analytical/ under it)")
+    ap.add_argument("--engine", choices=sorted(TARGETS), default="duckdb")
+    args = ap.parse_args(argv)
+    built = build_warehouse(Paths(args.out.resolve()), engine=args.engine)
+    print(f"warehouse built on {args.engine}: {built['matching']['matched_rows']} matched rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
