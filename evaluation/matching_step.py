@@ -253,8 +253,9 @@ def match_cohort(wh: DuckDBWarehouse | SparkWarehouse, design: MatchingDesign) -
         from (select distinct person_id from {pool}) d""")
     used = ", ".join("c.person_code as person_id" if col == "person_id" else f"p.{col}"
                      for col in columns_used(**settings))
-    candidates = wh.frame(f"select {used} from {pool} p join match_person_codes c on c.person_id = p.person_id "
-                          f"order by {order}")
+    # sorted outside the join: `person_id` is then the code alone on both engines
+    candidates = wh.frame(f"select * from (select {used} from {pool} p join match_person_codes c "
+                          f"on c.person_id = p.person_id) candidates order by {order}")
     with wh.holding_a_large_frame():
         result = match(candidates, **settings, ratio=design.ratio, caliper=design.caliper_sd, seed=design.seed,
                        refine=design.refine, refine_target_smd=design.refine_target_smd,
