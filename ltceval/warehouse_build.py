@@ -39,10 +39,14 @@ def run_dbt_child(paths: Paths, args: Sequence[str], extra_vars: dict | None) ->
 def selections(select: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
     """The dbt selection arguments of the two builds; ``select`` (dbt selectors, e.g.
     ``+mart_balance``) narrows both to the nodes it names."""
+    from evaluation.matching_step import POOL_TABLE
+
     if not select:
         return list(FIRST_SELECTION), list(SECOND_SELECTION)
-    # dbt: spaces are a union, a comma an intersection
-    return ["--select", *select, *FIRST_SELECTION], ["--select", *(f"{s},{MATCHING_SOURCE}" for s in select)]
+    # dbt: spaces are a union, a comma an intersection. A source has no parents, so `+mart_balance`
+    # stops at source `matching`: the first selection adds the pool the matching step reads
+    return (["--select", *select, f"+{POOL_TABLE}", *FIRST_SELECTION],
+            ["--select", *(f"{s},{MATCHING_SOURCE}" for s in select)])
 
 
 def build_warehouse(paths: Paths, *dbt_args: str, engine: str = "duckdb", extra_vars: dict | None = None,
