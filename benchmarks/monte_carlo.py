@@ -76,22 +76,30 @@ DRAW_TABLES = ("mart_evaluation_panel", "mart_treated_panel", "mart_matched_coho
 
 
 def _dbt_build(paths: Paths, dbt_dir: Path) -> None:
-    """Seeds and the models behind the marts, in process: one dbt start per draw, and a target
-    path kept across draws so that dbt parses the project once (the draw path never changes)."""
-    from dbt.cli.main import dbtRunner
-
-    from core.dbt import release_in_process_dbt_handle
+    """Seeds and the models behind the marts, dbt in process (the warehouse build: dbt, the
+    matching, dbt): one dbt start per dbt selection, and a target path kept across draws so that
+    dbt parses the project once (the draw path never changes)."""
+    from ltceval.warehouse_build import build_warehouse as build_in_two_selections
 
     os.environ.update(paths.dbt_env(), DBT_SEND_ANONYMOUS_USAGE_STATS="False")
-    args = ["build", "--select", *(f"+{t}" for t in DRAW_TABLES), "+mart_balance",
-            "--resource-type", "seed", "--resource-type", "model", "--quiet", *dbt_args(dbt_dir)]
-    try:
-        res = dbtRunner().invoke(args)
-    finally:
-        release_in_process_dbt_handle()  # the next draw deletes and rebuilds this file
-    if not res.success:
-        raise RuntimeError(f"dbt build failed for {paths.warehouse} (see {dbt_dir / 'logs'}): "
-                           f"{res.exception or 'a model failed'}")
+    build_in_two_selections(paths, "--resource-type", "seed", "--resource-type", "model", "--quiet",
+                            select=[*(f"+{t}" for t in DRAW_TABLES), "+mart_balance"], run=_dbt_in_process(dbt_dir))
+
+
+def _dbt_in_process(dbt_dir: Path):
+    def run(paths: Paths, args, extra_vars) -> None:
+        from dbt.cli.main import dbtRunner
+
+        from core.dbt import release_in_process_dbt_handle
+
+        try:
+            res = dbtRunner().invoke([*args, *dbt_args(dbt_dir, extra_vars)])
+        finally:
+            release_in_process_dbt_handle()  # the matching step, then the next draw, open this file
+        if not res.success:
+            raise RuntimeError(f"dbt {args[:3]} failed for {paths.warehouse} (see {dbt_dir / 'logs'}): "
+                               f"{res.exception or 'a model failed'}")
+    return run
 
 
 def build_warehouse(out: Path, persons: int, seed: int, null_effect: bool,

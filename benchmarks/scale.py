@@ -8,9 +8,9 @@ Default: each stage runs as a child process of its own (as each task of a schedu
 deployment does), calling the functions the DAG tasks call (``ltceval.tasks``) with the
 environment ``ltceval run`` gives the DAGs (``LTCEVAL_OUT``, a generated key file):
 generate (``synthetic.generate``, as ``ltceval synth``), validate, link, pseudonymise, IG
-report, dbt build (one ``dbt build`` of the project with the contract's vars,
-``core.dbt.run_dbt``, into the staging warehouse; the DAG runs the same nodes one cosmos task
-each), GX (the mart gates, then publishing the warehouse), the evaluation's estimates,
+report, dbt build (``ltceval.warehouse_build``: dbt's first selection, the matching step,
+dbt's second, with the contract's vars, into the staging warehouse; the DAG runs the same nodes
+one cosmos task each), GX (the mart gates, then publishing the warehouse), the evaluation's estimates,
 costing and sensitivity, and the report (written and published). After the link stage the
 links are scored against the generator's ground truth (``benchmarks/linkage.py``), outside the
 chain's figures.
@@ -130,14 +130,11 @@ def _stage_ig_report(paths: Paths, args) -> dict:
 
 
 def _stage_dbt(paths: Paths, args) -> dict:
-    from core.dbt import run_dbt
     from ltceval import tasks
+    from ltceval.warehouse_build import build_warehouse
 
     staging = tasks.prepare_warehouse()["staging_warehouse"]
-    proc = run_dbt(paths.with_warehouse(Path(staging)), "build")
-    if proc.returncode != 0:
-        print(proc.stdout[-8000:], proc.stderr[-4000:], sep="\n")
-        raise RuntimeError(f"dbt build failed (exit {proc.returncode}); its log is above")
+    build_warehouse(paths.with_warehouse(Path(staging)))  # raises with the end of dbt's log
     return {"rows": _rows_of_parquet(paths.pseudonymised), "rows_are": "pseudonymised rows read"}
 
 

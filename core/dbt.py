@@ -25,11 +25,26 @@ def dbt_vars() -> dict[str, int]:
             "matching_seed": SEEDS.matching}
 
 
-def matching_defaults() -> dict:
-    """The pipeline's matching design (vars of dbt_project.yml): ``ltceval match`` defaults to it."""
+def project_vars(extra_vars: dict | None = None) -> dict:
+    """The vars a dbt run of the project sees: dbt_project.yml's, the contract's
+    (``dbt_vars``) and ``extra_vars`` over them, as ``dbt_args`` passes them. The pipeline's
+    steps outside dbt (the matching step) read their design from here."""
     import yaml
 
-    v = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]
+    _refuse_contract_vars(extra_vars)
+    declared = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]
+    return {**declared, **dbt_vars(), **(extra_vars or {})}
+
+
+def _refuse_contract_vars(extra_vars: dict | None) -> None:
+    clash = set(extra_vars or ()) & set(dbt_vars())
+    if clash:
+        raise ValueError(f"dbt vars {sorted(clash)} come from the contract (core/contract.py)")
+
+
+def matching_defaults() -> dict:
+    """The pipeline's matching design (vars of dbt_project.yml): ``ltceval match`` defaults to it."""
+    v = project_vars()
     return {"ratio": int(v["matching_ratio"]), "caliper": float(v["matching_caliper_sd"]),
             "refine": str(v["matching_refine"]).strip().lower() in ("true", "1", "yes"),
             "refine_target_smd": float(v["matching_refine_target_smd"])}
@@ -38,9 +53,7 @@ def matching_defaults() -> dict:
 def dbt_args(work_dir: Path, extra_vars: dict | None = None) -> list[str]:
     """The project, profile and contract options of a dbt command; dbt's target and logs go
     under ``work_dir``; ``extra_vars`` set further vars of dbt_project.yml (never the contract's)."""
-    clash = set(extra_vars or ()) & set(dbt_vars())
-    if clash:
-        raise ValueError(f"dbt vars {sorted(clash)} come from the contract (core/contract.py)")
+    _refuse_contract_vars(extra_vars)
     return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--target-path", str(Path(work_dir) / "target"), "--log-path", str(Path(work_dir) / "logs"),
             "--vars", json.dumps({**dbt_vars(), **(extra_vars or {})}, sort_keys=True)]

@@ -10,7 +10,7 @@ def release_memory() -> None:
     process instead of staying in its heap. Used where a long-lived process goes from one
     large step to the next: a validation worker serves every segment of a file (it grew by
     about 100 MiB a segment without it: 3.3 GiB each after the 82 segments of GP appointments
-    at 2,000,000 people; near 1.2 GiB with it), and the matching model hands its matched
+    at 2,000,000 people; near 1.2 GiB with it), and the matching step hands its matched
     sets to DuckDB after the match (2 million people: 4.0 GiB resident with nothing of note
     left alive, 2.0 GiB trimmed)."""
     import ctypes
@@ -29,10 +29,11 @@ def duckdb_cache_held_down(con, limit: str = "512MB") -> Iterator[None]:
     configured dbt limit (``core.settings.dbt_memory_limit``, which the dbt profile gives it).
 
     DuckDB keeps the blocks of the tables it has read cached up to its limit (4 GB by
-    default). A dbt Python model that holds a large frame of its own (the matching's pool of
-    7 million rows at 2 million people) would add the two: DuckDB held 2.2 GiB of cached
-    table blocks at the end of the match, the dbt build's peak. Lowering the limit evicts
-    them at once; a query that runs meanwhile (dbt's other thread) spills beyond it."""
+    default). A step that holds a large frame of its own (the matching step's pool of 7
+    million rows at 2 million people, evaluation/matching_step.py) would add the two: DuckDB
+    held 2.2 GiB of cached table blocks at the end of the match (then a dbt Python model), the
+    dbt build's peak. Lowering the limit evicts them at once; a query that runs meanwhile
+    spills beyond it."""
     from core.settings import dbt_memory_limit
 
     con.execute(f"SET memory_limit = '{limit}'")

@@ -1,15 +1,24 @@
 """Analytical zone: dbt builds the marts from the pseudonymised tables, then GX validates them.
 
-Scheduled on the `pseudonymised_tables` asset. A cosmos `DbtTaskGroup` in watcher mode
-(ExecutionMode.WATCHER) renders the dbt project (`dbt_project/`, LoadMode.DBT_LS): one task,
-`dbt.dbt_producer_watcher`, runs a single `dbt build` of the whole project (models, seeds and
-data tests; dbt's unit tests check code, not data, and run in the test suite), and every model
-and seed is a task of its own that reports its node's result from that build, as is each
-model's data tests (`dbt.<model>.test`). Those tasks are sensors: they start once the build has ended and read the
-statuses it left (XCom); the producer's failure also fails the run. One dbt start-up instead
-of one per model: at 20,000 people the DAG took 35 s, against 53 s with a `dbt build` per
-model (`benchmarks/scale.py --via-airflow`, quiet machine). dbt is the only writer of the DuckDB warehouse;
-tasks run one at a time (`max_active_tasks=1`). The thin GX task then reads the marts
+Scheduled on the `pseudonymised_tables` asset. The build is three steps, as outside Airflow
+(``ltceval.warehouse_build``): dbt up to the eligible matching pool, the matching step, dbt on
+the matched cohort. The matching is no dbt model (dbt-spark runs Python models only on
+Databricks; one step serves DuckDB and Spark): the task `match_cohort` (``evaluation.matching_step``)
+reads `int_match_pool_filtered_to_eligible` and writes dbt's source `matching` (the matched
+cohort and its balance) into the same warehouse. Each dbt step is a cosmos `DbtTaskGroup` in
+watcher mode (ExecutionMode.WATCHER), rendering its selection of the dbt project (`dbt_project/`,
+LoadMode.DBT_LS): `dbt_before_matching` excludes `source:matching+`, `dbt_after_matching`
+selects it. In each group one task, `<group>.dbt_producer_watcher`, runs a single `dbt build`
+of the selection (models, seeds and data tests; dbt's unit tests check code, not data, and run
+in the test suite), and every model and seed is a task of its own that reports its node's
+result from that build, as is each model's data tests (`<group>.<model>.test`). Those tasks are
+sensors: they start once the build has ended and read the statuses it left (XCom); the
+producer's failure also fails the run (the matching step waits for the first producer's gate).
+Tests on the source's two tables run in the second group's build (they are no model's task).
+One dbt start-up per group instead of one per model: at 20,000 people the single-group DAG
+took 35 s, against 53 s with a `dbt build` per model (`benchmarks/scale.py --via-airflow`, quiet
+machine). dbt and then the matching step are the only writers of the DuckDB warehouse, one after
+the other; tasks run one at a time (`max_active_tasks=1`). The thin GX task then reads the marts
 read-only and raises on a failed critical expectation (balance, uniqueness, windows), which
 fails the run before the `evaluation_panel` asset is published. Full results: `<out>/analytical/gx/*.json`,
 and GX Data Docs (HTML, naming each failed expectation and why it is critical) in
@@ -30,16 +39,17 @@ holds it open for writing locks out readers in other processes (and vice versa).
 file ever opened for writing is the staging file, and only by this DAG: one task and one run
 at a time (`max_active_tasks=1`, `max_active_runs=1`); the node sensors write nothing (they run
 after the build, so one slot is enough), except on a run cleared by hand, where cosmos has
-each of them run its own node, still one at a time; the GX task opens it `read_only=True`
+each of them run its own node, still one at a time; the matching step opens it for writing
+after the first group has ended and before the second starts; the GX task opens it `read_only=True`
 after every dbt task has finished, and the swap is a rename under a lock file
 (`analytical/.warehouse.lock`). Readers of the published warehouse (the evaluation DAG, a
 notebook) open it read-only and are never blocked by a dbt run, nor block one. dbt runs in
 the task's own process (cosmos DBT_RUNNER: no dbt child process); dbt-duckdb keeps its
-database handle for the life of that process, so the GX and publish tasks release any such
+database handle for the life of that process, so the matching, GX and publish tasks release any such
 handle first (under `dag.test()` all tasks share one process; under a scheduler each task is
 its own process and there is none to release).
 
-Retries: none for the dbt tasks (a model or test that fails fails again on the same input,
+Retries: none for the dbt tasks and the matching step (a model or test that fails fails again on the same input,
 and no other process writes the staging file, so there is no lock to wait for; cosmos would
 skip a retried producer rather than build again) and none for the GX gates;
 `prepare_warehouse` and `publish_warehouse` retry on transient I/O errors
@@ -79,9 +89,12 @@ from core.dbt import DBT_EXECUTABLE, dbt_vars  # noqa: E402
 from core.settings import DBT_PROJECT_DIR  # noqa: E402
 from ltceval import tasks  # noqa: E402
 from ltceval.retries import IO_RETRIES, NO_RETRIES  # noqa: E402
+from ltceval.warehouse_build import FIRST_SELECTION, SECOND_SELECTION  # noqa: E402
 
 DBT_ENV = tasks.dbt_environment()
 PRODUCTION_EXCLUDES = ("resource_type:unit_test",)
+DBT_BEFORE_MATCHING = "dbt_before_matching"  # the task groups (and cosmos' dbt ls cache keys)
+DBT_AFTER_MATCHING = "dbt_after_matching"
 
 
 def _sensors_after_the_producer(group: DbtTaskGroup):
@@ -112,36 +125,51 @@ def analytical_zone():
     def prepare_warehouse() -> dict:
         return tasks.prepare_warehouse()
 
-    dbt_build = DbtTaskGroup(
-        group_id="dbt",
-        project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, env_vars=DBT_ENV, dbt_vars=dbt_vars(),
-                                     install_dbt_deps=False),
-        profile_config=ProfileConfig(profile_name="ltceval", target_name="dev",
-                                     profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
-        # one `dbt build` of the whole project (the producer task), in-process (dbtRunner): a
-        # dbt start-up per model cost more than most models take to build
-        execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER, dbt_executable_path=DBT_EXECUTABLE,
-                                         invocation_mode=InvocationMode.DBT_RUNNER),
-        render_config=RenderConfig(
-            load_method=LoadMode.DBT_LS,
-            # dbt's unit tests check the SQL's logic on fixed rows, not the data: they run where
-            # the code changes (`make test` builds with them, CI too), not in every production
-            # build, as dbt recommends (docs.getdbt.com, unit tests); 10 nodes, about 3 s a run
-            exclude=list(PRODUCTION_EXCLUDES),
-            # watcher mode has no per-node `dbt build` task: a model's data tests are its
-            # `<model>.test` task
-            test_behavior=TestBehavior.AFTER_EACH,
-            # a detached test's task would watch a status the producer never reports (it sums
-            # tests up per model): it would pass on the producer's success alone and rerun the
-            # test itself after a failure; undetached, a relationships test counts in the test
-            # task of each model it reads
-            should_detach_multiple_parents_tests=False,
-            # the staging tables are no product: only publish_warehouse publishes (an Asset)
-            emit_datasets=False,
-        ),
-        default_args=dict(NO_RETRIES),  # same input, same failure: no retry
-    )
-    producer_done = _sensors_after_the_producer(dbt_build)
+    def dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskGroup:
+        return DbtTaskGroup(
+            group_id=group_id,
+            project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, env_vars=DBT_ENV, dbt_vars=dbt_vars(),
+                                         install_dbt_deps=False),
+            profile_config=ProfileConfig(profile_name="ltceval", target_name="dev",
+                                         profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
+            # one `dbt build` of the group's selection (the producer task), in-process (dbtRunner):
+            # a dbt start-up per model cost more than most models take to build
+            execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER, dbt_executable_path=DBT_EXECUTABLE,
+                                             invocation_mode=InvocationMode.DBT_RUNNER),
+            render_config=RenderConfig(
+                load_method=LoadMode.DBT_LS,
+                select=select,
+                # dbt's unit tests check the SQL's logic on fixed rows, not the data: they run where
+                # the code changes (`make test` builds with them, CI too), not in every production
+                # build, as dbt recommends (docs.getdbt.com, unit tests); 10 nodes, about 3 s a run
+                exclude=[*PRODUCTION_EXCLUDES, *exclude],
+                # watcher mode has no per-node `dbt build` task: a model's data tests are its
+                # `<model>.test` task
+                test_behavior=TestBehavior.AFTER_EACH,
+                # a detached test's task would watch a status the producer never reports (it sums
+                # tests up per model): it would pass on the producer's success alone and rerun the
+                # test itself after a failure; undetached, a relationships test counts in the test
+                # task of each model it reads
+                should_detach_multiple_parents_tests=False,
+                # the staging tables are no product: only publish_warehouse publishes (an Asset)
+                emit_datasets=False,
+            ),
+            default_args=dict(NO_RETRIES),  # same input, same failure: no retry
+        )
+
+    # the matching is no dbt model (dbt-spark runs Python models only on Databricks): dbt builds up
+    # to the eligible pool, the matching step writes source `matching`, dbt builds what reads it
+    # (ltceval.warehouse_build: the same three steps outside Airflow)
+    before_matching = dbt_group(DBT_BEFORE_MATCHING, select=[], exclude=list(FIRST_SELECTION[1:]))
+    before_done = _sensors_after_the_producer(before_matching)
+
+    @task(**NO_RETRIES)
+    def match_cohort() -> dict:
+        return tasks.match_cohort()
+
+    matching = match_cohort()
+    after_matching = dbt_group(DBT_AFTER_MATCHING, select=list(SECOND_SELECTION[1:]), exclude=[])
+    after_done = _sensors_after_the_producer(after_matching)
 
     @task(**NO_RETRIES)
     def validate_marts() -> dict:
@@ -152,8 +180,10 @@ def analytical_zone():
         return tasks.publish_warehouse(gates)
 
     gates = validate_marts()
-    prepare_warehouse() >> dbt_build >> gates
-    producer_done >> gates  # a failed producer fails the run even if every sensor passed
+    prepare_warehouse() >> before_matching >> matching >> after_matching >> gates
+    # a failed producer fails the run even if every sensor passed
+    before_done >> matching
+    after_done >> gates
     publish_warehouse(gates)
 
 

@@ -62,6 +62,10 @@ def airflow_env(paths: Paths) -> dict[str, str]:
         # cosmos' dbt partial-parse file: this run's own, not /tmp/cosmos shared by every run
         # on the machine (as ops/airflow_environment.py)
         "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
+        # the listing parses the analytical DAG file with no cache yet: a `dbt ls` per dbt task
+        # group (two: before and after the matching step), beyond Airflow's 30 s on a busy
+        # machine (as ops/airflow_environment.py); a caller's own setting stands
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": os.environ.get("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "180"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
         OUT_ENV: str(paths.out),

@@ -88,6 +88,20 @@ def prepare_warehouse() -> dict:
     return {"staging_warehouse": str(staging)}
 
 
+@_gives_memory_back
+def match_cohort() -> dict:
+    """The matching step between the DAG's two dbt groups: the matched cohort and its balance,
+    written into the staging warehouse (evaluation.matching_step) as dbt's source `matching`."""
+    from core.dbt import release_in_process_dbt_handle
+    from evaluation.matching_step import run_matching
+
+    paths = Paths.from_env()
+    # dbt ran in this process under dag.test(): its handle on the file must go before the step
+    # opens it for writing (the one writer)
+    release_in_process_dbt_handle()
+    return run_matching(paths.with_warehouse(paths.staging_warehouse), engine="duckdb")
+
+
 def validate_marts() -> dict:
     """GX suites on the staged marts; raises CriticalExpectationError when a critical one fails
     (the staged warehouse is then not published)."""

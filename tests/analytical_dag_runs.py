@@ -7,7 +7,14 @@ from pathlib import Path
 
 from core.settings import DBT_PROJECT_DIR
 
-PRODUCER = "dbt.dbt_producer_watcher"  # the task that runs the one `dbt build`
+# the analytical DAG's two dbt task groups, either side of the matching step (dags/analytical_zone_dag.py)
+DBT_GROUPS = ("dbt_before_matching", "dbt_after_matching")
+PRODUCERS = tuple(f"{g}.dbt_producer_watcher" for g in DBT_GROUPS)  # the tasks that run each group's `dbt build`
+MATCHING_TASK = "match_cohort"
+
+
+def is_dbt_task(task_id: str) -> bool:
+    return task_id.startswith(tuple(f"{g}." for g in DBT_GROUPS))
 
 
 def project_nodes() -> tuple[set[str], set[str]]:
@@ -18,10 +25,11 @@ def project_nodes() -> tuple[set[str], set[str]]:
 
 
 def node_task(task_ids, name: str, kind: str) -> str | None:
-    """The id of the task of model or seed ``name`` (``kind`` "run" or "seed"): `dbt.<name>.<kind>`
-    when the node has tests (a group with its `.test` task), `dbt.<name>_<kind>` otherwise."""
-    found = set(task_ids) & {f"dbt.{name}.{kind}", f"dbt.{name}_{kind}"}
-    return found.pop() if found else None
+    """The id of the task of model or seed ``name`` (``kind`` "run" or "seed") in either dbt group:
+    `<group>.<name>.<kind>` when the node has tests (a group with its `.test` task),
+    `<group>.<name>_<kind>` otherwise."""
+    found = set(task_ids) & {f"{g}.{name}{sep}{kind}" for g in DBT_GROUPS for sep in (".", "_")}
+    return found.pop() if len(found) == 1 else None
 
 
 def last_run_task_states(out: Path, dag_id: str) -> dict[str, str]:

@@ -1,11 +1,12 @@
-"""The analytical_zone DAG renders the dbt project with cosmos (watcher mode: one `dbt build`,
-a task per model, seed and model's tests) and ends in the GX task."""
+"""The analytical_zone DAG renders the dbt project with cosmos in two task groups either side of
+the matching step (watcher mode: one `dbt build` a group, a task per model, seed and model's
+tests) and ends in the GX task."""
 import pytest
 
-from analytical_dag_runs import PRODUCER, node_task, project_nodes
+from analytical_dag_runs import DBT_GROUPS, MATCHING_TASK, PRODUCERS, is_dbt_task, node_task, project_nodes
 from core.assets import ANALYTICAL_ZONE, IDENTIFIABLE_ZONE
 
-PRODUCER_DONE = "dbt.dbt_producer_watcher_done"
+PRODUCER_DONES = tuple(f"{p}_done" for p in PRODUCERS)
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +28,27 @@ def monkeypatch_module():
     mp.undo()
 
 
-def _dbt_tasks(dag):
-    """The tasks that run dbt or report a dbt node (the cosmos operators; not the gate)."""
-    return [t for t in dag.tasks if t.task_id.startswith("dbt.") and hasattr(t, "invocation_mode")]
+def _dbt_tasks(dag, group: str | None = None):
+    """The tasks that run dbt or report a dbt node (the cosmos operators; not the gates)."""
+    return [t for t in dag.tasks if is_dbt_task(t.task_id) and hasattr(t, "invocation_mode")
+            and (group is None or t.task_id.startswith(f"{group}."))]
 
 
 def _sensors(dag):
-    return [t for t in _dbt_tasks(dag) if t.task_id != PRODUCER]
+    return [t for t in _dbt_tasks(dag) if t.task_id not in PRODUCERS]
 
 
 def test_every_model_and_seed_is_a_task_and_gx_runs_after_them(dag):
     ids = set(dag.task_ids)
     models, seeds = project_nodes()
-    assert len(models) > 30 and {"mart_evaluation_panel", "mart_balance", "int_controls_matched_to_treated"} <= models
+    assert len(models) > 30 and {"mart_evaluation_panel", "mart_balance", "int_match_pool_filtered_to_eligible"} <= models
+    # each model and seed is a task of exactly one group (node_task: one id or none)
     assert all(node_task(ids, name, "run") for name in models) and all(node_task(ids, name, "seed") for name in seeds)
+    before, after = DBT_GROUPS
+    assert node_task(ids, "int_match_pool_filtered_to_eligible", "run").startswith(f"{before}.")
+    assert {node_task(ids, m, "run").split(".")[0] for m in
+            ("mart_matched_cohort", "mart_balance", "mart_attrition", "mart_evaluation_panel",
+             "mart_linkage_sensitivity_deltas")} == {after}
     # a model's data tests are a task of their own, reporting on that model
     tests = [t for t in _sensors(dag) if t.task_id.endswith(".test")]
     assert tests and all(t.task_id.removesuffix(".test") + ".run" in t.upstream_task_ids
@@ -49,36 +57,63 @@ def test_every_model_and_seed_is_a_task_and_gx_runs_after_them(dag):
     assert len(_sensors(dag)) == len(models) + len(seeds) + len(tests)
     gx = dag.get_task("validate_marts")
     upstream = gx.get_flat_relative_ids(upstream=True)
-    assert {t for t in ids if t.startswith("dbt.")} | {"prepare_warehouse"} <= upstream
-    assert {t for t in ids if t.startswith("dbt.")} <= dag.get_task("prepare_warehouse").get_flat_relative_ids(upstream=False)
+    dbt_ids = {t for t in ids if is_dbt_task(t)}
+    assert dbt_ids | {"prepare_warehouse", MATCHING_TASK} <= upstream
+    assert dbt_ids | {MATCHING_TASK} <= dag.get_task("prepare_warehouse").get_flat_relative_ids(upstream=False)
     assert {a.uri for a in dag.timetable.asset_condition.objects} == {IDENTIFIABLE_ZONE.asset_uri}
 
 
-def test_one_dbt_build_then_a_sensor_per_node(dag):
-    """Only the producer runs dbt (one `dbt build`, after the reset of the staging warehouse);
-    every node's task is a sensor that starts after it has ended, so that under `dag.test()`
-    (one task at a time) no sensor waits for a producer that cannot start, and a failed
-    producer fails the run even if every sensor passed."""
+def test_the_matching_step_runs_between_the_two_dbt_groups(dag):
+    """Every task of the first group (up to the eligible pool) runs before the matching step,
+    every task of the second (what reads its tables) after it; a failed first build (its
+    producer's gate) stops the matching."""
+    before, after = DBT_GROUPS
+    matching = dag.get_task(MATCHING_TASK)
+    ids = set(dag.task_ids)
+    assert {t for t in ids if t.startswith(f"{before}.")} == matching.get_flat_relative_ids(upstream=True) - {"prepare_warehouse"}
+    assert {t for t in ids if t.startswith(f"{after}.")} <= matching.get_flat_relative_ids(upstream=False)
+    assert PRODUCER_DONES[0] in matching.upstream_task_ids and matching.trigger_rule == "all_success"
+    assert dag.get_task(PRODUCERS[1]).upstream_task_ids == {MATCHING_TASK}
+
+
+def test_the_groups_select_either_side_of_the_matching_source(dag):
+    """The producers build the selections of ltceval.warehouse_build, the one build outside Airflow."""
+    from ltceval.warehouse_build import FIRST_SELECTION, SECOND_SELECTION
+
+    first, second = (dag.get_task(p) for p in PRODUCERS)
+    assert FIRST_SELECTION == ("--exclude", "source:matching+") and SECOND_SELECTION == ("--select", "source:matching+")
+    assert "source:matching+" in first.exclude and not first.select
+    assert second.select == "source:matching+" and "source:matching+" not in second.exclude
+
+
+def test_one_dbt_build_a_group_then_a_sensor_per_node(dag):
+    """Only the producers run dbt (one `dbt build` each: the first after the reset of the
+    staging warehouse, the second after the matching step); every node's task is a sensor that
+    starts after its group's producer has ended, so that under `dag.test()` (one task at a time)
+    no sensor waits for a producer that cannot start, and a failed producer fails the run even
+    if every sensor passed."""
     from cosmos.operators.watcher import DbtConsumerWatcherSensor, DbtProducerWatcherOperator
 
-    producer = dag.get_task(PRODUCER)
-    assert isinstance(producer, DbtProducerWatcherOperator) and producer.base_cmd == ["build"]
-    assert producer.upstream_task_ids == {"prepare_warehouse"}
-    sensors = _sensors(dag)
-    assert sensors and all(isinstance(t, DbtConsumerWatcherSensor) for t in sensors)
-    assert all(PRODUCER in t.get_flat_relative_ids(upstream=True) for t in sensors)
-    roots = [t for t in sensors if not t.upstream_task_ids - {PRODUCER, PRODUCER_DONE}]
-    assert roots and all(t.upstream_task_ids == {PRODUCER, PRODUCER_DONE} and t.trigger_rule == "one_done"
-                         for t in roots)
-    assert PRODUCER_DONE in dag.get_task("validate_marts").upstream_task_ids
-    assert dag.get_task(PRODUCER_DONE).trigger_rule == "none_failed"
+    assert dag.get_task(PRODUCERS[0]).upstream_task_ids == {"prepare_warehouse"}
+    for group, producer_id, done_id in zip(DBT_GROUPS, PRODUCERS, PRODUCER_DONES):
+        producer = dag.get_task(producer_id)
+        assert isinstance(producer, DbtProducerWatcherOperator) and producer.base_cmd == ["build"]
+        sensors = [t for t in _dbt_tasks(dag, group) if t.task_id != producer_id]
+        assert sensors and all(isinstance(t, DbtConsumerWatcherSensor) for t in sensors)
+        assert all(t.producer_task_id == producer_id for t in sensors)  # each watches its own group's build
+        assert all(producer_id in t.get_flat_relative_ids(upstream=True) for t in sensors)
+        roots = [t for t in sensors if not t.upstream_task_ids - {producer_id, done_id}]
+        assert roots and all(t.upstream_task_ids == {producer_id, done_id} and t.trigger_rule == "one_done"
+                             for t in roots)
+        assert dag.get_task(done_id).trigger_rule == "none_failed"
+    assert PRODUCER_DONES[1] in dag.get_task("validate_marts").upstream_task_ids
 
 
 def test_production_builds_leave_dbt_unit_tests_to_the_test_suite(dag):
-    """dbt's unit tests check code on fixed rows, not data: the producer's `dbt build` excludes
-    them and no task waits for one (tests/analytical_zone builds with them: `dbt build`)."""
-    producer = dag.get_task(PRODUCER)
-    assert "resource_type:unit_test" in producer.exclude
+    """dbt's unit tests check code on fixed rows, not data: the producers' `dbt build`s exclude
+    them and no task waits for one (tests/analytical_zone builds with them)."""
+    for producer in PRODUCERS:
+        assert "resource_type:unit_test" in dag.get_task(producer).exclude
     assert not [t for t in dag.task_ids if "unit_test" in t]
     assert [t for t in dag.task_ids if t.endswith(".test")]  # the data tests still are tasks
 
@@ -117,7 +152,7 @@ def test_retries_only_where_they_can_help(dag):
     """dbt models/tests and the GX gates give the same result on a retry: none; the file
     operations around them retry."""
     for t in dag.tasks:
-        if t.task_id.startswith("dbt.") or t.task_id == "validate_marts":
+        if is_dbt_task(t.task_id) or t.task_id in ("validate_marts", MATCHING_TASK):
             assert t.retries == 0, t.task_id
     for t in ("prepare_warehouse", "publish_warehouse"):
         assert dag.get_task(t).retries >= 1

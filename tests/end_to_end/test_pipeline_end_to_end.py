@@ -10,7 +10,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from analytical_dag_runs import PRODUCER, last_run_task_states, node_task, project_nodes
+from analytical_dag_runs import (DBT_GROUPS, MATCHING_TASK, PRODUCERS, is_dbt_task, last_run_task_states, node_task,
+                                project_nodes)
 from required_tools import require
 from synthetic.identifiers import nhs_number_is_valid
 from synthetic.names import WORD_LIST_SOURCE, dictionary_words
@@ -44,15 +45,17 @@ def test_run_produces_the_reports(run_out):
 
 @pytest.mark.slow
 def test_every_dbt_node_was_a_task_of_the_analytical_run(run_out):
-    """The analytical DAG under `dag.test()`: one `dbt build` (the producer), then a task per
-    model, seed and model's tests, each reporting that its node built or passed."""
+    """The analytical DAG under `dag.test()`: one `dbt build` a group (the producers) either side
+    of the matching step, then a task per model, seed and model's tests, each reporting that its
+    node built or passed."""
     out, _ = run_out
     states = last_run_task_states(out, "analytical_zone")
     models, seeds = project_nodes()
     assert all(node_task(states, m, "run") for m in models) and all(node_task(states, s, "seed") for s in seeds)
-    dbt = {task: state for task, state in states.items() if task.startswith("dbt.")}
-    assert PRODUCER in dbt and sum(task.endswith(".test") for task in dbt) > 20
+    dbt = {task: state for task, state in states.items() if is_dbt_task(task)}
+    assert set(PRODUCERS) <= set(dbt) and sum(task.endswith(".test") for task in dbt) > 20
     assert set(dbt.values()) == {"success"}, {t: s for t, s in dbt.items() if s != "success"}
+    assert states[MATCHING_TASK] == "success"
 
 
 @pytest.mark.slow
@@ -64,11 +67,13 @@ def test_the_run_lists_the_dbt_project_once(run_out):
     out, _ = run_out
     logs = [(out / "logs" / f"{name}.log").read_text() for name in (
         "dbt-project-listing", "dag-identifiable_zone", "dag-analytical_zone", "dag-evaluation")]
-    assert [log.count("using LoadMode.DBT_LS_CACHE") for log in logs] == [0, 0, 2, 0]
-    assert [log.count("using LoadMode.DBT_LS ") for log in logs] == [1, 0, 0, 0]
+    # each of the two dbt task groups has its own cached listing
+    assert [log.count("using LoadMode.DBT_LS_CACHE") for log in logs] == [0, 0, 4, 0]
+    assert [log.count("using LoadMode.DBT_LS ") for log in logs] == [2, 0, 0, 0]
     assert "tasks from the dbt project" in logs[0]
     assert "/tmp/cosmos" not in logs[0] + logs[2]
-    assert (out / "airflow" / "cosmos-cache" / "analytical_zone__dbt" / "target" / "partial_parse.msgpack").is_file()
+    for group in DBT_GROUPS:
+        assert (out / "airflow" / "cosmos-cache" / f"analytical_zone__{group}" / "target" / "partial_parse.msgpack").is_file()
 
 
 IDENTIFIER_COLUMNS = {  # NHS number, forename, surname, postcode of each identifiable extract

@@ -23,6 +23,7 @@ from evaluation import pipeline
 from evaluation.costing import CostingConfig
 from evaluation.linkage_sensitivity import UNAVAILABLE, checked_scenarios, should_run
 from evaluation.panel import connect, read_table
+from ltceval.warehouse_build import build_warehouse
 
 PERSONS = 6000
 SEED = 3
@@ -45,7 +46,7 @@ def run(tmp_path_factory):
     paths = Paths(tmp_path_factory.mktemp("linkage-sensitivity"))
     generate(SynthParams(persons=PERSONS, seed=SEED), paths.out, fmt="parquet")
     write_pseudonymised_fixture(paths.out, b"test-key-not-secret")
-    _dbt(paths, "build")
+    build_warehouse(paths)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(UNBLIND_REASON_ENV, "small test population: balance below 0.1 is not attainable at this size")
         for o in pipeline.OUTCOMES:

@@ -19,8 +19,8 @@ import pytest
 from evaluation import pipeline
 from evaluation.costing import CostingConfig
 from core.contract import COUNT_OUTCOMES
-from core.dbt import run_dbt
 from core.settings import Paths
+from ltceval.warehouse_build import build_warehouse
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +41,7 @@ def _build(tmp_path_factory, seed: int, null_effect: bool) -> tuple[Paths, dict,
     paths = Paths(tmp_path_factory.mktemp(f"warehouse-{seed}"))
     generate(params, paths.out, fmt="parquet")
     write_pseudonymised_fixture(paths.out, b"test-key-not-secret")
-    proc = run_dbt(paths, "build")
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    build_warehouse(paths)
     truth = json.loads((paths.ground_truth / "planted_effects.json").read_text())["rate_ratio"]
     summary = pipeline.run_all(paths, CONFIG)
     return paths, truth, summary

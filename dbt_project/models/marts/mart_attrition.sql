@@ -30,13 +30,13 @@ matched as (
     select
         count(distinct person_id) filter (where is_treated = 1) as n_treated,
         count(distinct person_id) filter (where is_treated = 0) as n_control
-    from {{ ref('int_controls_matched_to_treated') }}
+    from {{ source('matching', 'int_controls_matched_to_treated') }}
 ),
 full_sets as (
     select count(*) as n
     from (
         select matched_set_id
-        from {{ ref('int_controls_matched_to_treated') }}
+        from {{ source('matching', 'int_controls_matched_to_treated') }}
         group by matched_set_id
         having count(*) filter (where is_treated = 0) >= {{ var('matching_ratio') }}
     )

@@ -12,4 +12,4 @@ select
     cast(sd_pooled as double)         as sd_pooled,
     cast(n_treated as integer)        as n_treated,
     cast(n_control as integer)        as n_control
-from {{ ref('int_covariate_balance_measured') }}
+from {{ source('matching', 'int_covariate_balance_measured') }}

@@ -17,7 +17,7 @@ matched as (
         cast(index_month as date)      as index_month,
         cast(ltc_group as {{ dbt.type_string() }})     as ltc_group,
         cast(practice_code as {{ dbt.type_string() }}) as practice_code
-    from {{ ref('int_controls_matched_to_treated') }}
+    from {{ source('matching', 'int_controls_matched_to_treated') }}
 ),
 cohort_months as (
     select

@@ -52,7 +52,7 @@ signed as (
 ),
 cohort as (
     select distinct cast(person_id as {{ dbt.type_string() }}) as person_id
-    from {{ ref('int_controls_matched_to_treated') }}
+    from {{ source('matching', 'int_controls_matched_to_treated') }}
 )
 select
     d.scenario,

@@ -1,10 +1,10 @@
 -- Matched cohort (contract §4): one row per matched person, treated and controls, from
--- evaluation.methods.matching.match (model int_controls_matched_to_treated). referred_in_followup: an IAPT referral
+-- evaluation.methods.matching.match (the matching step's table int_controls_matched_to_treated, source `matching`). referred_in_followup: an IAPT referral
 -- in months 1..panel_months_after after the index (controls of the not_yet_referred design
 -- who were referred later stay controls: intention to treat; the report gives their share).
 with followup_referrals as (
     select distinct m.matched_set_id, m.person_id
-    from {{ ref('int_controls_matched_to_treated') }} m
+    from {{ source('matching', 'int_controls_matched_to_treated') }} m
     join {{ ref('int_iapt_referrals_flagged_with_outcomes') }} r on r.person_id = m.person_id
     where r.referral_received_date >= m.index_month + interval 1 month
       and r.referral_received_date < {{ add_months('m.index_month', var('panel_months_after') ~ ' + 1') }}
@@ -36,5 +36,5 @@ select
     cast(trend_outpatient_attendances as integer)   as trend_outpatient_attendances,
     cast(trend_gp_appointments as integer)          as trend_gp_appointments,
     f.person_id is not null                          as referred_in_followup
-from {{ ref('int_controls_matched_to_treated') }} m
+from {{ source('matching', 'int_controls_matched_to_treated') }} m
 left join followup_referrals f using (matched_set_id, person_id)
