@@ -60,7 +60,8 @@ def test_the_list_of_warehouse_tables_names_every_table_the_evaluation_reads():
     from evaluation.panel import WAREHOUSE_TABLE_PREFIXES, WAREHOUSE_TABLES, read_by_evaluation
 
     name = re.compile(r"[\"'](?:main\.)?((?:mart|int)_[a-z_]+)[\"']|from main\.((?:mart|int)_[a-z_]+)")
-    named = {a or b for f in (REPO_ROOT / "evaluation").rglob("*.py")
+    # the matching step runs inside the warehouse build (the analytical DAG), not the evaluation
+    named = {a or b for f in (REPO_ROOT / "evaluation").rglob("*.py") if f.name != "matching_step.py"
              for a, b in name.findall(f.read_text(encoding="utf-8"))}
     assert named and all(read_by_evaluation(t) for t in named), sorted(t for t in named if not read_by_evaluation(t))
     assert set(WAREHOUSE_TABLES) | set(WAREHOUSE_TABLE_PREFIXES) <= named
