@@ -38,6 +38,8 @@ LINKAGE_SENSITIVITY_MODES = ("auto", "on", "off")
 # auto runs the linkage sensitivity up to this many people: it re-fits every headline outcome and
 # re-draws the saving's bootstrap twice; an ICS-size run turns it on explicitly
 LINKAGE_SENSITIVITY_AUTO_MAX_PERSONS = 100_000
+ENGINE_ENV = "LTCEVAL_ENGINE"
+ENGINES = ("duckdb", "spark")
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -66,6 +68,8 @@ ENVIRONMENT: dict[str, str] = {
     LINKAGE_SENSITIVITY_ENV: "evaluation: 'auto' (default: on up to 100,000 people), 'on' or 'off': the headline "
                              "rate ratios and net saving re-estimated with links at the stricter and looser "
                              "thresholds (evaluation/linkage_sensitivity.py)",
+    ENGINE_ENV: "the engine of the pipeline's own steps (issue 18): 'duckdb' (default) or 'spark' (the identifiable "
+                "zone's linkage scoring and pseudonymisation's HMAC on a local Spark; README, Spark)",
     "LTCEVAL_HONEST": "evaluation: 0 skips the parallel-trends sensitivity (Rambachan-Roth intervals, about "
                       "13 s an outcome); the E-values are always computed",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
@@ -107,6 +111,15 @@ def duckdb_memory_limit(environ: Mapping[str, str] | None = None) -> str:
 def dbt_memory_limit(environ: Mapping[str, str] | None = None) -> str:
     """DuckDB's memory limit in dbt (e.g. '2GB'), which dbt_project/profiles.yml gives it."""
     return env_value(DBT_MEMORY_LIMIT_ENV, environ) or DEFAULT_DBT_MEMORY_LIMIT
+
+
+def engine(environ: Mapping[str, str] | None = None) -> str:
+    """``LTCEVAL_ENGINE``: 'duckdb' (default) or 'spark'."""
+    raw = env_value(ENGINE_ENV, environ)
+    value = "duckdb" if raw is None else raw.strip().lower()
+    if value not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV}={raw!r}: expected one of {', '.join(ENGINES)}")
+    return value
 
 
 def validation_workers(environ: Mapping[str, str] | None = None) -> int:

@@ -54,3 +54,12 @@ def test_modules_read_the_environment_only_through_env_value():
         "ops/postgres_cluster.py",  # PATH for PostgreSQL's own tools
         "ops/airflow_preloaded.py",  # the scheduler's entry point imports nothing of ours before Airflow
     }
+
+
+def test_engine_is_duckdb_by_default_and_refuses_other_values():
+    from core.settings import ENGINE_ENV, engine
+
+    assert engine({}) == "duckdb"
+    assert engine({ENGINE_ENV: " Spark "}) == "spark"
+    with pytest.raises(ValueError, match="LTCEVAL_ENGINE='polars': expected one of duckdb, spark"):
+        engine({ENGINE_ENV: "polars"})
