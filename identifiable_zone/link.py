@@ -403,6 +403,50 @@ def splink_api(con, spark=None):
     return SparkAPI(spark_session=spark, break_lineage_method="parquet")
 
 
+MODEL_DIALECT = "duckdb"  # the dialect of the SQL in a saved model, whichever engine trained it
+
+
+def model_in_dialect(model: dict, dialect: str) -> dict:
+    """The pipeline's model (``splink_settings`` comparisons) with its SQL in ``dialect``
+    ('duckdb', 'spark'): a splink model carries SQL (DuckDB's "name" is a column, Spark's a
+    string literal; jaro_winkler_similarity is Spark's jaro_winkler), so a model trained on one
+    engine is scored on the other with each comparison level's SQL as ``splink_settings`` writes
+    it for that dialect (the level's label must be the same: same level, same trained m and u)
+    and its blocking rules (column equalities) transpiled. Saved models are in ``MODEL_DIALECT``."""
+    source = model.get("sql_dialect", MODEL_DIALECT)
+    if source == dialect:
+        return model
+    import sqlglot
+
+    names = _model_columns(model)
+    unknown = [n for n in names if n not in ID_COLS]
+    if unknown:
+        raise LinkageError(f"the linkage model compares {', '.join(unknown)}: only the pipeline's fields "
+                           f"({', '.join(ID_COLS)}) can move between engines")
+    fresh = {c["output_column_name"]: c for c in
+             splink_settings([c for c in ID_COLS if c in names]).create_settings_dict(dialect)["comparisons"]}
+    comparisons = []
+    for comparison in model["comparisons"]:
+        name, levels = comparison["output_column_name"], comparison["comparison_levels"]
+        target = fresh[name]["comparison_levels"]
+        labels = [lv.get("label_for_charts") for lv in levels]
+        if labels != [lv.get("label_for_charts") for lv in target]:
+            raise LinkageError(f"the linkage model's levels of {name} are not this version's ({labels}): "
+                               "train the model again")
+        comparisons.append({**comparison, "comparison_levels": [
+            {**lv, "sql_condition": new["sql_condition"]} for lv, new in zip(levels, target)]})
+    read = "spark" if source == "spark" else source
+    write = "spark" if dialect == "spark" else dialect
+    rules = []
+    for rule in model.get("blocking_rules_to_generate_predictions", []):
+        sql = rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
+        converted = sqlglot.transpile(sql, read=read, write=write)[0]
+        rules.append({**rule, "blocking_rule": converted, "sql_dialect": dialect} if isinstance(rule, dict)
+                     else {"blocking_rule": converted, "sql_dialect": dialect})
+    return {**model, "sql_dialect": dialect, "comparisons": comparisons,
+            "blocking_rules_to_generate_predictions": rules}
+
+
 def _register(db, spark, frame: pd.DataFrame, name: str):
     """``frame`` (``_splink_frame``: text columns) as splink input table ``name``. On Spark it is
     a Spark DataFrame of strings made through Arrow (a missing value stays null) under a temporary
@@ -542,7 +586,7 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
             progress.report("link", "model training: EM round %d/%d (blocked on %s) done", i, len(em_rules), "+".join(r))
         model = _round_model(linker.misc.save_model_to_json())
         drop_splink_views(spark)
-        return model
+        return model_in_dialect(model, MODEL_DIALECT) if spark is not None else model
 
 
 PRIOR_RULE_RECALL = 0.8  # share of true matches assumed to agree exactly on ``prior_rule``
@@ -644,7 +688,8 @@ def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict,
         db = splink_api(con, spark)
         left = _register(db, spark, _splink_frame(unmatched, "tuple_id", use), "unmatched_tuples")
         right = _register(db, spark, _splink_frame(spine_ids, "record_id", use), "spine")
-        linker = Linker([left, right], {**model, "blocking_rules_to_generate_predictions": kept},
+        settings = {**model, "blocking_rules_to_generate_predictions": kept}
+        linker = Linker([left, right], model_in_dialect(settings, "spark") if spark is not None else settings,
                         log_level=logging.WARNING, validate_settings=validate_settings)
         pred = linker.inference.predict(threshold_match_probability=0.01).as_pandas_dataframe()
         drop_splink_views(spark)

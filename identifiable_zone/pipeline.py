@@ -20,6 +20,8 @@ XComs and logs. State between steps lives on disk in the identifiable zone:
     identifiable/linkage_model/splink_model_<sha>.json, current.json (pointer to the latest)
     identifiable/link_summary.json, identifiable/publish_summary.json
     identifiable/linkage_spill/, pseudonymise_spill/   where DuckDB spills (it removes its files)
+    identifiable/spark/                        LTCEVAL_ENGINE=spark: Spark's temp, spill and splink
+                                               checkpoint files during a step (``spark_engine``)
 
 Monthly operation: a source may arrive as one file a month (a glob in the sources config).
 Validation is per file and cached by checksum, so a run after a new month's delivery reads and
