@@ -261,7 +261,6 @@ def resolve_model_option(cfg) -> str:
     return env_value(LINKAGE_MODEL_ENV) or str(cfg.linkage.get("model", "train"))
 
 
-@_private_zone
 def _engine_session(paths: Paths):
     """The identifiable zone's Spark session on the spark engine (``LTCEVAL_ENGINE``), else
     none (a context yielding None): pyspark is imported only on the spark engine."""
@@ -272,6 +271,7 @@ def _engine_session(paths: Paths):
     return nullcontext(None)
 
 
+@_private_zone
 def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.linkage,
              config_path: str | None = None, model: str | None = None) -> dict:
     """Link every person source to spine persons; save links and the (versioned) model.
