@@ -10,6 +10,7 @@ pyspark is imported only when a session is asked for: the DuckDB engine never pa
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 SPARK_SCHEMA = "ltceval"  # dbt's Spark target schema (profiles.yml `schema`): its tables' database
@@ -28,14 +29,15 @@ def session_parameters(spark_dir: Path) -> dict[str, str]:
     }
 
 
-def spark_session(spark_dir: Path, app_name: str = "ltceval"):
+def spark_session(spark_dir: Path, app_name: str = "ltceval", extra: Mapping[str, str] | None = None):
     """The local Spark session on a run's Spark folder (``Paths.spark``), as dbt's session
     mode builds it (Hive support: tables named in the metastore); an existing session in this
-    process is returned as it is (dbt run in-process may have started it)."""
+    process is returned as it is (dbt run in-process may have started it). ``extra``: more
+    settings, or replacements of these (the identifiable zone's temp folders, splink's jar)."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name).enableHiveSupport()
-    for name, value in session_parameters(spark_dir).items():
+    for name, value in {**session_parameters(spark_dir), **(extra or {})}.items():
         builder = builder.config(name, value)
     return builder.getOrCreate()
 

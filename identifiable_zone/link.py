@@ -390,6 +390,94 @@ def _splink_frame(df: pd.DataFrame, id_col: str, cols: list[str]) -> pd.DataFram
     return out.astype({c: "string" for c in out.columns})
 
 
+def splink_api(con, spark=None):
+    """splink's database: the DuckDB connection ``con``, or with a Spark session (the
+    identifiable zone's: ``spark_engine.zone_session``, LTCEVAL_ENGINE=spark) splink's SparkAPI,
+    its intermediate tables written as Parquet in the session's checkpoint folder."""
+    if spark is None:
+        from splink import DuckDBAPI
+
+        return DuckDBAPI(connection=con)
+    from splink.backends.spark import SparkAPI
+
+    return SparkAPI(spark_session=spark, break_lineage_method="parquet")
+
+
+MODEL_DIALECT = "duckdb"  # the dialect of the SQL in a saved model, whichever engine trained it
+
+
+def model_in_dialect(model: dict, dialect: str) -> dict:
+    """The pipeline's model (``splink_settings`` comparisons) with its SQL in ``dialect``
+    ('duckdb', 'spark'): a splink model carries SQL (DuckDB's "name" is a column, Spark's a
+    string literal; jaro_winkler_similarity is Spark's jaro_winkler), so a model trained on one
+    engine is scored on the other with each comparison level's SQL as ``splink_settings`` writes
+    it for that dialect (the level's label must be the same: same level, same trained m and u)
+    and its blocking rules (column equalities) transpiled. Saved models are in ``MODEL_DIALECT``."""
+    source = model.get("sql_dialect", MODEL_DIALECT)
+    if source == dialect:
+        return model
+    import sqlglot
+
+    names = _model_columns(model)
+    unknown = [n for n in names if n not in ID_COLS]
+    if unknown:
+        raise LinkageError(f"the linkage model compares {', '.join(unknown)}: only the pipeline's fields "
+                           f"({', '.join(ID_COLS)}) can move between engines")
+    fresh = {c["output_column_name"]: c for c in
+             splink_settings([c for c in ID_COLS if c in names]).create_settings_dict(dialect)["comparisons"]}
+    comparisons = []
+    for comparison in model["comparisons"]:
+        name, levels = comparison["output_column_name"], comparison["comparison_levels"]
+        target = fresh[name]["comparison_levels"]
+        labels = [lv.get("label_for_charts") for lv in levels]
+        if labels != [lv.get("label_for_charts") for lv in target]:
+            raise LinkageError(f"the linkage model's levels of {name} are not this version's ({labels}): "
+                               "train the model again")
+        comparisons.append({**comparison, "comparison_levels": [
+            {**lv, "sql_condition": new["sql_condition"]} for lv, new in zip(levels, target)]})
+    read = "spark" if source == "spark" else source
+    write = "spark" if dialect == "spark" else dialect
+    rules = []
+    for rule in model.get("blocking_rules_to_generate_predictions", []):
+        sql = rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
+        converted = sqlglot.transpile(sql, read=read, write=write)[0]
+        rules.append({**rule, "blocking_rule": converted, "sql_dialect": dialect} if isinstance(rule, dict)
+                     else {"blocking_rule": converted, "sql_dialect": dialect})
+    return {**model, "sql_dialect": dialect, "comparisons": comparisons,
+            "blocking_rules_to_generate_predictions": rules}
+
+
+def _register(db, spark, frame: pd.DataFrame, name: str):
+    """``frame`` (``_splink_frame``: text columns) as splink input table ``name``. On Spark it is
+    a Spark DataFrame of strings made through Arrow (a missing value stays null) under a temporary
+    view of its own name: one session serves training and prediction, each naming its inputs
+    alike (splink refuses a name already in the session; ``drop_splink_views`` removes them)."""
+    if spark is None:
+        return db.register(frame, table_name=name)
+    import uuid
+
+    import pyarrow as pa
+
+    view = f"{SPARK_VIEW_PREFIX}{name}_{uuid.uuid4().hex[:8]}"
+    spark.createDataFrame(pa.table({
+        c: pa.array(frame[c].astype(object).where(frame[c].notna(), None).tolist(), type=pa.string())
+        for c in frame.columns})).createOrReplaceTempView(view)
+    return db.register(view, table_name=name)
+
+
+SPARK_VIEW_PREFIX = "ltceval_splink_input_"
+
+
+def drop_splink_views(spark) -> None:
+    """Drop the temporary views splink and ``_register`` made in ``spark`` (its Parquet
+    intermediates stay in the checkpoint folder until the session's end removes it)."""
+    if spark is None:
+        return
+    for table in spark.catalog.listTables():
+        if table.isTemporary and (table.name.startswith("__splink__") or table.name.startswith(SPARK_VIEW_PREFIX)):
+            spark.catalog.dropTempView(table.name)
+
+
 def _model_columns(model: dict) -> list[str]:
     return [c["output_column_name"] for c in model["comparisons"]]
 
@@ -431,7 +519,7 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
                 cols: list[str] | None = None, extra: list[str] = (), spill_dir: Path | None = None,
                 training: dict | None = None, em_pair_budget: int = blocking.EM_PAIR_BUDGET,
                 settings=None, u_max_pairs: float = 2e6, validate_settings: bool = True,
-                em_without_tf: bool = False, count_prior: bool = False) -> dict:
+                em_without_tf: bool = False, count_prior: bool = False, spark=None) -> dict:
     """Train the splink model on the source tuples against the spine; return its settings
     dict (parameters only: no record values). EM trains on a uniform sample of the tuples when
     an EM rule would block more than ``blocking.EM_PAIR_BUDGET`` pairs; ``training`` (a dict,
@@ -443,8 +531,9 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
     pattern counts without term frequencies (``em_without_tf``, as splink's FEBRL examples do:
     a round scores the distinct patterns, not every pair) and counts the prior rule's pairs
     with a GROUP BY a side (``count_prior``: splink's estimate, same value, without its
-    blocking analysis). The pipeline keeps the defaults."""
-    from splink import DuckDBAPI, Linker, block_on
+    blocking analysis). The pipeline keeps the defaults. ``spark`` (a session): splink trains
+    on Spark (``splink_api``); the pair counts and the sample stay in DuckDB."""
+    from splink import Linker, block_on
 
     cols = [c for c in (ID_COLS if cols is None else cols)]
     use = cols + [EXTRA_PREFIX + e for e in extra]
@@ -472,9 +561,9 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
         if training is not None:
             training.update({"em_rules": [c.as_dict() for c in em_counts], "tuples": int(n_all),
                              "training_tuples": int(len(sample)), "em_pair_budget": int(em_pair_budget)})
-        db = DuckDBAPI(connection=con)
-        left = db.register(_splink_frame(sample, "tuple_id", use), table_name="source_tuples")
-        right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
+        db = splink_api(con, spark)
+        left = _register(db, spark, _splink_frame(sample, "tuple_id", use), "source_tuples")
+        right = _register(db, spark, _splink_frame(spine_ids, "record_id", use), "spine")
         linker = Linker([left, right], settings, log_level=logging.WARNING, validate_settings=validate_settings)
         rule = tuple(prior_rule(cols, use))
         prior = None
@@ -495,7 +584,9 @@ def train_model(all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame, 
                 # matches, e.g. disagreement on a column that always agrees); keep the other rounds
                 log.warning("EM round blocked on %s stopped early: %s", ", ".join(r), str(e).splitlines()[0][:120])
             progress.report("link", "model training: EM round %d/%d (blocked on %s) done", i, len(em_rules), "+".join(r))
-        return _round_model(linker.misc.save_model_to_json())
+        model = _round_model(linker.misc.save_model_to_json())
+        drop_splink_views(spark)
+        return model_in_dialect(model, MODEL_DIALECT) if spark is not None else model
 
 
 PRIOR_RULE_RECALL = 0.8  # share of true matches assumed to agree exactly on ``prior_rule``
@@ -559,13 +650,14 @@ def _rule_fields(rule_sql: str) -> tuple[str, ...] | None:
 
 def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict, spill_dir: Path | None = None,
                   blocking_info: dict | None = None, pair_budget: int | None = None,
-                  validate_settings: bool = True) -> pd.DataFrame:
+                  validate_settings: bool = True, spark=None) -> pd.DataFrame:
     """Scored pairs (tuple_id, spine record_id, match_probability, match_weight) for
     unmatched tuples, at match probability >= 0.01. Each prediction rule's pairs are counted
     first; a rule over ``pair_budget`` (default ``blocking.prediction_budget``) is skipped.
     ``blocking_info`` (a dict, optional) receives ``prediction_rules`` (every rule with its
-    pairs and whether it was used) and ``prediction_pair_budget``."""
-    from splink import DuckDBAPI, Linker
+    pairs and whether it was used) and ``prediction_pair_budget``. ``spark`` (a session):
+    splink scores the pairs on Spark (``splink_api``); the rules are counted in DuckDB."""
+    from splink import Linker
 
     empty = pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
     if unmatched.empty:
@@ -593,12 +685,14 @@ def predict_links(unmatched: pd.DataFrame, spine_ids: pd.DataFrame, model: dict,
         if not kept:
             raise LinkageError("every blocking rule makes more candidate pairs than the budget allows: "
                                + "; ".join(f"{'+'.join(c.rule)}: {c.pairs:,}" for c in counted.values()))
-        db = DuckDBAPI(connection=con)
-        left = db.register(_splink_frame(unmatched, "tuple_id", use), table_name="unmatched_tuples")
-        right = db.register(_splink_frame(spine_ids, "record_id", use), table_name="spine")
-        linker = Linker([left, right], {**model, "blocking_rules_to_generate_predictions": kept},
+        db = splink_api(con, spark)
+        left = _register(db, spark, _splink_frame(unmatched, "tuple_id", use), "unmatched_tuples")
+        right = _register(db, spark, _splink_frame(spine_ids, "record_id", use), "spine")
+        settings = {**model, "blocking_rules_to_generate_predictions": kept}
+        linker = Linker([left, right], model_in_dialect(settings, "spark") if spark is not None else settings,
                         log_level=logging.WARNING, validate_settings=validate_settings)
         pred = linker.inference.predict(threshold_match_probability=0.01).as_pandas_dataframe()
+        drop_splink_views(spark)
     if pred.empty:
         return empty
     # link_only: one side is each input table; orient every pair as (tuple, spine record)
@@ -720,11 +814,13 @@ def _link_tuples(tuples: pd.DataFrame, spine_ids: pd.DataFrame, persons: pd.Data
 
 def link_unmatched(unmatched: pd.DataFrame, all_tuples: pd.DataFrame | TupleTable, spine_ids: pd.DataFrame,
                    persons: pd.DataFrame, threshold: float, seed: int, model: dict | None, cols: list[str],
-                   extra: list[str] = (), spill_dir: Path | None = None) -> tuple[pd.DataFrame, dict, dict]:
+                   extra: list[str] = (), spill_dir: Path | None = None,
+                   spark=None) -> tuple[pd.DataFrame, dict, dict]:
     """Probabilistic links of the tuples the deterministic rule left (``unmatched``, a part of
     ``all_tuples``, on which an absent model is trained). Returns (links of the unmatched
     tuples: tuple_id, person_key (None when unlinked), rule 'probabilistic' or 'unlinked',
-    match_probability, match_weight; model; counts)."""
+    match_probability, match_weight; model; counts). ``spark`` (a session): splink trains and
+    scores on Spark; the best match per tuple is chosen here, in pandas, as on DuckDB."""
     n_all = all_tuples.n if isinstance(all_tuples, TupleTable) else len(all_tuples)
     prob_cols = [c for c in cols if c != "nhs"]
     progress.report("link", "%s of %s distinct identifier tuples linked deterministically, %s left to score",
@@ -735,11 +831,11 @@ def link_unmatched(unmatched: pd.DataFrame, all_tuples: pd.DataFrame | TupleTabl
         progress.report("link", "model training on %s tuples against %s spine records", f"{n_all:,}",
                         f"{len(spine_ids):,}")
         model = train_model(all_tuples, spine_ids, seed=seed, cols=cols, extra=list(extra), spill_dir=spill_dir,
-                            training=blocking_info["training"])
+                            training=blocking_info["training"], spark=spark)
         trained = True
     if model is not None and not unmatched.empty:
         progress.report("link", "scoring %s tuples against %s spine records", f"{len(unmatched):,}", f"{len(spine_ids):,}")
-    pairs = predict_links(unmatched, spine_ids, model, spill_dir, blocking_info) if model is not None else \
+    pairs = predict_links(unmatched, spine_ids, model, spill_dir, blocking_info, spark=spark) if model is not None else \
         pd.DataFrame({"tuple_id": [], "record_id": [], "match_probability": [], "match_weight": []})
     if model is not None and not unmatched.empty:
         progress.report("link", "%s candidate pairs scored", f"{len(pairs):,}")

@@ -97,10 +97,13 @@ def stage_sources(accepted_dir: Path, cfg, sources: list[str], at: pd.Timestamp,
 
 
 def link_accepted(accepted_dir: Path, cfg, at: pd.Timestamp, imd: dict, out_file: Path, work_dir: Path,
-                  threshold: float, seed: int, model: dict | None, spill_dir: Path) -> tuple[dict, dict | None, dict]:
+                  threshold: float, seed: int, model: dict | None, spill_dir: Path,
+                  spark=None) -> tuple[dict, dict | None, dict]:
     """Link every identifier source of ``cfg`` to spine persons and write ``out_file``
     (record_person). Returns (summary as ``link_sources`` gives it, the model, records by rule
-    per source: every rule but 'unlinked' gives a person)."""
+    per source: every rule but 'unlinked' gives a person). ``spark`` (a session, the spark
+    engine): splink trains and scores on it; staging, tuples, the deterministic rule, the best
+    matches and the writing of record_person stay in DuckDB."""
     sources = list(cfg.identifier_sources)
     if work_dir.exists():
         shutil.rmtree(work_dir)
@@ -108,13 +111,13 @@ def link_accepted(accepted_dir: Path, cfg, at: pd.Timestamp, imd: dict, out_file
     staged = {t: work_dir / f"{t}.parquet" for t in sources}
     try:
         stage_sources(accepted_dir, cfg, sources, at, imd, staged)
-        return _link_staged(staged, out_file, threshold, seed, model, spill_dir)
+        return _link_staged(staged, out_file, threshold, seed, model, spill_dir, spark)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed: int, model: dict | None,
-                 spill_dir: Path) -> tuple[dict, dict | None, dict]:
+                 spill_dir: Path, spark=None) -> tuple[dict, dict | None, dict]:
     cols = ", ".join(f'"{c}"' for c in lk.ID_COLS)
     same = " AND ".join(f'r."{c}" IS NOT DISTINCT FROM t."{c}"' for c in lk.ID_COLS)
     others = [s for s in staged if s != SPINE]
@@ -153,7 +156,8 @@ def _link_staged(staged: dict[str, Path], out_file: Path, threshold: float, seed
                 ANTI JOIN det_links d USING (tuple_id) ORDER BY t.tuple_row""").df())
             table = lk.TupleTable(con, "link_tuples", int(n_tuples), ("tuple_id", "source", *lk.ID_COLS))
             prob_links, model, counts = lk.link_unmatched(unmatched, table, spine_ids, persons, threshold, seed,
-                                                          model, lk.ID_COLS, spill_dir=spill_dir)
+                                                          model, lk.ID_COLS, spill_dir=spill_dir,
+                                                          spark=spark)
             del unmatched
             summary = {"mode": "identifiable", "spine_records": int(len(persons)),
                        "spine_persons": int(persons["person_key"].nunique()),

@@ -20,6 +20,8 @@ XComs and logs. State between steps lives on disk in the identifiable zone:
     identifiable/linkage_model/splink_model_<sha>.json, current.json (pointer to the latest)
     identifiable/link_summary.json, identifiable/publish_summary.json
     identifiable/linkage_spill/, pseudonymise_spill/   where DuckDB spills (it removes its files)
+    identifiable/spark/                        LTCEVAL_ENGINE=spark: Spark's temp, spill and splink
+                                               checkpoint files during a step (``spark_engine``)
 
 Monthly operation: a source may arrive as one file a month (a glob in the sources config).
 Validation is per file and cached by checksum, so a run after a new month's delivery reads and
@@ -44,6 +46,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -53,6 +56,7 @@ from core.contract import SEEDS
 from core.files import output_guard, private_folder, read_json, sha256_file, write_json_atomic
 from core.periods import period_end
 from core.settings import LINKAGE_MODEL_ENV, Paths, env_value, validation_workers
+from core.settings import engine
 from identifiable_zone import database_extracts
 from identifiable_zone import link as lk
 from identifiable_zone import link_records
@@ -257,6 +261,16 @@ def resolve_model_option(cfg) -> str:
     return env_value(LINKAGE_MODEL_ENV) or str(cfg.linkage.get("model", "train"))
 
 
+def _engine_session(paths: Paths):
+    """The identifiable zone's Spark session on the spark engine (``LTCEVAL_ENGINE``), else
+    none (a context yielding None): pyspark is imported only on the spark engine."""
+    if engine() == "spark":
+        from identifiable_zone.spark_engine import zone_session
+
+        return zone_session(paths)
+    return nullcontext(None)
+
+
 @_private_zone
 def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.linkage,
              config_path: str | None = None, model: str | None = None) -> dict:
@@ -285,9 +299,12 @@ def link_all(paths: Paths, threshold: float | None = None, seed: int = SEEDS.lin
     if cfg.mode == "upstream_pseudonymised":
         link_summary, rates = _link_upstream_pseudonymised(paths, cfg, at, imd, links_file, _accepted_counts(paths))
     else:
-        link_summary, trained, rates = link_records.link_accepted(
-            paths.identifiable / "accepted", cfg, at, imd, links_file, paths.identifiable / "linkage_staging",
-            threshold=threshold, seed=seed, model=given, spill_dir=paths.identifiable / "linkage_spill")
+        with _engine_session(paths) as spark:
+            link_summary, trained, rates = link_records.link_accepted(
+                paths.identifiable / "accepted", cfg, at, imd, links_file, paths.identifiable / "linkage_staging",
+                threshold=threshold, seed=seed, model=given, spill_dir=paths.identifiable / "linkage_spill",
+                spark=spark)
+        link_summary["engine"] = "spark" if spark is not None else "duckdb"
         by_way = mps.kind_counts(paths.identifiable / "accepted", cfg)
         by_mps_id = mps.link_by_mps_id(paths.identifiable / "accepted", cfg, links_file,
                                        paths.identifiable / "linkage_spill")
@@ -350,11 +367,11 @@ def pseudonymise_and_publish(paths: Paths, config_path: str | None = None) -> di
     cfg = load_sources_config(config_path)
     counts = _accepted_counts(paths)
     scenarios = read_json(paths.identifiable / "link_summary.json").get("threshold_scenarios")
-    with ps.publish_folder_atomically(paths.pseudonymised) as folder:
+    with ps.publish_folder_atomically(paths.pseudonymised) as folder, _engine_session(paths) as spark:
         summary = ps.build_tables(paths.identifiable / "accepted", cfg,
                                   paths.identifiable / "links" / "record_person.parquet", key, folder,
                                   spill_dir=paths.identifiable / "pseudonymise_spill", row_counts=counts,
-                                  threshold_scenarios=scenarios)
+                                  threshold_scenarios=scenarios, spark=spark)
     out = {"run_id": run["run_id"], "seconds": round(time.time() - t0, 1),
            "key_fingerprint": ps.key_fingerprint(key), "key_source": key_source, **summary}
     write_json_atomic(paths.identifiable / "publish_summary.json", out)

@@ -233,6 +233,57 @@ def _register_person_ids(con, record_person: Path, key: bytes) -> int:
     return len(keys)
 
 
+def _hmac_on_spark(values, key: bytes, out: Path) -> Path:
+    """Spark: each row (domain, raw) of the Spark DataFrame ``values`` (distinct) with its
+    pseudonym, into Parquet folder ``out`` inside the identifiable zone: ``pseudonym(raw)`` for
+    the domain ``PERSON_DOMAIN`` (person keys), else ``record_pseudonym(domain, raw)``. The
+    HMAC is the one definition above, run by mapInPandas in Spark's Python workers; the key
+    travels only in the function's closure (never in a Spark setting, SQL text or a log)."""
+    def hash_batches(batches):
+        for batch in batches:
+            yield batch.assign(pseudonym=[
+                pseudonym(raw, key) if domain == PERSON_DOMAIN else record_pseudonym(domain, raw, key)
+                for domain, raw in zip(batch["domain"], batch["raw"])])
+
+    values.mapInPandas(hash_batches, "domain string, raw string, pseudonym string") \
+        .write.mode("overwrite").parquet(str(out))
+    return out
+
+
+PERSON_DOMAIN = ""  # not a column name: the domain of person keys among the values hashed on Spark
+
+
+def _register_pseudonyms_from_spark(con, spark, accepted_dir: Path, sources: dict, record_person: Path,
+                                    key: bytes, spill_dir: Path) -> int:
+    """The spark engine's ``_register_person_ids`` and ``_register_record_pseudonym``: the
+    distinct person keys of ``record_person`` and the distinct values of every record id column
+    (``sources``: source -> its spec; column -> domain) are hashed on Spark (``_hmac_on_spark``);
+    DuckDB reads the result as table ``person_ids`` and macro ``record_pseudonym(domain, id)``,
+    so the tables are assembled by the same SQL as on DuckDB. Returns the number of persons."""
+    from pyspark.sql import functions as F
+
+    values = spark.read.parquet(str(record_person)).where(F.col("person_key").isNotNull()) \
+        .select(F.lit(PERSON_DOMAIN).alias("domain"), F.col("person_key").alias("raw"))
+    for source, spec in sources.items():
+        frame = spark.read.parquet(str(accepted_dir / f"{source}.parquet"))
+        for column, domain in spec.pseudonymised_columns.items():
+            if column in frame.columns:
+                values = values.unionByName(frame.where(F.col(column).isNotNull()).select(
+                    F.lit(domain).alias("domain"), F.col(column).cast("string").alias("raw")))
+    folder = spill_dir / "spark_pseudonyms"  # identifiers beside their pseudonyms: removed once read
+    try:
+        files = sql_path(str(_hmac_on_spark(values.distinct(), key, folder) / "*.parquet"))
+        con.execute(f"CREATE TEMP TABLE person_ids AS SELECT raw AS person_key, pseudonym AS person_id "
+                    f"FROM read_parquet({files}) WHERE domain = '{PERSON_DOMAIN}'")
+        con.execute(f"CREATE TEMP TABLE record_pseudonyms AS SELECT domain, raw, pseudonym "
+                    f"FROM read_parquet({files}) WHERE domain <> '{PERSON_DOMAIN}'")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    con.execute("CREATE TEMP MACRO record_pseudonym(d, i) AS "
+                "(SELECT p.pseudonym FROM record_pseudonyms p WHERE p.domain = d AND p.raw = i)")
+    return con.execute("SELECT count(*) FROM person_ids").fetchall()[0][0]
+
+
 def _records_of(record_person: Path, source: str) -> str:
     """SQL: (record_id, person_id) of ``source``'s records linked to a person."""
     src = source.replace("'", "''")
@@ -404,7 +455,7 @@ def _write_scenarios(con, out: Path, scenarios: dict | None, parts: list[str]) -
 def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: Path,
                  spill_dir: Path | None = None,
                  row_counts: Mapping[str, int] | None = None,
-                 threshold_scenarios: dict | None = None) -> dict:
+                 threshold_scenarios: dict | None = None, spark=None) -> dict:
     """Write the pseudonymised tables of contract §3 into ``out`` and return a summary (row
     counts, rows without a person, columns that left the zone per table, columns withheld).
 
@@ -414,13 +465,23 @@ def build_tables(accepted_dir: Path, cfg, record_person: Path, key: bytes, out: 
     (accepted rows per source) gives the progress lines their total. Also ``linkage_scenarios``
     and ``linkage_alternatives`` (``core.linkage_tables``): with ``threshold_scenarios``
     (``link.threshold_scenarios``) the records of each person-linked table whose person differs
-    at the stricter or looser threshold (the business case's linkage sensitivity), else none."""
+    at the stricter or looser threshold (the business case's linkage sensitivity), else none.
+
+    ``spark`` (a session, the spark engine): the HMAC of the distinct person keys and record ids
+    runs on Spark (``_register_pseudonyms_from_spark``; ``spill_dir`` then required); the
+    tables are still assembled by DuckDB, with the same SQL, so the files are the same."""
     summary: dict = {"tables": {}}
     present = [s for s in PUBLISH_AS if s in cfg.sources and (accepted_dir / f"{s}.parquet").exists()]
+    if spark is not None and spill_dir is None:
+        raise ValueError("pseudonymisation on Spark needs a spill folder in the identifiable zone")
     with connection(spill_dir) as con:
         con.execute("SET preserve_insertion_order = true")
-        _register_person_ids(con, record_person, key)
-        _register_record_pseudonym(con, key)
+        if spark is None:
+            _register_person_ids(con, record_person, key)
+            _register_record_pseudonym(con, key)
+        else:
+            _register_pseudonyms_from_spark(con, spark, accepted_dir, {s: cfg[s] for s in present}, record_person,
+                                            key, spill_dir)
 
         spine_spec = cfg[SPINE]
         persons = _write_person_table(con, accepted_dir / f"{SPINE}.parquet", spine_spec, record_person,
