@@ -38,6 +38,8 @@ LINKAGE_SENSITIVITY_MODES = ("auto", "on", "off")
 # auto runs the linkage sensitivity up to this many people: it re-fits every headline outcome and
 # re-draws the saving's bootstrap twice; an ICS-size run turns it on explicitly
 LINKAGE_SENSITIVITY_AUTO_MAX_PERSONS = 100_000
+ENGINE_ENV = "LTCEVAL_ENGINE"
+ENGINES = ("duckdb", "spark")
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -59,6 +61,8 @@ ENVIRONMENT: dict[str, str] = {
                                 "about this size (default 128; smaller uses less memory, same result)",
     VALIDATION_WORKERS_ENV: "validation: processes validating the segments of a file at once (default: the "
                             "machine's cores, at most 2; 1: one at a time, least memory; same result)",
+    ENGINE_ENV: "'duckdb' (default) or 'spark' (issue 18): the engine of the steps that have a Spark version "
+                "(validation: each file's segments validated in Spark tasks; identifiable_zone/spark_validation.py)",
     LINKAGE_WORKERS_ENV: "linkage: processes standardising the accepted records at once (default: the "
                          "machine's cores, at most 2, from a million records; 1: one at a time; same result)",
     GENERATOR_WORKERS_ENV: "synthetic generator: processes building chunks of people at once (default: the "
@@ -148,6 +152,15 @@ def linkage_sensitivity_mode(environ: Mapping[str, str] | None = None) -> str:
     if mode not in LINKAGE_SENSITIVITY_MODES:
         raise ValueError(f"{LINKAGE_SENSITIVITY_ENV}={raw!r}: expected one of {', '.join(LINKAGE_SENSITIVITY_MODES)}")
     return mode
+
+
+def engine(environ: Mapping[str, str] | None = None) -> str:
+    """``LTCEVAL_ENGINE``: 'duckdb' (default) or 'spark'."""
+    raw = env_value(ENGINE_ENV, environ)
+    name = "duckdb" if raw is None else raw.strip().lower()
+    if name not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV}={raw!r}: expected one of {', '.join(ENGINES)}")
+    return name
 
 
 def validation_segment_bytes(environ: Mapping[str, str] | None = None) -> int:

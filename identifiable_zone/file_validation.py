@@ -27,6 +27,7 @@ import multiprocessing
 import pickle
 import shutil
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -166,7 +167,13 @@ class SegmentPool:
     workers held 2.4 GiB beside the combining DuckDB at 2 million people, for the 5 s that
     starting them again costs (each imports GX). Processes, not threads: the rules are Python
     and pandas, which hold the GIL. Spawned, so that no lock or open handle of the parent (an
-    Airflow task) is copied into them. A context manager: any workers stop at its end."""
+    Airflow task) is copied into them. A context manager: any workers stop at its end.
+
+    The Spark pool (``spark_validation.SparkSegmentPool``) has the same methods; it validates
+    every file (``every_file``: whole files too, and a file of one segment), this one only the
+    segments of a file validated by more than one worker."""
+
+    every_file = False
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -177,6 +184,30 @@ class SegmentPool:
             self._executor = ProcessPoolExecutor(max_workers=self.workers,
                                                  mp_context=multiprocessing.get_context("spawn"))
         return self._executor
+
+    def run_segments(self, job: _SegmentJob, job_file: Path, segments: list[CsvSegment],
+                     folders: list[Path]) -> Iterator[tuple[Part, dict]]:
+        """Each segment's ``_segment_in_worker`` result, in file order (the first failure raised)."""
+        futures = []
+        try:
+            executor = self.executor()
+            futures = [executor.submit(_segment_in_worker, job_file, s, f) for s, f in zip(segments, folders)]
+            for fut in futures:
+                yield fut.result()
+        except BrokenProcessPool:
+            self.close()
+            raise ExtractUnusable(f"{job.spec.table} ({job.info['file']}): a validation worker process stopped "
+                                  f"before its segment was done (killed, or out of memory?); run again, or set "
+                                  f"{VALIDATION_WORKERS_ENV}=1 to validate one segment at a time") from None
+        finally:
+            for fut in futures:  # a segment failed: the rest are not wanted (the pool serves the next file)
+                fut.cancel()
+            for fut in futures:
+                if not fut.cancelled():
+                    try:
+                        fut.exception()
+                    except BaseException:  # noqa: BLE001  # waiting only: the first failure is raised above
+                        pass
 
     def close(self) -> None:
         if self._executor is not None:
@@ -207,7 +238,7 @@ def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: 
 
     folders = [parts_dir / f"{s.index:05d}" for s in segments]
     counts: list[dict] = []
-    if pool is None or pool.workers <= 1 or len(segments) <= 1:
+    if pool is None or not pool.every_file and (pool.workers <= 1 or len(segments) <= 1):
         for segment, folder in zip(segments, folders):
             part, c = _validate_segment(job, segment, folder)
             counts.append(c)
@@ -219,29 +250,22 @@ def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: 
     # no worker takes it for the one it read last
     job_file = parts_dir / f"job-{uuid.uuid4().hex}.pickle"
     job_file.write_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-    futures = []
-    try:
-        executor = pool.executor()
-        futures = [executor.submit(_segment_in_worker, job_file, s, f) for s, f in zip(segments, folders)]
-        for fut in futures:
-            part, c = fut.result()
-            counts.append(c)
-            report(part)
-        return done, counts
-    except BrokenProcessPool:
-        pool.close()
-        raise ExtractUnusable(f"{spec.table} ({job.info['file']}): a validation worker process stopped before "
-                              f"its segment was done (killed, or out of memory?); run again, or set "
-                              f"{VALIDATION_WORKERS_ENV}=1 to validate one segment at a time") from None
-    finally:
-        for fut in futures:  # a segment failed: the rest are not wanted (the pool serves the next file)
-            fut.cancel()
-        for fut in futures:
-            if not fut.cancelled():
-                try:
-                    fut.exception()
-                except BaseException:  # noqa: BLE001  # waiting only: the first failure is raised above
-                    pass
+    for part, c in pool.run_segments(job, job_file, segments, folders):
+        counts.append(c)
+        report(part)
+    return done, counts
+
+
+def validate_whole_file(landing: Path, spec, rel: str, sha: str, latest: str, lookups: dict, threshold: float,
+                        folder: Path) -> tuple[Part, dict]:
+    """A file read whole (not segmented) validated into the part ``folder``; the part and the
+    file's info (file, sha256, rows, bytes)."""
+    read = read_extract(landing, dataclasses.replace(spec, file=glob.escape(rel)))
+    if [f["file"] for f in read.files] != [rel] or read.files[0]["sha256"] != sha:
+        raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")
+    res = validate_source(read, spec, threshold, latest_date=latest, parent_lookups=lookups)
+    lines = read.row_line if read.row_line is not None else range(2, len(read.frame) + 2)
+    return _write_part(folder, read, res, spec, lines), read.files[0]
 
 
 def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, threshold: float,
@@ -273,7 +297,8 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
             job = _SegmentJob(path, spec, header, info, latest, _first_segment_formats(path, spec, segment_bytes),
                               lookups)
             # the run's pool when it has the workers wanted; else one for this file (one worker: none started)
-            segment_pool = pool if pool is not None and pool.workers == workers else SegmentPool(workers)
+            segment_pool = pool if pool is not None and (pool.every_file or pool.workers == workers) \
+                else SegmentPool(workers)
             try:
                 parts, counts = _validate_segments(job, segments, parts_dir, segment_pool, segment_bytes)
                 main = _main_formats(counts)
@@ -292,13 +317,10 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
             shutil.rmtree(parts_dir, ignore_errors=True)
             parts, segmented = [], False
     if not segmented:
-        read = read_extract(landing, dataclasses.replace(spec, file=glob.escape(rel)))
-        if [f["file"] for f in read.files] != [rel] or read.files[0]["sha256"] != sha:
-            raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")
-        info = read.files[0]
-        res = validate_source(read, spec, threshold, latest_date=latest, parent_lookups=lookups)
-        lines = read.row_line if read.row_line is not None else range(2, len(read.frame) + 2)
-        parts.append(_write_part(parts_dir / "00000", read, res, spec, lines))
+        whole = (landing, spec, rel, sha, latest, lookups, threshold, parts_dir / "00000")
+        part, info = pool.run_whole_file(*whole) if pool is not None and pool.every_file \
+            else validate_whole_file(*whole)
+        parts.append(part)
     else:
         if sha256_file(path) != sha:
             raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")
