@@ -10,9 +10,12 @@ format, pickled. A file that is not segmented (small, Parquet, a quoted line bre
 task that validates it whole (``file_validation.validate_whole_file``), so every file of a
 Spark run goes through Spark.
 
-Tasks read the landing file, the job file and write their parts by path: on a cluster the
-landing folder and the run's output folder must be on storage every executor mounts at the same
-path (NFS, or DBFS/ABFS mounted as a file system); in local mode they are the driver's.
+Tasks read the landing file and a job file (the parents' dates the life rules read) and write
+their parts by path, all inside the identifiable zone: what Spark itself holds (the tasks, their
+results) is paths, byte ranges, the source's config and the parts' summaries (counts, rules,
+line numbers), never a row or an identifier. On a cluster the landing folder and the run's
+output folder must be on storage every executor mounts at the same path (NFS, or DBFS/ABFS
+mounted as a file system); in local mode they are the driver's.
 
 An error in a task (``ExtractUnusable`` naming file, line and field; ``NotSegmentable``) is
 sent back as the exception and raised on the driver, as a process pool does; a task that dies
@@ -23,9 +26,11 @@ from __future__ import annotations
 import logging
 import pickle
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from core.memory import release_memory
 from identifiable_zone.cross_file_rules import Part
 from identifiable_zone.file_validation import _segment_in_worker, _SegmentJob, validate_whole_file
 from identifiable_zone.sources import CsvSegment, ExtractUnusable
@@ -51,11 +56,19 @@ def _run_calls(calls: list[tuple[Callable, tuple]]):
                     outcome = ("raised", exc)
                 try:
                     blob = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception:  # noqa: BLE001  # an exception that cannot be pickled: its text
-                    blob = pickle.dumps(("raised", RuntimeError(repr(outcome[1]))))
+                except Exception as exc:  # noqa: BLE001  # what cannot be pickled: said in text
+                    blob = pickle.dumps(("raised", RuntimeError(f"{type(outcome[1]).__name__} from a Spark task "
+                                                                f"could not be sent back: {exc}")))
                 yield pd.DataFrame({"task": [task], "result": [blob]})
 
     return run
+
+
+def _whole_file_in_worker(job_file: Path) -> tuple[Part, dict]:
+    try:
+        return validate_whole_file(*pickle.loads(Path(job_file).read_bytes()))
+    finally:
+        release_memory()
 
 
 class SparkSegmentPool:
@@ -115,9 +128,12 @@ class SparkSegmentPool:
     def run_whole_file(self, landing: Path, spec, rel: str, sha: str, latest: str, lookups: dict,
                        threshold: float, folder: Path) -> tuple[Part, dict]:
         """``file_validation.validate_whole_file`` in one Spark task."""
-        call = (validate_whole_file, (landing, spec, rel, sha, latest, lookups, threshold, folder))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        job_file = folder.parent / f"whole-{uuid.uuid4().hex}.pickle"
+        job_file.write_bytes(pickle.dumps((landing, spec, rel, sha, latest, lookups, threshold, folder),
+                                          protocol=pickle.HIGHEST_PROTOCOL))
         self.files += 1
-        return next(self._run([call], f"{spec.table} ({rel}): validating the file whole"))
+        return next(self._run([(_whole_file_in_worker, (job_file,))], f"{spec.table} ({rel}): validating it whole"))
 
     def close(self) -> None:
         """Between files: nothing (Spark keeps or stops its Python workers itself)."""

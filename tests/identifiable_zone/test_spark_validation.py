@@ -48,9 +48,9 @@ def zones(landing, tmp_path_factory):
     finally:
         mp.undo()
         spark_log.removeHandler(lines)
-    print(f"validate_all at 800 people, segments of {SEGMENT_MIB} MiB: "
+    print(f"\nvalidate_all at 800 people, segments of {SEGMENT_MIB} MiB: "
           f"duckdb {seconds['duckdb']:.1f} s, spark {seconds['spark']:.1f} s")
-    return out, lines.lines
+    return (out["duckdb"], out["spark"]), lines.lines
 
 
 @pytest.mark.slow
