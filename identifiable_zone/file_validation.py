@@ -12,7 +12,8 @@ the rare file whose main format over all rows is another, every segment is valid
 with it (a first pass over the whole file for the formats took half a minute of GP
 appointments at 2,000,000 people). The result is the one validating the whole file in one go
 gives; only a segment is held in memory. Smaller files, Parquet files and CSV files that are
-not one record a line (a quoted line break) are read whole.
+not one record a line (a quoted line break) are read whole. With ``LTCEVAL_ENGINE=spark`` the
+pool is Spark's (``spark_validation``): the same functions, run in Spark tasks.
 
 The folder (a validation cache entry) holds ``quarantine``, ``dq_flags`` and the folders
 ``accepted`` (with ``__row``, the row in its segment) and ``rowkeys``, the segments' files moved
@@ -278,7 +279,8 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
     ``workers``: segments validated at once (default ``core.settings.validation_workers()`` for a
     file of ``WORKERS_FROM_BYTES`` or more, else 1). ``pool``: the run's worker processes, used
     for a file that is validated by more than one (else a pool is started for the file and
-    stopped after it). ``sha256``: the file's checksum when the caller has just taken it
+    stopped after it); a pool with ``every_file`` (Spark's) validates every file, whatever
+    ``workers``, the whole file too when it is not segmented. ``sha256``: the file's checksum when the caller has just taken it
     (reading a large file again costs seconds), else taken here."""
     path = landing / rel
     segment_bytes = segment_bytes or validation_segment_bytes()
