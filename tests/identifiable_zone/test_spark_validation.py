@@ -19,6 +19,7 @@ from test_file_validation import _table, _validate, landing  # noqa: F401  (land
 # about 40; smaller segments (test_file_validation's) give no more cases and cost a task each
 SEGMENT_MIB = "0.05"
 
+
 class _Lines(logging.Handler):
     def __init__(self):
         super().__init__()
@@ -31,12 +32,13 @@ class _Lines(logging.Handler):
 @pytest.fixture(scope="module")
 def zones(landing, tmp_path_factory):
     """The landing files validated by validate_all on each engine (one run each, timed), in
-    segments of about 31 KiB; the Spark pool's log lines."""
+    segments of about 51 KiB; the Spark pool's log lines."""
     require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
     mp = pytest.MonkeyPatch()
     lines = _Lines()
     spark_log = logging.getLogger("identifiable_zone.spark_validation")
     spark_log.addHandler(lines)
+    level = spark_log.level
     spark_log.setLevel(logging.INFO)
     out, seconds = {}, {}
     try:
@@ -48,6 +50,7 @@ def zones(landing, tmp_path_factory):
     finally:
         mp.undo()
         spark_log.removeHandler(lines)
+        spark_log.setLevel(level)
     print(f"\nvalidate_all at 800 people, segments of {SEGMENT_MIB} MiB: "
           f"duckdb {seconds['duckdb']:.1f} s, spark {seconds['spark']:.1f} s")
     return (out["duckdb"], out["spark"]), lines.lines
