@@ -68,8 +68,9 @@ ENVIRONMENT: dict[str, str] = {
     LINKAGE_SENSITIVITY_ENV: "evaluation: 'auto' (default: on up to 100,000 people), 'on' or 'off': the headline "
                              "rate ratios and net saving re-estimated with links at the stricter and looser "
                              "thresholds (evaluation/linkage_sensitivity.py)",
-    ENGINE_ENV: "the engine of the pipeline's own steps (issue 18): 'duckdb' (default) or 'spark' (the identifiable "
-                "zone's linkage scoring and pseudonymisation's HMAC on a local Spark; README, Spark)",
+    ENGINE_ENV: "the pipeline's engine (issue 18; `ltceval run --engine`): 'duckdb' (default) or 'spark': validation's "
+                "segments in Spark tasks, splink's SparkAPI, the HMAC on Spark, dbt's Spark target, GX on Spark "
+                "(README, Scaling out)",
     "LTCEVAL_HONEST": "evaluation: 0 skips the parallel-trends sensitivity (Rambachan-Roth intervals, about "
                       "13 s an outcome); the E-values are always computed",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",

@@ -12,7 +12,8 @@ the rare file whose main format over all rows is another, every segment is valid
 with it (a first pass over the whole file for the formats took half a minute of GP
 appointments at 2,000,000 people). The result is the one validating the whole file in one go
 gives; only a segment is held in memory. Smaller files, Parquet files and CSV files that are
-not one record a line (a quoted line break) are read whole.
+not one record a line (a quoted line break) are read whole. With ``LTCEVAL_ENGINE=spark`` the
+pool is Spark's (``spark_validation``): the same functions, run in Spark tasks.
 
 The folder (a validation cache entry) holds ``quarantine``, ``dq_flags`` and the folders
 ``accepted`` (with ``__row``, the row in its segment) and ``rowkeys``, the segments' files moved
@@ -27,6 +28,7 @@ import multiprocessing
 import pickle
 import shutil
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -166,7 +168,13 @@ class SegmentPool:
     workers held 2.4 GiB beside the combining DuckDB at 2 million people, for the 5 s that
     starting them again costs (each imports GX). Processes, not threads: the rules are Python
     and pandas, which hold the GIL. Spawned, so that no lock or open handle of the parent (an
-    Airflow task) is copied into them. A context manager: any workers stop at its end."""
+    Airflow task) is copied into them. A context manager: any workers stop at its end.
+
+    The Spark pool (``spark_validation.SparkSegmentPool``) has the same methods; it validates
+    every file (``every_file``: whole files too, and a file of one segment), this one only the
+    segments of a file validated by more than one worker."""
+
+    every_file = False
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -177,6 +185,30 @@ class SegmentPool:
             self._executor = ProcessPoolExecutor(max_workers=self.workers,
                                                  mp_context=multiprocessing.get_context("spawn"))
         return self._executor
+
+    def run_segments(self, job: _SegmentJob, job_file: Path, segments: list[CsvSegment],
+                     folders: list[Path]) -> Iterator[tuple[Part, dict]]:
+        """Each segment's ``_segment_in_worker`` result, in file order (the first failure raised)."""
+        futures = []
+        try:
+            executor = self.executor()
+            futures = [executor.submit(_segment_in_worker, job_file, s, f) for s, f in zip(segments, folders)]
+            for fut in futures:
+                yield fut.result()
+        except BrokenProcessPool:
+            self.close()
+            raise ExtractUnusable(f"{job.spec.table} ({job.info['file']}): a validation worker process stopped "
+                                  f"before its segment was done (killed, or out of memory?); run again, or set "
+                                  f"{VALIDATION_WORKERS_ENV}=1 to validate one segment at a time") from None
+        finally:
+            for fut in futures:  # a segment failed: the rest are not wanted (the pool serves the next file)
+                fut.cancel()
+            for fut in futures:
+                if not fut.cancelled():
+                    try:
+                        fut.exception()
+                    except BaseException:  # noqa: BLE001  # waiting only: the first failure is raised above
+                        pass
 
     def close(self) -> None:
         if self._executor is not None:
@@ -207,7 +239,7 @@ def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: 
 
     folders = [parts_dir / f"{s.index:05d}" for s in segments]
     counts: list[dict] = []
-    if pool is None or pool.workers <= 1 or len(segments) <= 1:
+    if pool is None or not pool.every_file and (pool.workers <= 1 or len(segments) <= 1):
         for segment, folder in zip(segments, folders):
             part, c = _validate_segment(job, segment, folder)
             counts.append(c)
@@ -219,29 +251,22 @@ def _validate_segments(job: _SegmentJob, segments: list[CsvSegment], parts_dir: 
     # no worker takes it for the one it read last
     job_file = parts_dir / f"job-{uuid.uuid4().hex}.pickle"
     job_file.write_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-    futures = []
-    try:
-        executor = pool.executor()
-        futures = [executor.submit(_segment_in_worker, job_file, s, f) for s, f in zip(segments, folders)]
-        for fut in futures:
-            part, c = fut.result()
-            counts.append(c)
-            report(part)
-        return done, counts
-    except BrokenProcessPool:
-        pool.close()
-        raise ExtractUnusable(f"{spec.table} ({job.info['file']}): a validation worker process stopped before "
-                              f"its segment was done (killed, or out of memory?); run again, or set "
-                              f"{VALIDATION_WORKERS_ENV}=1 to validate one segment at a time") from None
-    finally:
-        for fut in futures:  # a segment failed: the rest are not wanted (the pool serves the next file)
-            fut.cancel()
-        for fut in futures:
-            if not fut.cancelled():
-                try:
-                    fut.exception()
-                except BaseException:  # noqa: BLE001  # waiting only: the first failure is raised above
-                    pass
+    for part, c in pool.run_segments(job, job_file, segments, folders):
+        counts.append(c)
+        report(part)
+    return done, counts
+
+
+def validate_whole_file(landing: Path, spec, rel: str, sha: str, latest: str, lookups: dict, threshold: float,
+                        folder: Path) -> tuple[Part, dict]:
+    """A file read whole (not segmented) validated into the part ``folder``; the part and the
+    file's info (file, sha256, rows, bytes)."""
+    read = read_extract(landing, dataclasses.replace(spec, file=glob.escape(rel)))
+    if [f["file"] for f in read.files] != [rel] or read.files[0]["sha256"] != sha:
+        raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")
+    res = validate_source(read, spec, threshold, latest_date=latest, parent_lookups=lookups)
+    lines = read.row_line if read.row_line is not None else range(2, len(read.frame) + 2)
+    return _write_part(folder, read, res, spec, lines), read.files[0]
 
 
 def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, threshold: float,
@@ -254,7 +279,8 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
     ``workers``: segments validated at once (default ``core.settings.validation_workers()`` for a
     file of ``WORKERS_FROM_BYTES`` or more, else 1). ``pool``: the run's worker processes, used
     for a file that is validated by more than one (else a pool is started for the file and
-    stopped after it). ``sha256``: the file's checksum when the caller has just taken it
+    stopped after it); a pool with ``every_file`` (Spark's) validates every file, whatever
+    ``workers``, the whole file too when it is not segmented. ``sha256``: the file's checksum when the caller has just taken it
     (reading a large file again costs seconds), else taken here."""
     path = landing / rel
     segment_bytes = segment_bytes or validation_segment_bytes()
@@ -273,7 +299,8 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
             job = _SegmentJob(path, spec, header, info, latest, _first_segment_formats(path, spec, segment_bytes),
                               lookups)
             # the run's pool when it has the workers wanted; else one for this file (one worker: none started)
-            segment_pool = pool if pool is not None and pool.workers == workers else SegmentPool(workers)
+            segment_pool = pool if pool is not None and (pool.every_file or pool.workers == workers) \
+                else SegmentPool(workers)
             try:
                 parts, counts = _validate_segments(job, segments, parts_dir, segment_pool, segment_bytes)
                 main = _main_formats(counts)
@@ -292,13 +319,10 @@ def validate_file(landing: Path, spec, rel: str, latest: str, lookups: dict, thr
             shutil.rmtree(parts_dir, ignore_errors=True)
             parts, segmented = [], False
     if not segmented:
-        read = read_extract(landing, dataclasses.replace(spec, file=glob.escape(rel)))
-        if [f["file"] for f in read.files] != [rel] or read.files[0]["sha256"] != sha:
-            raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")
-        info = read.files[0]
-        res = validate_source(read, spec, threshold, latest_date=latest, parent_lookups=lookups)
-        lines = read.row_line if read.row_line is not None else range(2, len(read.frame) + 2)
-        parts.append(_write_part(parts_dir / "00000", read, res, spec, lines))
+        whole = (landing, spec, rel, sha, latest, lookups, threshold, parts_dir / "00000")
+        part, info = pool.run_whole_file(*whole) if pool is not None and pool.every_file \
+            else validate_whole_file(*whole)
+        parts.append(part)
     else:
         if sha256_file(path) != sha:
             raise ExtractUnusable(f"{spec.table} ({rel}): the file changed while it was read; run again")

@@ -55,8 +55,7 @@ from core import progress
 from core.contract import SEEDS
 from core.files import output_guard, private_folder, read_json, sha256_file, write_json_atomic
 from core.periods import period_end
-from core.settings import LINKAGE_MODEL_ENV, Paths, env_value, validation_workers
-from core.settings import engine
+from core.settings import LINKAGE_MODEL_ENV, Paths, engine, env_value, validation_workers
 from identifiable_zone import database_extracts
 from identifiable_zone import link as lk
 from identifiable_zone import link_records
@@ -109,8 +108,15 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
     tables, accepted, latest_activity, manifest = {}, {}, {}, []
     order = _parents_first(cfg)
     parent_columns = _parent_columns(cfg)
-    # one pool of segment workers for every file of the run (started by the first large file)
-    with SegmentPool(validation_workers()) as pool:
+    # one pool of segment workers for every file of the run (started by the first large file);
+    # on Spark (LTCEVAL_ENGINE), one session validates every file, stopped at the end
+    if engine() == "spark":
+        from identifiable_zone.spark_validation import SparkSegmentPool  # pyspark on the Spark engine only
+
+        segment_pool = SparkSegmentPool(paths.spark)
+    else:
+        segment_pool = SegmentPool(validation_workers())
+    with segment_pool as pool:
         for i, table in enumerate(order, 1):
             spec = cfg[table]
             parents = {ref.table: accepted[ref.table] for ref in spec.parent_date_refs if ref.table in accepted}

@@ -1,0 +1,132 @@
+"""Validation on Spark (issue 18, LTCEVAL_ENGINE=spark) gives what the DuckDB engine gives: the
+same rules (each Spark task runs validate_source and its GX suite on its segment), the same
+accepted, quarantine and flag tables, the same summary, the repeats planted across segments
+caught by the same rules across parts. Real Spark (local), real GX, real DuckDB."""
+import json
+import logging
+import shutil
+import time
+
+import pandas as pd
+import pytest
+
+from core.settings import ENGINE_ENV, VALIDATION_SEGMENT_MIB_ENV, engine, validation_segment_bytes
+from identifiable_zone.sources import ExtractUnusable, csv_segment_plan, load_sources_config, resolve_files
+from required_tools import require
+from test_file_validation import _table, _validate, landing  # noqa: F401  (landing: a fixture)
+
+# about 51 KiB: GP patients in 2 segments (the planted repeats in the second), GP appointments in
+# about 40; smaller segments (test_file_validation's) give no more cases and cost a task each
+SEGMENT_MIB = "0.05"
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def zones(landing, tmp_path_factory):
+    """The landing files validated by validate_all on each engine (one run each, timed), in
+    segments of about 51 KiB; the Spark pool's log lines."""
+    require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
+    mp = pytest.MonkeyPatch()
+    lines = _Lines()
+    spark_log = logging.getLogger("identifiable_zone.spark_validation")
+    spark_log.addHandler(lines)
+    level = spark_log.level
+    spark_log.setLevel(logging.INFO)
+    out, seconds = {}, {}
+    try:
+        for name in ("duckdb", "spark"):
+            mp.setenv(ENGINE_ENV, name)
+            t0 = time.monotonic()
+            out[name] = _validate(landing[0], tmp_path_factory.mktemp(name), mp, SEGMENT_MIB)
+            seconds[name] = time.monotonic() - t0
+    finally:
+        mp.undo()
+        spark_log.removeHandler(lines)
+        spark_log.setLevel(level)
+    print(f"\nvalidate_all at 800 people, segments of {SEGMENT_MIB} MiB: "
+          f"duckdb {seconds['duckdb']:.1f} s, spark {seconds['spark']:.1f} s")
+    return (out["duckdb"], out["spark"]), lines.lines
+
+
+@pytest.mark.slow
+def test_every_file_is_validated_in_spark_tasks(zones, landing):
+    """A task a segment, one a file read whole; no file validated outside Spark."""
+    cfg = load_sources_config()
+    size = validation_segment_bytes({VALIDATION_SEGMENT_MIB_ENV: SEGMENT_MIB})
+    files = [f for t in cfg.sources for f in resolve_files(landing[0], cfg[t])]
+    segments = [len(plan[1]) if (plan := csv_segment_plan(f, size)) else 1 for f in files]
+    assert sum(n > 1 for n in segments) >= 2  # the GP files: several segments each
+    _, lines = zones
+    # one pass a file (none validated a second time for its date formats here)
+    assert lines == [f"validation on Spark: {len(files)} file pass(es) in {sum(segments)} Spark task(s)"]
+
+
+@pytest.mark.slow
+def test_spark_gives_the_duckdb_engines_tables_and_summary(zones):
+    (on_duckdb, on_spark), _ = zones
+    cfg = load_sources_config()
+    for table in cfg.sources:
+        for sub in ("accepted", "quarantine", "dq_flags"):
+            a, b = _table(on_duckdb, sub, table), _table(on_spark, sub, table)
+            assert len(a) > 0 or sub != "accepted", (sub, table)
+            assert list(a.columns) == list(b.columns), (sub, table)
+            pd.testing.assert_frame_equal(a, b, obj=f"{sub}/{table}")
+    summaries = [json.loads((z / "validation_summary.json").read_text()) for z in (on_duckdb, on_spark)]
+    assert summaries[0] == summaries[1]
+    for table, s in summaries[1]["tables"].items():
+        assert s["rows_in"] == s["rows_accepted"] + s["rows_quarantined"], table
+    manifests = [json.loads((z / "input_manifest.json").read_text()) for z in (on_duckdb, on_spark)]
+    assert manifests[0]["files"] == manifests[1]["files"]
+
+
+@pytest.mark.slow
+def test_spark_catches_the_repeats_planted_across_segments(zones, landing):
+    (_, on_spark), _ = zones
+    _, planted_pat, planted_appt = landing
+    at = {(int(r.line), r.rule) for r in _table(on_spark, "quarantine", "gp_patients").itertuples()}
+    assert (planted_pat, "exact_duplicate_row") in at
+    assert (3, "record_id_unique") in at and (planted_pat + 1, "record_id_unique") in at
+    at = {(int(r.line), r.rule) for r in _table(on_spark, "quarantine", "gp_appointments").itertuples()}
+    assert (planted_appt, "exact_duplicate_row") in at
+    assert (6, "record_id_unique") in at and (planted_appt + 1, "record_id_unique") in at
+
+
+@pytest.mark.slow
+def test_an_unusable_file_is_refused_on_spark_as_on_duckdb_naming_file_line_and_rule(landing, tmp_path):
+    """The error is raised in a Spark task (the file read whole) and raised again on the driver."""
+    require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
+    from identifiable_zone.file_validation import validate_file
+    from identifiable_zone.spark_validation import SparkSegmentPool
+
+    spec = load_sources_config()["gp_patients"]
+    land = tmp_path / "landing"
+    land.mkdir()
+    text = (landing[0] / "gp_patients.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    text[6] = text[6].rstrip("\n") + ',"an extra field"\n'  # line 7
+    (land / "gp_patients.csv").write_text("".join(text[:40]), encoding="utf-8")
+    errors = []
+    for pool in (None, SparkSegmentPool(tmp_path / "spark")):
+        with pytest.raises(ExtractUnusable, match=r"gp_patients \(gp_patients.csv\): rule csv_shape failed at "
+                                                  r"line 7") as raised:
+            validate_file(land, spec, "gp_patients.csv", "2026-12-01", {}, 0.2, tmp_path / f"out{len(errors)}",
+                          pool=pool)
+        errors.append(str(raised.value))
+        if pool is not None:
+            assert pool.tasks == 1
+            pool.stop()
+    assert errors[0] == errors[1]
+
+
+def test_the_engine_is_duckdb_or_spark():
+    assert engine({}) == "duckdb"
+    assert engine({ENGINE_ENV: "Spark"}) == "spark"
+    with pytest.raises(ValueError, match=r"LTCEVAL_ENGINE='polars': expected one of duckdb, spark"):
+        engine({ENGINE_ENV: "polars"})
