@@ -43,6 +43,7 @@ SHARED_RUNS = {
     "tests/analytical_zone/test_dbt_build.py": "analytical-warehouse",
     "tests/analytical_zone/test_dbt_docs.py": "analytical-warehouse",
     "tests/analytical_zone/test_spark_build.py": "analytical-warehouse",
+    "tests/analytical_zone/test_gx_spark.py": "analytical-warehouse",
     "tests/operations/test_faults.py": "operations-baseline",
     "tests/operations/test_reruns.py": "operations-baseline",
     "tests/operations/test_published_disclosure.py": "operations-baseline",

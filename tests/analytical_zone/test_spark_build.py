@@ -4,35 +4,9 @@ matching is compared table by table (numbers within 1e-9 relative); the matching
 model, which dbt-spark runs only on Databricks) and what is built on it are not yet on Spark."""
 from __future__ import annotations
 
-import json
-
 import duckdb
 import numpy as np
 import pandas as pd
-import pytest
-
-from core.dbt import run_dbt
-from required_tools import require
-
-NOT_YET_ON_SPARK = ["int_controls_matched_to_treated+", "int_covariate_balance_measured+"]
-
-
-@pytest.fixture(scope="module")
-def spark_build(built_warehouse):
-    import shutil
-
-    require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
-    paths = built_warehouse
-    seeded = run_dbt(paths, "seed", "--target", "spark")
-    assert seeded.returncode == 0, seeded.stdout[-5000:]
-    built = run_dbt(paths, "run", "--target", "spark", "--exclude", *NOT_YET_ON_SPARK)
-    assert built.returncode == 0, built.stdout[-5000:]
-    listed = run_dbt(paths, "ls", "--target", "spark", "--resource-type", "model", "--output", "json",
-                     "--output-keys", "name config", "--exclude", *NOT_YET_ON_SPARK)
-    assert listed.returncode == 0, listed.stdout[-3000:]
-    nodes = [json.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
-    tables = sorted(n["name"] for n in nodes if n["config"]["materialized"] == "table")
-    return paths, tables
 
 
 def _frame(df: pd.DataFrame) -> pd.DataFrame:
