@@ -92,7 +92,7 @@ def read_spark_marts(spark, spark_dir: Path) -> dict:
     """The marts as Spark DataFrames: the tables of dbt's Spark target (metastore under ``spark_dir``)."""
     from core.spark import SPARK_SCHEMA
 
-    missing = [name for name in MARTS if not spark.catalog.tableExists(name, SPARK_SCHEMA)]
+    missing = [name for name in MARTS if not spark.catalog.tableExists(f"{SPARK_SCHEMA}.{name}")]
     if missing:
         raise FileNotFoundError(f"{spark_dir}: the Spark metastore has no table {', '.join(missing)} in schema "
                                 f"{SPARK_SCHEMA!r}: build the marts with `dbt build --target spark` first")
@@ -376,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     except CriticalExpectationError as err:
         print(err, file=sys.stderr)
         return 1
+    except FileNotFoundError as err:  # marts not built (yet) on the engine asked for
+        print(err, file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

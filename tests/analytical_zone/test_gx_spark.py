@@ -21,8 +21,6 @@ from spark_tables import export_parquet, load_in_child
 from expectations.marts import MARTS, CriticalExpectationError, validate_marts
 from required_tools import REPO
 
-pytestmark = pytest.mark.slow
-
 SUITES = {"mart_matched_cohort", "mart_evaluation_panel", "mart_balance"}
 # where and when a validation ran: the only fields of the summary that differ between the engines
 RUN_FIELDS = ("warehouse", "validated_at", "data_docs")
@@ -82,6 +80,7 @@ def _assert_same(duck: tuple[Path, Path], spark: tuple[Path, Path]) -> dict:
     return summary
 
 
+@pytest.mark.slow
 def test_the_suites_give_the_same_results_on_spark_as_on_duckdb(spark_build, tmp_path):
     paths, tables = spark_build
     # marts dbt cannot build on Spark yet (the matching and what follows it) are loaded from the
@@ -89,6 +88,8 @@ def test_the_suites_give_the_same_results_on_spark_as_on_duckdb(spark_build, tmp
     stand_ins = [m for m in MARTS if m not in tables]
     assert "mart_treated_cohort" not in stand_ins, "mart_treated_cohort should come from dbt-spark"
     if stand_ins:
+        missing = _validate_on_spark(paths.spark, tmp_path / "missing", tmp_path / "missing-full")
+        assert missing.returncode == 2 and all(m in missing.stderr for m in stand_ins), missing.stderr[-3000:]
         load_in_child(paths.spark, export_parquet(paths.warehouse, stand_ins, tmp_path / "parquet"))
     duck = (tmp_path / "duckdb", tmp_path / "duckdb-full")
     spark = (tmp_path / "spark", tmp_path / "spark-full")
@@ -103,6 +104,7 @@ def test_the_suites_give_the_same_results_on_spark_as_on_duckdb(spark_build, tmp
     assert json.loads((spark[0] / "summary.json").read_text())["warehouse"] == str(paths.spark)
 
 
+@pytest.mark.slow
 def test_failures_are_found_and_published_alike_on_spark(built_warehouse, tmp_path):
     """A broken copy of the marts, in DuckDB and loaded into a Spark folder of its own: the same
     critical failures stop both engines, with the same counts and the same published summary."""
@@ -150,3 +152,10 @@ def test_failures_are_found_and_published_alike_on_spark(built_warehouse, tmp_pa
     # the duplicated person's two rows, counted among the treated rows only
     assert unexpected("expect_column_values_to_be_unique", "person_id", is_treated=1) == [2]
     assert unexpected("expect_column_values_to_be_unique", "person_id", is_treated=0) == [0]
+
+
+def test_an_unknown_engine_or_a_missing_spark_folder_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="engine 'polars': expected one of duckdb, spark"):
+        validate_marts(tmp_path / "warehouse.duckdb", tmp_path / "gx", tmp_path / "gx-full", engine="polars")
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'spark'}: no Spark folder"):
+        validate_marts(tmp_path / "spark", tmp_path / "gx", tmp_path / "gx-full", engine="spark")
