@@ -346,14 +346,14 @@ def _finish(facts: MartFacts, reports_dir: Path, outcomes, summary) -> dict:
         warnings.warn(
             f"only {n_matched} of {n_eligible} eligible treated people were matched ({share:.0%}; target "
             f"{MIN_MATCHED_SHARE:.0%}): check overlap with the comparison pool (mart_attrition)",
-            stacklevel=3,
+            stacklevel=4,
         )
     balance_failures = summary["suites"]["mart_balance"]["failed_other"]
     if balance_failures:
         # the run goes on: the evaluation publishes a blinded report (evaluation/diagnostics.py)
         warnings.warn("balance NOT achieved after matching; the evaluation report will be blinded (diagnostics "
                       "only) unless LTCEVAL_UNBLIND_REASON is set:\n  - " + "\n  - ".join(balance_failures),
-                      stacklevel=3)
+                      stacklevel=4)
     critical = [f"{o.suite}: {msg}" for o in outcomes for msg in o.failed_critical]
     if critical:
         raise CriticalExpectationError(
