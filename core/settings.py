@@ -55,6 +55,13 @@ ENVIRONMENT: dict[str, str] = {
     "LTCEVAL_WAREHOUSE": "set for dbt by the pipeline: the DuckDB warehouse it builds",
     "LTCEVAL_PSEUDONYMISED_DIR": "set for dbt by the pipeline: the pseudonymised tables it reads",
     "LTCEVAL_SPARK_DIR": "set for dbt by the pipeline: where its Spark target (--target spark) keeps its tables and metastore",
+    # dbt's cluster targets (profiles.yml; README "Scaling out"): filled from an Airflow Connection
+    "LTCEVAL_SPARK_THRIFT_HOST": "dbt --target spark_thrift: the cluster's Thrift server host",
+    "LTCEVAL_SPARK_THRIFT_PORT": "dbt --target spark_thrift: the Thrift server's port (default 10000)",
+    "LTCEVAL_SPARK_THRIFT_USER": "dbt --target spark_thrift: the user dbt connects as",
+    "LTCEVAL_DATABRICKS_HOST": "dbt --target databricks: the workspace host (token: DBT_ENV_SECRET_DATABRICKS_TOKEN)",
+    "LTCEVAL_DATABRICKS_HTTP_PATH": "dbt --target databricks: the HTTP path of the SQL warehouse or cluster",
+    "LTCEVAL_DATABRICKS_CATALOG": "dbt --target databricks: the Unity Catalog catalog (default hive_metastore)",
     DUCKDB_MEMORY_LIMIT_ENV: "DuckDB's memory limit in the identifiable zone: validation's cross-file rules, linkage, pseudonymisation, the IG report (default 2GB; it spills beyond)",
     DBT_MEMORY_LIMIT_ENV: "DuckDB's memory limit in dbt (dbt_project/profiles.yml; default 2GB; it spills beyond)",
     VALIDATION_SEGMENT_MIB_ENV: "validation: a CSV file larger than this many MiB is validated in segments of "

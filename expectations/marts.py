@@ -1,8 +1,18 @@
 """Great Expectations suites for the analytical-zone marts (data-contracts.md §4).
 
-GX 1.x has no working DuckDB SQL datasource here, so the marts are read into pandas through a
-read-only DuckDB connection (dbt is the only writer) and validated with GX's pandas
-datasource in a file-backed context kept in a temporary project folder.
+Two engines, the same suites built by the same code (``engine``):
+
+- ``duckdb``: GX 1.x has no working DuckDB SQL datasource here, so the marts are read into
+  pandas through a read-only DuckDB connection (dbt is the only writer) and validated with
+  GX's pandas datasource.
+- ``spark`` (issue 18): the marts are the tables of dbt's Spark target, named in its metastore
+  under ``Paths.spark`` (core/spark.py), validated with GX's Spark datasource (dataframe
+  assets) in the pipeline's Spark session, which is stopped afterwards (the Derby metastore
+  serves one JVM). The few figures computed outside GX (treated ids, matched share, the
+  balance table's rows) are computed by Spark; only the balance table (one row per covariate
+  and stage) is brought into pandas.
+
+Either way GX runs in a file-backed context kept in a temporary project folder.
 
 Two outputs, because GX's own results print the marts' exact row counts and quote values
 (unexpected values, observed values, value tallies), which would undo the rounding of every
@@ -27,7 +37,8 @@ estimates) instead of stopping the run. The expectations stay here so that GX re
 system of record and its Data Docs show the failure; both use the thresholds of
 ``evaluation.diagnostics.THRESHOLDS``.
 
-Run standalone: ``python -m expectations.marts --warehouse W --reports-dir R --results-dir D``.
+Run standalone: ``python -m expectations.marts --warehouse W --reports-dir R --results-dir D
+[--engine spark]`` (with ``--engine spark``, W is the Spark folder, ``<out>/analytical/spark``).
 """
 from __future__ import annotations
 
@@ -52,6 +63,7 @@ SMD_THRESHOLD = THRESHOLDS.max_abs_smd
 MIN_MATCHED_SHARE = 0.95
 BALANCE_CHECK = "reported; the evaluation's diagnostics gate blinds the report when it fails"
 DATA_DOCS_SITE = "ltceval_marts"
+ENGINES = ("duckdb", "spark")
 
 
 class CriticalExpectationError(RuntimeError):
@@ -76,13 +88,55 @@ def read_marts(warehouse: Path) -> dict[str, pd.DataFrame]:
         con.close()
 
 
-def _expectations(marts: dict[str, pd.DataFrame]) -> dict[str, list[tuple[object, bool, str]]]:
-    """Per mart: (expectation, critical, plain-English meaning)."""
+def read_spark_marts(spark, spark_dir: Path) -> dict:
+    """The marts as Spark DataFrames: the tables of dbt's Spark target (metastore under ``spark_dir``)."""
+    from core.spark import SPARK_SCHEMA
+
+    missing = [name for name in MARTS if not spark.catalog.tableExists(f"{SPARK_SCHEMA}.{name}")]
+    if missing:
+        raise FileNotFoundError(f"{spark_dir}: the Spark metastore has no table {', '.join(missing)} in schema "
+                                f"{SPARK_SCHEMA!r}: build the marts with `dbt build --target spark` first")
+    return {name: spark.table(f"{SPARK_SCHEMA}.{name}") for name in MARTS}
+
+
+@dataclass(frozen=True)
+class MartFacts:
+    """What the suites and the gates need besides GX's own checks, computed by the engine that
+    holds the marts."""
+    treated_ids: list
+    n_eligible_treated: int
+    n_matched_treated: int
+    balance: pd.DataFrame  # mart_balance: one row per covariate and stage, small on any engine
+
+
+def _pandas_facts(marts: dict[str, pd.DataFrame]) -> MartFacts:
+    tc = marts["mart_treated_cohort"]
+    return MartFacts(
+        treated_ids=sorted(tc["person_id"].dropna().unique().tolist()),
+        n_eligible_treated=int(tc["eligible_for_matching"].fillna(False).astype(bool).sum()),
+        n_matched_treated=int((marts["mart_matched_cohort"]["is_treated"] == 1).sum()),
+        balance=marts["mart_balance"])
+
+
+def _spark_facts(marts: dict) -> MartFacts:
+    from pyspark.sql import functions as F
+
+    tc = marts["mart_treated_cohort"]
+    ids = tc.where(F.col("person_id").isNotNull()).select("person_id").distinct().collect()
+    return MartFacts(
+        treated_ids=sorted(row["person_id"] for row in ids),
+        # a null eligibility is not eligible, as fillna(False) on the pandas side
+        n_eligible_treated=tc.where(F.col("eligible_for_matching").cast("boolean")).count(),
+        n_matched_treated=marts["mart_matched_cohort"].where(F.col("is_treated") == 1).count(),
+        balance=marts["mart_balance"].toPandas())
+
+
+def _expectations(treated_ids: list) -> dict[str, list[tuple[object, bool, str]]]:
+    """Per mart: (expectation, critical, plain-English meaning); the same on every engine."""
     import great_expectations as gx
     from great_expectations.expectations.row_conditions import Column
 
     e = gx.expectations
-    treated_ids = sorted(marts["mart_treated_cohort"]["person_id"].dropna().unique().tolist())
     after_matched_on = (Column("stage") == "after") & (Column("matched_on") == True)  # noqa: E712
     treated = Column("is_treated") == 1
     control = Column("is_treated") == 0
@@ -134,26 +188,50 @@ def _expectations(marts: dict[str, pd.DataFrame]) -> dict[str, list[tuple[object
     }
 
 
-def validate_marts(warehouse: Path, reports_dir: Path, results_dir: Path) -> dict:
+def validate_marts(warehouse: Path, reports_dir: Path, results_dir: Path, engine: str = "duckdb") -> dict:
     """Validate the marts: the full GX results (one JSON per suite) and Data Docs into
     ``results_dir`` (not published), the published ``summary.json`` into ``reports_dir``;
     raise on a critical failure, else return the summary (suites, matched share, largest SMD
     after). ``results_dir`` must not be inside ``reports_dir``. Balance is reported (with a
     warning when it fails), not raised: the evaluation blinds its report instead.
+
+    ``engine="duckdb"``: ``warehouse`` is the DuckDB file. ``engine="spark"``: ``warehouse`` is
+    the Spark folder of dbt's Spark target (``Paths.spark``); the suites run on Spark and the
+    session is stopped before returning.
     """
-    import tempfile
-
-    import great_expectations as gx
-
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
     reports_dir, results_dir = Path(reports_dir).resolve(), Path(results_dir).resolve()
     if results_dir == reports_dir or reports_dir in results_dir.parents:
         raise ValueError(f"the full GX results ({results_dir}) must not go into the published folder {reports_dir}")
-    marts = read_marts(Path(warehouse))
+    if engine == "duckdb":
+        marts = read_marts(Path(warehouse))
+        return _validate(marts, _pandas_facts(marts), "pandas", Path(warehouse), reports_dir, results_dir)
+
+    from core.spark import spark_session
+
+    spark_dir = Path(warehouse)
+    if not spark_dir.is_dir():
+        raise FileNotFoundError(f"{spark_dir}: no Spark folder (dbt's Spark target builds the marts there)")
+    spark = spark_session(spark_dir, app_name="ltceval-gx-marts")
+    try:
+        marts = read_spark_marts(spark, spark_dir)
+        return _validate(marts, _spark_facts(marts), "spark", spark_dir, reports_dir, results_dir)
+    finally:
+        spark.stop()  # the metastore (embedded Derby) serves one JVM: free it for the next user
+
+
+def _validate(marts: dict, facts: MartFacts, datasource: str, warehouse: Path, reports_dir: Path,
+              results_dir: Path) -> dict:
+    import tempfile
+
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     reports_dir.mkdir(parents=True, exist_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     for old in results_dir.glob("*.json"):  # this run's results only, as for the Data Docs
         old.unlink()
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     with tempfile.TemporaryDirectory(prefix="ltceval-gx-") as project_dir:
         context = gx.get_context(mode="file", project_root_dir=project_dir)
@@ -170,10 +248,15 @@ def validate_marts(warehouse: Path, reports_dir: Path, results_dir: Path) -> dic
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
             },
         )
-        outcomes, summary = _run_suites(context, marts, results_dir, warehouse)
+        if datasource == "spark":
+            # the running session is reused (GX applies no spark_config of its own)
+            source = context.data_sources.add_spark(name="ltceval_marts")
+        else:
+            source = context.data_sources.add_pandas(name="ltceval_marts")
+        outcomes, summary = _run_suites(context, source, marts, facts, results_dir, warehouse)
         context.build_data_docs(site_names=[DATA_DOCS_SITE])
     summary["data_docs"] = str(docs_dir / "index.html")
-    return _finish(marts, reports_dir, outcomes, summary)
+    return _finish(facts, reports_dir, outcomes, summary)
 
 
 def published_expectation(result, mart: str) -> dict:
@@ -194,15 +277,14 @@ def published_expectation(result, mart: str) -> dict:
             "success": bool(result.success), **counts, "unexpected_percent_total": percent}
 
 
-def _run_suites(context, marts, results_dir: Path, warehouse: Path):
+def _run_suites(context, source, marts: dict, facts: MartFacts, results_dir: Path, warehouse: Path):
     import great_expectations as gx
 
-    source = context.data_sources.add_pandas(name="ltceval_marts")
     outcomes: list[SuiteOutcome] = []
     summary: dict[str, object] = {"warehouse": str(warehouse), "validated_at": datetime.now(timezone.utc).isoformat(),
                                   "balance_check": BALANCE_CHECK, "suites": {}}
 
-    for mart, items in _expectations(marts).items():
+    for mart, items in _expectations(facts.treated_ids).items():
         suite = context.suites.add(gx.ExpectationSuite(name=f"{mart}_suite"))
         meaning: dict[str, tuple[bool, str]] = {}
         for exp, critical, text in items:
@@ -227,7 +309,7 @@ def _run_suites(context, marts, results_dir: Path, warehouse: Path):
             label = f"{cfg.type}({cfg.kwargs.get('column', cfg.kwargs.get('column_list', ''))}): {(cfg.meta or {}).get('meaning', '')}"
             details = r.result or {}
             if mart == "mart_balance" and cfg.kwargs.get("column") == "smd":
-                bal = marts["mart_balance"]
+                bal = facts.balance
                 over = bal[(bal["stage"] == "after") & bal["matched_on"] & (bal["smd"].abs() >= SMD_THRESHOLD)]
                 # statistics published in the balance table, at its precision (three figures)
                 label += " [" + ", ".join(f"{c} {significant(v):+}" for c, v in zip(over["covariate"], over["smd"]))
@@ -246,18 +328,16 @@ def _run_suites(context, marts, results_dir: Path, warehouse: Path):
     return outcomes, summary
 
 
-def _finish(marts, reports_dir: Path, outcomes, summary) -> dict:
+def _finish(facts: MartFacts, reports_dir: Path, outcomes, summary) -> dict:
     # matched share of eligible treated people (reported; critical only through balance above)
-    tc = marts["mart_treated_cohort"]
-    n_eligible = int(tc["eligible_for_matching"].fillna(False).astype(bool).sum())
-    n_matched = int((marts["mart_matched_cohort"]["is_treated"] == 1).sum())
+    n_eligible, n_matched = facts.n_eligible_treated, facts.n_matched_treated
     share = n_matched / n_eligible if n_eligible else 0.0
     # published in gx/summary.json: counts rounded and the share computed from them (the exact
     # pair gave the matched cohort's size away); the gate itself uses the exact share
     summary["matched_share"] = {"n_eligible_treated": round_count(n_eligible), "n_matched_treated": round_count(n_matched),
                                 "share": share_of_rounded(n_matched, n_eligible, scale=1.0),
                                 "target": MIN_MATCHED_SHARE, "meets_target": share >= MIN_MATCHED_SHARE}
-    bal = marts["mart_balance"]
+    bal = facts.balance
     after = bal[(bal["stage"] == "after") & bal["matched_on"]]
     summary["max_abs_smd_after"] = significant(float(after["smd"].abs().max())) if len(after) else None
     (reports_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -266,14 +346,14 @@ def _finish(marts, reports_dir: Path, outcomes, summary) -> dict:
         warnings.warn(
             f"only {n_matched} of {n_eligible} eligible treated people were matched ({share:.0%}; target "
             f"{MIN_MATCHED_SHARE:.0%}): check overlap with the comparison pool (mart_attrition)",
-            stacklevel=3,
+            stacklevel=4,
         )
     balance_failures = summary["suites"]["mart_balance"]["failed_other"]
     if balance_failures:
         # the run goes on: the evaluation publishes a blinded report (evaluation/diagnostics.py)
         warnings.warn("balance NOT achieved after matching; the evaluation report will be blinded (diagnostics "
                       "only) unless LTCEVAL_UNBLIND_REASON is set:\n  - " + "\n  - ".join(balance_failures),
-                      stacklevel=3)
+                      stacklevel=4)
     critical = [f"{o.suite}: {msg}" for o in outcomes for msg in o.failed_critical]
     if critical:
         raise CriticalExpectationError(
@@ -288,12 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warehouse", required=True)
     p.add_argument("--reports-dir", required=True, help="the published summary.json goes here")
     p.add_argument("--results-dir", required=True, help="full GX results and Data Docs (not to be published)")
+    p.add_argument("--engine", choices=ENGINES, default="duckdb",
+                   help="spark: --warehouse is the Spark folder of dbt's Spark target (<out>/analytical/spark)")
     a = p.parse_args(argv)
     try:
-        summary = validate_marts(Path(a.warehouse), Path(a.reports_dir), Path(a.results_dir))
+        summary = validate_marts(Path(a.warehouse), Path(a.reports_dir), Path(a.results_dir), engine=a.engine)
     except CriticalExpectationError as err:
         print(err, file=sys.stderr)
         return 1
+    except FileNotFoundError as err:  # marts not built (yet) on the engine asked for
+        print(err, file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

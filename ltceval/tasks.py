@@ -102,9 +102,10 @@ def match_cohort() -> dict:
     return run_matching(paths.with_warehouse(paths.staging_warehouse), engine="duckdb")
 
 
-def validate_marts() -> dict:
+def validate_marts(engine: str = "duckdb") -> dict:
     """GX suites on the staged marts; raises CriticalExpectationError when a critical one fails
-    (the staged warehouse is then not published)."""
+    (the staged warehouse is then not published). ``engine="spark"``: the suites run on the
+    tables of dbt's Spark target (``Paths.spark``) instead of the staged DuckDB file."""
     from core.dbt import release_in_process_dbt_handle
     from expectations.marts import validate_marts as run_suites
 
@@ -113,9 +114,13 @@ def validate_marts() -> dict:
     staged = publish.staged(paths, run).with_warehouse(paths.staging_warehouse)
     release_in_process_dbt_handle()
     with airflow_retry_policy():
-        publish.seal_staging_warehouse(paths)  # the file the gates read is the file published
+        if engine == "spark":
+            marts = paths.spark
+        else:
+            publish.seal_staging_warehouse(paths)  # the file the gates read is the file published
+            marts = staged.warehouse
         with output_guard(staged.reports / "gx"), output_guard(paths.gx_results):
-            summary = run_suites(staged.warehouse, staged.reports / "gx", paths.gx_results)
+            summary = run_suites(marts, staged.reports / "gx", paths.gx_results, engine=engine)
         gates = {"matched_share": summary["matched_share"], "max_abs_smd_after": summary["max_abs_smd_after"]}
         publish.record_gates_passed(paths, gates)
     return {**gates, **run.to_json()}

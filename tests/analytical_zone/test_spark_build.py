@@ -6,32 +6,11 @@ built from. Every table, the matched cohort and its balance included, equals Duc
 engines, so it makes the same matched sets."""
 from __future__ import annotations
 
-import json
-
 import duckdb
 import numpy as np
 import pandas as pd
-import pytest
 
-from core.dbt import run_dbt
 from evaluation.matching_step import BALANCE_TABLE, MATCHED_TABLE
-from ltceval.warehouse_build import build_warehouse
-from required_tools import require
-
-
-@pytest.fixture(scope="module")
-def spark_build(built_warehouse):
-    import shutil
-
-    require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
-    paths = built_warehouse
-    built = build_warehouse(paths, engine="spark")  # raises, with dbt's log, when a step fails
-    listed = run_dbt(paths, "ls", "--target", "spark", "--resource-type", "model", "--output", "json",
-                     "--output-keys", "name config")
-    assert listed.returncode == 0, listed.stdout[-3000:]
-    nodes = [json.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
-    tables = sorted(n["name"] for n in nodes if n["config"]["materialized"] == "table")
-    return paths, [*tables, MATCHED_TABLE, BALANCE_TABLE], built
 
 
 def _frame(df: pd.DataFrame) -> pd.DataFrame:

@@ -15,3 +15,22 @@ def test_the_session_settings_are_the_dbt_spark_targets():
                 for k, v in target["server_side_parameters"].items()}
     assert rendered == session_parameters(Path(spark_dir))
     assert target["schema"] == SPARK_SCHEMA
+
+
+def test_the_cluster_targets_take_every_connection_setting_from_the_environment():
+    """spark_thrift and databricks (README "Scaling out"): host, port, user, token and path are
+    env_var() lookups that an Airflow Connection fills, never values written in the profile;
+    the token's name makes dbt scrub it from logs (DBT_ENV_SECRET_)."""
+    import re
+
+    outputs = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["ltceval"]["outputs"]
+    lookup = re.compile(r"\{\{ env_var\('([A-Z0-9_]+)'(?:, '[^']*')?\)(?: \| as_number)? \}\}")
+    settings = {"spark_thrift": ("host", "port", "user"), "databricks": ("host", "http_path", "token", "catalog")}
+    for target, keys in settings.items():
+        assert outputs[target]["schema"] == SPARK_SCHEMA, target
+        for key in keys:
+            assert lookup.fullmatch(str(outputs[target][key])), f"{target}.{key} is not an env_var(): {outputs[target][key]!r}"
+        assert not {"password", "token"} & set(outputs[target]) - set(keys), target
+    assert outputs["spark_thrift"]["type"] == "spark" and outputs["spark_thrift"]["method"] == "thrift"
+    assert outputs["databricks"]["type"] == "databricks"
+    assert lookup.fullmatch(outputs["databricks"]["token"]).group(1).startswith("DBT_ENV_SECRET_")

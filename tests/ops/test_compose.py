@@ -31,6 +31,8 @@ NOT_FOR_COMPOSE = {
     "LTCEVAL_SPARK_DIR": "set for dbt from LTCEVAL_OUT (Paths.dbt_env); read only by dbt's spark target",
     "LTCEVAL_PG_BINDIR": "ops/postgres_cluster.py, the stack's own throwaway cluster; compose runs a postgres service",
 }
+SPARK_PROFILE = "spark"
+SPARK_CONNECTION = "AIRFLOW_CONN_LTCEVAL_SPARK"  # the Airflow Connection naming the Spark master
 # folders whose code runs inside DAG tasks or DAG parsing
 CODE_DIRS = ("dags", "core", "ltceval", "identifiable_zone", "evaluation", "expectations")
 
@@ -281,8 +283,10 @@ def test_each_zone_is_its_own_volume_mounted_only_where_needed(resolved):
             assert not used & set(ZONES), f"{tool}: {name} mounts data zone(s) {sorted(used & set(ZONES))}"
         for name, svc in cfg["services"].items():  # e.g. a demo data loader: landing only
             used = {_volume_source(cfg, m["source"]) for m in _mounts(svc)} & set(ZONES)
+            # the optional Spark worker writes dbt's Spark tables: the analytical zone only
+            allowed = {"analytical"} if SPARK_PROFILE in (svc.get("profiles") or []) else {"landing"}
             if name != sched_name and used:
-                assert used == {"landing"}, f"{tool}: {name} mounts {sorted(used)}"
+                assert used == allowed, f"{tool}: {name} mounts {sorted(used)}"
 
 
 def test_pseudonymisation_key_is_a_file_secret_for_the_scheduler_only(resolved):
@@ -376,3 +380,67 @@ def test_ui_port_is_published(resolved):
         ports = _ports(api)
         assert ("8080", 8080) in ports, f"{tool}: {name} publishes {ports}"
         assert "--port 8080" in _command(api) or "-p 8080" in _command(api) or "AIRFLOW__API__PORT" not in _env(api)
+
+
+# ----------------------------------------------------------------- the optional Spark profile
+
+
+def _locked_version(package: str) -> str:
+    lock = (REPO / "uv.lock").read_text()
+    m = re.search(rf'^name = "{re.escape(package)}"\nversion = "([^"]+)"', lock, re.M)
+    assert m, f"{package} is not in uv.lock"
+    return m.group(1)
+
+
+def _spark_services(cfg: dict) -> dict[str, dict]:
+    return {n: s for n, s in cfg["services"].items() if SPARK_PROFILE in (s.get("profiles") or [])}
+
+
+def test_the_default_stack_is_unchanged_by_the_spark_profile(resolved):
+    """Without `--profile spark` nothing Spark starts (1.29's `config` lists profiled services,
+    marked; v2 leaves them out), no service waits on one, and Airflow gets no Spark connection."""
+    for tool, _, cfg in resolved:
+        spark = _spark_services(cfg)
+        for name, svc in cfg["services"].items():
+            if name not in spark:
+                assert not set(_depends(svc)) & set(spark), f"{tool}: {name} depends on a Spark service"
+        for role in AIRFLOW_ROLES:
+            name, svc = _roles(cfg)[role]
+            assert not _env(svc).get(SPARK_CONNECTION), f"{tool}: {name} has a Spark connection by default"
+
+
+def test_the_spark_profile_adds_a_master_and_worker_the_scheduler_reaches(compose_cmds, tmp_path):
+    """`docker-compose --profile spark config` (profiles: Compose >= 1.28, and v2): a master and a
+    worker on the pipeline's own Spark release, the worker registered with the master and holding
+    only the analytical zone, and the scheduler given the master as an Airflow Connection from .env."""
+    project = _project(tmp_path, fill_secrets=True)
+    master_url = "spark://spark-master:7077"
+    with (project / ".env").open("a") as env_file:
+        env_file.write(f"{SPARK_CONNECTION}={master_url}\n")
+    spark_release = _locked_version("pyspark")
+    for cmd in compose_cmds:
+        proc = _config(cmd, project, "--profile", SPARK_PROFILE)
+        assert proc.returncode == 0, f"{' '.join(cmd)} --profile spark config rejected docker-compose.yml:\n{proc.stderr}"
+        tool, cfg = " ".join(cmd), yaml.safe_load(proc.stdout)
+        spark = _spark_services(cfg)
+        master_name, master = _service({"services": spark}, "spark-master")
+        worker_name, worker = _service({"services": spark}, "spark-worker")
+        assert set(spark) == {master_name, worker_name}, f"{tool}: Spark profile services {sorted(spark)}"
+        for name, svc in spark.items():
+            assert svc["image"] == f"apache/spark:{spark_release}", \
+                f"{tool}: {name} runs {svc['image']}, the pipeline's pyspark is {spark_release} (uv.lock)"
+            assert not _secrets(svc), f"{tool}: {name} needs no secret"
+        assert "org.apache.spark.deploy.master.Master" in _command(master) and "--port 7077" in _command(master)
+        assert all(published.startswith("127.0.0.1:") or published == "8081" for published, _ in _ports(master))
+        assert "org.apache.spark.deploy.worker.Worker" in _command(worker)
+        assert f"spark://{master_name}:7077" in _command(worker), f"{tool}: {worker_name} must register with {master_name}"
+        assert master_name in _depends(worker)
+        sched_name, sched = _roles(cfg)["scheduler"]
+        sched_mounts = {_volume_source(cfg, m["source"]): m["target"] for m in _mounts(sched)}
+        worker_mounts = {_volume_source(cfg, m["source"]): m["target"] for m in _mounts(worker)}
+        assert worker_mounts == {"analytical": sched_mounts["analytical"]}, \
+            f"{tool}: {worker_name} must see the analytical zone where the driver ({sched_name}) does, and nothing else"
+        assert _mounts(master) == [], f"{tool}: {master_name} holds no data"
+        url = urlsplit(_env(sched).get(SPARK_CONNECTION) or "")
+        assert (url.scheme, url.hostname, url.port) == ("spark", master_name, 7077), \
+            f"{tool}: {sched_name} reaches the master through {SPARK_CONNECTION}, got {url.geturl()!r}"
