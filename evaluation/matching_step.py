@@ -165,7 +165,7 @@ class SparkWarehouse:
         self.spark = spark_session(spark_dir, app_name="ltceval-matching")
         self.spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
         self.spark.conf.set("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
-        if not self.spark.catalog.tableExists(POOL_TABLE, self.schema):
+        if not self.spark.catalog.tableExists(f"{self.schema}.{POOL_TABLE}"):
             self.spark.stop()
             raise FileNotFoundError(f"matching: no table {self.schema}.{POOL_TABLE} in the Spark warehouse at "
                                     f"{spark_dir}; dbt's first selection (--target spark) builds it")
@@ -318,3 +318,28 @@ def measure_balance(wh: DuckDBWarehouse | SparkWarehouse, design: MatchingDesign
     balance["matched_on"] = ~balance["covariate"].isin(shown)
     wh.write_frame(BALANCE_TABLE, balance)
     return balance
+
+
+def main(argv=None) -> int:
+    """``python -m evaluation.matching_step --out DIR [--engine spark] [--vars JSON]``: the step
+    in a process of its own (``ltceval.warehouse_build`` runs the Spark step so: see there)."""
+    import argparse
+    import json
+
+    from core.settings import Paths
+
+    ap = argparse.ArgumentParser(prog="python -m evaluation.matching_step", description=main.__doc__)
+    ap.add_argument("--out", type=Path, required=True, help="the run's output folder")
+    ap.add_argument("--warehouse", type=Path, help="the DuckDB warehouse (default: the run's published one)")
+    ap.add_argument("--engine", choices=ENGINES, default="duckdb")
+    ap.add_argument("--vars", default="{}", help="further dbt vars, as given to dbt (JSON)")
+    args = ap.parse_args(argv)
+    paths = Paths(args.out.resolve())
+    if args.warehouse:
+        paths = paths.with_warehouse(args.warehouse.resolve())
+    print(json.dumps(run_matching(paths, engine=args.engine, extra_vars=json.loads(args.vars) or None)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -65,9 +65,29 @@ def build_warehouse(paths: Paths, *dbt_args: str, engine: str = "duckdb", extra_
     first, second = selections(select)
     target = ["--target", TARGETS[engine]]
     first_output = run(paths, ["build", *first, *target, *dbt_args], extra_vars)
-    matching = run_matching(paths, engine=engine, extra_vars=extra_vars)
+    if engine == "spark":
+        matching = _match_in_a_child_process(paths, engine, extra_vars)
+    else:
+        matching = run_matching(paths, engine=engine, extra_vars=extra_vars)
     second_output = run(paths, ["build", *second, *target, *dbt_args], extra_vars)
     return {"matching": matching, "dbt_output": [first_output, second_output]}
+
+
+def _match_in_a_child_process(paths: Paths, engine: str, extra_vars: dict | None) -> dict:
+    """The matching step in a process of its own. Spark's local metastore is an embedded Derby
+    database that one JVM at a time may open, and a stopped Spark session leaves its JVM (and
+    Derby's lock) alive in this process: dbt's next selection then cannot open the metastore
+    ("Unable to instantiate SessionHiveMetaStoreClient"). The child's JVM ends with it."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "evaluation.matching_step", "--out", str(paths.out), "--warehouse",
+           str(paths.warehouse), "--engine", engine, "--vars", json.dumps(extra_vars or {})]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the matching step on {engine} failed (exit {proc.returncode}):\n{proc.stderr[-5000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
