@@ -113,7 +113,7 @@ def validate_all(paths: Paths, run_id: str | None = None, config_path: str | Non
     if engine() == "spark":
         from identifiable_zone.spark_validation import SparkSegmentPool  # pyspark on the Spark engine only
 
-        segment_pool = SparkSegmentPool(paths.spark)
+        segment_pool = SparkSegmentPool(paths)
     else:
         segment_pool = SegmentPool(validation_workers())
     with segment_pool as pool:

@@ -28,9 +28,11 @@ import pickle
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 from core.memory import release_memory
+from core.settings import Paths
 from identifiable_zone.cross_file_rules import Part
 from identifiable_zone.file_validation import _segment_in_worker, _SegmentJob, validate_whole_file
 from identifiable_zone.sources import CsvSegment, ExtractUnusable
@@ -72,16 +74,18 @@ def _whole_file_in_worker(job_file: Path) -> tuple[Part, dict]:
 
 
 class SparkSegmentPool:
-    """``file_validation.SegmentPool``'s methods on a Spark session (``core.spark``): every
-    file's segments, or the whole file, validated in Spark tasks. The session starts with the
-    first file validated (a run whose files are all cached starts none) and stops at the end of
-    the ``with`` block: the embedded metastore takes one JVM at a time."""
+    """``file_validation.SegmentPool``'s methods on a Spark session: every file's segments, or
+    the whole file, validated in Spark tasks. The session is the identifiable zone's
+    (``spark_engine.zone_session``: Spark's local and temporary files inside the zone, no event
+    log), started with the first file validated (a run whose files are all cached starts none)
+    and stopped at the end of the ``with`` block: the embedded metastore takes one JVM at a time."""
 
     every_file = True
 
-    def __init__(self, spark_dir: Path):
-        self.spark_dir = Path(spark_dir)
+    def __init__(self, paths: Paths):
+        self.paths = paths
         self._session = None
+        self._zone: ExitStack | None = None
         self.files = self.tasks = 0  # validated here (the log line at the end)
 
     @property
@@ -91,9 +95,10 @@ class SparkSegmentPool:
 
     def session(self):
         if self._session is None:
-            from core.spark import spark_session
+            from identifiable_zone.spark_engine import zone_session
 
-            self._session = spark_session(self.spark_dir, app_name="ltceval-validation")
+            self._zone = ExitStack()
+            self._session = self._zone.enter_context(zone_session(self.paths, app_name="ltceval-validation"))
             # Python tasks run in this interpreter (the environment that has GX and this package):
             # pyspark otherwise starts `python3` from PATH; spark.pyspark.python is read only by
             # spark-submit, not by a session started in-process
@@ -139,9 +144,9 @@ class SparkSegmentPool:
         """Between files: nothing (Spark keeps or stops its Python workers itself)."""
 
     def stop(self) -> None:
-        if self._session is not None:
-            self._session.stop()
-            self._session = None
+        if self._zone is not None:
+            self._zone.close()  # stops the session, removes its files
+            self._zone = self._session = None
             log.info("validation on Spark: %d file pass(es) in %d Spark task(s)", self.files, self.tasks)
 
     def __enter__(self) -> "SparkSegmentPool":

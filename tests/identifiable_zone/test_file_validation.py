@@ -52,8 +52,8 @@ def landing(tmp_path_factory):
     for big in ("gp_appointments.csv", "opa.csv", "ecds.csv"):
         # each segment costs its own GX run: the first rows (about 8 segments) show what the
         # whole file would, at a third of the test time
-        lines = (land / big).read_text(encoding="utf-8").split("\n")
-        (land / big).write_text("\n".join(lines[:KEEP_LINES]) + "\n", encoding="utf-8")
+        lines = (land / big).read_text(encoding="utf-8").splitlines(keepends=True)
+        (land / big).write_text("".join(lines[:KEEP_LINES]), encoding="utf-8")
     pat = _rows(land / "gp_patients.csv")
     header = pat[0]
     rid, nhs = header.index("PatientRecordId"), header.index("NHSNumber")
