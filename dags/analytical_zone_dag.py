@@ -86,12 +86,13 @@ from cosmos.constants import (  # noqa: E402
 
 from core.assets import ANALYTICAL_ZONE, IDENTIFIABLE_ZONE, airflow_asset  # noqa: E402
 from core.dbt import DBT_EXECUTABLE, dbt_vars  # noqa: E402
-from core.settings import DBT_PROJECT_DIR  # noqa: E402
+from core.settings import DBT_PROJECT_DIR, engine  # noqa: E402
 from ltceval import tasks  # noqa: E402
 from ltceval.retries import IO_RETRIES, NO_RETRIES  # noqa: E402
-from ltceval.warehouse_build import FIRST_SELECTION, SECOND_SELECTION  # noqa: E402
+from ltceval.warehouse_build import FIRST_SELECTION, SECOND_SELECTION, TARGETS  # noqa: E402
 
 DBT_ENV = tasks.dbt_environment()
+ENGINE = engine()  # LTCEVAL_ENGINE (`ltceval run --engine`): which dbt target, and Spark's extra task
 PRODUCTION_EXCLUDES = ("resource_type:unit_test",)
 DBT_BEFORE_MATCHING = "dbt_before_matching"  # the task groups (and cosmos' dbt ls cache keys)
 DBT_AFTER_MATCHING = "dbt_after_matching"
@@ -130,12 +131,15 @@ def analytical_zone():
             group_id=group_id,
             project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, env_vars=DBT_ENV, dbt_vars=dbt_vars(),
                                          install_dbt_deps=False),
-            profile_config=ProfileConfig(profile_name="ltceval", target_name="dev",
+            profile_config=ProfileConfig(profile_name="ltceval", target_name=TARGETS[ENGINE],
                                          profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
             # one `dbt build` of the group's selection (the producer task), in-process (dbtRunner):
-            # a dbt start-up per model cost more than most models take to build
+            # a dbt start-up per model cost more than most models take to build. On Spark a dbt
+            # child process: dbt-spark's session (its JVM, holding the metastore's lock) must end
+            # before the matching step and the next group open the metastore
             execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER, dbt_executable_path=DBT_EXECUTABLE,
-                                             invocation_mode=InvocationMode.DBT_RUNNER),
+                                             invocation_mode=(InvocationMode.SUBPROCESS if ENGINE == "spark"
+                                                              else InvocationMode.DBT_RUNNER)),
             render_config=RenderConfig(
                 load_method=LoadMode.DBT_LS,
                 select=select,
@@ -173,14 +177,23 @@ def analytical_zone():
 
     @task(**NO_RETRIES)
     def validate_marts() -> dict:
-        return tasks.validate_marts()
+        return tasks.validate_marts(ENGINE)
+
+    @task(**IO_RETRIES)
+    def collect_for_evaluation() -> dict:
+        return tasks.collect_for_evaluation()
 
     @task(outlets=[airflow_asset(ANALYTICAL_ZONE)], **IO_RETRIES)
     def publish_warehouse(gates: dict) -> dict:
         return tasks.publish_warehouse(gates)
 
     gates = validate_marts()
-    prepare_warehouse() >> before_matching >> matching >> after_matching >> gates
+    if ENGINE == "spark":  # the tables the evaluation reads, from Spark into the staging DuckDB file
+        collected = collect_for_evaluation()
+        prepare_warehouse() >> before_matching >> matching >> after_matching >> collected >> gates
+        after_done >> collected
+    else:
+        prepare_warehouse() >> before_matching >> matching >> after_matching >> gates
     # a failed producer fails the run even if every sensor passed
     before_done >> matching
     after_done >> gates

@@ -43,3 +43,22 @@ def collect_for_evaluation(paths: Paths, warehouse: Path) -> dict[str, int]:
     finally:
         spark.stop()
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ltceval.spark_warehouse --out DIR --warehouse FILE``: collect a run's Spark
+    tables into the DuckDB file; prints rows per table as JSON (the task runs this in a child
+    process, so that the JVM and its lock on the metastore end with it)."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m ltceval.spark_warehouse", description=main.__doc__)
+    ap.add_argument("--out", type=Path, required=True, help="the run's output folder")
+    ap.add_argument("--warehouse", type=Path, required=True, help="the DuckDB file to write")
+    args = ap.parse_args(argv)
+    print(json.dumps(collect_for_evaluation(Paths(args.out.resolve()), args.warehouse)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

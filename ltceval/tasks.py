@@ -91,15 +91,38 @@ def prepare_warehouse() -> dict:
 @_gives_memory_back
 def match_cohort() -> dict:
     """The matching step between the DAG's two dbt groups: the matched cohort and its balance,
-    written into the staging warehouse (evaluation.matching_step) as dbt's source `matching`."""
+    written into the staging warehouse (evaluation.matching_step) as dbt's source `matching`;
+    on Spark into the Spark warehouse, from a child process (its JVM ends with it)."""
     from core.dbt import release_in_process_dbt_handle
+    from core.settings import engine
     from evaluation.matching_step import run_matching
+    from ltceval.warehouse_build import match_in_a_child_process
 
-    paths = Paths.from_env()
+    paths = Paths.from_env().with_warehouse(Paths.from_env().staging_warehouse)
+    if engine() == "spark":
+        return match_in_a_child_process(paths, "spark", None)
     # dbt ran in this process under dag.test(): its handle on the file must go before the step
     # opens it for writing (the one writer)
     release_in_process_dbt_handle()
-    return run_matching(paths.with_warehouse(paths.staging_warehouse), engine="duckdb")
+    return run_matching(paths, engine="duckdb")
+
+
+def collect_for_evaluation() -> dict:
+    """Spark engine: the tables the evaluation reads, from the Spark warehouse into the staging
+    DuckDB file the gates seal and publishing swaps in (ltceval.spark_warehouse), in a child
+    process (its JVM, holding the metastore's lock, ends with it)."""
+    import json
+    import subprocess
+    import sys
+
+    paths = Paths.from_env()
+    with airflow_retry_policy():
+        proc = subprocess.run([sys.executable, "-m", "ltceval.spark_warehouse", "--out", str(paths.out),
+                               "--warehouse", str(paths.staging_warehouse)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"collecting the Spark tables for the evaluation failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-5000:]}")
+    return {"tables": json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def validate_marts(engine: str = "duckdb") -> dict:
@@ -114,11 +137,10 @@ def validate_marts(engine: str = "duckdb") -> dict:
     staged = publish.staged(paths, run).with_warehouse(paths.staging_warehouse)
     release_in_process_dbt_handle()
     with airflow_retry_policy():
-        if engine == "spark":
-            marts = paths.spark
-        else:
-            publish.seal_staging_warehouse(paths)  # the file the gates read is the file published
-            marts = staged.warehouse
+        # the file published is the file the gates read (DuckDB) or the one collected from the
+        # tables they read (Spark: collect_for_evaluation ran before)
+        publish.seal_staging_warehouse(paths)
+        marts = paths.spark if engine == "spark" else staged.warehouse
         with output_guard(staged.reports / "gx"), output_guard(paths.gx_results):
             summary = run_suites(marts, staged.reports / "gx", paths.gx_results, engine=engine)
         gates = {"matched_share": summary["matched_share"], "max_abs_smd_after": summary["max_abs_smd_after"]}

@@ -66,14 +66,14 @@ def build_warehouse(paths: Paths, *dbt_args: str, engine: str = "duckdb", extra_
     target = ["--target", TARGETS[engine]]
     first_output = run(paths, ["build", *first, *target, *dbt_args], extra_vars)
     if engine == "spark":
-        matching = _match_in_a_child_process(paths, engine, extra_vars)
+        matching = match_in_a_child_process(paths, engine, extra_vars)
     else:
         matching = run_matching(paths, engine=engine, extra_vars=extra_vars)
     second_output = run(paths, ["build", *second, *target, *dbt_args], extra_vars)
     return {"matching": matching, "dbt_output": [first_output, second_output]}
 
 
-def _match_in_a_child_process(paths: Paths, engine: str, extra_vars: dict | None) -> dict:
+def match_in_a_child_process(paths: Paths, engine: str, extra_vars: dict | None) -> dict:
     """The matching step in a process of its own. Spark's local metastore is an embedded Derby
     database that one JVM at a time may open, and a stopped Spark session leaves its JVM (and
     Derby's lock) alive in this process: dbt's next selection then cannot open the metastore

@@ -168,3 +168,37 @@ def test_one_duckdb_writer_at_a_time(dag):
     assert dbt_tasks and all(t.invocation_mode == InvocationMode.DBT_RUNNER for t in dbt_tasks)
     assert "read_only=True" in dag.doc_md or "read-only" in dag.doc_md
     assert "single writer" in dag.doc_md.lower()
+
+
+@pytest.fixture(scope="module")
+def spark_dag(tmp_path_factory):
+    """The DAG as `ltceval run --engine spark` parses it (LTCEVAL_ENGINE=spark)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from core.settings import DAGS_DIR, ENGINE_ENV
+
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv("LTCEVAL_OUT", str(tmp_path_factory.mktemp("spark-out")))
+        mp.setenv(ENGINE_ENV, "spark")
+        bag = DagBag(dag_folder=str(DAGS_DIR / "analytical_zone_dag.py"))
+    finally:
+        mp.undo()
+    assert bag.import_errors == {}
+    return bag.dags["analytical_zone"]
+
+
+def test_on_spark_dbt_builds_the_spark_target_in_child_processes_and_the_evaluation_tables_are_collected(spark_dag):
+    """dbt's Spark target; dbt in a child process (its JVM, holding the metastore's lock, ends
+    before the matching step's); the tables the evaluation reads are collected into the staging
+    DuckDB file after the second group and before the gates, which publish it."""
+    from cosmos.constants import InvocationMode
+
+    dbt_tasks = _dbt_tasks(spark_dag)
+    assert dbt_tasks and all(t.invocation_mode == InvocationMode.SUBPROCESS for t in dbt_tasks)
+    assert {t.profile_config.target_name for t in dbt_tasks} == {"spark"}
+    collect = spark_dag.get_task("collect_for_evaluation")
+    assert PRODUCER_DONES[1] in collect.upstream_task_ids
+    assert {t for t in spark_dag.task_ids if t.startswith(f"{DBT_GROUPS[1]}.")} <= collect.get_flat_relative_ids(upstream=True)
+    assert spark_dag.get_task("validate_marts").upstream_task_ids >= {"collect_for_evaluation"}
+    assert spark_dag.get_task("publish_warehouse").upstream_task_ids == {"validate_marts"}
