@@ -11,6 +11,9 @@ _airflow_home = Path(tempfile.mkdtemp(prefix="ltceval-test-airflow-"))
 os.environ.setdefault("AIRFLOW_HOME", str(_airflow_home))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# parsing the analytical DAG runs a `dbt ls` per dbt task group (two) when cosmos has no cache:
+# beyond Airflow's 30 s on a busy machine (ltceval run and the ops stack allow 180 s too)
+os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "180")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_airflow_home / 'airflow.db'}")
 
 
