@@ -1,5 +1,5 @@
-"""Tables of a run's Spark folder (dbt's Spark target, core/spark.py) loaded from Parquet files,
-for tests that need marts on Spark which dbt cannot build there yet, or a broken copy of them.
+"""Tables of a run's Spark folder (dbt's Spark target, core/spark.py): compared with DuckDB's, and
+loaded from Parquet files for tests that need a broken copy of the marts on Spark.
 
 Run in a child process (``load_in_child``): the metastore is an embedded Derby database that one
 JVM at a time may open, and the child's JVM ends with it, so the next user (GX on Spark, dbt) can
@@ -45,6 +45,42 @@ def _load(spark_dir: Path, files: dict[str, str]) -> None:
             spark.read.parquet(path).write.mode("overwrite").saveAsTable(f"{SPARK_SCHEMA}.{name}")
     finally:
         spark.stop()
+
+
+def comparable_frame(df):
+    """Rows in one order, dates as dates, whole numbers as floats: engines differ in dtypes only."""
+    import pandas as pd
+
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[c]):
+            out[c] = out[c].dt.strftime("%Y-%m-%d")
+        elif out[c].dtype == object:
+            out[c] = out[c].map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
+        elif pd.api.types.is_bool_dtype(out[c]) or pd.api.types.is_numeric_dtype(out[c]):
+            out[c] = out[c].astype("float64")
+    return out.sort_values(list(out.columns), na_position="last").reset_index(drop=True)
+
+
+def assert_spark_table_equals_duckdb(spark_dir: Path, con, name: str) -> None:
+    """The Spark table ``name`` (its Parquet files under ``spark_dir``) has the rows of DuckDB's
+    ``name`` on ``con``: same columns, numbers within 1e-9 relative, the rest equal."""
+    import numpy as np
+
+    from core.spark import table_path
+
+    files = table_path(spark_dir, name)
+    assert files.is_dir(), f"{name}: no Spark table at {files}"
+    on_spark = comparable_frame(duckdb.sql(f"select * from read_parquet('{files}/*.parquet')").df())
+    on_duckdb = comparable_frame(con.execute(f'select * from "{name}"').df())
+    assert list(on_spark.columns) == list(on_duckdb.columns), name
+    assert len(on_spark) == len(on_duckdb), name
+    for c in on_duckdb.columns:
+        a, b = on_spark[c], on_duckdb[c]
+        if a.dtype == "float64" and b.dtype == "float64":
+            assert np.allclose(a, b, rtol=1e-9, atol=0, equal_nan=True), (name, c)
+        else:
+            assert a.fillna("<null>").tolist() == b.fillna("<null>").tolist(), (name, c)
 
 
 if __name__ == "__main__":

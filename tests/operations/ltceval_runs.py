@@ -298,3 +298,27 @@ def warehouse_tables(db: Path) -> dict[str, tuple[int, int, str]]:
 
 def read_csv(out: Path, period: str, name: str) -> pd.DataFrame:
     return pd.read_csv(out / "reports" / period / "tables" / f"{name}.csv")
+
+
+# The linkage thresholds of the sensitivity table come from the model's match probabilities,
+# which splink's u sampling makes depend on the order the records arrive in (a database returns
+# its rows in an order of its own: 0.0309 against the file run's 0.0313 for the looser one) and
+# on the engine (splink samples u by a hash of the record ids, and Spark hashes otherwise than
+# DuckDB). Every estimate in the table, and everything else, must be the same.
+LINKAGE_TABLE = "tables/linkage_sensitivity.csv"
+LINKAGE_SECTION = re.compile(r"How the estimates move with the linkage threshold.*?</table>", re.S)
+
+
+def business_case_apart_from_linkage_thresholds(out: Path, period: str):
+    """The period's published files but the IG report and run manifest (which name the reads),
+    GX's results of the identifiable zone's inputs, and the files holding the linkage
+    thresholds: (exact, masked) as ltceval_runs compares; then those files without them."""
+    exact, masked = comparable(out, period)
+    skip = ("ig_report", "run_manifest", "gx/", LINKAGE_TABLE, "business_case.html", "business_case_tables.xlsx")
+    keep = lambda rel: not rel.startswith(skip)  # noqa: E731
+    root = out / "reports" / period
+    estimates = pd.read_csv(root / LINKAGE_TABLE).drop(columns=["threshold", "expected_precision"])
+    html = LINKAGE_SECTION.sub("<linkage table>", (root / "business_case.html").read_text(encoding="utf-8"))
+    html = re.sub(r"Generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "Generated <time>", html)
+    return ({k: v for k, v in exact.items() if keep(k)}, {k: v for k, v in masked.items() if keep(k)},
+            estimates, html)

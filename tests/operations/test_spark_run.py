@@ -1,0 +1,87 @@
+"""`ltceval run --engine spark` (issue 18): the baseline's population (3,000 people) through every
+step on a local Spark (validation in Spark tasks, splink's SparkAPI, the HMAC on Spark, dbt's
+Spark target, the matching step and GX on Spark) gives the DuckDB run's pseudonymised tables,
+marts row for row and business case; no Spark folder of the identifiable zone is left, and no
+identifier reaches the analytical zone's Spark tables."""
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pandas as pd
+import pytest
+from spark_tables import assert_spark_table_equals_duckdb
+
+from core.settings import DBT_PROJECT_DIR
+from ltceval_runs import (baseline, business_case_apart_from_linkage_thresholds, current_period, key_file, ltceval,
+                          run_args, run_env)
+from required_tools import require
+
+pytestmark = pytest.mark.slow
+
+# every mart dbt keeps as a table (mart_person_month_panel is a view over its parts)
+MARTS = sorted(p.stem for p in (DBT_PROJECT_DIR / "models" / "marts").glob("mart_*.sql")
+               if p.stem != "mart_person_month_panel")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
+    base = baseline(tmp_path_factory)
+    out = tmp_path_factory.mktemp("spark_run") / "out"
+    proc = ltceval(*run_args(out, "--engine", "spark"), env=run_env(key_file(tmp_path_factory)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return base, out
+
+
+def test_the_pseudonymised_tables_are_the_duckdb_runs(runs):
+    base, out = runs
+    tables = sorted(p.name for p in (base / "analytical" / "pseudonymised").glob("*.parquet"))
+    assert len(tables) >= 10
+    for name in tables:
+        a = pd.read_parquet(base / "analytical" / "pseudonymised" / name)
+        b = pd.read_parquet(out / "analytical" / "pseudonymised" / name)
+        key = list(a.columns)
+        pd.testing.assert_frame_equal(b.sort_values(key).reset_index(drop=True),
+                                      a.sort_values(key).reset_index(drop=True), obj=name)
+
+
+def test_the_marts_on_spark_are_the_duckdb_runs_row_for_row(runs):
+    base, out = runs
+    with duckdb.connect(str(base / "analytical" / "warehouse.duckdb"), read_only=True) as con:
+        for name in MARTS:
+            assert_spark_table_equals_duckdb(out / "analytical" / "spark", con, name)
+    assert len(MARTS) >= 10
+
+
+def test_the_business_case_is_the_duckdb_runs(runs):
+    base, out = runs
+    period = current_period(base)
+    assert current_period(out) == period
+    got = business_case_apart_from_linkage_thresholds(out, period)
+    want = business_case_apart_from_linkage_thresholds(base, period)
+    assert set(got[0]) | set(got[1]) == set(want[0]) | set(want[1])
+    assert {k for k in want[0] if got[0].get(k) != want[0][k]} <= {"tables/balance.csv"}  # float noise
+    assert got[1] == want[1]
+    pd.testing.assert_frame_equal(got[2], want[2])  # every estimate of the linkage sensitivity
+    assert got[3] == want[3]  # the report, its linkage table aside
+
+
+def test_the_identifiable_zones_spark_files_are_gone_and_no_identifier_is_in_the_spark_tables(runs):
+    """Spark's local and temporary files of the identifiable zone are removed after each step;
+    the analytical zone's Spark tables hold none of the extracts' NHS numbers, names, postcodes
+    or record ids (the values of the landing files, searched in every Parquet file)."""
+    _, out = runs
+    assert not (out / "identifiable" / "spark").exists()
+    gp = pd.read_csv(out / "landing" / "gp_patients.csv", dtype=str, keep_default_na=False)
+    values = {v for col in ("NHSNumber", "Surname", "Postcode", "PatientRecordId") for v in gp[col] if len(v) >= 5}
+    assert len(values) > 1000
+    spark_files = sorted((out / "analytical" / "spark").rglob("*.parquet"))
+    assert spark_files
+    found = set()
+    for f in spark_files:
+        t = pd.read_parquet(f)
+        for c in t.columns:
+            if t[c].dtype == object:
+                found |= values & set(t[c].dropna().astype(str))
+    assert not found, sorted(found)[:5]
