@@ -373,7 +373,7 @@ def run_via_airflow(args, workdir: Path, limit: int) -> tuple[list[Row], int, di
     if args.balance_report_only:
         env[UNBLIND_REASON_ENV] = "small test population: balance below 0.1 is not attainable on a cohort this size (benchmarks/scale.py)"
     cmd = [sys.executable, "-m", "ltceval.cli", "run", "--persons", str(args.persons), "--seed", str(args.seed),
-           "--out", str(paths.out)]
+           "--out", str(paths.out), "--engine", args.engine]
     print(f"  {' '.join(cmd[1:])}", flush=True)
     g = run_guarded(cmd, limit, env=env, log=log, on_line=lambda line: print(f"    | {line.rstrip()}", flush=True),
                     label=airflow_step)
@@ -439,10 +439,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="show the estimates although the balance gate fails (LTCEVAL_UNBLIND_REASON; populations "
                          "too small for SMD < 0.1)")
     ap.add_argument("--via-airflow", action="store_true", help="run the real `ltceval run` instead of the stages")
+    ap.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                    help="with --via-airflow: `ltceval run --engine` (default duckdb)")
     ap.add_argument("--stages", type=_stage_list, default=None,
                     help="only these stages (comma-separated), on a --workdir kept from a whole run")
     ap.add_argument("--stage", choices=sorted(STAGE_BY_NAME), help=argparse.SUPPRESS)  # in a child: run one stage
     args = ap.parse_args(argv)
+    if args.engine != "duckdb" and not args.via_airflow:
+        ap.error("--engine spark needs --via-airflow (the stages run the DuckDB engine's functions)")
     if args.stages is not None:
         if args.via_airflow:
             ap.error("--stages runs stages one child each; it cannot be combined with --via-airflow")
