@@ -45,7 +45,6 @@ SHARED_RUNS = {
     "tests/identifiable_zone/test_progress_lines.py": "small-landing",
     "tests/analytical_zone/test_dbt_build.py": "analytical-warehouse",
     "tests/analytical_zone/test_dbt_docs.py": "analytical-warehouse",
-    "tests/analytical_zone/test_spark_build.py": "analytical-warehouse",
     "tests/analytical_zone/test_gx_spark.py": "analytical-warehouse",
     # one killed run and its rerun (ltceval_runs.killed_then_rerun); the baseline run these and
     # the other operations modules compare against is shared across workers (ltceval_runs.baseline)

@@ -5,6 +5,7 @@ marts row for row and business case; no Spark folder of the identifiable zone is
 identifier reaches the analytical zone's Spark tables."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import duckdb
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from spark_tables import assert_spark_table_equals_duckdb
 
-from core.settings import DBT_PROJECT_DIR
+from core.settings import DBT_PROJECT_DIR, VALIDATION_SEGMENT_MIB_ENV
 from ltceval_runs import (baseline, business_case_apart_from_linkage_thresholds, current_period, key_file, ltceval,
                           run_args, run_env)
 from required_tools import require
@@ -29,13 +30,29 @@ def runs(tmp_path_factory):
     require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
     base = baseline(tmp_path_factory)
     out = tmp_path_factory.mktemp("spark_run") / "out"
-    proc = ltceval(*run_args(out, "--engine", "spark"), env=run_env(key_file(tmp_path_factory)))
+    # segments of 1 MiB: GP appointments and outpatients in several Spark tasks each (the baseline
+    # validates every file whole: 64 MiB segments), the same tables
+    env = run_env(key_file(tmp_path_factory), **{VALIDATION_SEGMENT_MIB_ENV: "1"})
+    proc = ltceval(*run_args(out, "--engine", "spark"), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return base, out
 
 
-def test_the_pseudonymised_tables_are_the_duckdb_runs(runs):
+def test_the_validated_extracts_and_the_pseudonymised_tables_are_the_duckdb_runs(runs):
+    """Validated in Spark tasks, in segments: the accepted, quarantine and flag tables and the
+    rows counted are the baseline's (validated whole by the DuckDB engine); then the same
+    pseudonymised tables."""
     base, out = runs
+    for sub in ("accepted", "quarantine", "dq_flags"):
+        names = sorted(p.name for p in (base / "identifiable" / sub).glob("*.parquet"))
+        assert names and names == sorted(p.name for p in (out / "identifiable" / sub).glob("*.parquet")), sub
+        for name in names:
+            pd.testing.assert_frame_equal(pd.read_parquet(out / "identifiable" / sub / name),
+                                          pd.read_parquet(base / "identifiable" / sub / name), obj=f"{sub}/{name}")
+    counts = [{t: (s["rows_in"], s["rows_accepted"], s["rows_quarantined"]) for t, s in
+               json.loads((o / "identifiable" / "validation_summary.json").read_text())["tables"].items()}
+              for o in (base, out)]
+    assert counts[0] == counts[1]
     tables = sorted(p.name for p in (base / "analytical" / "pseudonymised").glob("*.parquet"))
     assert len(tables) >= 10
     for name in tables:
@@ -65,6 +82,10 @@ def test_the_business_case_is_the_duckdb_runs(runs):
     assert got[1] == want[1]
     pd.testing.assert_frame_equal(got[2], want[2])  # every estimate of the linkage sensitivity
     assert got[3] == want[3]  # the report, its linkage table aside
+    # the GX gates on the marts (GX's Spark datasource there, pandas here): the same published summary
+    gx = [json.loads((o / "reports" / period / "gx" / "summary.json").read_text()) for o in (base, out)]
+    run_fields = ("warehouse", "validated_at", "data_docs")
+    assert {k: v for k, v in gx[1].items() if k not in run_fields} == {k: v for k, v in gx[0].items() if k not in run_fields}
 
 
 def test_the_identifiable_zones_spark_files_are_gone_and_no_identifier_is_in_the_spark_tables(runs):
