@@ -47,7 +47,8 @@ REQUIRED_COLUMNS = ("matched_set_id", "person_id", "is_treated", "rel_month", "e
 # holds the list to the names the evaluation's code reads
 WAREHOUSE_TABLES = ("mart_design", "mart_evaluation_panel", "mart_treated_panel", "mart_treated_cohort",
                     "mart_matched_cohort", "mart_balance", "mart_attrition", "mart_linkage_scenarios",
-                    "mart_linkage_sensitivity_deltas", "int_controls_matched_to_treated", "int_persons_joined_to_imd")
+                    "mart_linkage_sensitivity_deltas", "int_controls_matched_to_treated", "int_persons_joined_to_imd",
+                    "unit_costs")
 WAREHOUSE_TABLE_PREFIXES = ("mart_evaluation_panel__",)
 
 
