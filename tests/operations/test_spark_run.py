@@ -1,7 +1,9 @@
 """`ltceval run --engine spark` (issue 18): the baseline's population (3,000 people) through every
 step on a local Spark (validation in Spark tasks, splink's SparkAPI, the HMAC on Spark, dbt's
 Spark target, the matching step and GX on Spark) gives the DuckDB run's pseudonymised tables,
-marts row for row and business case; no Spark folder of the identifiable zone is left, and no
+marts row for row and business case (the linkage sensitivity's stricter and looser thresholds
+aside: a model trained on Spark has other u probabilities, as splink samples u by a hash that
+the engines compute differently; the links are the same); no Spark folder of the identifiable zone is left, and no
 identifier reaches the analytical zone's Spark tables."""
 from __future__ import annotations
 
@@ -58,6 +60,8 @@ def test_the_validated_extracts_and_the_pseudonymised_tables_are_the_duckdb_runs
     for name in tables:
         a = pd.read_parquet(base / "analytical" / "pseudonymised" / name)
         b = pd.read_parquet(out / "analytical" / "pseudonymised" / name)
+        if name == "linkage_scenarios.parquet":  # the thresholds the model's probabilities give (module doc)
+            a, b = (t.drop(columns=["threshold", "expected_precision"]) for t in (a, b))
         key = list(a.columns)
         pd.testing.assert_frame_equal(b.sort_values(key).reset_index(drop=True),
                                       a.sort_values(key).reset_index(drop=True), obj=name)
