@@ -62,17 +62,19 @@ def comparable_frame(df):
     return out.sort_values(list(out.columns), na_position="last").reset_index(drop=True)
 
 
-def assert_spark_table_equals_duckdb(spark_dir: Path, con, name: str) -> None:
+def assert_spark_table_equals_duckdb(spark_dir: Path, con, name: str, leave_out: tuple[str, ...] = ()) -> None:
     """The Spark table ``name`` (its Parquet files under ``spark_dir``) has the rows of DuckDB's
-    ``name`` on ``con``: same columns, numbers within 1e-9 relative, the rest equal."""
+    ``name`` on ``con``: same columns, numbers within 1e-9 relative, the rest equal (the columns
+    ``leave_out`` aside)."""
     import numpy as np
 
     from core.spark import table_path
 
     files = table_path(spark_dir, name)
     assert files.is_dir(), f"{name}: no Spark table at {files}"
-    on_spark = comparable_frame(duckdb.sql(f"select * from read_parquet('{files}/*.parquet')").df())
-    on_duckdb = comparable_frame(con.execute(f'select * from "{name}"').df())
+    on_spark = comparable_frame(duckdb.sql(f"select * from read_parquet('{files}/*.parquet')").df()
+                                .drop(columns=list(leave_out)))
+    on_duckdb = comparable_frame(con.execute(f'select * from "{name}"').df().drop(columns=list(leave_out)))
     assert list(on_spark.columns) == list(on_duckdb.columns), name
     assert len(on_spark) == len(on_duckdb), name
     for c in on_duckdb.columns:
