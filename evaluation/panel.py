@@ -61,12 +61,22 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(warehouse), read_only=True)
 
 
+# Tables whose rows reach the report in the order read, read in a stated order: a table keeps no
+# row order of its own (DuckDB returns insertion order, Spark any), and the business case must be
+# the same from either engine. Balance: the covariates matched on (alphabetical, the propensity
+# logit last), then those shown only; before, then after matching.
+ROW_ORDER = {"mart_balance": "matched_on desc, covariate = 'propensity_logit', covariate, stage = 'after'",
+             "unit_costs": "activity"}
+
+
 def read_table(warehouse: Path | str, table: str, columns=None, where: str | None = None) -> pd.DataFrame:
-    """The table, or only its ``columns`` (names) and the rows ``where`` says (SQL)."""
+    """The table, or only its ``columns`` (names) and the rows ``where`` says (SQL); in the order
+    ``ROW_ORDER`` gives the table, if any."""
     select = "*" if columns is None else ", ".join(f'"{c}"' for c in columns)
     con = connect(warehouse)
     try:
-        return con.execute(f'select {select} from main."{table}"' + (f" where {where}" if where else "")).df()
+        order = f" order by {ROW_ORDER[table]}" if table in ROW_ORDER else ""
+        return con.execute(f'select {select} from main."{table}"' + (f" where {where}" if where else "") + order).df()
     finally:
         con.close()
 
