@@ -64,9 +64,11 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
 # Tables whose rows reach the report in the order read, read in a stated order: a table keeps no
 # row order of its own (DuckDB returns insertion order, Spark any), and the business case must be
 # the same from either engine. Balance: the covariates matched on (alphabetical, the propensity
-# logit last), then those shown only; before, then after matching.
-ROW_ORDER = {"mart_balance": "matched_on desc, covariate = 'propensity_logit', covariate, stage = 'after'",
-             "unit_costs": "activity"}
+# logit last), then those shown only; before, then after matching. Each term: (column, SQL); a
+# term whose column the table lacks is left out.
+ROW_ORDER = {"mart_balance": (("matched_on", "matched_on desc"), ("covariate", "covariate = 'propensity_logit'"),
+                              ("covariate", "covariate"), ("stage", "stage = 'after'")),
+             "unit_costs": (("activity", "activity"),)}
 
 
 def read_table(warehouse: Path | str, table: str, columns=None, where: str | None = None) -> pd.DataFrame:
@@ -75,7 +77,11 @@ def read_table(warehouse: Path | str, table: str, columns=None, where: str | Non
     select = "*" if columns is None else ", ".join(f'"{c}"' for c in columns)
     con = connect(warehouse)
     try:
-        order = f" order by {ROW_ORDER[table]}" if table in ROW_ORDER else ""
+        order = ""
+        if table in ROW_ORDER:
+            present = {r[0] for r in con.execute(f'describe main."{table}"').fetchall()}
+            terms = [sql for column, sql in ROW_ORDER[table] if column in present]
+            order = f" order by {', '.join(terms)}" if terms else ""
         return con.execute(f'select {select} from main."{table}"' + (f" where {where}" if where else "") + order).df()
     finally:
         con.close()

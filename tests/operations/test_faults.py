@@ -199,16 +199,16 @@ def test_failing_dbt_test_fails_the_analytical_run_and_publishes_nothing(tmp_pat
     states = last_run_task_states(out, "analytical_zone")
     models, seeds = project_nodes()
     assert all(node_task(states, m, "run") for m in models) and all(node_task(states, s, "seed") for s in seeds)
-    before = DBT_GROUPS[0]
-    assert states[f"{before}.stg_gp__registered_persons.run"] == "success"
-    assert states[f"{before}.stg_gp__registered_persons.test"] == "failed"
+    first_group = DBT_GROUPS[0]
+    assert states[f"{first_group}.stg_gp__registered_persons.run"] == "success"
+    assert states[f"{first_group}.stg_gp__registered_persons.test"] == "failed"
     assert states[PRODUCERS[0]] == "failed"
     # neither the matching nor the second group's build ran; its node tasks never reported a build
     assert states[MATCHING_TASK] == states[PRODUCERS[1]] == "upstream_failed"
     assert states[node_task(states, "mart_evaluation_panel", "run")] in ("upstream_failed", "skipped")
     assert states["validate_marts"] == states["publish_warehouse"] == "upstream_failed"
     named = [line for line in proc.stdout.splitlines() if line.startswith("dag analytical_zone: failed or not run:")]
-    assert named and f"{before}.stg_gp__registered_persons.test" in named[0]
+    assert named and f"{first_group}.stg_gp__registered_persons.test" in named[0]
     assert published_state(out, period) == before
     _assert_readable(out, period)
 
