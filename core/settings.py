@@ -121,13 +121,18 @@ def dbt_memory_limit(environ: Mapping[str, str] | None = None) -> str:
     return env_value(DBT_MEMORY_LIMIT_ENV, environ) or DEFAULT_DBT_MEMORY_LIMIT
 
 
+def _one_of(name: str, choices: tuple[str, ...], environ: Mapping[str, str] | None) -> str:
+    """Variable ``name``: one of ``choices`` (case and spaces aside), the first when unset."""
+    raw = env_value(name, environ)
+    value = choices[0] if raw is None else raw.strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return value
+
+
 def engine(environ: Mapping[str, str] | None = None) -> str:
     """``LTCEVAL_ENGINE``: 'duckdb' (default) or 'spark'."""
-    raw = env_value(ENGINE_ENV, environ)
-    value = "duckdb" if raw is None else raw.strip().lower()
-    if value not in ENGINES:
-        raise ValueError(f"{ENGINE_ENV}={raw!r}: expected one of {', '.join(ENGINES)}")
-    return value
+    return _one_of(ENGINE_ENV, ENGINES, environ)
 
 
 def validation_workers(environ: Mapping[str, str] | None = None) -> int:
@@ -164,11 +169,7 @@ def linkage_workers(environ: Mapping[str, str] | None = None) -> int:
 
 def linkage_sensitivity_mode(environ: Mapping[str, str] | None = None) -> str:
     """``LTCEVAL_LINKAGE_SENSITIVITY``: 'auto' (default), 'on' or 'off'."""
-    raw = env_value(LINKAGE_SENSITIVITY_ENV, environ)
-    mode = "auto" if raw is None else raw.strip().lower()
-    if mode not in LINKAGE_SENSITIVITY_MODES:
-        raise ValueError(f"{LINKAGE_SENSITIVITY_ENV}={raw!r}: expected one of {', '.join(LINKAGE_SENSITIVITY_MODES)}")
-    return mode
+    return _one_of(LINKAGE_SENSITIVITY_ENV, LINKAGE_SENSITIVITY_MODES, environ)
 
 
 def validation_segment_bytes(environ: Mapping[str, str] | None = None) -> int:
