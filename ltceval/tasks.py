@@ -111,18 +111,13 @@ def collect_for_evaluation() -> dict:
     """Spark engine: the tables the evaluation reads, from the Spark warehouse into the staging
     DuckDB file the gates seal and publishing swaps in (ltceval.spark_warehouse), in a child
     process (its JVM, holding the metastore's lock, ends with it)."""
-    import json
-    import subprocess
-    import sys
+    from ltceval.warehouse_build import json_from_child
 
     paths = Paths.from_env()
     with airflow_retry_policy():
-        proc = subprocess.run([sys.executable, "-m", "ltceval.spark_warehouse", "--out", str(paths.out),
-                               "--warehouse", str(paths.staging_warehouse)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"collecting the Spark tables for the evaluation failed (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-5000:]}")
-    return {"tables": json.loads(proc.stdout.strip().splitlines()[-1])}
+        tables = json_from_child(["-m", "ltceval.spark_warehouse", "--out", str(paths.out), "--warehouse",
+                                  str(paths.staging_warehouse)], "collecting the Spark tables for the evaluation")
+    return {"tables": tables}
 
 
 def validate_marts(engine: str = "duckdb") -> dict:

@@ -79,14 +79,22 @@ def match_in_a_child_process(paths: Paths, engine: str, extra_vars: dict | None)
     Derby's lock) alive in this process: dbt's next selection then cannot open the metastore
     ("Unable to instantiate SessionHiveMetaStoreClient"). The child's JVM ends with it."""
     import json
+
+    return json_from_child(["-m", "evaluation.matching_step", "--out", str(paths.out), "--warehouse",
+                            str(paths.warehouse), "--engine", engine, "--vars", json.dumps(extra_vars or {})],
+                           f"the matching step on {engine}")
+
+
+def json_from_child(args: Sequence[str], what: str):
+    """``python <args>`` in a child process (a Spark step: its JVM, and the metastore's lock, end
+    with it); the JSON its last line of output prints; raises naming ``what`` when it fails."""
+    import json
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "evaluation.matching_step", "--out", str(paths.out), "--warehouse",
-           str(paths.warehouse), "--engine", engine, "--vars", json.dumps(extra_vars or {})]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"the matching step on {engine} failed (exit {proc.returncode}):\n{proc.stderr[-5000:]}")
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-5000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
