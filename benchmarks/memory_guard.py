@@ -4,7 +4,8 @@ This machine has no swap: a run that outgrows memory is not slowed down but kill
 kernel's OOM killer, which may pick another user's process. So the guard samples, every
 ``interval`` seconds, the resident memory (RSS) of the command and all its descendants plus
 the guard's own process, and kills the command's process group (it starts in a session of its
-own) as soon as the sum passes the limit.
+own) as soon as the sum passes the limit, or, when a time limit is given, as soon as the command
+has run longer than that.
 
 Peak memory is the larger of the sampled peak of that sum (the tree's own, without the guard)
 and the kernel's exact peak of its largest single process (``wait4``'s ``ru_maxrss``), so a
@@ -36,8 +37,9 @@ class GuardedRun:
     returncode: int | None
     seconds: float
     peak_bytes: int  # the command's process tree, without the guard
-    stopped: bool = False  # killed by the guard for passing the limit
+    stopped: bool = False  # killed by the guard for passing the memory or the time limit
     stopped_at_bytes: int | None = None  # tree + guard, at the sample that passed the limit
+    stopped_for: str | None = None  # "memory" or "time"
     stopped_in: str | None = None  # the label (below) of that sample
     # label -> peak of the tree while the label held, and its first and last sample times
     by_label: dict[str, dict] = field(default_factory=dict)
@@ -83,9 +85,9 @@ def run_guarded(cmd: Sequence[str], limit_bytes: int, *, env: dict[str, str] | N
                 cwd: Path | None = None, log: Path | None = None,
                 on_line: Callable[[str], None] | None = None,
                 label: Callable[[list[psutil.Process]], str | None] | None = None,
-                interval: float = 0.2) -> GuardedRun:
+                interval: float = 0.2, time_limit_s: float | None = None) -> GuardedRun:
     """Run ``cmd`` (stdout and stderr into ``log``, each line also passed to ``on_line``) and
-    stop it if its tree plus this process pass ``limit_bytes``.
+    stop it if its tree plus this process pass ``limit_bytes`` or it runs past ``time_limit_s``.
 
     ``label(processes)`` names what the tree is doing at a sample (e.g. which DAG a runner is
     in); the peaks and times per label are in ``by_label``."""
@@ -93,6 +95,8 @@ def run_guarded(cmd: Sequence[str], limit_bytes: int, *, env: dict[str, str] | N
         raise ValueError(f"the memory limit must be positive, got {limit_bytes} bytes")
     if interval <= 0:
         raise ValueError(f"the sampling interval must be positive, got {interval} s")
+    if time_limit_s is not None and time_limit_s <= 0:
+        raise ValueError(f"the time limit must be positive, got {time_limit_s} s")
     me = psutil.Process()
     t0 = time.perf_counter()
     log_fh = open(log, "w", encoding="utf-8") if log is not None else None  # noqa: SIM115 (closed below)
@@ -125,8 +129,10 @@ def run_guarded(cmd: Sequence[str], limit_bytes: int, *, env: dict[str, str] | N
                 now = round(time.perf_counter() - t0, 2)
                 entry = result.by_label.setdefault(name, {"peak_bytes": 0, "first_s": now, "last_s": now})
                 entry["peak_bytes"], entry["last_s"] = max(entry["peak_bytes"], tree), now
-            if tree + own > limit_bytes and not result.stopped:
+            over_time = time_limit_s is not None and time.perf_counter() - t0 > time_limit_s
+            if (tree + own > limit_bytes or over_time) and not result.stopped:
                 result.stopped, result.stopped_at_bytes, result.stopped_in = True, tree + own, name
+                result.stopped_for = "memory" if tree + own > limit_bytes else "time"
                 _kill_tree(proc.pid, procs)
             done.wait(interval)
 

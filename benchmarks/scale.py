@@ -292,6 +292,8 @@ def _stage_env(paths: Paths, args) -> dict[str, str]:
 
 
 def _stopped_note(g: GuardedRun, limit: int) -> str:
+    if g.stopped_for == "time":
+        return f"after {g.seconds / 60:.1f} min (time limit), at {g.stopped_at_bytes / GIB:.2f} GiB"
     return f"at {g.stopped_at_bytes / GIB:.2f} GiB (limit {limit / GIB:.2f} GiB)"
 
 
@@ -317,12 +319,12 @@ def run_stages(args, workdir: Path, limit: int) -> tuple[list[Row], int, dict]:
         print(f"  {stage.name} ...", flush=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--stage", stage.name, "--persons", str(args.persons),
                "--seed", str(args.seed)]
-        g = run_guarded(cmd, limit, env=env, log=log, on_line=_relay("    "))
+        g = run_guarded(cmd, limit, env=env, log=log, on_line=_relay("    "), time_limit_s=_time_limit_s(args))
         row = Row(stage.name, g.seconds, g.peak_bytes, None, in_chain=stage.in_chain)
         rows.append(row)
         if g.stopped:
             row.status, row.note = "stopped", _stopped_note(g, limit)
-            print(f"scale: the memory guard stopped stage {stage.name!r} {row.note}; its log: {log}", file=sys.stderr)
+            print(f"scale: the guard stopped stage {stage.name!r} {row.note}; its log: {log}", file=sys.stderr)
             return rows, STOPPED_EXIT, extras
         if g.returncode != 0:
             row.status, row.note = "failed", f"exit {g.returncode}"
@@ -376,7 +378,7 @@ def run_via_airflow(args, workdir: Path, limit: int) -> tuple[list[Row], int, di
            "--out", str(paths.out), "--engine", args.engine]
     print(f"  {' '.join(cmd[1:])}", flush=True)
     g = run_guarded(cmd, limit, env=env, log=log, on_line=lambda line: print(f"    | {line.rstrip()}", flush=True),
-                    label=airflow_step)
+                    label=airflow_step, time_limit_s=_time_limit_s(args))
     # a row per step, from the samples that saw it (times to within a sampling interval)
     rows = [Row(name, e["last_s"] - e["first_s"], e["peak_bytes"], None, in_chain=False, aside="(step of ltceval run)")
             for name, e in g.by_label.items()]
@@ -384,7 +386,7 @@ def run_via_airflow(args, workdir: Path, limit: int) -> tuple[list[Row], int, di
     rows.append(whole)
     if g.stopped:
         whole.status, whole.note = "stopped", _stopped_note(g, limit) + (f" in {g.stopped_in}" if g.stopped_in else "")
-        print(f"scale: the memory guard stopped `ltceval run` {whole.note}; its log: {log}", file=sys.stderr)
+        print(f"scale: the guard stopped `ltceval run` {whole.note}; its log: {log}", file=sys.stderr)
         return rows, STOPPED_EXIT, {}
     if g.returncode != 0:
         whole.status, whole.note = "failed", f"exit {g.returncode}"
@@ -400,6 +402,10 @@ def run_via_airflow(args, workdir: Path, limit: int) -> tuple[list[Row], int, di
         if r.stage in rows_in:
             r.rows, r.note = rows_in[r.stage]
     return rows, 0, {}
+
+
+def _time_limit_s(args) -> float | None:
+    return args.time_limit_minutes * 60 if args.time_limit_minutes else None
 
 
 # -- the command line -------------------------------------------------------------------------
@@ -433,6 +439,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="an empty or new folder for the run (default: a temporary one)")
     ap.add_argument("--memory-limit-gib", type=_positive(float, "a positive number of GiB"), default=14.0,
                     help="stop a stage whose process tree (with this process) passes this (default 14)")
+    ap.add_argument("--time-limit-minutes", type=_positive(float, "a positive number of minutes"), default=None,
+                    help="stop a stage (or, with --via-airflow, the whole run) that runs longer than this "
+                         "(default: no limit)")
     ap.add_argument("--keep", action="store_true", help="keep the run's output folder")
     ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     ap.add_argument("--balance-report-only", action="store_true",

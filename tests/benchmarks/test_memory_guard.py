@@ -69,6 +69,18 @@ def test_a_child_below_the_limit_runs_to_the_end_and_its_peak_is_measured(tmp_pa
     assert g.peak_bytes >= 200 * MIB  # the kernel's peak, even if no sample fell on it
 
 
+def test_a_child_that_runs_past_the_time_limit_is_stopped_for_time():
+    g = run_guarded([sys.executable, "-c", "import time; time.sleep(60)"], _own() + 2000 * MIB, time_limit_s=1.0)
+    assert g.stopped and g.stopped_for == "time" and not g.ok
+    assert g.returncode == -9
+    assert g.seconds < 30  # killed at about a second, not after the minute
+
+
+def test_a_memory_stop_says_memory():
+    g = run_guarded([sys.executable, "-c", ALLOCATE, "1500"], _own() + 300 * MIB, time_limit_s=600)
+    assert g.stopped and g.stopped_for == "memory"
+
+
 def test_a_failing_child_is_a_failure_not_a_stop():
     g = run_guarded([sys.executable, "-c", "raise SystemExit(4)"], _own() + 500 * MIB)
     assert g.returncode == 4 and not g.stopped and not g.ok
