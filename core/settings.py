@@ -8,6 +8,7 @@ its name from here and read it through ``env_value``, which refuses a name not d
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +41,10 @@ LINKAGE_SENSITIVITY_MODES = ("auto", "on", "off")
 LINKAGE_SENSITIVITY_AUTO_MAX_PERSONS = 100_000
 ENGINE_ENV = "LTCEVAL_ENGINE"
 ENGINES = ("duckdb", "spark")
+SPARK_DRIVER_MEMORY_ENV = "LTCEVAL_SPARK_DRIVER_MEMORY"
+# the JVM heap of a local Spark (driver and executor in one JVM); Spark's own default, 1g, ran
+# out in the linkage's blocking counts at 200,000 people. The same default as profiles.yml.
+DEFAULT_SPARK_DRIVER_MEMORY = "6g"
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -78,6 +83,8 @@ ENVIRONMENT: dict[str, str] = {
     ENGINE_ENV: "the pipeline's engine (issue 18; `ltceval run --engine`): 'duckdb' (default) or 'spark': validation's "
                 "segments in Spark tasks, splink's SparkAPI, the HMAC on Spark, dbt's Spark target, GX on Spark "
                 "(README, Scaling out)",
+    SPARK_DRIVER_MEMORY_ENV: "the spark engine: the heap of each local Spark JVM (driver and executor in one; "
+                             "spark.driver.memory, e.g. 6g, the default; dbt_project/profiles.yml too)",
     "LTCEVAL_HONEST": "evaluation: 0 skips the parallel-trends sensitivity (Rambachan-Roth intervals, about "
                       "13 s an outcome); the E-values are always computed",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
@@ -133,6 +140,15 @@ def _one_of(name: str, choices: tuple[str, ...], environ: Mapping[str, str] | No
 def engine(environ: Mapping[str, str] | None = None) -> str:
     """``LTCEVAL_ENGINE``: 'duckdb' (default) or 'spark'."""
     return _one_of(ENGINE_ENV, ENGINES, environ)
+
+
+def spark_driver_memory(environ: Mapping[str, str] | None = None) -> str:
+    """``LTCEVAL_SPARK_DRIVER_MEMORY``: the local Spark JVM's heap, as Spark writes sizes (6g, 8192m)."""
+    raw = env_value(SPARK_DRIVER_MEMORY_ENV, environ)
+    value = DEFAULT_SPARK_DRIVER_MEMORY if raw is None else raw.strip().lower()
+    if not re.fullmatch(r"[1-9][0-9]*[mg]", value):
+        raise ValueError(f"{SPARK_DRIVER_MEMORY_ENV}={raw!r}: expected a size such as 6g or 8192m")
+    return value
 
 
 def validation_workers(environ: Mapping[str, str] | None = None) -> int:

@@ -13,16 +13,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.settings import spark_driver_memory
+
 SPARK_SCHEMA = "ltceval"  # dbt's Spark target schema (profiles.yml `schema`): its tables' database
 
 
 def session_parameters(spark_dir: Path) -> dict[str, str]:
-    """The Spark settings of dbt's `spark` target (profiles.yml server_side_parameters)."""
+    """The Spark settings of dbt's `spark` target (profiles.yml server_side_parameters). A JVM
+    that runs out of heap exits (ExitOnOutOfMemoryError), so the step fails with an error: by
+    default its threads die one by one and the step waits for ever."""
     d = str(spark_dir)
     return {
         "spark.sql.warehouse.dir": f"{d}/warehouse",
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={d}/metastore_db;create=true",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={d}",
+        "spark.driver.memory": spark_driver_memory(),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={d} -XX:+ExitOnOutOfMemoryError",
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "4",

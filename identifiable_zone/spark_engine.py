@@ -5,11 +5,11 @@ Spark writes what it works on to disk: shuffle and spill files (``spark.local.di
 temp files (``java.io.tmpdir``) and splink's intermediate tables (Parquet in the checkpoint
 folder: ``break_lineage_method='parquet'``, splink's default off Databricks). They hold
 identifiers, so all three live under ``<identifiable>/spark/`` and are removed when the step ends.
-The session is ``core.spark``'s (the metastore and warehouse of ``Paths.spark``, analytical
-zone): splink and this zone use temporary views only, so nothing is written there. Event logs
-(which would record query plans, and so literal values) are refused. pyspark is imported only
-here, only on the spark engine. The metastore is an embedded Derby database: one JVM at a time,
-so the session is stopped at the end of the step.
+The session has ``core.spark``'s settings but no Hive metastore (an in-memory catalog) and its
+warehouse folder in the same place: splink and this zone use temporary views only, and nothing
+of the zone's Spark is left in the analytical zone's Spark folder. Event logs (which would
+record query plans, and so literal values) are refused. pyspark is imported only here, only on
+the spark engine.
 """
 from __future__ import annotations
 
@@ -38,10 +38,14 @@ def zone_settings(paths: Paths) -> dict[str, str]:
     from splink.backends.spark import similarity_jar_location
 
     work = zone_folder(paths)
-    java_options = session_parameters(paths.spark)["spark.driver.extraJavaOptions"]
     return {
+        # no Hive metastore: an embedded Derby database would be created (under the analytical
+        # zone's Spark folder) and its lock held by this JVM
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.warehouse.dir": str(work / "warehouse"),
         "spark.local.dir": str(work / "local"),
-        "spark.driver.extraJavaOptions": f"{java_options} -Djava.io.tmpdir={work / 'tmp'}",
+        "spark.driver.extraJavaOptions": f"{session_parameters(work)['spark.driver.extraJavaOptions']} "
+                                         f"-Djava.io.tmpdir={work / 'tmp'}",
         "spark.jars": similarity_jar_location(),
         "spark.eventLog.enabled": "false",
         "spark.pyspark.python": sys.executable,  # the HMAC's workers import this project's code
