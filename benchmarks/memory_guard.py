@@ -9,13 +9,16 @@ has run longer than that.
 
 Peak memory is the larger of the sampled peak of that sum (the tree's own, without the guard)
 and the kernel's exact peak of its largest single process (``wait4``'s ``ru_maxrss``), so a
-stage shorter than one sampling interval is still measured. RSS counts pages shared between
+stage shorter than one sampling interval is still measured. The kernel's figure starts from
+the guard's own high-water mark (the child is forked from it), so it is used only when it is
+above that mark: then it is the child's. RSS counts pages shared between
 processes once per process: the sum over-states a tree of forked workers, the safe side for a
 guard. Used by ``benchmarks/scale.py``; usable for any benchmark.
 """
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -98,6 +101,7 @@ def run_guarded(cmd: Sequence[str], limit_bytes: int, *, env: dict[str, str] | N
     if time_limit_s is not None and time_limit_s <= 0:
         raise ValueError(f"the time limit must be positive, got {time_limit_s} s")
     me = psutil.Process()
+    own_high_water = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     t0 = time.perf_counter()
     log_fh = open(log, "w", encoding="utf-8") if log is not None else None  # noqa: SIM115 (closed below)
     try:
@@ -157,5 +161,7 @@ def run_guarded(cmd: Sequence[str], limit_bytes: int, *, env: dict[str, str] | N
             log_fh.close()
     result.returncode = proc.returncode
     result.seconds = time.perf_counter() - t0
-    result.peak_bytes = max(result.peak_bytes, usage.ru_maxrss * 1024)  # ru_maxrss is in KiB on Linux
+    kernel_peak = usage.ru_maxrss * 1024  # KiB on Linux
+    if kernel_peak > own_high_water:  # otherwise it may be this process's mark, not the child's
+        result.peak_bytes = max(result.peak_bytes, kernel_peak)
     return result
