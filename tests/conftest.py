@@ -53,6 +53,14 @@ SHARED_RUNS = {
 }
 
 
+def _refuse_missing_modules(name: str, groups) -> None:
+    """A module named in ``name`` (SHARED_RUNS, LONGEST_GROUPS) that no longer exists, or a
+    group name no module maps to, is a stale entry: say so rather than silently ignore it."""
+    missing = sorted(g for g in groups if not (REPO / g).is_file() and g not in SHARED_RUNS.values())
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py {name} names missing test modules: {missing}")
+
+
 def _group(nodeid: str) -> str:
     module = nodeid.split("::", 1)[0]
     return SHARED_RUNS.get(module, module)
@@ -64,9 +72,7 @@ def pytest_xdist_make_scheduler(config, log):
     scheduler, as xdist's loadgroup cannot mark node ids under pytest 9."""
     from xdist.scheduler import LoadScopeScheduling
 
-    missing = sorted(m for m in SHARED_RUNS if not (REPO / m).is_file())
-    if missing:
-        raise pytest.UsageError(f"tests/conftest.py SHARED_RUNS names missing test modules: {missing}")
+    _refuse_missing_modules("SHARED_RUNS", SHARED_RUNS)
 
     class SharedRunScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
@@ -99,9 +105,7 @@ def pytest_collection_modifyitems(config, items):
     """Longest groups first (LONGEST_GROUPS, then other slow groups, then the rest), so that
     the workers do not end with one long group while the other is idle; the order inside a
     group is kept (the sort is stable). The scheduler above keeps this order."""
-    missing = sorted(g for g in LONGEST_GROUPS if g.startswith("tests/") and not (REPO / g).is_file())
-    if missing:
-        raise pytest.UsageError(f"tests/conftest.py LONGEST_GROUPS names missing test modules: {missing}")
+    _refuse_missing_modules("LONGEST_GROUPS", LONGEST_GROUPS)
     rank = {g: n for n, g in enumerate(LONGEST_GROUPS)}
     slow = {_group(i.nodeid) for i in items if i.get_closest_marker("slow") is not None}
 
