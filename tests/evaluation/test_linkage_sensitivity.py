@@ -23,6 +23,7 @@ from evaluation import pipeline
 from evaluation.costing import CostingConfig
 from evaluation.linkage_sensitivity import UNAVAILABLE, checked_scenarios, should_run
 from evaluation.panel import connect, read_table
+from evaluation.robustness import HONEST_ENV
 from ltceval.warehouse_build import build_warehouse
 
 PERSONS = 6000
@@ -49,6 +50,7 @@ def run(tmp_path_factory):
     build_warehouse(paths)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(UNBLIND_REASON_ENV, "small test population: balance below 0.1 is not attainable at this size")
+        mp.setenv(HONEST_ENV, "0")  # the parallel-trends sensitivity is tested in test_pipeline.py
         for o in pipeline.OUTCOMES:
             pipeline.estimate(paths, o)
         pipeline.cost(paths, CONFIG)

@@ -13,6 +13,7 @@ from core.contract import NEGATIVE_CONTROLS, outcome_label
 from core.settings import Paths
 from evaluation import pipeline
 from evaluation.costing import CostingConfig
+from evaluation.robustness import HONEST_ENV
 
 CONFOUNDING = 0.8
 PLANTED_AE = 0.75
@@ -28,7 +29,9 @@ def run(tmp_path_factory):
     panel[RARE] = 0
     panel.loc[panel.index[:40], RARE] = 1
     write_warehouse(paths.warehouse, panel)
-    summary = pipeline.run_all(paths, CostingConfig(bootstrap_reps=99))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(HONEST_ENV, "0")  # the parallel-trends sensitivity is not what this module tests
+        summary = pipeline.run_all(paths, CostingConfig(bootstrap_reps=99))
     return paths, summary
 
 
@@ -83,7 +86,8 @@ def test_report_and_table_show_the_negative_controls(run):
     assert t.loc[t["kind"] == "outcome", "calibrated_lo95"].notna().all()
 
 
-def test_too_few_estimable_negative_controls_are_said_not_calibrated(tmp_path):
+def test_too_few_estimable_negative_controls_are_said_not_calibrated(tmp_path, monkeypatch):
+    monkeypatch.setenv(HONEST_ENV, "0")
     paths = Paths(tmp_path)
     paths.warehouse.parent.mkdir(parents=True)
     panel = simulate_panel(n_sets=200, seed=32, negative_controls=1.0)

@@ -18,6 +18,7 @@ import pytest
 
 from evaluation import pipeline
 from evaluation.costing import CostingConfig
+from evaluation.robustness import HONEST_ENV
 from core.contract import COUNT_OUTCOMES
 from core.settings import Paths
 from ltceval.warehouse_build import build_warehouse
@@ -43,7 +44,9 @@ def _build(tmp_path_factory, seed: int, null_effect: bool) -> tuple[Paths, dict,
     write_pseudonymised_fixture(paths.out, b"test-key-not-secret")
     build_warehouse(paths)
     truth = json.loads((paths.ground_truth / "planted_effects.json").read_text())["rate_ratio"]
-    summary = pipeline.run_all(paths, CONFIG)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(HONEST_ENV, "0")  # the parallel-trends sensitivity is tested in test_pipeline.py
+        summary = pipeline.run_all(paths, CONFIG)
     return paths, truth, summary
 
 

@@ -26,6 +26,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from evaluation.robustness import HONEST_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 # small population: balance below 0.1 is not attainable on a cohort this size, so the report
 # would be blinded (evaluation/diagnostics.py); the override shows the estimates, with its reason
@@ -48,10 +50,15 @@ _cache: dict = {}
 
 
 def run_env(key_file: Path, **extra: str) -> dict[str, str]:
+    """The environment of every run these tests make (and compare with each other). Without the
+    parallel-trends sensitivity (LTCEVAL_HONEST=0: 20-30 s of each run's evaluation, and these
+    tests are about what runs publish alike, not about that method): the end-to-end run and the
+    scheduler stack's run keep it, and tests/evaluation test it."""
     env = dict(os.environ)
     for k in ("LTCEVAL_PSEUDO_KEY", "LTCEVAL_PERIOD", "LTCEVAL_SOURCES_CONFIG", "LTCEVAL_OUT"):
         env.pop(k, None)
-    env.update({"LTCEVAL_UNBLIND_REASON": "small test population: balance below 0.1 is not attainable on a cohort this size", "LTCEVAL_PSEUDO_KEY_FILE": str(key_file), **extra})
+    env.update({"LTCEVAL_UNBLIND_REASON": "small test population: balance below 0.1 is not attainable on a cohort this size",
+                "LTCEVAL_PSEUDO_KEY_FILE": str(key_file), HONEST_ENV: "0", **extra})
     return env
 
 
