@@ -98,7 +98,6 @@ LONGEST_GROUPS = (
     "tests/operations/test_spark_run.py",
     "tests/end_to_end/test_pipeline_end_to_end.py",
     "tests/operations/test_incremental.py",
-    "tests/evaluation/test_negative_controls.py",
     "tests/ops/test_scheduler_postgres.py",
     "tests/evaluation/test_synthetic_warehouse.py",
     "tests/end_to_end/test_hostile_extract.py",
