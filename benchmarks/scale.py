@@ -472,6 +472,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def remove_output_keeping_its_logs(workdir: Path) -> None:
+    """Remove the run's output folder, but first copy the run's own logs (each DAG's, dbt's
+    within them) to ``<workdir>/logs/run``: a failed step can then be read after the output is
+    gone. They hold no identifier (the end-to-end identifier scan reads them)."""
+    out = workdir / "out"
+    if (out / "logs").is_dir():
+        shutil.copytree(out / "logs", workdir / "logs" / "run", dirs_exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.stage:
@@ -491,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, code, extras = (run_via_airflow if args.via_airflow else run_stages)(args, workdir, limit)
     finally:
         if not args.keep:
-            shutil.rmtree(workdir / "out", ignore_errors=True)
+            remove_output_keeping_its_logs(workdir)
     title = f"\n{args.persons:,} persons (seed {args.seed}; {mode}; limit {args.memory_limit_gib:g} GiB)"
     print(format_table(rows, title))
     print(f"benchmark wall time {time.perf_counter() - t0:,.1f} s")

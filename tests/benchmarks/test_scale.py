@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.memory_guard import GIB, MIB
-from benchmarks.scale import STAGES, Row, format_table, parse_args
+from benchmarks.scale import STAGES, Row, format_table, parse_args, remove_output_keeping_its_logs
 
 
 def test_the_table_has_a_row_per_stage_and_a_total_over_the_chain():
@@ -71,3 +71,18 @@ def test_stages_name_known_stages_and_need_a_kept_work_folder(tmp_path, capsys):
     (tmp_path / "out").mkdir()
     args = parse_args(["--persons", "100", "--stages", "validate, link", "--workdir", str(tmp_path)])
     assert args.stages == ["validate", "link"]
+
+
+def test_the_runs_logs_outlive_its_output_folder(tmp_path):
+    """Without --keep the output folder goes; the run's DAG logs stay under logs/run (the
+    2,000,000-person Spark run of stop 41 failed in dbt, and its logs went with the output)."""
+    (tmp_path / "out" / "logs").mkdir(parents=True)
+    (tmp_path / "out" / "logs" / "dag-analytical_zone.log").write_text("model FAILED\n")
+    (tmp_path / "out" / "analytical").mkdir()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "ltceval-run.log").write_text("runner\n")
+    remove_output_keeping_its_logs(tmp_path)
+    assert not (tmp_path / "out").exists()
+    assert (tmp_path / "logs" / "run" / "dag-analytical_zone.log").read_text() == "model FAILED\n"
+    assert (tmp_path / "logs" / "ltceval-run.log").read_text() == "runner\n"
+    remove_output_keeping_its_logs(tmp_path)  # no output folder (a run that never started): nothing to do
