@@ -92,7 +92,9 @@ left join counts c on c.person_num = g.person_num and c.activity_month = g.calen
 
 {% macro insert_remaining_person_month_parts() -%}
 {#- The post-hook of int_activity_aggregated_to_person_months: one INSERT per further part
-    (none when everyone fits in the first), run as one multi-statement hook. -#}
+    (none when everyone fits in the first), each run here as a statement of its own, so the
+    hook itself renders empty. Not one multi-statement hook: Spark SQL takes one statement a
+    call, and failed on it above 250,000 people (the first size with a second part). -#}
 {%- if execute -%}
 {%- set size = var('panel_chunk_persons') | int -%}
 {%- if size < 1 -%}
@@ -100,8 +102,7 @@ left join counts c on c.person_num = g.person_num and c.activity_month = g.calen
 {%- endif -%}
 {%- set persons = run_query("select count(*) from " ~ ref('int_persons_joined_to_imd')).columns[0].values()[0] | int -%}
 {%- for first in range(size + 1, persons + 1, size) %}
-insert into {{ this }}
-{{ person_months_of_persons(first, first + size - 1) }};
+{%- do run_query("insert into " ~ this ~ "\n" ~ person_months_of_persons(first, first + size - 1)) -%}
 {%- endfor -%}
 {%- endif -%}
 {%- endmacro %}
