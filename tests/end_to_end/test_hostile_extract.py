@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 
-import duckdb
 import pandas as pd
 import pytest
 
 from core.settings import Paths
 from identifiable_zone import pipeline
 from identifiable_zone.sources import load_sources_config
+from identifier_scan import tables_as_csv
 from ltceval.warehouse_build import build_warehouse
 from synthetic.identifiers import nhs_number_is_valid
 
@@ -119,11 +119,7 @@ def _texts_of(obj) -> list[str]:
 
 def _outside_the_zone(paths: Paths, results: dict, dbt) -> str:
     texts = [json.dumps(results, default=str), json.dumps(dbt, default=str)]
-    for path in paths.pseudonymised.glob("*.parquet"):
-        texts.append(pd.read_parquet(path).astype(str).to_csv(index=False))
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        for (table,) in con.execute("select table_name from information_schema.tables").fetchall():
-            texts.append(con.execute(f'select * from "{table}"').df().astype(str).to_csv(index=False))
+    texts += tables_as_csv(paths.pseudonymised, paths.warehouse)
     for folder in (paths.reports, paths.out / "dbt", paths.out / "analytical" / "evaluation"):
         for path in folder.rglob("*"):
             if path.is_file() and path.suffix == ".pkl":  # the evaluation's saved results

@@ -5,8 +5,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -14,6 +12,7 @@ import pytest
 
 from analytical_dag_runs import (DBT_GROUPS, MATCHING_TASK, PRODUCERS, is_dbt_task, last_run_task_states, node_task,
                                 project_nodes)
+from identifier_scan import tables_as_csv
 from required_tools import require
 from synthetic.identifiers import nhs_number_is_valid
 from synthetic.names import WORD_LIST_SOURCE, dictionary_words
@@ -97,23 +96,6 @@ def _identifier_values(out):
     return values
 
 
-def _tables_as_csv(out):
-    """Every pseudonymised table and every warehouse table and view, whole, as CSV text. DuckDB
-    writes the CSV (pandas' to_csv took a quarter of the scan at 20,000 people), to a folder
-    outside the run's (whose every file the key scan reads)."""
-    texts = []
-    with tempfile.TemporaryDirectory(prefix="ltceval-scan-") as tmp, \
-            duckdb.connect(str(out / "analytical" / "warehouse.duckdb"), read_only=True) as con:
-        relations = [f"read_parquet('{p}')" for p in sorted((out / "analytical" / "pseudonymised").glob("*.parquet"))]
-        relations += [f'"{t}"' for (t,) in con.execute("select table_name from information_schema.tables").fetchall()]
-        assert len(relations) > 20
-        for i, relation in enumerate(relations):
-            csv = Path(tmp) / f"{i}.csv"
-            con.execute(f"copy (select * from {relation}) to '{csv}' (header)")
-            texts.append(csv.read_text(encoding="utf-8", errors="replace"))
-    return texts
-
-
 def _file_text(path):
     """A file as text: XLSX workbooks unzipped, pickles and other binaries decoded byte for byte."""
     data = path.read_bytes()
@@ -160,7 +142,7 @@ def test_no_identifier_or_secret_leaves_the_identifiable_zone(run_out):
     identifiers = _identifier_values(out)
     surnames = {v for v in identifiers if v.isalpha() and len(v) >= 5}
     postcodes = {v for v in identifiers if re.fullmatch(r"[A-Z]{1,2}\d{1,2} \d[A-Z]{2}", v)}
-    texts = [stdout, *_tables_as_csv(out)]
+    texts = [stdout, *tables_as_csv(out / "analytical" / "pseudonymised", out / "analytical" / "warehouse.duckdb")]
     # every output, report and log; the Airflow home too (task logs, cosmos' dbt cache)
     for folder in ("reports", "logs", "airflow", "analytical"):
         for path in (out / folder).rglob("*"):
