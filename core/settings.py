@@ -45,6 +45,12 @@ SPARK_DRIVER_MEMORY_ENV = "LTCEVAL_SPARK_DRIVER_MEMORY"
 # the JVM heap of a local Spark (driver and executor in one JVM); Spark's own default, 1g, ran
 # out in the linkage's blocking counts at 200,000 people. The same default as profiles.yml.
 DEFAULT_SPARK_DRIVER_MEMORY = "6g"
+SPARK_MASTER_ENV = "LTCEVAL_SPARK_MASTER"
+DEFAULT_SPARK_MASTER = "local[*]"  # pyspark's own default: driver and executor in one JVM
+# what Spark takes as a master URL: local, a standalone cluster (several masters: high
+# availability), YARN, Kubernetes
+_SPARK_MASTER = re.compile(r"local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?|spark://[^\s/:,]+:[0-9]+(,[^\s/:,]+:[0-9]+)*"
+                           r"|yarn|k8s://\S+")
 DEFAULT_OUT = Path("ltceval-out")
 
 ENVIRONMENT: dict[str, str] = {
@@ -85,6 +91,9 @@ ENVIRONMENT: dict[str, str] = {
                 "(README, Scaling out)",
     SPARK_DRIVER_MEMORY_ENV: "the spark engine: the heap of each local Spark JVM (driver and executor in one; "
                              "spark.driver.memory, e.g. 6g, the default; dbt_project/profiles.yml too)",
+    SPARK_MASTER_ENV: "the spark engine: the master of the analytical zone's Spark (dbt's spark target, the "
+                      "matching, GX, the collect): local[*] (default), spark://host:7077, yarn or k8s://...; the "
+                      "identifiable zone's Spark is always local (README, Pointing the pipeline at a cluster)",
     "LTCEVAL_HONEST": "evaluation: 0 skips the parallel-trends sensitivity (Rambachan-Roth intervals, about "
                       "13 s an outcome); the E-values are always computed",
     "LTCEVAL_PRICE_YEAR": "costing: price year costs are re-based to (default 2024/25; none: as published)",
@@ -148,6 +157,16 @@ def spark_driver_memory(environ: Mapping[str, str] | None = None) -> str:
     value = DEFAULT_SPARK_DRIVER_MEMORY if raw is None else raw.strip().lower()
     if not re.fullmatch(r"[1-9][0-9]*[mg]", value):
         raise ValueError(f"{SPARK_DRIVER_MEMORY_ENV}={raw!r}: expected a size such as 6g or 8192m")
+    return value
+
+
+def spark_master(environ: Mapping[str, str] | None = None) -> str:
+    """``LTCEVAL_SPARK_MASTER``: where the analytical zone's Spark runs (a Spark master URL)."""
+    raw = env_value(SPARK_MASTER_ENV, environ)
+    value = DEFAULT_SPARK_MASTER if raw is None else raw.strip()
+    if not _SPARK_MASTER.fullmatch(value):
+        raise ValueError(f"{SPARK_MASTER_ENV}={raw!r}: expected a Spark master URL: local[*], local[4], "
+                         "spark://host:7077, yarn or k8s://https://host:443")
     return value
 
 

@@ -1,4 +1,4 @@
-"""The pipeline's local Spark (issue 18): one session configuration for every Spark user of a run.
+"""The pipeline's Spark (issue 18): one session configuration for every Spark user of a run.
 
 dbt's Spark target (``dbt_project/profiles.yml``, session mode) and the pipeline's own Spark
 steps (the matching between the two dbt selections, the identifiable zone on Spark) must see
@@ -6,6 +6,9 @@ the same tables: the same warehouse folder and the same metastore, under ``Paths
 profile cannot import Python, so ``session_parameters`` is its twin, held to it by
 tests/core/test_spark.py. The metastore is an embedded Derby database: one JVM at a time, so a
 process opens its session, works, and stops it before the next user (dbt, a task) starts.
+Its master is ``LTCEVAL_SPARK_MASTER`` (default local[*]): a standalone cluster, YARN or
+Kubernetes runs the analytical zone's Spark, which holds pseudonymised data only; the
+identifiable zone's session is always local (``identifiable_zone.spark_engine``).
 pyspark is imported only when a session is asked for: the DuckDB engine never pays for it.
 """
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from core.settings import spark_driver_memory
+from core.settings import spark_driver_memory, spark_master
 
 SPARK_SCHEMA = "ltceval"  # dbt's Spark target schema (profiles.yml `schema`): its tables' database
 
@@ -24,6 +27,7 @@ def session_parameters(spark_dir: Path) -> dict[str, str]:
     default its threads die one by one and the step waits for ever."""
     d = str(spark_dir)
     return {
+        "spark.master": spark_master(),
         "spark.sql.warehouse.dir": f"{d}/warehouse",
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={d}/metastore_db;create=true",
         "spark.driver.memory": spark_driver_memory(),

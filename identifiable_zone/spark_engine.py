@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.settings import Paths
+from core.settings import DEFAULT_SPARK_MASTER, Paths
 from core.spark import session_parameters, spark_session
 
 
@@ -39,6 +39,10 @@ def zone_settings(paths: Paths) -> dict[str, str]:
 
     work = zone_folder(paths)
     return {
+        # always local, whatever LTCEVAL_SPARK_MASTER says: a cluster's executors spill and
+        # shuffle into their workers' own folders (SPARK_LOCAL_DIRS overrides spark.local.dir),
+        # which this zone cannot confine or remove
+        "spark.master": DEFAULT_SPARK_MASTER,
         # no Hive metastore: an embedded Derby database would be created (under the analytical
         # zone's Spark folder) and its lock held by this JVM
         "spark.sql.catalogImplementation": "in-memory",
@@ -70,10 +74,18 @@ def zone_session(paths: Paths, app_name: str = "ltceval-identifiable") -> Iterat
             raise SparkZoneError(
                 f"a Spark session already runs in this process with spark.local.dir={conf.get('spark.local.dir')!r}; "
                 f"the identifiable zone's Spark must keep its files in {work} (stop the other session first)")
+        if not conf.get("spark.master", "").startswith("local"):
+            raise SparkZoneError(
+                f"a Spark session already runs in this process on {conf.get('spark.master')!r}: the identifiable "
+                "zone's Spark runs locally, so that its files stay in the zone (stop the other session first)")
         if conf.get("spark.eventLog.enabled", "false").lower() != "false":
             raise SparkZoneError("Spark event logs are on (spark.eventLog.enabled): they would record identifiers; "
                                  "turn them off for the identifiable zone")
         spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
+        # Python tasks (validation's segments, the HMAC) run in this interpreter, which has this
+        # package and its dependencies: pyspark otherwise starts `python3` from PATH, as
+        # spark.pyspark.python is read only by spark-submit, not by a session started in-process
+        spark.sparkContext.pythonExec = sys.executable
         yield spark
     finally:
         spark.stop()

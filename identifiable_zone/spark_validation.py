@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -98,11 +97,8 @@ class SparkSegmentPool:
             from identifiable_zone.spark_engine import zone_session
 
             self._zone = ExitStack()
+            # its Python tasks run in this interpreter (zone_session), which has GX and this package
             self._session = self._zone.enter_context(zone_session(self.paths, app_name="ltceval-validation"))
-            # Python tasks run in this interpreter (the environment that has GX and this package):
-            # pyspark otherwise starts `python3` from PATH; spark.pyspark.python is read only by
-            # spark-submit, not by a session started in-process
-            self._session.sparkContext.pythonExec = sys.executable
         return self._session
 
     def _run(self, calls: list[tuple[Callable, tuple]], what: str) -> Iterator:

@@ -1,25 +1,40 @@
 """core.spark's session settings are dbt's Spark target's: the matching step and the identifiable
-zone on Spark see the tables dbt builds."""
+zone on Spark see the tables dbt builds; a Spark master named by LTCEVAL_SPARK_MASTER (a real
+standalone cluster, started here) runs them."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from core.settings import DBT_PROJECT_DIR, DEFAULT_SPARK_DRIVER_MEMORY, SPARK_DRIVER_MEMORY_ENV, spark_driver_memory
-from core.spark import SPARK_SCHEMA, session_parameters
+from core.settings import (DBT_PROJECT_DIR, DEFAULT_SPARK_DRIVER_MEMORY, DEFAULT_SPARK_MASTER, SPARK_DRIVER_MEMORY_ENV,
+                           SPARK_MASTER_ENV, spark_driver_memory, spark_master)
+from core.spark import SPARK_SCHEMA, session_parameters, table_path
+from required_tools import REPO, require
 
 
 def test_the_session_settings_are_the_dbt_spark_targets(monkeypatch):
     monkeypatch.delenv(SPARK_DRIVER_MEMORY_ENV, raising=False)
+    monkeypatch.delenv(SPARK_MASTER_ENV, raising=False)
     target = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["ltceval"]["outputs"]["spark"]
     spark_dir = "/some/run/analytical/spark"
     rendered = {k: str(v).replace("{{ env_var('LTCEVAL_SPARK_DIR', 'spark') }}", spark_dir)
                 .replace(f"{{{{ env_var('{SPARK_DRIVER_MEMORY_ENV}', '{DEFAULT_SPARK_DRIVER_MEMORY}') }}}}",
                          DEFAULT_SPARK_DRIVER_MEMORY)
+                .replace(f"{{{{ env_var('{SPARK_MASTER_ENV}', '{DEFAULT_SPARK_MASTER}') }}}}", DEFAULT_SPARK_MASTER)
                 for k, v in target["server_side_parameters"].items()}
     assert rendered == session_parameters(Path(spark_dir))
     monkeypatch.setenv(SPARK_DRIVER_MEMORY_ENV, "12G")
     assert session_parameters(Path(spark_dir))["spark.driver.memory"] == "12g"
+    monkeypatch.setenv(SPARK_MASTER_ENV, "spark://spark-master:7077")
+    assert session_parameters(Path(spark_dir))["spark.master"] == "spark://spark-master:7077"
     assert target["schema"] == SPARK_SCHEMA
 
 
@@ -48,3 +63,98 @@ def test_the_driver_memory_is_a_spark_size():
     for bad in ("6", "6 GB", "0g", "lots"):
         with pytest.raises(ValueError, match=f"{SPARK_DRIVER_MEMORY_ENV}=.*expected a size such as 6g"):
             spark_driver_memory({SPARK_DRIVER_MEMORY_ENV: bad})
+
+
+def test_the_spark_master_is_a_master_url():
+    assert spark_master({}) == DEFAULT_SPARK_MASTER == "local[*]"
+    for good in ("local", "local[4]", "spark://spark-master:7077", "spark://a:7077,b:7077", "yarn",
+                 "k8s://https://k8s.example:443"):
+        assert spark_master({SPARK_MASTER_ENV: f" {good} "}) == good
+    for bad in ("spark-master:7077", "spark://spark-master", "http://spark-master:8080", "local[0]", "mesos://m:5050"):
+        with pytest.raises(ValueError, match=f"{SPARK_MASTER_ENV}=.*expected a Spark master URL"):
+            spark_master({SPARK_MASTER_ENV: bad})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _master_state(web_port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/json/", timeout=5) as r:
+        return json.load(r)
+
+
+@pytest.fixture
+def standalone_cluster(tmp_path):
+    """A real Spark standalone master and one worker (pyspark's own spark-class), on loopback."""
+    require(shutil.which("java"), "Java 17 (pyspark 4 runs on it)", "openjdk-17-jre-headless")
+    import pyspark
+
+    spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    port, web, worker_web = _free_port(), _free_port(), _free_port()
+    url = f"spark://127.0.0.1:{port}"
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(tmp_path / "logs")}
+    logs = [open(tmp_path / f"{name}.log", "w") for name in ("master", "worker")]
+    procs = [subprocess.Popen([str(spark_class), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                               "--port", str(port), "--webui-port", str(web)], env=env, stdout=logs[0], stderr=logs[0])]
+    try:
+        procs.append(subprocess.Popen([str(spark_class), "org.apache.spark.deploy.worker.Worker", url, "--host",
+                                       "127.0.0.1", "--cores", "1", "--memory", "1g", "--webui-port", str(worker_web),
+                                       "--work-dir", str(tmp_path / "work")], env=env, stdout=logs[1], stderr=logs[1]))
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if [w for w in _master_state(web)["workers"] if w["state"] == "ALIVE"]:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                (tmp_path / "master.log").read_text()[-3000:] + (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(1)
+        yield url, web
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs[::-1]:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for f in logs:
+            f.close()
+
+
+_ON_THE_MASTER = """
+import json, sys
+from pathlib import Path
+from core.spark import SPARK_SCHEMA, spark_session
+spark = spark_session(Path(sys.argv[1]), app_name="ltceval-on-a-cluster")
+try:
+    spark.sql(f"create database if not exists {SPARK_SCHEMA}")
+    spark.sql(f"create table {SPARK_SCHEMA}.twice using parquet as select id, 2 * id as twice from range(1000)")
+    total = spark.sql(f"select sum(twice) from {SPARK_SCHEMA}.twice").first()[0]
+    sc = spark.sparkContext
+    print(json.dumps({"master": sc.master, "app": sc.applicationId, "total": total,
+                      "executors": sc._jsc.sc().getExecutorMemoryStatus().size() - 1}))
+finally:
+    spark.stop()
+"""
+
+
+def test_the_session_runs_on_the_master_the_setting_names(standalone_cluster, tmp_path):
+    """LTCEVAL_SPARK_MASTER reaches a real standalone master: the application registers there,
+    an executor on the worker builds the table, and it lands in the run's Spark warehouse."""
+    url, web = standalone_cluster
+    spark_dir = tmp_path / "spark"
+    proc = subprocess.run([sys.executable, "-c", _ON_THE_MASTER, str(spark_dir)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, SPARK_MASTER_ENV: url})
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    ran = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert ran["master"] == url and ran["total"] == 999 * 1000 and ran["executors"] >= 1, ran
+    deadline = time.monotonic() + 30
+    while ran["app"] not in {a["id"] for a in _master_state(web)["completedapps"]}:
+        assert time.monotonic() < deadline, f"{ran['app']} is not among the master's completed applications"
+        time.sleep(1)
+    assert list(table_path(spark_dir, "twice").glob("*.parquet"))

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.files import read_json
-from core.settings import ENGINE_ENV, Paths
+from core.settings import ENGINE_ENV, SPARK_MASTER_ENV, Paths
 from identifiable_zone import pipeline
 from identifiable_zone.spark_engine import zone_folder, zone_session
 from required_tools import require
@@ -93,8 +93,10 @@ def test_spark_pseudonymisation_publishes_the_same_bytes(runs):
             hashlib.sha256((spark.pseudonymised / name).read_bytes()).digest(), name
 
 
-def test_spark_leaves_nothing_outside_the_identifiable_zone(runs):
+def test_spark_leaves_nothing_outside_the_identifiable_zone(runs, monkeypatch):
     _, spark, _ = runs
+    # a cluster named for the analytical zone (nothing listens here): this zone's Spark stays local
+    monkeypatch.setenv(SPARK_MASTER_ENV, "spark://127.0.0.1:1")
     assert not zone_folder(spark).exists()  # temp, spill and splink's checkpoints removed at the end
     assert list((spark.identifiable / "pseudonymise_spill").iterdir()) == []  # no id -> pseudonym table left
     # no metastore, table or warehouse in the analytical zone's Spark folder
@@ -104,6 +106,7 @@ def test_spark_leaves_nothing_outside_the_identifiable_zone(runs):
         assert conf["spark.local.dir"].startswith(str(spark.identifiable))
         assert conf.get("spark.eventLog.enabled", "false") == "false"
         assert conf["spark.sql.catalogImplementation"] == "in-memory"
+        assert session.sparkContext.master == "local[*]"
         assert f"-Djava.io.tmpdir={spark.identifiable}" in conf["spark.driver.extraJavaOptions"]
         assert not any(KEY in v for v in conf.values())
         assert session.sparkContext.getCheckpointDir().startswith(f"file:{spark.identifiable}")

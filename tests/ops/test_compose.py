@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from core.settings import SPARK_MASTER_ENV
 from required_tools import REPO, require
 
 ZONES = ("landing", "identifiable", "analytical", "reports")
@@ -32,7 +33,7 @@ NOT_FOR_COMPOSE = {
     "LTCEVAL_PG_BINDIR": "ops/postgres_cluster.py, the stack's own throwaway cluster; compose runs a postgres service",
 }
 SPARK_PROFILE = "spark"
-SPARK_CONNECTION = "AIRFLOW_CONN_LTCEVAL_SPARK"  # the Airflow Connection naming the Spark master
+SPARK_MASTER = SPARK_MASTER_ENV  # the analytical zone's Spark master
 # folders whose code runs inside DAG tasks or DAG parsing
 CODE_DIRS = ("dags", "core", "ltceval", "identifiable_zone", "evaluation", "expectations")
 
@@ -398,7 +399,7 @@ def _spark_services(cfg: dict) -> dict[str, dict]:
 
 def test_the_default_stack_is_unchanged_by_the_spark_profile(resolved):
     """Without `--profile spark` nothing Spark starts (1.29's `config` lists profiled services,
-    marked; v2 leaves them out), no service waits on one, and Airflow gets no Spark connection."""
+    marked; v2 leaves them out), no service waits on one, and Airflow gets no Spark master."""
     for tool, _, cfg in resolved:
         spark = _spark_services(cfg)
         for name, svc in cfg["services"].items():
@@ -406,17 +407,17 @@ def test_the_default_stack_is_unchanged_by_the_spark_profile(resolved):
                 assert not set(_depends(svc)) & set(spark), f"{tool}: {name} depends on a Spark service"
         for role in AIRFLOW_ROLES:
             name, svc = _roles(cfg)[role]
-            assert not _env(svc).get(SPARK_CONNECTION), f"{tool}: {name} has a Spark connection by default"
+            assert not _env(svc).get(SPARK_MASTER), f"{tool}: {name} has a Spark master by default"
 
 
 def test_the_spark_profile_adds_a_master_and_worker_the_scheduler_reaches(compose_cmds, tmp_path):
     """`docker-compose --profile spark config` (profiles: Compose >= 1.28, and v2): a master and a
     worker on the pipeline's own Spark release, the worker registered with the master and holding
-    only the analytical zone, and the scheduler given the master as an Airflow Connection from .env."""
+    only the analytical zone, and the scheduler given the master (LTCEVAL_SPARK_MASTER) from .env."""
     project = _project(tmp_path, fill_secrets=True)
     master_url = "spark://spark-master:7077"
     with (project / ".env").open("a") as env_file:
-        env_file.write(f"{SPARK_CONNECTION}={master_url}\n")
+        env_file.write(f"{SPARK_MASTER}={master_url}\n")
     spark_release = _locked_version("pyspark")
     for cmd in compose_cmds:
         proc = _config(cmd, project, "--profile", SPARK_PROFILE)
@@ -441,6 +442,6 @@ def test_the_spark_profile_adds_a_master_and_worker_the_scheduler_reaches(compos
         assert worker_mounts == {"analytical": sched_mounts["analytical"]}, \
             f"{tool}: {worker_name} must see the analytical zone where the driver ({sched_name}) does, and nothing else"
         assert _mounts(master) == [], f"{tool}: {master_name} holds no data"
-        url = urlsplit(_env(sched).get(SPARK_CONNECTION) or "")
+        url = urlsplit(_env(sched).get(SPARK_MASTER) or "")
         assert (url.scheme, url.hostname, url.port) == ("spark", master_name, 7077), \
-            f"{tool}: {sched_name} reaches the master through {SPARK_CONNECTION}, got {url.geturl()!r}"
+            f"{tool}: {sched_name} reaches the master through {SPARK_MASTER}, got {url.geturl()!r}"
