@@ -270,7 +270,6 @@ FILE_U_PAIRS = 1e6  # random pairs estimating u in ``link_files`` (splink's quic
 # pattern counts without term frequencies (as splink's FEBRL examples do; same links there)
 FILE_EM_CONVERGENCE = 1e-3
 UK_POSTCODE_SHARE = 0.9  # postcodes compared as UK ones when at least this share is UK-shaped
-_UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
 # pairs of fields that block candidate pairs in ``link_files`` (each rule's pairs are counted
 # first and a rule over the budget is skipped, as in the pipeline)
 FILE_BLOCKING = [("dob",), ("forename", "surname"), ("surname", "postcode"), ("nhs",), ("forename", "dob"),
@@ -281,7 +280,7 @@ def postcodes_are_uk(*columns: pd.Series) -> bool:
     """Whether the (normalised) postcodes are UK ones: at least ``UK_POSTCODE_SHARE`` of the
     non-missing values have the UK shape."""
     v = pd.concat([c.dropna().astype(str) for c in columns], ignore_index=True)
-    return bool(len(v)) and float(v.str.match(_UK_POSTCODE).mean()) >= UK_POSTCODE_SHARE
+    return bool(len(v)) and float(v.str.match(nz.NORMALISED_UK_POSTCODE).mean()) >= UK_POSTCODE_SHARE
 
 
 CATEGORY_VALUES = 50  # an extra column with at most this many distinct values is a category (e.g. a state)

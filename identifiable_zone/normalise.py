@@ -159,7 +159,9 @@ def normalise_sex(s: pd.Series) -> pd.Series:
     return _map(s, lambda v: _SEX_MAP.get(v.strip().upper()))
 
 
-_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
+_OUTWARD, _INWARD = r"[A-Z]{1,2}[0-9][A-Z0-9]?", r"[0-9][A-Z]{2}"
+_POSTCODE = re.compile(rf"^({_OUTWARD})({_INWARD})$")
+NORMALISED_UK_POSTCODE = re.compile(rf"^{_OUTWARD} {_INWARD}$")  # what normalise_postcode gives
 
 
 def normalise_postcode(s: pd.Series) -> pd.Series:

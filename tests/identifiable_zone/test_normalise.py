@@ -50,3 +50,6 @@ def test_postcodes():
     pc = nz.normalise_postcode(s)
     assert pc.tolist() == ["HX1 2AB", "SW1A 1AA", "B1 1AA", None, None]
     assert nz.postcode_outward(pc).tolist() == ["HX1", "SW1A", "B1", None, None]
+    # the shape linkage takes for a UK postcode (link.postcodes_are_uk) is what normalising gives
+    assert pc.dropna().str.fullmatch(nz.NORMALISED_UK_POSTCODE).all()
+    assert not any(nz.NORMALISED_UK_POSTCODE.fullmatch(v) for v in ("HX12AB", "hx1 2ab", "HX1  2AB", "75001"))
