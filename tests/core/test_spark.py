@@ -20,21 +20,35 @@ from core.spark import SPARK_SCHEMA, session_parameters, table_path
 from required_tools import REPO, require
 
 
-def test_the_session_settings_are_the_dbt_spark_targets(monkeypatch):
-    monkeypatch.delenv(SPARK_DRIVER_MEMORY_ENV, raising=False)
-    monkeypatch.delenv(SPARK_MASTER_ENV, raising=False)
-    target = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["ltceval"]["outputs"]["spark"]
+def _rendered(value, environ: dict[str, str]) -> str:
+    """A profile value as dbt renders it: Jinja with env_var() reading ``environ``."""
+    import jinja2
+
+    def env_var(name, default=None):
+        if name in environ:
+            return environ[name]
+        assert default is not None, f"{name} is unset and has no default"
+        return default
+
+    return jinja2.Template(str(value)).render(env_var=env_var)
+
+
+@pytest.mark.parametrize("environ", [{}, {SPARK_DRIVER_MEMORY_ENV: " 12G ", SPARK_MASTER_ENV: " spark://spark-master:7077 "}])
+def test_the_session_settings_are_the_dbt_spark_targets(monkeypatch, environ):
     spark_dir = "/some/run/analytical/spark"
-    rendered = {k: str(v).replace("{{ env_var('LTCEVAL_SPARK_DIR', 'spark') }}", spark_dir)
-                .replace(f"{{{{ env_var('{SPARK_DRIVER_MEMORY_ENV}', '{DEFAULT_SPARK_DRIVER_MEMORY}') }}}}",
-                         DEFAULT_SPARK_DRIVER_MEMORY)
-                .replace(f"{{{{ env_var('{SPARK_MASTER_ENV}', '{DEFAULT_SPARK_MASTER}') }}}}", DEFAULT_SPARK_MASTER)
+    for name in (SPARK_DRIVER_MEMORY_ENV, SPARK_MASTER_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    target = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["ltceval"]["outputs"]["spark"]
+    rendered = {k: _rendered(v, {**environ, "LTCEVAL_SPARK_DIR": spark_dir})
                 for k, v in target["server_side_parameters"].items()}
     assert rendered == session_parameters(Path(spark_dir))
-    monkeypatch.setenv(SPARK_DRIVER_MEMORY_ENV, "12G")
-    assert session_parameters(Path(spark_dir))["spark.driver.memory"] == "12g"
-    monkeypatch.setenv(SPARK_MASTER_ENV, "spark://spark-master:7077")
-    assert session_parameters(Path(spark_dir))["spark.master"] == "spark://spark-master:7077"
+    if environ:
+        assert rendered["spark.driver.memory"] == "12g" and rendered["spark.master"] == "spark://spark-master:7077"
+    else:
+        assert rendered["spark.driver.memory"] == DEFAULT_SPARK_DRIVER_MEMORY
+        assert rendered["spark.master"] == DEFAULT_SPARK_MASTER
     assert target["schema"] == SPARK_SCHEMA
 
 
