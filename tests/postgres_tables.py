@@ -1,8 +1,26 @@
-"""Loading the synthetic extracts into a PostgreSQL server a test started (database sources)."""
+"""Loading the synthetic extracts into a PostgreSQL server a test started, and the sources
+config that reads them from there (database sources)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+import yaml
+
+from identifiable_zone.sources import DEFAULT_SOURCES_CONFIG
+
+
+def database_sources_config(folder: Path, database: dict[str, dict]) -> Path:
+    """The default sources config with each source in ``database`` read from a database (its
+    `database` entry) instead of its file, written to ``folder``/sources_database.yml."""
+    raw = yaml.safe_load(DEFAULT_SOURCES_CONFIG.read_text())
+    for table, how in database.items():
+        raw["sources"][table].pop("file")
+        raw["sources"][table]["database"] = how
+    path = Path(folder) / "sources_database.yml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
 def load_csv_as_text(engine, table: str, csv_path, typed_dates=()) -> None:

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 import yaml
 
 from identifiable_zone.database_extracts import read_to_parquet, statement
-from identifiable_zone.sources import DEFAULT_SOURCES_CONFIG, ExtractUnusable, SourceConfigError, load_sources_config
+from identifiable_zone.sources import ExtractUnusable, SourceConfigError, load_sources_config
 from idz_helpers import KEY, copy_landing, run_zone
 from ops.postgres_cluster import PostgresCluster, postgres_bindir
-from postgres_tables import load_csv_as_text
+from postgres_tables import database_sources_config, load_csv_as_text
 from required_tools import require
 
 PERSONS = 1500
@@ -32,13 +32,7 @@ TYPED_DATES = {"ecds": ["Arrival_Date", "Date_Of_Birth"]}  # held as DATE: read 
 
 
 def _config(tmp_path, database: dict) -> str:
-    raw = yaml.safe_load(DEFAULT_SOURCES_CONFIG.read_text())
-    for table, how in database.items():
-        raw["sources"][table].pop("file")
-        raw["sources"][table]["database"] = how
-    path = tmp_path / "sources_database.yml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return str(path)
+    return str(database_sources_config(tmp_path, database))
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,11 @@ import shutil
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from identifiable_zone.sources import DEFAULT_SOURCES_CONFIG
 from ltceval_runs import (baseline, business_case_apart_from_linkage_thresholds, current_period, key_file, ltceval,
                           run_env)
 from ops.postgres_cluster import PostgresCluster, postgres_bindir
-from postgres_tables import load_csv_as_text
+from postgres_tables import database_sources_config, load_csv_as_text
 from required_tools import require
 
 pytestmark = pytest.mark.slow
@@ -38,12 +36,7 @@ def test_a_run_reading_sources_from_a_database_gives_the_same_business_case(tmp_
         shutil.copytree(base / "landing", out / "landing")
         for table in FROM_DATABASE:
             (out / "landing" / f"{table}.csv").unlink()
-        raw = yaml.safe_load(DEFAULT_SOURCES_CONFIG.read_text())
-        for table, how in FROM_DATABASE.items():
-            raw["sources"][table].pop("file")
-            raw["sources"][table]["database"] = how
-        config = out.parent / "sources_database.yml"
-        config.write_text(yaml.safe_dump(raw, sort_keys=False))
+        config = database_sources_config(out.parent, FROM_DATABASE)
         env = run_env(key_file(tmp_path_factory), **{
             URL_ENV: cluster.url,
             "AIRFLOW_CONN_LTCEVAL_TEST_GP": cluster.url.replace("postgresql+psycopg2://", "postgres://")})
