@@ -13,7 +13,8 @@ stage shorter than one sampling interval is still measured. The kernel's figure 
 the guard's own high-water mark (the child is forked from it), so it is used only when it is
 above that mark: then it is the child's. RSS counts pages shared between
 processes once per process: the sum over-states a tree of forked workers, the safe side for a
-guard. Used by ``benchmarks/scale.py``; usable for any benchmark.
+guard; but a child that still runs in or mirrors its parent's memory (``rss_of``) is counted
+once. Used by ``benchmarks/scale.py``; usable for any benchmark.
 """
 from __future__ import annotations
 
@@ -62,13 +63,32 @@ def tree_processes(pid: int) -> list[psutil.Process]:
 
 
 def rss_of(processes: Sequence[psutil.Process]) -> int:
-    total = 0
+    """The summed RSS of the processes, a child that shares its parent's memory counted once.
+
+    A child between vfork and exec (the JVM starts every helper process so: Hadoop's `chmod`s
+    while Spark writes a table) runs in its parent's address space, so it shows the parent's
+    whole RSS: summed, a 10 GiB Spark driver read as 21 GiB for that instant and the guard
+    stopped the run (Spark at 2,000,000 people). A fork child that has not yet written shares
+    its parent's pages too. Both show the parent's virtual size and RSS: such a child is not
+    added again."""
+    memory = {}
     for p in processes:
         try:
-            total += p.memory_info().rss
+            memory[p.pid] = (p.ppid(), p.memory_info())
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             pass  # it ended between listing and reading
+    total = 0
+    for ppid, info in memory.values():
+        parent = memory.get(ppid)
+        if parent and _shares_parent_memory(info, parent[1]):
+            continue
+        total += info.rss
     return total
+
+
+def _shares_parent_memory(child, parent) -> bool:
+    """The same virtual size and (read a moment apart, within 1%) the same RSS as the parent."""
+    return child.vms == parent.vms and abs(child.rss - parent.rss) <= 0.01 * parent.rss
 
 
 def _kill_tree(pid: int, processes: Sequence[psutil.Process]) -> None:
