@@ -4,7 +4,6 @@ standalone cluster, started here) runs them."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import yaml
 from core.settings import (DBT_PROJECT_DIR, DEFAULT_SPARK_DRIVER_MEMORY, DEFAULT_SPARK_MASTER, SPARK_DRIVER_MEMORY_ENV,
                            SPARK_MASTER_ENV, spark_driver_memory, spark_master)
 from core.spark import SPARK_SCHEMA, session_parameters, table_path
+from ops.local_ports import free_port
 from required_tools import REPO, require
 
 
@@ -89,12 +89,6 @@ def test_the_spark_master_is_a_master_url():
             spark_master({SPARK_MASTER_ENV: bad})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _master_state(web_port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/json/", timeout=5) as r:
         return json.load(r)
@@ -107,7 +101,7 @@ def standalone_cluster(tmp_path):
     import pyspark
 
     spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
-    port, web, worker_web = _free_port(), _free_port(), _free_port()
+    port, web, worker_web = free_port(), free_port(), free_port()
     url = f"spark://127.0.0.1:{port}"
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(tmp_path / "logs")}
     logs = [open(tmp_path / f"{name}.log", "w") for name in ("master", "worker")]
